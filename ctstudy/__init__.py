@@ -1,0 +1,3 @@
+"""ctstudy: the application shell that wires registry, imaging, biomarkers, prognosis and dashboard."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,338 @@
+"""The study database: SQLAlchemy 2 typed models, the one source of truth.
+
+Every change here is an Alembic migration in `registry/migrations/versions` (`ctstudy init`
+upgrades to head). Vocabulary follows DICOM (SeriesInstanceUID, SOPInstanceUID) so that
+messages and queries read like the standard.
+
+No direct identifiers are stored: `Patient.pseudo_id` is a keyed hash of the center's own
+patient ID (see `registry.pseudonym`), and names, birth dates and original IDs never enter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# Named constraints, so that later migrations can alter them on SQLite (batch mode) and PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# QC status of a series. `auto_failed` is set by the automatic checks at ingest; a coordinator's
+# decision (`passed` / `failed`) overrides it and is kept, with the automatic one, in QCDecision.
+QC_PENDING = "pending"
+QC_AUTO_FAILED = "auto_failed"
+QC_PASSED = "passed"
+QC_FAILED = "failed"
+QC_STATUSES = (QC_PENDING, QC_AUTO_FAILED, QC_PASSED, QC_FAILED)
+
+ROLES = ("coordinator", "statistician", "investigator", "admin")
+
+
+class Center(Base):
+    __tablename__ = "center"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    patients: Mapped[list[Patient]] = relationship(back_populates="center")
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pseudo_id: Mapped[str] = mapped_column(String(40), unique=True)
+    center_id: Mapped[int] = mapped_column(ForeignKey("center.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    center: Mapped[Center] = relationship(back_populates="patients")
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+    clinical: Mapped[ClinicalRecord | None] = relationship(back_populates="patient")
+    outcome: Mapped[Outcome | None] = relationship(back_populates="patient")
+
+
+class ClinicalRecord(Base):
+    """Admission clinical data: the IMPACT predictors and CT findings read by the center."""
+
+    __tablename__ = "clinical_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), unique=True)
+    injury_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    age: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    gcs_total: Mapped[int | None] = mapped_column(Integer)
+    gcs_motor: Mapped[int | None] = mapped_column(Integer)
+    pupils_unreactive: Mapped[int | None] = mapped_column(Integer)  # 0, 1 or 2 pupils unreactive
+    hypoxia: Mapped[bool | None] = mapped_column(Boolean)
+    hypotension: Mapped[bool | None] = mapped_column(Boolean)
+    glucose_mmol_l: Mapped[float | None] = mapped_column(Float)
+    hemoglobin_g_dl: Mapped[float | None] = mapped_column(Float)
+    marshall_ct: Mapped[int | None] = mapped_column(Integer)  # Marshall CT class I-VI as 1-6
+    tsah: Mapped[bool | None] = mapped_column(Boolean)
+    edh: Mapped[bool | None] = mapped_column(Boolean)
+    major_extracranial_injury: Mapped[bool | None] = mapped_column(Boolean)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="clinical")
+
+
+class Outcome(Base):
+    __tablename__ = "outcome"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), unique=True)
+    gos_6m: Mapped[int | None] = mapped_column(Integer)  # Glasgow Outcome Scale 1 (dead) - 5
+    died: Mapped[bool | None] = mapped_column(Boolean)
+    days_to_death_or_censor: Mapped[float | None] = mapped_column(Float)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="outcome")
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    study_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    description: Mapped[str | None] = mapped_column(String(200))
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(String(200))
+    image_type: Mapped[str | None] = mapped_column(String(200))
+    acquisition_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    days_from_injury: Mapped[float | None] = mapped_column(Float)
+    manufacturer: Mapped[str | None] = mapped_column(String(100))
+    manufacturer_model: Mapped[str | None] = mapped_column(String(100))
+    institution: Mapped[str | None] = mapped_column(String(200))
+    convolution_kernel: Mapped[str | None] = mapped_column(String(100))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    pixel_spacing_row: Mapped[float | None] = mapped_column(Float)
+    pixel_spacing_col: Mapped[float | None] = mapped_column(Float)
+    slice_thickness: Mapped[float | None] = mapped_column(Float)
+    slice_spacing: Mapped[float | None] = mapped_column(Float)  # median step between positions
+    image_orientation: Mapped[list[Any] | None] = mapped_column(JSON)
+    gantry_tilt: Mapped[float | None] = mapped_column(Float)
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    z_positions: Mapped[list[Any] | None] = mapped_column(JSON)
+    coverage_mm: Mapped[float | None] = mapped_column(Float)
+    archive_path: Mapped[str | None] = mapped_column(Text)
+    qc_status: Mapped[str] = mapped_column(String(16), default=QC_PENDING, index=True)
+    qc_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    phi_tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series", cascade="all, delete-orphan")
+    qc_decisions: Mapped[list[QCDecision]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    position_z: Mapped[float | None] = mapped_column(Float)  # along the slice normal, mm
+    file_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_size: Mapped[int] = mapped_column(Integer)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class QCDecision(Base):
+    __tablename__ = "qc_decision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="qc_decisions")
+
+
+class IngestRun(Base):
+    """One `registry ingest` or CSV import: its source, counts and rejected files."""
+
+    __tablename__ = "ingest_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # dicom | clinical | outcomes | annotations
+    source: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    rejections: Mapped[list[Rejection]] = relationship(back_populates="ingest_run")
+
+
+class Rejection(Base):
+    __tablename__ = "rejection"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ingest_run_id: Mapped[int] = mapped_column(ForeignKey("ingest_run.id"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    ingest_run: Mapped[IngestRun] = relationship(back_populates="rejections")
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(80))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ManualAnnotation(Base):
+    """A manual hematoma/edema mask (NIfTI, labels 1 hematoma, 2 edema) on a series' grid."""
+
+    __tablename__ = "manual_annotation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    mask_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    annotator: Mapped[str | None] = mapped_column(String(100))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("series_id", "sha256"),)
+
+
+class SegmentationRun(Base):
+    """Which model made which mask of which series, where and how fast."""
+
+    __tablename__ = "segmentation_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(64))  # checkpoint content hash
+    device: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # done | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    mask_path: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("series_id", "model_version"),)
+
+
+class SeriesFeatures(Base):
+    """Imaging biomarkers of one series from one mask source, under one feature-definitions version.
+
+    `values` holds the scalar features by name; `lesions` the per-lesion table (a list of records).
+    """
+
+    __tablename__ = "series_features"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # segmentation | manual | truth
+    segmentation_run_id: Mapped[int | None] = mapped_column(ForeignKey("segmentation_run.id"))
+    annotation_id: Mapped[int | None] = mapped_column(ForeignKey("manual_annotation.id"))
+    mask_sha256: Mapped[str | None] = mapped_column(String(64))
+    definitions_version: Mapped[str] = mapped_column(String(32))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lesions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("series_id", "source", "definitions_version"),)
+
+
+class ModelFit(Base):
+    """An outcome model fit: what data (snapshot hash), which variables, what came out."""
+
+    __tablename__ = "model_fit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(32))
+    feature_set: Mapped[str] = mapped_column(String(64))
+    model_kind: Mapped[str] = mapped_column(String(32))
+    cv: Mapped[str | None] = mapped_column(String(32))
+    n_patients: Mapped[int] = mapped_column(Integer)
+    n_events: Mapped[int | None] = mapped_column(Integer)
+    data_hash: Mapped[str] = mapped_column(String(64))
+    variables: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    coefficients: Mapped[list[Any]] = mapped_column(JSON, default=list)  # summary table records
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    center_id: Mapped[int | None] = mapped_column(ForeignKey("center.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    center: Mapped[Center | None] = relationship()

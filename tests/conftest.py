@@ -1,0 +1,84 @@
+"""Shared fixtures: a fresh data home on SQLite, and a throw-away PostgreSQL database.
+
+PostgreSQL tests use CTSTUDY_TEST_PG_URL (default the local server's `test` database as
+`postgres`); each test session creates its own database beside it and drops it afterwards, so
+runs never see each other's rows. Where PostgreSQL is unreachable those tests are skipped,
+except under CTSTUDY_REQUIRE_PG=1 (CI), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from registry.db import make_engine, upgrade
+from registry.home import Home
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a database created for this test session on the PostgreSQL server."""
+    base = make_url(os.environ.get("CTSTUDY_TEST_PG_URL", DEFAULT_PG_URL))
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"ctstudy_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+        admin.dispose()
+        if os.environ.get("CTSTUDY_REQUIRE_PG") == "1":
+            raise RuntimeError(f"PostgreSQL required (CTSTUDY_REQUIRE_PG=1) but unreachable: {exc}") from exc
+        pytest.skip(f"PostgreSQL unreachable at {base.render_as_string(hide_password=True)}: {exc}")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture()
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database per test (schema dropped after)."""
+    yield pg_server_url
+    engine = create_engine(pg_server_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Home:
+    """An initialised data home on SQLite (folders, key, schema at head)."""
+    h = Home.resolve(tmp_path / "home")
+    h.ensure()
+    upgrade(h.db_url)
+    return h
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_home(request: pytest.FixtureRequest, tmp_path: Path) -> Home:
+    """The same initialised home on SQLite and on PostgreSQL: for tests the registry must pass on both."""
+    if request.param == "sqlite":
+        h = Home.resolve(tmp_path / "home")
+    else:
+        h = Home.resolve(tmp_path / "home", request.getfixturevalue("pg_url"))
+    h.ensure()
+    upgrade(h.db_url)
+    return h
+
+
+@pytest.fixture()
+def engine(home: Home):
+    eng = make_engine(home.db_url)
+    yield eng
+    eng.dispose()
