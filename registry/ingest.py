@@ -1,0 +1,414 @@
+"""`registry ingest`: a folder of DICOM files from centers -> patients, studies, series, instances.
+
+Two phases. First every file's header is read and hashed (`registry.dicom_headers`); bad files are
+set aside with their reason, one bad file never stopping the run. Then each series is stored in its
+own transaction: files are copied into the archive first (idempotently: same bytes at the same
+place), then instances, series geometry and automatic QC are committed together. An ingest killed
+at any point and run again therefore ends with exactly the records of one clean run: committed
+series are found "already present", the interrupted one is redone from scratch.
+
+A known SOPInstanceUID with different bytes is a conflict: reported and recorded, never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
+
+from registry.db import session_scope
+from registry.dicom_headers import InstanceHeader, RejectedFile, read_instance_header
+from registry.home import Home
+from registry.models import (
+    QC_FAILED,
+    QC_PASSED,
+    ClinicalRecord,
+    IngestRun,
+    Instance,
+    QCDecision,
+    Rejection,
+    Series,
+    Study,
+    utcnow,
+)
+from registry.pseudonym import pseudo_id
+from registry.series_qc import QCThresholds, summarize_series
+from registry.store import AUTO_QC_ACTOR, audit, center_by_code, days_between, patient_by_pseudo_id
+
+# Rejection codes decided here rather than from one file's header.
+NO_CENTER = "no_center"
+DICOMDIR = "dicomdir"
+CONFLICT = "conflict"
+SERIES_CONFLICT = "series_conflict"
+SERIES_INCONSISTENT = "series_inconsistent"
+CHANGED_DURING_INGEST = "changed_during_ingest"
+ARCHIVE_UNREADABLE = "archive_unreadable"
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
+
+
+@dataclass(frozen=True)
+class RejectedItem:
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; `counts()` is what IngestRun.counts stores."""
+
+    run_id: int
+    files_seen: int = 0
+    new_instances: int = 0
+    already_present: int = 0
+    series_new: int = 0
+    series_updated: int = 0
+    patients_new: int = 0
+    qc: Counter[str] = field(default_factory=Counter)
+    rejected: list[RejectedItem] = field(default_factory=list)
+    conflicts: list[RejectedItem] = field(default_factory=list)
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.reason for r in self.rejected).items()))
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.new_instances == 0
+
+    def counts(self) -> dict[str, object]:
+        return {
+            "files": self.files_seen, "new_instances": self.new_instances, "already_present": self.already_present,
+            "conflicts": len(self.conflicts), "rejected": len(self.rejected),
+            "rejected_by_reason": self.rejected_by_reason, "series_new": self.series_new,
+            "series_updated": self.series_updated, "patients_new": self.patients_new,
+            "qc": dict(sorted(self.qc.items())),
+        }
+
+
+def dicom_candidate_files(root: Path) -> Iterator[Path]:
+    """Every regular file under `root` in a stable order, hidden files and folders skipped."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def ingest_directory(
+    engine: Engine,
+    home: Home,
+    root: Path | str,
+    *,
+    center: str | None = None,
+    in_place: bool = False,
+    actor: str = "cli",
+    progress: ProgressCallback | None = None,
+    thresholds: QCThresholds | None = None,
+    workers: int = 2,
+) -> IngestReport:
+    """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    key = home.secret()
+    with session_scope(engine) as session:
+        run = IngestRun(kind="dicom", source=str(root), actor=actor, counts={"status": "running"})
+        session.add(run)
+        session.flush()
+        report = IngestReport(run_id=run.id)
+
+    files = list(dicom_candidate_files(root))
+    report.files_seen = len(files)
+    groups = _read_and_group(files, root, center, report, progress, workers)
+
+    total = len(groups)
+    for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
+        with session_scope(engine) as session:
+            _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
+                          report=report, thresholds=thresholds)
+        if progress:
+            progress("series", done, total)
+
+    with session_scope(engine) as session:
+        run = session.get(IngestRun, report.run_id)
+        run.finished_at = utcnow()
+        run.counts = report.counts()
+        items = [*report.rejected, *report.conflicts]
+        if items:
+            session.execute(insert(Rejection), [
+                {"ingest_run_id": run.id, "path": r.path, "reason": r.reason, "detail": r.detail} for r in items
+            ])
+        audit(session, actor=actor, action="ingest_dicom", entity_type="ingest_run", entity_id=str(run.id),
+              after={"source": str(root), "in_place": in_place, **report.counts()})
+    return report
+
+
+def _read_and_group(
+    files: list[Path], root: Path, center: str | None, report: IngestReport,
+    progress: ProgressCallback | None, workers: int,
+) -> dict[tuple[str, str], list[InstanceHeader]]:
+    """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected."""
+    centers: list[str | None] = []
+    todo: list[Path] = []
+    for path in files:
+        parts = path.relative_to(root).parts
+        code = center or (parts[0] if len(parts) > 1 else None)
+        if code is None:
+            report.rejected.append(RejectedItem(str(path), NO_CENTER,
+                                                "file directly under the ingested folder: give --center CODE "
+                                                "or put it under <DIR>/<CENTER>/"))
+        elif path.name.upper() == "DICOMDIR":
+            report.rejected.append(RejectedItem(str(path), DICOMDIR, "media directory index, not an image"))
+        else:
+            todo.append(path)
+            centers.append(code)
+
+    def read(path: Path) -> InstanceHeader | RejectedFile:
+        try:
+            return read_instance_header(path)
+        except RejectedFile as exc:
+            return exc
+        except OSError as exc:
+            return RejectedFile(path, "unreadable", f"cannot read file: {exc}")
+
+    groups: dict[tuple[str, str], list[InstanceHeader]] = defaultdict(list)
+    # Threads overlap file reads and hashing (both release the GIL) with header parsing.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done, (code, result) in enumerate(zip(centers, pool.map(read, todo, chunksize=64), strict=True),
+                                              start=1):
+            if isinstance(result, RejectedFile):
+                report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
+            else:
+                groups[(code, result.series_instance_uid)].append(result)
+            if progress and (done % 50 == 0 or done == len(todo)):
+                progress("files", done + len(files) - len(todo), len(files))
+    return groups
+
+
+def _store_series(
+    session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
+    in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
+) -> None:
+    """Store one series' new instances, geometry and automatic QC (the caller commits)."""
+    headers = _consistent_members(headers, report)
+    first = headers[0]
+    uid = first.series_instance_uid
+
+    new = _new_instances(session, headers, report)
+    if not new:
+        return
+
+    center = center_by_code(session, center_code)
+    patient, patient_created = patient_by_pseudo_id(session, center, pseudo_id(key, center_code, first.patient_id))
+    study = session.scalars(select(Study).where(Study.study_instance_uid == first.study_instance_uid)).one_or_none()
+    if study is not None and study.patient_id != patient.id:
+        _reject_all(new, report, SERIES_CONFLICT,
+                    f"StudyInstanceUID {first.study_instance_uid} already belongs to another patient")
+        session.rollback()
+        return
+    series = session.scalars(select(Series).where(Series.series_instance_uid == uid)).one_or_none()
+    if series is not None and study is not None and series.study_id != study.id:
+        _reject_all(new, report, SERIES_CONFLICT, f"SeriesInstanceUID {uid} already belongs to another study")
+        session.rollback()
+        return
+
+    if study is None:
+        study = Study(study_instance_uid=first.study_instance_uid, patient_id=patient.id,
+                      study_datetime=first.study_datetime, description=first.study_description)
+        session.add(study)
+        session.flush()
+    if series is not None and series.study_id != study.id:
+        _reject_all(new, report, SERIES_CONFLICT, f"SeriesInstanceUID {uid} already belongs to another study")
+        session.rollback()
+        return
+
+    series_dir = home.archive_dir / center_code / patient.pseudo_id / first.study_instance_uid / uid
+    if in_place:
+        stored = {h.sop_instance_uid: h.path for h in new}
+    else:
+        stored = _copy_into_archive(new, series_dir, report)
+        new = [h for h in new if h.sop_instance_uid in stored]
+        if not new:
+            session.rollback()
+            return
+
+    previous: list[InstanceHeader] = []
+    if series is not None:
+        try:
+            previous = _stored_headers(session, series)
+        except RejectedFile as exc:
+            _reject_all(new, report, ARCHIVE_UNREADABLE,
+                        f"series {uid} cannot be extended: a stored file is unreadable ({exc.detail}): {exc.path}")
+            session.rollback()
+            return
+    summary = summarize_series(previous + new, thresholds)
+    created = series is None
+    if created:
+        series = Series(series_instance_uid=uid, study_id=study.id, modality="CT", qc_reasons=[], phi_tags=[])
+        session.add(series)
+    old_qc = (series.qc_status, list(series.qc_reasons or []))
+
+    everyone = previous + new
+    acquisitions = [h.acquisition_datetime for h in everyone if h.acquisition_datetime]
+    series.series_number = first.series_number
+    series.description = first.series_description
+    series.image_type = first.image_type
+    series.acquisition_datetime = min(acquisitions) if acquisitions else first.study_datetime
+    series.manufacturer = first.manufacturer
+    series.manufacturer_model = first.manufacturer_model
+    series.institution = first.institution
+    series.convolution_kernel = first.convolution_kernel
+    series.rows, series.columns = summary.rows, summary.columns
+    series.pixel_spacing_row, series.pixel_spacing_col = summary.pixel_spacing_row, summary.pixel_spacing_col
+    series.slice_thickness = summary.slice_thickness
+    series.slice_spacing = summary.slice_spacing
+    series.image_orientation = summary.image_orientation
+    series.gantry_tilt = summary.gantry_tilt
+    series.instance_count = summary.instance_count
+    series.z_positions = summary.z_positions
+    series.coverage_mm = summary.coverage_mm
+    series.archive_path = str(series_dir) if not in_place else str(Path(new[0].path).parent)
+    phi = set(series.phi_tags or []).union(*(h.phi_tags for h in everyone))
+    series.phi_tags = sorted(phi)
+    injury = session.scalars(select(ClinicalRecord.injury_datetime)
+                             .where(ClinicalRecord.patient_id == patient.id)).one_or_none()
+    series.days_from_injury = days_between(injury, series.acquisition_datetime)
+
+    # New slices change what a coordinator reviewed: their verdict gives way to the automatic one.
+    auto = (summary.qc_status, summary.qc_reasons)
+    if created or old_qc != auto:
+        series.qc_status, series.qc_reasons = auto
+        session.flush()
+        session.add(QCDecision(series_id=series.id, status=auto[0], reasons=auto[1], actor=AUTO_QC_ACTOR,
+                               automatic=True, note="automatic checks at ingest"))
+    session.flush()
+
+    session.execute(insert(Instance), [
+        {"sop_instance_uid": h.sop_instance_uid, "series_id": series.id, "instance_number": h.instance_number,
+         "position_z": summary.positions.get(h.sop_instance_uid), "file_path": stored[h.sop_instance_uid],
+         "sha256": h.sha256, "file_size": h.file_size}
+        for h in new
+    ])
+    before = None if created else {"instance_count": len(previous), "qc_status": old_qc[0], "qc_reasons": old_qc[1]}
+    audit(session, actor=actor, action="series_ingested" if created else "series_extended", entity_type="series",
+          entity_id=uid, before=before,
+          after={"instance_count": summary.instance_count, "instances_added": len(new), "qc_status": auto[0],
+                 "qc_reasons": auto[1], "phi_tags": series.phi_tags, "ingest_run": report.run_id})
+
+    report.new_instances += len(new)
+    report.patients_new += int(patient_created)
+    report.series_new += int(created)
+    report.series_updated += int(not created)
+    report.qc[series.qc_status] += 1
+    if old_qc[0] in (QC_PASSED, QC_FAILED) and not created:
+        report.qc["manual_decision_reset"] += 1
+
+
+def _consistent_members(headers: list[InstanceHeader], report: IngestReport) -> list[InstanceHeader]:
+    """Keep the instances agreeing with the series' majority (StudyInstanceUID, PatientID); reject the rest."""
+    votes = Counter((h.study_instance_uid, h.patient_id) for h in headers)
+    if len(votes) == 1:
+        return headers
+    (study, patient), _ = votes.most_common(1)[0]
+    keep = []
+    for h in headers:
+        if (h.study_instance_uid, h.patient_id) == (study, patient):
+            keep.append(h)
+        else:
+            report.rejected.append(RejectedItem(
+                h.path, SERIES_INCONSISTENT,
+                f"SeriesInstanceUID {h.series_instance_uid} is shared with files of another "
+                f"StudyInstanceUID/PatientID; this file disagrees with the majority of its series"))
+    return keep
+
+
+def _new_instances(session: Session, headers: list[InstanceHeader], report: IngestReport) -> list[InstanceHeader]:
+    """Headers whose SOPInstanceUID the registry does not know yet; duplicates and conflicts counted."""
+    known: dict[str, tuple[str, str]] = {}
+    sops = [h.sop_instance_uid for h in headers]
+    for start in range(0, len(sops), 900):
+        for sop, sha, path in session.execute(
+            select(Instance.sop_instance_uid, Instance.sha256, Instance.file_path)
+            .where(Instance.sop_instance_uid.in_(sops[start : start + 900]))
+        ):
+            known[sop] = (sha, path)
+    new: list[InstanceHeader] = []
+    seen: dict[str, InstanceHeader] = {}
+    for h in headers:
+        if h.sop_instance_uid in known:
+            sha, path = known[h.sop_instance_uid]
+            if sha == h.sha256:
+                report.already_present += 1
+            else:
+                report.conflicts.append(RejectedItem(
+                    h.path, CONFLICT, f"SOPInstanceUID {h.sop_instance_uid} is already registered with other "
+                    f"bytes (sha256 {sha[:12]}..., file {path}); the stored instance is kept"))
+        elif h.sop_instance_uid in seen:
+            twin = seen[h.sop_instance_uid]
+            if twin.sha256 == h.sha256:
+                report.already_present += 1
+            else:
+                report.conflicts.append(RejectedItem(
+                    h.path, CONFLICT, f"SOPInstanceUID {h.sop_instance_uid} also in {twin.path} with other bytes; "
+                    "the first file is kept"))
+        else:
+            seen[h.sop_instance_uid] = h
+            new.append(h)
+    return new
+
+
+def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport) -> dict[str, str]:
+    """Copy files to `<series_dir>/<SOPInstanceUID>.dcm`, verifying each copy's hash; {sop: archived path}.
+
+    Copies are idempotent (an identical file already there is kept) and atomic (temporary name, then
+    rename), so an interrupted ingest leaves nothing half-written under a final name.
+    """
+    series_dir.mkdir(parents=True, exist_ok=True)
+    stored: dict[str, str] = {}
+    for h in headers:
+        target = series_dir / f"{h.sop_instance_uid}.dcm"
+        if target.exists() and target.stat().st_size == h.file_size and _sha256_of(target) == h.sha256:
+            stored[h.sop_instance_uid] = str(target)
+            continue
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        digest = hashlib.sha256()
+        with open(h.path, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        if digest.hexdigest() != h.sha256:
+            tmp.unlink(missing_ok=True)
+            report.rejected.append(RejectedItem(h.path, CHANGED_DURING_INGEST,
+                                                "file bytes changed between reading and copying; ingest again"))
+            continue
+        os.replace(tmp, target)
+        stored[h.sop_instance_uid] = str(target)
+    return stored
+
+
+def _stored_headers(session: Session, series: Series) -> list[InstanceHeader]:
+    """Headers of a series' stored instances, re-read from their files (geometry needs all of them)."""
+    paths = session.scalars(select(Instance.file_path).where(Instance.series_id == series.id)).all()
+    return [read_instance_header(p, with_hash=False) for p in paths]
+
+
+def _reject_all(headers: list[InstanceHeader], report: IngestReport, reason: str, detail: str) -> None:
+    report.rejected.extend(RejectedItem(h.path, reason, detail) for h in headers)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+

@@ -1,0 +1,142 @@
+"""The registry's small database operations shared by ingest, imports, QC and the dashboard.
+
+Every function takes a SQLAlchemy `Session` and leaves committing to the caller, so that a caller
+can make several of them one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.models import (
+    QC_FAILED,
+    QC_PASSED,
+    AuditEvent,
+    Center,
+    ClinicalRecord,
+    Patient,
+    QCDecision,
+    Series,
+    Study,
+)
+
+AUTO_QC_ACTOR = "auto-qc"
+MANUAL_QC_STATUSES = (QC_PASSED, QC_FAILED)
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Record who did what to which entity, with the state before and after (JSON-safe values)."""
+    event = AuditEvent(actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
+                       before=_jsonable(before), after=_jsonable(after))
+    session.add(event)
+    return event
+
+
+def center_by_code(session: Session, code: str, *, create: bool = True) -> Center | None:
+    center = session.scalars(select(Center).where(Center.code == code)).one_or_none()
+    if center is None and create:
+        center = Center(code=code)
+        session.add(center)
+        session.flush()
+    return center
+
+
+def patient_by_pseudo_id(session: Session, center: Center, pseudo: str) -> tuple[Patient, bool]:
+    """The patient with this pseudonym, created under `center` if new; (patient, created)."""
+    patient = session.scalars(select(Patient).where(Patient.pseudo_id == pseudo)).one_or_none()
+    if patient is not None:
+        if patient.center_id != center.id:
+            raise ValueError(f"pseudonym {pseudo} already belongs to another center")
+        return patient, False
+    patient = Patient(pseudo_id=pseudo, center_id=center.id)
+    session.add(patient)
+    session.flush()
+    return patient, True
+
+
+def record_qc_decision(
+    session: Session, series_uid: str, status: str, reason: str | None, actor: str
+) -> QCDecision:
+    """A coordinator's QC verdict (`passed` or `failed`, a reason required to fail) on one series.
+
+    Sets `Series.qc_status`, keeps the decision in QCDecision next to the automatic one, and audits
+    the change with before/after. The dashboard's QC page calls this.
+    """
+    if status not in MANUAL_QC_STATUSES:
+        raise ValueError(f"QC status must be one of {', '.join(MANUAL_QC_STATUSES)}, not {status!r}")
+    reason = (reason or "").strip() or None
+    if status == QC_FAILED and not reason:
+        raise ValueError("failing a series needs a reason (--reason TEXT)")
+    if not actor or not actor.strip():
+        raise ValueError("a QC decision needs an actor (who decided)")
+    series = session.scalars(select(Series).where(Series.series_instance_uid == series_uid)).one_or_none()
+    if series is None:
+        raise LookupError(f"no series with SeriesInstanceUID {series_uid} in the registry")
+    before = {"qc_status": series.qc_status, "qc_reasons": list(series.qc_reasons or [])}
+    series.qc_status = status
+    series.qc_reasons = [reason] if status == QC_FAILED else []
+    decision = QCDecision(series_id=series.id, status=status, reasons=[reason] if reason else [], note=reason,
+                          actor=actor.strip(), automatic=False)
+    session.add(decision)
+    audit(session, actor=actor.strip(), action="qc_decision", entity_type="series", entity_id=series_uid,
+          before=before, after={"qc_status": status, "qc_reasons": series.qc_reasons})
+    session.flush()
+    return decision
+
+
+def days_between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    """Days from `start` to `end` (fractional, 3 decimals), None when either is unknown."""
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() / 86400.0, 3)
+
+
+def update_days_from_injury(session: Session, patient_ids: Iterable[int]) -> int:
+    """Recompute `Series.days_from_injury` of these patients' series; returns how many changed.
+
+    Called after clinical data arrive (the injury time may come after the images) and after ingest.
+    """
+    ids = list(set(patient_ids))
+    changed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = session.execute(
+            select(Series, ClinicalRecord.injury_datetime)
+            .join(Study, Series.study_id == Study.id)
+            .outerjoin(ClinicalRecord, ClinicalRecord.patient_id == Study.patient_id)
+            .where(Study.patient_id.in_(chunk))
+        ).all()
+        for series, injury in rows:
+            days = days_between(injury, series.acquisition_datetime)
+            if days != series.days_from_injury:
+                series.days_from_injury = days
+                changed += 1
+    return changed
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
