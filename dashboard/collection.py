@@ -1,0 +1,94 @@
+"""Collection progress computed from per-center counts: what has arrived, what is owed, progress to targets.
+
+Pure pandas: the counts come from `dashboard.queries`, the targets from `targets.toml`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_TARGETS_FILE = Path(__file__).with_name("targets.toml")
+# A data home may carry its own targets; it replaces the packaged defaults key by key.
+HOME_TARGETS_FILE = "dashboard-targets.toml"
+
+COUNT_COLUMNS = [
+    "patients", "series", "qc_passed", "qc_failed", "qc_auto_failed", "qc_pending",
+    "with_clinical", "with_outcome", "with_followup", "series_annotated", "series_segmented",
+]
+TARGET_METRICS = {
+    "patients": "Patients enrolled",
+    "series_qc_passed": "Series passed QC",
+    "series_annotated": "Series manually annotated",
+    "series_segmented": "Series segmented",
+}
+
+
+def totals_row(counts: pd.DataFrame) -> pd.Series:
+    """Column sums of the per-center counts (0 for an empty table)."""
+    return counts[COUNT_COLUMNS].sum().astype(int) if len(counts) else pd.Series(0, index=COUNT_COLUMNS)
+
+
+def owed_by_center(counts: pd.DataFrame) -> pd.DataFrame:
+    """What each center still owes: series to QC or resend, patients lacking clinical data, outcome or follow-up."""
+    owed = pd.DataFrame({
+        "center": counts["center"],
+        "series awaiting QC": counts["qc_pending"],
+        "series to resend (failed QC)": counts["qc_failed"] + counts["qc_auto_failed"],
+        "patients without clinical data": counts["patients"] - counts["with_clinical"],
+        "patients without outcome": counts["patients"] - counts["with_outcome"],
+        "patients without follow-up scan": counts["patients"] - counts["with_followup"],
+    })
+    owed["total items owed"] = owed.drop(columns="center").sum(axis=1)
+    return owed.sort_values("total items owed", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def cumulative_by_center(events: pd.DataFrame) -> pd.DataFrame:
+    """Cumulative counts per center and kind by day, from one row per arrival (center, kind, at)."""
+    if events.empty:
+        return pd.DataFrame(columns=["center", "kind", "date", "cumulative"])
+    daily = (
+        events.assign(date=pd.to_datetime(events["at"]).dt.floor("D"))
+        .groupby(["center", "kind", "date"]).size().rename("n").reset_index()
+        .sort_values(["center", "kind", "date"])
+    )
+    daily["cumulative"] = daily.groupby(["center", "kind"])["n"].cumsum()
+    return daily.drop(columns="n").reset_index(drop=True)
+
+
+def load_targets(home_root: Path | None = None) -> dict:
+    """Study and per-center targets: the packaged defaults, overridden by `<home>/dashboard-targets.toml`."""
+    targets = tomllib.loads(DEFAULT_TARGETS_FILE.read_text())
+    if home_root is not None and (home_root / HOME_TARGETS_FILE).is_file():
+        path = home_root / HOME_TARGETS_FILE
+        try:
+            override = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+        targets["study"] = {**targets.get("study", {}), **override.get("study", {})}
+        targets["center"] = {**targets.get("center", {}), **override.get("center", {})}
+    for scope, values in [("study", targets.get("study", {})), *targets.get("center", {}).items()]:
+        for key, value in values.items():
+            if key not in TARGET_METRICS:
+                raise ValueError(f"targets [{scope}]: unknown target {key!r} (known: {', '.join(TARGET_METRICS)})")
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"targets [{scope}] {key}: a positive whole number is required, got {value!r}")
+    return targets
+
+
+def progress_against_targets(totals: pd.Series, targets: dict[str, int]) -> pd.DataFrame:
+    """One row per target: label, done, target and the fraction reached (capped at 1 for the bar)."""
+    done_of = {
+        "patients": int(totals["patients"]),
+        "series_qc_passed": int(totals["qc_passed"]),
+        "series_annotated": int(totals["series_annotated"]),
+        "series_segmented": int(totals["series_segmented"]),
+    }
+    rows = [
+        {"metric": key, "label": TARGET_METRICS[key], "done": done_of[key], "target": int(target),
+         "fraction": min(done_of[key] / target, 1.0)}
+        for key, target in targets.items()
+    ]
+    return pd.DataFrame(rows, columns=["metric", "label", "done", "target", "fraction"])

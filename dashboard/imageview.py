@@ -1,0 +1,54 @@
+"""CT display: HU windowing, mask overlays and thumbnail choice. Pure numpy (arrays (z, y, x) in HU).
+
+Window presets are the usual radiology ones (level / width in HU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "bone": (600.0, 2800.0),
+}
+# Colours as in the CREACTIVE slides: hematoma red, edema blue (labels 1 and 2 of the mask contract).
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (230, 25, 25), 2: (30, 90, 255)}
+
+
+def windowed_uint8(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Grey levels 0-255 for HU values shown through a window (level, width)."""
+    if width <= 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    low = level - width / 2.0
+    scaled = (np.asarray(hu, dtype=np.float32) - low) * (255.0 / width)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def overlay_rgb(grey: np.ndarray, labels: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
+    """An RGB image of a grey slice with each mask label blended in its colour (no mask: plain grey)."""
+    rgb = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=-1)
+    if labels is not None:
+        if labels.shape != grey.shape:
+            raise ValueError(f"mask slice shape {labels.shape} differs from the image slice {grey.shape}")
+        for label, colour in LABEL_COLOURS.items():
+            where = labels == label
+            rgb[where] = (1 - alpha) * rgb[where] + alpha * np.asarray(colour, dtype=np.float32)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def thumbnail_indices(n_slices: int, count: int = 8) -> list[int]:
+    """`count` slice indices spread evenly over the series, skipping the first and last tenth (mostly air)."""
+    if n_slices <= 0:
+        return []
+    if n_slices <= count:
+        return list(range(n_slices))
+    lo, hi = int(n_slices * 0.1), int(np.ceil(n_slices * 0.9)) - 1
+    return sorted({int(round(i)) for i in np.linspace(lo, hi, count)})
+
+
+def richest_slice(labels: np.ndarray | None, n_slices: int) -> int:
+    """The slice with the most lesion voxels (the middle one when there is no mask or it is empty)."""
+    if labels is None or not labels.any():
+        return n_slices // 2
+    return int(np.argmax((labels > 0).reshape(labels.shape[0], -1).sum(axis=1)))

@@ -1,0 +1,261 @@
+"""Every database read (and the one write, QC decisions) the dashboard pages make, cached.
+
+Pages only lay out what these functions return. Each read takes the database URL and the
+center the logged-in user may see (`None` = all centers) and filters in SQL, so a coordinator's
+page never receives another center's rows. Results are cached for a short time (`st.cache_data`)
+and the cache is dropped after a write. Nothing here returns a direct identifier: patients
+are known by `pseudo_id` only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine, Select, distinct, func, select
+from sqlalchemy.orm import Session
+
+from dashboard.collection import COUNT_COLUMNS
+from registry.db import make_engine
+from registry.home import Home
+from registry.models import (
+    QC_AUTO_FAILED,
+    QC_FAILED,
+    QC_PASSED,
+    QC_PENDING,
+    AuditEvent,
+    Center,
+    ClinicalRecord,
+    Instance,
+    ManualAnnotation,
+    Outcome,
+    Patient,
+    QCDecision,
+    SegmentationRun,
+    Series,
+    Study,
+)
+
+CACHE_TTL_S = 60
+
+
+def current_home() -> Home:
+    """The data home from CTSTUDY_HOME / CTSTUDY_DB_URL, as `ctstudy dashboard` passes them to Streamlit."""
+    return Home.resolve(os.environ.get("CTSTUDY_HOME"), os.environ.get("CTSTUDY_DB_URL"))
+
+
+@st.cache_resource(show_spinner=False)
+def engine_for(db_url: str) -> Engine:
+    """One pooled engine per database for the whole Streamlit server."""
+    return make_engine(db_url)
+
+
+def _session(db_url: str) -> Session:
+    return Session(engine_for(db_url), expire_on_commit=False)
+
+
+def clear_caches() -> None:
+    """Forget cached reads, after a write, so every page shows the new state."""
+    st.cache_data.clear()
+
+
+def _scoped(stmt: Select, center: str | None) -> Select:
+    return stmt if center is None else stmt.where(Center.code == center)
+
+
+def _frame(session: Session, stmt: Select) -> pd.DataFrame:
+    result = session.execute(stmt)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+# --- Collection ----------------------------------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
+    """Per center: patients, series by QC status, patients with clinical data / outcome / follow-up, annotated
+    and segmented series (columns `collection.COUNT_COLUMNS`, one row per center in scope, zeros included)."""
+    with _session(db_url) as s:
+        centers = _frame(s, _scoped(select(Center.id, Center.code.label("center")), center).order_by(Center.code))
+        per_patient = (
+            select(Center.id.label("center_id"), Patient.id.label("patient_id"))
+            .join(Patient, Patient.center_id == Center.id)
+        )
+        patients = _frame(s, _scoped(
+            select(Center.id.label("id"), func.count(Patient.id).label("patients"))
+            .join(Patient, Patient.center_id == Center.id).group_by(Center.id), center))
+        series_status = _frame(s, _scoped(
+            select(Center.id.label("id"), Series.qc_status, func.count(Series.id).label("n"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id).group_by(Center.id, Series.qc_status), center))
+        clinical = _frame(s, _scoped(
+            per_patient.with_only_columns(Center.id.label("id"), func.count(ClinicalRecord.id).label("with_clinical"))
+            .join(ClinicalRecord, ClinicalRecord.patient_id == Patient.id).group_by(Center.id), center))
+        outcome = _frame(s, _scoped(
+            per_patient.with_only_columns(Center.id.label("id"), func.count(Outcome.id).label("with_outcome"))
+            .join(Outcome, Outcome.patient_id == Patient.id).group_by(Center.id), center))
+        # Follow-up = a second imaging study after the admission one.
+        studies_per_patient = (
+            select(Patient.id.label("pid"), Patient.center_id.label("cid"), func.count(Study.id).label("n_studies"))
+            .join(Study, Study.patient_id == Patient.id).group_by(Patient.id, Patient.center_id).subquery()
+        )
+        followup = _frame(s, _scoped(
+            select(Center.id.label("id"), func.count(studies_per_patient.c.pid).label("with_followup"))
+            .join(studies_per_patient, studies_per_patient.c.cid == Center.id)
+            .where(studies_per_patient.c.n_studies >= 2).group_by(Center.id), center))
+        series_center = (
+            select(Center.id.label("id"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+        )
+        annotated = _frame(s, _scoped(
+            series_center.add_columns(func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
+            .join(ManualAnnotation, ManualAnnotation.series_id == Series.id).group_by(Center.id), center))
+        segmented = _frame(s, _scoped(
+            series_center.add_columns(func.count(distinct(SegmentationRun.series_id)).label("series_segmented"))
+            .join(SegmentationRun, SegmentationRun.series_id == Series.id)
+            .where(SegmentationRun.status == "done").group_by(Center.id), center))
+
+    status = (series_status.pivot_table(index="id", columns="qc_status", values="n", aggfunc="sum")
+              if len(series_status) else pd.DataFrame(index=pd.Index([], name="id")))
+    status = status.reindex(columns=[QC_PASSED, QC_FAILED, QC_AUTO_FAILED, QC_PENDING])
+    status.columns = ["qc_passed", "qc_failed", "qc_auto_failed", "qc_pending"]
+    status["series"] = status.sum(axis=1)
+    out = centers.set_index("id")
+    for part in (patients, clinical, outcome, followup, annotated, segmented):
+        out = out.join(part.set_index("id"))
+    out = out.join(status)
+    out[COUNT_COLUMNS] = out.reindex(columns=COUNT_COLUMNS).fillna(0).astype(int)
+    return out.reset_index(drop=True)[["center", *COUNT_COLUMNS]]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def arrival_events(db_url: str, center: str | None) -> pd.DataFrame:
+    """One row per arrival (center, kind 'patients' | 'series', at): a patient counts when first registered."""
+    with _session(db_url) as s:
+        series = _frame(s, _scoped(
+            select(Center.code.label("center"), Series.ingested_at.label("at"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id), center))
+        patients = _frame(s, _scoped(
+            select(Center.code.label("center"), Patient.created_at.label("at"))
+            .join(Patient, Patient.center_id == Center.id), center))
+    return pd.concat([patients.assign(kind="patients"), series.assign(kind="series")], ignore_index=True)
+
+
+# --- Quality control ------------------------------------------------------------------------------
+
+def _joined(values: Any) -> str:
+    return ", ".join(str(v) for v in values) if values else ""
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_queue(db_url: str, center: str | None) -> pd.DataFrame:
+    """All series in scope with their QC status, reasons and PHI flags (filters are applied by the page)."""
+    with _session(db_url) as s:
+        df = _frame(s, _scoped(
+            select(
+                Series.series_instance_uid.label("series_uid"), Center.code.label("center"),
+                Patient.pseudo_id, Series.days_from_injury, Series.description, Series.instance_count.label("slices"),
+                Series.slice_thickness, Series.qc_status, Series.qc_reasons, Series.phi_tags, Series.ingested_at,
+            )
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+            .order_by(Series.ingested_at, Series.id), center))
+    df["qc_reasons"] = df["qc_reasons"].map(_joined)
+    df["phi_flag"] = df["phi_tags"].map(bool)
+    df["phi_tags"] = df["phi_tags"].map(_joined)
+    return df
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_history(db_url: str, center: str | None, series_uid: str | None = None, limit: int = 200) -> pd.DataFrame:
+    """QC decisions, newest first (all series in scope, or one): when, series, status, reasons, note, actor."""
+    with _session(db_url) as s:
+        stmt = _scoped(
+            select(QCDecision.decided_at.label("when"), Series.series_instance_uid.label("series_uid"),
+                   Center.code.label("center"), QCDecision.status, QCDecision.reasons, QCDecision.note,
+                   QCDecision.actor, QCDecision.automatic)
+            .join(Series, QCDecision.series_id == Series.id).join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id), center)
+        if series_uid is not None:
+            stmt = stmt.where(Series.series_instance_uid == series_uid)
+        df = _frame(s, stmt.order_by(QCDecision.decided_at.desc(), QCDecision.id.desc()).limit(limit))
+    df["reasons"] = df["reasons"].map(_joined)
+    return df
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def audit_trail(db_url: str, center: str | None, limit: int = 200) -> pd.DataFrame:
+    """Audit events about series in scope (for a coordinator) or all events (others), newest first."""
+    with _session(db_url) as s:
+        stmt = select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity_type,
+                      AuditEvent.entity_id, AuditEvent.before, AuditEvent.after)
+        if center is not None:
+            uids = _scoped(
+                select(Series.series_instance_uid).join(Study, Series.study_id == Study.id)
+                .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id), center)
+            stmt = stmt.where(AuditEvent.entity_type == "series", AuditEvent.entity_id.in_(uids.scalar_subquery()))
+        df = _frame(s, stmt.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    for col in ("before", "after"):
+        df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
+    return df
+
+
+def series_center(db_url: str, series_uid: str) -> str | None:
+    """The center code a series belongs to (None if unknown), to check a user's right to act on it."""
+    with _session(db_url) as s:
+        return s.scalar(
+            select(Center.code).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
+            .where(Series.series_instance_uid == series_uid))
+
+
+def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None) -> None:
+    """Write a reviewer's pass/fail decision for a series the user may see, with its audit event."""
+    if status not in (QC_PASSED, QC_FAILED):
+        raise ValueError(f"QC decision must be {QC_PASSED!r} or {QC_FAILED!r}, got {status!r}")
+    if status == QC_FAILED and not reason.strip():
+        raise ValueError("A failed series needs a reason, so that the center knows what to resend.")
+    owner = series_center(db_url, series_uid)
+    if owner is None:
+        raise ValueError(f"No series {series_uid} in the registry.")
+    if center is not None and owner != center:
+        raise PermissionError(f"Series {series_uid} belongs to center {owner}: you may only QC center {center}.")
+    with _session(db_url) as s, s.begin():
+        _record_qc_decision(s, series_uid, status, reason.strip(), actor)
+    clear_caches()
+
+
+def _record_qc_decision(session: Session, series_uid: str, status: str, reason: str, actor: str) -> None:
+    series = session.scalar(select(Series).where(Series.series_instance_uid == series_uid))
+    before = {"qc_status": series.qc_status, "qc_reasons": list(series.qc_reasons or [])}
+    reasons = [reason] if reason else []
+    series.qc_status = status
+    series.qc_reasons = reasons
+    session.add(QCDecision(series_id=series.id, status=status, reasons=reasons, actor=actor, automatic=False))
+    session.add(AuditEvent(actor=actor, action="qc_decision", entity_type="series", entity_id=series_uid,
+                           before=before, after={"qc_status": status, "qc_reasons": reasons}))
+
+
+# --- Series files ---------------------------------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def series_files(db_url: str, center: str | None, series_uid: str) -> list[str]:
+    """The instance files of a series in scope, ordered along the slice normal (empty if none / out of scope)."""
+    with _session(db_url) as s:
+        rows = s.execute(_scoped(
+            select(Instance.file_path).join(Series, Instance.series_id == Series.id)
+            .join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
+            .join(Center, Patient.center_id == Center.id)
+            .where(Series.series_instance_uid == series_uid)
+            .order_by(Instance.position_z, Instance.instance_number), center)).scalars().all()
+    return list(rows)
+
+
+def resolve_path(path: str, home: Home) -> Path:
+    """A stored file path: absolute as is, relative ones under the data home."""
+    p = Path(path)
+    return p if p.is_absolute() else home.root / p

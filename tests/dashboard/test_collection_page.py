@@ -1,0 +1,76 @@
+"""Collection page and its pure computations, on the small registry."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from dashboard_apptest import COORD1, STAT, page
+from dashboard_registry_factory import EXPECTED
+
+from dashboard import collection, queries
+
+
+def test_center_counts_match_the_registry(small) -> None:
+    home, _ = small
+    counts = queries.center_counts(home.db_url, None).set_index("center")
+    for center, expected in EXPECTED.items():
+        assert counts.loc[center, list(expected)].to_dict() == expected
+    only_it01 = queries.center_counts(home.db_url, "IT01")
+    assert only_it01["center"].tolist() == ["IT01"]
+
+
+def test_owed_and_progress_are_derived_from_counts() -> None:
+    counts = pd.DataFrame([{"center": "A", **EXPECTED["IT01"]}, {"center": "B", **EXPECTED["IT02"]}])
+    owed = collection.owed_by_center(counts).set_index("center")
+    assert owed.loc["A", "series awaiting QC"] == 2 and owed.loc["A", "series to resend (failed QC)"] == 1
+    assert owed.loc["A", "patients without clinical data"] == 1 and owed.loc["A", "patients without outcome"] == 2
+    assert owed.loc["B", "total items owed"] == 1 + 1 + 0 + 0 + 1
+    assert owed.index[0] == "A"  # most owed first
+    progress = collection.progress_against_targets(collection.totals_row(counts), {"series_qc_passed": 4})
+    assert progress.loc[0, "done"] == 2 and progress.loc[0, "fraction"] == 0.5
+
+
+def test_cumulative_arrivals_count_up_per_center_and_kind() -> None:
+    at = pd.to_datetime(["2024-01-01 10:00", "2024-01-01 12:00", "2024-01-03 09:00", "2024-01-02 09:00"])
+    events = pd.DataFrame({"center": ["A", "A", "A", "B"], "kind": ["series"] * 4, "at": at})
+    cum = collection.cumulative_by_center(events)
+    assert cum[cum.center == "A"]["cumulative"].tolist() == [2, 3]
+    assert cum[cum.center == "B"]["cumulative"].tolist() == [1]
+
+
+def test_targets_file_in_the_home_overrides_defaults_and_bad_values_are_named(tmp_path) -> None:
+    toml = "[study]\nseries_qc_passed = 10\n[center.IT01]\npatients = 5\n"
+    (tmp_path / collection.HOME_TARGETS_FILE).write_text(toml)
+    targets = collection.load_targets(tmp_path)
+    assert targets["study"]["series_qc_passed"] == 10 and targets["study"]["series_annotated"] == 550
+    assert targets["center"]["IT01"] == {"patients": 5}
+    (tmp_path / collection.HOME_TARGETS_FILE).write_text("[study]\nseries_done = 10\n")
+    with pytest.raises(ValueError, match="unknown target 'series_done'"):
+        collection.load_targets(tmp_path)
+
+
+def test_collection_page_shows_all_centers_to_a_statistician(small) -> None:
+    at = page("1_Collection.py", STAT)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patients"] == "5" and metrics["Series"] == "7" and metrics["QC passed"] == "2"
+    assert metrics["QC failed"] == "2" and metrics["QC pending"] == "3" and metrics["Manually annotated"] == "1"
+    per_center = at.dataframe[0].value
+    assert per_center["center"].tolist() == ["IT01", "IT02", "Total"]
+    assert per_center.set_index("center").loc["Total", "patients"] == 5
+    assert any("Series passed QC: 2 of 2,000" in p.proto.text for p in at.get("progress"))
+
+
+def test_coordinator_sees_only_their_center(small) -> None:
+    at = page("1_Collection.py", COORD1)
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Patients"] == "3"
+    for frame in at.dataframe:
+        assert set(frame.value["center"]) == {"IT01"}
+
+
+def test_empty_registry_says_what_to_do(home, monkeypatch) -> None:
+    monkeypatch.setenv("CTSTUDY_HOME", str(home.root))
+    monkeypatch.setenv("CTSTUDY_DB_URL", home.db_url)
+    at = page("1_Collection.py", STAT)
+    assert not at.exception and "ctstudy registry ingest" in at.info[0].value
