@@ -1,0 +1,144 @@
+"""All per-series imaging biomarkers from one HU volume and its hematoma/edema mask.
+
+`series_features(hu, labels, spacing, affine)` returns `(values, lesions)`: a flat dict of scalar
+features (names below) and the per-lesion table of `biomarkers.lesions`. The feature definitions
+are versioned by `DEFINITIONS_VERSION`: change it whenever a definition or default changes, so
+that stored features are recomputed (`ctstudy biomarkers extract` skips only current ones).
+
+Scalar features:
+- volumes (mL, voxel count x voxel volume): hematoma_ml, edema_ml, total_lesion_ml, relative_edema
+- lesions: lesion_count, largest_lesion_ml, largest_lesion_left (1 left / 0 right / NaN none),
+  largest_lesion_region, side (left | right | bilateral | none, over counted lesions)
+- abc2_ml, abc2_a_mm, abc2_b_mm, abc2_c_mm: ABC/2 of the largest lesion
+- midline: midline_shift_mm, midline_shift_signed_mm (+ toward the patient's left),
+  midline_shift_method, midline_septum_rows, midline_plane_source, midline_normal_{x,y,z} (LPS)
+- tissue volumes (mL, on the tissue grid): intracranial_ml, parenchyma_ml, ventricle_ml and their
+  _left_ml/_right_ml halves, lesion_left_ml / lesion_right_ml (exact, full resolution)
+- asymmetry indexes (L - R) / ((L + R) / 2): asymmetry_parenchyma, asymmetry_ventricles, asymmetry_lesion
+- density (HU): parenchyma_mean_hu, hematoma_mean_hu, edema_mean_hu
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biomarkers.abc2 import abc2_volume_ml
+from biomarkers.asymmetry import asymmetry_index, side_volumes_ml
+from biomarkers.density import mean_hu
+from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
+from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labelled_lesions, lesion_table
+from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
+from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
+from biomarkers.volume import EDEMA, HEMATOMA, checked_labels
+
+DEFINITIONS_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Parameters of the feature definitions (recorded with the features through DEFINITIONS_VERSION)."""
+
+    min_lesion_ml: float = MIN_LESION_ML
+    connectivity: int = CONNECTIVITY
+    tissue_pixel_mm: float = 0.9
+    thresholds: TissueThresholds = field(default_factory=TissueThresholds)
+
+
+def _checked_inputs(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, tuple]:
+    hu = np.asarray(hu)
+    if hu.ndim != 3:
+        raise ValueError(f"CT volume must be 3-D (z, y, x), got shape {hu.shape}")
+    spacing_t = tuple(float(s) for s in spacing)
+    if len(spacing_t) != 3 or min(spacing_t) <= 0 or not all(np.isfinite(spacing_t)):
+        raise ValueError(f"spacing must be three positive numbers (dz, dy, dx) in mm, got {tuple(spacing)}")
+    return checked_labels(labels, hu.shape), spacing_t
+
+
+def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float], affine: np.ndarray | None = None,
+                    settings: FeatureSettings = FeatureSettings()) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Scalar features and the per-lesion table of one series (see the module doc for names and units)."""
+    labels, spacing_t = _checked_inputs(hu, labels, spacing)
+    affine_a = checked_affine(affine, spacing_t)
+    vml = voxel_volume_ml(spacing_t)
+    values: dict[str, Any] = {}
+
+    counts = np.bincount(labels.ravel(), minlength=3)
+    hematoma_ml, edema_ml = counts[HEMATOMA] * vml, counts[EDEMA] * vml
+    values.update(hematoma_ml=float(hematoma_ml), edema_ml=float(edema_ml),
+                  total_lesion_ml=float(hematoma_ml + edema_ml),
+                  relative_edema=float(edema_ml / hematoma_ml) if hematoma_ml > 0 else float("nan"))
+
+    stride = inplane_stride(spacing_t, settings.tissue_pixel_mm)
+    tissue = tissue_masks(hu, labels, stride, settings.thresholds)
+    plane = ideal_midline_plane(tissue.intracranial, stride, affine_a, labels.shape)
+    values["midline_plane_source"] = plane.source
+    values.update({f"midline_normal_{k}": float(v) for k, v in zip("xyz", plane.normal_mm, strict=True)})
+    ventricles = lateral_ventricles(tissue.csf, tissue.intracranial, plane, stride, spacing_t)
+    values.update(midline_shift(ventricles, plane, stride, spacing_t))
+
+    box = bounding_box(tissue.intracranial)
+    brain_box_mm = None
+    if box is not None:
+        lo = [box[0].start, box[1].start * stride, box[2].start * stride]
+        hi = [box[0].stop - 1, (box[1].stop - 1) * stride, (box[2].stop - 1) * stride]
+        brain_box_mm = patient_bbox_mm(affine_a, lo, hi)
+
+    lesions = lesion_table(labels, hu, spacing_t, affine_a, plane, brain_box_mm,
+                           settings.min_lesion_ml, settings.connectivity)
+    values["lesion_count"] = int(len(lesions))
+    if len(lesions):
+        largest = lesions.iloc[0]
+        values.update(largest_lesion_ml=float(largest["volume_ml"]),
+                      largest_lesion_left=1.0 if largest["side"] == "left" else 0.0,
+                      largest_lesion_region=str(largest["region"]))
+        sides = set(lesions["side"])
+        values["side"] = sides.pop() if len(sides) == 1 else "bilateral"
+    else:
+        values.update(largest_lesion_ml=0.0, largest_lesion_left=float("nan"), largest_lesion_region="none",
+                      side="none")
+    values.update(_largest_abc2(labels, spacing_t, settings) if len(lesions) else
+                  {"abc2_ml": 0.0, "abc2_a_mm": 0.0, "abc2_b_mm": 0.0, "abc2_c_mm": 0.0})
+
+    grid_ml = voxel_volume_ml((spacing_t[0], spacing_t[1] * stride, spacing_t[2] * stride))
+    side = plane.side_grid(labels.shape, stride)
+    for name, mask in (("intracranial", tissue.intracranial), ("parenchyma", tissue.parenchyma),
+                       ("ventricle", ventricles)):
+        left, right = side_volumes_ml(mask, side, grid_ml)
+        values[f"{name}_ml"] = float(np.count_nonzero(mask)) * grid_ml
+        values[f"{name}_left_ml"], values[f"{name}_right_ml"] = left, right
+    lesion_left, lesion_right = _lesion_sides_ml(labels, plane, vml)
+    values.update(lesion_left_ml=lesion_left, lesion_right_ml=lesion_right)
+    values["asymmetry_parenchyma"] = asymmetry_index(values["parenchyma_left_ml"], values["parenchyma_right_ml"])
+    values["asymmetry_ventricles"] = asymmetry_index(values["ventricle_left_ml"], values["ventricle_right_ml"])
+    values["asymmetry_lesion"] = asymmetry_index(lesion_left, lesion_right)
+
+    hu_s = hu[:, ::stride, ::stride]
+    values["parenchyma_mean_hu"] = mean_hu(hu_s, tissue.parenchyma)
+    lbox = bounding_box(labels > 0)
+    if lbox is None:
+        values.update(hematoma_mean_hu=float("nan"), edema_mean_hu=float("nan"))
+    else:
+        values["hematoma_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == HEMATOMA)
+        values["edema_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == EDEMA)
+    return values, lesions
+
+
+def _largest_abc2(labels: np.ndarray, spacing: tuple, settings: FeatureSettings) -> dict[str, float]:
+    box = bounding_box(labels == HEMATOMA)
+    lab, _ = labelled_lesions(labels[box] == HEMATOMA, spacing, settings.min_lesion_ml, settings.connectivity)
+    return abc2_volume_ml(lab == 1, spacing)
+
+
+def _lesion_sides_ml(labels: np.ndarray, plane: MidlinePlane, vml: float) -> tuple[float, float]:
+    box = bounding_box(labels > 0)
+    if box is None:
+        return 0.0, 0.0
+    zz, yy, xx = np.nonzero(labels[box])
+    offset = [s.start for s in box]
+    d = plane.signed_distance_mm(np.column_stack([zz + offset[0], yy + offset[1], xx + offset[2]]))
+    return float(np.count_nonzero(d > 0)) * vml, float(np.count_nonzero(d < 0)) * vml
