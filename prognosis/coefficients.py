@@ -1,0 +1,87 @@
+"""What every regression model here shares: a coefficient table with ratios, 95% CIs and p values.
+
+A model sets `params_` (Series), `cov_params_` (DataFrame) and `dof_` (Series; inf for the
+Wald normal reference, Rubin's degrees of freedom after multiple imputation) when it is fitted;
+`summary` is then the statistician's table, as in lifelines' `summary`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from prognosis.rubin import rubin_pool
+
+
+class CoefficientModel:
+    """Mixin: the summary table of a fitted coefficient model and Rubin pooling of several fits."""
+
+    ratio_name = "ratio"
+    alpha: float = 0.05
+    params_: pd.Series
+    cov_params_: pd.DataFrame
+    dof_: pd.Series
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(df) first")
+
+    @property
+    def standard_errors_(self) -> pd.Series:
+        self._check_fitted()
+        return pd.Series(np.sqrt(np.diag(self.cov_params_.to_numpy())), index=self.params_.index)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per term: coef, se, exp(coef) as `<ratio>`, its (1-alpha) CI, statistic and p value."""
+        self._check_fitted()
+        coef = self.params_
+        se = self.standard_errors_
+        dof = self.dof_.reindex(coef.index).fillna(np.inf).to_numpy()
+        crit = np.where(np.isinf(dof), stats.norm.ppf(1 - self.alpha / 2), stats.t.ppf(1 - self.alpha / 2, dof))
+        stat = (coef / se).to_numpy()
+        p = np.where(np.isinf(dof), 2 * stats.norm.sf(np.abs(stat)), 2 * stats.t.sf(np.abs(stat), dof))
+        lower, upper = coef.to_numpy() - crit * se.to_numpy(), coef.to_numpy() + crit * se.to_numpy()
+        lo, hi = f"{self.ratio_name}_lower", f"{self.ratio_name}_upper"
+        table = pd.DataFrame(
+            {
+                "coef": coef.to_numpy(), "se": se.to_numpy(), "coef_lower": lower, "coef_upper": upper,
+                self.ratio_name: np.exp(coef.to_numpy()), lo: np.exp(lower), hi: np.exp(upper),
+                "statistic": stat, "p": p, "dof": dof,
+            },
+            index=coef.index,
+        )
+        table.index.name = "term"
+        return table
+
+    def _set_coefficients(self, params: pd.Series, cov: pd.DataFrame, dof: pd.Series | None = None) -> None:
+        self.params_ = params
+        self.cov_params_ = cov
+        self.dof_ = dof if dof is not None else pd.Series(np.inf, index=params.index)
+
+    def pool_from(self, fits: list[CoefficientModel]) -> CoefficientModel:
+        """Make this model the Rubin-pooled combination of fits on m imputed data sets; returns self.
+
+        The fits' other learned attributes (terms, knots, thresholds layout) are taken from the first.
+        """
+        if not fits:
+            raise ValueError("pool_from: no fits to pool")
+        index = fits[0].params_.index
+        for f in fits[1:]:
+            if not f.params_.index.equals(index):
+                raise ValueError("pool_from: the fits do not have the same parameters")
+        pooled = rubin_pool(
+            np.stack([f.params_.to_numpy() for f in fits]), np.stack([f.cov_params_.to_numpy() for f in fits])
+        )
+        for key, value in vars(fits[0]).items():
+            if key.endswith("_") and not key.startswith("_"):
+                setattr(self, key, value)
+        self._set_coefficients(
+            pd.Series(pooled.params, index=index),
+            pd.DataFrame(pooled.cov, index=index, columns=index),
+            pd.Series(pooled.dof, index=index),
+        )
+        self.fmi_ = pd.Series(pooled.fmi, index=index)
+        self.n_imputations_ = pooled.m
+        return self

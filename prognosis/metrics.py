@@ -1,0 +1,154 @@
+"""Discrimination and calibration of predicted risks: AUC (DeLong CI, vectorized bootstrap), Brier,
+calibration intercept/slope and plot data, net reclassification, Harrell's C.
+
+Bootstrap AUCs are computed for all replicates at once from an index matrix (rank-based
+Mann-Whitney AUC per row), which is ~50x faster than a loop over sklearn's roc_auc_score
+(bench/prognosis_bench.py prints both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from lifelines.utils import concordance_index
+from scipy import stats
+from scipy.special import logit
+from sklearn.metrics import roc_curve
+
+
+def _binary(y: np.ndarray | pd.Series) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("outcome must be 0/1 without missing values")
+    if y.min() == y.max():
+        raise ValueError(f"outcome has a single class in {len(y)} rows: AUC is undefined")
+    return y
+
+
+def auc(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> float:
+    """Area under the ROC curve (c-statistic), ties counted one half."""
+    return float(bootstrap_aucs(y, p, np.arange(len(np.asarray(y)))[None, :])[0])
+
+
+def stratified_bootstrap_indices(y: np.ndarray | pd.Series, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) resampling indices drawn within outcome classes, so every replicate has both classes."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    parts = [np.flatnonzero(y == v) for v in np.unique(y)]
+    return np.hstack([rows[rng.integers(0, len(rows), (n_boot, len(rows)))] for rows in parts])
+
+
+def bootstrap_aucs(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, indices: np.ndarray) -> np.ndarray:
+    """AUC of each resample (one per row of `indices`), all at once via mid-ranks."""
+    y = _binary(y)
+    p = np.asarray(p, dtype=float)
+    yb = y[indices]
+    ranks = stats.rankdata(p[indices], axis=1)
+    n1 = yb.sum(axis=1)
+    n0 = indices.shape[1] - n1
+    return ((ranks * yb).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def auc_delong(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, alpha: float = 0.05) -> dict[str, float]:
+    """AUC with DeLong's variance and a (1-alpha) Wald CI (DeLong et al., Biometrics 1988; fast
+    mid-rank form of Sun & Xu, IEEE Signal Process Lett 2014)."""
+    y = _binary(y)
+    p = np.asarray(p, dtype=float)
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = len(pos), len(neg)
+    tz = stats.rankdata(np.concatenate([pos, neg]))
+    a = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+    v10 = (tz[:m] - stats.rankdata(pos)) / n
+    v01 = 1.0 - (tz[m:] - stats.rankdata(neg)) / m
+    se = float(np.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return {"auc": float(a), "se": se, "lower": float(max(0.0, a - z * se)), "upper": float(min(1.0, a + z * se))}
+
+
+def brier(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> float:
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> dict[str, float]:
+    """Calibration-in-the-large (intercept with logit(p) as offset; 0 is ideal) and slope (1 is ideal).
+
+    Cox (Biometrika 1958); Steyerberg, Clinical Prediction Models, ch. 15. Slope < 1 = overfitted.
+    """
+    y = _binary(y)
+    lp = logit(np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9))
+    slope_fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+    citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+    return {"calibration_intercept": float(citl.params[0]), "calibration_slope": float(slope_fit.params[1])}
+
+
+def calibration_curve_data(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, n_bins: int = 10) -> pd.DataFrame:
+    """Observed vs predicted by quantile groups of predicted risk, with Wilson 95% CIs of the observed rate."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    groups = pd.qcut(pd.Series(p).rank(method="first"), n_bins, labels=False)
+    frame = pd.DataFrame({"g": groups, "y": y, "p": p}).groupby("g")
+    out = frame.agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size")).reset_index(drop=True)
+    z = stats.norm.ppf(0.975)
+    centre = (out["observed"] + z**2 / (2 * out["n"])) / (1 + z**2 / out["n"])
+    half = z * np.sqrt(out["observed"] * (1 - out["observed"]) / out["n"] + z**2 / (4 * out["n"] ** 2)) / (
+        1 + z**2 / out["n"])
+    out["lower"], out["upper"] = centre - half, centre + half
+    return out
+
+
+def roc_curve_data(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, max_points: int = 200) -> pd.DataFrame:
+    """False and true positive rates of the ROC curve, thinned to at most max_points for storage and plots."""
+    fpr, tpr, _ = roc_curve(np.asarray(y), np.asarray(p), drop_intermediate=True)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+def binary_metrics(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> dict[str, float]:
+    """AUC (DeLong 95% CI), Brier score, calibration intercept and slope of one set of predictions."""
+    d = auc_delong(y, p)
+    return {"auc": d["auc"], "auc_lower": d["lower"], "auc_upper": d["upper"], "brier": brier(y, p),
+            **calibration_intercept_slope(y, p)}
+
+
+def _reclassification(y: np.ndarray, p_old: np.ndarray, p_new: np.ndarray, cutoffs: tuple[float, ...] | None,
+                      indices: np.ndarray) -> np.ndarray:
+    """NRI of each resample (rows of indices): (events, non-events, total) as an (n_resamples, 3) array."""
+    if cutoffs:
+        move = np.sign(np.digitize(p_new, cutoffs) - np.digitize(p_old, cutoffs)).astype(float)
+    else:
+        move = np.sign(p_new - p_old)
+    yb, mb = y[indices], move[indices]
+    n1 = yb.sum(axis=1)
+    n0 = indices.shape[1] - n1
+    events = (mb * yb).sum(axis=1) / n1
+    nonevents = -(mb * (1 - yb)).sum(axis=1) / n0
+    return np.column_stack([events, nonevents, events + nonevents])
+
+
+def net_reclassification(y: np.ndarray | pd.Series, p_old: np.ndarray | pd.Series, p_new: np.ndarray | pd.Series,
+                         cutoffs: tuple[float, ...] | None = None, n_boot: int = 200,
+                         seed: int = 0) -> dict[str, float]:
+    """Net reclassification improvement of p_new over p_old, with bootstrap 95% CIs.
+
+    Without cutoffs: the continuous (category-free) NRI of Pencina et al. (Stat Med 2011), range -2..2;
+    with cutoffs (e.g. (0.1, 0.3)): the categorical NRI over those risk categories (Pencina 2008).
+    """
+    y = _binary(y)
+    p_old, p_new = np.asarray(p_old, dtype=float), np.asarray(p_new, dtype=float)
+    point = _reclassification(y, p_old, p_new, cutoffs, np.arange(len(y))[None, :])[0]
+    boot = _reclassification(y, p_old, p_new, cutoffs, stratified_bootstrap_indices(y, n_boot, seed))
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    kind = "categorical" if cutoffs else "continuous"
+    out = {"nri_kind": kind}
+    for i, name in enumerate(("nri_events", "nri_nonevents", "nri")):
+        out[name], out[f"{name}_lower"], out[f"{name}_upper"] = float(point[i]), float(lo[i]), float(hi[i])
+    return out
+
+
+def harrell_c(duration: np.ndarray | pd.Series, event: np.ndarray | pd.Series,
+              risk: np.ndarray | pd.Series) -> float:
+    """Harrell's concordance index for a risk score (higher = earlier event), via lifelines."""
+    return float(concordance_index(np.asarray(duration), -np.asarray(risk, dtype=float), np.asarray(event)))
