@@ -2,6 +2,219 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+
+import pandas as pd
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from registry.clinical_import import CSVValidationError, import_table
+from registry.db import make_engine, session_scope
+from registry.home import Home
+from registry.ingest import ingest_directory
+from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
+from registry.store import record_qc_decision
 
 app = typer.Typer(help="The study registry: ingest, QC, collection progress, export.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+ACTOR = typer.Option(None, "--actor", help="Who does this (recorded in the audit log); default the login name.")
+
+
+@contextmanager
+def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
+    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
+    engine = make_engine(home.db_url)
+    try:
+        yield home, engine
+    except (ValueError, LookupError, FileNotFoundError, NotADirectoryError) as exc:
+        if isinstance(exc, CSVValidationError):
+            _print_errors(exc)
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Folder of DICOM files: DIR/<CENTER>/... unless --center."),
+    center: str | None = typer.Option(None, "--center", help="Center code of every file (else the first folder)."),
+    in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
+    actor: str | None = ACTOR,
+) -> None:
+    """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
+    with _engine(ctx) as (home, engine):
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    label = "Reading headers" if phase == "files" else "Storing series"
+                    tasks[phase] = bar.add_task(label, total=total)
+                bar.update(tasks[phase], completed=done)
+
+            report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
+                                      actor=actor or _default_actor(), progress=progress)
+        summary = Table(title=f"Ingest run {report.run_id}: {directory}")
+        summary.add_column("what")
+        summary.add_column("count", justify="right")
+        for label, value in [("files seen", report.files_seen), ("new instances", report.new_instances),
+                             ("already present", report.already_present), ("conflicts", len(report.conflicts)),
+                             ("new series", report.series_new), ("extended series", report.series_updated),
+                             ("new patients", report.patients_new)]:
+            summary.add_row(label, str(value))
+        for status, n in sorted(report.qc.items()):
+            summary.add_row(f"series QC {status}", str(n))
+        for reason, n in report.rejected_by_reason.items():
+            summary.add_row(f"rejected: {reason}", str(n))
+        console.print(summary)
+        if report.nothing_new:
+            console.print("Nothing new: every readable file was already in the registry.")
+        for item in [*report.conflicts, *report.rejected][:50]:
+            console.print(f"[yellow]{item.reason}[/yellow] {item.path}: {item.detail}", soft_wrap=True)
+        hidden = len(report.conflicts) + len(report.rejected) - 50
+        if hidden > 0:
+            console.print(f"... and {hidden} more (table `rejection`, ingest run {report.run_id}).")
+
+
+@app.command()
+def qc(
+    ctx: typer.Context,
+    series_uid: str = typer.Argument(..., help="SeriesInstanceUID"),
+    passed: bool | None = typer.Option(None, "--pass/--fail", help="The verdict."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (required with --fail)."),
+    actor: str | None = ACTOR,
+) -> None:
+    """Record a coordinator's QC decision on one series."""
+    if passed is None:
+        err.print("[red]error:[/red] give --pass or --fail")
+        raise typer.Exit(2)
+    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        decision = record_qc_decision(session, series_uid, "passed" if passed else "failed", reason,
+                                      actor or _default_actor())
+        console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
+
+
+def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None) -> None:
+    with _engine(ctx) as (home, engine):
+        report = import_table(engine, home, path, kind, actor=actor or _default_actor(), skip_invalid=skip_invalid)
+        console.print(f"{path}: {report.rows} rows; {report.created} created, {report.updated} updated, "
+                      f"{report.unchanged} unchanged, {report.patients_new} new patients (import run {report.run_id}).")
+        if report.rejects_path:
+            console.print(f"[yellow]{report.invalid_rows} invalid rows skipped[/yellow], written with their errors "
+                          f"to {report.rejects_path}")
+
+
+SKIP_INVALID = typer.Option(False, "--skip-invalid",
+                            help="Import the valid rows; write the invalid ones to <file>.rejects.csv.")
+
+
+@app.command("import-clinical")
+def import_clinical(
+    ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    skip_invalid: bool = SKIP_INVALID, actor: str | None = ACTOR,
+) -> None:
+    """Import clinical.csv (docs/data-formats.md); every error is reported at once."""
+    _import(ctx, file, "clinical", skip_invalid, actor)
+
+
+@app.command("import-outcomes")
+def import_outcomes(
+    ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    skip_invalid: bool = SKIP_INVALID, actor: str | None = ACTOR,
+) -> None:
+    """Import outcomes.csv (docs/data-formats.md); every error is reported at once."""
+    _import(ctx, file, "outcomes", skip_invalid, actor)
+
+
+@app.command()
+def progress(
+    ctx: typer.Context,
+    as_of: dt.datetime | None = typer.Option(None, "--as-of", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+                                             help="Count only what had arrived by this date (inclusive)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+) -> None:
+    """Per-center collection progress: patients, series by QC status, clinical data, outcomes, follow-ups."""
+    as_of_value: dt.date | dt.datetime | None = as_of
+    if as_of is not None and as_of.time() == dt.time():
+        as_of_value = as_of.date()
+    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        table = collection_progress(session, as_of_value)
+    title = "Collection progress" + (f" as of {as_of_value}" if as_of_value else "")
+    _emit(table, fmt, title)
+
+
+@app.command()
+def missing(
+    ctx: typer.Context,
+    center: str | None = typer.Option(None, "--center", help="Only this center."),
+    detail: bool = typer.Option(False, "--detail", help="List every owed item, not only counts."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+) -> None:
+    """What each center still owes: CT, clinical data, outcome, a QC-passed admission scan, pending reviews."""
+    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        items = missing_items(session, center)
+    _emit(items if detail else missing_summary(items), fmt, "Missing items" + (f" ({center})" if center else ""))
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Output file: .csv or .parquet"),
+) -> None:
+    """Write the analysis-ready patient table (pseudonyms, clinical, outcome, series counts, scan days)."""
+    with _engine(ctx) as (_home, engine):
+        with session_scope(engine) as session:
+            table = patient_table(session)
+        write_patient_table(table, str(file))
+    console.print(f"{len(table)} patients written to {file}")
+
+
+def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
+    if fmt is OutputFormat.csv:
+        table.to_csv(sys.stdout, index=False)
+    elif fmt is OutputFormat.json:
+        sys.stdout.write(table.to_json(orient="records", date_format="iso") + "\n")
+    else:
+        out = Table(title=title)
+        for column in table.columns:
+            out.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(table[column]) else "left")
+        for row in table.itertuples(index=False):
+            out.add_row(*("" if pd.isna(v) else str(v) for v in row))
+        console.print(out)
+
+
+def _print_errors(exc: CSVValidationError) -> None:
+    out = Table(title=f"{exc.path}: {len(exc.errors)} error(s), nothing imported")
+    for column in ("row", "column", "value", "rule"):
+        out.add_column(column)
+    for e in exc.errors.itertuples(index=False):
+        out.add_row(str(e.row), str(e.column), str(e.value), str(e.rule))
+    err.print(out)

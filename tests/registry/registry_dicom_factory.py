@@ -104,7 +104,7 @@ def write_series(
 ) -> list[Path]:
     """Write a series of `n_slices` slices `thickness` mm apart under `folder`; returns the files.
 
-    `skip` leaves slice indices out (missing slices), `duplicate` repeats a position, `matrix` gives
+    `skip` leaves slice indices out (missing slices), `duplicate` adds a second slice at those positions, `matrix` gives
     some slices another (rows, columns), `tilt_deg` shears the stack along y as a tilted gantry does.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,18 +112,18 @@ def write_series(
     series_uid = uid(f"series-{name}")
     paths = []
     shift_per_mm = math.tan(math.radians(tilt_deg))
-    for i in range(n_slices):
-        if i in skip:
-            continue
-        z = (i - 1 if i in duplicate else i) * thickness
+    slices = [(i, f"{name}-{i}") for i in range(n_slices) if i not in skip]
+    slices += [(i, f"{name}-{i}-again") for i in duplicate]
+    for i, sop_name in slices:
+        z = i * thickness
         rows, columns = (matrix or {}).get(i, (slice_kwargs.get("rows", 8), slice_kwargs.get("columns", 8)))
         kwargs = {**slice_kwargs, "rows": rows, "columns": columns}
         ds = ct_slice(
-            patient_id=patient_id, study_uid=study_uid, series_uid=series_uid, sop_uid=uid(f"{name}-{i}"),
+            patient_id=patient_id, study_uid=study_uid, series_uid=series_uid, sop_uid=uid(sop_name),
             index=i, z=z, thickness=thickness, y_shift=z * shift_per_mm, acquisition=acquisition,
             gantry_tilt=gantry_tilt_tag, **kwargs,
         )
-        path = folder / f"{name}_{i:04d}.dcm"
+        path = folder / f"{sop_name}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths

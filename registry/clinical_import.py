@@ -1,0 +1,178 @@
+"""`registry import-clinical` / `import-outcomes`: validated CSV rows -> ClinicalRecord / Outcome.
+
+All-or-nothing by default: any invalid row and nothing is written. With `skip_invalid`, the valid
+rows are imported and the invalid ones written, with their errors, to `<file>.rejects.csv` beside
+the input. Patients are matched to imaging through the same keyed pseudonym as DICOM ingest; a row
+for a patient without images creates the patient (coordinators must see "clinical data, no CT").
+A re-import updates the records and audits each change with before/after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, insert, select
+
+from registry.csv_validation import ValidatedTable, validate_table
+from registry.db import session_scope
+from registry.home import Home
+from registry.models import ClinicalRecord, IngestRun, Outcome, Patient, Rejection, utcnow
+from registry.pseudonym import pseudo_id
+from registry.store import audit, center_by_code, patient_by_pseudo_id, update_days_from_injury
+
+RECORD_MODELS = {"clinical": ClinicalRecord, "outcomes": Outcome}
+BOOL_FIELDS = {"hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"}
+
+
+class CSVValidationError(ValueError):
+    """The file has errors and nothing was imported; `errors` lists them all (row, column, value, rule)."""
+
+    def __init__(self, path: Path, errors: pd.DataFrame, header_only: bool = False) -> None:
+        what = "header errors" if header_only else f"{len(errors)} error(s)"
+        super().__init__(f"{path}: {what}; nothing imported")
+        self.path = path
+        self.errors = errors
+
+
+@dataclass
+class ImportReport:
+    run_id: int
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    patients_new: int = 0
+    invalid_rows: int = 0
+    rejects_path: Path | None = None
+    errors: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    # `imported_at` stays the first import's time (progress "as of" a date counts from it); later
+    # changes are in the audit log.
+
+    def counts(self) -> dict[str, Any]:
+        return {"rows": self.rows, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "patients_new": self.patients_new, "invalid_rows": self.invalid_rows,
+                "rejects_file": str(self.rejects_path) if self.rejects_path else None}
+
+
+def read_csv_as_text(path: Path) -> pd.DataFrame:
+    """Every cell as text, empty cells as '' (validation decides what they mean)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (a header line is required)") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: not a well-formed CSV: {exc}") from None
+
+
+def import_table(
+    engine: Engine, home: Home, path: Path | str, kind: str, *, actor: str = "cli", skip_invalid: bool = False
+) -> ImportReport:
+    """Validate and import a clinical (`kind="clinical"`) or outcome (`"outcomes"`) CSV file."""
+    path = Path(path)
+    key = home.secret()
+    raw = read_csv_as_text(path)
+    checked = validate_table(raw, kind)
+    if checked.header_errors:
+        raise CSVValidationError(path, checked.errors, header_only=True)
+    if len(checked.errors) and not skip_invalid:
+        raise CSVValidationError(path, checked.errors)
+
+    model = RECORD_MODELS[kind]
+    fields = [c for c in checked.valid.columns if c not in ("row", "center", "patient_id")]
+    with session_scope(engine) as session:
+        run = IngestRun(kind=kind, source=str(path), actor=actor)
+        session.add(run)
+        session.flush()
+        report = ImportReport(run_id=run.id, rows=len(raw), errors=checked.errors)
+        injury_changed: list[int] = []
+
+        rows = checked.valid.to_dict("records")
+        pseudos = [pseudo_id(key, r["center"], r["patient_id"]) for r in rows]
+        patients = {p.pseudo_id: p for p in _patients_with_records(session, pseudos)}
+        records = {r.patient_id: r for r in session.scalars(
+            select(model).where(model.patient_id.in_([p.id for p in patients.values()])))} if patients else {}
+        for row, pseudo in zip(rows, pseudos, strict=True):
+            patient = patients.get(pseudo)
+            if patient is None:
+                patient, _ = patient_by_pseudo_id(session, center_by_code(session, row["center"]), pseudo)
+                patients[pseudo] = patient
+                report.patients_new += 1
+            new_values = {f: _db_value(f, row[f]) for f in fields}
+            record = records.get(patient.id)
+            if record is None:
+                record = model(patient_id=patient.id, **new_values)
+                session.add(record)
+                report.created += 1
+                audit(session, actor=actor, action=f"{kind}_created", entity_type="patient", entity_id=pseudo,
+                      after=new_values)
+                if new_values.get("injury_datetime") is not None:
+                    injury_changed.append(patient.id)
+                continue
+            before = {f: getattr(record, f) for f in fields}
+            if before == new_values:
+                report.unchanged += 1
+                continue
+            for f, v in new_values.items():
+                setattr(record, f, v)
+            changed = [f for f in fields if before[f] != new_values[f]]
+            audit(session, actor=actor, action=f"{kind}_updated", entity_type="patient", entity_id=pseudo,
+                  before={f: before[f] for f in changed}, after={f: new_values[f] for f in changed})
+            report.updated += 1
+            if "injury_datetime" in changed:
+                injury_changed.append(patient.id)
+        session.flush()
+        if injury_changed:
+            update_days_from_injury(session, injury_changed)
+
+        if len(checked.errors):
+            report.invalid_rows = len(checked.invalid_rows)
+            report.rejects_path = write_rejects(path, raw, checked)
+            session.execute(insert(Rejection), [
+                {"ingest_run_id": run.id, "path": f"{path}:{line}", "reason": "invalid_row",
+                 "detail": _errors_of_line(checked, line)}
+                for line in checked.invalid_rows
+            ])
+        run.finished_at = utcnow()
+        run.counts = report.counts()
+        audit(session, actor=actor, action=f"import_{kind}", entity_type="ingest_run", entity_id=str(run.id),
+              after={"source": str(path), **report.counts()})
+    return report
+
+
+def write_rejects(path: Path, raw: pd.DataFrame, checked: ValidatedTable) -> Path:
+    """The invalid rows as they were, with their line number and errors, to `<stem>.rejects.csv`."""
+    target = path.with_name(f"{path.stem}.rejects.csv")
+    lines = checked.invalid_rows
+    rejects = raw.iloc[[line - 2 for line in lines]].copy()
+    rejects.insert(0, "line", lines)
+    rejects["errors"] = [_errors_of_line(checked, line) for line in lines]
+    rejects.to_csv(target, index=False)
+    return target
+
+
+def _errors_of_line(checked: ValidatedTable, line: int) -> str:
+    errors = checked.errors[checked.errors["row"] == line]
+    return "; ".join(f"{e.column}={e.value!r}: {e.rule}" for e in errors.itertuples())
+
+
+def _patients_with_records(session: Any, pseudos: list[str]) -> list[Patient]:
+    found: list[Patient] = []
+    for start in range(0, len(pseudos), 900):
+        found.extend(session.scalars(select(Patient).where(Patient.pseudo_id.in_(pseudos[start : start + 900]))))
+    return found
+
+
+def _db_value(field_name: str, value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if field_name in BOOL_FIELDS:
+        return bool(value)
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if hasattr(value, "item"):
+        return value.item()
+    return value

@@ -1,0 +1,254 @@
+"""Collection progress per center, what each center still owes, and the analysis-ready patient table.
+
+Counting is done by the database (GROUP BY center), never by looping over rows in Python, so that
+the dashboard's progress page stays fast on thousands of series on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy import Select, and_, case, distinct, func, literal, select
+from sqlalchemy.orm import Session
+
+from registry.models import (
+    QC_AUTO_FAILED,
+    QC_FAILED,
+    QC_PASSED,
+    QC_PENDING,
+    Center,
+    ClinicalRecord,
+    Outcome,
+    Patient,
+    QCDecision,
+    Series,
+    Study,
+)
+
+TOTAL = "TOTAL"
+PROGRESS_COLUMNS = [
+    "center", "patients", "with_ct", "series", "qc_passed", "qc_failed_auto", "qc_failed_manual", "qc_pending",
+    "with_clinical", "with_outcome", "with_follow_up",
+]
+MISSING_ITEMS = ("no_ct", "no_clinical", "no_outcome", "no_qc_passed_admission_scan", "series_pending_review")
+CLINICAL_EXPORT = [
+    "age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension", "glucose_mmol_l",
+    "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury",
+]
+OUTCOME_EXPORT = ["gos_6m", "died", "days_to_death_or_censor"]
+
+
+def _cutoff(as_of: dt.date | dt.datetime | None) -> dt.datetime | None:
+    """Exclusive upper bound: a date means the whole of that day."""
+    if as_of is None:
+        return None
+    if isinstance(as_of, dt.datetime):
+        return as_of.replace(tzinfo=None) + dt.timedelta(microseconds=1)
+    return dt.datetime.combine(as_of, dt.time()) + dt.timedelta(days=1)
+
+
+def _series_status(cutoff: dt.datetime | None) -> Select:
+    """One row per series arrived by `cutoff`: ids of series, study, patient, center and the QC status then."""
+    base = (
+        select(Series.id.label("series_id"), Series.study_id, Study.patient_id, Patient.center_id)
+        .join(Study, Series.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
+    )
+    if cutoff is None:
+        return base.add_columns(Series.qc_status.label("status"))
+    # The status as of the date is that of the latest decision taken by then (every series gets an
+    # automatic one at ingest); decision ids grow with time, so max(id) is the latest.
+    latest = (
+        select(QCDecision.series_id, func.max(QCDecision.id).label("decision_id"))
+        .where(QCDecision.decided_at < cutoff)
+        .group_by(QCDecision.series_id)
+        .subquery()
+    )
+    return (
+        base.add_columns(func.coalesce(QCDecision.status, literal(QC_PENDING)).label("status"))
+        .outerjoin(latest, latest.c.series_id == Series.id)
+        .outerjoin(QCDecision, QCDecision.id == latest.c.decision_id)
+        .where(Series.ingested_at < cutoff)
+    )
+
+
+def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = None) -> pd.DataFrame:
+    """Per center (and a TOTAL line): patients, series by QC status, clinical data, outcomes, follow-ups.
+
+    `as_of` counts only what had arrived, and QC decisions taken, by then (a date includes that day).
+    """
+    cutoff = _cutoff(as_of)
+    status = _series_status(cutoff).subquery()
+
+    clinical_on = ClinicalRecord.patient_id == Patient.id
+    outcome_on = Outcome.patient_id == Patient.id
+    patient_on = Patient.center_id == Center.id
+    if cutoff is not None:
+        clinical_on = and_(clinical_on, ClinicalRecord.imported_at < cutoff)
+        outcome_on = and_(outcome_on, Outcome.imported_at < cutoff)
+        patient_on = and_(patient_on, Patient.created_at < cutoff)
+    patients = session.execute(
+        select(Center.code.label("center"), func.count(distinct(Patient.id)).label("patients"),
+               func.count(distinct(ClinicalRecord.id)).label("with_clinical"),
+               func.count(distinct(Outcome.id)).label("with_outcome"))
+        .select_from(Center)
+        .outerjoin(Patient, patient_on)
+        .outerjoin(ClinicalRecord, clinical_on)
+        .outerjoin(Outcome, outcome_on)
+        .group_by(Center.code)
+    ).all()
+
+    def n_status(*values: str):  # noqa: ANN202 - a SQL expression
+        return func.coalesce(func.sum(case((status.c.status.in_(values), 1), else_=0)), 0)
+
+    series = session.execute(
+        select(Center.code.label("center"), func.count(distinct(status.c.patient_id)).label("with_ct"),
+               func.count(status.c.series_id).label("series"),
+               n_status(QC_PASSED).label("qc_passed"), n_status(QC_AUTO_FAILED).label("qc_failed_auto"),
+               n_status(QC_FAILED).label("qc_failed_manual"), n_status(QC_PENDING).label("qc_pending"))
+        .select_from(status).join(Center, Center.id == status.c.center_id)
+        .group_by(Center.code)
+    ).all()
+
+    # A follow-up scan: a second study with at least one series that has not failed QC.
+    usable = (
+        select(status.c.center_id, status.c.patient_id)
+        .where(status.c.status.in_((QC_PASSED, QC_PENDING)))
+        .group_by(status.c.center_id, status.c.patient_id)
+        .having(func.count(distinct(status.c.study_id)) >= 2)
+        .subquery()
+    )
+    follow = session.execute(
+        select(Center.code.label("center"), func.count(usable.c.patient_id).label("with_follow_up"))
+        .select_from(usable).join(Center, Center.id == usable.c.center_id)
+        .group_by(Center.code)
+    ).all()
+
+    table = pd.DataFrame(patients, columns=["center", "patients", "with_clinical", "with_outcome"])
+    table = (
+        table.merge(pd.DataFrame(series, columns=["center", "with_ct", "series", "qc_passed", "qc_failed_auto",
+                                                  "qc_failed_manual", "qc_pending"]), on="center", how="left")
+        .merge(pd.DataFrame(follow, columns=["center", "with_follow_up"]), on="center", how="left")
+    )
+    table = table[PROGRESS_COLUMNS].fillna(0)
+    counts = PROGRESS_COLUMNS[1:]
+    table[counts] = table[counts].astype(int)
+    table = table.sort_values("center").reset_index(drop=True)
+    total = pd.DataFrame([{"center": TOTAL, **table[counts].sum().astype(int).to_dict()}])
+    return pd.concat([table, total], ignore_index=True)[PROGRESS_COLUMNS]
+
+
+def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
+    """What each center still owes, one row per (patient or series, item): center, pseudo_id, item, detail."""
+    patient_filter = [Center.code == center] if center else []
+    base = select(Center.code.label("center"), Patient.pseudo_id, Patient.id).join(Patient.center).where(
+        *patient_filter)
+    frames = []
+
+    def add(item: str, query: Select, detail: str = "") -> None:
+        rows = session.execute(query).all()
+        frames.append(pd.DataFrame([(r.center, r.pseudo_id, item, getattr(r, "detail", detail)) for r in rows],
+                                   columns=["center", "pseudo_id", "item", "detail"]))
+
+    has_series = select(Study.patient_id).join(Series, Series.study_id == Study.id)
+    add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome but no CT series")
+    add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no clinical record")
+    add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no 6-month outcome")
+
+    # The admission scan is the patient's earliest study; it owes a QC-passed series.
+    studies = pd.DataFrame(session.execute(
+        select(Center.code.label("center"), Patient.pseudo_id, Study.patient_id, Study.id.label("study_id"),
+               Study.study_instance_uid,
+               func.min(func.coalesce(Series.acquisition_datetime, Study.study_datetime)).label("when"),
+               func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"))
+        .join(Series, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
+        .join(Center, Patient.center_id == Center.id).where(*patient_filter)
+        .group_by(Center.code, Patient.pseudo_id, Study.patient_id, Study.id, Study.study_instance_uid)
+    ).all(), columns=["center", "pseudo_id", "patient_id", "study_id", "study_instance_uid", "when", "passed"])
+    if len(studies):
+        first = studies.sort_values(["patient_id", "when", "study_id"], na_position="last").groupby(
+            "patient_id").head(1)
+        owed = first[first["passed"] == 0]
+        frames.append(pd.DataFrame({"center": owed["center"], "pseudo_id": owed["pseudo_id"],
+                                    "item": "no_qc_passed_admission_scan",
+                                    "detail": "admission study " + owed["study_instance_uid"]}))
+
+    add("series_pending_review",
+        select(Center.code.label("center"), Patient.pseudo_id, Series.series_instance_uid.label("detail"))
+        .join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
+        .join(Center, Patient.center_id == Center.id)
+        .where(Series.qc_status == QC_PENDING, *patient_filter))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["center", "pseudo_id", "item", "detail"])
+    return pd.concat(frames, ignore_index=True).sort_values(["center", "item", "pseudo_id"]).reset_index(drop=True)
+
+
+def missing_summary(items: pd.DataFrame) -> pd.DataFrame:
+    """Counts of `missing_items` per center and item (one column per item, a TOTAL line)."""
+    table = pd.crosstab(items["center"], items["item"]) if len(items) else pd.DataFrame()
+    table = table.reindex(columns=list(MISSING_ITEMS), fill_value=0).astype(int)
+    table.index.name = "center"
+    table = table.reset_index()
+    total = pd.DataFrame([{"center": TOTAL, **table[list(MISSING_ITEMS)].sum().astype(int).to_dict()}])
+    return pd.concat([table, total], ignore_index=True)
+
+
+def patient_table(session: Session) -> pd.DataFrame:
+    """The analysis-ready table: one row per patient, clinical data, outcome, series counts and scan days.
+
+    `scan_days` lists the days from injury of the studies with a QC-passed series (';'-separated);
+    no original ID and no date appear, only the pseudonym and days relative to injury.
+    """
+    clinical_cols = [getattr(ClinicalRecord, c) for c in CLINICAL_EXPORT]
+    outcome_cols = [getattr(Outcome, c) for c in OUTCOME_EXPORT]
+    passed = case((Series.qc_status == QC_PASSED, 1), else_=0)
+    counts = (
+        select(Study.patient_id, func.count(Series.id).label("n_series"),
+               func.sum(passed).label("n_series_qc_passed"), func.count(distinct(Study.id)).label("n_studies"))
+        .join(Series, Series.study_id == Study.id).group_by(Study.patient_id).subquery()
+    )
+    rows = session.execute(
+        select(Patient.id.label("patient_key"), Patient.pseudo_id, Center.code.label("center"), *clinical_cols,
+               *outcome_cols, counts.c.n_series, counts.c.n_series_qc_passed, counts.c.n_studies)
+        .join(Center, Patient.center_id == Center.id)
+        .outerjoin(ClinicalRecord, ClinicalRecord.patient_id == Patient.id)
+        .outerjoin(Outcome, Outcome.patient_id == Patient.id)
+        .outerjoin(counts, counts.c.patient_id == Patient.id)
+        .order_by(Center.code, Patient.pseudo_id)
+    ).all()
+    columns = ["patient_key", "pseudo_id", "center", *CLINICAL_EXPORT, *OUTCOME_EXPORT, "n_series",
+               "n_series_qc_passed", "n_studies"]
+    table = pd.DataFrame(rows, columns=columns)
+    for c in ("n_series", "n_series_qc_passed", "n_studies"):
+        table[c] = table[c].fillna(0).astype(int)
+
+    days = pd.DataFrame(session.execute(
+        select(Study.patient_id, Study.id, func.min(Series.days_from_injury))
+        .join(Series, Series.study_id == Study.id)
+        .where(Series.qc_status == QC_PASSED, Series.days_from_injury.is_not(None))
+        .group_by(Study.patient_id, Study.id)
+    ).all(), columns=["patient_key", "study_id", "day"])
+    if len(days):
+        joined = (days.sort_values("day").groupby("patient_key")["day"]
+                  .agg(lambda d: ";".join(f"{v:.2f}" for v in d)).rename("scan_days"))
+        table = table.merge(joined, left_on="patient_key", right_index=True, how="left")
+    else:
+        table["scan_days"] = None
+    for c in ("hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"):
+        table[c] = table[c].astype("boolean").astype("Int64")
+    for c in ("gcs_total", "gcs_motor", "pupils_unreactive", "marshall_ct", "gos_6m"):
+        table[c] = table[c].astype("Int64")
+    return table.drop(columns="patient_key").reset_index(drop=True)
+
+
+def write_patient_table(table: pd.DataFrame, path: str) -> None:
+    """CSV or Parquet, chosen by the file extension."""
+    lowered = str(path).lower()
+    if lowered.endswith(".parquet") or lowered.endswith(".pq"):
+        table.to_parquet(path, index=False)
+    elif lowered.endswith(".csv"):
+        table.to_csv(path, index=False)
+    else:
+        raise ValueError(f"{path}: export format is chosen by extension: .csv or .parquet")
