@@ -1,0 +1,114 @@
+"""Apply a `SegmentationModel` to a `Volume`: labels on the native grid, fast on CPU or GPU.
+
+What makes it fast (measured in bench/segment_bench.py, see DESIGN.md's performance notes):
+only slices that contain head reach the network, cropped to the head; on CPU the network is
+traced and frozen (BatchNorm folded into the convolutions) in channels_last layout; on CUDA
+it runs under bf16 (or fp16) autocast. Everything under `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from imaging.model import SegmentationModel
+from imaging.volume import Volume
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """`auto`: CUDA when available, else CPU; `cuda` without a GPU is an error rather than a silent fallback."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device here")
+    if spec not in ("cpu",) and not spec.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], not {spec!r}")
+    return torch.device(spec)
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Intra-op threads = the cores this process may use (not the machine's count), unless given."""
+    n = threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, int(n)))
+    return torch.get_num_threads()
+
+
+@dataclass
+class Segmenter:
+    """A model prepared for one device; reuse it across series (preparation costs a trace on CPU)."""
+
+    model: SegmentationModel
+    device: torch.device
+    batch_size: int = 16
+    optimize: bool = True
+    _net: torch.nn.Module | None = field(default=None, init=False, repr=False)
+
+    def _prepared(self, example: torch.Tensor) -> torch.nn.Module:
+        if self._net is not None:
+            return self._net
+        net = self.model.net.eval().to(self.device)
+        if self.device.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+            if self.optimize:
+                try:
+                    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                        warnings.simplefilter("ignore")
+                        traced = torch.jit.trace(net, example.to(memory_format=torch.channels_last))
+                        net = torch.jit.freeze(traced)  # folds BatchNorm into the preceding convolutions
+                except Exception:  # noqa: BLE001 - tracing is an optimization; eager gives the same labels
+                    net = self.model.net.eval().to(memory_format=torch.channels_last)
+        else:
+            net = net.to(memory_format=torch.channels_last)
+        self._net = net
+        return net
+
+    def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]:
+        """(z, y, x) uint8 labels on the volume's grid, and timings in seconds."""
+        pre = self.model.preprocessing
+        t0 = time.perf_counter()
+        box = pre.head_box(volume.hu)
+        slices = pre.windowed(volume.hu, box)
+        index = np.flatnonzero(box.in_head)
+        out = np.zeros(volume.shape, np.uint8)
+        t1 = time.perf_counter()
+        net_s = 0.0
+        if index.size:
+            amp = self.device.type == "cuda"
+            amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+            with torch.inference_mode():
+                for start in range(0, index.size, self.batch_size):
+                    chunk = index[start : start + self.batch_size]
+                    x = torch.from_numpy(np.ascontiguousarray(pre.channels(slices, chunk)))
+                    x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                    net = self._prepared(x)
+                    tn = time.perf_counter()
+                    with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
+                        scores = net(x)
+                    if amp:
+                        torch.cuda.synchronize()
+                    net_s += time.perf_counter() - tn
+                    pre.to_native(scores.float(), box, chunk, out)
+        t2 = time.perf_counter()
+        timings = {"preprocess_s": t1 - t0, "network_s": net_s, "postprocess_s": t2 - t1 - net_s,
+                   "total_s": t2 - t0, "slices": int(volume.shape[0]), "slices_in_head": int(index.size)}
+        return out, timings
+
+
+_CACHE: dict[tuple[str, str, int], Segmenter] = {}
+
+
+def segment_volume(volume: Volume, model: SegmentationModel, device: str | torch.device = "auto",
+                   batch_size: int = 16) -> np.ndarray:
+    """(z, y, x) uint8 labels (0 background, 1 hematoma, 2 edema) of `volume`, on its native grid."""
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    key = (model.version or str(id(model)), str(dev), batch_size)
+    if key not in _CACHE or _CACHE[key].model is not model:
+        _CACHE.clear()
+        _CACHE[key] = Segmenter(model, dev, batch_size)
+    labels, _ = _CACHE[key].segment(volume)
+    return labels

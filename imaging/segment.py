@@ -1,0 +1,86 @@
+"""Segment registered series with one model: masks as NIfTI, one SegmentationRun per series.
+
+Each series is its own transaction: a failure is recorded (status failed, the error) and the run
+goes on; a series already done by the same model version is skipped (idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from sqlalchemy import Engine
+
+from imaging import store
+from imaging.inference import Segmenter
+from imaging.model import SegmentationModel
+from imaging.volume import load_series, write_mask
+from registry.db import session_scope
+
+
+@dataclass
+class SegmentReport:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool) -> list[str]:
+    with session_scope(engine) as session:
+        return [s.series_instance_uid for s in store.series_to_segment(session, uids, include_pending)]
+
+
+def segment_registered_series(
+    engine: Engine,
+    masks_dir: Path,
+    model: SegmentationModel,
+    uids: list[str],
+    device: torch.device,
+    batch_size: int = 16,
+    on_series: Callable[[str, str], None] | None = None,
+) -> SegmentReport:
+    """Segment `uids` (already chosen by QC status) with `model`; `on_series(uid, outcome)` after each."""
+    report = SegmentReport()
+    segmenter = Segmenter(model, device, batch_size)
+    for uid in uids:
+        with session_scope(engine) as session:
+            series = store.series_by_uid(session, uid)
+            existing = store.run_for(session, series, model.version)
+            if existing is not None and existing.status == store.RUN_DONE and existing.mask_path \
+                    and Path(existing.mask_path).exists():
+                report.skipped.append(uid)
+                if on_series:
+                    on_series(uid, "skipped")
+                continue
+            paths = store.instance_paths(session, series)
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        mask_path, timings, error = None, None, None
+        try:
+            tl = time.perf_counter()
+            volume = load_series(paths)
+            load_s = time.perf_counter() - tl
+            labels, timings = segmenter.segment(volume)
+            timings = {"load_s": load_s, **timings}
+            mask_path = write_mask(store.segmentation_mask_path(masks_dir, model.version, uid), labels, volume.affine)
+        except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - t0
+        with session_scope(engine) as session:
+            series = store.series_by_uid(session, uid)
+            store.record_run(session, series, model_name=model.name, model_version=model.version,
+                             device=str(device), status=store.RUN_FAILED if error else store.RUN_DONE,
+                             mask_path=mask_path, seconds=seconds, timings=timings, error=error, started_at=started)
+        if error:
+            report.failed[uid] = error
+        else:
+            report.done.append(uid)
+            report.seconds[uid] = seconds
+        if on_series:
+            on_series(uid, "failed" if error else "done")
+    return report

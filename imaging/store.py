@@ -1,0 +1,111 @@
+"""The registry side of imaging: which series to segment or train on, their files, and run records.
+
+Every function takes a SQLAlchemy `Session` and leaves committing to the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imaging.volume import Volume, load_series
+from registry.models import (
+    QC_PASSED,
+    QC_PENDING,
+    Instance,
+    ManualAnnotation,
+    SegmentationRun,
+    Series,
+    Study,
+)
+
+RUN_DONE = "done"
+RUN_FAILED = "failed"
+
+
+def series_by_uid(session: Session, uid: str) -> Series:
+    series = session.scalars(select(Series).where(Series.series_instance_uid == uid)).one_or_none()
+    if series is None:
+        raise LookupError(f"no series with SeriesInstanceUID {uid} in the registry")
+    return series
+
+
+def series_to_segment(session: Session, uids: list[str] | None = None, include_pending: bool = False) -> list[Series]:
+    """QC-passed series (and pending ones when asked), all or those named; naming one of another status is an error."""
+    statuses = [QC_PASSED, QC_PENDING] if include_pending else [QC_PASSED]
+    if uids:
+        chosen = [series_by_uid(session, uid) for uid in uids]
+        refused = [f"{s.series_instance_uid} ({s.qc_status})" for s in chosen if s.qc_status not in statuses]
+        if refused:
+            raise ValueError(f"not QC-passed{' or pending' if include_pending else ''}: {', '.join(refused)}")
+        return chosen
+    return list(session.scalars(select(Series).where(Series.qc_status.in_(statuses)).order_by(Series.id)))
+
+
+def instance_paths(session: Session, series: Series) -> list[Path]:
+    paths = session.scalars(select(Instance.file_path).where(Instance.series_id == series.id)).all()
+    if not paths:
+        raise LookupError(f"series {series.series_instance_uid} has no stored instances")
+    return [Path(p) for p in paths]
+
+
+def load_series_volume(session: Session, series: Series) -> Volume:
+    return load_series(instance_paths(session, series))
+
+
+def patient_key(session: Session, series: Series) -> str:
+    """The training split unit: the registry's patient row (pseudonymous)."""
+    study = session.get(Study, series.study_id)
+    return f"patient-{study.patient_id}" if study else f"series-{series.id}"
+
+
+def latest_annotations(session: Session) -> list[tuple[Series, ManualAnnotation]]:
+    """Each annotated series with its most recently imported manual annotation."""
+    rows = session.execute(
+        select(Series, ManualAnnotation).join(ManualAnnotation, ManualAnnotation.series_id == Series.id)
+        .order_by(Series.id, ManualAnnotation.imported_at.desc(), ManualAnnotation.id.desc())
+    ).all()
+    seen: dict[int, tuple[Series, ManualAnnotation]] = {}
+    for series, ann in rows:
+        seen.setdefault(series.id, (series, ann))
+    return list(seen.values())
+
+
+def run_for(session: Session, series: Series, model_version: str) -> SegmentationRun | None:
+    return session.scalars(select(SegmentationRun).where(
+        SegmentationRun.series_id == series.id, SegmentationRun.model_version == model_version)).one_or_none()
+
+
+def latest_done_run(session: Session, series: Series, model_version: str | None = None) -> SegmentationRun | None:
+    """The most recent successful segmentation of a series (by a given model version when named)."""
+    q = select(SegmentationRun).where(SegmentationRun.series_id == series.id, SegmentationRun.status == RUN_DONE)
+    if model_version:
+        q = q.where(SegmentationRun.model_version == model_version)
+    return session.scalars(q.order_by(SegmentationRun.finished_at.desc(), SegmentationRun.id.desc())).first()
+
+
+def record_run(session: Session, series: Series, *, model_name: str, model_version: str, device: str, status: str,
+               mask_path: Path | None, seconds: float, timings: dict | None, error: str | None,
+               started_at: dt.datetime) -> SegmentationRun:
+    """Insert, or overwrite a failed earlier attempt of, the run of this model version on this series."""
+    run = run_for(session, series, model_version) or SegmentationRun(series_id=series.id, model_version=model_version)
+    run.model_name = model_name
+    run.device = device
+    run.status = status
+    run.error = error
+    run.mask_path = str(mask_path) if mask_path else None
+    run.seconds = seconds
+    run.timings = timings
+    run.started_at = started_at
+    run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def segmentation_mask_path(masks_dir: Path, model_version: str, series_uid: str) -> Path:
+    """Masks of one model version in their own folder, so that two models never overwrite each other."""
+    return masks_dir / "segmentations" / model_version[:16] / f"{series_uid}.nii.gz"
