@@ -218,3 +218,24 @@ def _print_errors(exc: CSVValidationError) -> None:
     for e in exc.errors.itertuples(index=False):
         out.add_row(str(e.row), str(e.column), str(e.value), str(e.rule))
     err.print(out)
+
+
+@app.command("import-annotations")
+def import_annotations_cmd(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <SeriesInstanceUID>.nii.gz"),
+    annotator: str | None = typer.Option(None, "--annotator", help="Who drew the masks (recorded with them)."),
+    actor: str | None = ACTOR,
+) -> None:
+    """Import manual hematoma (1) / edema (2) NIfTI masks; each grid is checked against its series."""
+    from registry.annotations import import_annotations
+
+    with _engine(ctx) as (home, engine):
+        with session_scope(engine) as session:
+            report = import_annotations(session, directory, home.masks_dir, actor or _default_actor(), annotator)
+        console.print(f"{directory}: {len(report.imported)} imported, {len(report.unchanged)} unchanged, "
+                      f"{len(report.rejected)} rejected.")
+        for path, reason, detail in report.rejected:
+            err.print(f"[red]rejected[/red] {path}: {reason}: {detail}")
+        if report.rejected:
+            raise typer.Exit(1)
