@@ -13,8 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pydicom
+import pydicom.errors
 import streamlit as st
+from pydicom.pixels import apply_rescale
 from sqlalchemy import Engine, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
@@ -255,7 +259,25 @@ def series_files(db_url: str, center: str | None, series_uid: str) -> list[str]:
     return list(rows)
 
 
-def resolve_path(path: str, home: Home) -> Path:
-    """A stored file path: absolute as is, relative ones under the data home."""
-    p = Path(path)
-    return p if p.is_absolute() else home.root / p
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=8)
+def series_volume_hu(db_url: str, center: str | None, series_uid: str, root: str) -> np.ndarray | None:
+    """The series as a (z, y, x) float32 HU volume from its archived DICOM files; None when it has no files.
+
+    A missing or unreadable file raises an error naming it.
+    """
+    files = series_files(db_url, center, series_uid)
+    if not files:
+        return None
+    home_root = Path(root)
+    planes = []
+    for stored in files:
+        path = Path(stored) if Path(stored).is_absolute() else home_root / stored
+        try:
+            ds = pydicom.dcmread(path)
+            planes.append(apply_rescale(ds.pixel_array, ds).astype(np.float32))
+        except (OSError, pydicom.errors.InvalidDicomError, AttributeError, ValueError) as exc:
+            raise ValueError(f"Cannot read slice {path} of series {series_uid}: {exc}") from exc
+    shapes = {p.shape for p in planes}
+    if len(shapes) != 1:
+        raise ValueError(f"Series {series_uid} mixes slice sizes {sorted(shapes)}: it cannot be shown as one volume.")
+    return np.stack(planes)
