@@ -518,7 +518,7 @@ def _place_edema(h: Hematoma, index: int, box, q, brain, labels, owner, hu, vv: 
     x, y, z = _box_coordinates(q, box)
     dist = ndimage.distance_transform_edt(~own, sampling=spacing).astype(np.float32)
     # Finger-like spread: distance modulated by a smooth field, so the rim is uneven as along white matter.
-    score = -(dist + 4.0 * _smooth_field(x, y, z, h.shape_seed + 2))
+    score = -(dist + 2.0 * _smooth_field(x, y, z, h.shape_seed + 2))
     allowed = brain[box] & (labels[box] == 0)
     sel = _top_n(score, allowed, int(round(h.edema_ml / vv)))
     labels[box][sel] = 2
