@@ -1,4 +1,4 @@
-"""Collection progress computed from per-center counts: what has arrived, what is owed, progress to targets.
+"""Collection progress computed from per-center counts: arrivals over time and progress against targets.
 
 Pure pandas: the counts come from `dashboard.queries`, the targets from `targets.toml`.
 """
@@ -29,20 +29,6 @@ TARGET_METRICS = {
 def totals_row(counts: pd.DataFrame) -> pd.Series:
     """Column sums of the per-center counts (0 for an empty table)."""
     return counts[COUNT_COLUMNS].sum().astype(int) if len(counts) else pd.Series(0, index=COUNT_COLUMNS)
-
-
-def owed_by_center(counts: pd.DataFrame) -> pd.DataFrame:
-    """What each center still owes: series to QC or resend, patients lacking clinical data, outcome or follow-up."""
-    owed = pd.DataFrame({
-        "center": counts["center"],
-        "series awaiting QC": counts["qc_pending"],
-        "series to resend (failed QC)": counts["qc_failed"] + counts["qc_auto_failed"],
-        "patients without clinical data": counts["patients"] - counts["with_clinical"],
-        "patients without outcome": counts["patients"] - counts["with_outcome"],
-        "patients without follow-up scan": counts["patients"] - counts["with_followup"],
-    })
-    owed["total items owed"] = owed.drop(columns="center").sum(axis=1)
-    return owed.sort_values("total items owed", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def cumulative_by_center(events: pd.DataFrame) -> pd.DataFrame:

@@ -13,35 +13,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pydicom
-import pydicom.errors
 import streamlit as st
-from pydicom.pixels import apply_rescale
 from sqlalchemy import Engine, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
+from imaging.volume import Volume, load_series
 from registry.db import make_engine
 from registry.home import Home
 from registry.models import (
-    QC_AUTO_FAILED,
-    QC_FAILED,
-    QC_PASSED,
-    QC_PENDING,
     AuditEvent,
     Center,
-    ClinicalRecord,
     Instance,
     ManualAnnotation,
-    Outcome,
     Patient,
     QCDecision,
     SegmentationRun,
     Series,
     Study,
 )
+from registry.progress import TOTAL, collection_progress, missing_items
+from registry.store import record_qc_decision
 
 CACHE_TTL_S = 60
 
@@ -77,62 +70,42 @@ def _frame(session: Session, stmt: Select) -> pd.DataFrame:
 
 # --- Collection ----------------------------------------------------------------------------------
 
+# registry.progress names -> the dashboard's count columns
+_PROGRESS_RENAME = {"qc_failed_manual": "qc_failed", "qc_failed_auto": "qc_auto_failed",
+                    "with_follow_up": "with_followup"}
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
-    """Per center: patients, series by QC status, patients with clinical data / outcome / follow-up, annotated
-    and segmented series (columns `collection.COUNT_COLUMNS`, one row per center in scope, zeros included)."""
+    """Per center in scope: `registry.progress.collection_progress` (patients, series by QC status, clinical
+    data, outcome, follow-up) plus manually annotated and segmented series (columns `collection.COUNT_COLUMNS`)."""
     with _session(db_url) as s:
-        centers = _frame(s, _scoped(select(Center.id, Center.code.label("center")), center).order_by(Center.code))
-        per_patient = (
-            select(Center.id.label("center_id"), Patient.id.label("patient_id"))
-            .join(Patient, Patient.center_id == Center.id)
-        )
-        patients = _frame(s, _scoped(
-            select(Center.id.label("id"), func.count(Patient.id).label("patients"))
-            .join(Patient, Patient.center_id == Center.id).group_by(Center.id), center))
-        series_status = _frame(s, _scoped(
-            select(Center.id.label("id"), Series.qc_status, func.count(Series.id).label("n"))
-            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-            .join(Series, Series.study_id == Study.id).group_by(Center.id, Series.qc_status), center))
-        clinical = _frame(s, _scoped(
-            per_patient.with_only_columns(Center.id.label("id"), func.count(ClinicalRecord.id).label("with_clinical"))
-            .join(ClinicalRecord, ClinicalRecord.patient_id == Patient.id).group_by(Center.id), center))
-        outcome = _frame(s, _scoped(
-            per_patient.with_only_columns(Center.id.label("id"), func.count(Outcome.id).label("with_outcome"))
-            .join(Outcome, Outcome.patient_id == Patient.id).group_by(Center.id), center))
-        # Follow-up = a second imaging study after the admission one.
-        studies_per_patient = (
-            select(Patient.id.label("pid"), Patient.center_id.label("cid"), func.count(Study.id).label("n_studies"))
-            .join(Study, Study.patient_id == Patient.id).group_by(Patient.id, Patient.center_id).subquery()
-        )
-        followup = _frame(s, _scoped(
-            select(Center.id.label("id"), func.count(studies_per_patient.c.pid).label("with_followup"))
-            .join(studies_per_patient, studies_per_patient.c.cid == Center.id)
-            .where(studies_per_patient.c.n_studies >= 2).group_by(Center.id), center))
+        progress = collection_progress(s).rename(columns=_PROGRESS_RENAME)
         series_center = (
-            select(Center.id.label("id"))
+            select(Center.code.label("center"))
             .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-            .join(Series, Series.study_id == Study.id)
+            .join(Series, Series.study_id == Study.id).group_by(Center.code)
         )
         annotated = _frame(s, _scoped(
             series_center.add_columns(func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
-            .join(ManualAnnotation, ManualAnnotation.series_id == Series.id).group_by(Center.id), center))
+            .join(ManualAnnotation, ManualAnnotation.series_id == Series.id), center))
         segmented = _frame(s, _scoped(
             series_center.add_columns(func.count(distinct(SegmentationRun.series_id)).label("series_segmented"))
             .join(SegmentationRun, SegmentationRun.series_id == Series.id)
-            .where(SegmentationRun.status == "done").group_by(Center.id), center))
-
-    status = (series_status.pivot_table(index="id", columns="qc_status", values="n", aggfunc="sum")
-              if len(series_status) else pd.DataFrame(index=pd.Index([], name="id")))
-    status = status.reindex(columns=[QC_PASSED, QC_FAILED, QC_AUTO_FAILED, QC_PENDING])
-    status.columns = ["qc_passed", "qc_failed", "qc_auto_failed", "qc_pending"]
-    status["series"] = status.sum(axis=1)
-    out = centers.set_index("id")
-    for part in (patients, clinical, outcome, followup, annotated, segmented):
-        out = out.join(part.set_index("id"))
-    out = out.join(status)
+            .where(SegmentationRun.status == "done"), center))
+    progress = progress[progress["center"] != TOTAL]
+    if center is not None:
+        progress = progress[progress["center"] == center]
+    out = progress.merge(annotated, on="center", how="left").merge(segmented, on="center", how="left")
     out[COUNT_COLUMNS] = out.reindex(columns=COUNT_COLUMNS).fillna(0).astype(int)
-    return out.reset_index(drop=True)[["center", *COUNT_COLUMNS]]
+    return out[["center", *COUNT_COLUMNS]].reset_index(drop=True)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def owed_items(db_url: str, center: str | None) -> pd.DataFrame:
+    """What centers in scope still owe, one row per patient or series and item (`registry.progress.missing_items`)."""
+    with _session(db_url) as s:
+        return missing_items(s, center)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -218,30 +191,18 @@ def series_center(db_url: str, series_uid: str) -> str | None:
 
 
 def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None) -> None:
-    """Write a reviewer's pass/fail decision for a series the user may see, with its audit event."""
-    if status not in (QC_PASSED, QC_FAILED):
-        raise ValueError(f"QC decision must be {QC_PASSED!r} or {QC_FAILED!r}, got {status!r}")
-    if status == QC_FAILED and not reason.strip():
-        raise ValueError("A failed series needs a reason, so that the center knows what to resend.")
+    """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see.
+
+    The user's center is checked here; the rules on status and reason are registry.store.record_qc_decision's.
+    """
     owner = series_center(db_url, series_uid)
     if owner is None:
         raise ValueError(f"No series {series_uid} in the registry.")
     if center is not None and owner != center:
         raise PermissionError(f"Series {series_uid} belongs to center {owner}: you may only QC center {center}.")
     with _session(db_url) as s, s.begin():
-        _record_qc_decision(s, series_uid, status, reason.strip(), actor)
+        record_qc_decision(s, series_uid, status, reason, actor)
     clear_caches()
-
-
-def _record_qc_decision(session: Session, series_uid: str, status: str, reason: str, actor: str) -> None:
-    series = session.scalar(select(Series).where(Series.series_instance_uid == series_uid))
-    before = {"qc_status": series.qc_status, "qc_reasons": list(series.qc_reasons or [])}
-    reasons = [reason] if reason else []
-    series.qc_status = status
-    series.qc_reasons = reasons
-    session.add(QCDecision(series_id=series.id, status=status, reasons=reasons, actor=actor, automatic=False))
-    session.add(AuditEvent(actor=actor, action="qc_decision", entity_type="series", entity_id=series_uid,
-                           before=before, after={"qc_status": status, "qc_reasons": reasons}))
 
 
 # --- Series files ---------------------------------------------------------------------------------
@@ -260,24 +221,10 @@ def series_files(db_url: str, center: str | None, series_uid: str) -> list[str]:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=8)
-def series_volume_hu(db_url: str, center: str | None, series_uid: str, root: str) -> np.ndarray | None:
-    """The series as a (z, y, x) float32 HU volume from its archived DICOM files; None when it has no files.
-
-    A missing or unreadable file raises an error naming it.
-    """
+def series_volume(db_url: str, center: str | None, series_uid: str, root: str) -> Volume | None:
+    """The series in scope as an `imaging.volume.Volume` (HU, (z, y, x)) read from its archived files; None when
+    it has no files. Relative stored paths are taken under the data home `root`."""
     files = series_files(db_url, center, series_uid)
     if not files:
         return None
-    home_root = Path(root)
-    planes = []
-    for stored in files:
-        path = Path(stored) if Path(stored).is_absolute() else home_root / stored
-        try:
-            ds = pydicom.dcmread(path)
-            planes.append(apply_rescale(ds.pixel_array, ds).astype(np.float32))
-        except (OSError, pydicom.errors.InvalidDicomError, AttributeError, ValueError) as exc:
-            raise ValueError(f"Cannot read slice {path} of series {series_uid}: {exc}") from exc
-    shapes = {p.shape for p in planes}
-    if len(shapes) != 1:
-        raise ValueError(f"Series {series_uid} mixes slice sizes {sorted(shapes)}: it cannot be shown as one volume.")
-    return np.stack(planes)
+    return load_series([Path(f) if Path(f).is_absolute() else Path(root) / f for f in files])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import auth, collection, figures, queries
+from registry.progress import TOTAL, missing_summary
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -61,5 +62,11 @@ else:
         st.progress(row.fraction, text=f"{row.label}: {row.done:,} of {row.target:,} ({row.done / row.target:.0%})")
 
 st.subheader("What each center still owes")
-owed = collection.owed_by_center(counts)
-st.dataframe(owed, hide_index=True)
+items = queries.owed_items(home.db_url, scope)
+if items.empty:
+    st.success("Nothing is owed: every patient has CT, clinical data, an outcome and a QC-passed admission scan.")
+else:
+    summary = missing_summary(items)
+    st.dataframe(summary if len(summary) > 2 else summary[summary["center"] != TOTAL], hide_index=True)
+    with st.expander(f"The {len(items):,} items, patient by patient"):
+        st.dataframe(items, hide_index=True)

@@ -63,13 +63,17 @@ if row["qc_reasons"]:
 if row["phi_tags"]:
     st.error(f"Direct identifiers found in the headers: {row['phi_tags']}")
 
-volume = queries.series_volume_hu(home.db_url, scope, series_uid, str(home.root))
+try:
+    volume = queries.series_volume(home.db_url, scope, series_uid, str(home.root))
+except ValueError as exc:  # unreadable or inconsistent files: say which, keep the page usable
+    st.error(f"Cannot show the slices: {exc}")
+    volume = None
 if volume is None:
     st.caption("No image files registered for this series.")
 else:
     level, width = imageview.WINDOW_PRESETS["brain"]
     picks = imageview.thumbnail_indices(volume.shape[0], 8)
-    st.image([imageview.windowed_uint8(volume[k], level, width) for k in picks],
+    st.image([imageview.windowed_uint8(volume.hu[k], level, width) for k in picks],
              caption=[f"slice {k + 1}/{volume.shape[0]}" for k in picks], width=140)
 
 if ident.can_qc:

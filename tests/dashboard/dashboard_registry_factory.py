@@ -35,12 +35,13 @@ from registry.users import add_user
 PASSWORD = "password-1"
 USERS = {"coord1": ("coordinator", "IT01"), "coord2": ("coordinator", "IT02"), "stat": ("statistician", None),
          "inv": ("investigator", None), "admin": ("admin", None)}
-# center -> expected Collection numbers
+# center -> expected Collection numbers. A follow-up counts only with a second study that has not failed QC
+# (registry.progress), so IT02's patient whose second scan failed has none.
 EXPECTED = {
     "IT01": dict(patients=3, series=4, qc_passed=1, qc_failed=0, qc_auto_failed=1, qc_pending=2, with_clinical=2,
                  with_outcome=1, with_followup=1, series_annotated=1, series_segmented=1),
     "IT02": dict(patients=2, series=3, qc_passed=1, qc_failed=1, qc_auto_failed=0, qc_pending=1, with_clinical=2,
-                 with_outcome=2, with_followup=1, series_annotated=0, series_segmented=0),
+                 with_outcome=2, with_followup=0, series_annotated=0, series_segmented=0),
 }
 SHAPE_ZYX = (8, 32, 32)
 INJURY = dt.datetime(2024, 3, 1, 8, 0)

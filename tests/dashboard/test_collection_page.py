@@ -19,15 +19,11 @@ def test_center_counts_match_the_registry(small) -> None:
     assert only_it01["center"].tolist() == ["IT01"]
 
 
-def test_owed_and_progress_are_derived_from_counts() -> None:
+def test_progress_against_targets_is_derived_from_counts() -> None:
     counts = pd.DataFrame([{"center": "A", **EXPECTED["IT01"]}, {"center": "B", **EXPECTED["IT02"]}])
-    owed = collection.owed_by_center(counts).set_index("center")
-    assert owed.loc["A", "series awaiting QC"] == 2 and owed.loc["A", "series to resend (failed QC)"] == 1
-    assert owed.loc["A", "patients without clinical data"] == 1 and owed.loc["A", "patients without outcome"] == 2
-    assert owed.loc["B", "total items owed"] == 1 + 1 + 0 + 0 + 1
-    assert owed.index[0] == "A"  # most owed first
-    progress = collection.progress_against_targets(collection.totals_row(counts), {"series_qc_passed": 4})
-    assert progress.loc[0, "done"] == 2 and progress.loc[0, "fraction"] == 0.5
+    progress = collection.progress_against_targets(collection.totals_row(counts),
+                                                   {"series_qc_passed": 4, "series_annotated": 1})
+    assert progress["done"].tolist() == [2, 1] and progress["fraction"].tolist() == [0.5, 1.0]
 
 
 def test_cumulative_arrivals_count_up_per_center_and_kind() -> None:
@@ -59,6 +55,9 @@ def test_collection_page_shows_all_centers_to_a_statistician(small) -> None:
     assert per_center["center"].tolist() == ["IT01", "IT02", "Total"]
     assert per_center.set_index("center").loc["Total", "patients"] == 5
     assert any("Series passed QC: 2 of 2,000" in p.proto.text for p in at.get("progress"))
+    owed = at.dataframe[1].value.set_index("center")  # registry.progress.missing_summary
+    assert owed.loc["IT01", "no_clinical"] == 1 and owed.loc["IT01", "no_outcome"] == 2
+    assert owed.loc["IT02", "series_pending_review"] == 1 and owed.loc["TOTAL", "series_pending_review"] == 3
 
 
 def test_coordinator_sees_only_their_center(small) -> None:
