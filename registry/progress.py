@@ -131,9 +131,9 @@ def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = 
                                                   "qc_failed_manual", "qc_pending"]), on="center", how="left")
         .merge(pd.DataFrame(follow, columns=["center", "with_follow_up"]), on="center", how="left")
     )
-    table = table[PROGRESS_COLUMNS].fillna(0)
+    table = table[PROGRESS_COLUMNS].copy()
     counts = PROGRESS_COLUMNS[1:]
-    table[counts] = table[counts].astype(int)
+    table[counts] = table[counts].apply(pd.to_numeric).fillna(0).astype(int)
     table = table.sort_values("center").reset_index(drop=True)
     total = pd.DataFrame([{"center": TOTAL, **table[counts].sum().astype(int).to_dict()}])
     return pd.concat([table, total], ignore_index=True)[PROGRESS_COLUMNS]
