@@ -2,6 +2,265 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from imaging import store
+from imaging.inference import select_device, set_cpu_threads
+from imaging.model import DEFAULT_MODEL_PATH, load_model
+from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
+from registry.db import make_engine, session_scope
+from registry.home import Home
 
 app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+DEVICE = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda.")
+MODEL = typer.Option(None, "--model", help="Checkpoint file (default: the model shipped in imaging/default_model).")
+
+
+@contextmanager
+def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
+    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
+    engine = make_engine(home.db_url)
+    try:
+        yield home, engine
+    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _truth_masks(truth_dir: Path) -> dict[str, Path]:
+    """<SeriesInstanceUID> -> mask file, from a synthetic truth folder (truth/ or truth/masks/)."""
+    folder = truth_dir / "masks" if (truth_dir / "masks").is_dir() else truth_dir
+    masks = {p.name[: -len(".nii.gz")]: p for p in sorted(folder.glob("*.nii.gz"))}
+    if not masks:
+        raise FileNotFoundError(f"{folder}: no <SeriesInstanceUID>.nii.gz masks")
+    return masks
+
+
+def _reference_masks(session, truth_dir: Path | None) -> list[tuple[object, Path]]:  # noqa: ANN001
+    """(Series, mask path) pairs: manual annotations, or a truth folder's masks of registered series."""
+    if truth_dir is None:
+        return [(s, Path(a.mask_path)) for s, a in store.latest_annotations(session)]
+    pairs = []
+    for uid, path in _truth_masks(truth_dir).items():
+        try:
+            pairs.append((store.series_by_uid(session, uid), path))
+        except LookupError:
+            continue  # a truth mask of a series that was rejected at ingest or never sent
+    return pairs
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    steps_per_epoch: int = typer.Option(40, "--steps-per-epoch", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    device: str = DEVICE,
+    out: Path = typer.Option(None, "--out", help="Checkpoint to write (default <home>/models/unet2d.pt)."),
+    truth_dir: Path | None = typer.Option(None, "--truth-dir", exists=True, file_okay=False,
+                                          help="Use a synthetic truth folder's masks as the annotations."),
+    seed: int = typer.Option(1, "--seed"),
+    size: int = typer.Option(256, "--size", help="Network input size (pixels, square)."),
+    context_slices: int = typer.Option(0, "--context-slices", help="2.5D: neighbours on each side as channels."),
+    channels: str = typer.Option("8,16,32,64", "--channels", help="U-Net widths per level."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+) -> None:
+    """Train the 2D U-Net on the study's manual annotations (or a synthetic truth folder)."""
+    from imaging.preprocess import Preprocessing
+    from imaging.train import TrainingConfig, TrainingExample, train_model
+
+    with _engine(ctx) as (home, engine):
+        dev = select_device(device)
+        if dev.type == "cpu":
+            set_cpu_threads(threads)
+        examples = []
+        with session_scope(engine) as session:
+            pairs = _reference_masks(session, truth_dir)
+            if not pairs:
+                raise LookupError("no annotated series: import masks with `ctstudy registry import-annotations DIR` "
+                                  "or pass --truth-dir")
+            with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+                task = bar.add_task("load", total=len(pairs))
+                for series, mask_path in pairs:
+                    try:
+                        vol = store.load_series_volume(session, series)
+                        labels = read_mask_for(mask_path, vol)
+                    except (SeriesGeometryError, GridMismatchError) as exc:
+                        err.print(f"[yellow]skipped[/yellow] {exc}")
+                    else:
+                        examples.append(TrainingExample(series.series_instance_uid, store.patient_key(session, series),
+                                                        vol.hu, labels))
+                    bar.advance(task)
+        cfg = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+                             net={"channels": [int(c) for c in channels.split(",")],
+                                  "strides": [2] * (len(channels.split(",")) - 1), "num_res_units": 1})
+        pre = Preprocessing(size=size, context_slices=context_slices)
+        console.print(f"{len(examples)} annotated series; training on {dev} for {epochs} epochs x "
+                      f"{steps_per_epoch} steps of {batch_size}.")
+        columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.3f}  val Dice {task.fields[dice]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("train", total=epochs * steps_per_epoch, epoch=1, loss=float("nan"), dice="-")
+
+            def on_step(epoch: int, step: int, loss: float) -> None:
+                bar.update(task, advance=1, epoch=epoch, loss=loss)
+
+            def on_epoch(report) -> None:  # noqa: ANN001
+                dice = " ".join(f"{k} {v:.3f}" for k, v in report.val_dice.items()) or "-"
+                bar.update(task, dice=dice)
+
+            model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch)
+        path = out or home.models_dir / "unet2d.pt"
+        version = model.save(path)
+        m = model.metadata["metrics"]
+        console.print(f"Model written to {path} (version {version[:16]}); best epoch {m['best_epoch']}, "
+                      f"validation Dice {m['val_dice']}.")
+
+
+@app.command()
+def segment(
+    ctx: typer.Context,
+    all_series: bool = typer.Option(False, "--all", help="Every QC-passed series."),
+    series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
+    model_path: Path | None = MODEL,
+    device: str = DEVICE,
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
+    include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+) -> None:
+    """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
+    from imaging.segment import segment_registered_series, series_uids_to_segment
+
+    if not all_series and not series:
+        err.print("[red]error:[/red] name --series UID (repeatable) or --all")
+        raise typer.Exit(2)
+    with _engine(ctx) as (home, engine):
+        dev = select_device(device)
+        n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
+        model = load_model(model_path)
+        uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
+        console.print(f"{len(uids)} series; model {model.name} {model.version[:16]} on {dev}"
+                      + (f" ({n_threads} threads)" if n_threads else ""))
+        with Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("segment", total=len(uids), last="")
+            report = segment_registered_series(
+                engine, home.masks_dir, model, uids, dev, batch_size,
+                on_series=lambda uid, outcome: bar.update(task, advance=1, last=f"{outcome} {uid[-12:]}"))
+        secs = list(report.seconds.values())
+        console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
+                      f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))
+        for uid, error in report.failed.items():
+            err.print(f"[red]failed[/red] {uid}: {error}")
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command("export-seg")
+def export_seg(
+    ctx: typer.Context,
+    series_uid: str = typer.Argument(..., help="SeriesInstanceUID"),
+    out: Path = typer.Option(..., "--out", help="DICOM SEG file to write."),
+    model_path: Path | None = typer.Option(None, "--model", help="Export this model's mask (default: the latest)."),
+) -> None:
+    """Write a series' segmentation as a DICOM Segmentation referencing its CT instances."""
+    from imaging.dicom_seg import segmentation_dataset
+    from imaging.model import file_sha256
+    from imaging.volume import load_series
+
+    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        s = store.series_by_uid(session, series_uid)
+        version = file_sha256(model_path) if model_path else None
+        run = store.latest_done_run(session, s, version)
+        if run is None or not run.mask_path:
+            raise LookupError(f"series {series_uid} has no finished segmentation"
+                              + (" by that model" if version else "") + ": run `ctstudy imaging segment` first")
+        paths = store.instance_paths(session, s)
+        vol = load_series(paths)
+        labels = read_mask_for(run.mask_path, vol)
+        seg = segmentation_dataset(paths, labels, vol.sop_instance_uids, run.model_name, run.model_version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        seg.save_as(out)
+        console.print(f"DICOM SEG of {series_uid} ({int((labels > 0).any(axis=(1, 2)).sum())} slices with findings, "
+                      f"model {run.model_version[:16]}) written to {out}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    against: str = typer.Option("manual", "--against", help="manual (imported annotations) or truth-dir."),
+    truth_dir: Path | None = typer.Option(None, "--truth-dir", exists=True, file_okay=False,
+                                          help="Synthetic truth folder (with --against truth-dir)."),
+    model_path: Path | None = MODEL,
+    out: Path | None = typer.Option(None, "--out",
+                                    help="Per-series CSV (default <home>/reports/segmentation_eval.csv)."),
+) -> None:
+    """Dice, precision, recall, volume error and ABC/2 per series and class; summaries by split and volume group."""
+    from imaging.evaluation import series_metrics, summary_by_split, summary_by_volume_group
+    from imaging.train import uid_digest
+
+    if against not in ("manual", "truth-dir"):
+        err.print("[red]error:[/red] --against is manual or truth-dir")
+        raise typer.Exit(2)
+    if against == "truth-dir" and truth_dir is None:
+        err.print("[red]error:[/red] --against truth-dir needs --truth-dir DIR")
+        raise typer.Exit(2)
+    with _engine(ctx) as (home, engine):
+        model = load_model(model_path)
+        split = model.metadata.get("split", {})
+        train_ids, val_ids = set(split.get("train", [])), set(split.get("validation", []))
+        rows = []
+        with session_scope(engine) as session:
+            pairs = _reference_masks(session, truth_dir if against == "truth-dir" else None)
+            for s, ref_path in pairs:
+                run = store.latest_done_run(session, s, model.version)
+                if run is None:
+                    continue
+                pred, pred_aff = read_mask(run.mask_path)
+                ref, ref_aff = read_mask(ref_path)
+                problem = grid_difference(ref.shape, ref_aff, pred.shape, pred_aff)
+                if problem:
+                    raise GridMismatchError(f"{ref_path}: reference grid differs from the segmentation's: {problem}")
+                spacing = tuple(float(v) for v in np.linalg.norm(pred_aff[:3, :3], axis=0)[::-1])
+                voxel_ml = float(abs(np.linalg.det(pred_aff[:3, :3]))) / 1000
+                digest = uid_digest(s.series_instance_uid)
+                which = "train" if digest in train_ids else "validation" if digest in val_ids else "test"
+                for r in series_metrics(pred, ref, spacing, voxel_ml):
+                    rows.append({"series_instance_uid": s.series_instance_uid, "split": which, **r})
+        if not rows:
+            raise LookupError("no series has both a reference mask and a segmentation by this model")
+        table = pd.DataFrame(rows)
+        path = out or home.reports_dir / "segmentation_eval.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+        _print(summary_by_split(table), f"Segmentation vs {against} by split (model {model.version[:16]})")
+        _print(summary_by_volume_group(table), "Hematoma volume: |segmentation - reference| vs ABC/2, mL")
+        console.print(f"{table['series_instance_uid'].nunique()} series; per-series CSV {path}")
+
+
+def _print(df: pd.DataFrame, title: str) -> None:
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
+    for row in df.itertuples(index=False):
+        t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(t)
+
+
+__all__ = ["app", "DEFAULT_MODEL_PATH"]

@@ -259,12 +259,13 @@ def read_mask(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     return labels, LPS_TO_RAS @ img.affine
 
 
-def grid_mismatch(shape: tuple[int, ...], affine: np.ndarray, volume: Volume, atol_mm: float = 0.01) -> str | None:
-    """What differs between a mask grid and a volume's grid, in words; None when they match."""
+def grid_difference(shape: tuple[int, ...], affine: np.ndarray, ref_shape: tuple[int, ...], ref_affine: np.ndarray,
+                    atol_mm: float = 0.01) -> str | None:
+    """What differs between two grids ((z, y, x) shapes, LPS affines), in words; None when they match."""
     problems = []
-    if tuple(shape) != volume.shape:
-        problems.append(f"shape (z,y,x) {tuple(shape)} != series {volume.shape}")
-    a, b = np.asarray(affine, dtype=float), volume.affine
+    if tuple(shape) != tuple(ref_shape):
+        problems.append(f"shape (z,y,x) {tuple(shape)} != series {tuple(ref_shape)}")
+    a, b = np.asarray(affine, dtype=float), np.asarray(ref_affine, dtype=float)
     sa, sb = np.linalg.norm(a[:3, :3], axis=0), np.linalg.norm(b[:3, :3], axis=0)
     if not np.allclose(sa, sb, atol=1e-3):
         problems.append(f"voxel size (x,y,z) {sa.round(4).tolist()} mm != series {sb.round(4).tolist()} mm")
@@ -273,6 +274,11 @@ def grid_mismatch(shape: tuple[int, ...], affine: np.ndarray, volume: Volume, at
     if not np.allclose(a[:3, 3], b[:3, 3], atol=atol_mm):
         problems.append(f"origin {a[:3, 3].round(3).tolist()} != series {b[:3, 3].round(3).tolist()} (LPS mm)")
     return "; ".join(problems) or None
+
+
+def grid_mismatch(shape: tuple[int, ...], affine: np.ndarray, volume: Volume, atol_mm: float = 0.01) -> str | None:
+    """What differs between a mask grid and a volume's grid, in words; None when they match."""
+    return grid_difference(shape, affine, volume.shape, volume.affine, atol_mm)
 
 
 def read_mask_for(path: Path | str, volume: Volume) -> np.ndarray:
