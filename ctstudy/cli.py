@@ -59,3 +59,8 @@ def _safe_url(url: str) -> str:
 
 def main() -> None:
     app()
+
+
+from synthetic.cli import synth  # noqa: E402 - root commands of other packages are registered after the app
+
+app.command("synth")(synth)
