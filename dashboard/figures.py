@@ -15,3 +15,27 @@ def cumulative_arrivals_figure(cumulative: pd.DataFrame) -> go.Figure:
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="center")
     return fig
+
+
+QC_COLOURS = {"passed": "#2ca02c", "failed": "#d62728", "auto_failed": "#ff7f0e", "pending": "#7f7f7f"}
+LABEL_LINE_COLOURS = {"hematoma_ml": "#e61919", "edema_ml": "#1e5aff"}
+
+
+def timeline_figure(series: pd.DataFrame) -> go.Figure:
+    """A patient's scans along days from injury, coloured by QC status."""
+    fig = px.scatter(series, x="days_from_injury", y=["CT"] * len(series), color="qc_status",
+                     color_discrete_map=QC_COLOURS, hover_data=["description", "slices", "series_uid"],
+                     labels={"days_from_injury": "days from injury", "y": ""})
+    fig.update_traces(marker=dict(size=16, symbol="square"))
+    fig.update_layout(height=180, margin=dict(l=10, r=10, t=10, b=10), legend_title_text="QC")
+    return fig
+
+
+def volumes_over_time_figure(features: pd.DataFrame) -> go.Figure:
+    """Hematoma (red) and edema (blue) volume per scan day, one line style per mask source."""
+    long = features.melt(id_vars=["days_from_injury", "source"], value_vars=["hematoma_ml", "edema_ml"],
+                         var_name="label", value_name="mL")
+    fig = px.line(long, x="days_from_injury", y="mL", color="label", line_dash="source", markers=True,
+                  color_discrete_map=LABEL_LINE_COLOURS, labels={"days_from_injury": "days from injury"})
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
+    return fig

@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
-from imaging.volume import Volume, load_series
+from imaging.volume import Volume, load_series, read_mask
 from registry.db import make_engine
 from registry.home import Home
 from registry.models import (
@@ -27,10 +28,12 @@ from registry.models import (
     Center,
     Instance,
     ManualAnnotation,
+    Outcome,
     Patient,
     QCDecision,
     SegmentationRun,
     Series,
+    SeriesFeatures,
     Study,
 )
 from registry.progress import TOTAL, collection_progress, missing_items
@@ -228,3 +231,74 @@ def series_volume(db_url: str, center: str | None, series_uid: str, root: str) -
     if not files:
         return None
     return load_series([Path(f) if Path(f).is_absolute() else Path(root) / f for f in files])
+
+
+# --- Cases ----------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patients(db_url: str, center: str | None) -> pd.DataFrame:
+    """Patients in scope that have at least one series: pseudo_id, center, series count, first and last day."""
+    with _session(db_url) as s:
+        return _frame(s, _scoped(
+            select(Patient.pseudo_id, Center.code.label("center"), func.count(Series.id).label("series"),
+                   func.min(Series.days_from_injury).label("first_day"),
+                   func.max(Series.days_from_injury).label("last_day"))
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+            .group_by(Patient.pseudo_id, Center.code).order_by(Center.code, Patient.pseudo_id), center))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patient_series(db_url: str, center: str | None, pseudo_id: str) -> pd.DataFrame:
+    """A patient's series in time order, with the latest automatic and manual mask paths (None where absent)."""
+    latest_run = (
+        select(SegmentationRun.series_id, func.max(SegmentationRun.id).label("run_id"))
+        .where(SegmentationRun.status == "done", SegmentationRun.mask_path.is_not(None))
+        .group_by(SegmentationRun.series_id).subquery()
+    )
+    latest_manual = (
+        select(ManualAnnotation.series_id, func.max(ManualAnnotation.id).label("annotation_id"))
+        .group_by(ManualAnnotation.series_id).subquery()
+    )
+    with _session(db_url) as s:
+        return _frame(s, _scoped(
+            select(Series.series_instance_uid.label("series_uid"), Series.days_from_injury, Series.description,
+                   Series.instance_count.label("slices"), Series.qc_status,
+                   SegmentationRun.mask_path.label("auto_mask"), SegmentationRun.model_name,
+                   ManualAnnotation.mask_path.label("manual_mask"))
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+            .outerjoin(latest_run, latest_run.c.series_id == Series.id)
+            .outerjoin(SegmentationRun, SegmentationRun.id == latest_run.c.run_id)
+            .outerjoin(latest_manual, latest_manual.c.series_id == Series.id)
+            .outerjoin(ManualAnnotation, ManualAnnotation.id == latest_manual.c.annotation_id)
+            .where(Patient.pseudo_id == pseudo_id)
+            .order_by(Series.days_from_injury, Series.id), center))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def series_features(db_url: str, center: str | None, pseudo_id: str | None = None) -> pd.DataFrame:
+    """Imaging biomarkers of every series in scope (or one patient's), one row per series and mask source, the
+    scalar feature values as columns, with center, day and outcome (died, gos_6m, unfavourable = GOS 1-3)."""
+    with _session(db_url) as s:
+        patient_filter = [] if pseudo_id is None else [Patient.pseudo_id == pseudo_id]
+        df = _frame(s, _scoped(
+            select(Series.series_instance_uid.label("series_uid"), Patient.pseudo_id, Center.code.label("center"),
+                   Series.days_from_injury, SeriesFeatures.source, SeriesFeatures.definitions_version,
+                   SeriesFeatures.values, Outcome.died, Outcome.gos_6m)
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id).join(SeriesFeatures, SeriesFeatures.series_id == Series.id)
+            .outerjoin(Outcome, Outcome.patient_id == Patient.id).where(*patient_filter)
+            .order_by(Center.code, Patient.pseudo_id, Series.days_from_injury), center))
+    values = pd.DataFrame(df.pop("values").tolist(), index=df.index) if len(df) else pd.DataFrame(index=df.index)
+    df["unfavourable"] = df["gos_6m"].map(lambda g: None if g is None or g != g else bool(g <= 3))
+    return df.join(values.drop(columns=[c for c in values.columns if c in df.columns]))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
+def mask_labels(path: str, root: str) -> tuple[np.ndarray, np.ndarray]:
+    """A stored NIfTI mask as (z, y, x) labels and its LPS affine (`imaging.volume.read_mask`)."""
+    return read_mask(Path(path) if Path(path).is_absolute() else Path(root) / path)

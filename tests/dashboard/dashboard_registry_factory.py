@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
+from imaging.volume import load_series, write_mask
 from registry.db import make_engine
 from registry.home import Home
 from registry.models import (
@@ -44,6 +44,7 @@ EXPECTED = {
                  with_outcome=2, with_followup=0, series_annotated=0, series_segmented=0),
 }
 SHAPE_ZYX = (8, 32, 32)
+VOXEL_ML = 0.7 * 0.7 * 5.0 / 1000
 INJURY = dt.datetime(2024, 3, 1, 8, 0)
 
 
@@ -90,12 +91,6 @@ def _write_dicom(folder: Path, series_uid: str, study_uid: str) -> list[tuple[st
         ds.save_as(path, enforce_file_format=True)
         out.append((sop, path, 5.0 * k))
     return out
-
-
-def _write_mask(path: Path, labels_zyx: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(labels_zyx.transpose(2, 1, 0).copy(), np.diag([0.7, 0.7, 5.0, 1.0])), path)
-    return path
 
 
 def build(home: Home) -> dict[str, str]:
@@ -146,14 +141,16 @@ def build(home: Home) -> dict[str, str]:
         s.flush()
         s.add(QCDecision(series_id=s6.id, status="failed", reasons=["motion artefact"], actor="coord2"))
 
-        for sop, path, z in _write_dicom(home.archive_dir / "IT01" / "S1", uids["S1"], uids["S1"] + ".0"):
+        written = _write_dicom(home.archive_dir / "IT01" / "S1", uids["S1"], uids["S1"] + ".0")
+        grid = load_series([path for _, path, _ in written]).affine
+        for sop, path, z in written:
             s.add(Instance(sop_instance_uid=sop, series_id=s1.id, instance_number=int(z / 5) + 1, position_z=z,
                            file_path=str(path), sha256="0" * 64, file_size=path.stat().st_size))
         labels = mask_zyx()
-        auto = _write_mask(home.masks_dir / "auto" / f"{uids['S1']}.nii.gz", labels)
+        auto = write_mask(home.masks_dir / "auto" / f"{uids['S1']}.nii.gz", labels, grid)
         manual_labels = labels.copy()
         manual_labels[manual_labels == 2] = 0  # the annotator drew the hematoma only
-        manual = _write_mask(home.masks_dir / "manual" / f"{uids['S1']}.nii.gz", manual_labels)
+        manual = write_mask(home.masks_dir / "manual" / f"{uids['S1']}.nii.gz", manual_labels, grid)
         run = SegmentationRun(series_id=s1.id, model_name="unet2d", model_version="v1", device="cpu", status="done",
                               mask_path=str(auto), seconds=1.0)
         ann = ManualAnnotation(series_id=s1.id, mask_path=str(manual), sha256="1" * 64, annotator="rater1")

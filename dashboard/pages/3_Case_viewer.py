@@ -1,0 +1,86 @@
+"""Case viewer: a patient's scans over time, a slice viewer with window presets and mask overlay, volumes."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import auth, figures, imageview, queries
+from imaging.volume import grid_mismatch
+
+ident = auth.require_identity()
+home = queries.current_home()
+scope = ident.center_scope
+
+st.title("Case viewer")
+patients = queries.patients(home.db_url, scope)
+if patients.empty:
+    st.info("No CT series yet: ingest DICOM series with `ctstudy registry ingest DIR`.")
+    st.stop()
+
+label_of = {r.pseudo_id: f"{r.pseudo_id} · {r.center} · {r.series} series" for r in patients.itertuples()}
+pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=label_of.get, key="case_patient")
+series = queries.patient_series(home.db_url, scope, pseudo_id)
+
+st.subheader("Scans")
+st.plotly_chart(figures.timeline_figure(series), key="case_timeline")
+
+st.subheader("Hematoma and edema volumes over time")
+features = queries.series_features(home.db_url, scope, pseudo_id)
+if features.empty or "hematoma_ml" not in features:
+    st.info("No imaging biomarkers for this patient yet: `ctstudy imaging segment --all`, then "
+            "`ctstudy biomarkers extract`.")
+else:
+    st.plotly_chart(figures.volumes_over_time_figure(features), key="case_volumes")
+    st.dataframe(features[["days_from_injury", "source", "hematoma_ml", "edema_ml"]].round(2), hide_index=True)
+
+st.subheader("Slices")
+has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()
+series_label = {r.series_uid: f"day {r.days_from_injury:.1f} · {r.description or ''} · {r.qc_status}"
+                for r in series.itertuples()}
+uids = list(series_label)
+default = int(has_mask.to_numpy().argmax()) if has_mask.any() else 0
+series_uid = st.selectbox("Series", uids, index=default, format_func=series_label.get, key="case_series")
+row = series.set_index("series_uid").loc[series_uid]
+
+try:
+    volume = queries.series_volume(home.db_url, scope, series_uid, str(home.root))
+except ValueError as exc:
+    st.error(f"Cannot show the slices: {exc}")
+    st.stop()
+if volume is None:
+    st.info("No image files are registered for this series.")
+    st.stop()
+
+sources = {"automatic": row["auto_mask"], "manual": row["manual_mask"]}
+options = [name for name, path in sources.items() if isinstance(path, str)] + ["none"]
+c1, c2 = st.columns(2)
+source = c1.radio("Mask", options, horizontal=True, key="case_mask",
+                  help="Automatic: the latest segmentation run; manual: the latest imported annotation.")
+window_label = {name: f"{name} {lw[0]:.0f}/{lw[1]:.0f}" for name, lw in imageview.WINDOW_PRESETS.items()}
+preset = c2.radio("Window", list(window_label), horizontal=True, key="case_window", format_func=window_label.get)
+if options == ["none"]:
+    st.caption("No mask for this series yet: `ctstudy imaging segment --all` or "
+               "`ctstudy registry import-annotations DIR`.")
+
+labels = None
+if source != "none":
+    try:
+        labels, affine = queries.mask_labels(sources[source], str(home.root))
+    except ValueError as exc:
+        st.error(f"Cannot read the {source} mask: {exc}")
+    else:
+        problem = grid_mismatch(labels.shape, affine, volume)
+        if problem:
+            st.error(f"The {source} mask does not match the series grid ({problem}); it is not overlaid.")
+            labels = None
+
+n = volume.shape[0]
+index = st.slider("Slice", 1, n, imageview.richest_slice(labels, n) + 1, key="case_slice") - 1
+level, width = imageview.WINDOW_PRESETS[preset]
+image = imageview.overlay_rgb(imageview.windowed_uint8(volume.hu[index], level, width),
+                              None if labels is None else labels[index])
+st.image(image, caption=f"slice {index + 1}/{n} · hematoma red, edema blue", width=512)
+if labels is not None:
+    voxel_ml = volume.voxel_ml
+    st.caption(f"{source} mask: hematoma {(labels == 1).sum() * voxel_ml:.1f} mL, "
+               f"edema {(labels == 2).sum() * voxel_ml:.1f} mL")

@@ -1,0 +1,69 @@
+"""Case viewer page and the display arithmetic behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+from dashboard_apptest import COORD2, STAT, page
+from dashboard_registry_factory import VOXEL_ML, mask_zyx
+
+from dashboard import imageview
+
+
+def test_window_maps_level_minus_half_width_to_black_and_plus_half_to_white() -> None:
+    grey = imageview.windowed_uint8(np.array([-1000, 0, 40, 80, 3000]), *imageview.WINDOW_PRESETS["brain"])
+    assert grey.tolist() == [0, 0, 127, 255, 255]
+    bone = imageview.windowed_uint8(np.array([-800, 600, 2000]), *imageview.WINDOW_PRESETS["bone"])
+    assert bone.tolist() == [0, 127, 255]
+
+
+def test_overlay_paints_hematoma_red_and_edema_blue_only_where_labelled() -> None:
+    grey = np.full((2, 2), 100, np.uint8)
+    rgb = imageview.overlay_rgb(grey, np.array([[0, 1], [2, 0]], np.uint8), alpha=1.0)
+    assert rgb[0, 0].tolist() == [100, 100, 100]
+    assert rgb[0, 1].tolist() == list(imageview.LABEL_COLOURS[1])
+    assert rgb[1, 0].tolist() == list(imageview.LABEL_COLOURS[2])
+
+
+def test_thumbnails_and_richest_slice() -> None:
+    assert imageview.thumbnail_indices(5, 8) == [0, 1, 2, 3, 4]
+    picks = imageview.thumbnail_indices(100, 8)
+    assert len(picks) == 8 and picks[0] == 10 and picks[-1] == 89
+    labels = np.zeros((6, 4, 4), np.uint8)
+    labels[4, :2, :2] = 1
+    assert imageview.richest_slice(labels, 6) == 4 and imageview.richest_slice(None, 6) == 3
+
+
+def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
+    _, uids = small
+    at = page("3_Case_viewer.py", STAT)
+    assert not at.exception
+    assert len(at.selectbox(key="case_patient").options) == 5
+    at.selectbox(key="case_patient").set_value("pA1aaaaaaaaaaaaa").run()
+    assert not at.exception
+    volumes = at.dataframe[0].value
+    assert sorted(volumes["hematoma_ml"].tolist()) == [11.0, 12.5, 18.0]  # S1 automatic + manual, S2 automatic
+    assert at.selectbox(key="case_series").value == uids["S1"]  # the series with masks comes first
+    assert at.radio(key="case_mask").options == ["automatic", "manual", "none"]
+    assert at.slider(key="case_slice").value == 5  # the slice with most lesion voxels
+    truth = mask_zyx()
+    hematoma, edema = (truth == 1).sum() * VOXEL_ML, (truth == 2).sum() * VOXEL_ML
+    assert any(f"automatic mask: hematoma {hematoma:.1f} mL, edema {edema:.1f} mL" in c.value for c in at.caption)
+    at.radio(key="case_mask").set_value("manual")
+    at.radio(key="case_window").set_value("bone").run()
+    assert not at.exception
+    assert any(f"manual mask: hematoma {hematoma:.1f} mL, edema 0.0 mL" in c.value for c in at.caption)
+
+
+def test_series_without_files_or_features_says_so(small) -> None:
+    at = page("3_Case_viewer.py", STAT)
+    at.selectbox(key="case_patient").set_value("pC1ccccccccccccc").run()
+    assert not at.exception
+    assert any("No imaging biomarkers for this patient yet" in i.value for i in at.info)
+    assert any("No image files are registered" in i.value for i in at.info)
+
+
+def test_coordinator_lists_only_own_center_patients(small) -> None:
+    at = page("3_Case_viewer.py", COORD2)
+    assert not at.exception
+    options = at.selectbox(key="case_patient").options  # labels: "pseudo_id · center · n series"
+    assert [o.split(" · ")[:2] for o in options] == [["pA2aaaaaaaaaaaaa", "IT02"], ["pB2bbbbbbbbbbbbb", "IT02"]]
