@@ -39,3 +39,24 @@ def volumes_over_time_figure(features: pd.DataFrame) -> go.Figure:
                   color_discrete_map=LABEL_LINE_COLOURS, labels={"days_from_injury": "days from injury"})
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
     return fig
+
+
+def feature_by_group_figure(features: pd.DataFrame, feature: str, group: str, title: str) -> go.Figure:
+    """Box plot with every point of one biomarker per group (center or outcome)."""
+    data = features.dropna(subset=[group, feature])
+    fig = px.box(data, x=group, y=feature, color=group, points="all", title=title,
+                 hover_data=["pseudo_id", "days_from_injury"])
+    fig.update_layout(height=360, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def abc2_scatter_figure(features: pd.DataFrame) -> go.Figure:
+    """ABC/2 estimate against segmented hematoma volume, with the line of identity."""
+    data = features.dropna(subset=["abc2_ml", "hematoma_ml"])
+    fig = px.scatter(data, x="hematoma_ml", y="abc2_ml", color="center", hover_data=["pseudo_id", "days_from_injury"],
+                     labels={"hematoma_ml": "segmented hematoma (mL)", "abc2_ml": "ABC/2 (mL)"})
+    top = float(max(data["hematoma_ml"].max(), data["abc2_ml"].max(), 1.0)) if len(data) else 1.0
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dash", color="grey"),
+                             name="identity"))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10))
+    return fig

@@ -1,0 +1,60 @@
+"""Biomarkers: distributions by center and by outcome; ABC/2 against segmented hematoma volume."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import auth, biomarker_stats, figures, queries
+
+ident = auth.require_identity()
+home = queries.current_home()
+scope = ident.center_scope
+
+st.title("Biomarkers")
+features = queries.series_features(home.db_url, scope)
+if features.empty:
+    st.info("No imaging biomarkers yet: segment the series with `ctstudy imaging segment --all`, then "
+            "`ctstudy biomarkers extract`.")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+sources = sorted(features["source"].unique())
+source = c1.radio("Mask source", sources, horizontal=True, key="bio_source",
+                  index=sources.index("segmentation") if "segmentation" in sources else 0)
+scans = c2.radio("Scans", ["admission", "all"], horizontal=True, key="bio_scans",
+                 format_func={"admission": "admission (first) scan", "all": "all scans"}.get)
+data = features[features["source"] == source]
+data = biomarker_stats.admission_rows(data) if scans == "admission" else data
+names = biomarker_stats.numeric_features(data)
+if not names:
+    st.info(f"No numeric biomarkers stored for the {source} masks.")
+    st.stop()
+feature = c3.selectbox("Biomarker", names, key="bio_feature")
+st.caption(f"{len(data)} series of {data['pseudo_id'].nunique()} patients · {source} masks")
+
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(figures.feature_by_group_figure(data, feature, "center", f"{feature} by center"),
+                    key="bio_by_center")
+    st.dataframe(biomarker_stats.summary_by_group(data, feature, "center").round(2), hide_index=True)
+with right:
+    outcome = st.radio("Outcome", ["mortality", "unfavourable"], horizontal=True, key="bio_outcome")
+    labelled = data.assign(outcome=biomarker_stats.outcome_labels(data, outcome))
+    if labelled["outcome"].notna().any():
+        st.plotly_chart(figures.feature_by_group_figure(labelled, feature, "outcome", f"{feature} by outcome"),
+                        key="bio_by_outcome")
+        st.dataframe(biomarker_stats.summary_by_group(labelled, feature, "outcome").round(2), hide_index=True)
+    else:
+        st.info("No 6-month outcomes yet: `ctstudy registry import-outcomes outcomes.csv`.")
+
+st.subheader("ABC/2 against segmented hematoma volume")
+if {"abc2_ml", "hematoma_ml"} <= set(data.columns):
+    agreement = biomarker_stats.abc2_agreement(data)
+    m = st.columns(3)
+    m[0].metric("Series", agreement["n"])
+    m[1].metric("Mean ABC/2 − segmented", f"{agreement['mean_difference_ml']:+.2f} mL")
+    m[2].metric("Pearson r", f"{agreement['pearson_r']:.3f}")
+    st.plotly_chart(figures.abc2_scatter_figure(data), key="bio_abc2")
+    st.caption("ABC/2 is measured on the largest lesion; points above the dashed line are over-estimates.")
+else:
+    st.info("These features have no ABC/2 estimate (abc2_ml): recompute with `ctstudy biomarkers extract`.")
