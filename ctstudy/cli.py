@@ -64,3 +64,7 @@ def main() -> None:
 from synthetic.cli import synth  # noqa: E402 - root commands of other packages are registered after the app
 
 app.command("synth")(synth)
+
+from dashboard.cli import serve  # noqa: E402 - root commands of other packages are registered after the app
+
+app.command("dashboard")(serve)

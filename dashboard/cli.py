@@ -1,0 +1,52 @@
+"""`ctstudy dashboard [--port 8501]`: serve the Streamlit app over this data home's registry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from registry.home import DB_URL_ENV, HOME_ENV, Home
+
+APP = Path(__file__).with_name("app.py")
+console = Console()
+
+
+def streamlit_command(port: int, address: str = "localhost") -> list[str]:
+    """The `streamlit run` command line for the app: headless, no usage statistics sent anywhere."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
+    ]
+
+
+def streamlit_env(home: Home) -> dict[str, str]:
+    """The environment for the Streamlit process: where the data home and database are."""
+    return {**os.environ, HOME_ENV: str(home.root), DB_URL_ENV: home.db_url}
+
+
+def start_server(home: Home, port: int, address: str = "localhost", **popen_kwargs) -> subprocess.Popen:  # noqa: ANN003
+    """Start the dashboard in the background (for `ctstudy demo` and the browser test); the caller stops it."""
+    return subprocess.Popen(streamlit_command(port, address), env=streamlit_env(home), **popen_kwargs)
+
+
+def serve(
+    ctx: typer.Context,
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    address: str = typer.Option("localhost", "--address", help="Interface to listen on (0.0.0.0 for all)."),
+) -> None:
+    """Serve the dashboard (log in with an account from `ctstudy users add`)."""
+    home: Home = ctx.obj
+    console.print(f"Dashboard at [bold]http://{address}:{port}[/bold] over {home.root} (Ctrl+C to stop).")
+    try:
+        completed = subprocess.run(streamlit_command(port, address), env=streamlit_env(home), check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -2, 130):
+        raise typer.Exit(completed.returncode)
