@@ -29,7 +29,7 @@ from synthetic.centers import CenterProfile, patients_per_center
 from synthetic.phantom import REGIONS, ExtraAxial, HeadShape, Hematoma, SeriesSpec, region_center_mm
 
 REGION_PROBABILITIES = {"frontal": 0.40, "temporal": 0.30, "parietal": 0.12, "occipital": 0.08, "basal_ganglia": 0.10}
-FOLLOW_UP_PROBABILITIES = (0.20, 0.35, 0.25, 0.12, 0.08)  # 0..4 follow-up scans
+FOLLOW_UP_PROBABILITIES = (0.30, 0.35, 0.20, 0.10, 0.05)  # 0..4 follow-up scans
 # Follow-up windows (days from injury): early control, first week, second week, weeks 3-4.
 FOLLOW_UP_WINDOWS = ((0.5, 2.0), (3.0, 7.0), (8.0, 15.0), (16.0, 30.0))
 CLINICAL_COLUMNS = ("center", "patient_id", "injury_datetime", "age", "sex", "gcs_total", "gcs_motor",

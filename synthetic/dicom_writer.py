@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import PYDICOM_ROOT_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from synthetic.centers import CenterProfile
 
@@ -22,8 +22,11 @@ PADDING_STORED_SIGNED = -2000  # stored value outside the reconstruction circle 
 
 
 def uid(*parts: object) -> str:
-    """A deterministic UID (2.25 form) from the parts naming an object in the study."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    """A deterministic UID under pydicom's root from the parts naming an object in the study.
+
+    (generate_uid ignores entropy_srcs when prefix is None, so the root must be given.)
+    """
+    return generate_uid(prefix=PYDICOM_ROOT_UID, entropy_srcs=[str(p) for p in parts])
 
 
 @dataclass

@@ -169,8 +169,8 @@ def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: 
     tab.truth.to_csv(truth_dir / "oracle.csv", index=False, float_format="%.6f")
     (truth_dir / "outcome_model.json").write_text(json.dumps(tab.model, indent=2) + "\n")
     if not tabular_only:
-        pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS)).to_csv(truth_dir / "series.csv", index=False,
-                                                                        float_format="%.4f")
+        # Full precision: volumes must equal voxel counts x voxel volume when read back.
+        pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS)).to_csv(truth_dir / "series.csv", index=False)
     pd.DataFrame(defect_rows, columns=list(DEFECT_COLUMNS)).to_csv(truth_dir / "defects.csv", index=False)
 
     files = [p for p in out.rglob("*") if p.is_file()]
