@@ -66,6 +66,7 @@ def ingest(
     directory: Path = typer.Argument(..., help="Folder of DICOM files: DIR/<CENTER>/... unless --center."),
     center: str | None = typer.Option(None, "--center", help="Center code of every file (else the first folder)."),
     in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers (large folders only)."),
     actor: str | None = ACTOR,
 ) -> None:
     """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
@@ -81,7 +82,7 @@ def ingest(
                 bar.update(tasks[phase], completed=done)
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
-                                      actor=actor or _default_actor(), progress=progress)
+                                      actor=actor or _default_actor(), progress=progress, workers=workers)
         summary = Table(title=f"Ingest run {report.run_id}: {directory}")
         summary.add_column("what")
         summary.add_column("count", justify="right")

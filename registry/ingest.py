@@ -16,7 +16,8 @@ import hashlib
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ SERIES_INCONSISTENT = "series_inconsistent"
 CHANGED_DURING_INGEST = "changed_during_ingest"
 ARCHIVE_UNREADABLE = "archive_unreadable"
 
+PARALLEL_MIN_FILES = 500
 ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
 
 
@@ -113,7 +115,7 @@ def ingest_directory(
     actor: str = "cli",
     progress: ProgressCallback | None = None,
     thresholds: QCThresholds | None = None,
-    workers: int = 2,
+    workers: int = min(2, os.cpu_count() or 1),
 ) -> IngestReport:
     """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root."""
     root = Path(root).resolve()
@@ -172,19 +174,13 @@ def _read_and_group(
             todo.append(path)
             centers.append(code)
 
-    def read(path: Path) -> InstanceHeader | RejectedFile:
-        try:
-            return read_instance_header(path)
-        except RejectedFile as exc:
-            return exc
-        except OSError as exc:
-            return RejectedFile(path, "unreadable", f"cannot read file: {exc}")
-
     groups: dict[tuple[str, str], list[InstanceHeader]] = defaultdict(list)
-    # Threads overlap file reads and hashing (both release the GIL) with header parsing.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for done, (code, result) in enumerate(zip(centers, pool.map(read, todo, chunksize=64), strict=True),
-                                              start=1):
+    # Header parsing is pure Python (GIL-bound): threads do not help, processes do. Small folders are
+    # read in this process, where starting workers would cost more than it saves.
+    parallel = workers > 1 and len(todo) >= PARALLEL_MIN_FILES
+    with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool:
+        results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
+        for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
             if isinstance(result, RejectedFile):
                 report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
             else:
@@ -192,6 +188,16 @@ def _read_and_group(
             if progress and (done % 50 == 0 or done == len(todo)):
                 progress("files", done + len(files) - len(todo), len(files))
     return groups
+
+
+def _read_one(path: Path) -> InstanceHeader | RejectedFile:
+    """One file's header, or the rejection (returned, not raised, so that it crosses process boundaries)."""
+    try:
+        return read_instance_header(path)
+    except RejectedFile as exc:
+        return exc
+    except OSError as exc:
+        return RejectedFile(path, "unreadable", f"cannot read file: {exc}")
 
 
 def _store_series(

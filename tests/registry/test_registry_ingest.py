@@ -193,3 +193,19 @@ def test_files_outside_a_center_folder_are_rejected_unless_center_given(home: Ho
     with session_scope(engine) as s:
         assert s.scalars(select(Patient.pseudo_id)).one() == pseudo_id(home.secret(), "IT100", "IT064-0001")
     engine.dispose()
+
+
+def test_reader_processes_give_the_same_registry(home: Home, tmp_path: Path, monkeypatch) -> None:
+    build_center_folder(tmp_path / "in")
+    reference = Home.resolve(tmp_path / "ref")
+    reference.ensure()
+    shutil.copy(home.secret_path, reference.secret_path)
+    upgrade(reference.db_url)
+    serial_engine, parallel_engine = make_engine(reference.db_url), make_engine(home.db_url)
+    serial = ingest_directory(serial_engine, reference, tmp_path / "in", workers=1)
+    monkeypatch.setattr(ingest_module, "PARALLEL_MIN_FILES", 1)  # large folders only, normally
+    parallel = ingest_directory(parallel_engine, home, tmp_path / "in", workers=2)
+    assert parallel.rejected == serial.rejected  # rejections cross the process boundary intact
+    assert table_snapshot(parallel_engine) == table_snapshot(serial_engine)
+    serial_engine.dispose()
+    parallel_engine.dispose()

@@ -1,0 +1,197 @@
+"""Ingest speed: `registry ingest --in-place` against the naive way, and the progress query at scale.
+
+Prints (median of repeats, measured in this run):
+- files/s indexing a folder of N small CT files in place (headers, SHA-256, series, QC, database),
+- files/s of the naive way: pydicom.dcmread of every file with its pixels, plus .pixel_array,
+- their ratio;
+- seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
+  when reachable (CTSTUDY_TEST_PG_URL or the local server), on PostgreSQL.
+
+Usage: .venv/bin/python bench/ingest_bench.py [--series 125] [--slices 40] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+from registry.db import make_engine, session_scope, upgrade
+from registry.home import Home
+from registry.ingest import ingest_directory
+from registry.models import Center, ClinicalRecord, Outcome, Patient, QCDecision, Series, Study
+from registry.progress import collection_progress
+
+
+def write_study_folder(root: Path, n_series: int, n_slices: int, matrix: int = 64) -> int:
+    """`n_series` series of `n_slices` CT slices (matrix x matrix int16) under root/<center>/<series>/."""
+    template = Dataset()
+    template.file_meta = FileMetaDataset()
+    template.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    template.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    template.SOPClassUID = CTImageStorage
+    template.Modality = "CT"
+    template.ImageType = "ORIGINAL\\PRIMARY\\AXIAL"
+    template.Manufacturer, template.ConvolutionKernel = "BENCH", "H30s"
+    template.StudyDate, template.StudyTime = "20240306", "093000"
+    template.SliceThickness, template.PixelSpacing = 5.0, [0.45, 0.45]
+    template.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    template.Rows = template.Columns = matrix
+    template.SamplesPerPixel, template.PhotometricInterpretation = 1, "MONOCHROME2"
+    template.BitsAllocated, template.BitsStored, template.HighBit, template.PixelRepresentation = 16, 12, 11, 1
+    template.RescaleIntercept, template.RescaleSlope = -1024, 1
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 1200, (matrix, matrix), dtype=np.int16).tobytes()
+    n = 0
+    for s in range(n_series):
+        center = f"C{s % 5:02d}"
+        folder = root / center / f"series{s:04d}"
+        folder.mkdir(parents=True)
+        template.PatientID = f"{center}-{s // 2:04d}"
+        template.StudyInstanceUID = generate_uid()
+        template.SeriesInstanceUID = generate_uid()
+        for i in range(n_slices):
+            sop = generate_uid()
+            template.SOPInstanceUID = sop
+            template.file_meta.MediaStorageSOPInstanceUID = sop
+            template.InstanceNumber = i + 1
+            template.ImagePositionPatient = [0.0, 0.0, 5.0 * i]
+            template.PixelData = pixels
+            template.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
+            n += 1
+    return n
+
+
+def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int) -> list[float]:
+    times = []
+    for r in range(repeats):
+        home = Home.resolve(workdir / f"home-{workers}-{r}")
+        home.ensure()
+        upgrade(home.db_url)
+        engine = make_engine(home.db_url)
+        start = time.perf_counter()
+        report = ingest_directory(engine, home, folder, in_place=True, actor="bench", workers=workers)
+        times.append(time.perf_counter() - start)
+        assert report.rejected == [] and report.new_instances > 0
+        engine.dispose()
+    return times
+
+
+def time_naive(files: list[Path], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in files:
+            pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding the pixels is the point
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def fill_registry(db_url: str, n_patients: int = 1000, n_series: int = 5000, n_centers: int = 19) -> None:
+    """A registry of the CREACTIVE scale written with bulk inserts (no files: the query is what is timed)."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    rng = np.random.default_rng(1)
+    now = dt.datetime(2024, 6, 1)
+    statuses = np.array(["pending", "auto_failed", "passed", "failed"])
+    with session_scope(engine) as s:
+        s.execute(insert(Center), [{"id": c + 1, "code": f"IT{c:03d}", "created_at": now} for c in range(n_centers)])
+        centers = rng.integers(n_centers, size=n_patients) + 1
+        s.execute(insert(Patient), [{"id": p + 1, "pseudo_id": f"{p:020x}", "center_id": int(centers[p]),
+                                     "created_at": now} for p in range(n_patients)])
+        n_studies = n_series // 2
+        s.execute(insert(Study), [{"id": i + 1, "study_instance_uid": f"1.2.{i}", "patient_id": i % n_patients + 1}
+                                  for i in range(n_studies)])
+        picks = rng.choice(statuses, n_series, p=[0.3, 0.1, 0.55, 0.05])
+        s.execute(insert(Series), [{"id": i + 1, "series_instance_uid": f"1.3.{i}", "study_id": i % n_studies + 1,
+                                    "qc_status": str(picks[i]), "qc_reasons": [], "phi_tags": [], "instance_count": 40,
+                                    "ingested_at": now} for i in range(n_series)])
+        s.execute(insert(QCDecision), [{"series_id": i + 1, "status": str(picks[i]), "reasons": [], "actor": "bench",
+                                        "automatic": True, "decided_at": now} for i in range(n_series)])
+        s.execute(insert(ClinicalRecord), [{"patient_id": p + 1, "age": 40.0, "imported_at": now}
+                                           for p in range(0, n_patients, 1) if p % 5])
+        s.execute(insert(Outcome), [{"patient_id": p + 1, "gos_6m": 4, "imported_at": now}
+                                    for p in range(0, n_patients) if p % 3])
+    engine.dispose()
+
+
+def time_progress(db_url: str, repeats: int = 5) -> tuple[float, float]:
+    """Median seconds of collection_progress now and as of a date (the as-of query is the heavier one)."""
+    engine = make_engine(db_url)
+    result = []
+    for as_of in (None, dt.date(2024, 6, 2)):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with session_scope(engine) as s:
+                table = collection_progress(s, as_of=as_of)
+            times.append(time.perf_counter() - start)
+        assert table.iloc[-1]["series"] == 5000
+        result.append(statistics.median(times))
+    engine.dispose()
+    return result[0], result[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=125)
+    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ctstudy-bench-") as tmp:
+        work = Path(tmp)
+        folder = work / "in"
+        n = write_study_folder(folder, args.series, args.slices)
+        files = sorted(folder.rglob("*.dcm"))
+        print(f"{n} CT files ({args.series} series x {args.slices} slices, 64x64), {os.cpu_count()} CPUs")
+
+        naive = statistics.median(time_naive(files, args.repeats))
+        results = {}
+        for workers in (1, 2):
+            results[workers] = statistics.median(time_in_place_ingest(folder, work, args.repeats, workers))
+        print(f"naive dcmread + pixel_array:              {n / naive:8.0f} files/s  ({naive:.2f} s, "
+              f"median of {args.repeats})")
+        for workers, seconds in results.items():
+            print(f"ingest --in-place, {workers} reader process(es): {n / seconds:8.0f} files/s  ({seconds:.2f} s)"
+                  f"  = {naive / seconds:.2f} x naive")
+
+        sqlite_url = f"sqlite:///{work / 'progress.sqlite'}"
+        fill_registry(sqlite_url)
+        now, as_of = time_progress(sqlite_url)
+        print(f"collection_progress, 1,000 patients / 5,000 series, SQLite:     {now:.3f} s (as-of: {as_of:.3f} s)")
+
+    pg_base = os.environ.get("CTSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    name = f"ctstudy_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(pg_base), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - no server: the SQLite figure stands alone
+        print(f"PostgreSQL unreachable ({type(exc).__name__}); skipped")
+        return
+    try:
+        url = make_url(pg_base).set(database=name).render_as_string(hide_password=False)
+        fill_registry(url)
+        now, as_of = time_progress(url)
+        print(f"collection_progress, 1,000 patients / 5,000 series, PostgreSQL: {now:.3f} s (as-of: {as_of:.3f} s)")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
