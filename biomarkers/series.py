@@ -9,7 +9,7 @@ Scalar features:
 - volumes (mL, voxel count x voxel volume): hematoma_ml, edema_ml, total_lesion_ml, relative_edema
 - lesions: lesion_count, largest_lesion_ml, largest_lesion_left (1 left / 0 right / NaN none),
   largest_lesion_region, side (left | right | bilateral | none, over counted lesions)
-- abc2_ml, abc2_a_mm, abc2_b_mm, abc2_c_mm: ABC/2 of the largest lesion
+- abc2_ml: ABC/2 (Kothari) of the largest lesion, by imaging.abc2, to set against largest_lesion_ml
 - midline: midline_shift_mm, midline_shift_signed_mm (+ toward the patient's left),
   midline_shift_method, midline_septum_rows, midline_plane_source, midline_normal_{x,y,z} (LPS)
 - tissue volumes (mL, on the tissue grid): intracranial_ml, parenchyma_ml, ventricle_ml and their
@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biomarkers.abc2 import abc2_volume_ml
 from biomarkers.asymmetry import asymmetry_index, side_volumes_ml
 from biomarkers.density import mean_hu
 from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
@@ -35,6 +34,7 @@ from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labell
 from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
 from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
 from biomarkers.volume import EDEMA, HEMATOMA, checked_labels
+from imaging.abc2 import abc2_ml
 
 DEFINITIONS_VERSION = "1.0"
 
@@ -101,8 +101,7 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     else:
         values.update(largest_lesion_ml=0.0, largest_lesion_left=float("nan"), largest_lesion_region="none",
                       side="none")
-    values.update(_largest_abc2(labels, spacing_t, settings) if len(lesions) else
-                  {"abc2_ml": 0.0, "abc2_a_mm": 0.0, "abc2_b_mm": 0.0, "abc2_c_mm": 0.0})
+    values["abc2_ml"] = _largest_abc2_ml(labels, spacing_t, settings) if len(lesions) else 0.0
 
     grid_ml = voxel_volume_ml((spacing_t[0], spacing_t[1] * stride, spacing_t[2] * stride))
     side = plane.side_grid(labels.shape, stride)
@@ -128,10 +127,10 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     return values, lesions
 
 
-def _largest_abc2(labels: np.ndarray, spacing: tuple, settings: FeatureSettings) -> dict[str, float]:
+def _largest_abc2_ml(labels: np.ndarray, spacing: tuple, settings: FeatureSettings) -> float:
     box = bounding_box(labels == HEMATOMA)
     lab, _ = labelled_lesions(labels[box] == HEMATOMA, spacing, settings.min_lesion_ml, settings.connectivity)
-    return abc2_volume_ml(lab == 1, spacing)
+    return float(abc2_ml(lab == 1, spacing))
 
 
 def _lesion_sides_ml(labels: np.ndarray, plane: MidlinePlane, vml: float) -> tuple[float, float]:
