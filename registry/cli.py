@@ -206,7 +206,9 @@ def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
     else:
         out = Table(title=title)
         for column in table.columns:
-            out.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(table[column]) else "left")
+            # One word per line in headers, so that the 11 progress columns fit an 80-column terminal.
+            numeric = pd.api.types.is_numeric_dtype(table[column])
+            out.add_column(str(column).replace("_", "\n"), justify="right" if numeric else "left")
         for row in table.itertuples(index=False):
             out.add_row(*("" if pd.isna(v) else str(v) for v in row))
         console.print(out)
