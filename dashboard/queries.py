@@ -26,8 +26,10 @@ from registry.home import Home
 from registry.models import (
     AuditEvent,
     Center,
+    ClinicalRecord,
     Instance,
     ManualAnnotation,
+    ModelFit,
     Outcome,
     Patient,
     QCDecision,
@@ -302,3 +304,45 @@ def series_features(db_url: str, center: str | None, pseudo_id: str | None = Non
 def mask_labels(path: str, root: str) -> tuple[np.ndarray, np.ndarray]:
     """A stored NIfTI mask as (z, y, x) labels and its LPS affine (`imaging.volume.read_mask`)."""
     return read_mask(Path(path) if Path(path).is_absolute() else Path(root) / path)
+
+
+# --- Outcome models and risk ----------------------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def model_fits(db_url: str) -> pd.DataFrame:
+    """Every outcome-model fit, newest first: what was fitted on how many patients, metrics, coefficients, spec.
+
+    Fits are study-wide aggregates (no patient rows), so every role may see them."""
+    with _session(db_url) as s:
+        return _frame(s, select(
+            ModelFit.id, ModelFit.created_at, ModelFit.actor, ModelFit.outcome, ModelFit.feature_set,
+            ModelFit.model_kind, ModelFit.cv, ModelFit.n_patients, ModelFit.n_events, ModelFit.data_hash,
+            ModelFit.variables, ModelFit.coefficients, ModelFit.metrics, ModelFit.spec, ModelFit.artifact_path,
+        ).order_by(ModelFit.created_at.desc(), ModelFit.id.desc()))
+
+
+CLINICAL_FIELDS = ("age", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension", "glucose_mmol_l",
+                   "hemoglobin_g_dl", "marshall_ct", "tsah", "edh")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patient_clinical(db_url: str, center: str | None, pseudo_id: str) -> dict[str, Any] | None:
+    """A patient's admission clinical values (IMPACT predictors), or None without a clinical record / out of scope."""
+    with _session(db_url) as s:
+        row = s.execute(_scoped(
+            select(*(getattr(ClinicalRecord, f) for f in CLINICAL_FIELDS))
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(ClinicalRecord, ClinicalRecord.patient_id == Patient.id)
+            .where(Patient.pseudo_id == pseudo_id), center)).first()
+    return None if row is None else dict(row._mapping)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patient_outcomes(db_url: str, center: str | None) -> pd.DataFrame:
+    """Outcomes of patients in scope: pseudo_id, center, gos_6m, died, days_to_death_or_censor."""
+    with _session(db_url) as s:
+        return _frame(s, _scoped(
+            select(Patient.pseudo_id, Center.code.label("center"), Outcome.gos_6m, Outcome.died,
+                   Outcome.days_to_death_or_censor)
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Outcome, Outcome.patient_id == Patient.id), center))

@@ -10,11 +10,15 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
 from imaging.volume import load_series, write_mask
+from prognosis.logistic import LogisticModel
+from prognosis.metrics import binary_metrics, calibration_curve_data, roc_curve_data
+from prognosis.terms import design_terms, terms_of
 from registry.db import make_engine
 from registry.home import Home
 from registry.models import (
@@ -22,6 +26,7 @@ from registry.models import (
     ClinicalRecord,
     Instance,
     ManualAnnotation,
+    ModelFit,
     Outcome,
     Patient,
     QCDecision,
@@ -93,6 +98,40 @@ def _write_dicom(folder: Path, series_uid: str, study_uid: str) -> list[tuple[st
     return out
 
 
+def fit_data(n: int = 300, seed: int = 1) -> pd.DataFrame:
+    """Raw predictors and a death outcome drawn from a known logistic model (imaging adds information)."""
+    rng = np.random.default_rng(seed)
+    raw = pd.DataFrame({
+        "age": rng.uniform(18, 85, n), "gcs_motor": rng.integers(1, 7, n), "pupils_unreactive": rng.integers(0, 3, n),
+        "hypoxia": rng.integers(0, 2, n), "hypotension": rng.integers(0, 2, n), "glucose_mmol_l": rng.normal(8, 2, n),
+        "hemoglobin_g_dl": rng.normal(13, 1.5, n), "adm_hematoma_ml": rng.gamma(1.5, 10, n),
+        "peak_edema_ml": rng.gamma(2, 12, n), "adm_midline_shift_mm": rng.gamma(1, 3, n),
+        "adm_lesion_count": rng.integers(0, 4, n), "adm_lesion_left": rng.integers(0, 2, n),
+    })
+    lp = -4 + 0.04 * raw["age"] + 0.8 * (raw["gcs_motor"] <= 3) + 0.6 * raw["pupils_unreactive"] \
+        + 0.7 * np.log1p(raw["adm_hematoma_ml"])
+    raw["died"] = (rng.random(n) < 1 / (1 + np.exp(-lp))).astype(float)
+    return raw
+
+
+def model_fits() -> list[ModelFit]:
+    """Two real logistic fits of death (clinical, clinical+imaging) stored the way prognosis records them."""
+    raw = fit_data()
+    table = pd.concat([design_terms(raw), raw[["died"]]], axis=1)
+    fits = []
+    for feature_set in ("clinical", "clinical+imaging"):
+        model = LogisticModel(terms_of(feature_set), "died").fit(table)
+        p = model.predict_proba(table)
+        metrics = {**binary_metrics(raw["died"], p),
+                   "curves": {"roc": roc_curve_data(raw["died"], p).to_dict("records"),
+                              "calibration": calibration_curve_data(raw["died"], p).to_dict("records")}}
+        fits.append(ModelFit(actor="stat", outcome="mortality", feature_set=feature_set, model_kind="logistic",
+                             cv=None, n_patients=len(raw), n_events=int(raw["died"].sum()), data_hash="0" * 64,
+                             variables=model.terms, coefficients=model.summary.reset_index().to_dict("records"),
+                             metrics=metrics, spec={"model": model.to_spec()}))
+    return fits
+
+
 def build(home: Home) -> dict[str, str]:
     """Fill an initialised home's registry; returns series keys S1..S7 -> SeriesInstanceUID."""
     engine = make_engine(home.db_url)
@@ -161,7 +200,9 @@ def build(home: Home) -> dict[str, str]:
         for se, source, hem, ede, abc2 in feats:
             s.add(SeriesFeatures(series_id=se.id, source=source, definitions_version="1",
                                  segmentation_run_id=run.id if se is s1 and source == "segmentation" else None,
-                                 values={"hematoma_ml": hem, "edema_ml": ede, "abc2_ml": abc2, "lesion_count": 1}))
+                                 values={"hematoma_ml": hem, "edema_ml": ede, "abc2_ml": abc2, "lesion_count": 1,
+                                         "midline_shift_mm": 2.0, "largest_lesion_left": 1.0}))
+        s.add_all(model_fits())
         for username, (role, center) in USERS.items():
             add_user(s, username, role, PASSWORD, center_code=center)
     engine.dispose()

@@ -1,0 +1,139 @@
+"""What the Outcome models and Risk calculator pages compute from ModelFit rows and entered values.
+
+Pure: ModelFit rows as `queries.model_fits` returns them (JSON columns as dicts / lists) in,
+DataFrames out. Predictions use the prognosis package's own models (`LogisticModel.from_spec`,
+`prognosis.impact`), never a re-implementation here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prognosis.impact import IMPACT_MODELS, impact_risk
+from prognosis.logistic import LogisticModel
+from prognosis.terms import design_terms
+
+BINARY_OUTCOMES = ("mortality", "unfavourable")
+# AUC figures shown side by side, in this order, when a fit has them.
+AUC_COLUMNS = {"auc": "AUC (apparent)", "corrected_auc": "AUC (optimism-corrected)", "cv_auc": "AUC (cross-validated)",
+               "auc_death": "AUC death (ordinal)", "harrell_c": "Harrell's C"}
+
+
+def fit_label(fit: pd.Series | Any) -> str:
+    return f"#{fit.id} {fit.outcome} · {fit.feature_set} · {fit.model_kind} · n={fit.n_patients}"
+
+
+def fits_overview(fits: pd.DataFrame) -> pd.DataFrame:
+    """One line per fit: id, when, outcome, features, model, n, events and its AUC figures."""
+    rows = []
+    for fit in fits.itertuples():
+        metrics = fit.metrics or {}
+        rows.append({"id": fit.id, "created": fit.created_at, "outcome": fit.outcome, "features": fit.feature_set,
+                     "model": fit.model_kind, "cv": fit.cv, "patients": fit.n_patients, "events": fit.n_events,
+                     **{label: metrics.get(key) for key, label in AUC_COLUMNS.items() if key in metrics}})
+    return pd.DataFrame(rows)
+
+
+def coefficient_table(fit: pd.Series | Any) -> pd.DataFrame:
+    """The fit's summary table (term, coef, ratio and CI, p), without the intercept."""
+    table = pd.DataFrame(fit.coefficients or [])
+    if table.empty:
+        return table
+    if "term" not in table.columns:
+        table = table.rename(columns={table.columns[0]: "term"})
+    return table[~table["term"].isin(["const", "intercept", "Intercept"])].reset_index(drop=True)
+
+
+def ratio_columns(table: pd.DataFrame) -> tuple[str, str, str] | None:
+    """(ratio, lower, upper) column names of a summary table (odds_ratio, hazard_ratio, ...), or None."""
+    for col in table.columns:
+        if col.endswith("_ratio") and f"{col}_lower" in table and f"{col}_upper" in table:
+            return col, f"{col}_lower", f"{col}_upper"
+    return None
+
+
+def fit_curves(fit: pd.Series | Any) -> dict[str, pd.DataFrame]:
+    """Stored curve data of a fit (roc, calibration, cv_roc, cv_calibration), wherever the fit keeps it."""
+    for holder in (fit.metrics or {}, fit.spec or {}):
+        curves = holder.get("curves")
+        if isinstance(curves, dict):
+            return {name: pd.DataFrame(records) for name, records in curves.items() if records}
+    return {}
+
+
+def latest_by_feature_set(fits: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """The newest fit of each (feature set, model kind) for an outcome (fits come newest first)."""
+    chosen = fits[fits["outcome"] == outcome]
+    return chosen.drop_duplicates(["feature_set", "model_kind"], keep="first").reset_index(drop=True)
+
+
+def comparison_table(fits: pd.DataFrame, outcome: str, model_kind: str) -> pd.DataFrame:
+    """Clinical-only against clinical+imaging (and any other feature set) for one outcome and model kind."""
+    latest = latest_by_feature_set(fits, outcome)
+    latest = latest[latest["model_kind"] == model_kind]
+    rows = []
+    for fit in latest.itertuples():
+        m = fit.metrics or {}
+        rows.append({"features": fit.feature_set, "fit": fit.id, "patients": fit.n_patients,
+                     "AUC": m.get("auc"), "AUC lower": m.get("auc_lower"), "AUC upper": m.get("auc_upper"),
+                     "optimism-corrected AUC": m.get("corrected_auc"), "cross-validated AUC": m.get("cv_auc"),
+                     "Brier": m.get("brier")})
+    return pd.DataFrame(rows)
+
+
+def logistic_fits(fits: pd.DataFrame) -> pd.DataFrame:
+    """Binary-outcome fits that stored a logistic model spec (what the risk calculator can predict from)."""
+    keep = fits["outcome"].isin(BINARY_OUTCOMES) & fits["spec"].map(
+        lambda s: isinstance(s, dict) and isinstance(s.get("model"), dict) and s["model"].get("model_kind")
+        == "logistic")
+    return fits[keep].reset_index(drop=True)
+
+
+def fitted_risk(spec: dict[str, Any], values: dict[str, Any], alpha: float = 0.05) -> dict[str, float]:
+    """Risk with its (1-alpha) interval from a stored logistic fit, for one patient's raw values.
+
+    Raises ValueError naming the missing predictors when the fit needs a value that was not given."""
+    model = LogisticModel.from_spec(spec)
+    terms = design_terms(pd.DataFrame([values]))
+    missing = [t for t in model.terms if t not in terms or pd.isna(terms[t].iloc[0])]
+    if missing:
+        raise ValueError(f"this model needs {', '.join(missing)}")
+    row = model.predict_interval(terms, alpha=alpha).iloc[0]
+    return {"risk": float(row["risk"]), "lower": float(row["lower"]), "upper": float(row["upper"])}
+
+
+def impact_risks(values: dict[str, Any]) -> pd.DataFrame:
+    """IMPACT core / core+CT / core+CT+lab predicted mortality and unfavourable outcome (NaN where a predictor the
+    model uses is missing). The published models come without covariances, so there are no intervals."""
+    raw = pd.DataFrame([values])
+    rows = [{"model": f"IMPACT {m}", **{o: float(impact_risk(raw, m, o).iloc[0]) for o in BINARY_OUTCOMES}}
+            for m in IMPACT_MODELS]
+    return pd.DataFrame(rows)
+
+
+def prefill(clinical: dict[str, Any] | None, imaging: dict[str, Any] | None) -> dict[str, Any]:
+    """Entered-value defaults: a patient's records where present, else a typical moderate-severe TBI admission."""
+    values: dict[str, Any] = {"age": 45.0, "gcs_motor": 5, "pupils_unreactive": 0, "hypoxia": 0, "hypotension": 0,
+                              "glucose_mmol_l": 7.0, "hemoglobin_g_dl": 13.5, "marshall_ct": 2, "tsah": 0, "edh": 0,
+                              "adm_hematoma_ml": 0.0, "peak_edema_ml": 0.0, "adm_midline_shift_mm": 0.0,
+                              "adm_lesion_count": 0, "adm_lesion_left": 0}
+    for source in (clinical or {}, imaging or {}):
+        for key, value in source.items():
+            if key in values and value is not None and not (isinstance(value, float) and np.isnan(value)):
+                values[key] = int(value) if isinstance(value, bool) else value
+    return values
+
+
+def risk_table(risks: pd.DataFrame) -> pd.DataFrame:
+    """Risks as text per source (rows, in the given order) and outcome: '23.4% (15.1%–34.2%)', 'n/a' if unknown."""
+    def text(r: pd.Series) -> str:
+        if pd.isna(r["risk"]):
+            return "n/a (a predictor is missing)"
+        interval = f" ({r['lower']:.1%}–{r['upper']:.1%})" if pd.notna(r["lower"]) else ""
+        return f"{r['risk']:.1%}{interval}"
+
+    table = risks.assign(text=risks.apply(text, axis=1)).pivot(index="source", columns="outcome", values="text")
+    return table.reindex(index=list(dict.fromkeys(risks["source"]))).reset_index().rename_axis(columns=None)
