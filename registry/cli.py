@@ -204,11 +204,13 @@ def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
     elif fmt is OutputFormat.json:
         sys.stdout.write(table.to_json(orient="records", date_format="iso") + "\n")
     else:
-        out = Table(title=title)
+        out = Table(title=title, box=None, pad_edge=False, padding=(0, 1, 0, 0))
         for column in table.columns:
             # One word per line in headers, so that the 11 progress columns fit an 80-column terminal.
             numeric = pd.api.types.is_numeric_dtype(table[column])
-            out.add_column(str(column).replace("_", "\n"), justify="right" if numeric else "left")
+            words = str(column).split("_")
+            out.add_column("\n".join(words), justify="right" if numeric else "left",
+                           min_width=max(len(w) for w in words))
         for row in table.itertuples(index=False):
             out.add_row(*("" if pd.isna(v) else str(v) for v in row))
         console.print(out)
