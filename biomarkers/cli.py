@@ -2,6 +2,122 @@
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sqlalchemy import Engine
+
+from biomarkers import store
+from biomarkers.extract import extract_features
+from biomarkers.series import DEFINITIONS_VERSION
+from registry.db import make_engine, session_scope
+from registry.home import Home
 
 app = typer.Typer(help="Imaging biomarkers: extract and export.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
+    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
+    engine = make_engine(home.db_url)
+    try:
+        yield home, engine
+    except (ValueError, LookupError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+@app.command()
+def extract(
+    ctx: typer.Context,
+    directory: Path | None = typer.Argument(None, help="With --source truth-dir: the study folder (or --truth-dir)."),
+    source: str = typer.Option("auto", "--source",
+                               help="auto (segmentations, else manual annotations), manual, or truth-dir."),
+    truth_dir: Path | None = typer.Option(None, "--truth-dir", help="Study folder whose truth/masks/ to use."),
+    force: bool = typer.Option(False, "--force", help="Recompute even features that are current."),
+) -> None:
+    """Compute per-series biomarkers from masks and store them with provenance; skips what is current."""
+    folder = truth_dir or directory
+    if source == "truth-dir" or (source == "auto" and truth_dir is not None):
+        if folder is None:
+            err.print("[red]error:[/red] --source truth-dir needs the study folder: ... extract --source truth-dir DIR")
+            raise typer.Exit(2)
+        kind = store.SOURCE_TRUTH
+    elif directory is not None:
+        err.print("[red]error:[/red] a folder argument is only for --source truth-dir")
+        raise typer.Exit(2)
+    else:
+        kind = source
+    with _engine(ctx) as (_home, engine):
+        with session_scope(engine) as session:
+            jobs = store.mask_jobs(session, kind, folder)
+        if not jobs:
+            console.print("No masks to extract from (no segmentation runs, annotations or truth masks of registered "
+                          "series).")
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task("Extracting biomarkers", total=len(jobs))
+            report = extract_features(engine, jobs, actor=_actor(), force=force,
+                                      progress=lambda done, total, uid: bar.update(task, completed=done))
+        console.print(f"Biomarkers (definitions {DEFINITIONS_VERSION}) from {len(jobs)} mask(s): "
+                      f"{len(report.computed)} computed, {len(report.skipped)} already current, "
+                      f"{len(report.failed)} failed, in {report.seconds:.1f} s.")
+        for uid, reason in report.failed:
+            err.print(f"[red]failed[/red] {uid}: {reason}", soft_wrap=True)
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Output .csv or .parquet."),
+    per_patient: bool = typer.Option(False, "--per-patient", help="One row per patient (admission, peak, last)."),
+    source: str = typer.Option("auto", "--source",
+                               help="auto (per series: segmentation, else manual, else truth), or one of them."),
+) -> None:
+    """Write the wide feature table: one row per series, or per patient with --per-patient."""
+    suffix = "".join(file.suffixes[-1:]).lower()
+    if suffix not in (".csv", ".parquet"):
+        err.print(f"[red]error:[/red] {file}: the file name must end in .csv or .parquet")
+        raise typer.Exit(2)
+    with _engine(ctx) as (_home, engine):
+        with session_scope(engine) as session:
+            table = (store.patient_feature_table(session, source) if per_patient
+                     else store.series_feature_table(session, source))
+        if table.empty:
+            err.print("[red]error:[/red] no stored features: run `ctstudy biomarkers extract` first")
+            raise typer.Exit(1)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _write(table, file, suffix)
+        what = "patients" if per_patient else "series"
+        console.print(f"Wrote {len(table)} {what} x {table.shape[1]} columns to {file}")
+
+
+def _write(table: pd.DataFrame, file: Path, suffix: str) -> None:
+    # Write beside and rename: an interrupted export must not leave a truncated table under the real name.
+    tmp = file.with_name(file.name + ".part")
+    if suffix == ".csv":
+        table.to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    tmp.replace(file)

@@ -1,0 +1,178 @@
+"""The registry side of biomarkers: which mask feeds which series, and SeriesFeatures rows with provenance.
+
+Every function takes a SQLAlchemy `Session` and leaves committing to the caller. Feature values
+are stored as JSON: NaN (a missing value, e.g. the side of a lesion-free scan) is stored as null,
+because PostgreSQL's JSON type has no NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from biomarkers.series import DEFINITIONS_VERSION
+from biomarkers.timecourse import PATIENT_FEATURES, patient_level_features
+from imaging import store as imaging_store
+from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
+
+SOURCE_SEGMENTATION = "segmentation"
+SOURCE_MANUAL = "manual"
+SOURCE_TRUTH = "truth"
+SOURCES = (SOURCE_SEGMENTATION, SOURCE_MANUAL, SOURCE_TRUTH)
+# When a series has features from several sources, exports use the first available in this order:
+# the pipeline's own segmentation, then a human's, then the synthetic truth.
+SOURCE_PREFERENCE = SOURCES
+
+
+@dataclass(frozen=True)
+class MaskJob:
+    """One mask to turn into features: its series, where it comes from, and its provenance ids."""
+
+    series_id: int
+    series_instance_uid: str
+    source: str
+    mask_path: Path
+    segmentation_run_id: int | None = None
+    annotation_id: int | None = None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def truth_mask_folder(truth_dir: Path) -> Path:
+    """`DIR/truth/masks`, `DIR/masks` or `DIR` itself, whichever holds the masks."""
+    for folder in (truth_dir / "truth" / "masks", truth_dir / "masks", truth_dir):
+        if folder.is_dir() and any(folder.glob("*.nii.gz")):
+            return folder
+    raise FileNotFoundError(f"{truth_dir}: no <SeriesInstanceUID>.nii.gz masks in truth/masks/, masks/ or the folder")
+
+
+def mask_jobs(session: Session, source: str = "auto", truth_dir: Path | None = None) -> list[MaskJob]:
+    """The masks to extract from: `auto` (latest done segmentation of a series, else its latest manual
+    annotation), `manual` (latest manual annotations) or `truth` (masks under `truth_dir` of registered series)."""
+    if source == SOURCE_TRUTH:
+        if truth_dir is None:
+            raise ValueError("source 'truth' needs the study folder (--source truth-dir DIR)")
+        uids = {p.name[: -len(".nii.gz")]: p for p in sorted(truth_mask_folder(truth_dir).glob("*.nii.gz"))}
+        rows = session.execute(select(Series.id, Series.series_instance_uid)
+                               .where(Series.series_instance_uid.in_(list(uids)))).all()
+        return sorted((MaskJob(sid, uid, SOURCE_TRUTH, uids[uid]) for sid, uid in rows), key=lambda j: j.series_id)
+    if source not in ("auto", SOURCE_MANUAL):
+        raise ValueError(f"unknown source {source!r}: expected auto, manual or truth-dir")
+    jobs: dict[int, MaskJob] = {}
+    for series, ann in imaging_store.latest_annotations(session):
+        jobs[series.id] = MaskJob(series.id, series.series_instance_uid, SOURCE_MANUAL, Path(ann.mask_path),
+                                  annotation_id=ann.id)
+    if source == "auto":
+        runs = session.scalars(select(SegmentationRun).where(SegmentationRun.status == imaging_store.RUN_DONE,
+                                                             SegmentationRun.mask_path.is_not(None))
+                               .order_by(SegmentationRun.series_id, SegmentationRun.finished_at.desc(),
+                                         SegmentationRun.id.desc())).all()
+        latest: dict[int, SegmentationRun] = {}
+        for run in runs:
+            latest.setdefault(run.series_id, run)
+        uid_of = dict(session.execute(select(Series.id, Series.series_instance_uid)
+                                      .where(Series.id.in_(list(latest)))).all())
+        for sid, run in latest.items():
+            jobs[sid] = MaskJob(sid, uid_of[sid], SOURCE_SEGMENTATION, Path(run.mask_path),
+                                segmentation_run_id=run.id)
+    return [jobs[k] for k in sorted(jobs)]
+
+
+def stored_features(session: Session, series_id: int, source: str,
+                    version: str = DEFINITIONS_VERSION) -> SeriesFeatures | None:
+    return session.scalars(select(SeriesFeatures).where(
+        SeriesFeatures.series_id == series_id, SeriesFeatures.source == source,
+        SeriesFeatures.definitions_version == version)).one_or_none()
+
+
+def is_current(row: SeriesFeatures | None, job: MaskJob, mask_sha256: str) -> bool:
+    """Stored features are current when made from the same mask bytes by the same run/annotation."""
+    return (row is not None and row.mask_sha256 == mask_sha256
+            and row.segmentation_run_id == job.segmentation_run_id and row.annotation_id == job.annotation_id)
+
+
+def jsonable(value: Any) -> Any:
+    """Python scalars for JSON, NaN and infinities as None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save_features(session: Session, job: MaskJob, mask_sha256: str, values: dict[str, Any],
+                  lesions: pd.DataFrame, version: str = DEFINITIONS_VERSION) -> SeriesFeatures:
+    """Insert, or replace in place, the features of (series, source, version) with their provenance."""
+    row = stored_features(session, job.series_id, job.source, version) or SeriesFeatures(
+        series_id=job.series_id, source=job.source, definitions_version=version)
+    row.segmentation_run_id = job.segmentation_run_id
+    row.annotation_id = job.annotation_id
+    row.mask_sha256 = mask_sha256
+    row.values = jsonable(values)
+    row.lesions = jsonable(lesions.to_dict(orient="records"))
+    row.computed_at = pd.Timestamp.now("UTC").tz_localize(None).to_pydatetime()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def series_feature_table(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION) -> pd.DataFrame:
+    """One row per series: keys, provenance and every scalar feature (wide). `auto` picks, per series,
+    the first source present in SOURCE_PREFERENCE; a named source keeps only that one.
+
+    `timepoint` numbers each patient's scans 0, 1, ... by day from injury, then acquisition time.
+    """
+    if source != "auto" and source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}: expected auto, {', '.join(SOURCES)}")
+    q = (select(SeriesFeatures, Series.series_instance_uid, Series.days_from_injury, Series.acquisition_datetime,
+                Study.study_instance_uid, Patient.pseudo_id, Center.code)
+         .join(Series, Series.id == SeriesFeatures.series_id).join(Study, Study.id == Series.study_id)
+         .join(Patient, Patient.id == Study.patient_id).join(Center, Center.id == Patient.center_id)
+         .where(SeriesFeatures.definitions_version == version))
+    if source != "auto":
+        q = q.where(SeriesFeatures.source == source)
+    records = []
+    for feats, uid, days, acquired, study_uid, pseudo, center in session.execute(q).all():
+        records.append({
+            "center": center, "patient_id": pseudo, "study_instance_uid": study_uid, "series_instance_uid": uid,
+            "days_from_injury": days, "acquisition_datetime": acquired, "source": feats.source,
+            "definitions_version": feats.definitions_version, "mask_sha256": feats.mask_sha256,
+            "segmentation_run_id": feats.segmentation_run_id, "annotation_id": feats.annotation_id,
+            "computed_at": feats.computed_at, **{k: (np.nan if v is None else v) for k, v in feats.values.items()},
+        })
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return table
+    rank = {s: i for i, s in enumerate(SOURCE_PREFERENCE)}
+    table = (table.assign(_rank=table["source"].map(rank)).sort_values(["series_instance_uid", "_rank"])
+             .drop_duplicates("series_instance_uid").drop(columns="_rank"))
+    table = table.sort_values(["center", "patient_id", "days_from_injury", "acquisition_datetime"],
+                              na_position="last", kind="stable").reset_index(drop=True)
+    table.insert(4, "timepoint", table.groupby(["center", "patient_id"]).cumcount())
+    return table
+
+
+def patient_feature_table(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION) -> pd.DataFrame:
+    """The patient-level features (columns `center`, `patient_id` + biomarkers.timecourse.PATIENT_FEATURES)."""
+    series = series_feature_table(session, source, version)
+    if series.empty:
+        return pd.DataFrame(columns=["center", "patient_id", *PATIENT_FEATURES])
+    return patient_level_features(series).reset_index()
