@@ -5,8 +5,9 @@ Codes and the skew of patient counts follow the CREACTIVE imaging-substudy repos
 IT544 57, IT099 45, GR001 42, ... patients). Vendors, kernels, intercepts and storage differ the
 way real scanners' DICOM does.
 
-Slice thickness: 5 mm or 2.5 mm at most centers (the routine for trauma head CT); one center
-sends 1.25 mm. At the default study this keeps the file count and size modest (see README).
+Slice thickness: 5 mm or 2.5 mm at most centers (the routine for trauma head CT); the small
+center IT101 sends 1.25 mm (from --centers 8 up). Keeping thin slices out of the five largest
+centers keeps the default demo study's file count and size modest (see README).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ CATALOGUE: tuple[CenterProfile, ...] = (
                   "SOFT", 2.5, 225.0, -1024.0, 1, 16, 3.2, 120.0, 280, 135.0, pad_outside_fov=True),
     CenterProfile("IT544", "Ospedale San Gerardo (synthetic)", "TOSHIBA", "Aquilion ONE", "FC26", 5.0, 220.0,
                   -1024.0, 1, 16, 4.2, 120.0, 250, 57.0),
-    CenterProfile("IT099", "Azienda Ospedaliera di Padova (synthetic)", "SIEMENS", "SOMATOM Force", "Hr38", 1.25,
+    CenterProfile("IT099", "Azienda Ospedaliera di Padova (synthetic)", "SIEMENS", "SOMATOM Force", "Hr38", 2.5,
                   220.0, -1024.0, 0, 12, 2.8, 120.0, 350, 45.0),
     CenterProfile("GR001", "University Hospital of Larissa (synthetic)", "GE MEDICAL SYSTEMS", "BrightSpeed",
                   "STANDARD", 5.0, 240.0, -1024.0, 1, 16, 4.5, 120.0, 220, 42.0, pad_outside_fov=True),
@@ -58,7 +59,7 @@ CATALOGUE: tuple[CenterProfile, ...] = (
                   -1024.0, 0, 12, 4.8, 130.0, 230, 32.0),
     CenterProfile("IT442", "Ospedale di Cremona (synthetic)", "TOSHIBA", "Aquilion 64", "FC21", 5.0, 230.0,
                   -1024.0, 1, 16, 4.4, 120.0, 260, 17.0),
-    CenterProfile("IT101", "Ospedale di Parma (synthetic)", "GE MEDICAL SYSTEMS", "Revolution CT", "SOFT", 2.5,
+    CenterProfile("IT101", "Ospedale di Parma (synthetic)", "GE MEDICAL SYSTEMS", "Revolution CT", "SOFT", 1.25,
                   225.0, -1024.0, 1, 16, 3.0, 120.0, 300, 17.0),
 )
 
