@@ -42,8 +42,11 @@ def _diameters_mm(points_mm: np.ndarray, pixel_mm: float) -> tuple[float, float]
     return float(d[i, j]) + pixel_mm, float(across.max() - across.min()) + pixel_mm
 
 
-def abc2_ml(lesion: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """ABC/2 volume in mL of one lesion given as a boolean (z, y, x) mask with spacing (dz, dy, dx) mm."""
+def abc2_ml(lesion: np.ndarray, spacing: tuple[float, float, float], kothari_weights: bool = True) -> float:
+    """ABC/2 volume in mL of one lesion given as a boolean (z, y, x) mask with spacing (dz, dy, dx) mm.
+
+    `kothari_weights=False` counts every slice with hemorrhage fully (C = the lesion's extent).
+    """
     dz, dy, dx = spacing
     areas = lesion.sum(axis=(1, 2))
     if areas.max() == 0:
@@ -52,6 +55,9 @@ def abc2_ml(lesion: np.ndarray, spacing: tuple[float, float, float]) -> float:
     ys, xs = np.nonzero(lesion[k])
     a_mm, b_mm = _diameters_mm(np.column_stack([xs * dx, ys * dy]).astype(float), (dx + dy) / 2)
     frac = areas / areas.max()
-    slices = float(np.sum(np.where(frac >= 0.75, 1.0, np.where(frac >= 0.25, 0.5, 0.0))))
+    if kothari_weights:
+        slices = float(np.sum(np.where(frac >= 0.75, 1.0, np.where(frac >= 0.25, 0.5, 0.0))))
+    else:
+        slices = float(np.count_nonzero(areas))
     c_mm = slices * dz
     return a_mm * b_mm * c_mm / 2.0 / 1000.0

@@ -101,7 +101,7 @@ class Preprocessing:
         crop = torch.from_numpy(self._crop(w.astype(np.float32, copy=False), box, 0.0))[:, None]
         if box.side != self.size:
             crop = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                 antialias=box.side > self.size)
+                                 antialias=box.side > self.size).clamp_(0.0, 1.0)  # antialias overshoots
         return crop[:, 0].numpy()
 
     def channels(self, slices: np.ndarray, index: np.ndarray) -> np.ndarray:

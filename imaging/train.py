@@ -271,7 +271,7 @@ def train_model(
         "n_series": {"train": len(train), "validation": len(val)},
         "metrics": {"best_epoch": best[2], "val_dice": best[3], "history": history},
         "device": str(device),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return SegmentationModel(net=net.cpu(), preprocessing=pre, net_config=dict(cfg.net), metadata=meta)
