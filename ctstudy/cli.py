@@ -68,3 +68,7 @@ app.command("synth")(synth)
 from dashboard.cli import serve  # noqa: E402 - root commands of other packages are registered after the app
 
 app.command("dashboard")(serve)
+
+from ctstudy.demo import demo  # noqa: E402 - the demo runs the commands above in-process
+
+app.command("demo")(demo)

@@ -1,0 +1,138 @@
+"""`ctstudy demo`: the whole pipeline on a synthetic study, ending with the dashboard's address.
+
+The demo is a script of the real commands a study team would type, run in-process and printed
+as it goes (`$ ctstudy registry ingest ...`), so that reading its output teaches the tool. It is
+idempotent: run it again on the same home and every step reports that nothing is new.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.rule import Rule
+from sqlalchemy import select
+
+from registry.db import make_engine, session_scope
+from registry.home import Home
+from registry.models import QC_PENDING, Series
+from registry.store import record_qc_decision
+
+console = Console()
+
+DEMO_ACTOR = "demo-coordinator"
+# One log-in per role, printed at the end. Demo passwords only: a real deployment creates its
+# users with `ctstudy users add` and passwords of its own.
+DEMO_USERS = (
+    ("coord", "coordinator", "demo-coord"),
+    ("stats", "statistician", "demo-stats"),
+    ("investigator", "investigator", "demo-invest"),
+    ("admin", "admin", "demo-admin"),
+)
+
+
+class DemoStepFailed(RuntimeError):
+    pass
+
+
+def run_command(home: Home, *args: str | Path) -> None:
+    """Run one `ctstudy` command in-process against `home`, echoing it first; raise if it fails."""
+    from ctstudy.cli import app  # the demo is mounted on this app: import late to avoid a cycle
+
+    words = [str(a) for a in args]
+    console.print(Rule(style="dim"))
+    console.print(f"[bold cyan]$ ctstudy {' '.join(words)}[/bold cyan]")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=["--home", str(home.root), "--db-url", home.db_url, *words],
+                            prog_name="ctstudy", standalone_mode=False)
+    except SystemExit as exc:  # typer.Exit inside a command surfaces as SystemExit or a return code
+        code = exc.code
+    if code not in (None, 0):
+        raise DemoStepFailed(f"`ctstudy {' '.join(words)}` exited with status {code}")
+
+
+def review_pending_series(home: Home, defects_csv: Path) -> tuple[int, int]:
+    """Play the coordinator's visual review of every series pending QC; return (passed, failed).
+
+    A person would look at each series in the dashboard's QC page. Here the synthetic study's own
+    defect list stands in for their eyes: series with metal streak artifacts (which no header check
+    can see) or with identifiers left in their headers are failed with that reason; the rest pass.
+    """
+    defects = pd.read_csv(defects_csv, dtype=str).fillna("") if defects_csv.exists() else pd.DataFrame()
+    metal = set(defects.loc[defects.get("kind", pd.Series(dtype=str)) == "metal_artifact", "series_instance_uid"]) \
+        if not defects.empty else set()
+    engine = make_engine(home.db_url)
+    passed = failed = 0
+    try:
+        with session_scope(engine) as session:
+            pending = session.scalars(select(Series).where(Series.qc_status == QC_PENDING)).all()
+            for series in pending:
+                if series.series_instance_uid in metal:
+                    reason = "metal streak artifacts obscure the brain"
+                elif series.phi_tags:
+                    reason = f"identifiers left in the header ({', '.join(series.phi_tags)}): center to resend"
+                else:
+                    reason = None
+                record_qc_decision(session, series.series_instance_uid, "failed" if reason else "passed",
+                                   reason, DEMO_ACTOR)
+                failed += bool(reason)
+                passed += not reason
+    finally:
+        engine.dispose()
+    return passed, failed
+
+
+def free_port(preferred: int) -> int:
+    """`preferred` if nothing listens there, else a free port the OS picks."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+def demo(
+    ctx: typer.Context,
+    no_serve: bool = typer.Option(False, "--no-serve", help="Stop after the pipeline; don't start the dashboard."),
+    port: int = typer.Option(8501, "--port", help="Dashboard port (another free one if taken)."),
+    centers: int = typer.Option(5, "--centers", min=1),
+    patients: int = typer.Option(60, "--patients", min=1),
+    seed: int = typer.Option(0, "--seed", help="Synthetic study seed (the default model was trained on another seed)."),
+) -> None:
+    """Generate a synthetic study into the home and run the whole pipeline on it, then serve the dashboard."""
+    home: Home = ctx.obj
+    study = home.root / "synthetic-study"
+    console.print(f"[bold]ctstudy demo[/bold]: data home {home.root}")
+    try:
+        run_command(home, "init")
+        if not (study / "truth" / "series.csv").exists():
+            run_command(home, "synth", "--out", study, "--centers", centers, "--patients", patients,
+                        "--seed", seed, "--defects")
+        else:
+            console.print(f"synthetic study already at {study}: reused")
+        # The study already lives in the home: index it in place rather than keep a second copy.
+        run_command(home, "registry", "ingest", study / "dicom", "--in-place", "--actor", DEMO_ACTOR)
+        # The study's clinical file carries one impossible value on purpose: import the valid
+        # rows and show the rejected one, as a coordinator would.
+        run_command(home, "registry", "import-clinical", study / "clinical.csv", "--skip-invalid",
+                    "--actor", DEMO_ACTOR)
+        run_command(home, "registry", "import-outcomes", study / "outcomes.csv", "--actor", DEMO_ACTOR)
+        passed, failed = review_pending_series(home, study / "truth" / "defects.csv")
+        console.print(Rule(style="dim"))
+        console.print(f"coordinator review (stands in for the QC page): {passed} series passed, {failed} failed")
+        run_command(home, "registry", "progress")
+        run_command(home, "registry", "missing")
+    except DemoStepFailed as exc:
+        console.print(f"[red]demo stopped:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+    if no_serve:
+        console.print("Done (--no-serve). Start the dashboard with: ctstudy dashboard")
+        return
+    run_command(home, "dashboard", "--port", free_port(port))
