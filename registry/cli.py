@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from registry.clinical_import import CSVValidationError, import_table
 from registry.db import make_engine, session_scope
 from registry.home import Home
-from registry.ingest import ingest_directory
+from registry.ingest import RejectedItem, ingest_directory
 from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
 from registry.store import record_qc_decision
 
@@ -98,11 +98,20 @@ def ingest(
         console.print(summary)
         if report.nothing_new:
             console.print("Nothing new: every readable file was already in the registry.")
-        for item in [*report.conflicts, *report.rejected][:50]:
-            console.print(f"[yellow]{item.reason}[/yellow] {item.path}: {item.detail}", soft_wrap=True)
-        hidden = len(report.conflicts) + len(report.rejected) - 50
-        if hidden > 0:
-            console.print(f"... and {hidden} more (table `rejection`, ingest run {report.run_id}).")
+        groups = group_by_folder([*report.conflicts, *report.rejected])
+        for (reason, folder), items in list(groups.items())[:50]:
+            where = f"{items[0].path}" if len(items) == 1 else f"{folder}/ ({len(items)} files, first shown)"
+            console.print(f"[yellow]{reason}[/yellow] {where}: {items[0].detail}", soft_wrap=True)
+        if len(groups) > 50:
+            console.print(f"... and {len(groups) - 50} more folders (table `rejection`, ingest run {report.run_id}).")
+
+
+def group_by_folder(items: list[RejectedItem]) -> dict[tuple[str, str], list[RejectedItem]]:
+    """Rejections grouped by (reason, folder), so a rejected 30-file MR series reads as one line, not thirty."""
+    groups: dict[tuple[str, str], list] = {}
+    for item in items:
+        groups.setdefault((item.reason, str(Path(item.path).parent)), []).append(item)
+    return groups
 
 
 @app.command()
