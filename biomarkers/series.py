@@ -36,7 +36,8 @@ from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
 from biomarkers.volume import EDEMA, HEMATOMA, checked_labels
 from imaging.abc2 import abc2_ml
 
-DEFINITIONS_VERSION = "1.0"
+# Not number-like, so that CSV readers keep it a string.
+DEFINITIONS_VERSION = "v1"
 
 
 @dataclass(frozen=True)
