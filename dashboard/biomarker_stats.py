@@ -12,13 +12,14 @@ META_COLUMNS = frozenset({"series_uid", "pseudo_id", "center", "days_from_injury
                           "died", "gos_6m", "unfavourable"})
 # Direction flags and normal-vector components are numbers but not biomarkers one compares across groups.
 NOT_BIOMARKERS = ("midline_normal_", "largest_lesion_left", "midline_septum_rows")
+FIRST = ("hematoma_ml", "edema_ml", "total_lesion_ml", "abc2_ml", "lesion_count", "midline_shift_mm")
 
 
 def numeric_features(features: pd.DataFrame) -> list[str]:
-    """Names of the numeric biomarker columns, volumes first."""
+    """Names of the numeric biomarker columns: the main ones (FIRST) first, then other volumes, then the rest."""
     names = [c for c in features.columns if c not in META_COLUMNS and not c.startswith(NOT_BIOMARKERS)
              and pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])]
-    return sorted(names, key=lambda c: (not c.endswith("_ml"), c))
+    return sorted(names, key=lambda c: (FIRST.index(c) if c in FIRST else len(FIRST), not c.endswith("_ml"), c))
 
 
 def admission_rows(features: pd.DataFrame) -> pd.DataFrame:

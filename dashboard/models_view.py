@@ -44,6 +44,8 @@ def coefficient_table(fit: pd.Series | Any) -> pd.DataFrame:
         return table
     if "term" not in table.columns:
         table = table.rename(columns={table.columns[0]: "term"})
+    if "dof" in table and not np.isfinite(pd.to_numeric(table["dof"], errors="coerce")).any():
+        table = table.drop(columns="dof")  # Wald (normal) intervals throughout: the column says nothing
     return table[~table["term"].isin(["const", "intercept", "Intercept"])].reset_index(drop=True)
 
 
@@ -136,4 +138,5 @@ def risk_table(risks: pd.DataFrame) -> pd.DataFrame:
         return f"{r['risk']:.1%}{interval}"
 
     table = risks.assign(text=risks.apply(text, axis=1)).pivot(index="source", columns="outcome", values="text")
-    return table.reindex(index=list(dict.fromkeys(risks["source"]))).reset_index().rename_axis(columns=None)
+    table = table.reindex(index=list(dict.fromkeys(risks["source"])), columns=list(BINARY_OUTCOMES))
+    return table.fillna("no model for this outcome").reset_index().rename_axis(columns=None)

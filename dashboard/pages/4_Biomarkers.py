@@ -53,7 +53,7 @@ if {"abc2_ml", "hematoma_ml"} <= set(data.columns):
     m = st.columns(3)
     m[0].metric("Series", agreement["n"])
     m[1].metric("Mean ABC/2 − segmented", f"{agreement['mean_difference_ml']:+.2f} mL")
-    m[2].metric("Pearson r", f"{agreement['pearson_r']:.3f}")
+    m[2].metric("Pearson r", "n/a (< 3 series)" if agreement["n"] < 3 else f"{agreement['pearson_r']:.3f}")
     st.plotly_chart(figures.abc2_scatter_figure(data), key="bio_abc2")
     st.caption("ABC/2 is measured on the largest lesion; points above the dashed line are over-estimates.")
 else:

@@ -141,7 +141,7 @@ def build(home: Home) -> dict[str, str]:
         s.add_all([it1, it2])
 
         def patient(center: Center, pid: str, clinical: dict | None, outcome: dict | None) -> Patient:
-            p = Patient(pseudo_id=pid, center=center)
+            p = Patient(pseudo_id=pid, center=center, created_at=INJURY + dt.timedelta(hours=2))
             if clinical is not None:
                 p.clinical = ClinicalRecord(injury_datetime=INJURY, **clinical)
             if outcome is not None:

@@ -14,7 +14,7 @@ def test_summaries_and_abc2_agreement() -> None:
                        "days_from_injury": [2.0, 0.1, 0.3, 0.2], "center": ["X", "X", "X", "Y"],
                        "hematoma_ml": [10.0, 4.0, 6.0, 20.0], "abc2_ml": [12.0, 5.0, 6.0, 23.0],
                        "midline_normal_x": [1.0] * 4, "died": [True, True, False, None]})
-    assert biomarker_stats.numeric_features(df) == ["abc2_ml", "hematoma_ml"]
+    assert biomarker_stats.numeric_features(df) == ["hematoma_ml", "abc2_ml"]
     first = biomarker_stats.admission_rows(df)
     assert sorted(first["hematoma_ml"]) == [4.0, 6.0, 20.0]
     summary = biomarker_stats.summary_by_group(first, "hematoma_ml", "center").set_index("center")
@@ -29,8 +29,7 @@ def test_biomarkers_page_shows_distributions_and_abc2(small) -> None:
     at = page("4_Biomarkers.py", STAT)
     assert not at.exception
     assert at.radio(key="bio_source").value == "segmentation"
-    assert at.selectbox(key="bio_feature").value == "abc2_ml"  # volumes first, alphabetically
-    at.selectbox(key="bio_feature").set_value("hematoma_ml").run()
+    assert at.selectbox(key="bio_feature").value == "hematoma_ml"  # the main biomarker first
     by_center = at.dataframe[0].value.set_index("center")
     # admission scans of the segmentation source: pA1 12.5 (IT01), pA2 2.0 (IT02)
     assert by_center["n"].to_dict() == {"IT01": 1, "IT02": 1}

@@ -41,6 +41,8 @@ def test_fitted_risk_is_the_models_own_prediction_with_interval() -> None:
                                                   "lower": None, "upper": None}]))
     assert table.loc[0, "mortality"] == f"{r['risk']:.1%} ({r['lower']:.1%}–{r['upper']:.1%})"
     assert table.loc[0, "unfavourable"].startswith("n/a")
+    only_mortality = models_view.risk_table(pd.DataFrame([{"source": "b", "outcome": "mortality", **r}]))
+    assert only_mortality.loc[0, "unfavourable"] == "no model for this outcome"
 
 
 def test_comparison_and_forest_inputs() -> None:
