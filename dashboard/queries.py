@@ -40,6 +40,7 @@ from registry.models import (
 )
 from registry.progress import TOTAL, collection_progress, missing_items
 from registry.store import record_qc_decision
+from registry.users import add_user, deactivate_user, users_table
 
 CACHE_TTL_S = 60
 
@@ -346,3 +347,27 @@ def patient_outcomes(db_url: str, center: str | None) -> pd.DataFrame:
                    Outcome.days_to_death_or_censor)
             .select_from(Center).join(Patient, Patient.center_id == Center.id)
             .join(Outcome, Outcome.patient_id == Patient.id), center))
+
+
+# --- Users (admin) --------------------------------------------------------------------------------
+
+def users(db_url: str) -> pd.DataFrame:
+    """All dashboard users without their password hashes (never cached: admins act on it at once)."""
+    with _session(db_url) as s:
+        return users_table(s)
+
+
+def center_codes(db_url: str) -> list[str]:
+    with _session(db_url) as s:
+        return list(s.scalars(select(Center.code).order_by(Center.code)))
+
+
+def add_dashboard_user(db_url: str, username: str, role: str, password: str, center: str | None, actor: str) -> None:
+    """Create a user (registry.users.add_user's rules and audit apply); UserError says what is wrong."""
+    with _session(db_url) as s, s.begin():
+        add_user(s, username, role, password, center_code=center or None, actor=actor)
+
+
+def deactivate_dashboard_user(db_url: str, username: str, actor: str) -> None:
+    with _session(db_url) as s, s.begin():
+        deactivate_user(s, username, actor=actor)
