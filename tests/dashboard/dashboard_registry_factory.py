@@ -114,6 +114,17 @@ def fit_data(n: int = 300, seed: int = 1) -> pd.DataFrame:
     return raw
 
 
+def _json_safe(value):  # noqa: ANN001, ANN202 - any JSON-like value
+    """Non-finite floats as null: PostgreSQL's JSON has no Infinity or NaN."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def model_fits() -> list[ModelFit]:
     """Two real logistic fits of death (clinical, clinical+imaging) stored the way prognosis records them."""
     raw = fit_data()
@@ -127,8 +138,9 @@ def model_fits() -> list[ModelFit]:
                               "calibration": calibration_curve_data(raw["died"], p).to_dict("records")}}
         fits.append(ModelFit(actor="stat", outcome="mortality", feature_set=feature_set, model_kind="logistic",
                              cv=None, n_patients=len(raw), n_events=int(raw["died"].sum()), data_hash="0" * 64,
-                             variables=model.terms, coefficients=model.summary.reset_index().to_dict("records"),
-                             metrics=metrics, spec={"model": model.to_spec()}))
+                             variables=model.terms,
+                             coefficients=_json_safe(model.summary.reset_index().to_dict("records")),
+                             metrics=_json_safe(metrics), spec=_json_safe({"model": model.to_spec()})))
     return fits
 
 
