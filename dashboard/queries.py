@@ -103,7 +103,7 @@ def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
     if center is not None:
         progress = progress[progress["center"] == center]
     out = progress.merge(annotated, on="center", how="left").merge(segmented, on="center", how="left")
-    out[COUNT_COLUMNS] = out.reindex(columns=COUNT_COLUMNS).fillna(0).astype(int)
+    out[COUNT_COLUMNS] = out.reindex(columns=COUNT_COLUMNS).astype(float).fillna(0).astype(int)
     return out[["center", *COUNT_COLUMNS]].reset_index(drop=True)
 
 
@@ -233,7 +233,23 @@ def series_volume(db_url: str, center: str | None, series_uid: str, root: str) -
     files = series_files(db_url, center, series_uid)
     if not files:
         return None
-    return load_series([Path(f) if Path(f).is_absolute() else Path(root) / f for f in files])
+    return load_series(_paths(files, root))
+
+
+def _paths(files: list[str], root: str) -> list[Path]:
+    return [Path(f) if Path(f).is_absolute() else Path(root) / f for f in files]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=8)
+def sampled_slices_hu(db_url: str, center: str | None, series_uid: str, root: str, count: int
+                      ) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """(number of files, [(file index, HU slice)]) for `count` files spread over the series, read one at a time:
+    QC thumbnails of a series that is not one regular volume (missing slices, mixed sizes), which is exactly
+    when a reviewer needs to look at it."""
+    from dashboard.imageview import thumbnail_indices
+
+    paths = _paths(series_files(db_url, center, series_uid), root)
+    return len(paths), [(i, load_series([paths[i]]).hu[0]) for i in thumbnail_indices(len(paths), count)]
 
 
 # --- Cases ----------------------------------------------------------------------------------------

@@ -63,18 +63,25 @@ if row["qc_reasons"]:
 if row["phi_tags"]:
     st.error(f"Direct identifiers found in the headers: {row['phi_tags']}")
 
+level, width = imageview.WINDOW_PRESETS["brain"]
 try:
     volume = queries.series_volume(home.db_url, scope, series_uid, str(home.root))
-except ValueError as exc:  # unreadable or inconsistent files: say which, keep the page usable
-    st.error(f"Cannot show the slices: {exc}")
-    volume = None
-if volume is None:
-    st.caption("No image files registered for this series.")
+except ValueError as exc:  # not one regular volume: show the files one by one, and say why
+    try:
+        n_files, planes = queries.sampled_slices_hu(home.db_url, scope, series_uid, str(home.root), 8)
+    except ValueError as read_exc:
+        st.error(f"Cannot show the slices: {read_exc}")
+    else:
+        st.caption(f"Shown file by file: {exc}")
+        st.image([imageview.windowed_uint8(p, level, width) for _, p in planes],
+                 caption=[f"file {k + 1}/{n_files}" for k, _ in planes], width=140)
 else:
-    level, width = imageview.WINDOW_PRESETS["brain"]
-    picks = imageview.thumbnail_indices(volume.shape[0], 8)
-    st.image([imageview.windowed_uint8(volume.hu[k], level, width) for k in picks],
-             caption=[f"slice {k + 1}/{volume.shape[0]}" for k in picks], width=140)
+    if volume is None:
+        st.caption("No image files registered for this series.")
+    else:
+        picks = imageview.thumbnail_indices(volume.shape[0], 8)
+        st.image([imageview.windowed_uint8(volume.hu[k], level, width) for k in picks],
+                 caption=[f"slice {k + 1}/{volume.shape[0]}" for k in picks], width=140)
 
 if ident.can_qc:
     with st.form("qc_decision", clear_on_submit=True):

@@ -39,7 +39,8 @@ series_label = {r.series_uid: f"day {r.days_from_injury:.1f} · {r.description o
                 for r in series.itertuples()}
 uids = list(series_label)
 default = int(has_mask.to_numpy().argmax()) if has_mask.any() else 0
-series_uid = st.selectbox("Series", uids, index=default, format_func=series_label.get, key="case_series")
+series_uid = st.selectbox("Series", uids, index=default, format_func=series_label.get,
+                          key=f"case_series_{pseudo_id}")
 row = series.set_index("series_uid").loc[series_uid]
 
 try:
@@ -54,7 +55,7 @@ if volume is None:
 sources = {"automatic": row["auto_mask"], "manual": row["manual_mask"]}
 options = [name for name, path in sources.items() if isinstance(path, str)] + ["none"]
 c1, c2 = st.columns(2)
-source = c1.radio("Mask", options, horizontal=True, key="case_mask",
+source = c1.radio("Mask", options, horizontal=True, key=f"case_mask_{series_uid}",
                   help="Automatic: the latest segmentation run; manual: the latest imported annotation.")
 window_label = {name: f"{name} {lw[0]:.0f}/{lw[1]:.0f}" for name, lw in imageview.WINDOW_PRESETS.items()}
 preset = c2.radio("Window", list(window_label), horizontal=True, key="case_window", format_func=window_label.get)
@@ -75,7 +76,8 @@ if source != "none":
             labels = None
 
 n = volume.shape[0]
-index = st.slider("Slice", 1, n, imageview.richest_slice(labels, n) + 1, key="case_slice") - 1
+# Keyed by series and mask, so that a new choice opens on its own most informative slice.
+index = st.slider("Slice", 1, n, imageview.richest_slice(labels, n) + 1, key=f"case_slice_{series_uid}_{source}") - 1
 level, width = imageview.WINDOW_PRESETS[preset]
 image = imageview.overlay_rgb(imageview.windowed_uint8(volume.hu[index], level, width),
                               None if labels is None else labels[index])

@@ -42,13 +42,13 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     assert not at.exception
     volumes = at.dataframe[0].value
     assert sorted(volumes["hematoma_ml"].tolist()) == [11.0, 12.5, 18.0]  # S1 automatic + manual, S2 automatic
-    assert at.selectbox(key="case_series").value == uids["S1"]  # the series with masks comes first
-    assert at.radio(key="case_mask").options == ["automatic", "manual", "none"]
-    assert at.slider(key="case_slice").value == 5  # the slice with most lesion voxels
+    assert at.selectbox(key="case_series_pA1aaaaaaaaaaaaa").value == uids["S1"]  # the series with masks first
+    assert at.radio(key=f"case_mask_{uids['S1']}").options == ["automatic", "manual", "none"]
+    assert at.slider(key=f"case_slice_{uids['S1']}_automatic").value == 5  # the slice with most lesion voxels
     truth = mask_zyx()
     hematoma, edema = (truth == 1).sum() * VOXEL_ML, (truth == 2).sum() * VOXEL_ML
     assert any(f"automatic mask: hematoma {hematoma:.1f} mL, edema {edema:.1f} mL" in c.value for c in at.caption)
-    at.radio(key="case_mask").set_value("manual")
+    at.radio(key=f"case_mask_{uids['S1']}").set_value("manual")
     at.radio(key="case_window").set_value("bone").run()
     assert not at.exception
     assert any(f"manual mask: hematoma {hematoma:.1f} mL, edema 0.0 mL" in c.value for c in at.caption)
@@ -56,6 +56,8 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
 
 def test_series_without_files_or_features_says_so(small) -> None:
     at = page("3_Case_viewer.py", STAT)
+    at.selectbox(key="case_patient").set_value("pA2aaaaaaaaaaaaa").run()  # switching patients keeps working
+    assert not at.exception
     at.selectbox(key="case_patient").set_value("pC1ccccccccccccc").run()
     assert not at.exception
     assert any("No imaging biomarkers for this patient yet" in i.value for i in at.info)

@@ -83,3 +83,19 @@ def test_coordinator_cannot_decide_on_another_centers_series(small) -> None:
     with pytest.raises(PermissionError, match="belongs to center IT02"):
         queries.record_qc(home.db_url, uids["S7"], "passed", "", "coord1", "IT01")
     assert queries.qc_queue(home.db_url, None).set_index("series_uid").loc[uids["S7"], "qc_status"] == "pending"
+
+
+def test_series_with_a_missing_slice_is_still_shown_file_by_file(small) -> None:
+    home, uids = small
+    engine = make_engine(home.db_url)
+    with Session(engine) as s, s.begin():
+        series = s.scalar(select(Series).where(Series.series_instance_uid == uids["S1"]))
+        s.delete(series.instances[3])  # a gap in the slice positions: not one regular volume any more
+    engine.dispose()
+    at = page("2_Quality_control.py", STAT)
+    at.multiselect(key="qc_statuses").set_value(["passed"]).run()
+    at.selectbox(key="qc_series").set_value(uids["S1"]).run()
+    assert not at.exception
+    assert any(c.value.startswith("Shown file by file") for c in at.caption)
+    captions = [img.caption for img in at.get("image")[0].proto.imgs]
+    assert captions == [f"file {k}/7" for k in range(1, 8)]
