@@ -42,12 +42,15 @@ def stratified_bootstrap_indices(y: np.ndarray | pd.Series, n_boot: int, seed: i
 def bootstrap_aucs(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, indices: np.ndarray) -> np.ndarray:
     """AUC of each resample (one per row of `indices`), all at once via mid-ranks."""
     y = _binary(y)
-    p = np.asarray(p, dtype=float)
-    yb = y[indices]
-    ranks = stats.rankdata(p[indices], axis=1)
-    n1 = yb.sum(axis=1)
-    n0 = indices.shape[1] - n1
-    return ((ranks * yb).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return rowwise_aucs(y[indices], np.asarray(p, dtype=float)[indices])
+
+
+def rowwise_aucs(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUC of each row of (outcome, prediction) matrices of the same shape: Mann-Whitney on mid-ranks."""
+    ranks = stats.rankdata(p, axis=1)
+    n1 = y.sum(axis=1)
+    n0 = y.shape[1] - n1
+    return ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def auc_delong(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, alpha: float = 0.05) -> dict[str, float]:

@@ -1,0 +1,195 @@
+"""One outcome-model fit as the CLI records it: imputation (or complete case), the model (pooled by
+Rubin's rules over the m imputations), its apparent and cross-validated metrics, curve data for the
+plots, and the spec needed to predict again. Pure: DataFrames in, a FitResult out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
+from prognosis.coefficients import CoefficientModel
+from prognosis.cox import CoxModel
+from prognosis.imputation import complete_case_table, multiply_imputed_tables
+from prognosis.logistic import LogisticModel
+from prognosis.metrics import (
+    auc_delong,
+    binary_metrics,
+    bootstrap_aucs,
+    calibration_curve_data,
+    harrell_c,
+    roc_curve_data,
+    stratified_bootstrap_indices,
+)
+from prognosis.ml_models import GradientBoostingModel, PenalizedLogisticModel
+from prognosis.ordinal import OrdinalGOSModel
+from prognosis.terms import terms_of
+from prognosis.threads import single_threaded_blas
+from prognosis.validation import bootstrap_optimism, cross_validated_metrics, cross_validated_predictions
+
+OUTCOMES = ("mortality", "unfavourable", "gos", "survival")
+BINARY_COLUMN = {"mortality": "died", "unfavourable": "unfavourable"}
+BINARY_KINDS = ("logistic", "penalized", "boosting")
+MODEL_KINDS = {"mortality": BINARY_KINDS, "unfavourable": BINARY_KINDS, "gos": ("ordinal",), "survival": ("cox",)}
+IMPUTATIONS = ("mice", "complete-case")
+
+
+@dataclass
+class FitResult:
+    outcome: str
+    feature_set: str
+    model_kind: str
+    cv: str | None
+    imputation: str
+    model: Any  # the fitted (pooled) model
+    summary: pd.DataFrame | None  # coefficient table (None for the scikit-learn comparisons)
+    metrics: dict[str, Any]
+    curves: dict[str, pd.DataFrame]  # roc, calibration (binary outcomes)
+    n_patients: int
+    n_events: int
+    variables: list[str]
+    data_hash: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # PH test etc.
+
+
+def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str, m: int,
+                    seed: int) -> list[pd.DataFrame]:
+    """The data sets a model is fitted on: m imputed tables, or the complete cases (a list of one)."""
+    rows = rows_with_outcome(table, outcome_columns)
+    if imputation == "mice":
+        return multiply_imputed_tables(rows, m=m, seed=seed)
+    if imputation == "complete-case":
+        return [complete_case_table(rows, terms)]
+    raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
+
+
+def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_knots: int | None = None):  # noqa: ANN201
+    """A zero-argument constructor of the unfitted model (what cross-validation and bootstrap call)."""
+    if model_kind not in MODEL_KINDS.get(outcome, ()):
+        raise ValueError(f"model kind {model_kind!r} does not fit outcome {outcome!r}; "
+                         f"choose from {MODEL_KINDS.get(outcome, ())} (outcomes: {OUTCOMES})")
+    if outcome in BINARY_COLUMN:
+        col = BINARY_COLUMN[outcome]
+        if model_kind == "logistic":
+            return partial(LogisticModel, terms, col, age_spline_knots)
+        if model_kind == "penalized":
+            return partial(PenalizedLogisticModel, terms, col)
+        return partial(GradientBoostingModel, terms, col)
+    if outcome == "gos":
+        return partial(OrdinalGOSModel, terms, "gos_6m", age_spline_knots)
+    return partial(CoxModel, terms, "days_to_death_or_censor", "died", age_spline_knots)
+
+
+@single_threaded_blas
+def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
+                      cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
+                      n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
+                      age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None) -> FitResult:
+    """Fit one outcome model on the analysis table and validate it.
+
+    Binary outcomes: coefficients pooled over the m imputations; apparent metrics, bootstrap
+    (n_boot) AUC CI and Harrell optimism-corrected AUC, and cross-validated metrics (`cv` kfold =
+    repeated stratified k-fold, center = leave-one-center-out) on the first imputed data set.
+    GOS (ordinal) and survival (Cox) report the AUCs of death / unfavourable or Harrell's C.
+    `tables` may pass already imputed data sets (shared between models of the same outcome).
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+    model_kind = model_kind or MODEL_KINDS[outcome][0]
+    terms = terms_of(feature_set)
+    make = model_factory(outcome, model_kind, terms, age_spline_knots)
+    outcome_cols = {"mortality": ["died"], "unfavourable": ["unfavourable"], "gos": ["gos_6m"],
+                    "survival": ["days_to_death_or_censor", "died"]}[outcome]
+    data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed)
+    if not len(data[0]):
+        raise ValueError(f"no patients with {outcome_cols} and {imputation} predictors to fit {outcome}")
+    fits = [make().fit(d) for d in data]
+    model = fits[0]
+    if isinstance(model, CoefficientModel) and len(fits) > 1:
+        model = make().pool_from(fits)
+    d0 = data[0]
+    metrics: dict[str, Any] = {}
+    curves: dict[str, pd.DataFrame] = {}
+    extra: dict[str, Any] = {}
+    n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
+    if outcome in BINARY_COLUMN:
+        y = d0[BINARY_COLUMN[outcome]].astype(float).to_numpy()
+        p = model.predict_proba(d0)
+        metrics.update(binary_metrics(y, p))
+        boot = bootstrap_aucs(y, p, stratified_bootstrap_indices(y, n_boot, seed))
+        metrics["auc_boot_lower"], metrics["auc_boot_upper"] = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+        if model_kind != "boosting":
+            # Refitting boosted trees n_boot times costs minutes; their validation is the CV below.
+            optimism = bootstrap_optimism(make, d0, BINARY_COLUMN[outcome], n_boot, seed)
+            metrics.update({k: v for k, v in optimism.items() if k != "apparent_auc"})
+        curves["roc"] = roc_curve_data(y, p)
+        curves["calibration"] = calibration_curve_data(y, p)
+        if cv:
+            oof = cross_validated_predictions(make, d0, BINARY_COLUMN[outcome], cv, n_splits,
+                                              1 if cv == "center" else n_repeats, seed)
+            metrics.update(cross_validated_metrics(y, oof, d0["center"] if cv == "center" else None))
+            curves["cv_calibration"] = calibration_curve_data(y, oof.mean(axis=1).to_numpy())
+            curves["cv_roc"] = roc_curve_data(y, oof.mean(axis=1).to_numpy())
+    elif outcome == "gos":
+        for name, col, fn in (("death", "died", model.predict_death), ("unfavourable", "unfavourable",
+                                                                          model.predict_unfavourable)):
+            d = auc_delong(d0[col].astype(float), fn(d0))
+            metrics[f"auc_{name}"], metrics[f"auc_{name}_lower"], metrics[f"auc_{name}_upper"] = (
+                d["auc"], d["lower"], d["upper"])
+        metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
+        if cv:
+            metrics.update(_cv_ordinal(make, d0, cv, n_splits, n_repeats, seed))
+    else:
+        metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
+        ph = fits[0].proportional_hazards_test()
+        extra["ph_test"] = ph
+        metrics["ph_min_p"] = float(ph["p"].min())
+        metrics["ph_global_p_holm"] = float(min(1.0, ph["p"].min() * len(ph)))
+        if cv:
+            metrics.update(_cv_cox(make, d0, cv, n_splits, n_repeats, seed))
+    spec = {"outcome": outcome, "model_kind": model_kind, "feature_set": feature_set, "terms": terms, "cv": cv,
+            "imputation": imputation, "m": len(data) if imputation == "mice" else None, "n_splits": n_splits,
+            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
+    if isinstance(model, LogisticModel):
+        spec["model"] = model.to_spec()
+    summary = model.summary if isinstance(model, CoefficientModel) else None
+    if summary is not None and hasattr(model, "fmi_"):
+        summary = summary.assign(fmi=model.fmi_)
+    return FitResult(outcome=outcome, feature_set=feature_set, model_kind=model_kind, cv=cv, imputation=imputation,
+                     model=model, summary=summary, metrics=metrics, curves=curves, n_patients=int(len(d0)),
+                     n_events=n_events, variables=terms, data_hash=analysis_table_hash(table), spec=spec, extra=extra)
+
+
+def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
+    from prognosis.validation import cv_splits
+
+    splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
+    n_rep = max(r for r, _, _ in splits) + 1
+    death, unfav = np.full((len(d0), n_rep), np.nan), np.full((len(d0), n_rep), np.nan)
+    for r, train, test in splits:
+        model = make().fit(d0.iloc[train])
+        probs = model.predict_proba(d0.iloc[test])
+        death[test, r] = probs["gos_1"].to_numpy()
+        unfav[test, r] = probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()
+    from prognosis.metrics import auc
+
+    return {"cv_auc_death": float(np.mean([auc(d0["died"], death[:, r]) for r in range(n_rep)])),
+            "cv_auc_unfavourable": float(np.mean([auc(d0["unfavourable"], unfav[:, r]) for r in range(n_rep)]))}
+
+
+def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
+    from prognosis.validation import cv_splits
+
+    splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
+    n_rep = max(r for r, _, _ in splits) + 1
+    risk = np.full((len(d0), n_rep), np.nan)
+    for r, train, test in splits:
+        risk[test, r] = make().fit(d0.iloc[train]).risk_score(d0.iloc[test])
+    return {"cv_harrell_c": float(np.mean([harrell_c(d0["days_to_death_or_censor"], d0["died"], risk[:, r])
+                                           for r in range(n_rep)]))}
