@@ -2,6 +2,166 @@
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+
+import pandas as pd
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+
+from registry.db import make_engine, session_scope
+from registry.home import Home
 
 app = typer.Typer(help="Outcome models: fit, compare, report.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+class OutcomeName(StrEnum):
+    mortality = "mortality"
+    unfavourable = "unfavourable"
+    gos = "gos"
+    survival = "survival"
+
+
+class FeatureSet(StrEnum):
+    clinical = "clinical"
+    imaging = "imaging"
+    clinical_imaging = "clinical+imaging"
+
+
+class CV(StrEnum):
+    kfold = "kfold"
+    center = "center"
+    none = "none"
+
+
+class Imputation(StrEnum):
+    mice = "mice"
+    complete_case = "complete-case"
+
+
+class ModelKind(StrEnum):
+    auto = "auto"
+    logistic = "logistic"
+    penalized = "penalized"
+    boosting = "boosting"
+
+
+@contextmanager
+def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
+    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
+    engine = make_engine(home.db_url)
+    try:
+        yield home, engine
+    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> None:
+    if summary is not None:
+        ratio = next((c for c in ("odds_ratio", "hazard_ratio") if c in summary), None)
+        table = Table(title=title)
+        for col in ("term", "coef", ratio, "95% CI", "p"):
+            if col:
+                table.add_column(col, justify="left" if col == "term" else "right")
+        for term, r in summary.iterrows():
+            cells = [str(term), f"{r['coef']:.3f}"]
+            if ratio:
+                cells += [f"{r[ratio]:.2f}", f"{r[f'{ratio}_lower']:.2f}-{r[f'{ratio}_upper']:.2f}"]
+            cells.append(f"{r['p']:.3g}")
+            table.add_row(*cells)
+        console.print(table)
+    shown = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    console.print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+
+
+@app.command()
+def fit(
+    ctx: typer.Context,
+    outcome: OutcomeName = typer.Option(..., "--outcome", help="mortality | unfavourable | gos | survival"),
+    features: FeatureSet = typer.Option(FeatureSet.clinical_imaging, "--features",
+                                        help="clinical | imaging | clinical+imaging"),
+    cv: CV = typer.Option(CV.kfold, "--cv", help="kfold (repeated stratified) | center (leave one out) | none"),
+    imputation: Imputation = typer.Option(Imputation.mice, "--imputation", help="mice | complete-case"),
+    m: int = typer.Option(5, "--m", min=1, help="Number of imputations (MICE)."),
+    model: ModelKind = typer.Option(ModelKind.auto, "--model",
+                                    help="Binary outcomes: logistic (default), penalized (L2) or boosting."),
+    age_spline: int | None = typer.Option(None, "--age-spline", help="Restricted cubic spline of age with 3-5 knots."),
+    n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap repetitions."),
+    seed: int = typer.Option(0, "--seed"),
+    feature_source: str = typer.Option("auto", "--feature-source", help="Imaging features: auto | truth | "
+                                       "manual | segmentation (biomarkers' source)."),
+) -> None:
+    """Fit an outcome model on the registry's analysis table, record it as a ModelFit and print its summary."""
+    from prognosis.fitting import fit_outcome_model
+    from prognosis.store import analysis_table_from_registry, record_model_fit
+
+    with _engine(ctx) as (_, engine):
+        with session_scope(engine) as session:
+            table = analysis_table_from_registry(session, feature_source)
+        with console.status(f"Fitting {outcome.value} on {features.value} ({len(table)} patients)..."):
+            result = fit_outcome_model(
+                table, outcome.value, features.value, None if model == ModelKind.auto else model.value,
+                cv=None if cv == CV.none else cv.value, imputation=imputation.value, m=m, n_boot=n_boot, seed=seed,
+                age_spline_knots=age_spline)
+        with session_scope(engine) as session:
+            row = record_model_fit(session, result, _actor())
+            fit_id = row.id
+        _print_summary(result.summary, result.metrics,
+                       f"{outcome.value} ~ {features.value} ({result.model_kind}, n={result.n_patients}, "
+                       f"events={result.n_events})")
+        console.print(f"Recorded ModelFit #{fit_id} (data snapshot {result.data_hash[:12]}).")
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Folder to write the report into."),
+    m: int = typer.Option(5, "--m", min=1, help="Imputations for the comparison."),
+    n_boot: int = typer.Option(200, "--n-boot", min=10),
+    seed: int = typer.Option(0, "--seed"),
+    feature_source: str = typer.Option("auto", "--feature-source"),
+) -> None:
+    """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
+    from prognosis.analysis_table import missingness_report
+    from prognosis.fitting import compare_feature_sets
+    from prognosis.impact import impact_validation_table
+    from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
+    from prognosis.report import report_html
+    from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
+
+    with _engine(ctx) as (_, engine):
+        with session_scope(engine) as session:
+            table = analysis_table_from_registry(session, feature_source)
+            fits = [model_fit_dict(r) for r in latest_model_fits(session)]
+        comparison, curves = None, {}
+        if table["adm_hematoma_ml"].notna().any():
+            with console.status("Comparing clinical with clinical+imaging models..."):
+                comparison, curves = compare_feature_sets(table, m=m, n_boot=n_boot, seed=seed)
+        else:
+            err.print("No imaging features in the registry yet: the report has no clinical vs imaging comparison.")
+        known = table.dropna(subset=["adm_hematoma_ml", "days_to_death_or_censor", "died"])
+        km = (kaplan_meier_by_strata(known, quantile_strata(known["adm_hematoma_ml"], 3, "hematoma mL"))
+              if len(known) else None)
+        html_text = report_html(fits, comparison, curves, impact_validation_table(table), km,
+                                missingness_report(table))
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "prognosis_report.html"
+        path.write_text(html_text, encoding="utf-8")
+        console.print(f"Wrote {path} ({len(fits)} fits, {path.stat().st_size / 1e6:.1f} MB).")

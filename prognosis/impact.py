@@ -90,3 +90,21 @@ def impact_linear_predictor(df: pd.DataFrame, model: str, outcome: str) -> pd.Se
 def impact_risk(df: pd.DataFrame, model: str, outcome: str) -> pd.Series:
     """IMPACT predicted probability of 6-month mortality or unfavourable outcome per row."""
     return expit(impact_linear_predictor(df, model, outcome))
+
+
+def impact_validation_table(table: pd.DataFrame) -> pd.DataFrame:
+    """IMPACT models applied to our patients: n, events, AUC (DeLong 95% CI), Brier and calibration
+    per model and outcome, on the patients with every predictor the model uses (complete case)."""
+    from prognosis.metrics import binary_metrics
+
+    rows = []
+    for outcome, col in (("mortality", "died"), ("unfavourable", "unfavourable")):
+        for model in IMPACT_MODELS:
+            risk = impact_risk(table, model, outcome)
+            keep = risk.notna() & table[col].notna()
+            y = table.loc[keep, col].astype(float)
+            if y.nunique() < 2:
+                continue
+            rows.append({"outcome": outcome, "model": f"IMPACT {model}", "n": int(keep.sum()),
+                         "events": int(y.sum()), **binary_metrics(y, risk[keep])})
+    return pd.DataFrame(rows)

@@ -24,11 +24,20 @@ AUXILIARY = ("died", "unfavourable", "gos_6m", "days_to_death_or_censor")
 
 
 def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_iter: int = 10,
-                            columns: tuple[str, ...] = IMPUTED_COLUMNS) -> list[pd.DataFrame]:
-    """m copies of the analysis table with the raw predictors imputed and the design terms recomputed."""
+                            columns: tuple[str, ...] = IMPUTED_COLUMNS,
+                            required: tuple[str, ...] = ()) -> list[pd.DataFrame]:
+    """m copies of the analysis table with the raw predictors imputed and the design terms recomputed.
+
+    `required` raw columns (those of the model's terms) must have observed values; other columns
+    with none (e.g. imaging not yet extracted, for a clinical-only model) are left out.
+    """
     if m < 1:
         raise ValueError(f"multiple imputation: m must be >= 1, got {m}")
-    cols = [c for c in columns if c in table.columns]
+    absent = [c for c in required if c not in table.columns or table[c].isna().all()]
+    if absent:
+        raise ValueError(f"multiple imputation: column(s) {absent} have no observed value "
+                         "(imaging features not extracted yet? see `ctstudy biomarkers extract`)")
+    cols = [c for c in columns if c in table.columns and table[c].notna().any()]
     aux = [c for c in AUXILIARY if c in table.columns]
     work = table[cols + aux].astype(float).copy()
     for c in LOG_SCALE:
@@ -36,9 +45,6 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
             work[c] = np.log1p(work[c])
     if "days_to_death_or_censor" in work:
         work["days_to_death_or_censor"] = np.log(work["days_to_death_or_censor"].clip(lower=1e-3))
-    all_missing = [c for c in cols if work[c].isna().all()]
-    if all_missing:
-        raise ValueError(f"multiple imputation: column(s) {all_missing} have no observed value")
     tables = []
     for i in range(m):
         # skip_complete: columns without gaps need no regression of their own (5x faster here).

@@ -50,6 +50,16 @@ def terms_of(feature_set: str) -> list[str]:
         raise ValueError(f"Unknown feature set {feature_set!r}; expected one of {sorted(FEATURE_SETS)}") from None
 
 
+_RAW_OF_TERM = {"motor_1": "gcs_motor", "motor_2": "gcs_motor", "motor_3": "gcs_motor", "motor_4": "gcs_motor",
+                "pupils_one": "pupils_unreactive", "pupils_none": "pupils_unreactive",
+                "log_adm_hematoma_ml": "adm_hematoma_ml", "log_peak_edema_ml": "peak_edema_ml"}
+
+
+def raw_columns_of(terms: Sequence[str]) -> list[str]:
+    """The raw analysis-table columns the terms are computed from, in order, without repeats."""
+    return list(dict.fromkeys(_RAW_OF_TERM.get(t, t) for t in terms))
+
+
 def design_terms(raw: pd.DataFrame) -> pd.DataFrame:
     """All model terms computed from the raw columns present in `raw` (missing raw value -> missing term).
 

@@ -1,0 +1,121 @@
+"""The registry side of prognosis: read the analysis table, record and list ModelFit rows.
+
+Thin on purpose: SQL in, DataFrames out (and the reverse for a fit); the statistics are elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from biomarkers.store import patient_feature_table
+from prognosis.analysis_table import build_analysis_table
+from prognosis.fitting import FitResult
+from registry.models import Center, ClinicalRecord, ModelFit, Outcome, Patient
+
+_CLINICAL_FIELDS = ("age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension",
+                    "glucose_mmol_l", "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury")
+
+
+def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(clinical, outcomes, patient features) of every patient, keyed by center code and pseudonymous id."""
+    rows = session.execute(
+        select(Center.code, Patient.pseudo_id, ClinicalRecord, Outcome)
+        .join(Center, Center.id == Patient.center_id)
+        .outerjoin(ClinicalRecord, ClinicalRecord.patient_id == Patient.id)
+        .outerjoin(Outcome, Outcome.patient_id == Patient.id)
+    ).all()
+    clinical, outcomes = [], []
+    for code, pseudo, rec, out in rows:
+        key = {"center": code, "patient_id": pseudo}
+        clinical.append({**key, **{f: _plain(getattr(rec, f)) if rec else None for f in _CLINICAL_FIELDS}})
+        outcomes.append({**key, "gos_6m": out.gos_6m if out else None, "died": _plain(out.died) if out else None,
+                         "days_to_death_or_censor": out.days_to_death_or_censor if out else None})
+    clin = pd.DataFrame(clinical, columns=["center", "patient_id", *_CLINICAL_FIELDS])
+    outc = pd.DataFrame(outcomes, columns=["center", "patient_id", "gos_6m", "died", "days_to_death_or_censor"])
+    for col in clin.columns.drop(["center", "patient_id", "sex"]):
+        clin[col] = pd.to_numeric(clin[col], errors="raise")
+    for col in ("gos_6m", "died", "days_to_death_or_censor"):
+        outc[col] = pd.to_numeric(outc[col], errors="raise")
+    return clin, outc, patient_feature_table(session, feature_source)
+
+
+def analysis_table_from_registry(session: Session, feature_source: str = "auto") -> pd.DataFrame:
+    """The analysis table of every registered patient (imaging features from `feature_source`)."""
+    clinical, outcomes, features = registry_frames(session, feature_source)
+    if clinical.empty:
+        raise ValueError("the registry has no patients: import clinical data and outcomes first "
+                         "(ctstudy registry import-clinical / import-outcomes)")
+    return build_analysis_table(clinical, outcomes, features)
+
+
+def _plain(value: Any) -> Any:
+    return float(value) if isinstance(value, bool) else value
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN / inf to None, DataFrames to records."""
+    if isinstance(value, pd.DataFrame):
+        return [jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def record_model_fit(session: Session, result: FitResult, actor: str, artifact_path: str | None = None) -> ModelFit:
+    """Store a fit (data hash, variables, coefficient table, metrics with curve data, spec) and return the row."""
+    metrics = dict(result.metrics)
+    metrics["curves"] = {name: curve for name, curve in result.curves.items()}
+    if "ph_test" in result.extra:
+        metrics["ph_test"] = result.extra["ph_test"].reset_index()
+    coefficients = result.summary.reset_index() if result.summary is not None else []
+    row = ModelFit(
+        actor=actor, outcome=result.outcome, feature_set=result.feature_set, model_kind=result.model_kind,
+        cv=result.cv, n_patients=result.n_patients, n_events=result.n_events, data_hash=result.data_hash,
+        variables=list(result.variables), coefficients=jsonable(coefficients), metrics=jsonable(metrics),
+        spec=jsonable(result.spec), artifact_path=artifact_path,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def latest_model_fits(session: Session) -> list[ModelFit]:
+    """The newest fit of each (outcome, feature set, model kind, cv), newest first."""
+    rows = session.scalars(select(ModelFit).order_by(ModelFit.created_at.desc(), ModelFit.id.desc())).all()
+    seen, latest = set(), []
+    for row in rows:
+        key = (row.outcome, row.feature_set, row.model_kind, row.cv)
+        if key not in seen:
+            seen.add(key)
+            latest.append(row)
+    return latest
+
+
+def model_fit_table(session: Session) -> pd.DataFrame:
+    """All fits, one row each: id, when, who, what, n, events, data hash and the headline metrics."""
+    rows = session.scalars(select(ModelFit).order_by(ModelFit.id)).all()
+    return pd.DataFrame([{
+        "id": r.id, "created_at": r.created_at, "actor": r.actor, "outcome": r.outcome, "feature_set": r.feature_set,
+        "model_kind": r.model_kind, "cv": r.cv, "n_patients": r.n_patients, "n_events": r.n_events,
+        "data_hash": r.data_hash[:12], "auc": r.metrics.get("auc"), "cv_auc": r.metrics.get("cv_auc"),
+        "harrell_c": r.metrics.get("harrell_c"),
+    } for r in rows])
+
+
+def model_fit_dict(row: ModelFit) -> dict[str, Any]:
+    """A stored fit as a plain dict (what the report and the dashboard read)."""
+    return {c: getattr(row, c) for c in ("id", "created_at", "actor", "outcome", "feature_set", "model_kind", "cv",
+                                         "n_patients", "n_events", "data_hash", "variables", "coefficients",
+                                         "metrics", "spec", "artifact_path")}
