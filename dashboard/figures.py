@@ -12,6 +12,11 @@ def cumulative_arrivals_figure(cumulative: pd.DataFrame) -> go.Figure:
     fig = px.line(cumulative, x="date", y="cumulative", color="center", facet_col="kind", line_shape="hv",
                   markers=True, labels={"cumulative": "cumulative count", "date": "arrival date"})
     fig.update_yaxes(matches=None, showticklabels=True)
+    fig.update_xaxes(tickformat="%Y-%m-%d")
+    if len(cumulative):
+        first, last = pd.to_datetime(cumulative["date"]).agg(["min", "max"])
+        if last - first < pd.Timedelta(days=7):  # a single week would otherwise be labelled in milliseconds
+            fig.update_xaxes(range=[first - pd.Timedelta(days=3), last + pd.Timedelta(days=3)])
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="center")
     return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, imageview, queries, review
+from dashboard.text import day_text, number_text
 from registry.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING, QC_STATUSES
 
 COMMON_FAIL_REASONS = ["motion artefact", "incomplete head coverage", "wrong series (not a head CT)",
@@ -46,7 +47,7 @@ if shown.empty:
 
 st.subheader("Series")
 labels = {
-    row.series_uid: f"{row.center} · {row.pseudo_id} · day {row.days_from_injury:.1f} · {row.description or ''}"
+    row.series_uid: f"{row.center} · {row.pseudo_id} · {day_text(row.days_from_injury)} · {row.description or ''}"
     f" · {row.qc_status}"
     for row in shown.itertuples()
 }
@@ -55,9 +56,8 @@ row = shown.set_index("series_uid").loc[series_uid]
 info = st.columns(4)
 info[0].metric("Status", row["qc_status"])
 info[1].metric("Slices", int(row["slices"]))
-info[2].metric("Slice thickness", "-" if row["slice_thickness"] != row["slice_thickness"] else
-               f"{row['slice_thickness']:.1f} mm")
-info[3].metric("Day from injury", f"{row['days_from_injury']:.1f}")
+info[2].metric("Slice thickness", number_text(row["slice_thickness"], unit=" mm"))
+info[3].metric("Day from injury", number_text(row["days_from_injury"]))
 if row["qc_reasons"]:
     st.warning(f"Reasons: {row['qc_reasons']}")
 if row["phi_tags"]:

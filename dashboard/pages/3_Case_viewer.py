@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, figures, imageview, queries
+from dashboard.text import day_text
 from imaging.volume import grid_mismatch
 
 ident = auth.require_identity()
@@ -18,11 +19,16 @@ if patients.empty:
     st.stop()
 
 label_of = {r.pseudo_id: f"{r.pseudo_id} · {r.center} · {r.series} series" for r in patients.itertuples()}
-pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=label_of.get, key="case_patient")
+# Open on the patient with the most scans: the richest timeline to start from.
+pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=label_of.get, key="case_patient",
+                         index=int(patients["series"].to_numpy().argmax()))
 series = queries.patient_series(home.db_url, scope, pseudo_id)
 
 st.subheader("Scans")
 st.plotly_chart(figures.timeline_figure(series), key="case_timeline")
+undated = int(series["days_from_injury"].isna().sum())
+if undated:
+    st.caption(f"{undated} scan(s) not on the timeline: no injury time in this patient's clinical data.")
 
 st.subheader("Hematoma and edema volumes over time")
 features = queries.series_features(home.db_url, scope, pseudo_id)
@@ -35,7 +41,7 @@ else:
 
 st.subheader("Slices")
 has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()
-series_label = {r.series_uid: f"day {r.days_from_injury:.1f} · {r.description or ''} · {r.qc_status}"
+series_label = {r.series_uid: f"{day_text(r.days_from_injury)} · {r.description or ''} · {r.qc_status}"
                 for r in series.itertuples()}
 uids = list(series_label)
 default = int(has_mask.to_numpy().argmax()) if has_mask.any() else 0

@@ -185,7 +185,8 @@ def build(home: Home) -> dict[str, str]:
         s1 = series(p1a, "S1", 0.2, "passed")
         s2 = series(p1a, "S2", 2.5, "pending")
         series(p1b, "S3", 0.1, "auto_failed", reasons=["too_few_slices"])
-        series(p1c, "S4", 0.3, "pending", phi=["PatientName"])
+        s4 = series(p1c, "S4", 0.3, "pending", phi=["PatientName"])
+        s4.days_from_injury = None  # p1c has no clinical record, hence no injury time
         s5 = series(p2a, "S5", 0.2, "passed")
         s6 = series(p2a, "S6", 3.0, "failed", reasons=["motion artefact"])
         series(p2b, "S7", 0.4, "pending")

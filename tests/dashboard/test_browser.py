@@ -1,5 +1,6 @@
 """The dashboard in a real browser: `streamlit run` on a free port, Debian's Chromium through Playwright.
 
+The registry comes from a small synthetic study run through the real ingest (dashboard_synthetic_study).
 Logs in as a coordinator and as a statistician, visits every page, records one QC decision, checks
 the key texts and saves a screenshot of every page under `screenshots/` at the repository root.
 """
@@ -15,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dashboard_synthetic_study
 import pytest
 from dashboard_registry_factory import PASSWORD
 from sqlalchemy import select
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.cli import start_server
 from registry.db import make_engine
-from registry.models import QCDecision, Series
+from registry.models import Center, Patient, QCDecision, Series, Study
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,6 +34,7 @@ TIMEOUT_MS = 60_000
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
                        "(`make browser-deps` or `apt-get install chromium`)"),
 ]
@@ -44,8 +47,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def server(small, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
-    home, uids = small
+def server(home, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
+    centers = dashboard_synthetic_study.build(home, tmp_path)
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed after the server stops
     proc = start_server(home, port, address="127.0.0.1", stdout=log, stderr=subprocess.STDOUT)
@@ -64,7 +67,7 @@ def server(small, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]
             pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
         time.sleep(0.3)
     try:
-        yield url, home, uids
+        yield url, home, centers
     finally:
         proc.terminate()
         try:
@@ -102,7 +105,8 @@ def _visit(page, title: str, shot: str, *texts: str) -> None:  # noqa: ANN001
 def test_coordinator_and_statistician_in_chromium(server) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, home, uids = server
+    url, home, centers = server
+    mine, other = centers["coordinator"], centers["other"]
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
     SCREENSHOTS.mkdir()
@@ -114,16 +118,17 @@ def test_coordinator_and_statistician_in_chromium(server) -> None:
             page.get_by_label("User name").wait_for(timeout=TIMEOUT_MS)
             page.screenshot(path=str(SCREENSHOTS / "0_login.png"))
 
-            _log_in(page, url, "coord1")
-            page.get_by_text("coord1 · coordinator · center IT01").wait_for()
-            _visit(page, "Collection", "coordinator_1_collection", "Center IT01", "What each center still owes")
-            assert page.get_by_text("IT02").count() == 0  # another center's rows never reach a coordinator
+            _log_in(page, url, "coord")
+            page.get_by_text(f"coord · coordinator · center {mine}").wait_for()
+            _visit(page, "Collection", "coordinator_1_collection", f"Center {mine}", "What each center still owes")
+            assert page.get_by_text(other).count() == 0  # another center's rows never reach a coordinator
             _visit(page, "Quality control", "coordinator_2_quality_control", "Review queue", "Audit trail")
             page.get_by_role("button", name="Record decision").click()
-            page.get_by_text(re.compile(r"marked passed by coord1")).wait_for(timeout=TIMEOUT_MS)
+            page.get_by_text(re.compile(r"marked passed by coord\b")).wait_for(timeout=TIMEOUT_MS)
             _settle(page)
             page.screenshot(path=str(SCREENSHOTS / "coordinator_2b_qc_recorded.png"), full_page=True)
-            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time")
+            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time",
+                   "hematoma red, edema blue")
             _visit(page, "Biomarkers", "coordinator_4_biomarkers", "ABC/2 against segmented hematoma volume")
             _visit(page, "Outcome models", "coordinator_5_outcome_models")
             _visit(page, "Risk calculator", "coordinator_6_risk_calculator")
@@ -132,7 +137,7 @@ def test_coordinator_and_statistician_in_chromium(server) -> None:
             _log_in(page, url, "stat")
             page.get_by_text("stat · statistician · all centers").wait_for()
             _visit(page, "Collection", "statistician_1_collection", "All centers")
-            assert page.get_by_text("IT02").count() > 0  # table cells (the grid renders to a canvas)
+            assert page.get_by_text(other).count() > 0  # table cells (the grid renders to a canvas)
             _visit(page, "Quality control", "statistician_2_quality_control", "can review but not record")
             assert page.get_by_role("button", name="Record decision").count() == 0
             _visit(page, "Case viewer", "statistician_3_case_viewer", "Slices")
@@ -142,13 +147,14 @@ def test_coordinator_and_statistician_in_chromium(server) -> None:
         finally:
             browser.close()
 
-    # The decision the coordinator took in the browser is in the registry, with them as actor.
+    # The decision the coordinator took in the browser is in the registry, with them as actor, on their center.
     engine = make_engine(home.db_url)
     with Session(engine) as s:
-        decisions = s.execute(select(Series.series_instance_uid, QCDecision.status, QCDecision.actor)
-                              .join(Series, QCDecision.series_id == Series.id)
-                              .where(QCDecision.actor == "coord1")).all()
+        decisions = s.execute(select(Center.code, QCDecision.status, Series.qc_status)
+                              .join(Series, QCDecision.series_id == Series.id).join(Study, Series.study_id == Study.id)
+                              .join(Patient, Study.patient_id == Patient.id)
+                              .join(Center, Patient.center_id == Center.id)
+                              .where(QCDecision.actor == "coord")).all()
     engine.dispose()
-    assert len(decisions) == 1 and decisions[0].status == "passed"
-    assert decisions[0].series_instance_uid in {uids["S2"], uids["S3"], uids["S4"]}
+    assert decisions == [(mine, "passed", "passed")]
     assert len(list(SCREENSHOTS.glob("*.png"))) == 14

@@ -38,6 +38,7 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     at = page("3_Case_viewer.py", STAT)
     assert not at.exception
     assert len(at.selectbox(key="case_patient").options) == 5
+    assert at.selectbox(key="case_patient").value == "pA1aaaaaaaaaaaaa"  # opens on the patient with most scans
     at.selectbox(key="case_patient").set_value("pA1aaaaaaaaaaaaa").run()
     assert not at.exception
     volumes = at.dataframe[0].value
@@ -61,6 +62,8 @@ def test_series_without_files_or_features_says_so(small) -> None:
     at.selectbox(key="case_patient").set_value("pC1ccccccccccccc").run()
     assert not at.exception
     assert any("No imaging biomarkers for this patient yet" in i.value for i in at.info)
+    assert any("1 scan(s) not on the timeline" in c.value for c in at.caption)
+    assert at.selectbox(key="case_series_pC1ccccccccccccc").options[0].startswith("day unknown")
     assert any("No image files are registered" in i.value for i in at.info)
 
 

@@ -41,6 +41,8 @@ def test_phi_filter_and_thumbnails(small) -> None:
     at.radio(key="qc_phi").set_value("flagged").run()
     assert _queue_uids(at) == {uids["S4"]}
     assert any("PatientName" in e.value for e in at.error)
+    assert at.selectbox(key="qc_series").options[0].startswith("IT01 · pC1ccccccccccccc · day unknown")
+    assert {m.label: m.value for m in at.metric}["Day from injury"] == "unknown"
     at.radio(key="qc_phi").set_value("any")
     at.multiselect(key="qc_statuses").set_value(["passed"]).run()
     at.selectbox(key="qc_series").set_value(uids["S1"]).run()
