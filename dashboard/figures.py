@@ -67,57 +67,6 @@ def abc2_scatter_figure(features: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def roc_figure(curves: dict[str, pd.DataFrame]) -> go.Figure:
-    """ROC curves (apparent and cross-validated where stored) with the chance diagonal."""
-    fig = go.Figure()
-    for name, label in (("roc", "apparent"), ("cv_roc", "cross-validated")):
-        if name in curves:
-            fig.add_trace(go.Scatter(x=curves[name]["fpr"], y=curves[name]["tpr"], mode="lines", name=label))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
-    fig.update_layout(height=380, xaxis_title="1 − specificity", yaxis_title="sensitivity",
-                      margin=dict(l=10, r=10, t=30, b=10), title="ROC")
-    return fig
-
-
-def calibration_figure(curves: dict[str, pd.DataFrame]) -> go.Figure:
-    """Observed against predicted risk by risk group, with the observed rate's 95% interval."""
-    fig = go.Figure()
-    for name, label in (("calibration", "apparent"), ("cv_calibration", "cross-validated")):
-        if name in curves:
-            c = curves[name]
-            error = None
-            if {"lower", "upper"} <= set(c.columns):
-                error = dict(type="data", symmetric=False, array=c["upper"] - c["observed"],
-                             arrayminus=c["observed"] - c["lower"])
-            fig.add_trace(go.Scatter(x=c["predicted"], y=c["observed"], mode="markers+lines", name=label,
-                                     error_y=error))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="ideal"))
-    fig.update_layout(height=380, xaxis_title="predicted risk", yaxis_title="observed rate",
-                      margin=dict(l=10, r=10, t=30, b=10), title="Calibration")
-    return fig
-
-
-def forest_figure(table: pd.DataFrame, ratio: str, lower: str, upper: str) -> go.Figure:
-    """Ratios with their confidence intervals per term, on a log axis, with the line of no effect."""
-    t = table.iloc[::-1]
-    fig = go.Figure(go.Scatter(
-        x=t[ratio], y=t["term"], mode="markers", marker=dict(size=9, color="#1f3b73"),
-        error_x=dict(type="data", symmetric=False, array=t[upper] - t[ratio], arrayminus=t[ratio] - t[lower])))
-    fig.add_vline(x=1.0, line_dash="dash", line_color="grey")
-    fig.update_xaxes(type="log", title=ratio.replace("_", " ") + " (95% CI)")
-    fig.update_layout(height=max(260, 28 * len(t) + 80), margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
-    return fig
-
-
-def kaplan_meier_figure(curves: pd.DataFrame) -> go.Figure:
-    """Kaplan-Meier survival per stratum as steps."""
-    fig = px.line(curves, x="time", y="survival", color="stratum", line_shape="hv",
-                  labels={"time": "days from injury", "survival": "survival"})
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), legend_title_text="")
-    return fig
-
-
 def risk_figure(risks: pd.DataFrame) -> go.Figure:
     """Predicted risks (with intervals where known) per source and outcome, as horizontal bars."""
     fig = go.Figure()

@@ -66,6 +66,21 @@ def fit_curves(fit: pd.Series | Any) -> dict[str, pd.DataFrame]:
     return {}
 
 
+def named_curves(curves: dict[str, pd.DataFrame], metrics: dict[str, Any]
+                 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """(ROC curves, calibration curves) keyed by the legend names prognosis.plots shows, AUC in the ROC names."""
+    def auc_text(key: str) -> str:
+        value = metrics.get(key)
+        return f" (AUC {value:.3f})" if isinstance(value, int | float) else ""
+
+    roc = {f"apparent{auc_text('auc')}": curves["roc"]} if "roc" in curves else {}
+    if "cv_roc" in curves:
+        roc[f"cross-validated{auc_text('cv_auc')}"] = curves["cv_roc"]
+    calibration = {name: curves[key] for key, name in (("calibration", "apparent"),
+                                                       ("cv_calibration", "cross-validated")) if key in curves}
+    return roc, calibration
+
+
 def latest_by_feature_set(fits: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """The newest fit of each (feature set, model kind) for an outcome (fits come newest first)."""
     chosen = fits[fits["outcome"] == outcome]

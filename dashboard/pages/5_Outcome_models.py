@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, biomarker_stats, figures, models_view, queries
+from dashboard import auth, biomarker_stats, models_view, queries
+from prognosis import plots
 from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
 
 ident = auth.require_identity()
@@ -33,8 +34,9 @@ else:
     curves = models_view.fit_curves(fit)
     left, right = st.columns(2)
     if curves:
-        left.plotly_chart(figures.roc_figure(curves), key="om_roc")
-        right.plotly_chart(figures.calibration_figure(curves), key="om_calibration")
+        roc, calibration = models_view.named_curves(curves, metrics)
+        left.plotly_chart(plots.roc_figure(roc), key="om_roc")
+        right.plotly_chart(plots.calibration_figure(calibration), key="om_calibration")
     else:
         st.caption("This fit stored no ROC or calibration curve data (ordinal and Cox fits report AUC / C only).")
 
@@ -42,7 +44,7 @@ else:
     ratio = models_view.ratio_columns(table) if len(table) else None
     st.subheader("Effects")
     if ratio:
-        st.plotly_chart(figures.forest_figure(table, *ratio), key="om_forest")
+        st.plotly_chart(plots.forest_figure(table, title=f"{ratio[0].replace('_', ' ')}s (95% CI)"), key="om_forest")
     if len(table):
         st.dataframe(table.round(4), hide_index=True)
     else:
@@ -85,6 +87,6 @@ else:
         data["died"] = data["died"].astype(float)
         strata = quantile_strata(data[biomarker].astype(float), n_groups, biomarker)
         km = kaplan_meier_by_strata(data.reset_index(drop=True), strata.reset_index(drop=True))
-        st.plotly_chart(figures.kaplan_meier_figure(km.curves), key="om_km")
+        st.plotly_chart(plots.km_figure(km), key="om_km")
         st.dataframe(km.counts, hide_index=True)
         st.caption(f"Log-rank test across strata: χ² = {km.logrank_statistic:.2f}, p = {km.logrank_p:.3g}")
