@@ -132,3 +132,17 @@ def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int 
         if np.max(np.abs(step)) < tol:
             break
     return beta
+
+
+def predict_patient(model_spec: dict[str, Any], patient: dict[str, Any], alpha: float = 0.05) -> dict[str, float]:
+    """Risk of one patient with its (1-alpha) interval from a stored fit (`ModelFit.spec["model"]`).
+
+    `patient` holds raw values by analysis-table name (age, gcs_motor, pupils_unreactive, hypoxia, ...,
+    adm_hematoma_ml, peak_edema_ml, ...); the design terms are derived as for fitting.
+    """
+    from prognosis.terms import design_terms
+
+    model = LogisticModel.from_spec(model_spec)
+    terms = design_terms(pd.DataFrame([patient]))
+    row = model.predict_interval(terms, alpha).iloc[0]
+    return {"risk": float(row["risk"]), "lower": float(row["lower"]), "upper": float(row["upper"])}

@@ -175,3 +175,17 @@ def test_single_patient_prediction_interval_and_stored_spec_round_trip() -> None
     assert again.predict_interval(patient).to_numpy() == pytest.approx(interval.to_numpy())
     with pytest.raises(ValueError, match="missing values in hypoxia"):
         model.predict_proba(patient.assign(hypoxia=np.nan))
+
+
+def test_predict_patient_from_a_stored_spec_uses_raw_values() -> None:
+    from prognosis.logistic import predict_patient
+
+    rng = np.random.default_rng(4)
+    raw = pd.DataFrame({"age": rng.uniform(18, 90, 600), "gcs_motor": rng.integers(1, 7, 600)})
+    terms = design_terms(raw)
+    raw["died"] = rng.binomial(1, expit(-3 + 0.04 * raw["age"] + 1.2 * terms["motor_1"]))
+    model = LogisticModel(["age", "motor_1", "motor_2"], "died").fit(pd.concat([terms, raw[["died"]]], axis=1))
+    out = predict_patient(model.to_spec(), {"age": 50, "gcs_motor": 1})
+    lp = model.params_["const"] + 50 * model.params_["age"] + model.params_["motor_1"]
+    assert out["risk"] == pytest.approx(expit(lp))
+    assert out["lower"] < out["risk"] < out["upper"]
