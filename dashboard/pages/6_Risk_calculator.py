@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from biomarkers.store import SOURCE_PREFERENCE
 from biomarkers.timecourse import patient_level_features
 from dashboard import auth, figures, models_view, queries
 
@@ -32,7 +33,9 @@ if source == "patient":
     if clinical is None:
         st.warning("This patient has no clinical record: the values below are defaults, not theirs.")
     feats = queries.series_features(home.db_url, scope, pseudo_id)
-    feats = feats[feats["source"] == "segmentation"] if "segmentation" in set(feats.get("source", [])) else feats
+    # One mask source per patient, in the order the biomarkers exports use (segmentation, manual, truth).
+    available = [src for src in SOURCE_PREFERENCE if len(feats) and (feats["source"] == src).any()]
+    feats = feats[feats["source"] == available[0]] if available else feats
     needed = {"days_from_injury", "hematoma_ml", "edema_ml", "lesion_count", "midline_shift_mm", "largest_lesion_left"}
     if len(feats) and needed <= set(feats.columns):
         imaging = patient_level_features(feats.rename(columns={"pseudo_id": "patient_id"})).iloc[0].to_dict()
