@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -44,9 +46,17 @@ def serve(
     """Serve the dashboard (log in with an account from `ctstudy users add`)."""
     home: Home = ctx.obj
     console.print(f"Dashboard at [bold]http://{address}:{port}[/bold] over {home.root} (Ctrl+C to stop).")
+    proc = start_server(home, port, address)
+    # Stopping `ctstudy dashboard` (Ctrl+C or a plain kill) must stop the Streamlit server with it, not orphan it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
-        completed = subprocess.run(streamlit_command(port, address), env=streamlit_env(home), check=False)
+        code = proc.wait()
     except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -2, 130):
-        raise typer.Exit(completed.returncode)
+        proc.terminate()
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM, 130):
+        raise typer.Exit(code)
