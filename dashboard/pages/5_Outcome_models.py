@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from biomarkers.store import SOURCE_PREFERENCE
 from dashboard import auth, biomarker_stats, models_view, queries
 from prognosis import plots
 from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
@@ -74,7 +75,9 @@ if features.empty or outcomes_table.empty:
     st.info("Kaplan-Meier curves need imaging biomarkers (`ctstudy biomarkers extract`) and outcomes "
             "(`ctstudy registry import-outcomes outcomes.csv`).")
 else:
-    admission = biomarker_stats.admission_rows(features[features["source"] == features["source"].iloc[0]])
+    # One mask source, in the order the biomarkers exports use (segmentation, manual, truth).
+    source = next(src for src in (*SOURCE_PREFERENCE, features["source"].iloc[0]) if (features["source"] == src).any())
+    admission = biomarker_stats.admission_rows(features[features["source"] == source])
     choices = [c for c in ("hematoma_ml", "edema_ml", "midline_shift_mm", "lesion_count") if c in admission]
     c1, c2 = st.columns(2)
     biomarker = c1.selectbox("Admission biomarker", choices, key="om_km_feature")
@@ -89,4 +92,5 @@ else:
         km = kaplan_meier_by_strata(data.reset_index(drop=True), strata.reset_index(drop=True))
         st.plotly_chart(plots.km_figure(km), key="om_km")
         st.dataframe(km.counts, hide_index=True)
-        st.caption(f"Log-rank test across strata: χ² = {km.logrank_statistic:.2f}, p = {km.logrank_p:.3g}")
+        st.caption(f"Log-rank test across strata: χ² = {km.logrank_statistic:.2f}, p = {km.logrank_p:.3g} "
+                   f"({source} masks, admission scan)")
