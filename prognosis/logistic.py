@@ -127,7 +127,14 @@ def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int 
     for _ in range(max_iter):
         p = expit(x @ beta)
         w = p * (1 - p)
-        step = np.linalg.solve((x * w[:, None]).T @ x, x.T @ (y - p))
+        hessian, score = (x * w[:, None]).T @ x, x.T @ (y - p)
+        try:
+            step = np.linalg.solve(hessian, score)
+        except np.linalg.LinAlgError:
+            # A resample of a small study can miss a rare category entirely (say GCS motor 2): that
+            # coefficient is then not identified. The least-squares step leaves it where it started
+            # and still fits the others, instead of failing the whole bootstrap.
+            step = np.linalg.lstsq(hessian, score, rcond=None)[0]
         beta += step
         if np.max(np.abs(step)) < tol:
             break
