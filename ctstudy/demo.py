@@ -7,6 +7,7 @@ idempotent: run it again on the same home and every step reports that nothing is
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.rule import Rule
-from sqlalchemy import select
+from rich.table import Table
+from sqlalchemy import func, select
 
 from registry.db import make_engine, session_scope
 from registry.home import Home
-from registry.models import QC_PENDING, Series
+from registry.models import QC_PENDING, Center, Patient, Series, User
 from registry.store import record_qc_decision
+from registry.users import add_user
 
 console = Console()
 
@@ -32,6 +35,10 @@ DEMO_USERS = (
     ("investigator", "investigator", "demo-invest"),
     ("admin", "admin", "demo-admin"),
 )
+
+
+# Bootstrap repetitions for the demo's model fits: enough for intervals on 60 patients, quick to run.
+DEMO_BOOTSTRAP = 100
 
 
 class DemoStepFailed(RuntimeError):
@@ -86,6 +93,37 @@ def review_pending_series(home: Home, defects_csv: Path) -> tuple[int, int]:
     return passed, failed
 
 
+def annotation_batch(study: Path, folder: Path, every: int = 3) -> Path:
+    """A folder holding the truth masks of every `every`-th patient's series: the annotators' first batch."""
+    series = pd.read_csv(study / "truth" / "series.csv", dtype=str)
+    patients = sorted(series["patient_id"].unique())[::every]
+    folder.mkdir(parents=True, exist_ok=True)
+    for uid in series.loc[series["patient_id"].isin(patients), "series_instance_uid"]:
+        target = folder / f"{uid}.nii.gz"
+        if not target.exists():
+            shutil.copyfile(study / "truth" / "masks" / f"{uid}.nii.gz", target)
+    return folder
+
+
+def ensure_demo_users(home: Home) -> list[tuple[str, str, str, str]]:
+    """One user per role (the coordinator on the largest center); existing ones are left as they are."""
+    engine = make_engine(home.db_url)
+    rows = []
+    try:
+        with session_scope(engine) as session:
+            largest = session.scalars(
+                select(Center.code).join(Patient).group_by(Center.code).order_by(func.count(Patient.id).desc())
+            ).first()
+            for username, role, password in DEMO_USERS:
+                center = largest if role == "coordinator" else None
+                if session.scalar(select(User.id).where(User.username == username)) is None:
+                    add_user(session, username, role, password, center_code=center, actor=DEMO_ACTOR)
+                rows.append((username, password, role, f"center {center}" if center else "all centers"))
+    finally:
+        engine.dispose()
+    return rows
+
+
 def free_port(preferred: int) -> int:
     """`preferred` if nothing listens there, else a free port the OS picks."""
     with socket.socket() as s:
@@ -128,11 +166,39 @@ def demo(
         console.print(f"coordinator review (stands in for the QC page): {passed} series passed, {failed} failed")
         run_command(home, "registry", "progress")
         run_command(home, "registry", "missing")
+
+        # Annotators have drawn hematoma and edema on a first batch of series (the synthetic truth
+        # stands in for their masks), as in CREACTIVE where manual masks covered part of the scans.
+        batch = annotation_batch(study, home.root / "annotations-batch-1")
+        run_command(home, "registry", "import-annotations", batch, "--annotator", "demo-annotator",
+                    "--actor", DEMO_ACTOR)
+        run_command(home, "imaging", "segment", "--all")
+        run_command(home, "imaging", "evaluate", "--against", "truth-dir", "--truth-dir", study / "truth")
+        run_command(home, "biomarkers", "extract")
+        run_command(home, "biomarkers", "export", home.reports_dir / "biomarkers_per_patient.csv", "--per-patient")
+        for outcome in ("mortality", "unfavourable"):
+            for features in ("clinical", "clinical+imaging"):
+                run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
+                            "--n-boot", DEMO_BOOTSTRAP)
+        run_command(home, "prognosis", "fit", "--outcome", "gos", "--features", "clinical+imaging",
+                    "--n-boot", DEMO_BOOTSTRAP)
+        run_command(home, "prognosis", "fit", "--outcome", "survival", "--features", "clinical+imaging",
+                    "--n-boot", DEMO_BOOTSTRAP)
+        run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP)
+        logins = ensure_demo_users(home)
     except DemoStepFailed as exc:
         console.print(f"[red]demo stopped:[/red] {exc}")
         raise typer.Exit(1) from exc
 
+    console.print(Rule(style="dim"))
+    table = Table(title="Dashboard log-ins (demo passwords: change them with `ctstudy users passwd`)")
+    for column in ("user", "password", "role", "sees"):
+        table.add_column(column)
+    for row in logins:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"Report: {home.reports_dir / 'report.html'}")
     if no_serve:
-        console.print("Done (--no-serve). Start the dashboard with: ctstudy dashboard")
+        console.print(f"Done (--no-serve). Start the dashboard with: ctstudy --home {home.root} dashboard")
         return
     run_command(home, "dashboard", "--port", free_port(port))
