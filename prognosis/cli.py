@@ -126,6 +126,8 @@ def fit(
         _print_summary(result.summary, result.metrics,
                        f"{outcome.value} ~ {features.value} ({result.model_kind}, n={result.n_patients}, "
                        f"events={result.n_events})")
+        if "caution" in result.extra:
+            console.print(f"[yellow]caution:[/yellow] {result.extra['caution']}")
         console.print(f"Recorded ModelFit #{fit_id} (data snapshot {result.data_hash[:12]}).")
 
 

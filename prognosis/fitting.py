@@ -5,12 +5,14 @@ plots, and the spec needed to predict again. Pure: DataFrames in, a FitResult ou
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
 from prognosis.coefficients import CoefficientModel
@@ -91,11 +93,43 @@ def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_kn
     return partial(CoxModel, terms, "days_to_death_or_censor", "died", age_spline_knots)
 
 
-@single_threaded_blas
+# Events per variable below which logistic estimates are unstable (Peduzzi et al., J Clin Epidemiol 1996).
+MIN_EVENTS_PER_VARIABLE = 10
+
+
 def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
-                      cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
-                      n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
-                      age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None) -> FitResult:
+                      **options: Any) -> FitResult:
+    """`_fit_outcome_model` with the optimizer's warnings counted into the metrics instead of printed.
+
+    A small study (the 60-patient demo, one center's data) makes many of the hundreds of refits of
+    a bootstrap or cross-validation separate or stop short of convergence; one warning line each
+    would drown the summary. Their count, and the events per variable that explains them, are
+    what a statistician needs to judge the fit, so they are recorded with it.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _fit_outcome_model(table, outcome, feature_set, model_kind, **options)
+    optimizer = [w for w in caught if issubclass(w.category, (ConvergenceWarning, PerfectSeparationWarning,
+                                                               HessianInversionWarning, RuntimeWarning))]
+    for w in caught:
+        if w not in optimizer:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result.metrics["optimizer_warnings"] = len(optimizer)
+    result.metrics["events_per_variable"] = result.n_events / max(1, len(result.variables))
+    if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
+        result.extra["caution"] = (
+            f"{result.n_events} events for {len(result.variables)} terms "
+            f"({result.metrics['events_per_variable']:.1f} per variable, fewer than {MIN_EVENTS_PER_VARIABLE}): "
+            "estimates are unstable and CIs wide" + (f"; {len(optimizer)} optimizer warnings (non-convergence or "
+                                                     "separation) in the refits" if optimizer else ""))
+    return result
+
+
+@single_threaded_blas
+def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
+                       cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
+                       n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
+                       age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None) -> FitResult:
     """Fit one outcome model on the analysis table and validate it.
 
     Binary outcomes: coefficients pooled over the m imputations; apparent metrics, bootstrap

@@ -189,3 +189,23 @@ def test_predict_patient_from_a_stored_spec_uses_raw_values() -> None:
     lp = model.params_["const"] + 50 * model.params_["age"] + model.params_["motor_1"]
     assert out["risk"] == pytest.approx(expit(lp))
     assert out["lower"] < out["risk"] < out["upper"]
+
+
+def test_small_study_fit_counts_optimizer_warnings_and_flags_low_events_per_variable() -> None:
+    """60 patients, 17 terms: the fit completes, its refits' warnings are counted, not printed, and it says why."""
+    import warnings
+
+    from prognosis.fitting import MIN_EVENTS_PER_VARIABLE, fit_outcome_model
+    from synthetic.outcomes import simulate_tabular
+
+    small = simulate_tabular(60, seed=3)
+    table = build_analysis_table(small.clinical, small.outcomes, small.patient_level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        result = fit_outcome_model(table, "mortality", "clinical+imaging", cv="kfold", m=2, n_boot=30, seed=0)
+    epv = result.n_events / len(result.variables)
+    assert result.metrics["events_per_variable"] == pytest.approx(epv)
+    assert epv < MIN_EVENTS_PER_VARIABLE
+    assert "per variable" in result.extra["caution"]
+    assert result.metrics["optimizer_warnings"] >= 0
+    assert 0.0 <= result.metrics["cv_auc"] <= 1.0
