@@ -197,7 +197,7 @@ def demo(
     for row in logins:
         table.add_row(*row)
     console.print(table)
-    console.print(f"Report: {home.reports_dir / 'report.html'}")
+    console.print(f"Outcome-model report: {home.reports_dir / 'prognosis_report.html'}")
     if no_serve:
         console.print(f"Done (--no-serve). Start the dashboard with: ctstudy --home {home.root} dashboard")
         return
