@@ -124,6 +124,9 @@ def train(
             def on_epoch(report) -> None:  # noqa: ANN001
                 dice = " ".join(f"{k} {v:.3f}" for k, v in report.val_dice.items()) or "-"
                 bar.update(task, dice=dice)
+                if not console.is_terminal:  # a log file gets no live bar: one line per epoch instead
+                    console.print(f"epoch {report.epoch}/{epochs}: loss {report.loss:.3f}, validation Dice {dice}, "
+                                  f"{report.seconds:.0f} s")
 
             model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch)
         path = out or home.models_dir / "unet2d.pt"
