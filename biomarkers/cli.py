@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from sqlalchemy import Engine
 
 from biomarkers import store
 from biomarkers.extract import extract_features
 from biomarkers.series import DEFINITIONS_VERSION
-from registry.db import make_engine, session_scope
-from registry.home import Home
+from registry.cli_support import login_name, open_registry
+from registry.db import session_scope
 
 app = typer.Typer(help="Imaging biomarkers: extract and export.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
 
-@contextmanager
-def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
-    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
-    engine = make_engine(home.db_url)
-    try:
-        yield home, engine
-    except (ValueError, LookupError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
 
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
 
 
 @app.command()
@@ -65,7 +44,7 @@ def extract(
         raise typer.Exit(2)
     else:
         kind = source
-    with _engine(ctx) as (_home, engine):
+    with open_registry(ctx) as (_home, engine):
         with session_scope(engine) as session:
             jobs = store.mask_jobs(session, kind, folder)
         if not jobs:
@@ -76,7 +55,7 @@ def extract(
                    TimeRemainingColumn())
         with Progress(*columns, console=err) as bar:
             task = bar.add_task("Extracting biomarkers", total=len(jobs))
-            report = extract_features(engine, jobs, actor=_actor(), force=force,
+            report = extract_features(engine, jobs, actor=login_name(), force=force,
                                       progress=lambda done, total, uid: bar.update(task, completed=done))
         console.print(f"Biomarkers (definitions {DEFINITIONS_VERSION}) from {len(jobs)} mask(s): "
                       f"{len(report.computed)} computed, {len(report.skipped)} already current, "
@@ -100,7 +79,7 @@ def export(
     if suffix not in (".csv", ".parquet"):
         err.print(f"[red]error:[/red] {file}: the file name must end in .csv or .parquet")
         raise typer.Exit(2)
-    with _engine(ctx) as (_home, engine):
+    with open_registry(ctx) as (_home, engine):
         with session_scope(engine) as session:
             table = (store.patient_feature_table(session, source) if per_patient
                      else store.series_feature_table(session, source))

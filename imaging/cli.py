@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +10,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import Engine
 
 from imaging import store
 from imaging.inference import select_device, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
-from registry.db import make_engine, session_scope
-from registry.home import Home
+from registry.cli_support import open_registry
+from registry.db import session_scope
 
 app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
 console = Console()
@@ -29,17 +26,6 @@ DEVICE = typer.Option("auto", "--device", help="auto (CUDA if available, else CP
 MODEL = typer.Option(None, "--model", help="Checkpoint file (default: the model shipped in imaging/default_model).")
 
 
-@contextmanager
-def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
-    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
-    engine = make_engine(home.db_url)
-    try:
-        yield home, engine
-    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
 
 
 def _truth_masks(truth_dir: Path) -> dict[str, Path]:
@@ -84,7 +70,7 @@ def train(
     from imaging.preprocess import Preprocessing
     from imaging.train import TrainingConfig, TrainingExample, train_model
 
-    with _engine(ctx) as (home, engine):
+    with open_registry(ctx) as (home, engine):
         dev = select_device(device)
         if dev.type == "cpu":
             set_cpu_threads(threads)
@@ -153,7 +139,7 @@ def segment(
     if not all_series and not series:
         err.print("[red]error:[/red] name --series UID (repeatable) or --all")
         raise typer.Exit(2)
-    with _engine(ctx) as (home, engine):
+    with open_registry(ctx) as (home, engine):
         dev = select_device(device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
         model = load_model(model_path)
@@ -187,7 +173,7 @@ def export_seg(
     from imaging.model import file_sha256
     from imaging.volume import load_series
 
-    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+    with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
         s = store.series_by_uid(session, series_uid)
         version = file_sha256(model_path) if model_path else None
         run = store.latest_done_run(session, s, version)
@@ -224,7 +210,7 @@ def evaluate(
     if against == "truth-dir" and truth_dir is None:
         err.print("[red]error:[/red] --against truth-dir needs --truth-dir DIR")
         raise typer.Exit(2)
-    with _engine(ctx) as (home, engine):
+    with open_registry(ctx) as (home, engine):
         model = load_model(model_path)
         split = model.metadata.get("split", {})
         train_ids, val_ids = set(split.get("train", [])), set(split.get("validation", []))

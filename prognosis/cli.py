@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
@@ -12,10 +9,9 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
-from registry.db import make_engine, session_scope
-from registry.home import Home
+from registry.cli_support import login_name, open_registry
+from registry.db import session_scope
 
 app = typer.Typer(help="Outcome models: fit, compare, report.", no_args_is_help=True)
 console = Console()
@@ -53,24 +49,7 @@ class ModelKind(StrEnum):
     boosting = "boosting"
 
 
-@contextmanager
-def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
-    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
-    engine = make_engine(home.db_url)
-    try:
-        yield home, engine
-    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
 
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
 
 
 def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> None:
@@ -112,7 +91,7 @@ def fit(
     from prognosis.fitting import fit_outcome_model
     from prognosis.store import analysis_table_from_registry, record_model_fit
 
-    with _engine(ctx) as (_, engine):
+    with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
             table = analysis_table_from_registry(session, feature_source)
         with console.status(f"Fitting {outcome.value} on {features.value} ({len(table)} patients)..."):
@@ -121,7 +100,7 @@ def fit(
                 cv=None if cv == CV.none else cv.value, imputation=imputation.value, m=m, n_boot=n_boot, seed=seed,
                 age_spline_knots=age_spline)
         with session_scope(engine) as session:
-            row = record_model_fit(session, result, _actor())
+            row = record_model_fit(session, result, login_name())
             fit_id = row.id
         _print_summary(result.summary, result.metrics,
                        f"{outcome.value} ~ {features.value} ({result.model_kind}, n={result.n_patients}, "
@@ -148,7 +127,7 @@ def report(
     from prognosis.report import report_html
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
 
-    with _engine(ctx) as (_, engine):
+    with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
             table = analysis_table_from_registry(session, feature_source)
             fits = [model_fit_dict(r) for r in latest_model_fits(session)]

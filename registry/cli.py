@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine
 
+from registry.cli_support import login_name, open_registry
 from registry.clinical_import import CSVValidationError, import_table
-from registry.db import make_engine, session_scope
+from registry.db import session_scope
 from registry.home import Home
 from registry.ingest import RejectedItem, ingest_directory
 from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
@@ -35,29 +34,18 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
-
 
 ACTOR = typer.Option(None, "--actor", help="Who does this (recorded in the audit log); default the login name.")
 
 
-@contextmanager
-def _engine(ctx: typer.Context) -> Iterator[tuple[Home, Engine]]:
-    home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
-    engine = make_engine(home.db_url)
-    try:
-        yield home, engine
-    except (ValueError, LookupError, FileNotFoundError, NotADirectoryError) as exc:
-        if isinstance(exc, CSVValidationError):
-            _print_errors(exc)
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+def _explain(exc: Exception) -> None:
+    if isinstance(exc, CSVValidationError):
+        _print_errors(exc)
+
+
+def _engine(ctx: typer.Context) -> AbstractContextManager[tuple[Home, Engine]]:
+    """`open_registry` that also lists every invalid CSV row before the one-line error."""
+    return open_registry(ctx, explain=_explain)
 
 
 @app.command()
@@ -82,7 +70,7 @@ def ingest(
                 bar.update(tasks[phase], completed=done)
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
-                                      actor=actor or _default_actor(), progress=progress, workers=workers)
+                                      actor=actor or login_name(), progress=progress, workers=workers)
         summary = Table(title=f"Ingest run {report.run_id}: {directory}")
         summary.add_column("what")
         summary.add_column("count", justify="right")
@@ -128,13 +116,13 @@ def qc(
         raise typer.Exit(2)
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
         decision = record_qc_decision(session, series_uid, "passed" if passed else "failed", reason,
-                                      actor or _default_actor())
+                                      actor or login_name())
         console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
 
 
 def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None) -> None:
     with _engine(ctx) as (home, engine):
-        report = import_table(engine, home, path, kind, actor=actor or _default_actor(), skip_invalid=skip_invalid)
+        report = import_table(engine, home, path, kind, actor=actor or login_name(), skip_invalid=skip_invalid)
         console.print(f"{path}: {report.rows} rows; {report.created} created, {report.updated} updated, "
                       f"{report.unchanged} unchanged, {report.patients_new} new patients (import run {report.run_id}).")
         if report.rejects_path:
@@ -246,7 +234,7 @@ def import_annotations_cmd(
 
     with _engine(ctx) as (home, engine):
         with session_scope(engine) as session:
-            report = import_annotations(session, directory, home.masks_dir, actor or _default_actor(), annotator)
+            report = import_annotations(session, directory, home.masks_dir, actor or login_name(), annotator)
         console.print(f"{directory}: {len(report.imported)} imported, {len(report.unchanged)} unchanged, "
                       f"{len(report.rejected)} rejected.")
         for path, reason, detail in report.rejected:
