@@ -53,7 +53,7 @@ def _reference_masks(session, truth_dir: Path | None) -> list[tuple[object, Path
 @app.command()
 def train(
     ctx: typer.Context,
-    epochs: int = typer.Option(30, "--epochs", min=1),
+    epochs: int = typer.Option(40, "--epochs", min=1),
     steps_per_epoch: int = typer.Option(40, "--steps-per-epoch", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     device: str = DEVICE,
@@ -62,8 +62,8 @@ def train(
                                           help="Use a synthetic truth folder's masks as the annotations."),
     seed: int = typer.Option(1, "--seed"),
     size: int = typer.Option(256, "--size", help="Network input size (pixels, square)."),
-    context_slices: int = typer.Option(0, "--context-slices", help="2.5D: neighbours on each side as channels."),
-    channels: str = typer.Option("8,16,32,64", "--channels", help="U-Net widths per level."),
+    context_slices: int = typer.Option(1, "--context-slices", help="2.5D: neighbours on each side as channels."),
+    channels: str = typer.Option("8,16,32,64,128", "--channels", help="U-Net widths per level."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
 ) -> None:
     """Train the 2D U-Net on the study's manual annotations (or a synthetic truth folder)."""
