@@ -6,6 +6,8 @@ plots, and the spec needed to predict again. Pure: DataFrames in, a FitResult ou
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -97,6 +99,24 @@ def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_kn
 MIN_EVENTS_PER_VARIABLE = 10
 
 
+OPTIMIZER_WARNINGS = (ConvergenceWarning, PerfectSeparationWarning, HessianInversionWarning, RuntimeWarning)
+
+
+@contextmanager
+def optimizer_warnings_counted() -> Iterator[list[warnings.WarningMessage]]:
+    """Collect the optimizers' warnings (non-convergence, separation, overflow) into the yielded list;
+    any other warning is re-issued as usual."""
+    optimizer: list[warnings.WarningMessage] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield optimizer
+    for w in caught:
+        if issubclass(w.category, OPTIMIZER_WARNINGS):
+            optimizer.append(w)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
                       **options: Any) -> FitResult:
     """`_fit_outcome_model` with the optimizer's warnings counted into the metrics instead of printed.
@@ -106,14 +126,8 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
     would drown the summary. Their count, and the events per variable that explains them, are
     what a statistician needs to judge the fit, so they are recorded with it.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with optimizer_warnings_counted() as optimizer:
         result = _fit_outcome_model(table, outcome, feature_set, model_kind, **options)
-    optimizer = [w for w in caught if issubclass(w.category, (ConvergenceWarning, PerfectSeparationWarning,
-                                                               HessianInversionWarning, RuntimeWarning))]
-    for w in caught:
-        if w not in optimizer:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     result.metrics["optimizer_warnings"] = len(optimizer)
     result.metrics["events_per_variable"] = result.n_events / max(1, len(result.variables))
     if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
@@ -246,9 +260,11 @@ def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mort
     for outcome in outcomes:
         col = BINARY_COLUMN[outcome]
         data = analysis_tables(table, [col], terms_of(full), imputation, 1, seed)[0]
-        res = compare_nested(model_factory(outcome, "logistic", terms_of(base)),
-                             model_factory(outcome, "logistic", terms_of(full)), data, col, cv, n_splits,
-                             n_repeats, n_boot, seed)
+        with optimizer_warnings_counted() as optimizer:
+            res = compare_nested(model_factory(outcome, "logistic", terms_of(base)),
+                                 model_factory(outcome, "logistic", terms_of(full)), data, col, cv, n_splits,
+                                 n_repeats, n_boot, seed)
+        res["optimizer_warnings"] = len(optimizer)
         y = data[col].astype(float).to_numpy()
         curves[outcome] = {f"{base} (AUC {res['auc_base']:.3f})": roc_curve_data(y, res.pop("_oof_base")),
                            f"{full} (AUC {res['auc_full']:.3f})": roc_curve_data(y, res.pop("_oof_full"))}
