@@ -22,8 +22,9 @@ def roc_figure(curves: dict[str, pd.DataFrame], title: str = "ROC") -> go.Figure
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
                              name="chance", showlegend=False))
     fig.update_layout(title=title, xaxis_title="1 - specificity", yaxis_title="sensitivity", **_LAYOUT)
-    fig.update_xaxes(range=[0, 1])
-    fig.update_yaxes(range=[0, 1], scaleanchor="x")
+    # A square plot: the x axis gives up width (constrain="domain") rather than stretch its range past [0, 1].
+    fig.update_xaxes(range=[0, 1], constrain="domain")
+    fig.update_yaxes(range=[0, 1], scaleanchor="x", constrain="domain")
     return fig
 
 
