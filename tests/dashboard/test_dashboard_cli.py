@@ -20,6 +20,11 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_streamlit_gets_the_home_and_sends_no_usage_statistics(home) -> None:
     env = streamlit_env(home)
     assert env["CTSTUDY_HOME"] == str(home.root) and env["CTSTUDY_DB_URL"] == home.db_url
@@ -43,9 +48,12 @@ def test_ctstudy_dashboard_serves_and_stops_cleanly(home) -> None:
                 time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
-        time.sleep(0.5)
-        with socket.socket() as s:  # the port is free again: no Streamlit left behind
-            s.bind(("127.0.0.1", port))
+        # Nothing listens on the port any more: no Streamlit left behind. (Binding the port would be
+        # the wrong check: the server's closed connections keep it in TIME_WAIT for a while.)
+        deadline = time.monotonic() + 10
+        while _listening(port):
+            assert time.monotonic() < deadline, f"something still serves port {port} after ctstudy stopped"
+            time.sleep(0.2)
     finally:
         if proc.poll() is None:
             proc.kill()
