@@ -129,6 +129,10 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
     with optimizer_warnings_counted() as optimizer:
         result = _fit_outcome_model(table, outcome, feature_set, model_kind, **options)
     result.metrics["optimizer_warnings"] = len(optimizer)
+    if outcome == "gos":
+        # The rule counts the rarer outcome of a binary or survival model; an ordinal model on five
+        # categories has no such single count, so no caution is derived from the deaths alone.
+        return result
     result.metrics["events_per_variable"] = result.n_events / max(1, len(result.variables))
     if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
         result.extra["caution"] = (
