@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from registry.db import SchemaNotCurrent, make_engine, require_current_schema
 from registry.home import DB_URL_ENV, HOME_ENV, Home
 
 APP = Path(__file__).with_name("app.py")
@@ -45,6 +46,14 @@ def serve(
 ) -> None:
     """Serve the dashboard (log in with an account from `ctstudy users add`)."""
     home: Home = ctx.obj
+    engine = make_engine(home.db_url)
+    try:
+        require_current_schema(engine)  # a clear word now, not a traceback in the browser later
+    except SchemaNotCurrent as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
     console.print(f"Dashboard at [bold]http://{address}:{port}[/bold] over {home.root} (Ctrl+C to stop).")
     proc = start_server(home, port, address)
     # Stopping `ctstudy dashboard` (Ctrl+C or a plain kill) must stop the Streamlit server with it, not orphan it.

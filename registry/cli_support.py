@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine
 
-from registry.db import make_engine
+from registry.db import make_engine, require_current_schema
 from registry.home import Home
 
 err = Console(stderr=True)
@@ -43,6 +43,7 @@ def open_registry(ctx: typer.Context,
     home: Home = ctx.obj if isinstance(ctx.obj, Home) else Home.resolve()
     engine = make_engine(home.db_url)
     try:
+        require_current_schema(engine)
         yield home, engine
     except USER_ERRORS as exc:
         if explain is not None:

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -45,6 +48,31 @@ def upgrade(db_url: str, revision: str = "head") -> None:
 
 def downgrade(db_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(db_url), revision)
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is missing, unreachable, or not at the schema this code expects."""
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaNotCurrent, saying what to run, unless the database is at the latest migration.
+
+    Without this a command on a home that was never initialised (or on an older database after an
+    upgrade of ctstudy) fails deep inside a query with "no such table".
+    """
+    url = engine.url.render_as_string(hide_password=True)
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise SchemaNotCurrent(f"cannot open the database {url} ({exc.orig}): check --home / --db-url, "
+                               "or run `ctstudy init` to create it") from None
+    if current is None:
+        raise SchemaNotCurrent(f"the database {url} has no ctstudy schema: run `ctstudy init` first")
+    if current != head:
+        raise SchemaNotCurrent(f"the database {url} is at schema revision {current}, this ctstudy needs {head}: "
+                               "run `ctstudy init` to upgrade it")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
-from registry.db import make_engine, session_scope
-from registry.home import Home
+from registry.cli_support import open_registry
+from registry.db import session_scope
 from registry.models import ROLES
-from registry.users import UserError, add_user, deactivate_user, set_password, users_table
+from registry.users import add_user, deactivate_user, set_password, users_table
 
 app = typer.Typer(help="Dashboard users: add, list, deactivate.", no_args_is_help=True)
 console = Console()
@@ -25,8 +28,7 @@ def add(
                                  help="Asked for when not given (at least 8 characters)."),
 ) -> None:
     """Add a dashboard user with a role (and, for a coordinator, a center)."""
-    home: Home = ctx.obj
-    _run(home, lambda s: add_user(s, name, role, password, center_code=center))
+    _run(ctx, lambda s: add_user(s, name, role, password, center_code=center))
     console.print(f"User [bold]{name}[/bold] added as {role}" + (f" of center {center}." if center else "."))
 
 
@@ -37,20 +39,15 @@ def passwd(
     password: str = typer.Option(..., "--password", prompt=True, hide_input=True, confirmation_prompt=True),
 ) -> None:
     """Set a user's password."""
-    _run(ctx.obj, lambda s: set_password(s, name, password))
+    _run(ctx, lambda s: set_password(s, name, password))
     console.print(f"Password of [bold]{name}[/bold] changed.")
 
 
 @app.command("list")
 def list_users(ctx: typer.Context) -> None:
     """List users with role, center and whether they can log in."""
-    home: Home = ctx.obj
-    engine = make_engine(home.db_url)
-    try:
-        with session_scope(engine) as session:
-            df = users_table(session)
-    finally:
-        engine.dispose()
+    with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
+        df = users_table(session)
     table = Table("user", "role", "center", "active", "created")
     for row in df.itertuples(index=False):
         table.add_row(row.username, row.role, row.center or "-", "yes" if row.active else "no",
@@ -61,17 +58,11 @@ def list_users(ctx: typer.Context) -> None:
 @app.command("deactivate")
 def deactivate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Stop a user from logging in (the user is kept for the audit trail)."""
-    _run(ctx.obj, lambda s: deactivate_user(s, name))
+    _run(ctx, lambda s: deactivate_user(s, name))
     console.print(f"User [bold]{name}[/bold] deactivated.")
 
 
-def _run(home: Home, action) -> None:  # noqa: ANN001 - a callable taking the session
-    engine = make_engine(home.db_url)
-    try:
-        with session_scope(engine) as session:
-            action(session)
-    except UserError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+def _run(ctx: typer.Context, action: Callable[[Session], object]) -> None:
+    """Run `action` in a transaction; a UserError (a ValueError) exits 1 with its message."""
+    with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
+        action(session)
