@@ -3,7 +3,7 @@
 Source: Steyerberg EW, Mushkudiani N, Perel P, et al. Predicting outcome after traumatic brain
 injury: development and international validation of prognostic scores based on admission
 characteristics. PLoS Med 2008;5(8):e165 (and the tbi-impact.org model fit), as transcribed in
-/work/shared/ANCHORS.md. The core and extended clinical terms agree with the published odds ratios
+the project's ANCHORS.md (shared notes). The core and extended clinical terms agree with the published odds ratios
 (Table 3 of the external validation in Scand J Trauma Resusc Emerg Med 2014, doi
 10.1186/s13049-014-0068-9); the intercepts, the CT terms and the lab terms are UNCHECKED against
 the original paper. The motor-untestable coefficient of the lab model for unfavourable outcome

@@ -2,7 +2,7 @@
 
 Proportional odds on GOS 1-5 (docs/data-formats.md): P(GOS <= k) = expit(cutpoint_k + LP), LP
 higher = worse. Clinical coefficients are close to the IMPACT Core+CT+Lab model (Steyerberg et al.,
-PLoS Med 2008; the values in /work/shared/ANCHORS.md), taken between its mortality and
+PLoS Med 2008; the values in the project's ANCHORS.md (shared notes)), taken between its mortality and
 unfavourable-outcome columns since one proportional-odds model serves both. The imaging terms
 take the place of IMPACT's CT terms with clinically plausible sizes (20 mL of hematoma at
 admission: odds x 2.5; 10 mm midline shift: x 1.8); `adm_lesion_left` has no effect (0).

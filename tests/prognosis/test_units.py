@@ -149,7 +149,7 @@ def test_impact_predictions_match_hand_computed_values() -> None:
     df = pd.DataFrame({"age": [40.0], "gcs_motor": [3], "pupils_unreactive": [1], "hypoxia": [1], "hypotension": [0],
                        "marshall_ct": [3], "tsah": [1], "edh": [0], "glucose_mmol_l": [9.0],
                        "hemoglobin_g_dl": [12.0]})
-    # Coefficients typed from /work/shared/ANCHORS.md (Steyerberg et al. PLoS Med 2008).
+    # Coefficients typed from the project's ANCHORS.md (shared notes) (Steyerberg et al. PLoS Med 2008).
     core_mort = -3.109 + 0.034 * 40 + 0.797 + 0.514
     ct_unfav = -3.023 + 0.033 * 40 + 1.185 + 0.442 + 0.316 + 0.543 + 0.567
     lab_mort = -3.184 + 0.020 * 40 + 0.778 + 0.09 + 0.36 + 0.715 + 0.74 + 0.097 * 9 - 0.086 * 12
