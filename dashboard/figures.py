@@ -7,10 +7,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 
-def cumulative_arrivals_figure(cumulative: pd.DataFrame) -> go.Figure:
+def cumulative_arrivals_figure(cumulative: pd.DataFrame, date_label: str = "date received") -> go.Figure:
     """Cumulative patients and series per center over time (one panel per kind)."""
     fig = px.line(cumulative, x="date", y="cumulative", color="center", facet_col="kind", line_shape="hv",
-                  markers=True, labels={"cumulative": "cumulative count", "date": "arrival date"})
+                  markers=True, labels={"cumulative": "cumulative count", "date": date_label})
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.update_xaxes(tickformat="%Y-%m-%d")
     if len(cumulative):

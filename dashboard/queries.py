@@ -114,17 +114,39 @@ def owed_items(db_url: str, center: str | None) -> pd.DataFrame:
         return missing_items(s, center)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def arrival_events(db_url: str, center: str | None) -> pd.DataFrame:
-    """One row per arrival (center, kind 'patients' | 'series', at): a patient counts when first registered."""
-    with _session(db_url) as s:
-        series = _frame(s, _scoped(
-            select(Center.code.label("center"), Series.ingested_at.label("at"))
+ARRIVAL_BASES = ("scanned", "received")
+
+
+def series_of_centers(*columns: Any) -> Select:
+    """SELECT center code and `columns` over every series, joined through study and patient."""
+    return (select(Center.code.label("center"), *columns)
             .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-            .join(Series, Series.study_id == Study.id), center))
-        patients = _frame(s, _scoped(
-            select(Center.code.label("center"), Patient.created_at.label("at"))
-            .join(Patient, Patient.center_id == Center.id), center))
+            .join(Series, Series.study_id == Study.id))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def arrival_events(db_url: str, center: str | None, basis: str = "received") -> pd.DataFrame:
+    """One row per arrival (center, kind 'patients' | 'series', at).
+
+    basis "received": when the registry got it (a patient counts when first registered);
+    "scanned": when the series was acquired (a patient counts from their first scan; patients
+    with clinical data only have no scan date and are left out). A collection ingested in one
+    batch is one point in time when received, but its enrolment curve when scanned.
+    """
+    if basis not in ARRIVAL_BASES:
+        raise ValueError(f"basis must be one of {ARRIVAL_BASES}, not {basis!r}")
+    with _session(db_url) as s:
+        if basis == "scanned":
+            at = func.coalesce(Series.acquisition_datetime, Study.study_datetime)
+            series = _frame(s, _scoped(series_of_centers(at.label("at")), center))
+            patients = _frame(s, _scoped(series_of_centers(func.min(at).label("at"))
+                                         .group_by(Center.code, Patient.id), center))
+            series, patients = series.dropna(subset=["at"]), patients.dropna(subset=["at"])
+        else:
+            series = _frame(s, _scoped(series_of_centers(Series.ingested_at.label("at")), center))
+            patients = _frame(s, _scoped(
+                select(Center.code.label("center"), Patient.created_at.label("at"))
+                .join(Patient, Patient.center_id == Center.id), center))
     return pd.concat([patients.assign(kind="patients"), series.assign(kind="series")], ignore_index=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from dashboard_apptest import COORD1, STAT, page
-from dashboard_registry_factory import EXPECTED
+from dashboard_registry_factory import EXPECTED, INJURY
 
 from dashboard import collection, queries
 
@@ -17,6 +17,22 @@ def test_center_counts_match_the_registry(small) -> None:
         assert counts.loc[center, list(expected)].to_dict() == expected
     only_it01 = queries.center_counts(home.db_url, "IT01")
     assert only_it01["center"].tolist() == ["IT01"]
+
+
+def test_arrivals_dated_by_scan_or_by_receipt(small) -> None:
+    """Scan dates give the enrolment curve (first scan per patient); receipt dates when data came in."""
+    home, _ = small
+    scanned = queries.arrival_events(home.db_url, None, "scanned")
+    per_kind = scanned.groupby(["center", "kind"]).size().to_dict()
+    assert per_kind == {("IT01", "patients"): 3, ("IT01", "series"): 4, ("IT02", "patients"): 2,
+                        ("IT02", "series"): 3}
+    it01_patients = scanned[(scanned.center == "IT01") & (scanned.kind == "patients")]["at"]
+    assert sorted(pd.to_datetime(it01_patients).dt.round("min")) == [
+        pd.Timestamp(INJURY + pd.Timedelta(days=d)).round("min") for d in (0.1, 0.2, 0.3)]
+    received = queries.arrival_events(home.db_url, "IT02", "received")
+    assert set(received["center"]) == {"IT02"} and len(received) == 2 + 3
+    with pytest.raises(ValueError, match="basis"):
+        queries.arrival_events(home.db_url, None, "uploaded")
 
 
 def test_progress_against_targets_is_derived_from_counts() -> None:
