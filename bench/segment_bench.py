@@ -3,7 +3,7 @@
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]
 
 Naive = every slice through the eager network in fp32, NCHW, batch 40, no head crop or slice
-skipping. Optimized = `imaging.inference.Segmenter` (head crop, slices outside the head skipped,
+skipping. Optimized = `imaging.inference.UNetSegmenter` (head crop, slices outside the head skipped,
 channels_last, traced + frozen with BatchNorm folded on CPU; bf16 autocast on CUDA). Both
 include preprocessing and the mapping back to the native grid. Prints medians of the repeats and
 the ratio, on CPU and, when torch sees one, on the GPU.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imaging.inference import Segmenter, set_cpu_threads
+from imaging.inference import UNetSegmenter, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import Volume
 from synthetic.phantom import single_hematoma_series
@@ -53,7 +53,7 @@ def naive_seconds(model, volume: Volume, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def optimized_seconds(seg: Segmenter, volume: Volume) -> float:
+def optimized_seconds(seg: UNetSegmenter, volume: Volume) -> float:
     t0 = time.perf_counter()
     seg.segment(volume)
     return time.perf_counter() - t0
@@ -74,7 +74,7 @@ def main() -> None:
           f"{model.net_config['channels']}, input {model.preprocessing.in_channels}x{model.preprocessing.size}^2; "
           f"scan 40 x 256 x 256; CPU threads {threads}; median of {a.repeats}")
     for dev in devices:
-        seg = Segmenter(model, dev, batch_size=40)
+        seg = UNetSegmenter(model, dev, batch_size=40)
         naive_seconds(model, volume, dev)
         optimized_seconds(seg, volume)  # warm-up: trace/freeze, allocator, cuDNN autotune
         naive = statistics.median(naive_seconds(model, volume, dev) for _ in range(a.repeats))

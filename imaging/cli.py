@@ -127,7 +127,8 @@ def segment(
     ctx: typer.Context,
     all_series: bool = typer.Option(False, "--all", help="Every QC-passed series."),
     series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
-    model_path: Path | None = MODEL,
+    model_spec: str = typer.Option("phantom", "--model",
+                                   help="phantom (the demo's phantom-trained U-Net) or a checkpoint path."),
     device: str = DEVICE,
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
@@ -135,6 +136,7 @@ def segment(
 ) -> None:
     """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
+    from imaging.segmenters import open_segmenter
 
     if not all_series and not series:
         err.print("[red]error:[/red] name --series UID (repeatable) or --all")
@@ -142,15 +144,15 @@ def segment(
     with open_registry(ctx) as (home, engine):
         dev = select_device(device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
-        model = load_model(model_path)
+        segmenter = open_segmenter(model_spec, dev, batch_size=batch_size)
         uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
-        console.print(f"{len(uids)} series; model {model.name} {model.version[:16]} on {dev}"
+        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]} on {dev}"
                       + (f" ({n_threads} threads)" if n_threads else ""))
         with Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("segment", total=len(uids), last="")
             report = segment_registered_series(
-                engine, home.masks_dir, model, uids, dev, batch_size,
+                engine, home.masks_dir, segmenter, uids,
                 on_series=lambda uid, outcome: bar.update(task, advance=1, last=f"{outcome} {uid[-12:]}"))
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "

@@ -39,14 +39,29 @@ def set_cpu_threads(threads: int | None = None) -> int:
 
 
 @dataclass
-class Segmenter:
-    """A model prepared for one device; reuse it across series (preparation costs a trace on CPU)."""
+class UNetSegmenter:
+    """A 2.5D U-Net prepared for one device; reuse it across series (preparation costs a trace on CPU).
+
+    A `imaging.segmenters.LesionSegmenter`: `name`, `version`, `members`, `device`, `segment`.
+    """
 
     model: SegmentationModel
     device: torch.device
     batch_size: int = 16
     optimize: bool = True
     _net: torch.nn.Module | None = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def members(self) -> list[str]:
+        return [self.model.version]
 
     def _prepared(self, example: torch.Tensor) -> torch.nn.Module:
         if self._net is not None:
@@ -99,7 +114,7 @@ class Segmenter:
         return out, timings
 
 
-_CACHE: dict[tuple[str, str, int], Segmenter] = {}
+_CACHE: dict[tuple[str, str, int], UNetSegmenter] = {}
 
 
 def segment_volume(volume: Volume, model: SegmentationModel, device: str | torch.device = "auto",
@@ -109,6 +124,6 @@ def segment_volume(volume: Volume, model: SegmentationModel, device: str | torch
     key = (model.version or str(id(model)), str(dev), batch_size)
     if key not in _CACHE or _CACHE[key].model is not model:
         _CACHE.clear()
-        _CACHE[key] = Segmenter(model, dev, batch_size)
+        _CACHE[key] = UNetSegmenter(model, dev, batch_size)
     labels, _ = _CACHE[key].segment(volume)
     return labels

@@ -12,12 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from sqlalchemy import Engine
 
 from imaging import store
-from imaging.inference import Segmenter
-from imaging.model import SegmentationModel
+from imaging.segmenters import LesionSegmenter
 from imaging.volume import load_series, write_mask
 from registry.db import session_scope
 
@@ -38,19 +36,16 @@ def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pendi
 def segment_registered_series(
     engine: Engine,
     masks_dir: Path,
-    model: SegmentationModel,
+    segmenter: LesionSegmenter,
     uids: list[str],
-    device: torch.device,
-    batch_size: int = 16,
     on_series: Callable[[str, str], None] | None = None,
 ) -> SegmentReport:
-    """Segment `uids` (already chosen by QC status) with `model`; `on_series(uid, outcome)` after each."""
+    """Segment `uids` (already chosen by QC status) with `segmenter`; `on_series(uid, outcome)` after each."""
     report = SegmentReport()
-    segmenter = Segmenter(model, device, batch_size)
     for uid in uids:
         with session_scope(engine) as session:
             series = store.series_by_uid(session, uid)
-            existing = store.run_for(session, series, model.version)
+            existing = store.run_for(session, series, segmenter.version)
             if existing is not None and existing.status == store.RUN_DONE and existing.mask_path \
                     and Path(existing.mask_path).exists():
                 report.skipped.append(uid)
@@ -67,14 +62,14 @@ def segment_registered_series(
             load_s = time.perf_counter() - tl
             labels, timings = segmenter.segment(volume)
             timings = {"load_s": load_s, **timings}
-            mask_path = write_mask(store.segmentation_mask_path(masks_dir, model.version, uid), labels, volume.affine)
+            mask_path = write_mask(store.segmentation_mask_path(masks_dir, segmenter.version, uid), labels, volume.affine)
         except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
             error = f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         with session_scope(engine) as session:
             series = store.series_by_uid(session, uid)
-            store.record_run(session, series, model_name=model.name, model_version=model.version,
-                             device=str(device), status=store.RUN_FAILED if error else store.RUN_DONE,
+            store.record_run(session, series, model_name=segmenter.name, model_version=segmenter.version,
+                             device=str(segmenter.device), status=store.RUN_FAILED if error else store.RUN_DONE,
                              mask_path=mask_path, seconds=seconds, timings=timings, error=error, started_at=started)
         if error:
             report.failed[uid] = error

@@ -1,0 +1,50 @@
+"""Every segmentation model behind one interface, chosen by name or path.
+
+`open_segmenter(spec, device)` returns a `LesionSegmenter`: something with a `name`, a `version`
+(content hash of its weights: what `SegmentationRun.model_version` records and what makes
+`segment` idempotent per model), the ensemble `members` it averages, its `device`, and
+`segment(volume) -> (labels, timings)` where labels are (z, y, x) uint8 in the project's label
+map (`vocabulary.labels`) on the volume's own grid.
+
+Specs:
+- `phantom`: the 2.5D U-Net trained on synthetic phantoms that ships in `imaging/default_model/`
+  (demo and tests only: it has never seen a patient);
+- a path to a ctstudy U-Net checkpoint (trained on a study's annotations, or distilled);
+- `blast-ct`: the real-CT DeepMedic networks of BLAST-CT (added with the real-CT model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from imaging.volume import Volume
+
+PHANTOM = "phantom"
+BLAST_CT = "blast-ct"
+
+
+@runtime_checkable
+class LesionSegmenter(Protocol):
+    name: str
+    version: str
+    members: list[str]
+    device: torch.device
+
+    def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]: ...
+
+
+def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size: int = 16,
+                   ensemble: int | None = None) -> LesionSegmenter:
+    """The segmenter named by `spec` (see the module doc), prepared for `device`."""
+    from imaging.inference import UNetSegmenter
+    from imaging.model import DEFAULT_MODEL_PATH, load_model
+
+    if spec is None or str(spec) == PHANTOM:
+        return UNetSegmenter(load_model(DEFAULT_MODEL_PATH), device, batch_size)
+    if str(spec) == BLAST_CT:
+        raise NotImplementedError("the real-CT model is not wired in yet")
+    return UNetSegmenter(load_model(Path(spec)), device, batch_size)
