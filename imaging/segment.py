@@ -62,7 +62,8 @@ def segment_registered_series(
             load_s = time.perf_counter() - tl
             labels, timings = segmenter.segment(volume)
             timings = {"load_s": load_s, **timings}
-            mask_path = write_mask(store.segmentation_mask_path(masks_dir, segmenter.version, uid), labels, volume.affine)
+            mask_file = store.segmentation_mask_path(masks_dir, segmenter.version, uid)
+            mask_path = write_mask(mask_file, labels, volume.affine)
         except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
             error = f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
