@@ -13,6 +13,7 @@ from biomarkers import store
 from biomarkers.extract import extract_features
 from biomarkers.series import DEFINITIONS_VERSION
 from registry.cli_support import login_name, open_registry
+from registry.csv_export import write_csv
 from registry.db import session_scope
 
 app = typer.Typer(help="Imaging biomarkers: extract and export.", no_args_is_help=True)
@@ -96,7 +97,7 @@ def _write(table: pd.DataFrame, file: Path, suffix: str) -> None:
     # Write beside and rename: an interrupted export must not leave a truncated table under the real name.
     tmp = file.with_name(file.name + ".part")
     if suffix == ".csv":
-        table.to_csv(tmp, index=False)
+        write_csv(table, tmp)  # formula-looking cells neutralized (registry.csv_export)
     else:
         table.to_parquet(tmp, index=False)
     tmp.replace(file)

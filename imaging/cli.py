@@ -16,6 +16,7 @@ from imaging.inference import select_device, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
 from registry.cli_support import open_registry
+from registry.csv_export import write_csv
 from registry.db import session_scope
 
 app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
@@ -239,7 +240,7 @@ def evaluate(
         table = pd.DataFrame(rows)
         path = out or home.reports_dir / "segmentation_eval.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False)
+        write_csv(table, path)
         _print(summary_by_split(table), f"Segmentation vs {against} by split (model {model.version[:16]})")
         _print(summary_by_volume_group(table), "Hematoma volume: |segmentation - reference| vs ABC/2, mL")
         console.print(f"{table['series_instance_uid'].nunique()} series; per-series CSV {path}")

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from registry.cli_support import login_name, open_registry
 from registry.clinical_import import CSVValidationError, import_table
+from registry.csv_export import write_csv
 from registry.db import session_scope
 from registry.home import Home
 from registry.ingest import RejectedItem, ingest_directory
@@ -120,11 +121,16 @@ def qc(
         console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
 
 
-def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None) -> None:
+def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None,
+            create: bool, blank_clears: bool) -> None:
     with _engine(ctx) as (home, engine):
-        report = import_table(engine, home, path, kind, actor=actor or login_name(), skip_invalid=skip_invalid)
-        console.print(f"{path}: {report.rows} rows; {report.created} created, {report.updated} updated, "
-                      f"{report.unchanged} unchanged, {report.patients_new} new patients (import run {report.run_id}).")
+        report = import_table(engine, home, path, kind, actor=actor or login_name(), skip_invalid=skip_invalid,
+                              create=create, blank_clears=blank_clears)
+        console.print(f"{path} ({report.read_as}): {report.rows} rows; {report.created} created, "
+                      f"{report.updated} updated, {report.unchanged} unchanged, {report.patients_new} new patients, "
+                      f"{report.centers_new} new centers (import run {report.run_id}).")
+        if report.blanks_kept:
+            console.print(f"{report.blanks_kept} empty cells kept the stored value (--blank-clears to erase them).")
         if report.rejects_path:
             console.print(f"[yellow]{report.invalid_rows} invalid rows skipped[/yellow], written with their errors "
                           f"to {report.rejects_path}")
@@ -132,24 +138,30 @@ def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor
 
 SKIP_INVALID = typer.Option(False, "--skip-invalid",
                             help="Import the valid rows; write the invalid ones to <file>.rejects.csv.")
+CREATE = typer.Option(False, "--create",
+                      help="Add centers and patients the registry does not know (else they are errors: typos).")
+BLANK_CLEARS = typer.Option(False, "--blank-clears",
+                            help="An empty cell erases the stored value (default: empty cells keep it).")
 
 
 @app.command("import-clinical")
 def import_clinical(
     ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
-    skip_invalid: bool = SKIP_INVALID, actor: str | None = ACTOR,
+    skip_invalid: bool = SKIP_INVALID, create: bool = CREATE, blank_clears: bool = BLANK_CLEARS,
+    actor: str | None = ACTOR,
 ) -> None:
-    """Import clinical.csv (docs/data-formats.md); every error is reported at once."""
-    _import(ctx, file, "clinical", skip_invalid, actor)
+    """Import clinical.csv or .xlsx (docs/data-formats.md); every error is reported at once."""
+    _import(ctx, file, "clinical", skip_invalid, actor, create, blank_clears)
 
 
 @app.command("import-outcomes")
 def import_outcomes(
     ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
-    skip_invalid: bool = SKIP_INVALID, actor: str | None = ACTOR,
+    skip_invalid: bool = SKIP_INVALID, create: bool = CREATE, blank_clears: bool = BLANK_CLEARS,
+    actor: str | None = ACTOR,
 ) -> None:
-    """Import outcomes.csv (docs/data-formats.md); every error is reported at once."""
-    _import(ctx, file, "outcomes", skip_invalid, actor)
+    """Import outcomes.csv or .xlsx (docs/data-formats.md); every error is reported at once."""
+    _import(ctx, file, "outcomes", skip_invalid, actor, create, blank_clears)
 
 
 @app.command()
@@ -197,7 +209,7 @@ def export(
 
 def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
     if fmt is OutputFormat.csv:
-        table.to_csv(sys.stdout, index=False)
+        write_csv(table, sys.stdout)  # formula-looking cells neutralized (registry.csv_export)
     elif fmt is OutputFormat.json:
         sys.stdout.write(table.to_json(orient="records", date_format="iso") + "\n")
     else:

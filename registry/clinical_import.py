@@ -2,9 +2,13 @@
 
 All-or-nothing by default: any invalid row and nothing is written. With `skip_invalid`, the valid
 rows are imported and the invalid ones written, with their errors, to `<file>.rejects.csv` beside
-the input. Patients are matched to imaging through the same keyed pseudonym as DICOM ingest; a row
-for a patient without images creates the patient (coordinators must see "clinical data, no CT").
-A re-import updates the records and audits each change with before/after.
+the input. Patients are matched to imaging through the same keyed pseudonym (and the same ID
+normalization, `registry.identifiers`) as DICOM ingest.
+
+A center or patient the registry does not know is an error (a typo must not create one) unless
+`create` is given: then the center and patient are created, so that coordinators see "clinical
+data, no CT". A re-import updates the records and audits each change with before/after; an empty
+cell keeps the stored value unless `blank_clears` is given.
 """
 
 from __future__ import annotations
@@ -14,14 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session
 
-from registry.csv_validation import ValidatedTable, validate_table
+from registry.csv_export import write_csv
+from registry.csv_validation import ValidatedTable, expected_columns, validate_table
 from registry.db import session_scope
 from registry.home import Home
-from registry.models import ClinicalRecord, IngestRun, Outcome, Patient, Rejection, utcnow
+from registry.models import (
+    Center,
+    ClinicalRecord,
+    IngestRun,
+    Outcome,
+    Patient,
+    Rejection,
+    Series,
+    Study,
+    utcnow,
+)
 from registry.pseudonym import pseudo_id
 from registry.store import audit, center_by_code, patient_by_pseudo_id, update_days_from_injury
+from registry.table_reading import read_table_as_text
 
 RECORD_MODELS = {"clinical": ClinicalRecord, "outcomes": Outcome}
 BOOL_FIELDS = {"hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"}
@@ -46,6 +63,9 @@ class ImportReport:
     unchanged: int = 0
     patients_new: int = 0
     invalid_rows: int = 0
+    centers_new: int = 0
+    blanks_kept: int = 0
+    read_as: str = ""
     rejects_path: Path | None = None
     errors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -54,51 +74,57 @@ class ImportReport:
 
     def counts(self) -> dict[str, Any]:
         return {"rows": self.rows, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-                "patients_new": self.patients_new, "invalid_rows": self.invalid_rows,
+                "patients_new": self.patients_new, "centers_new": self.centers_new,
+                "blanks_kept": self.blanks_kept, "invalid_rows": self.invalid_rows, "read_as": self.read_as,
                 "rejects_file": str(self.rejects_path) if self.rejects_path else None}
 
 
-def read_csv_as_text(path: Path) -> pd.DataFrame:
-    """Every cell as text, empty cells as '' (validation decides what they mean)."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty file (a header line is required)") from None
-    except pd.errors.ParserError as exc:
-        raise ValueError(f"{path}: not a well-formed CSV: {exc}") from None
-
-
 def import_table(
-    engine: Engine, home: Home, path: Path | str, kind: str, *, actor: str = "cli", skip_invalid: bool = False
+    engine: Engine, home: Home, path: Path | str, kind: str, *, actor: str = "cli", skip_invalid: bool = False,
+    create: bool = False, blank_clears: bool = False,
 ) -> ImportReport:
-    """Validate and import a clinical (`kind="clinical"`) or outcome (`"outcomes"`) CSV file."""
+    """Validate and import a clinical (`kind="clinical"`) or outcome (`"outcomes"`) CSV or .xlsx file.
+
+    `create`: unknown centers and patients are created instead of being errors. `blank_clears`: an
+    empty cell erases the stored value instead of keeping it.
+    """
     path = Path(path)
     key = home.secret()
-    raw = read_csv_as_text(path)
+    read = read_table_as_text(path, expected_columns(kind))
+    raw = read.table
     checked = validate_table(raw, kind)
     if checked.header_errors:
         raise CSVValidationError(path, checked.errors, header_only=True)
-    if len(checked.errors) and not skip_invalid:
-        raise CSVValidationError(path, checked.errors)
 
     model = RECORD_MODELS[kind]
     fields = [c for c in checked.valid.columns if c not in ("row", "center", "patient_id")]
     with session_scope(engine) as session:
+        rows = checked.valid.to_dict("records")
+        pseudos = [pseudo_id(key, r["center"], r["patient_id"]) for r in rows]
+        patients = {p.pseudo_id: p for p in _patients_by_pseudo(session, pseudos)}
+        checked = checked.with_errors(_registry_errors(session, rows, pseudos, patients, create))
+        if len(checked.errors) and not skip_invalid:
+            raise CSVValidationError(path, checked.errors)
+        valid_lines = set(checked.valid["row"])
+        kept = [(r, p) for r, p in zip(rows, pseudos, strict=True) if r["row"] in valid_lines]
+
         run = IngestRun(kind=kind, source=str(path), actor=actor)
         session.add(run)
         session.flush()
-        report = ImportReport(run_id=run.id, rows=len(raw), errors=checked.errors)
+        report = ImportReport(run_id=run.id, rows=len(raw), errors=checked.errors, read_as=read.how)
         injury_changed: list[int] = []
-
-        rows = checked.valid.to_dict("records")
-        pseudos = [pseudo_id(key, r["center"], r["patient_id"]) for r in rows]
-        patients = {p.pseudo_id: p for p in _patients_with_records(session, pseudos)}
         records = {r.patient_id: r for r in session.scalars(
             select(model).where(model.patient_id.in_([p.id for p in patients.values()])))} if patients else {}
-        for row, pseudo in zip(rows, pseudos, strict=True):
+        for row, pseudo in kept:
             patient = patients.get(pseudo)
             if patient is None:
-                patient, _ = patient_by_pseudo_id(session, center_by_code(session, row["center"]), pseudo)
+                center = center_by_code(session, row["center"], create=False)
+                if center is None:
+                    center = center_by_code(session, row["center"])
+                    audit(session, actor=actor, action="center_created", entity_type="center",
+                          entity_id=center.code, after={"source": str(path), "line": row["row"]})
+                    report.centers_new += 1
+                patient, _ = patient_by_pseudo_id(session, center, pseudo)
                 patients[pseudo] = patient
                 report.patients_new += 1
             new_values = {f: _db_value(f, row[f]) for f in fields}
@@ -106,6 +132,7 @@ def import_table(
             if record is None:
                 record = model(patient_id=patient.id, **new_values)
                 session.add(record)
+                records[patient.id] = record
                 report.created += 1
                 audit(session, actor=actor, action=f"{kind}_created", entity_type="patient", entity_id=pseudo,
                       after=new_values)
@@ -113,6 +140,12 @@ def import_table(
                     injury_changed.append(patient.id)
                 continue
             before = {f: getattr(record, f) for f in fields}
+            if not blank_clears:
+                # An empty cell means "not in this file", not "erase": a partial re-export must not
+                # wipe outcomes already recorded.
+                blanks = [f for f in fields if new_values[f] is None and before[f] is not None]
+                report.blanks_kept += len(blanks)
+                new_values.update({f: before[f] for f in blanks})
             if before == new_values:
                 report.unchanged += 1
                 continue
@@ -143,6 +176,44 @@ def import_table(
     return report
 
 
+def _registry_errors(
+    session: Session, rows: list[dict[str, Any]], pseudos: list[str], patients: dict[str, Patient], create: bool
+) -> list[dict[str, Any]]:
+    """Errors only the registry can tell: unknown centers and patients, an injury after the patient's first scan."""
+    errors: list[dict[str, Any]] = []
+    known_centers = set(session.scalars(select(Center.code)))
+    if not create:
+        for row, pseudo in zip(rows, pseudos, strict=True):
+            if row["center"] not in known_centers:
+                known = ", ".join(sorted(known_centers)) or "none yet"
+                errors.append({"row": row["row"], "column": "center", "value": row["center"],
+                               "rule": f"unknown center (known: {known}); a typo? Give --create to add a new center"})
+            elif pseudo not in patients:
+                errors.append({"row": row["row"], "column": "patient_id", "value": row["patient_id"],
+                               "rule": f"no such patient at center {row['center']} (no images ingested yet, or a "
+                                       "typo?); give --create to add the patient"})
+    first_scans = _first_scan_times(session, [p.id for p in patients.values()])
+    for row, pseudo in zip(rows, pseudos, strict=True):
+        injury, patient = row.get("injury_datetime"), patients.get(pseudo)
+        first = first_scans.get(patient.id) if patient is not None else None
+        if injury is not None and first is not None and injury > first:
+            errors.append({"row": row["row"], "column": "injury_datetime", "value": injury.isoformat(),
+                           "rule": f"an injury before the patient's first CT ({first:%Y-%m-%d %H:%M})"})
+    return errors
+
+
+def _first_scan_times(session: Session, patient_ids: list[int]) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for start in range(0, len(patient_ids), 900):
+        chunk = patient_ids[start : start + 900]
+        found.update(session.execute(
+            select(Study.patient_id, func.min(Series.acquisition_datetime))
+            .join(Series, Series.study_id == Study.id)
+            .where(Study.patient_id.in_(chunk), Series.acquisition_datetime.is_not(None))
+            .group_by(Study.patient_id)).all())
+    return found
+
+
 def write_rejects(path: Path, raw: pd.DataFrame, checked: ValidatedTable) -> Path:
     """The invalid rows as they were, with their line number and errors, to `<stem>.rejects.csv`."""
     target = path.with_name(f"{path.stem}.rejects.csv")
@@ -150,7 +221,7 @@ def write_rejects(path: Path, raw: pd.DataFrame, checked: ValidatedTable) -> Pat
     rejects = raw.iloc[[line - 2 for line in lines]].copy()
     rejects.insert(0, "line", lines)
     rejects["errors"] = [_errors_of_line(checked, line) for line in lines]
-    rejects.to_csv(target, index=False)
+    write_csv(rejects, target)
     return target
 
 
@@ -159,7 +230,7 @@ def _errors_of_line(checked: ValidatedTable, line: int) -> str:
     return "; ".join(f"{e.column}={e.value!r}: {e.rule}" for e in errors.itertuples())
 
 
-def _patients_with_records(session: Any, pseudos: list[str]) -> list[Patient]:
+def _patients_by_pseudo(session: Session, pseudos: list[str]) -> list[Patient]:
     found: list[Patient] = []
     for start in range(0, len(pseudos), 900):
         found.extend(session.scalars(select(Patient).where(Patient.pseudo_id.in_(pseudos[start : start + 900]))))

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Select, and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
+from registry.csv_export import write_csv
 from registry.models import (
     QC_AUTO_FAILED,
     QC_FAILED,
@@ -249,6 +250,6 @@ def write_patient_table(table: pd.DataFrame, path: str) -> None:
     if lowered.endswith(".parquet") or lowered.endswith(".pq"):
         table.to_parquet(path, index=False)
     elif lowered.endswith(".csv"):
-        table.to_csv(path, index=False)
+        write_csv(table, path)  # formula-looking cells neutralized (registry.csv_export)
     else:
         raise ValueError(f"{path}: export format is chosen by extension: .csv or .parquet")

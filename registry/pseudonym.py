@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from registry.identifiers import normalized_center, normalized_patient_id
+
 PSEUDO_ID_LENGTH = 20
 
 
 def pseudo_id(key: bytes, center: str, patient_id: str) -> str:
-    """The pseudonym of a center's PatientID (whitespace around either is ignored)."""
-    center, patient_id = center.strip(), patient_id.strip()
+    """The pseudonym of a center's PatientID (normalized as `registry.identifiers` says: blanks, case)."""
+    center, patient_id = normalized_center(center), normalized_patient_id(patient_id)
     if not center or not patient_id:
         raise ValueError("a pseudonym needs both a center code and a PatientID")
     message = f"{center}|{patient_id}".encode()

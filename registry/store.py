@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.identifiers import normalized_center
 from registry.models import (
     QC_FAILED,
     QC_PASSED,
@@ -47,6 +48,8 @@ def audit(
 
 
 def center_by_code(session: Session, code: str, *, create: bool = True) -> Center | None:
+    """The center with this code (normalized: `registry.identifiers`), created if new unless `create=False`."""
+    code = normalized_center(code)
     center = session.scalars(select(Center).where(Center.code == code)).one_or_none()
     if center is None and create:
         center = Center(code=code)

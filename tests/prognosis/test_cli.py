@@ -20,7 +20,7 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     study.outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
     runner = CliRunner()
     base = ["--home", str(home.root), "--db-url", home.db_url]
-    for cmd in (["registry", "import-clinical", str(tmp_path / "clinical.csv")],
+    for cmd in (["registry", "import-clinical", str(tmp_path / "clinical.csv"), "--create"],  # no images here
                 ["registry", "import-outcomes", str(tmp_path / "outcomes.csv")]):
         assert runner.invoke(app, base + cmd).exit_code == 0
     res = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "mortality", "--features", "clinical",

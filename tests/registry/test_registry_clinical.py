@@ -45,7 +45,7 @@ def test_every_error_reported_at_once_and_nothing_imported(any_home: Home, tmp_p
     )
     engine = make_engine(any_home.db_url)
     with pytest.raises(CSVValidationError) as caught:
-        import_table(engine, any_home, csv, "clinical")
+        import_table(engine, any_home, csv, "clinical", create=True)
     errors = caught.value.errors
     found = set(zip(errors["row"], errors["column"], strict=True))
     assert found == {
@@ -53,11 +53,11 @@ def test_every_error_reported_at_once_and_nothing_imported(any_home: Home, tmp_p
         (4, "center"), (4, "pupils_unreactive"), (4, "hypoxia"), (4, "marshall_ct"), (5, "patient_id"),
     }
     age = errors[(errors["row"] == 3) & (errors["column"] == "age")].iloc[0]
-    assert age["value"] == "150" and "less than or equal to 110" in age["rule"]
+    assert age["value"] == "150" and "between 0 and 110" in age["rule"]
     assert "line 2" in errors[errors["row"] == 5].iloc[0]["rule"]
     assert count(engine, Patient) == 0 and count(engine, ClinicalRecord) == 0  # all or nothing
 
-    report = import_table(engine, any_home, csv, "clinical", skip_invalid=True, actor="dm")
+    report = import_table(engine, any_home, csv, "clinical", skip_invalid=True, actor="dm", create=True)
     assert (report.created, report.invalid_rows, report.patients_new) == (2, 3, 2)
     rejects = pd.read_csv(report.rejects_path)
     assert report.rejects_path == tmp_path / "clinical.rejects.csv"
@@ -95,7 +95,8 @@ def test_reimport_updates_with_audit_and_days_from_injury_follow(any_home: Home,
             return s.scalars(select(Series.days_from_injury).where(Series.series_instance_uid == uid)).one()
 
     assert days() is None
-    import_table(engine, any_home, write_csv(tmp_path / "c1.csv", HEADER, GOOD_1, GOOD_2), "clinical", actor="dm")
+    import_table(engine, any_home, write_csv(tmp_path / "c1.csv", HEADER, GOOD_1, GOOD_2), "clinical", actor="dm",
+                 create=True)
     assert days() == pytest.approx(0.792, abs=1e-3)  # 2024-03-05 14:30 -> 2024-03-06 09:30 = 19 h
 
     changed = GOOD_1.replace("2024-03-05T14:30", "2024-03-04T09:30").replace(",45,", ",46,")
@@ -124,12 +125,13 @@ def test_outcomes_rules(home: Home, tmp_path: Path) -> None:
                     "IT064,D,6,,", "IT064,E,5,0,183")
     engine = make_engine(home.db_url)
     with pytest.raises(CSVValidationError) as caught:
-        import_table(engine, home, csv, "outcomes")
+        import_table(engine, home, csv, "outcomes", create=True)
     errors = caught.value.errors
     assert list(zip(errors["row"], errors["column"], strict=True)) == [
-        (3, "gos_6m/died"), (4, "days_to_death_or_censor"), (5, "gos_6m")]
+        (3, "gos_6m,died"), (4, "days_to_death_or_censor"), (5, "gos_6m")]
+    assert errors.iloc[0]["value"] == "gos_6m=1, died=0"
     assert "if and only if" in errors.iloc[0]["rule"]
-    report = import_table(engine, home, csv, "outcomes", skip_invalid=True)
+    report = import_table(engine, home, csv, "outcomes", skip_invalid=True, create=True)
     assert report.created == 2
     with session_scope(engine) as s:
         assert sorted(s.execute(select(Outcome.gos_6m, Outcome.died)).all()) == [(1, True), (5, False)]
@@ -139,7 +141,7 @@ def test_outcomes_rules(home: Home, tmp_path: Path) -> None:
 def test_injury_datetime_with_offset_is_kept_as_wall_time(home: Home, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "c.csv", HEADER, GOOD_1.replace("2024-03-05T14:30", "2024-03-05T14:30+01:00"))
     engine = make_engine(home.db_url)
-    import_table(engine, home, csv, "clinical")
+    import_table(engine, home, csv, "clinical", create=True)
     with session_scope(engine) as s:
         assert s.scalars(select(ClinicalRecord.injury_datetime)).one() == dt.datetime(2024, 3, 5, 14, 30)
     engine.dispose()

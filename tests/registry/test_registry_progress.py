@@ -42,7 +42,7 @@ def build_registry(home: Home, tmp_path: Path) -> None:
     (tmp_path / "outcomes.csv").write_text(OUTCOMES)
     engine = make_engine(home.db_url)
     ingest_directory(engine, home, src)
-    import_table(engine, home, tmp_path / "clinical.csv", "clinical")
+    import_table(engine, home, tmp_path / "clinical.csv", "clinical", create=True)  # D: clinical data, no CT
     import_table(engine, home, tmp_path / "outcomes.csv", "outcomes")
     with session_scope(engine) as s:
         record_qc_decision(s, series_uid_of("A-adm"), "passed", None, "coord")
