@@ -334,5 +334,28 @@ class User(Base):
     center_id: Mapped[int | None] = mapped_column(ForeignKey("center.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Log-in hardening (registry.users): locked after repeated failures until `locked_until`; failures
+    # before `failures_reset_at` (last success, unlock or lock) no longer count; dashboard sessions
+    # opened before `sessions_valid_after` (deactivation, new password, new role) are ended.
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failures_reset_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sessions_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     center: Mapped[Center | None] = relationship()
+
+
+class LoginAttempt(Base):
+    """Every dashboard log-in attempt, for the per-user and per-address limits and the security audit.
+
+    `username` is the name as typed (unknown names too: guessing is what the limit is for);
+    `address` the client address Streamlit reports, or "local".
+    """
+
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(32))  # wrong_password | locked | address_limited | inactive

@@ -7,21 +7,39 @@ Roles (registry.models.ROLES):
 - admin: all centers, manages users and may also record QC decisions.
 
 Every change is written to the audit trail (AuditEvent, entity_type "user"); the hash itself never is.
+
+Log-in hardening (`log_in`): every attempt is recorded in LoginAttempt and every failure audited;
+after MAX_USER_FAILURES wrong passwords within FAILURE_WINDOW a user is locked for LOCKOUT (an
+admin may `ctstudy users unlock` sooner); an address with MAX_ADDRESS_FAILURES failures within the
+window is refused until they age out (one address guessing many user names). A dashboard session
+is re-checked on every request (`session_identity`): it ends when the account is deactivated or
+locked, its password or role changed after the log-in, after SESSION_IDLE without a request, or
+SESSION_MAX after the log-in.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from registry.models import ROLES, AuditEvent, Center, User
+from registry.models import ROLES, AuditEvent, Center, LoginAttempt, User, utcnow
 
 MIN_PASSWORD_LENGTH = 8
+# OWASP's authentication guidance: lock an account after a handful of failures for minutes, not forever
+# (a permanent lock lets anyone lock out a colleague), and limit per address as well as per account.
+MAX_USER_FAILURES = 5
+MAX_ADDRESS_FAILURES = 20
+FAILURE_WINDOW = dt.timedelta(minutes=15)
+LOCKOUT = dt.timedelta(minutes=15)
+SESSION_IDLE = dt.timedelta(minutes=30)
+SESSION_MAX = dt.timedelta(hours=12)
+LOCAL_ADDRESS = "local"
 # argon2-cffi's defaults follow RFC 9106's second recommended profile; kept, not tuned by hand.
 _HASHER = PasswordHasher()
 QC_ROLES = frozenset({"coordinator", "admin"})
@@ -97,9 +115,21 @@ def add_user(
 
 
 def set_password(session: Session, username: str, password: str, actor: str = "cli") -> None:
+    """A new password; the user's open dashboard sessions end (whoever knew the old one is out)."""
     user = _user(session, username)
     user.password_hash = password_hash(password)
+    user.sessions_valid_after = utcnow()
     session.add(AuditEvent(actor=actor, action="password_changed", entity_type="user", entity_id=username))
+
+
+def unlock_user(session: Session, username: str, actor: str = "cli") -> None:
+    """Lift a lockout now and forget the failures that led to it."""
+    user = _user(session, username)
+    before = {"locked_until": user.locked_until.isoformat() if user.locked_until else None}
+    user.locked_until = None
+    user.failures_reset_at = utcnow()
+    session.add(AuditEvent(actor=actor, action="user_unlocked", entity_type="user", entity_id=username,
+                           before=before, after={"locked_until": None}))
 
 
 def deactivate_user(session: Session, username: str, actor: str = "cli") -> None:
@@ -108,18 +138,23 @@ def deactivate_user(session: Session, username: str, actor: str = "cli") -> None
     if not user.active:
         return
     user.active = False
+    user.sessions_valid_after = utcnow()  # open dashboard sessions end at their next request
     session.add(AuditEvent(actor=actor, action="user_deactivated", entity_type="user", entity_id=username,
                            before={"active": True}, after={"active": False}))
 
 
 def users_table(session: Session) -> pd.DataFrame:
-    """All users, without their hashes: username, role, center, active, created_at."""
+    """All users, without their hashes: username, role, center, active, created_at, locked_until."""
     rows = session.execute(
-        select(User.username, User.role, Center.code.label("center"), User.active, User.created_at)
+        select(User.username, User.role, Center.code.label("center"), User.active, User.created_at,
+               User.locked_until)
         .outerjoin(Center, User.center_id == Center.id)
         .order_by(User.username)
     ).all()
-    return pd.DataFrame(rows, columns=["username", "role", "center", "active", "created_at"])
+    table = pd.DataFrame(rows, columns=["username", "role", "center", "active", "created_at", "locked_until"])
+    now = utcnow()
+    table["locked_until"] = [t if t is not None and t > now else None for t in table["locked_until"]]
+    return table
 
 
 def authenticated_identity(session: Session, username: str, password: str) -> Identity | None:
@@ -139,6 +174,106 @@ def authenticated_identity(session: Session, username: str, password: str) -> Id
     if _HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = _HASHER.hash(password)
     return Identity(username=user.username, role=user.role, center_code=center_code)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The outcome of one log-in attempt: the Identity, or why not (a message safe to show)."""
+
+    identity: Identity | None
+    message: str = ""
+    at: dt.datetime | None = None
+
+
+WRONG_CREDENTIALS = "Unknown user, wrong password or deactivated account."
+
+
+def log_in(session: Session, username: str, password: str, address: str | None = None,
+           now: dt.datetime | None = None) -> LoginResult:
+    """Check a dashboard log-in under the per-user lockout and the per-address limit; record and audit it."""
+    now = now or utcnow()
+    address = (address or LOCAL_ADDRESS)[:64]
+    name = username.strip()[:64]
+    since = now - FAILURE_WINDOW
+    address_failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
+        LoginAttempt.address == address, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since)) or 0
+    if address_failures >= MAX_ADDRESS_FAILURES:
+        _record_attempt(session, name, address, now, "address_limited")
+        return LoginResult(None, f"Too many failed log-ins from this address: try again in "
+                                 f"{_minutes(FAILURE_WINDOW)} minutes.")
+    user = session.scalar(select(User).where(User.username == name))
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        _record_attempt(session, name, address, now, "locked")
+        return LoginResult(None, f"This account is locked after {MAX_USER_FAILURES} failed log-ins until "
+                                 f"{user.locked_until:%H:%M} UTC; try again then, or ask an administrator "
+                                 "(`ctstudy users unlock NAME`).")
+    ident = authenticated_identity(session, name, password)
+    if ident is not None:
+        user.failures_reset_at = now
+        user.locked_until = None
+        session.add(LoginAttempt(at=now, username=name, address=address, succeeded=True))
+        return LoginResult(ident, at=now)
+    reason = "inactive" if user is not None and not user.active and password_matches(user.password_hash, password) \
+        else "wrong_password"
+    _record_attempt(session, name, address, now, reason)
+    if user is not None and user.active:
+        counted_since = max(since, user.failures_reset_at or since)
+        failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
+            LoginAttempt.username == name, LoginAttempt.succeeded.is_(False),
+            LoginAttempt.reason == "wrong_password", LoginAttempt.at > counted_since)) or 0
+        if failures >= MAX_USER_FAILURES:
+            user.locked_until = now + LOCKOUT
+            user.failures_reset_at = now
+            session.add(AuditEvent(actor="dashboard", action="user_locked", entity_type="user", entity_id=name,
+                                   after={"locked_until": user.locked_until.isoformat(), "failures": failures,
+                                          "address": address}))
+            return LoginResult(None, f"Too many failed log-ins: this account is locked for {_minutes(LOCKOUT)} "
+                                     "minutes.")
+    return LoginResult(None, WRONG_CREDENTIALS)
+
+
+def session_identity(session: Session, ident: Identity, logged_in_at: dt.datetime, last_seen: dt.datetime,
+                     now: dt.datetime | None = None) -> LoginResult:
+    """Re-check an open dashboard session on a request: the current Identity, or why the session ended.
+
+    The role and center come fresh from the registry, so a change applies at the next request.
+    """
+    now = now or utcnow()
+    if now - last_seen > SESSION_IDLE:
+        return LoginResult(None, f"Your session ended after {_minutes(SESSION_IDLE)} minutes without activity: "
+                                 "log in again.")
+    if now - logged_in_at > SESSION_MAX:
+        return LoginResult(None, f"Your session ended {SESSION_MAX.total_seconds() / 3600:g} hours after log-in: "
+                                 "log in again.")
+    row = session.execute(select(User, Center.code).outerjoin(Center, User.center_id == Center.id)
+                          .where(User.username == ident.username)).first()
+    if row is None or not row[0].active:
+        return LoginResult(None, "Your session ended: this account has been deactivated.")
+    user, center_code = row
+    if user.locked_until is not None and user.locked_until > now:
+        return LoginResult(None, "Your session ended: this account is locked.")
+    if user.sessions_valid_after is not None and user.sessions_valid_after > logged_in_at:
+        return LoginResult(None, "Your session ended: the account was changed (password or role); log in again.")
+    return LoginResult(Identity(username=user.username, role=user.role, center_code=center_code), at=logged_in_at)
+
+
+def login_attempts_table(session: Session, since: dt.datetime | None = None) -> pd.DataFrame:
+    """Log-in attempts, newest first: at, username, address, succeeded, reason."""
+    query = select(LoginAttempt.at, LoginAttempt.username, LoginAttempt.address, LoginAttempt.succeeded,
+                   LoginAttempt.reason).order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc())
+    if since is not None:
+        query = query.where(LoginAttempt.at >= since)
+    return pd.DataFrame(session.execute(query).all(), columns=["at", "username", "address", "succeeded", "reason"])
+
+
+def _record_attempt(session: Session, name: str, address: str, now: dt.datetime, reason: str) -> None:
+    session.add(LoginAttempt(at=now, username=name, address=address, succeeded=False, reason=reason))
+    session.add(AuditEvent(at=now, actor="dashboard", action="login_failed", entity_type="user", entity_id=name,
+                           after={"address": address, "reason": reason}))
+
+
+def _minutes(delta: dt.timedelta) -> int:
+    return int(delta.total_seconds() // 60)
 
 
 def _user(session: Session, username: str) -> User:

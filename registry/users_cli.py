@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import typer
@@ -11,8 +12,15 @@ from sqlalchemy.orm import Session
 
 from registry.cli_support import open_registry
 from registry.db import session_scope
-from registry.models import ROLES
-from registry.users import add_user, deactivate_user, set_password, users_table
+from registry.models import ROLES, utcnow
+from registry.users import (
+    add_user,
+    deactivate_user,
+    login_attempts_table,
+    set_password,
+    unlock_user,
+    users_table,
+)
 
 app = typer.Typer(help="Dashboard users: add, list, deactivate.", no_args_is_help=True)
 console = Console()
@@ -48,18 +56,44 @@ def list_users(ctx: typer.Context) -> None:
     """List users with role, center and whether they can log in."""
     with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
         df = users_table(session)
-    table = Table("user", "role", "center", "active", "created")
+    table = Table("user", "role", "center", "active", "created", "locked until (UTC)")
     for row in df.itertuples(index=False):
         table.add_row(row.username, row.role, row.center or "-", "yes" if row.active else "no",
-                      f"{row.created_at:%Y-%m-%d %H:%M}")
+                      f"{row.created_at:%Y-%m-%d %H:%M}",
+                      f"{row.locked_until:%Y-%m-%d %H:%M}" if row.locked_until is not None else "-")
     console.print(table if len(df) else "No users yet: `ctstudy users add NAME --role ROLE`.")
 
 
 @app.command("deactivate")
 def deactivate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
-    """Stop a user from logging in (the user is kept for the audit trail)."""
+    """Stop a user from logging in and end their open dashboard sessions (the user is kept for the audit trail)."""
     _run(ctx, lambda s: deactivate_user(s, name))
-    console.print(f"User [bold]{name}[/bold] deactivated.")
+    console.print(f"User [bold]{name}[/bold] deactivated; open dashboard sessions end at their next request.")
+
+
+@app.command("unlock")
+def unlock(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Lift a lockout after repeated failed log-ins before it expires."""
+    _run(ctx, lambda s: unlock_user(s, name))
+    console.print(f"User [bold]{name}[/bold] unlocked.")
+
+
+@app.command("logins")
+def logins(
+    ctx: typer.Context,
+    hours: float = typer.Option(24.0, "--hours", min=0, help="How far back."),
+    failed_only: bool = typer.Option(False, "--failed", help="Only failed attempts."),
+) -> None:
+    """Recent dashboard log-in attempts: when, user name as typed, address, result."""
+    with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
+        df = login_attempts_table(session, since=utcnow() - dt.timedelta(hours=hours))
+    if failed_only:
+        df = df[~df["succeeded"]]
+    table = Table("at (UTC)", "user", "address", "result")
+    for row in df.itertuples(index=False):
+        table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", row.username, row.address,
+                      "ok" if row.succeeded else f"failed: {row.reason}")
+    console.print(table if len(df) else f"No log-in attempts in the last {hours:g} hours.")
 
 
 def _run(ctx: typer.Context, action: Callable[[Session], object]) -> None:
