@@ -15,13 +15,14 @@ from biomarkers import cli as biomarkers_cli
 from imaging import cli as imaging_cli
 from prognosis import cli as prognosis_cli
 from registry import cli as registry_cli
-from registry import users_cli
+from registry import db_cli, users_cli
 from registry.db import upgrade
 from registry.home import DB_URL_ENV, HOME_ENV, Home
 
 app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(users_cli.app, name="users")
+app.add_typer(db_cli.app, name="db")
 app.add_typer(imaging_cli.app, name="imaging")
 app.add_typer(biomarkers_cli.app, name="biomarkers")
 app.add_typer(prognosis_cli.app, name="prognosis")
