@@ -8,7 +8,8 @@ must not silently drop a variable).
 The rules are declared once, as one pandera schema per table kind (`SCHEMAS`): ranges, allowed
 values and cross-field consistency. Before the schema runs, each cell is parsed from text by its
 column's type (`COLUMN_TYPES`); a cell that cannot be parsed is an error of its own ("not a date",
-"not a number") and is then treated as missing, so one bad cell gives exactly one error.
+"not a number", "a finite number", a bare number in a date column) and is then treated as missing,
+so one bad cell gives exactly one error.
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ def _whole() -> pa.Check:
     return pa.Check(lambda s: s == np.round(s), element_wise=False, ignore_na=True, error="a whole number")
 
 
-def _finite() -> pa.Check:
-    return pa.Check(lambda s: np.isfinite(s), ignore_na=True, error="a finite number (not inf or nan)")
-
-
 def _flag(what: str) -> pa.Column:
     return pa.Column(float, pa.Check.isin([0, 1], error=f"{what}: 0 (no) or 1 (yes)"), nullable=True)
 
@@ -75,7 +72,7 @@ CLINICAL_SCHEMA = pa.DataFrameSchema(
             pa.Check.ge(pd.Timestamp(EARLIEST_INJURY), error=f"an injury on or after {EARLIEST_INJURY:%Y-%m-%d}"),
             pa.Check(_injury_not_in_future, error="an injury date not in the future"),
         ], nullable=True),
-        "age": pa.Column(float, [_finite(), _in(0, 110, "age in years")], nullable=True),
+        "age": pa.Column(float, _in(0, 110, "age in years"), nullable=True),
         "sex": pa.Column(object, pa.Check.isin(["M", "F"], error="M or F"), nullable=True),
         "gcs_total": pa.Column(float, [_whole(), _in(3, 15, "GCS total")], nullable=True),
         "gcs_motor": pa.Column(float, [_whole(), _in(1, 6, "GCS motor score")], nullable=True),
@@ -83,8 +80,8 @@ CLINICAL_SCHEMA = pa.DataFrameSchema(
                                        nullable=True),
         "hypoxia": _flag("hypoxia"),
         "hypotension": _flag("hypotension"),
-        "glucose_mmol_l": pa.Column(float, [_finite(), _in(1, 40, "glucose in mmol/L")], nullable=True),
-        "hemoglobin_g_dl": pa.Column(float, [_finite(), _in(3, 22, "hemoglobin in g/dL")], nullable=True),
+        "glucose_mmol_l": pa.Column(float, _in(1, 40, "glucose in mmol/L"), nullable=True),
+        "hemoglobin_g_dl": pa.Column(float, _in(3, 22, "hemoglobin in g/dL"), nullable=True),
         "marshall_ct": pa.Column(float, pa.Check.isin([1, 2, 3, 4, 5, 6], error="Marshall CT class 1-6"),
                                  nullable=True),
         "tsah": _flag("tsah"),
@@ -107,7 +104,6 @@ OUTCOME_SCHEMA = pa.DataFrameSchema(
                             nullable=True),
         "died": _flag("died"),
         "days_to_death_or_censor": pa.Column(float, [
-            _finite(),
             pa.Check.gt(0, error="more than 0 days after the injury"),
             pa.Check.le(FOLLOW_UP_WINDOW_DAYS,
                         error=f"within the 6-month follow-up window (at most {FOLLOW_UP_WINDOW_DAYS:g} days)"),
@@ -257,7 +253,9 @@ def _parse_cell(cell: str, kind: str, normalize: Callable[[str], str] | None) ->
     except ValueError:
         hint = " (use a point, not a comma, for decimals)" if "," in cell else ""
         raise ValueError(f"not a number{hint}") from None
-    if kind in (INTEGER, FLAG) and math.isfinite(number) and number != round(number):
+    if not math.isfinite(number):
+        raise ValueError("a finite number (not inf or nan); leave the cell empty when unknown")
+    if kind in (INTEGER, FLAG) and number != round(number):
         raise ValueError("a whole number" if kind == INTEGER else "0 (no) or 1 (yes)")
     return number
 

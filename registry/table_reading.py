@@ -84,12 +84,22 @@ def _decoded(path: Path, data: bytes) -> tuple[str, str]:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data.decode(encoding), encoding
+    if b"\x00" in data:
+        # Text never holds NUL bytes, but UTF-16 without a BOM does, in every other byte (ASCII text);
+        # it would otherwise "decode" as UTF-8 with a NUL after every character.
+        sample = data[:4096]
+        if sample[1::2].count(0) > 0.4 * len(sample) / 2:
+            return data.decode("utf-16-le", errors="strict"), "utf-16-le"
+        if sample[0::2].count(0) > 0.4 * len(sample) / 2:
+            return data.decode("utf-16-be", errors="strict"), "utf-16-be"
+        raise TableReadError(f"{path}: not a text file in a known encoding (binary data?); expected a CSV "
+                             "in UTF-8, UTF-16 or latin-1, or an .xlsx workbook")
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     best = from_bytes(data).best()
-    if best is None or (b"\x00" in data and not best.encoding.startswith("utf_16")):
+    if best is None:
         raise TableReadError(f"{path}: not a text file in a known encoding (binary data?); expected a CSV "
                              "in UTF-8, UTF-16 or latin-1, or an .xlsx workbook")
     return str(best), best.encoding
