@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -60,7 +61,7 @@ def list_users(ctx: typer.Context) -> None:
     for row in df.itertuples(index=False):
         table.add_row(row.username, row.role, row.center or "-", "yes" if row.active else "no",
                       f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.locked_until:%Y-%m-%d %H:%M}" if row.locked_until is not None else "-")
+                      f"{row.locked_until:%Y-%m-%d %H:%M}" if pd.notna(row.locked_until) else "-")
     console.print(table if len(df) else "No users yet: `ctstudy users add NAME --role ROLE`.")
 
 
