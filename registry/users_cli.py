@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
 from registry.cli_support import open_registry
+from registry.cli_tables import print_table
 from registry.db import session_scope
 from registry.models import ROLES
 from registry.users import add_user, deactivate_user, set_password, users_table
@@ -48,11 +49,13 @@ def list_users(ctx: typer.Context) -> None:
     """List users with role, center and whether they can log in."""
     with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
         df = users_table(session)
-    table = Table("user", "role", "center", "active", "created")
-    for row in df.itertuples(index=False):
-        table.add_row(row.username, row.role, row.center or "-", "yes" if row.active else "no",
-                      f"{row.created_at:%Y-%m-%d %H:%M}")
-    console.print(table if len(df) else "No users yet: `ctstudy users add NAME --role ROLE`.")
+    if not len(df):
+        console.print("No users yet: `ctstudy users add NAME --role ROLE`.")
+        return
+    shown = pd.DataFrame({"User": df["username"], "Role": df["role"], "Center": df["center"].fillna("-"),
+                          "Active": df["active"].map({True: "yes", False: "no"}),
+                          "Created": pd.to_datetime(df["created_at"]).dt.strftime("%Y-%m-%d %H:%M")})
+    print_table(console, shown, labels=False)
 
 
 @app.command("deactivate")

@@ -279,6 +279,21 @@ for _e in _ENTRIES:
 _BY_GROUP: dict[tuple[str, str], Entry] = {(e.group, e.name): e for e in _ENTRIES}
 
 
+SHORT_UID_CHARS = 8
+
+
+def short_uid(uid: str | None) -> str:
+    """A short reference to a DICOM UID people can read and search for: '…09942541' (its last 8 characters).
+
+    Full UIDs (up to 64 digits) fill a screen and get cut by terminals; the last characters are the ones
+    that differ between series of one study, so they find the series in the QC queue's search box.
+    """
+    if not uid:
+        return ""
+    uid = str(uid)
+    return uid if len(uid) <= SHORT_UID_CHARS + 1 else "…" + uid[-SHORT_UID_CHARS:]
+
+
 def entry(name: str, group: str | None = None) -> Entry | None:
     """The dictionary entry of `name` (in `group` when names collide across groups), or None."""
     if group is not None:
@@ -340,3 +355,15 @@ def dictionary_table(groups: list[str] | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["name", "group", "label", "unit", "definition", "values"])
     table["group"] = table["group"].map(GROUPS)
     return table
+
+
+def columns_dictionary(columns: list[str] | pd.Index) -> pd.DataFrame:
+    """The codebook of a table: one row per column (name, label, unit, definition, values), in column order."""
+    import pandas as pd
+
+    rows = []
+    for name in columns:
+        e = entry(name)
+        rows.append({"name": name, "label": label(name), "unit": unit(name),
+                     "definition": e.definition if e else "", "values": e.values if e else ""})
+    return pd.DataFrame(rows, columns=["name", "label", "unit", "definition", "values"])
