@@ -50,7 +50,7 @@ def number_text(value: Any, integer: bool = False) -> str:
         return f"{v:.1f}"
     if magnitude >= 0.01:
         return f"{v:.3f}".rstrip("0").rstrip(".") if magnitude < 1 else f"{v:.2f}"
-    return f"{v:.2e}"
+    return f"{v:.2g}"
 
 
 def cell_text(value: Any, integer: bool = False) -> str:
