@@ -40,6 +40,7 @@ from registry.models import (
 )
 from registry.progress import TOTAL, collection_progress, missing_items
 from registry.store import record_qc_decision
+from registry.targets import set_targets, stored_targets
 from registry.users import add_user, deactivate_user, users_table
 
 CACHE_TTL_S = 60
@@ -148,6 +149,37 @@ def arrival_events(db_url: str, center: str | None, basis: str = "received") -> 
                 select(Center.code.label("center"), Patient.created_at.label("at"))
                 .join(Patient, Patient.center_id == Center.id), center))
     return pd.concat([patients.assign(kind="patients"), series.assign(kind="series")], ignore_index=True)
+
+
+# --- Collection targets (registry.targets) ---------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def center_targets(db_url: str) -> pd.DataFrame:
+    """Every stored target (center None = study-wide): center, metric, target, updated_at, updated_by.
+    Targets are not patient data: every role may see every center's."""
+    with _session(db_url) as s:
+        return stored_targets(s)
+
+
+def save_targets(db_url: str, center: str | None, values: dict[str, int | None], actor: str) -> list[str]:
+    """Store an admin's targets for one center (None: study-wide), audited; the metrics that changed."""
+    with _session(db_url) as s, s.begin():
+        changed = set_targets(s, center, values, actor)
+    clear_caches()
+    return changed
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def target_history(db_url: str, limit: int = 100) -> pd.DataFrame:
+    """Target changes, newest first: when, who, which (center:metric), before and after."""
+    with _session(db_url) as s:
+        df = _frame(s, select(AuditEvent.at.label("when"), AuditEvent.actor.label("who"),
+                              AuditEvent.entity_id.label("target"), AuditEvent.before, AuditEvent.after)
+                    .where(AuditEvent.entity_type == "center_target")
+                    .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    for col in ("before", "after"):
+        df[col] = df[col].map(lambda v: "" if not v or v.get("target") is None else f"{v['target']:,}")
+    return df
 
 
 # --- Quality control ------------------------------------------------------------------------------
