@@ -39,7 +39,7 @@ from registry.models import (
     Study,
 )
 from registry.progress import TOTAL, collection_progress, missing_items
-from registry.store import record_qc_decision
+from registry.store import record_qc_decision, repeated_qc_decision
 from registry.targets import set_targets, stored_targets
 from registry.users import add_user, deactivate_user, users_table
 
@@ -250,8 +250,10 @@ def series_center(db_url: str, series_uid: str) -> str | None:
             .where(Series.series_instance_uid == series_uid))
 
 
-def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None) -> None:
-    """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see.
+def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None
+              ) -> QCDecision | None:
+    """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see; None when it
+    was written, else the earlier identical decision it repeats (then nothing is written).
 
     The user's center is checked here; the rules on status and reason are registry.store.record_qc_decision's.
     """
@@ -261,8 +263,29 @@ def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str
     if center is not None and owner != center:
         raise PermissionError(f"Series {series_uid} belongs to center {owner}: you may only QC center {center}.")
     with _session(db_url) as s, s.begin():
-        record_qc_decision(s, series_uid, status, reason, actor)
+        repeated = repeated_qc_decision(s, series_uid, status, reason)
+        if repeated is None:
+            record_qc_decision(s, series_uid, status, reason, actor)
     clear_caches()
+    return repeated
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def series_review_facts(db_url: str, center: str | None, series_uid: str) -> dict[str, Any]:
+    """What the QC viewer needs beyond the queue row: image type and the latest automatic and manual mask paths."""
+    with _session(db_url) as s:
+        row = s.execute(_scoped(
+            select(Series.id, Series.image_type).join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
+            .where(Series.series_instance_uid == series_uid), center)).first()
+        if row is None:
+            return {"image_type": None, "auto_mask": None, "manual_mask": None}
+        auto = s.scalar(select(SegmentationRun.mask_path).where(
+            SegmentationRun.series_id == row.id, SegmentationRun.status == "done",
+            SegmentationRun.mask_path.is_not(None)).order_by(SegmentationRun.id.desc()).limit(1))
+        manual = s.scalar(select(ManualAnnotation.mask_path).where(ManualAnnotation.series_id == row.id)
+                          .order_by(ManualAnnotation.id.desc()).limit(1))
+    return {"image_type": row.image_type, "auto_mask": auto, "manual_mask": manual}
 
 
 # --- Series files ---------------------------------------------------------------------------------

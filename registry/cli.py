@@ -20,7 +20,7 @@ from registry.cli_tables import print_table
 from registry.db import session_scope
 from registry.home import Home
 from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
-from registry.store import record_qc_decision
+from registry.store import record_qc_decision, repeated_qc_decision
 from vocabulary.dictionary import columns_dictionary, label
 
 if TYPE_CHECKING:  # ingest and CSV import pull pydicom: imported by the commands that use them
@@ -118,8 +118,13 @@ def qc(
         err.print("[red]error:[/red] give --pass or --fail")
         raise typer.Exit(2)
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
-        decision = record_qc_decision(session, series_uid, "passed" if passed else "failed", reason,
-                                      actor or login_name())
+        status = "passed" if passed else "failed"
+        repeated = repeated_qc_decision(session, series_uid, status, reason)
+        if repeated is not None:
+            console.print(f"Series {series_uid}: already {status} by {repeated.actor} on "
+                          f"{repeated.decided_at:%Y-%m-%d %H:%M}; nothing recorded.")
+            return
+        decision = record_qc_decision(session, series_uid, status, reason, actor or login_name())
         console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
 
 
