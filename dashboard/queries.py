@@ -345,6 +345,28 @@ def patients(db_url: str, center: str | None) -> pd.DataFrame:
             .group_by(Patient.pseudo_id, Center.code).order_by(Center.code, Patient.pseudo_id), center))
 
 
+# Volumes that count as findings (mL): the two-class names and the four-class ones (vocabulary.labels).
+FINDING_VOLUMES = ("hematoma_ml", "edema_ml", "eah_ml", "ivh_ml")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patient_findings(db_url: str, center: str | None) -> pd.DataFrame:
+    """Per patient in scope with biomarkers: the largest lesion volume on any of their series (mL), largest first.
+    (The case viewer opens on a patient with findings, not on one whose scans show nothing.)"""
+    with _session(db_url) as s:
+        df = _frame(s, _scoped(
+            select(Patient.pseudo_id, SeriesFeatures.values)
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
+            .join(SeriesFeatures, SeriesFeatures.series_id == Series.id), center))
+    if df.empty:
+        return pd.DataFrame(columns=["pseudo_id", "lesion_ml"])
+    df["lesion_ml"] = df["values"].map(
+        lambda v: sum(float(v.get(k) or 0.0) for k in FINDING_VOLUMES if isinstance(v.get(k), int | float)))
+    return (df.groupby("pseudo_id", as_index=False)["lesion_ml"].max()
+            .sort_values("lesion_ml", ascending=False, kind="stable").reset_index(drop=True))
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def patient_series(db_url: str, center: str | None, pseudo_id: str) -> pd.DataFrame:
     """A patient's series in time order, with the latest automatic and manual mask paths (None where absent)."""

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import auth, collection, figures, queries
 from registry.progress import TOTAL, missing_summary
 from registry.targets import TARGET_METRICS, effective_targets
-from vocabulary.dictionary import display_columns
+from vocabulary.dictionary import dictionary_table, display_columns
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -138,3 +138,8 @@ else:
                           | items["detail"].str.contains(needle, case=False, regex=False)]
         st.dataframe(display_columns(shown[["center", "pseudo_id", "what", "reference", "reason"]].rename(
             columns={"what": "Missing", "reference": "Reference", "reason": "Why"})), hide_index=True)
+
+with st.expander("Data dictionary: what every variable, biomarker and code means"):
+    st.caption("The same names, units and definitions as the exports (`ctstudy registry export` writes them beside "
+               "the table) and `ctstudy dictionary`.")
+    st.dataframe(dictionary_table().rename(columns=str.capitalize), hide_index=True)
