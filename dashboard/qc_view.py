@@ -65,19 +65,20 @@ def search_queue(queue: pd.DataFrame, text: str) -> pd.DataFrame:
 
 def queue_table(queue: pd.DataFrame) -> pd.DataFrame:
     """The queue as people read it: words for status and reasons, a short reference instead of the UID."""
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "Reference": queue["series_uid"].map(dictionary.short_uid),
         "Center": queue["center"],
         "Patient": queue["pseudo_id"],
-        "Day": queue["days_from_injury"],
+        "Day": queue["days_from_injury"].map(lambda d: "unknown" if pd.isna(d) else f"{d:.1f}"),
         "Series": queue["description"].fillna(""),
         "Slices": queue["slices"],
         "Thickness (mm)": queue["slice_thickness"],
         "Status": queue["qc_status"].map(status_words),
         "Why": queue["qc_reasons"].map(lambda r: "; ".join(reason_words(r))),
         "Identifiers in headers": queue["phi_tags"],
-        "Received": pd.to_datetime(queue["ingested_at"]),
     })
+    # The identifiers column only when a series has some: otherwise it is an empty column pushing others off-screen.
+    return table if queue["phi_tags"].astype(bool).any() else table.drop(columns="Identifiers in headers")
 
 
 def auto_window(image: np.ndarray) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import auth, collection, figures, queries
 from registry.progress import TOTAL, missing_summary
 from registry.targets import TARGET_METRICS, effective_targets
-from vocabulary.dictionary import dictionary_table, display_columns
+from vocabulary.dictionary import dictionary_table, display_columns, heading
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -36,7 +36,9 @@ st.subheader("Per center")
 table = counts.copy()
 if len(table) > 1:
     table = pd.concat([table, pd.DataFrame([{"center": "Total", **totals.to_dict()}])], ignore_index=True)
-st.dataframe(display_columns(table), hide_index=True)
+# Narrow count columns, so that all twelve fit the page beside the sidebar (their headings wrap).
+st.dataframe(display_columns(table), hide_index=True,
+             column_config={heading(c): st.column_config.NumberColumn(width="small") for c in collection.COUNT_COLUMNS})
 
 st.subheader("Collection over time")
 basis = st.radio("Dated by", queries.ARRIVAL_BASES, horizontal=True,
@@ -110,7 +112,7 @@ if ident.role == "admin":
                 where = "the whole study" if center is None else f"center {center}"
                 st.session_state["targets_flash"] = (
                     f"Targets of {where} saved by {ident.username}: "
-                    + ", ".join(TARGET_METRICS[m].lower() for m in changed) if changed else
+                    + ", ".join(TARGET_METRICS[m] for m in changed) if changed else
                     f"Targets of {where} unchanged: nothing to save.")
                 st.rerun()
         history = queries.target_history(home.db_url)

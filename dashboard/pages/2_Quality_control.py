@@ -50,9 +50,9 @@ if shown.empty:
                else "No series matches these filters.")
     st.stop()
 st.dataframe(qc_view.queue_table(shown), hide_index=True, height=min(38 + 35 * len(shown), 260),
-             column_config={"Day": st.column_config.NumberColumn(format="%.1f"),
-                            "Thickness (mm)": st.column_config.NumberColumn(format="%.2g"),
-                            "Received": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+             column_config={"Thickness (mm)": st.column_config.NumberColumn(format="%.2g"),
+                            "Slices": st.column_config.NumberColumn(width="small"),
+                            "Center": st.column_config.TextColumn(width="small")})
 
 # --- the series under review ---------------------------------------------------------------------
 uids = shown["series_uid"].tolist()
@@ -160,12 +160,13 @@ with viewer:
 with side:
     if ident.can_qc:
         st.markdown("**Decision**")
+        # Widget keys per series: a verdict or reason given on one series never carries over to the next.
         with st.form(f"qc_decision_form_{series_uid}", clear_on_submit=True):
             verdict = st.radio("Verdict", [QC_PASSED, QC_FAILED], index=None, format_func=qc_view.VERDICTS.get,
-                               key="qc_decision")
+                               key=f"qc_decision_{series_uid}")
             picked = st.multiselect("Reasons", list(dict.fromkeys([*auto_reasons, *qc_view.COMMON_FAIL_REASONS])),
-                                    key="qc_reasons_pick", help="Required to fail; pick any that apply.")
-            note = st.text_input("Other reason or note", key="qc_note")
+                                    key=f"qc_reasons_pick_{series_uid}", help="Required to fail; pick any that apply.")
+            note = st.text_input("Other reason or note", key=f"qc_note_{series_uid}")
             submitted = st.form_submit_button("Record decision", type="primary")
         if submitted:
             text = "; ".join([*picked, *([note.strip()] if note.strip() else [])])

@@ -60,7 +60,7 @@ def test_opens_on_what_needs_a_decision_oldest_first_with_reasons_in_words(small
     warning = " ".join(w.value for w in at.warning)
     assert "Too few slices" in warning and "too_few_slices" not in warning
     assert any("can review but not record" in c.value for c in at.caption)
-    assert "qc_decision" not in [r.key for r in at.radio]
+    assert not [r.key for r in at.radio if r.key.startswith("qc_decision")]
 
 
 def test_phi_filter_and_search(small) -> None:
@@ -99,20 +99,22 @@ def test_decision_has_no_default_needs_a_reason_to_fail_moves_on_and_is_never_du
     at = page("2_Quality_control.py", COORD1)
     assert _queue_refs(at) == [short_uid(uids[k]) for k in ("S3", "S4", "S2")]  # never IT02's S7
     assert at.selectbox(key="qc_series").value == uids["S3"]
-    assert at.radio(key="qc_decision").value is None  # no default verdict, even on an auto-failed series
+    assert at.radio(key="qc_decision_" + uids["S3"]).value is None  # no default verdict, even when auto-failed
     at.button(key="FormSubmitter:qc_decision_form_" + uids["S3"] + "-Record decision").click().run()
     assert any("Choose a verdict" in e.value for e in at.error)
-    at.radio(key="qc_decision").set_value("failed")
+    at.radio(key="qc_decision_" + uids["S3"]).set_value("failed")
     at.button(key="FormSubmitter:qc_decision_form_" + uids["S3"] + "-Record decision").click().run()
     assert any("choose a reason from the list or write one" in e.value for e in at.error)
-    assert "Too few slices" in at.multiselect(key="qc_reasons_pick").options[:1]  # the automatic reason first
-    at.radio(key="qc_decision").set_value("failed")
-    at.multiselect(key="qc_reasons_pick").set_value(["Too few slices"])
-    at.text_input(key="qc_note").set_value("repeat scan available")
+    assert at.multiselect(key="qc_reasons_pick_" + uids["S3"]).options[0] == "Too few slices"  # automatic first
+    at.radio(key="qc_decision_" + uids["S3"]).set_value("failed")
+    at.multiselect(key="qc_reasons_pick_" + uids["S3"]).set_value(["Too few slices"])
+    at.text_input(key="qc_note_" + uids["S3"]).set_value("repeat scan available")
     at.button(key="FormSubmitter:qc_decision_form_" + uids["S3"] + "-Record decision").click().run()
     assert not at.exception
     assert any("marked failed by coord1" in s.value for s in at.success)
     assert at.selectbox(key="qc_series").value == uids["S4"]  # the next series, without a click
+    assert at.radio(key="qc_decision_" + uids["S4"]).value is None  # and nothing carried over from the last one
+    assert at.text_input(key="qc_note_" + uids["S4"]).value == ""
     engine = make_engine(home.db_url)
     with Session(engine) as s:
         series = s.scalar(select(Series).where(Series.series_instance_uid == uids["S3"]))

@@ -70,7 +70,7 @@ def test_admin_sets_a_centers_targets_and_that_center_sees_its_bars(small) -> No
     assert not at.exception
     at = _admin_sets(at, "IT01", {"patients": 6, "series_qc_passed": 4})
     assert not at.exception
-    assert any("Targets of center IT01 saved by admin: patients enrolled, series passed qc" in s.value
+    assert any("Targets of center IT01 saved by admin: Patients enrolled, Series passed QC" in s.value
                for s in at.success)
     # the same values again: nothing is written
     at = _admin_sets(at, "IT01", {"patients": 6, "series_qc_passed": 4})
