@@ -36,9 +36,11 @@ st.subheader("Per center")
 table = counts.copy()
 if len(table) > 1:
     table = pd.concat([table, pd.DataFrame([{"center": "Total", **totals.to_dict()}])], ignore_index=True)
-# Narrow count columns, so that all twelve fit the page beside the sidebar (their headings wrap).
+# Counts with short headings get narrow columns, so that all twelve fit the page beside the sidebar; long
+# headings keep the width they need rather than being cut.
 st.dataframe(display_columns(table), hide_index=True,
-             column_config={heading(c): st.column_config.NumberColumn(width="small") for c in collection.COUNT_COLUMNS})
+             column_config={heading(c): st.column_config.NumberColumn(width="small")
+                            for c in collection.COUNT_COLUMNS if len(heading(c)) <= 10})
 
 st.subheader("Collection over time")
 basis = st.radio("Dated by", queries.ARRIVAL_BASES, horizontal=True,
