@@ -205,4 +205,6 @@ if len(history):
                                       "automatic": "By"}), hide_index=True)
 
 with st.expander("Audit trail"):
-    st.dataframe(queries.audit_trail(home.db_url, scope), hide_index=True)
+    st.dataframe(queries.audit_trail(home.db_url, scope).rename(columns={
+        "at": "When", "actor": "Who", "action": "Action", "entity_type": "On", "entity_id": "Which",
+        "before": "Before", "after": "After"}), hide_index=True)

@@ -23,8 +23,11 @@ findings = queries.patient_findings(home.db_url, scope).set_index("pseudo_id")["
 label_of = {r.pseudo_id: f"{r.pseudo_id} · {r.center} · {r.series} series"
             + (f" · lesions up to {findings[r.pseudo_id]:.1f} mL" if findings.get(r.pseudo_id, 0) > 0 else "")
             for r in patients.itertuples()}
-# Open on the patient with the largest lesion (a case worth looking at); the most scans only without biomarkers.
-with_findings = [p for p in findings.index if findings[p] > 0 and p in label_of]
+# Open on the patient with the largest lesion (a case worth looking at), preferring one whose scans are dated
+# (on the timeline); the one with most scans only when no patient has biomarkers.
+dated = set(patients.loc[patients["first_day"].notna(), "pseudo_id"])
+with_findings = sorted((p for p in findings.index if findings[p] > 0 and p in label_of),
+                       key=lambda p: p not in dated)  # stable: the largest lesion first within each group
 first = with_findings[0] if with_findings else patients["pseudo_id"].iloc[int(patients["series"].to_numpy().argmax())]
 pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=label_of.get, key="case_patient",
                          index=list(label_of).index(first))

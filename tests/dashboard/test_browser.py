@@ -87,6 +87,8 @@ def _settle(page) -> None:  # noqa: ANN001
     page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
                            timeout=TIMEOUT_MS)
     page.wait_for_timeout(800)
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=TIMEOUT_MS)  # again: an image element may have been added meanwhile
 
 
 def _log_in(page, url: str, username: str) -> None:  # noqa: ANN001
@@ -189,6 +191,7 @@ def test_every_role_in_chromium(server) -> None:
             _settle(page)
             _shot(page, "coordinator_2c_qc_topogram")
             _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time")
+            assert page.get_by_text("not on the timeline").count() == 0  # opens on a dated case with findings
             _visit(page, "Outcome models", "coordinator_4_outcome_models")
             _log_out(page)
 
