@@ -92,7 +92,7 @@ def ingest(
         groups = group_by_folder([*report.conflicts, *report.rejected])
         for (reason, folder), items in list(groups.items())[:50]:
             where = f"{items[0].path}" if len(items) == 1 else f"{folder}/ ({len(items)} files, first shown)"
-            console.print(f"[yellow]{reason}[/yellow] {where}: {items[0].detail}", soft_wrap=True)
+            console.print(f"[yellow]{label(reason)}[/yellow] ({reason}) {where}: {items[0].detail}", soft_wrap=True)
         if len(groups) > 50:
             console.print(f"... and {len(groups) - 50} more folders (table `rejection`, ingest run {report.run_id}).")
 

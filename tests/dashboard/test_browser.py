@@ -100,7 +100,10 @@ def _log_in(page, url: str, username: str) -> None:  # noqa: ANN001
     _settle(page)
 
 
-def _visit(page, title: str, shot: str, *texts: str) -> None:  # noqa: ANN001
+SLICE_SHOWN = re.compile(r"slice \d+/\d+")  # the caption under a CT slice: the image has been drawn
+
+
+def _visit(page, title: str, shot: str, *texts: str | re.Pattern) -> None:  # noqa: ANN001
     page.get_by_role("link", name=title, exact=True).click()
     page.get_by_role("heading", name=title, exact=True, level=1).wait_for(timeout=TIMEOUT_MS)
     _settle(page)
@@ -168,7 +171,8 @@ def test_every_role_in_chromium(server) -> None:
             page.get_by_text(f"Targets of center {mine} saved by admin").wait_for(timeout=TIMEOUT_MS)
             _settle(page)
             _shot(page, "admin_1_targets_editor")
-            _visit(page, "Quality control", "admin_2_quality_control", "series need a decision", "Record decision")
+            _visit(page, "Quality control", "admin_2_quality_control", "series need a decision", "Record decision",
+                   SLICE_SHOWN)
             _decide(page, "Pass: usable for analysis", None, "admin")
             _shot(page, "admin_2b_qc_next_series")
             _visit(page, "Outcome models", "admin_3_outcome_models")
@@ -190,7 +194,8 @@ def test_every_role_in_chromium(server) -> None:
             page.get_by_role("textbox", name="Find a series").press("Enter")
             _settle(page)
             _shot(page, "coordinator_2c_qc_topogram")
-            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time")
+            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time",
+                   SLICE_SHOWN)
             assert page.get_by_text("not on the timeline").count() == 0  # opens on a dated case with findings
             _visit(page, "Outcome models", "coordinator_4_outcome_models")
             _log_out(page)
@@ -202,7 +207,7 @@ def test_every_role_in_chromium(server) -> None:
                 assert page.get_by_text(other).count() > 0
                 _visit(page, "Quality control", f"{role}_2_quality_control", "can review but not record")
                 assert page.get_by_role("button", name="Record decision").count() == 0
-                _visit(page, "Case viewer", f"{role}_3_case_viewer", "Slices")
+                _visit(page, "Case viewer", f"{role}_3_case_viewer", "Slices", SLICE_SHOWN)
                 _visit(page, "Biomarkers", f"{role}_4_biomarkers")
                 _visit(page, "Outcome models", f"{role}_5_outcome_models")
                 _visit(page, "Risk calculator", f"{role}_6_risk_calculator")
