@@ -1,33 +1,41 @@
 """The `ctstudy` command line: global options, `init`, and each package's command group.
 
 Each package keeps its own thin `cli.py`; this module only mounts them and resolves the data
-home, which sub-commands receive as `ctx.obj` (a `registry.home.Home`).
+home, which sub-commands receive as `ctx.obj` (a `registry.home.Home`). The packages' command
+groups are imported only when one of their commands runs (`ctstudy.lazy`), so that `ctstudy --help`
+and registry commands do not wait for torch, MONAI or statsmodels to load.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from biomarkers import cli as biomarkers_cli
-from imaging import cli as imaging_cli
-from prognosis import cli as prognosis_cli
-from registry import cli as registry_cli
-from registry import db_cli, users_cli
-from registry.db import upgrade
+from ctstudy.errors import DEBUG_ENV, debug_enabled, failure_line
+from ctstudy.lazy import LAZY_COMMANDS, LazyCommand, LazyGroup
 from registry.home import DB_URL_ENV, HOME_ENV, Home
 
-app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exceptions_show_locals=False)
-app.add_typer(registry_cli.app, name="registry")
-app.add_typer(users_cli.app, name="users")
-app.add_typer(db_cli.app, name="db")
-app.add_typer(imaging_cli.app, name="imaging")
-app.add_typer(biomarkers_cli.app, name="biomarkers")
-app.add_typer(prognosis_cli.app, name="prognosis")
-# Root-level commands of other packages (`ctstudy synth`, `ctstudy dashboard`) and the demo are
-# registered at the bottom of this module with app.command(...).
+app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  cls=LazyGroup)
+# The packages' command groups and root commands, imported when used; the help line is the one their
+# module gives (tests/ctstudy checks that they agree).
+LAZY_COMMANDS.update({
+    "registry": LazyCommand("registry.cli:app", "The study registry: ingest, QC, collection progress, export."),
+    "users": LazyCommand("registry.users_cli:app", "Dashboard users: add, list, deactivate."),
+    "db": LazyCommand("registry.db_cli:app", "The registry database: schema upgrade and downgrade, backups."),
+    "imaging": LazyCommand("imaging.cli:app", "Hematoma/edema segmentation: train, segment, export, evaluate."),
+    "biomarkers": LazyCommand("biomarkers.cli:app", "Imaging biomarkers: extract and export."),
+    "prognosis": LazyCommand("prognosis.cli:app", "Outcome models: fit, compare, report."),
+    "synth": LazyCommand("synthetic.cli:synth", "Write a synthetic multi-center TBI head-CT study with known truth."),
+    "dashboard": LazyCommand("dashboard.cli:serve",
+                             "Serve the dashboard (log in with an account from `ctstudy users add`)."),
+    "demo": LazyCommand("ctstudy.demo:demo", "Generate a synthetic study into the home and run the whole pipeline "
+                        "on it, then serve the dashboard."),
+})
 console = Console()
 
 
@@ -37,18 +45,44 @@ def _global(
     home: Path | None = typer.Option(None, "--home", envvar=HOME_ENV, help="Data home (default ./ctstudy-data)."),
     db_url: str | None = typer.Option(None, "--db-url", envvar=DB_URL_ENV,
                                       help="Database URL (default SQLite in the home)."),
+    debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an unexpected error ({DEBUG_ENV}=1)."),
 ) -> None:
     """ctstudy: multi-center TBI head-CT studies."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     ctx.obj = Home.resolve(home, db_url)
 
 
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create the data home and its pseudonymization key, and upgrade the database to the latest schema."""
+    from registry.db import upgrade
+
     home: Home = ctx.obj
     home.ensure()
     upgrade(home.db_url)
     console.print(f"Data home [bold]{home.root}[/bold], database {_safe_url(home.db_url)} at the latest schema.")
+
+
+@app.command()
+def dictionary(
+    group: str | None = typer.Option(None, "--group", help="Only this group (e.g. biomarker_patient, qc_reason)."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or markdown."),
+) -> None:
+    """The data dictionary: every variable, biomarker and code with its label, unit and definition."""
+    from registry.cli_tables import print_table
+    from vocabulary.dictionary import GROUPS, dictionary_table
+
+    if group is not None and group not in GROUPS:
+        console.print(f"[red]error:[/red] unknown group {group!r}; groups: {', '.join(GROUPS)}")
+        raise typer.Exit(2)
+    table = dictionary_table([group] if group else None)
+    if fmt == "csv":
+        table.to_csv(sys.stdout, index=False)
+    elif fmt == "markdown":
+        sys.stdout.write(table.to_markdown(index=False) + "\n")
+    else:
+        print_table(console, table, title="Data dictionary")
 
 
 def _safe_url(url: str) -> str:
@@ -59,17 +93,11 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
-    app()
-
-
-from synthetic.cli import synth  # noqa: E402 - root commands of other packages are registered after the app
-
-app.command("synth")(synth)
-
-from dashboard.cli import serve  # noqa: E402 - root commands of other packages are registered after the app
-
-app.command("dashboard")(serve)
-
-from ctstudy.demo import demo  # noqa: E402 - the demo runs the commands above in-process
-
-app.command("demo")(demo)
+    """`ctstudy`: the app, with one clear line (never a bare library message) for what no command handled."""
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # noqa: BLE001 - the last resort: every unexpected failure gets words
+        if debug_enabled():
+            raise
+        Console(stderr=True).print(failure_line(sys.argv[1:], exc), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

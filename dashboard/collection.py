@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from registry.targets import TARGET_METRICS
+
 DEFAULT_TARGETS_FILE = Path(__file__).with_name("targets.toml")
 # A data home may carry its own targets; it replaces the packaged defaults key by key.
 HOME_TARGETS_FILE = "dashboard-targets.toml"
@@ -18,12 +20,7 @@ COUNT_COLUMNS = [
     "patients", "series", "qc_passed", "qc_failed", "qc_auto_failed", "qc_pending",
     "with_clinical", "with_outcome", "with_followup", "series_annotated", "series_segmented",
 ]
-TARGET_METRICS = {
-    "patients": "Patients enrolled",
-    "series_qc_passed": "Series passed QC",
-    "series_annotated": "Series manually annotated",
-    "series_segmented": "Series segmented",
-}
+
 
 
 def totals_row(counts: pd.DataFrame) -> pd.Series:
@@ -62,6 +59,38 @@ def load_targets(home_root: Path | None = None) -> dict:
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"targets [{scope}] {key}: a positive whole number is required, got {value!r}")
     return targets
+
+
+def study_defaults(home_root: Path | None = None) -> dict[str, int]:
+    """Study-wide default targets: dashboard/targets.toml (and a home's dashboard-targets.toml, if an older
+    deployment has one). Admins override them, and set per-center targets, in the registry."""
+    return dict(load_targets(home_root).get("study", {}))
+
+
+def file_center_targets(home_root: Path | None = None) -> dict[str, dict[str, int]]:
+    """Per-center targets still in a targets file (imported into the registry once by an admin)."""
+    return {code: dict(v) for code, v in load_targets(home_root).get("center", {}).items()}
+
+
+def with_file_targets(stored: pd.DataFrame, file_centers: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Stored targets plus per-center ones still only in an old targets file (a stored one wins)."""
+    have = set(zip(stored["center"], stored["metric"], strict=True))
+    extra = [{"center": code, "metric": m, "target": v, "updated_at": None, "updated_by": "targets file"}
+             for code, values in file_centers.items() for m, v in values.items() if (code, m) not in have]
+    return pd.concat([stored, pd.DataFrame(extra, columns=stored.columns)], ignore_index=True) if extra else stored
+
+
+def targets_by_center(counts: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """One row per center with stored targets and metric: center, label, done, target, fraction (capped at 1)."""
+    rows = []
+    for r in stored.dropna(subset=["center"]).itertuples():
+        line = counts[counts["center"] == r.center]
+        if line.empty:
+            continue
+        done = int(progress_against_targets(totals_row(line), {r.metric: int(r.target)})["done"].iloc[0])
+        rows.append({"center": r.center, "metric": r.metric, "label": TARGET_METRICS[r.metric], "done": done,
+                     "target": int(r.target), "fraction": min(done / int(r.target), 1.0)})
+    return pd.DataFrame(rows, columns=["center", "metric", "label", "done", "target", "fraction"])
 
 
 def progress_against_targets(totals: pd.Series, targets: dict[str, int]) -> pd.DataFrame:

@@ -39,7 +39,8 @@ from registry.models import (
     Study,
 )
 from registry.progress import TOTAL, collection_progress, missing_items
-from registry.store import record_qc_decision
+from registry.store import record_qc_decision, repeated_qc_decision
+from registry.targets import set_targets, stored_targets
 from registry.users import add_user, deactivate_user, users_table
 
 CACHE_TTL_S = 60
@@ -150,6 +151,37 @@ def arrival_events(db_url: str, center: str | None, basis: str = "received") -> 
     return pd.concat([patients.assign(kind="patients"), series.assign(kind="series")], ignore_index=True)
 
 
+# --- Collection targets (registry.targets) ---------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def center_targets(db_url: str) -> pd.DataFrame:
+    """Every stored target (center None = study-wide): center, metric, target, updated_at, updated_by.
+    Targets are not patient data: every role may see every center's."""
+    with _session(db_url) as s:
+        return stored_targets(s)
+
+
+def save_targets(db_url: str, center: str | None, values: dict[str, int | None], actor: str) -> list[str]:
+    """Store an admin's targets for one center (None: study-wide), audited; the metrics that changed."""
+    with _session(db_url) as s, s.begin():
+        changed = set_targets(s, center, values, actor)
+    clear_caches()
+    return changed
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def target_history(db_url: str, limit: int = 100) -> pd.DataFrame:
+    """Target changes, newest first: when, who, which (center:metric), before and after."""
+    with _session(db_url) as s:
+        df = _frame(s, select(AuditEvent.at.label("when"), AuditEvent.actor.label("who"),
+                              AuditEvent.entity_id.label("target"), AuditEvent.before, AuditEvent.after)
+                    .where(AuditEvent.entity_type == "center_target")
+                    .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    for col in ("before", "after"):
+        df[col] = df[col].map(lambda v: "" if not v or v.get("target") is None else f"{v['target']:,}")
+    return df
+
+
 # --- Quality control ------------------------------------------------------------------------------
 
 def _joined(values: Any) -> str:
@@ -218,8 +250,10 @@ def series_center(db_url: str, series_uid: str) -> str | None:
             .where(Series.series_instance_uid == series_uid))
 
 
-def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None) -> None:
-    """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see.
+def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str, center: str | None
+              ) -> QCDecision | None:
+    """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see; None when it
+    was written, else the earlier identical decision it repeats (then nothing is written).
 
     The user's center is checked here; the rules on status and reason are registry.store.record_qc_decision's.
     """
@@ -229,8 +263,29 @@ def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str
     if center is not None and owner != center:
         raise PermissionError(f"Series {series_uid} belongs to center {owner}: you may only QC center {center}.")
     with _session(db_url) as s, s.begin():
-        record_qc_decision(s, series_uid, status, reason, actor)
+        repeated = repeated_qc_decision(s, series_uid, status, reason)
+        if repeated is None:
+            record_qc_decision(s, series_uid, status, reason, actor)
     clear_caches()
+    return repeated
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def series_review_facts(db_url: str, center: str | None, series_uid: str) -> dict[str, Any]:
+    """What the QC viewer needs beyond the queue row: image type and the latest automatic and manual mask paths."""
+    with _session(db_url) as s:
+        row = s.execute(_scoped(
+            select(Series.id, Series.image_type).join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
+            .where(Series.series_instance_uid == series_uid), center)).first()
+        if row is None:
+            return {"image_type": None, "auto_mask": None, "manual_mask": None}
+        auto = s.scalar(select(SegmentationRun.mask_path).where(
+            SegmentationRun.series_id == row.id, SegmentationRun.status == "done",
+            SegmentationRun.mask_path.is_not(None)).order_by(SegmentationRun.id.desc()).limit(1))
+        manual = s.scalar(select(ManualAnnotation.mask_path).where(ManualAnnotation.series_id == row.id)
+                          .order_by(ManualAnnotation.id.desc()).limit(1))
+    return {"image_type": row.image_type, "auto_mask": auto, "manual_mask": manual}
 
 
 # --- Series files ---------------------------------------------------------------------------------
@@ -288,6 +343,28 @@ def patients(db_url: str, center: str | None) -> pd.DataFrame:
             .join(Study, Study.patient_id == Patient.id)
             .join(Series, Series.study_id == Study.id)
             .group_by(Patient.pseudo_id, Center.code).order_by(Center.code, Patient.pseudo_id), center))
+
+
+# Volumes that count as findings (mL): the two-class names and the four-class ones (vocabulary.labels).
+FINDING_VOLUMES = ("hematoma_ml", "edema_ml", "eah_ml", "ivh_ml")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def patient_findings(db_url: str, center: str | None) -> pd.DataFrame:
+    """Per patient in scope with biomarkers: the largest lesion volume on any of their series (mL), largest first.
+    (The case viewer opens on a patient with findings, not on one whose scans show nothing.)"""
+    with _session(db_url) as s:
+        df = _frame(s, _scoped(
+            select(Patient.pseudo_id, SeriesFeatures.values)
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
+            .join(SeriesFeatures, SeriesFeatures.series_id == Series.id), center))
+    if df.empty:
+        return pd.DataFrame(columns=["pseudo_id", "lesion_ml"])
+    df["lesion_ml"] = df["values"].map(
+        lambda v: sum(float(v.get(k) or 0.0) for k in FINDING_VOLUMES if isinstance(v.get(k), int | float)))
+    return (df.groupby("pseudo_id", as_index=False)["lesion_ml"].max()
+            .sort_values("lesion_ml", ascending=False, kind="stable").reset_index(drop=True))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -9,15 +9,16 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from imaging import store
 from imaging.inference import select_device, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
 from registry.cli_support import open_registry
+from registry.cli_tables import print_table
 from registry.csv_export import write_csv
 from registry.db import session_scope
+from vocabulary.dictionary import short_uid
 
 app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
 console = Console()
@@ -154,7 +155,8 @@ def segment(
             task = bar.add_task("segment", total=len(uids), last="")
             report = segment_registered_series(
                 engine, home.masks_dir, segmenter, uids,
-                on_series=lambda uid, outcome: bar.update(task, advance=1, last=f"{outcome} {uid[-12:]}"))
+                on_series=lambda uid, outcome: bar.update(task, advance=1,
+                                                          last=f"last: series {short_uid(uid)} {outcome}"))
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
                       f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))
@@ -247,12 +249,7 @@ def evaluate(
 
 
 def _print(df: pd.DataFrame, title: str) -> None:
-    t = Table(title=title)
-    for c in df.columns:
-        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
-    for row in df.itertuples(index=False):
-        t.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(t)
+    print_table(console, df, title)  # full width when piped: no header or cell cut to "…"
 
 
 __all__ = ["app", "DEFAULT_MODEL_PATH"]

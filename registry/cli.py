@@ -7,22 +7,26 @@ import sys
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import Engine
 
 from registry.cli_support import login_name, open_registry
-from registry.clinical_import import CSVValidationError, import_table
+from registry.cli_tables import print_table
 from registry.csv_export import write_csv
 from registry.db import session_scope
 from registry.home import Home
-from registry.ingest import RejectedItem, ingest_directory
 from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
-from registry.store import record_qc_decision
+from registry.store import record_qc_decision, repeated_qc_decision
+from vocabulary.dictionary import columns_dictionary, label
+
+if TYPE_CHECKING:  # ingest and CSV import pull pydicom: imported by the commands that use them
+    from registry.clinical_import import CSVValidationError
+    from registry.ingest import RejectedItem
 
 app = typer.Typer(help="The study registry: ingest, QC, collection progress, export.", no_args_is_help=True)
 console = Console()
@@ -40,6 +44,8 @@ ACTOR = typer.Option(None, "--actor", help="Who does this (recorded in the audit
 
 
 def _explain(exc: Exception) -> None:
+    from registry.clinical_import import CSVValidationError
+
     if isinstance(exc, CSVValidationError):
         _print_errors(exc)
 
@@ -59,6 +65,8 @@ def ingest(
     actor: str | None = ACTOR,
 ) -> None:
     """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
+    from registry.ingest import ingest_directory
+
     with _engine(ctx) as (home, engine):
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=False) as bar:
@@ -72,25 +80,20 @@ def ingest(
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
                                       actor=actor or login_name(), progress=progress, workers=workers)
-        summary = Table(title=f"Ingest run {report.run_id}: {directory}")
-        summary.add_column("what")
-        summary.add_column("count", justify="right")
-        for label, value in [("files seen", report.files_seen), ("new instances", report.new_instances),
-                             ("already present", report.already_present), ("conflicts", len(report.conflicts)),
-                             ("new series", report.series_new), ("extended series", report.series_updated),
-                             ("new patients", report.patients_new)]:
-            summary.add_row(label, str(value))
-        for status, n in sorted(report.qc.items()):
-            summary.add_row(f"series QC {status}", str(n))
-        for reason, n in report.rejected_by_reason.items():
-            summary.add_row(f"rejected: {reason}", str(n))
-        console.print(summary)
+        rows = [("files seen", report.files_seen), ("new instances", report.new_instances),
+                ("already present", report.already_present), ("conflicts", len(report.conflicts)),
+                ("new series", report.series_new), ("extended series", report.series_updated),
+                ("new patients", report.patients_new)]
+        rows += [(f"series QC {status}", n) for status, n in sorted(report.qc.items())]
+        rows += [(f"rejected: {label(reason)}", n) for reason, n in report.rejected_by_reason.items()]
+        print_table(console, pd.DataFrame(rows, columns=["What", "Count"]),
+                    f"Ingest run {report.run_id}: {directory}", labels=False)
         if report.nothing_new:
             console.print("Nothing new: every readable file was already in the registry.")
         groups = group_by_folder([*report.conflicts, *report.rejected])
         for (reason, folder), items in list(groups.items())[:50]:
             where = f"{items[0].path}" if len(items) == 1 else f"{folder}/ ({len(items)} files, first shown)"
-            console.print(f"[yellow]{reason}[/yellow] {where}: {items[0].detail}", soft_wrap=True)
+            console.print(f"[yellow]{label(reason)}[/yellow] ({reason}) {where}: {items[0].detail}", soft_wrap=True)
         if len(groups) > 50:
             console.print(f"... and {len(groups) - 50} more folders (table `rejection`, ingest run {report.run_id}).")
 
@@ -116,13 +119,20 @@ def qc(
         err.print("[red]error:[/red] give --pass or --fail")
         raise typer.Exit(2)
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
-        decision = record_qc_decision(session, series_uid, "passed" if passed else "failed", reason,
-                                      actor or login_name())
+        status = "passed" if passed else "failed"
+        repeated = repeated_qc_decision(session, series_uid, status, reason)
+        if repeated is not None:
+            console.print(f"Series {series_uid}: already {status} by {repeated.actor} on "
+                          f"{repeated.decided_at:%Y-%m-%d %H:%M}; nothing recorded.")
+            return
+        decision = record_qc_decision(session, series_uid, status, reason, actor or login_name())
         console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
 
 
 def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None,
             create: bool, blank_clears: bool) -> None:
+    from registry.clinical_import import import_table
+
     with _engine(ctx) as (home, engine):
         report = import_table(engine, home, path, kind, actor=actor or login_name(), skip_invalid=skip_invalid,
                               create=create, blank_clears=blank_clears)
@@ -191,7 +201,13 @@ def missing(
     """What each center still owes: CT, clinical data, outcome, a QC-passed admission scan, pending reviews."""
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
         items = missing_items(session, center)
-    _emit(items if detail else missing_summary(items), fmt, "Missing items" + (f" ({center})" if center else ""))
+    title = "Missing items" + (f" ({center})" if center else "")
+    if not detail:
+        _emit(missing_summary(items), fmt, title)
+    elif fmt is OutputFormat.table:  # words and short references on screen; csv/json keep codes and full UIDs
+        _emit(items.drop(columns=["item", "detail"]), fmt, title)
+    else:
+        _emit(items, fmt, title)
 
 
 @app.command()
@@ -199,39 +215,32 @@ def export(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="Output file: .csv or .parquet"),
 ) -> None:
-    """Write the analysis-ready patient table (pseudonyms, clinical, outcome, series counts, scan days)."""
+    """Write the analysis-ready patient table (pseudonyms, clinical, outcome, series counts, scan days).
+
+    Beside it, FILE's name with `.dictionary.csv`: every column's label, unit, definition and coding.
+    """
     with _engine(ctx) as (_home, engine):
         with session_scope(engine) as session:
             table = patient_table(session)
         write_patient_table(table, str(file))
-    console.print(f"{len(table)} patients written to {file}")
+        codebook = file.with_name(file.name.rsplit(".", 1)[0] + ".dictionary.csv")
+        columns_dictionary(table.columns).to_csv(codebook, index=False)
+    console.print(f"{len(table):,} patients written to {file}; column labels, units and definitions in {codebook}")
 
 
 def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
+    """CSV and JSON keep the machine names; the table reads in words (the data dictionary) and is never cut."""
     if fmt is OutputFormat.csv:
         write_csv(table, sys.stdout)  # formula-looking cells neutralized (registry.csv_export)
     elif fmt is OutputFormat.json:
         sys.stdout.write(table.to_json(orient="records", date_format="iso") + "\n")
     else:
-        out = Table(title=title, box=None, pad_edge=False, padding=(0, 1, 0, 0))
-        for column in table.columns:
-            # One word per line in headers, so that the 11 progress columns fit an 80-column terminal.
-            numeric = pd.api.types.is_numeric_dtype(table[column])
-            words = str(column).split("_")
-            out.add_column("\n".join(words), justify="right" if numeric else "left",
-                           min_width=max(len(w) for w in words))
-        for row in table.itertuples(index=False):
-            out.add_row(*("" if pd.isna(v) else str(v) for v in row))
-        console.print(out)
+        print_table(console, table, title)
 
 
 def _print_errors(exc: CSVValidationError) -> None:
-    out = Table(title=f"{exc.path}: {len(exc.errors)} error(s), nothing imported")
-    for column in ("row", "column", "value", "rule"):
-        out.add_column(column)
-    for e in exc.errors.itertuples(index=False):
-        out.add_row(str(e.row), str(e.column), str(e.value), str(e.rule))
-    err.print(out)
+    errors = exc.errors[["row", "column", "value", "rule"]].rename(columns=str.capitalize)
+    print_table(err, errors, f"{exc.path}: {len(exc.errors):,} error(s), nothing imported", labels=False)
 
 
 @app.command("import-annotations")

@@ -22,6 +22,18 @@ err = Console(stderr=True)
 # Errors that mean "the input or the state is not what this command needs": shown as one line
 # naming what is wrong, exit status 1, no traceback. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, RuntimeError)
+# ... except those raised inside a library (numpy's LinAlgError is a ValueError: "Singular matrix" says
+# nothing of what was being done) and a bare KeyError / IndexError (its text is only the key: "error: 1").
+# Those go on to `ctstudy.cli.main`, which names the command, says what the error means and what to do.
+LIBRARY_ROOTS = frozenset({"numpy", "scipy", "pandas", "statsmodels", "sklearn", "lifelines", "torch", "monai",
+                           "sqlalchemy", "pydicom", "nibabel", "highdicom", "SimpleITK", "patsy"})
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """A failure that means the input or the state is wrong (one line, exit 1), not a bug or a library failure."""
+    if not isinstance(exc, USER_ERRORS) or type(exc) in (KeyError, IndexError):
+        return False
+    return type(exc).__module__.split(".")[0] not in LIBRARY_ROOTS
 
 
 def login_name() -> str:
@@ -46,6 +58,8 @@ def open_registry(ctx: typer.Context,
         require_current_schema(engine)
         yield home, engine
     except USER_ERRORS as exc:
+        if not is_user_error(exc):
+            raise
         if explain is not None:
             explain(exc)
         err.print(f"[red]error:[/red] {exc}")

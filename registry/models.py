@@ -324,6 +324,25 @@ class ModelFit(Base):
     artifact_path: Mapped[str | None] = mapped_column(Text)
 
 
+class CenterTarget(Base):
+    """A collection target set by an admin: for one center, or study-wide (`center_id` NULL).
+
+    Metrics are `registry.targets.TARGET_METRICS`; every change is also an AuditEvent (entity_type
+    "center_target"). The packaged dashboard/targets.toml gives the study-wide defaults below these.
+    """
+
+    __tablename__ = "center_target"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    center_id: Mapped[int | None] = mapped_column(ForeignKey("center.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    target: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("center_id", "metric"),)
+
+
 class User(Base):
     __tablename__ = "app_user"
 

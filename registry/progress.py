@@ -26,6 +26,7 @@ from registry.models import (
     Series,
     Study,
 )
+from vocabulary import dictionary
 
 TOTAL = "TOTAL"
 PROGRESS_COLUMNS = [
@@ -140,22 +141,32 @@ def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = 
     return pd.concat([table, total], ignore_index=True)[PROGRESS_COLUMNS]
 
 
+MISSING_COLUMNS = ["center", "pseudo_id", "item", "what", "reference", "reason", "detail"]
+
+
 def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
-    """What each center still owes, one row per (patient or series, item): center, pseudo_id, item, detail."""
+    """What each center still owes, one row per (patient or series, item).
+
+    Columns: center, pseudo_id, item (the code), what (the item in words, from the data dictionary),
+    reference (a short identifier to search for: '…' and the last characters of the study or series UID),
+    reason (why, in words: the QC reasons of the admission scan's series) and detail (the full UID, for
+    exports and scripts).
+    """
     patient_filter = [Center.code == center] if center else []
     base = select(Center.code.label("center"), Patient.pseudo_id, Patient.id).join(Patient.center).where(
         *patient_filter)
     frames = []
 
-    def add(item: str, query: Select, detail: str = "") -> None:
+    def add(item: str, query: Select, reason: str = "") -> None:
         rows = session.execute(query).all()
-        frames.append(pd.DataFrame([(r.center, r.pseudo_id, item, getattr(r, "detail", detail)) for r in rows],
-                                   columns=["center", "pseudo_id", "item", "detail"]))
+        frames.append(pd.DataFrame(
+            [(r.center, r.pseudo_id, item, getattr(r, "detail", ""), getattr(r, "reason", reason)) for r in rows],
+            columns=["center", "pseudo_id", "item", "detail", "reason"]))
 
     has_series = select(Study.patient_id).join(Series, Series.study_id == Study.id)
-    add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome but no CT series")
-    add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no clinical record")
-    add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no 6-month outcome")
+    add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
+    add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no row in clinical.csv")
+    add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no row in outcomes.csv")
 
     # The admission scan is the patient's earliest study; it owes a QC-passed series.
     studies = pd.DataFrame(session.execute(
@@ -171,19 +182,46 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
         first = studies.sort_values(["patient_id", "when", "study_id"], na_position="last").groupby(
             "patient_id").head(1)
         owed = first[first["passed"] == 0]
+        why = _study_qc_reasons(session, owed["study_id"].tolist())
         frames.append(pd.DataFrame({"center": owed["center"], "pseudo_id": owed["pseudo_id"],
-                                    "item": "no_qc_passed_admission_scan",
-                                    "detail": "admission study " + owed["study_instance_uid"]}))
+                                    "item": "no_qc_passed_admission_scan", "detail": owed["study_instance_uid"],
+                                    "reason": owed["study_id"].map(why).fillna("")}))
 
     add("series_pending_review",
-        select(Center.code.label("center"), Patient.pseudo_id, Series.series_instance_uid.label("detail"))
+        select(Center.code.label("center"), Patient.pseudo_id, Series.series_instance_uid.label("detail"),
+               func.coalesce(Series.description, "").label("reason"))
         .join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
         .join(Center, Patient.center_id == Center.id)
         .where(Series.qc_status == QC_PENDING, *patient_filter))
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame(columns=["center", "pseudo_id", "item", "detail"])
-    return pd.concat(frames, ignore_index=True).sort_values(["center", "item", "pseudo_id"]).reset_index(drop=True)
+        return pd.DataFrame(columns=MISSING_COLUMNS)
+    items = pd.concat(frames, ignore_index=True)
+    items["what"] = items["item"].map(dictionary.label)
+    items["reference"] = [("series " if item == "series_pending_review" else "study ") + dictionary.short_uid(d)
+                          if d else "" for item, d in zip(items["item"], items["detail"], strict=True)]
+    pending = items["item"] == "series_pending_review"
+    items.loc[pending, "reason"] = "waiting for a reviewer" + items.loc[pending, "reason"].map(
+        lambda d: f" (series '{d}')" if d else "")
+    return items.sort_values(["center", "item", "pseudo_id"]).reset_index(drop=True)[MISSING_COLUMNS]
+
+
+def _study_qc_reasons(session: Session, study_ids: list[int]) -> dict[int, str]:
+    """Per study, why none of its series passed QC, in words: 'series …12345678 failed automatic checks: Too few
+    slices; series …87654321 waiting for review'."""
+    if not study_ids:
+        return {}
+    rows = session.execute(
+        select(Series.study_id, Series.series_instance_uid, Series.qc_status, Series.qc_reasons)
+        .where(Series.study_id.in_(study_ids)).order_by(Series.study_id, Series.series_number, Series.id)).all()
+    texts: dict[int, list[str]] = {}
+    for study_id, uid, status, reasons in rows:
+        words = {QC_AUTO_FAILED: "failed automatic checks", QC_FAILED: "failed by the reviewer",
+                 QC_PENDING: "waiting for review"}.get(status, status)
+        because = ", ".join(dictionary.label(r) for r in (reasons or []))
+        texts.setdefault(study_id, []).append(f"series {dictionary.short_uid(uid)} {words}"
+                                              + (f": {because}" if because else ""))
+    return {k: "; ".join(v) for k, v in texts.items()}
 
 
 def missing_summary(items: pd.DataFrame) -> pd.DataFrame:

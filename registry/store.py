@@ -71,13 +71,27 @@ def patient_by_pseudo_id(session: Session, center: Center, pseudo: str) -> tuple
     return patient, True
 
 
+def repeated_qc_decision(session: Session, series_uid: str, status: str, reason: str | None) -> QCDecision | None:
+    """The reviewer decision this one would repeat (same verdict, same reason, and still the series' status),
+    or None. A repeat is not recorded again: no second row, no second audit event."""
+    reason = (reason or "").strip() or None
+    latest = session.scalars(
+        select(QCDecision).join(Series, QCDecision.series_id == Series.id)
+        .where(Series.series_instance_uid == series_uid, QCDecision.automatic.is_(False))
+        .order_by(QCDecision.id.desc()).limit(1)).one_or_none()
+    if latest is None or latest.status != status or latest.series.qc_status != status:
+        return None
+    return latest if (latest.note or None) == reason else None
+
+
 def record_qc_decision(
     session: Session, series_uid: str, status: str, reason: str | None, actor: str
 ) -> QCDecision:
     """A coordinator's QC verdict (`passed` or `failed`, a reason required to fail) on one series.
 
     Sets `Series.qc_status`, keeps the decision in QCDecision next to the automatic one, and audits
-    the change with before/after. The dashboard's QC page calls this.
+    the change with before/after. The dashboard's QC page calls this. The same decision again (see
+    `repeated_qc_decision`) returns the stored one and writes nothing.
     """
     if status not in MANUAL_QC_STATUSES:
         raise ValueError(f"QC status must be one of {', '.join(MANUAL_QC_STATUSES)}, not {status!r}")
@@ -89,6 +103,9 @@ def record_qc_decision(
     series = session.scalars(select(Series).where(Series.series_instance_uid == series_uid)).one_or_none()
     if series is None:
         raise LookupError(f"no series with SeriesInstanceUID {series_uid} in the registry")
+    repeated = repeated_qc_decision(session, series_uid, status, reason)
+    if repeated is not None:  # the same decision twice (a double click, a re-run): keep the first, add nothing
+        return repeated
     before = {"qc_status": series.qc_status, "qc_reasons": list(series.qc_reasons or [])}
     series.qc_status = status
     series.qc_reasons = [reason] if status == QC_FAILED else []

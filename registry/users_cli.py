@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
 from registry.cli_support import open_registry
+from registry.cli_tables import print_table
 from registry.db import session_scope
 from registry.models import ROLES, utcnow
 from registry.users import (
@@ -57,12 +57,15 @@ def list_users(ctx: typer.Context) -> None:
     """List users with role, center and whether they can log in."""
     with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
         df = users_table(session)
-    table = Table("user", "role", "center", "active", "created", "locked until (UTC)")
-    for row in df.itertuples(index=False):
-        table.add_row(row.username, row.role, row.center or "-", "yes" if row.active else "no",
-                      f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.locked_until:%Y-%m-%d %H:%M}" if pd.notna(row.locked_until) else "-")
-    console.print(table if len(df) else "No users yet: `ctstudy users add NAME --role ROLE`.")
+    if not len(df):
+        console.print("No users yet: `ctstudy users add NAME --role ROLE`.")
+        return
+    locked = pd.to_datetime(df["locked_until"])
+    shown = pd.DataFrame({"User": df["username"], "Role": df["role"], "Center": df["center"].fillna("-"),
+                          "Active": df["active"].map({True: "yes", False: "no"}),
+                          "Created": pd.to_datetime(df["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
+                          "Locked until (UTC)": locked.dt.strftime("%Y-%m-%d %H:%M").fillna("-")})
+    print_table(console, shown, labels=False)
 
 
 @app.command("deactivate")

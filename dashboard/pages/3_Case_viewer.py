@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import auth, figures, imageview, queries
 from dashboard.text import day_text
 from imaging.volume import grid_mismatch
+from vocabulary.dictionary import display_columns
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -18,10 +19,18 @@ if patients.empty:
     st.info("No CT series yet: ingest DICOM series with `ctstudy registry ingest DIR`.")
     st.stop()
 
-label_of = {r.pseudo_id: f"{r.pseudo_id} · {r.center} · {r.series} series" for r in patients.itertuples()}
-# Open on the patient with the most scans: the richest timeline to start from.
+findings = queries.patient_findings(home.db_url, scope).set_index("pseudo_id")["lesion_ml"]
+label_of = {r.pseudo_id: f"{r.pseudo_id} · {r.center} · {r.series} series"
+            + (f" · lesions up to {findings[r.pseudo_id]:.1f} mL" if findings.get(r.pseudo_id, 0) > 0 else "")
+            for r in patients.itertuples()}
+# Open on the patient with the largest lesion (a case worth looking at), preferring one whose scans are dated
+# (on the timeline); the one with most scans only when no patient has biomarkers.
+dated = set(patients.loc[patients["first_day"].notna(), "pseudo_id"])
+with_findings = sorted((p for p in findings.index if findings[p] > 0 and p in label_of),
+                       key=lambda p: p not in dated)  # stable: the largest lesion first within each group
+first = with_findings[0] if with_findings else patients["pseudo_id"].iloc[int(patients["series"].to_numpy().argmax())]
 pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=label_of.get, key="case_patient",
-                         index=int(patients["series"].to_numpy().argmax()))
+                         index=list(label_of).index(first))
 series = queries.patient_series(home.db_url, scope, pseudo_id)
 
 st.subheader("Scans")
@@ -37,7 +46,9 @@ if features.empty or "hematoma_ml" not in features:
             "`ctstudy biomarkers extract`.")
 else:
     st.plotly_chart(figures.volumes_over_time_figure(features), key="case_volumes")
-    st.dataframe(features[["days_from_injury", "source", "hematoma_ml", "edema_ml"]].round(2), hide_index=True)
+    shown = [c for c in ("days_from_injury", "source", "hematoma_ml", "edema_ml", "eah_ml", "ivh_ml",
+                         "midline_shift_mm", "lesion_count") if c in features]
+    st.dataframe(display_columns(features[shown].round(2)), hide_index=True)
 
 st.subheader("Slices")
 has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()

@@ -1,8 +1,10 @@
 """The dashboard in a real browser: `streamlit run` on a free port, Debian's Chromium through Playwright.
 
 The registry comes from a small synthetic study run through the real ingest (dashboard_synthetic_study).
-Logs in as a coordinator and as a statistician, visits every page, records one QC decision, checks
-the key texts and saves a screenshot of every page under `screenshots/` at the repository root.
+Walks every role: the admin sets a center's targets in the targets editor and records a QC decision;
+the coordinator sees progress against those targets, fails a series in the QC queue and lands on the
+next one, finds the topogram; statistician and investigator review read-only. Every role visits the
+outcome overview. A screenshot of every step is saved under `screenshots/` at the repository root.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from dashboard.cli import start_server
 from registry.db import make_engine
-from registry.models import Center, Patient, QCDecision, Series, Study
+from registry.models import AuditEvent, Center, Patient, QCDecision, Series, Study
+from registry.users import add_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -80,7 +83,12 @@ def server(home, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]
 def _settle(page) -> None:  # noqa: ANN001
     """Wait until Streamlit has finished the script run (its status widget says so) and charts have drawn."""
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+    # images (CT slices) are fetched after the script run: wait until each has arrived and decoded
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=TIMEOUT_MS)
     page.wait_for_timeout(800)
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=TIMEOUT_MS)  # again: an image element may have been added meanwhile
 
 
 def _log_in(page, url: str, username: str) -> None:  # noqa: ANN001
@@ -92,21 +100,55 @@ def _log_in(page, url: str, username: str) -> None:  # noqa: ANN001
     _settle(page)
 
 
-def _visit(page, title: str, shot: str, *texts: str) -> None:  # noqa: ANN001
+SLICE_SHOWN = re.compile(r"slice \d+/\d+")  # the caption under a CT slice: the image has been drawn
+
+
+def _visit(page, title: str, shot: str, *texts: str | re.Pattern) -> None:  # noqa: ANN001
     page.get_by_role("link", name=title, exact=True).click()
     page.get_by_role("heading", name=title, exact=True, level=1).wait_for(timeout=TIMEOUT_MS)
     _settle(page)
     for text in texts:
         page.get_by_text(text).first.wait_for(timeout=TIMEOUT_MS)
+    _shot(page, shot)
+
+
+def _shot(page, name: str) -> None:  # noqa: ANN001
     # Streamlit scrolls inside its own container, so the tall viewport is what makes the whole page visible.
-    page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def test_coordinator_and_statistician_in_chromium(server) -> None:
+def _choose(page, label: str, option: str) -> None:  # noqa: ANN001
+    """Pick `option` in the Streamlit selectbox labelled `label` (a baseweb select: click, then the option)."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    page.get_by_role("option", name=option).first.click()
+    _settle(page)
+
+
+def _decide(page, verdict: str, reason: str | None, actor: str) -> None:  # noqa: ANN001
+    """Record a verdict on the series under review and wait for the page to move to the next one."""
+    page.get_by_text(verdict, exact=True).click()
+    if reason:
+        page.get_by_label("Other reason or note").fill(reason)
+    page.get_by_role("button", name="Record decision").click()
+    page.get_by_text(re.compile(rf"marked \w+ by {actor}\b")).wait_for(timeout=TIMEOUT_MS)
+    _settle(page)
+
+
+def _log_out(page) -> None:  # noqa: ANN001
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("User name").wait_for(timeout=TIMEOUT_MS)
+
+
+def test_every_role_in_chromium(server) -> None:
     from playwright.sync_api import sync_playwright
 
     url, home, centers = server
     mine, other = centers["coordinator"], centers["other"]
+    engine = make_engine(home.db_url)
+    with Session(engine) as s, s.begin():
+        add_user(s, "inv", "investigator", PASSWORD)
+        add_user(s, "admin", "admin", PASSWORD)
+    engine.dispose()
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
     SCREENSHOTS.mkdir()
@@ -114,47 +156,82 @@ def test_coordinator_and_statistician_in_chromium(server) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page.set_default_timeout(TIMEOUT_MS)
             page.goto(url)
             page.get_by_label("User name").wait_for(timeout=TIMEOUT_MS)
             page.screenshot(path=str(SCREENSHOTS / "0_login.png"))
 
+            # admin: sets the coordinator's center targets, reviews one series, looks at the outcome overview
+            _log_in(page, url, "admin")
+            page.locator("summary").filter(has_text="Set targets (admin)").click()
+            _choose(page, "Targets of", f"center {mine}")
+            page.get_by_role("spinbutton", name="Patients enrolled").fill("10")
+            page.get_by_role("spinbutton", name="Series passed QC").fill("20")
+            page.get_by_role("button", name="Save targets").click()
+            page.get_by_text(f"Targets of center {mine} saved by admin").wait_for(timeout=TIMEOUT_MS)
+            _settle(page)
+            _shot(page, "admin_1_targets_editor")
+            _visit(page, "Quality control", "admin_2_quality_control", "series need a decision", "Record decision",
+                   SLICE_SHOWN)
+            _decide(page, "Pass: usable for analysis", None, "admin")
+            _shot(page, "admin_2b_qc_next_series")
+            _visit(page, "Outcome models", "admin_3_outcome_models")
+            _log_out(page)
+
+            # coordinator: own center only, progress against the targets the admin set, QC queue, next series
             _log_in(page, url, "coord")
             page.get_by_text(f"coord · coordinator · center {mine}").wait_for()
-            _visit(page, "Collection", "coordinator_1_collection", f"Center {mine}", "What each center still owes")
+            _visit(page, "Collection", "coordinator_1_collection", f"Center {mine}", "Patients enrolled:",
+                   "What each center still owes")
             assert page.get_by_text(other).count() == 0  # another center's rows never reach a coordinator
-            _visit(page, "Quality control", "coordinator_2_quality_control", "Review queue", "Audit trail")
-            page.get_by_role("button", name="Record decision").click()
-            page.get_by_text(re.compile(r"marked passed by coord\b")).wait_for(timeout=TIMEOUT_MS)
+            assert page.get_by_text("dashboard-targets.toml").count() == 0  # never a server path
+            _visit(page, "Quality control", "coordinator_2_quality_control", "series need a decision",
+                   "Record decision")
+            _decide(page, "Fail: not usable", "motion artefact", "coord")
+            page.get_by_text("Next series below.").first.wait_for(timeout=TIMEOUT_MS)
+            _shot(page, "coordinator_2b_qc_recorded_next_series")
+            page.get_by_role("textbox", name="Find a series").fill("Topogram")
+            page.get_by_role("textbox", name="Find a series").press("Enter")
             _settle(page)
-            page.screenshot(path=str(SCREENSHOTS / "coordinator_2b_qc_recorded.png"), full_page=True)
+            _shot(page, "coordinator_2c_qc_topogram")
             _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time",
-                   "hematoma red, edema blue")
-            _visit(page, "Biomarkers", "coordinator_4_biomarkers", "ABC/2 against segmented hematoma volume")
-            _visit(page, "Outcome models", "coordinator_5_outcome_models")
-            _visit(page, "Risk calculator", "coordinator_6_risk_calculator")
-            page.get_by_role("button", name="Log out").click()
+                   SLICE_SHOWN)
+            assert page.get_by_text("not on the timeline").count() == 0  # opens on a dated case with findings
+            _visit(page, "Outcome models", "coordinator_4_outcome_models")
+            _log_out(page)
 
-            _log_in(page, url, "stat")
-            page.get_by_text("stat · statistician · all centers").wait_for()
-            _visit(page, "Collection", "statistician_1_collection", "All centers")
-            assert page.get_by_text(other).count() > 0  # table cells (the grid renders to a canvas)
-            _visit(page, "Quality control", "statistician_2_quality_control", "can review but not record")
-            assert page.get_by_role("button", name="Record decision").count() == 0
-            _visit(page, "Case viewer", "statistician_3_case_viewer", "Slices")
-            _visit(page, "Biomarkers", "statistician_4_biomarkers", "by center")
-            _visit(page, "Outcome models", "statistician_5_outcome_models")
-            _visit(page, "Risk calculator", "statistician_6_risk_calculator")
+            for user, role in (("stat", "statistician"), ("inv", "investigator")):
+                _log_in(page, url, user)
+                page.get_by_text(f"{user} · {role} · all centers").wait_for()
+                _visit(page, "Collection", f"{role}_1_collection", "All centers", "Per center")
+                assert page.get_by_text(other).count() > 0
+                _visit(page, "Quality control", f"{role}_2_quality_control", "can review but not record")
+                assert page.get_by_role("button", name="Record decision").count() == 0
+                _visit(page, "Case viewer", f"{role}_3_case_viewer", "Slices", SLICE_SHOWN)
+                _visit(page, "Biomarkers", f"{role}_4_biomarkers")
+                _visit(page, "Outcome models", f"{role}_5_outcome_models")
+                _visit(page, "Risk calculator", f"{role}_6_risk_calculator")
+                _log_out(page)
+        except Exception:
+            page.screenshot(path=str(SCREENSHOTS / "failure.png"), full_page=True)  # what the browser showed
+            raise
         finally:
             browser.close()
 
-    # The decision the coordinator took in the browser is in the registry, with them as actor, on their center.
+    # The decisions taken in the browser are in the registry, with their actors; the targets with their audit.
     engine = make_engine(home.db_url)
     with Session(engine) as s:
-        decisions = s.execute(select(Center.code, QCDecision.status, Series.qc_status)
+        decisions = s.execute(select(QCDecision.actor, Center.code, QCDecision.status, Series.qc_status)
                               .join(Series, QCDecision.series_id == Series.id).join(Study, Series.study_id == Study.id)
                               .join(Patient, Study.patient_id == Patient.id)
                               .join(Center, Patient.center_id == Center.id)
-                              .where(QCDecision.actor == "coord")).all()
+                              .where(QCDecision.automatic.is_(False)).order_by(QCDecision.id)).all()
+        targets = s.execute(select(AuditEvent.actor, AuditEvent.entity_id, AuditEvent.after)
+                            .where(AuditEvent.entity_type == "center_target").order_by(AuditEvent.id)).all()
     engine.dispose()
-    assert decisions == [(mine, "passed", "passed")]
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 14
+    assert [(d.actor, d.status, d.qc_status) for d in decisions] == [("admin", "passed", "passed"),
+                                                                     ("coord", "failed", "failed")]
+    assert decisions[1].code == mine
+    assert [(t.actor, t.entity_id, t.after["target"]) for t in targets] == [
+        ("admin", f"{mine}:patients", 10), ("admin", f"{mine}:series_qc_passed", 20)]
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 23

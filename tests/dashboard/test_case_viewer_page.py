@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import streamlit as st
 from dashboard_apptest import COORD2, STAT, page
 from dashboard_registry_factory import VOXEL_ML, mask_zyx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dashboard import imageview
+from registry.db import make_engine
+from registry.models import Patient, Series, Study
 
 
 def test_window_maps_level_minus_half_width_to_black_and_plus_half_to_white() -> None:
@@ -38,11 +43,9 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     at = page("3_Case_viewer.py", STAT)
     assert not at.exception
     assert len(at.selectbox(key="case_patient").options) == 5
-    assert at.selectbox(key="case_patient").value == "pA1aaaaaaaaaaaaa"  # opens on the patient with most scans
-    at.selectbox(key="case_patient").set_value("pA1aaaaaaaaaaaaa").run()
-    assert not at.exception
+    assert at.selectbox(key="case_patient").value == "pA1aaaaaaaaaaaaa"  # the largest lesion (S2: 63 mL)
     volumes = at.dataframe[0].value
-    assert sorted(volumes["hematoma_ml"].tolist()) == [11.0, 12.5, 18.0]  # S1 automatic + manual, S2 automatic
+    assert sorted(volumes["Hematoma volume (mL)"].tolist()) == [11.0, 12.5, 18.0]  # S1 auto + manual, S2 auto
     assert at.selectbox(key="case_series_pA1aaaaaaaaaaaaa").value == uids["S1"]  # the series with masks first
     assert at.radio(key=f"case_mask_{uids['S1']}").options == ["automatic", "manual", "none"]
     assert at.slider(key=f"case_slice_{uids['S1']}_automatic").value == 5  # the slice with most lesion voxels
@@ -53,6 +56,24 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     at.radio(key="case_window").set_value("bone").run()
     assert not at.exception
     assert any(f"manual mask: hematoma {hematoma:.1f} mL, edema 0.0 mL" in c.value for c in at.caption)
+
+
+def test_opens_on_a_patient_with_findings_not_the_one_with_most_scans(small) -> None:
+    home, _ = small
+    engine = make_engine(home.db_url)
+    with Session(engine) as s, s.begin():  # pC1 (no biomarkers, no lesion) gets the most scans
+        patient = s.scalar(select(Patient).where(Patient.pseudo_id == "pC1ccccccccccccc"))
+        for k in range(4):
+            study = Study(study_instance_uid=f"1.2.826.0.1.3680043.10.998.{k}", patient=patient)
+            s.add(Series(series_instance_uid=f"1.2.826.0.1.3680043.10.997.{k}", study=study, qc_status="passed"))
+    engine.dispose()
+    st.cache_data.clear()
+    at = page("3_Case_viewer.py", STAT)
+    assert not at.exception
+    assert at.selectbox(key="case_patient").value == "pA1aaaaaaaaaaaaa"
+    labels = at.selectbox(key="case_patient").options
+    assert any(o.startswith("pA1aaaaaaaaaaaaa") and "lesions up to 63.0 mL" in o for o in labels)
+    assert any(o.startswith("pC1ccccccccccccc") and "5 series" in o and "lesions" not in o for o in labels)
 
 
 def test_series_without_files_or_features_says_so(small) -> None:
@@ -70,5 +91,5 @@ def test_series_without_files_or_features_says_so(small) -> None:
 def test_coordinator_lists_only_own_center_patients(small) -> None:
     at = page("3_Case_viewer.py", COORD2)
     assert not at.exception
-    options = at.selectbox(key="case_patient").options  # labels: "pseudo_id · center · n series"
+    options = at.selectbox(key="case_patient").options  # labels: "pseudo_id · center · n series[ · lesions]"
     assert [o.split(" · ")[:2] for o in options] == [["pA2aaaaaaaaaaaaa", "IT02"], ["pB2bbbbbbbbbbbbb", "IT02"]]

@@ -68,20 +68,24 @@ def test_collection_page_shows_all_centers_to_a_statistician(small) -> None:
     assert metrics["Patients"] == "5" and metrics["Series"] == "7" and metrics["QC passed"] == "2"
     assert metrics["QC failed"] == "2" and metrics["QC pending"] == "3" and metrics["Manually annotated"] == "1"
     per_center = at.dataframe[0].value
-    assert per_center["center"].tolist() == ["IT01", "IT02", "Total"]
-    assert per_center.set_index("center").loc["Total", "patients"] == 5
+    assert per_center["Center"].tolist() == ["IT01", "IT02", "Total"]  # headings from the data dictionary
+    assert per_center.set_index("Center").loc["Total", "Patients"] == 5
     assert any("Series passed QC: 2 of 2,000" in p.proto.text for p in at.get("progress"))
-    owed = at.dataframe[1].value.set_index("center")  # registry.progress.missing_summary
-    assert owed.loc["IT01", "no_clinical"] == 1 and owed.loc["IT01", "no_outcome"] == 2
-    assert owed.loc["IT02", "series_pending_review"] == 1 and owed.loc["TOTAL", "series_pending_review"] == 3
+    owed = at.dataframe[1].value.set_index("Center")  # registry.progress.missing_summary, in words
+    assert owed.loc["IT01", "No clinical data"] == 1 and owed.loc["IT01", "No 6-month outcome"] == 2
+    assert owed.loc["IT02", "Series waiting for QC review"] == 1
+    assert owed.loc["TOTAL", "Series waiting for QC review"] == 3
+    assert not any("_" in str(c) for frame in at.dataframe for c in frame.value.columns)  # no snake_case on screen
 
 
 def test_coordinator_sees_only_their_center(small) -> None:
     at = page("1_Collection.py", COORD1)
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Patients"] == "3"
-    for frame in at.dataframe:
-        assert set(frame.value["center"]) == {"IT01"}
+    frames = [f.value for f in at.dataframe if "Center" in f.value.columns]  # all but the data dictionary
+    assert len(frames) == len(at.dataframe) - 1
+    for frame in frames:
+        assert set(frame["Center"]) == {"IT01"}
 
 
 def test_empty_registry_says_what_to_do(home, monkeypatch) -> None:

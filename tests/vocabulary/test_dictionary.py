@@ -1,0 +1,50 @@
+"""The data dictionary names every variable the packages produce, with words and units people read."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vocabulary import dictionary as dd
+from vocabulary.labels import LESION_CLASSES
+
+
+def test_every_name_the_packages_produce_has_an_entry() -> None:
+    from biomarkers.timecourse import PATIENT_FEATURES
+    from registry import dicom_headers, ingest
+    from registry.progress import CLINICAL_EXPORT, MISSING_ITEMS, OUTCOME_EXPORT, PROGRESS_COLUMNS
+    from registry.series_qc import QC_REASONS
+
+    rejections = [getattr(dicom_headers, n) for n in ("NOT_DICOM", "UNREADABLE", "TRUNCATED", "MISSING_SOP_UID",
+                                                      "MISSING_SERIES_UID", "MISSING_STUDY_UID", "MISSING_PATIENT_ID")]
+    rejections += [getattr(ingest, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
+                                                "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST", "ARCHIVE_UNREADABLE")]
+    names = [*PATIENT_FEATURES, *CLINICAL_EXPORT, *OUTCOME_EXPORT, *PROGRESS_COLUMNS, *MISSING_ITEMS, *QC_REASONS,
+             *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES)]
+    missing = [n for n in names if dd.entry(n) is None]
+    assert missing == []
+
+
+def test_labels_units_and_definitions_read_as_words() -> None:
+    assert dd.heading("adm_hematoma_ml") == "Hematoma volume on admission (mL)"
+    assert dd.unit("glucose_mmol_l") == "mmol/L" and dd.unit("edema_growth_ml_per_day") == "mL/day"
+    assert dd.label("no_qc_passed_admission_scan") == "Admission scan not yet usable"
+    assert dd.label("too_few_slices") == "Too few slices"
+    assert "Values: 1 dead" in dd.describe("gos_6m")
+    assert dd.label("iph_ml").startswith("Intraparenchymal") and dd.unit("ivh_ml") == "mL"
+    # an unknown name still reads as words, never snake_case
+    assert dd.label("brand_new_score") == "Brand new score"
+    assert "not in the data dictionary" in dd.describe("brand_new_score")
+    for e in dd.ENTRIES.values():
+        assert "_" not in e.label, e  # no snake_case on screen
+        assert e.definition.strip(), e
+
+
+def test_display_columns_and_the_whole_table() -> None:
+    frame = pd.DataFrame(columns=["center", "adm_edema_ml", "qc_failed_auto", "qc_auto_failed", "weird_col"])
+    shown = dd.display_columns(frame)
+    assert list(shown.columns) == ["Center", "Edema volume on admission (mL)", "Auto-failed",
+                                   "Auto-failed [qc_auto_failed]", "Weird col"]
+    table = dd.dictionary_table()
+    assert list(table.columns) == ["name", "group", "label", "unit", "definition", "values"]
+    assert table["group"].notna().all() and len(table) >= 100
+    assert set(dd.dictionary_table(["qc_reason"])["name"]) >= {"localizer", "gantry_tilt"}

@@ -1,0 +1,369 @@
+"""The data dictionary: one place that names, defines and gives the unit of every variable people read.
+
+Clinical variables and outcomes (the import formats of docs/data-formats.md), imaging biomarkers per
+series and per patient (including one volume per lesion class of `vocabulary.labels`), collection
+counts, missing-item codes and QC / rejection reason codes. Screens, exports and reports take labels
+and units from here, so that `adm_hematoma_ml` reads "Hematoma volume on admission (mL)" everywhere.
+
+    label("adm_hematoma_ml")        -> "Hematoma volume on admission"
+    unit("adm_hematoma_ml")         -> "mL"
+    heading("adm_hematoma_ml")      -> "Hematoma volume on admission (mL)"
+    describe("adm_hematoma_ml")     -> the definition
+    display_columns(df)             -> df with its known columns renamed to headings
+    dictionary_table()              -> the whole dictionary as a DataFrame (name, group, label, unit, ...)
+
+A name not in the dictionary is shown as words (`some_new_thing` -> "Some new thing"), never as
+snake_case, so a screen never breaks on a column added later; `tests/vocabulary` checks that every
+name the packages produce has an entry.
+
+Leftmost package: imports nothing of the project but `vocabulary.labels`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from vocabulary.labels import LESION_CLASSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # the machine name: column, feature, code
+    group: str  # see GROUPS
+    label: str  # what people read, sentence case, no unit
+    unit: str  # "" when dimensionless, a count, a code or free text
+    definition: str
+    values: str = ""  # allowed values / coding, when they are codes
+
+
+GROUPS = {
+    "identifiers": "Identifiers",
+    "clinical": "Clinical variables at admission",
+    "outcome": "Outcomes",
+    "series": "Series and acquisition",
+    "biomarker_series": "Imaging biomarkers per series",
+    "biomarker_patient": "Imaging biomarkers per patient",
+    "collection": "Collection counts",
+    "target": "Collection targets",
+    "missing_item": "Missing items (what a center still owes)",
+    "qc_reason": "Automatic QC reasons",
+    "rejection": "Rejected files",
+    "qc_status": "QC status",
+}
+
+_ENTRIES: list[Entry] = []
+
+
+def _add(group: str, name: str, label: str, unit: str, definition: str, values: str = "") -> None:
+    _ENTRIES.append(Entry(name, group, label, unit, definition, values))
+
+
+# --- identifiers ---------------------------------------------------------------------------------
+_add("identifiers", "center", "Center", "", "Center code, e.g. IT064 (CREACTIVE style).")
+_add("identifiers", "patient_id", "Patient ID (center's)", "",
+     "The center's own study code for the patient, as in the DICOM headers; replaced by the pseudonym at ingest.")
+_add("identifiers", "pseudo_id", "Patient (pseudonym)", "",
+     "Keyed hash (HMAC-SHA256) of center and patient ID, 20 hexadecimal characters; the only patient "
+     "identifier the registry keeps.")
+_add("identifiers", "short_id", "Short reference", "",
+     "The first 8 characters of a UID's last component or of a pseudonym: enough to search for it.")
+_add("identifiers", "series_uid", "Series", "", "SeriesInstanceUID (DICOM (0020,000E)).")
+_add("identifiers", "series_instance_uid", "Series", "", "SeriesInstanceUID (DICOM (0020,000E)).")
+_add("identifiers", "study_instance_uid", "Study", "", "StudyInstanceUID (DICOM (0020,000D)).")
+
+# --- clinical (docs/data-formats.md, clinical.csv) ---------------------------------------------
+_add("clinical", "injury_datetime", "Time of injury", "", "Date and time of injury (ISO 8601).")
+_add("clinical", "age", "Age", "years", "Age at injury.")
+_add("clinical", "sex", "Sex", "", "Sex.", "M male, F female")
+_add("clinical", "gcs_total", "GCS total", "points", "Glasgow Coma Scale total at admission.", "3-15")
+_add("clinical", "gcs_motor", "GCS motor score", "points",
+     "Glasgow Coma Scale motor score at admission (IMPACT: 5-6 localises/obeys is the reference).",
+     "1 none, 2 extension, 3 abnormal flexion, 4 normal flexion, 5 localises, 6 obeys")
+_add("clinical", "pupils_unreactive", "Unreactive pupils", "pupils", "Number of pupils unreactive to light.",
+     "0 both reactive, 1 one unreactive, 2 both unreactive")
+_add("clinical", "hypoxia", "Hypoxia", "", "Hypoxia before or at admission.", "0 no, 1 yes")
+_add("clinical", "hypotension", "Hypotension", "", "Hypotension before or at admission.", "0 no, 1 yes")
+_add("clinical", "glucose_mmol_l", "Glucose", "mmol/L", "Blood glucose at admission.")
+_add("clinical", "hemoglobin_g_dl", "Hemoglobin", "g/dL", "Blood hemoglobin at admission.")
+_add("clinical", "marshall_ct", "Marshall CT class", "", "Marshall CT classification read by the center "
+     "(Marshall et al. 1991).", "1-6 for I-VI")
+_add("clinical", "tsah", "Traumatic SAH", "", "Traumatic subarachnoid hemorrhage on admission CT.", "0 no, 1 yes")
+_add("clinical", "edh", "Epidural hematoma", "", "Epidural hematoma on admission CT.", "0 no, 1 yes")
+_add("clinical", "major_extracranial_injury", "Major extracranial injury", "", "Major extracranial injury "
+     "(CRASH definition).", "0 no, 1 yes")
+
+# --- outcomes (outcomes.csv) and derived --------------------------------------------------------
+_add("outcome", "gos_6m", "GOS at 6 months", "", "Glasgow Outcome Scale at 6 months.",
+     "1 dead, 2 vegetative, 3 severe disability, 4 moderate disability, 5 good recovery")
+_add("outcome", "died", "Died", "", "Death within follow-up.", "0 no, 1 yes")
+_add("outcome", "days_to_death_or_censor", "Days to death or last contact", "days",
+     "Days from injury to death, or to last contact if alive.")
+_add("outcome", "unfavourable", "Unfavourable outcome", "", "GOS 1-3 at 6 months (dead, vegetative or "
+     "severe disability).", "0 no, 1 yes")
+_add("outcome", "mortality", "Mortality", "", "Death within follow-up (GOS 1).", "0 no, 1 yes")
+
+# --- series and acquisition ----------------------------------------------------------------------
+_add("series", "days_from_injury", "Day from injury", "days", "Days from injury to the acquisition of the series.")
+_add("series", "description", "Series description", "", "SeriesDescription (DICOM (0008,103E)).")
+_add("series", "slices", "Slices", "", "Number of image files (instances) in the series.")
+_add("series", "instance_count", "Slices", "", "Number of image files (instances) in the series.")
+_add("series", "slice_thickness", "Slice thickness", "mm", "SliceThickness (DICOM (0018,0050)).")
+_add("series", "qc_status", "QC status", "", "Quality-control status of the series.",
+     "pending, auto_failed, passed, failed")
+_add("series", "qc_reasons", "QC reasons", "", "Why the series failed QC (automatic reasons or the reviewer's).")
+_add("series", "phi_tags", "Identifiers in headers", "", "DICOM tags that still carried direct identifiers "
+     "(the tag names, never the values).")
+_add("series", "n_series", "Series", "", "CT series of the patient.")
+_add("series", "n_series_qc_passed", "Series passed QC", "", "CT series of the patient that passed QC.")
+_add("series", "n_studies", "Studies", "", "CT studies (scanning sessions) of the patient.")
+_add("series", "scan_days", "Scan days", "days", "Days from injury of the studies with a QC-passed series, "
+     "';'-separated.")
+
+# --- imaging biomarkers per series (biomarkers.series) ---------------------------------------------
+_B = "biomarker_series"
+_add(_B, "hematoma_ml", "Hematoma volume", "mL", "Intraparenchymal hematoma / contusion volume (label 1): "
+     "voxel count x voxel volume.")
+_add(_B, "edema_ml", "Edema volume", "mL", "Perilesional edema volume (voxel count x voxel volume).")
+_add(_B, "total_lesion_ml", "Total lesion volume", "mL", "Hematoma plus edema volume.")
+_add(_B, "relative_edema", "Relative edema", "ratio", "Edema volume / hematoma volume (empty without hematoma).")
+_add(_B, "lesion_count", "Lesions", "", "Hematoma lesions: 3D 26-connected components of at least 0.05 mL.")
+_add(_B, "largest_lesion_ml", "Largest lesion volume", "mL", "Volume of the largest hematoma lesion.")
+_add(_B, "largest_lesion_left", "Largest lesion on the left", "", "Side of the largest lesion by the "
+     "estimated midline plane.", "1 left, 0 right, empty if none")
+_add(_B, "largest_lesion_region", "Region of the largest lesion", "", "Coarse brain region of the largest lesion.")
+_add(_B, "side", "Lesion side", "", "Side of the counted lesions.", "left, right, bilateral, none")
+_add(_B, "abc2_ml", "ABC/2 volume of the largest lesion", "mL", "Kothari's ABC/2 estimate of the largest "
+     "lesion, to set against its segmented volume.")
+_add(_B, "midline_shift_mm", "Midline shift", "mm", "Median displacement of the septum between the lateral "
+     "ventricles from the ideal midline plane (absolute).")
+_add(_B, "midline_shift_signed_mm", "Midline shift (signed)", "mm", "Midline shift, + toward the patient's left.")
+_add(_B, "midline_shift_method", "Midline shift method", "", "How the midline shift was measured.")
+_add(_B, "midline_septum_rows", "Septum rows measured", "", "Image rows on which the septum was found.")
+_add(_B, "midline_plane_source", "Midline plane source", "", "How the ideal midline plane was estimated.")
+for _axis in "xyz":
+    _add(_B, f"midline_normal_{_axis}", f"Midline plane normal, {_axis}", "",
+         f"The {_axis} component (LPS) of the unit normal of the ideal midline plane.")
+for _tissue, _what in (("intracranial", "Intracranial"), ("parenchyma", "Parenchyma"),
+                       ("ventricle", "Lateral ventricle")):
+    _add(_B, f"{_tissue}_ml", f"{_what} volume", "mL", f"{_what} volume on the tissue grid.")
+    _add(_B, f"{_tissue}_left_ml", f"{_what} volume, left", "mL", f"{_what} volume left of the midline plane.")
+    _add(_B, f"{_tissue}_right_ml", f"{_what} volume, right", "mL", f"{_what} volume right of the midline plane.")
+_add(_B, "lesion_left_ml", "Lesion volume, left", "mL", "Hematoma and edema volume left of the midline plane.")
+_add(_B, "lesion_right_ml", "Lesion volume, right", "mL", "Hematoma and edema volume right of the midline plane.")
+for _what in ("parenchyma", "ventricles", "lesion"):
+    _add(_B, f"asymmetry_{_what}", f"Asymmetry of {_what}", "ratio",
+         f"(left - right) / ((left + right) / 2) of the {_what} volume.")
+_add(_B, "parenchyma_mean_hu", "Parenchyma mean density", "HU", "Mean Hounsfield units of the parenchyma.")
+_add(_B, "hematoma_mean_hu", "Hematoma mean density", "HU", "Mean Hounsfield units inside the hematoma.")
+_add(_B, "edema_mean_hu", "Edema mean density", "HU", "Mean Hounsfield units inside the edema.")
+# One volume per lesion class of vocabulary.labels (iph_ml, eah_ml, edema_ml, ivh_ml), plus the class facts.
+for _c in LESION_CLASSES:
+    if not any(e.name == f"{_c.key}_ml" for e in _ENTRIES):
+        _add(_B, f"{_c.key}_ml", f"{_c.name} volume", "mL", f"{_c.description} Voxels of label {_c.value} "
+             "x voxel volume.")
+_add(_B, "eah_max_thickness_mm", "Extra-axial collection, maximum thickness", "mm",
+     "Largest thickness of the extra-axial hemorrhage (label 2), measured perpendicular to the skull.")
+_add(_B, "ivh_present", "Intraventricular hemorrhage present", "", "Any voxel of label 4.", "0 no, 1 yes")
+_add(_B, "hemorrhage_ml", "Hemorrhage volume (all classes)", "mL",
+     "Intraparenchymal, extra-axial and intraventricular blood together (labels 1, 2 and 4).")
+
+# --- imaging biomarkers per patient (biomarkers.timecourse; docs/data-formats.md) --------------------
+_P = "biomarker_patient"
+_add(_P, "adm_hematoma_ml", "Hematoma volume on admission", "mL", "Hematoma volume on the first scan.")
+_add(_P, "adm_edema_ml", "Edema volume on admission", "mL", "Edema volume on the first scan.")
+_add(_P, "adm_lesion_count", "Lesions on admission", "", "Hematoma lesions on the first scan.")
+_add(_P, "adm_midline_shift_mm", "Midline shift on admission", "mm", "Midline shift on the first scan.")
+_add(_P, "adm_lesion_left", "Admission lesion on the left", "", "Side of the largest lesion on the first scan.",
+     "1 left, 0 right, empty if none")
+_add(_P, "peak_hematoma_ml", "Peak hematoma volume", "mL", "Largest hematoma volume over all scans.")
+_add(_P, "peak_edema_ml", "Peak edema volume", "mL", "Largest edema volume over all scans.")
+_add(_P, "peak_edema_day", "Day of peak edema", "days", "Day from injury of the largest edema volume.")
+_add(_P, "last_hematoma_ml", "Hematoma volume on the last scan", "mL", "Hematoma volume on the last scan.")
+_add(_P, "last_edema_ml", "Edema volume on the last scan", "mL", "Edema volume on the last scan.")
+_add(_P, "hematoma_expansion_ml", "Hematoma expansion", "mL", "Second scan minus first (empty with one scan).")
+_add(_P, "hematoma_expansion_pct", "Hematoma expansion", "%", "Expansion relative to the admission volume.")
+_add(_P, "significant_expansion", "Significant hematoma expansion", "", "Expansion above 6 mL or 33 %.",
+     "0 no, 1 yes")
+_add(_P, "edema_growth_ml_per_day", "Edema growth rate", "mL/day", "(peak edema - admission edema) / "
+     "(peak day - admission day); 0 if the peak is on admission.")
+_add(_P, "n_scans", "Scans", "", "Number of CT scans of the patient.")
+for _c in LESION_CLASSES:
+    _add(_P, f"adm_{_c.key}_ml", f"{_c.name} volume on admission", "mL", f"{_c.name} volume on the first scan.")
+    _add(_P, f"peak_{_c.key}_ml", f"Peak {_c.name.lower()} volume", "mL", f"Largest {_c.name.lower()} volume "
+         "over all scans.")
+_add(_P, "adm_eah_max_thickness_mm", "Extra-axial collection thickness on admission", "mm",
+     "Maximum thickness of the extra-axial hemorrhage on the first scan.")
+_add(_P, "adm_ivh_present", "Intraventricular hemorrhage on admission", "", "Any IVH on the first scan.",
+     "0 no, 1 yes")
+
+# --- collection counts (registry.progress, dashboard) -----------------------------------------------
+_C = "collection"
+for _name, _label, _definition in (
+    ("patients", "Patients", "Patients registered (from DICOM or clinical data)."),
+    ("with_ct", "With CT", "Patients with at least one CT series."),
+    ("series", "Series", "CT series received."),
+    ("qc_passed", "QC passed", "Series passed by a reviewer."),
+    ("qc_failed_auto", "Auto-failed", "Series failed by the automatic checks, not yet reviewed."),
+    ("qc_auto_failed", "Auto-failed", "Series failed by the automatic checks, not yet reviewed."),
+    ("qc_failed_manual", "QC failed", "Series failed by a reviewer."),
+    ("qc_failed", "QC failed", "Series failed by a reviewer."),
+    ("qc_pending", "QC pending", "Series waiting for a reviewer's decision."),
+    ("with_clinical", "With clinical data", "Patients with a clinical record."),
+    ("with_outcome", "With outcome", "Patients with a 6-month outcome."),
+    ("with_follow_up", "With follow-up", "Patients with a second CT study that has not failed QC."),
+    ("with_followup", "With follow-up", "Patients with a second CT study that has not failed QC."),
+    ("series_annotated", "Annotated", "Series with a manual annotation (mask)."),
+    ("series_segmented", "Segmented", "Series segmented by a model."),
+):
+    _add(_C, _name, _label, "", _definition)
+
+# --- collection targets (dashboard targets; registry.targets) ------------------------------------
+for _name, _label in (("target_patients", "Patients enrolled"), ("target_series_qc_passed", "Series passed QC"),
+                      ("target_series_annotated", "Series manually annotated"),
+                      ("target_series_segmented", "Series segmented")):
+    _add("target", _name, _label, "", f"Collection target: {_label.lower()}.")
+
+# --- missing items (registry.progress.missing_items) ------------------------------------------------
+_M = "missing_item"
+_add(_M, "no_ct", "No CT received", "", "The patient has clinical data or an outcome but no CT series.")
+_add(_M, "no_clinical", "No clinical data", "", "The patient has no clinical record (clinical.csv).")
+_add(_M, "no_outcome", "No 6-month outcome", "", "The patient has no outcome record (outcomes.csv).")
+_add(_M, "no_qc_passed_admission_scan", "Admission scan not yet usable", "",
+     "The patient's first CT study has no series that passed QC: it failed QC, or waits for review.")
+_add(_M, "series_pending_review", "Series waiting for QC review", "", "A series no reviewer has passed or failed yet.")
+
+# --- automatic QC reasons (registry.series_qc.QC_REASONS) and rejections (registry.ingest) -----------
+_Q = "qc_reason"
+_add(_Q, "not_ct", "Not a CT image", "", "The modality is not CT.")
+_add(_Q, "localizer", "Localizer (scout) image", "", "Localizer / scout image(s), not a head volume.")
+_add(_Q, "missing_geometry", "Slice position or orientation missing", "",
+     "ImagePositionPatient or ImageOrientationPatient is missing.")
+_add(_Q, "too_few_slices", "Too few slices", "", "Fewer slices than a head volume needs.")
+_add(_Q, "duplicate_positions", "Slices at the same position", "", "Two or more slices at the same position.")
+_add(_Q, "missing_slices", "Slices missing", "", "A gap between slices larger than the usual step.")
+_add(_Q, "nonuniform_spacing", "Uneven slice spacing", "", "Slice steps differ from the median step.")
+_add(_Q, "mixed_matrix", "Slices of different sizes", "", "Slices with different Rows x Columns.")
+_add(_Q, "insufficient_coverage", "Head not fully covered", "", "The slices span too little of the head.")
+_add(_Q, "gantry_tilt", "Tilted gantry", "", "Slices are sheared, not stacked along their normal.")
+_R = "rejection"
+for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File unreadable"),
+                      ("truncated", "File truncated"), ("missing_sop_instance_uid", "SOPInstanceUID missing"),
+                      ("missing_series_instance_uid", "SeriesInstanceUID missing"),
+                      ("missing_study_instance_uid", "StudyInstanceUID missing"),
+                      ("missing_patient_id", "PatientID missing"), ("no_center", "No center folder"),
+                      ("dicomdir", "DICOMDIR index file"), ("conflict", "Same SOPInstanceUID, different bytes"),
+                      ("series_conflict", "Series UID reused by another patient or study"),
+                      ("series_inconsistent", "Series headers inconsistent"),
+                      ("changed_during_ingest", "File changed while being read"),
+                      ("archive_unreadable", "Archived copy unreadable")):
+    _add(_R, _name, _label, "", f"{_label} (ingest rejection code `{_name}`).")
+
+# --- QC status ----------------------------------------------------------------------------------
+for _name, _label, _definition in (("pending", "Waiting for review", "Passed the automatic checks; no reviewer yet."),
+                                   ("auto_failed", "Failed automatic checks", "Failed the automatic checks; a "
+                                    "reviewer may still pass it."),
+                                   ("passed", "Passed", "Passed by a reviewer."),
+                                   ("failed", "Failed", "Failed by a reviewer.")):
+    _add("qc_status", _name, _label, "", _definition)
+
+
+# Later entries of the same name in another group stay reachable by group; `ENTRIES` holds the first.
+ENTRIES: dict[str, Entry] = {}
+for _e in _ENTRIES:
+    ENTRIES.setdefault(_e.name, _e)
+_BY_GROUP: dict[tuple[str, str], Entry] = {(e.group, e.name): e for e in _ENTRIES}
+
+
+SHORT_UID_CHARS = 8
+
+
+def short_uid(uid: str | None) -> str:
+    """A short reference to a DICOM UID people can read and search for: '…09942541' (its last 8 characters).
+
+    Full UIDs (up to 64 digits) fill a screen and get cut by terminals; the last characters are the ones
+    that differ between series of one study, so they find the series in the QC queue's search box.
+    """
+    if not uid:
+        return ""
+    uid = str(uid)
+    return uid if len(uid) <= SHORT_UID_CHARS + 1 else "…" + uid[-SHORT_UID_CHARS:]
+
+
+def entry(name: str, group: str | None = None) -> Entry | None:
+    """The dictionary entry of `name` (in `group` when names collide across groups), or None."""
+    if group is not None:
+        return _BY_GROUP.get((group, name))
+    return ENTRIES.get(name)
+
+
+def _words(name: str) -> str:
+    """`some_new_thing` -> 'Some new thing': a readable fallback for a name not (yet) in the dictionary."""
+    text = re.sub(r"[_\s]+", " ", str(name)).strip()
+    return text[:1].upper() + text[1:]
+
+
+def label(name: str, group: str | None = None) -> str:
+    """What people read for `name` (no unit); words made of the name when it is unknown."""
+    e = entry(name, group)
+    return e.label if e else _words(name)
+
+
+def unit(name: str, group: str | None = None) -> str:
+    """The unit of `name` ('' when dimensionless, a count, a code, or unknown)."""
+    e = entry(name, group)
+    return e.unit if e else ""
+
+
+def heading(name: str, group: str | None = None) -> str:
+    """A column heading: the label with its unit, 'Hematoma volume on admission (mL)'."""
+    u = unit(name, group)
+    return f"{label(name, group)} ({u})" if u else label(name, group)
+
+
+def describe(name: str, group: str | None = None) -> str:
+    """One sentence: label, unit, definition and coding, for tooltips and the report's variable list."""
+    e = entry(name, group)
+    if e is None:
+        return f"{_words(name)}: not in the data dictionary."
+    text = f"{heading(name, group)}: {e.definition}"
+    return f"{text} Values: {e.values}." if e.values else text
+
+
+def display_columns(frame: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """A copy of `frame` whose column names are headings with units. Names that would collide keep their name."""
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in frame.columns:
+        title = heading(column, group) if isinstance(column, str) else str(column)
+        if title in taken:
+            title = f"{title} [{column}]"
+        taken.add(title)
+        mapping[column] = title
+    return frame.rename(columns=mapping)
+
+
+def dictionary_table(groups: list[str] | None = None) -> pd.DataFrame:
+    """The whole dictionary (or some groups) as a DataFrame: name, group, label, unit, definition, values."""
+    import pandas as pd
+
+    rows = [asdict(e) for e in _ENTRIES if groups is None or e.group in groups]
+    table = pd.DataFrame(rows, columns=["name", "group", "label", "unit", "definition", "values"])
+    table["group"] = table["group"].map(GROUPS)
+    return table
+
+
+def columns_dictionary(columns: list[str] | pd.Index) -> pd.DataFrame:
+    """The codebook of a table: one row per column (name, label, unit, definition, values), in column order."""
+    import pandas as pd
+
+    rows = []
+    for name in columns:
+        e = entry(name)
+        rows.append({"name": name, "label": label(name), "unit": unit(name),
+                     "definition": e.definition if e else "", "values": e.values if e else ""})
+    return pd.DataFrame(rows, columns=["name", "label", "unit", "definition", "values"])
