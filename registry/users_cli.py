@@ -93,11 +93,13 @@ def logins(
         df = login_attempts_table(session, since=utcnow() - dt.timedelta(hours=hours))
     if failed_only:
         df = df[~df["succeeded"]]
-    table = Table("at (UTC)", "user", "address", "result")
-    for row in df.itertuples(index=False):
-        table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", row.username, row.address,
-                      "ok" if row.succeeded else f"failed: {row.reason}")
-    console.print(table if len(df) else f"No log-in attempts in the last {hours:g} hours.")
+    if not len(df):
+        console.print(f"No log-in attempts in the last {hours:g} hours.")
+        return
+    shown = pd.DataFrame({"At (UTC)": pd.to_datetime(df["at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
+                          "User": df["username"], "Address": df["address"],
+                          "Result": ["ok" if ok else f"failed: {why}" for ok, why in zip(df["succeeded"], df["reason"])]})
+    print_table(console, shown, labels=False)
 
 
 def _run(ctx: typer.Context, action: Callable[[Session], object]) -> None:
