@@ -98,7 +98,8 @@ def logins(
         return
     shown = pd.DataFrame({"At (UTC)": pd.to_datetime(df["at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
                           "User": df["username"], "Address": df["address"],
-                          "Result": ["ok" if ok else f"failed: {why}" for ok, why in zip(df["succeeded"], df["reason"], strict=True)]})
+                          "Result": [("ok" if ok else f"failed: {why}")
+                                     for ok, why in zip(df["succeeded"], df["reason"], strict=True)]})
     print_table(console, shown, labels=False)
 
 
