@@ -124,7 +124,7 @@ def test_users_cli_lists_locks_and_failed_logins(engine, any_home: Home) -> None
     base = ["--home", str(any_home.root), "--db-url", any_home.db_url, "users"]
     runner = CliRunner()
     listed = runner.invoke(app, [*base, "list"], terminal_width=200)
-    assert listed.exit_code == 0 and "locked until" in listed.output
+    assert listed.exit_code == 0 and "locked until" in listed.output.lower()
     stat_line = next(line for line in listed.output.splitlines() if "stat" in line)
     assert utcnow().strftime("%Y-%m-%d") in stat_line.split("statistician")[1]
     logins = runner.invoke(app, [*base, "logins", "--failed"], terminal_width=200)
