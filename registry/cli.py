@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine
 
+from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.clinical_import import CSVValidationError, import_table
 from registry.db import session_scope
@@ -56,9 +57,14 @@ def ingest(
     in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers (large folders only)."),
     actor: str | None = ACTOR,
+    scheduler: str = typer.Option("in-process", "--scheduler",
+                                  help=SCHEDULER_HELP + " Workers read and hash the headers; DIR must be on storage "
+                                  "they share, at the same path."),
 ) -> None:
     """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
-    with _engine(ctx) as (home, engine):
+    with _engine(ctx) as (home, engine), open_executor(scheduler) as executor:
+        if executor.distributed:
+            err.print(f"Reading headers on {executor.describe()}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=False) as bar:
             tasks: dict[str, int] = {}
@@ -70,7 +76,8 @@ def ingest(
                 bar.update(tasks[phase], completed=done)
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
-                                      actor=actor or login_name(), progress=progress, workers=workers)
+                                      actor=actor or login_name(), progress=progress, workers=workers,
+                                      executor=executor)
         summary = Table(title=f"Ingest run {report.run_id}: {directory}")
         summary.add_column("what")
         summary.add_column("count", justify="right")
