@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from biomarkers import store
 from biomarkers.extract import extract_features
 from biomarkers.series import DEFINITIONS_VERSION
+from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.csv_export import write_csv
 from registry.db import session_scope
@@ -32,6 +33,7 @@ def extract(
                                help="auto (segmentations, else manual annotations), manual, or truth-dir."),
     truth_dir: Path | None = typer.Option(None, "--truth-dir", help="Study folder whose truth/masks/ to use."),
     force: bool = typer.Option(False, "--force", help="Recompute even features that are current."),
+    scheduler: str = typer.Option("in-process", "--scheduler", help=SCHEDULER_HELP),
 ) -> None:
     """Compute per-series biomarkers from masks and store them with provenance; skips what is current."""
     folder = truth_dir or directory
@@ -45,7 +47,7 @@ def extract(
         raise typer.Exit(2)
     else:
         kind = source
-    with open_registry(ctx) as (_home, engine):
+    with open_registry(ctx) as (_home, engine), open_executor(scheduler) as executor:
         with session_scope(engine) as session:
             jobs = store.mask_jobs(session, kind, folder)
         if not jobs:
@@ -54,10 +56,13 @@ def extract(
             return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
+        if executor.distributed:
+            console.print(f"{len(jobs)} mask(s) on {executor.describe()}")
         with Progress(*columns, console=err) as bar:
             task = bar.add_task("Extracting biomarkers", total=len(jobs))
             report = extract_features(engine, jobs, actor=login_name(), force=force,
-                                      progress=lambda done, total, uid: bar.update(task, completed=done))
+                                      progress=lambda done, total, uid: bar.update(task, completed=done),
+                                      executor=executor)
         console.print(f"Biomarkers (definitions {DEFINITIONS_VERSION}) from {len(jobs)} mask(s): "
                       f"{len(report.computed)} computed, {len(report.skipped)} already current, "
                       f"{len(report.failed)} failed, in {report.seconds:.1f} s.")

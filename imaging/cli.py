@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cluster.executor import SCHEDULER_HELP, open_executor
 from imaging import store
 from imaging.inference import select_device, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
@@ -135,6 +136,10 @@ def segment(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    scheduler: str = typer.Option("in-process", "--scheduler", help=SCHEDULER_HELP),
+    gpu: bool | None = typer.Option(None, "--gpu/--any-worker",
+                                    help="On a cluster: only workers started with --resources GPU=1 segment "
+                                         "(default: when the cluster has such workers)."),
 ) -> None:
     """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
@@ -143,12 +148,14 @@ def segment(
     if not all_series and not series:
         err.print("[red]error:[/red] name --series UID (repeatable) or --all")
         raise typer.Exit(2)
-    with open_registry(ctx) as (home, engine):
-        dev = select_device(device)
-        n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
+    with open_registry(ctx) as (home, engine), open_executor(scheduler) as executor:
+        # On a cluster the model is opened here on the CPU and each worker moves it to its own device.
+        dev = select_device("cpu" if executor.distributed else device)
+        n_threads = set_cpu_threads(threads) if dev.type == "cpu" and not executor.distributed else None
         segmenter = open_segmenter(model_spec, dev, batch_size=batch_size)
         uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
-        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]} on {dev}"
+        where = f"on {executor.describe()} (device {device} per worker)" if executor.distributed else f"on {dev}"
+        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]} {where}"
                       + (f" ({n_threads} threads)" if n_threads else ""))
         with Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -156,7 +163,8 @@ def segment(
             report = segment_registered_series(
                 engine, home.masks_dir, segmenter, uids,
                 on_series=lambda uid, outcome: bar.update(task, advance=1,
-                                                          last=f"last: series {short_uid(uid)} {outcome}"))
+                                                          last=f"last: series {short_uid(uid)} {outcome}"),
+                executor=executor, worker_device=device if executor.distributed else None, gpu=gpu)
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
                       f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))

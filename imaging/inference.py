@@ -63,6 +63,11 @@ class UNetSegmenter:
     def members(self) -> list[str]:
         return [self.model.version]
 
+    def __getstate__(self) -> dict:
+        # Sent to Dask workers: the prepared network (traced, frozen, on this process' device) cannot be
+        # pickled and belongs to this process anyway; each worker prepares its own on first use.
+        return {**self.__dict__, "_net": None}
+
     def _prepared(self, example: torch.Tensor) -> torch.nn.Module:
         if self._net is not None:
             return self._net

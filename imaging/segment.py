@@ -2,10 +2,18 @@
 
 Each series is its own transaction: a failure is recorded (status failed, the error) and the run
 goes on; a series already done by the same model version is skipped (idempotent).
+
+Where the work runs is the caller's `executor` (`cluster.executor`): in this process by default,
+or one Dask task per series (`--scheduler`). A task reads the series' DICOM files and writes its
+mask under the data home (shared storage on a cluster) and returns what happened; the registry is
+written here, by the client, one transaction per series. Two runs at once on the same series keep
+one result: the unique (series, model version) row is written under `run_in_transaction`, and a
+finished run is never replaced by another attempt's failure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -13,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
+from cluster.executor import GPU, Executor
 from imaging import store
 from imaging.segmenters import LesionSegmenter
 from imaging.volume import load_series, write_mask
-from registry.db import session_scope
+from registry.db import run_in_transaction, session_scope
 
 
 @dataclass
@@ -26,6 +36,27 @@ class SegmentReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeriesJob:
+    """One series to segment: what a worker needs, and nothing from the database."""
+
+    series_instance_uid: str
+    paths: tuple[Path, ...]
+    mask_file: Path
+
+
+@dataclass(frozen=True)
+class SeriesSegmentation:
+    """What segmenting one series gave (computed on a worker, recorded by the client)."""
+
+    mask_path: Path | None
+    timings: dict[str, float] | None
+    error: str | None
+    seconds: float
+    device: str
+    started_at: dt.datetime
 
 
 def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool) -> list[str]:
@@ -39,44 +70,117 @@ def segment_registered_series(
     segmenter: LesionSegmenter,
     uids: list[str],
     on_series: Callable[[str, str], None] | None = None,
+    *,
+    executor: Executor | None = None,
+    worker_device: str | None = None,
+    gpu: bool | None = None,
 ) -> SegmentReport:
-    """Segment `uids` (already chosen by QC status) with `segmenter`; `on_series(uid, outcome)` after each."""
+    """Segment `uids` (already chosen by QC status) with `segmenter`; `on_series(uid, outcome)` after each.
+
+    `executor` runs the series (default: in this process). On a cluster, `worker_device` ("auto",
+    "cpu", "cuda") is the device each worker picks for itself (default: the segmenter's own), and
+    `gpu` sends the series only to workers started with `--resources GPU=1` (default: when the
+    cluster has any).
+    """
+    executor = executor or Executor()
     report = SegmentReport()
-    for uid in uids:
-        with session_scope(engine) as session:
+    jobs: list[SeriesJob] = []
+    with session_scope(engine) as session:
+        for uid in uids:
             series = store.series_by_uid(session, uid)
-            existing = store.run_for(session, series, segmenter.version)
-            if existing is not None and existing.status == store.RUN_DONE and existing.mask_path \
-                    and Path(existing.mask_path).exists():
+            if _finished(store.run_for(session, series, segmenter.version)):
                 report.skipped.append(uid)
                 if on_series:
                     on_series(uid, "skipped")
                 continue
-            paths = store.instance_paths(session, series)
-        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        t0 = time.perf_counter()
-        mask_path, timings, error = None, None, None
-        try:
-            tl = time.perf_counter()
-            volume = load_series(paths)
-            load_s = time.perf_counter() - tl
-            labels, timings = segmenter.segment(volume)
-            timings = {"load_s": load_s, **timings}
-            mask_file = store.segmentation_mask_path(masks_dir, segmenter.version, uid)
-            mask_path = write_mask(mask_file, labels, volume.affine)
-        except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
-            error = f"{type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - t0
-        with session_scope(engine) as session:
-            series = store.series_by_uid(session, uid)
-            store.record_run(session, series, model_name=segmenter.name, model_version=segmenter.version,
-                             device=str(segmenter.device), status=store.RUN_FAILED if error else store.RUN_DONE,
-                             mask_path=mask_path, seconds=seconds, timings=timings, error=error, started_at=started)
-        if error:
-            report.failed[uid] = error
+            jobs.append(SeriesJob(uid, tuple(store.instance_paths(session, series)),
+                                  store.segmentation_mask_path(masks_dir, segmenter.version, uid)))
+    if not jobs:
+        return report
+
+    if gpu is None:
+        gpu = executor.workers_with(GPU) > 0
+    resources = {GPU: 1} if gpu and executor.distributed else None
+    model = executor.share(segmenter)
+    for result in executor.map_per_series(segment_series_files, jobs, args=(model, worker_device), label="segment",
+                                          key_of=lambda job: job.series_instance_uid, resources=resources):
+        job: SeriesJob = result.item
+        outcome: SeriesSegmentation = result.value or SeriesSegmentation(
+            None, None, result.error, 0.0, "unknown", dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        uid = job.series_instance_uid
+        kept = run_in_transaction(engine, lambda session, uid=uid, outcome=outcome: _record(
+            session, uid, segmenter, outcome))
+        if not kept:
+            report.skipped.append(uid)
+        elif outcome.error:
+            report.failed[uid] = outcome.error
         else:
             report.done.append(uid)
-            report.seconds[uid] = seconds
+            report.seconds[uid] = outcome.seconds
         if on_series:
-            on_series(uid, "failed" if error else "done")
+            on_series(uid, "skipped" if not kept else "failed" if outcome.error else "done")
     return report
+
+
+def segment_series_files(job: SeriesJob, segmenter: LesionSegmenter, device: str | None = None) -> SeriesSegmentation:
+    """Load one series, segment it and write its mask; runs wherever the executor sends it.
+
+    Errors of this series (unreadable files, a model failure) come back in the result: they are
+    the series' outcome, recorded like a success, not a reason to stop the run.
+    """
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    mask_path, timings, error = None, None, None
+    used = str(getattr(segmenter, "device", "unknown"))
+    try:
+        segmenter = _for_this_worker(segmenter, device)
+        used = str(segmenter.device)
+        tl = time.perf_counter()
+        volume = load_series(list(job.paths))
+        load_s = time.perf_counter() - tl
+        labels, timings = segmenter.segment(volume)
+        timings = {"load_s": load_s, **timings}
+        mask_path = write_mask(job.mask_file, labels, volume.affine)
+    except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
+        error = f"{type(exc).__name__}: {exc}"
+    return SeriesSegmentation(mask_path, timings, error, time.perf_counter() - t0, used, started)
+
+
+def _finished(run: object) -> bool:
+    return (run is not None and run.status == store.RUN_DONE and bool(run.mask_path)
+            and Path(run.mask_path).exists())
+
+
+def _record(session: Session, uid: str, segmenter: LesionSegmenter, outcome: SeriesSegmentation) -> bool:
+    """Store one series' outcome; False when another run finished this series first (its result is kept)."""
+    series = store.series_by_uid(session, uid)
+    if _finished(store.run_for(session, series, segmenter.version)):
+        return False
+    store.record_run(session, series, model_name=segmenter.name, model_version=segmenter.version,
+                     device=outcome.device, status=store.RUN_FAILED if outcome.error else store.RUN_DONE,
+                     mask_path=outcome.mask_path, seconds=outcome.seconds, timings=outcome.timings,
+                     error=outcome.error, started_at=outcome.started_at)
+    return True
+
+
+_ON_DEVICE: dict[tuple[int, str], LesionSegmenter] = {}
+
+
+def _for_this_worker(segmenter: LesionSegmenter, device: str | None) -> LesionSegmenter:
+    """The segmenter on the device this worker should use (a GPU node's CUDA for "auto"), prepared once.
+
+    The client opens the model where it runs (often a CPU-only login node) and ships it; each worker
+    re-targets it. Segmenters are dataclasses with a `device` field, so a copy with another device is
+    a `dataclasses.replace`; anything else runs where it was opened.
+    """
+    if device is None or not dataclasses.is_dataclass(segmenter):
+        return segmenter
+    from imaging.inference import select_device
+
+    target = select_device(device)
+    if target == segmenter.device:
+        return segmenter
+    key = (id(segmenter), str(target))
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = dataclasses.replace(segmenter, device=target)
+    return _ON_DEVICE[key]

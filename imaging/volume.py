@@ -26,6 +26,8 @@ Choices for messy series (each raises `SeriesGeometryError` naming the series an
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -237,7 +239,8 @@ def write_mask(path: Path | str, labels: np.ndarray, affine: np.ndarray) -> Path
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
     # Write to a temporary name first: an interrupted write must not leave a truncated mask behind.
-    tmp = path.with_name(path.name + ".part.nii.gz")
+    # The name is unique per writer: two runs segmenting the same series at once must not share it.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part.nii.gz")
     nib.save(img, tmp)
     tmp.replace(path)
     return path

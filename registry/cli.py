@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
+from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.cli_tables import print_table
 from registry.csv_export import write_csv
@@ -63,11 +64,16 @@ def ingest(
     in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers (large folders only)."),
     actor: str | None = ACTOR,
+    scheduler: str = typer.Option("in-process", "--scheduler",
+                                  help=SCHEDULER_HELP + " Workers read and hash the headers; DIR must be on storage "
+                                  "they share, at the same path."),
 ) -> None:
     """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
     from registry.ingest import ingest_directory
 
-    with _engine(ctx) as (home, engine):
+    with _engine(ctx) as (home, engine), open_executor(scheduler) as executor:
+        if executor.distributed:
+            err.print(f"Reading headers on {executor.describe()}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=False) as bar:
             tasks: dict[str, int] = {}
@@ -79,7 +85,8 @@ def ingest(
                 bar.update(tasks[phase], completed=done)
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
-                                      actor=actor or login_name(), progress=progress, workers=workers)
+                                      actor=actor or login_name(), progress=progress, workers=workers,
+                                      executor=executor)
         rows = [("files seen", report.files_seen), ("new instances", report.new_instances),
                 ("already present", report.already_present), ("conflicts", len(report.conflicts)),
                 ("new series", report.series_new), ("extended series", report.series_updated),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def make_engine(db_url: str) -> Engine:
@@ -89,3 +93,34 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def run_in_transaction(engine: Engine, work: Callable[[Session], T], *, attempts: int = 6) -> T:
+    """`work(session)` in one transaction, retried from scratch when a concurrent writer got in the way.
+
+    Two runs writing the same rows at once (two ingests of one folder, two segmentations of one
+    series) collide in ways that are not errors of either: a unique constraint the other run has
+    just satisfied (IntegrityError), SQLite's single writer lock ("database is locked"), or a
+    PostgreSQL deadlock / serialization failure. The whole transaction is rolled back and `work`
+    runs again on a fresh session, where it sees the other run's committed rows. So `work` must
+    not keep side effects from a failed attempt (count into a fresh report, merge after).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(engine) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if attempt == attempts or not _is_concurrency_conflict(exc):
+                raise
+            time.sleep(random.uniform(0.02, 0.1) * 2**attempt)  # jittered backoff: the runs must not re-collide
+    raise AssertionError("unreachable")
+
+
+def _is_concurrency_conflict(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in ("40001", "40P01"):  # serialization_failure, deadlock_detected
+        return True
+    return isinstance(exc, OperationalError) and ("database is locked" in str(exc.orig)
+                                                  or "database table is locked" in str(exc.orig))

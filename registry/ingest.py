@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from registry.db import session_scope
-from registry.dicom_headers import InstanceHeader, RejectedFile, read_instance_header
+from registry.db import run_in_transaction, session_scope
+from registry.dicom_headers import UNREADABLE, InstanceHeader, RejectedFile, read_instance_header
 from registry.home import Home
 from registry.models import (
     QC_FAILED,
@@ -43,6 +45,9 @@ from registry.pseudonym import pseudo_id
 from registry.series_qc import QCThresholds, summarize_series
 from registry.store import AUTO_QC_ACTOR, audit, center_by_code, days_between, patient_by_pseudo_id
 
+if TYPE_CHECKING:
+    from cluster.executor import Executor
+
 # Rejection codes decided here rather than from one file's header.
 NO_CENTER = "no_center"
 DICOMDIR = "dicomdir"
@@ -53,6 +58,7 @@ CHANGED_DURING_INGEST = "changed_during_ingest"
 ARCHIVE_UNREADABLE = "archive_unreadable"
 
 PARALLEL_MIN_FILES = 500
+CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
 ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
 
 
@@ -86,6 +92,17 @@ class IngestReport:
     def nothing_new(self) -> bool:
         return self.new_instances == 0
 
+    def merge(self, other: IngestReport) -> None:
+        """Add what one series' transaction did (counted apart, so that a retried attempt counts once)."""
+        self.new_instances += other.new_instances
+        self.already_present += other.already_present
+        self.series_new += other.series_new
+        self.series_updated += other.series_updated
+        self.patients_new += other.patients_new
+        self.qc.update(other.qc)
+        self.rejected.extend(other.rejected)
+        self.conflicts.extend(other.conflicts)
+
     def counts(self) -> dict[str, object]:
         return {
             "files": self.files_seen, "new_instances": self.new_instances, "already_present": self.already_present,
@@ -116,8 +133,14 @@ def ingest_directory(
     progress: ProgressCallback | None = None,
     thresholds: QCThresholds | None = None,
     workers: int = min(2, os.cpu_count() or 1),
+    executor: Executor | None = None,
 ) -> IngestReport:
-    """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root."""
+    """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root.
+
+    With a distributed `executor` (`--scheduler`) the headers are read and hashed on the Dask workers,
+    which must see `root` at the same path (shared storage); storing stays here, one transaction per
+    series, retried when a concurrent ingest of the same files wins a race (`registry.db.run_in_transaction`).
+    """
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
@@ -130,13 +153,18 @@ def ingest_directory(
 
     files = list(dicom_candidate_files(root))
     report.files_seen = len(files)
-    groups = _read_and_group(files, root, center, report, progress, workers)
+    groups = _read_and_group(files, root, center, report, progress, workers, executor)
 
     total = len(groups)
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
-        with session_scope(engine) as session:
+        def store_one(session: Session, center_code: str = center_code,
+                      headers: list[InstanceHeader] = headers) -> IngestReport:
+            attempt = IngestReport(run_id=report.run_id)
             _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                          report=report, thresholds=thresholds)
+                          report=attempt, thresholds=thresholds)
+            return attempt
+
+        report.merge(run_in_transaction(engine, store_one))
         if progress:
             progress("series", done, total)
 
@@ -156,7 +184,7 @@ def ingest_directory(
 
 def _read_and_group(
     files: list[Path], root: Path, center: str | None, report: IngestReport,
-    progress: ProgressCallback | None, workers: int,
+    progress: ProgressCallback | None, workers: int, executor: Executor | None = None,
 ) -> dict[tuple[str, str], list[InstanceHeader]]:
     """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected."""
     centers: list[str | None] = []
@@ -178,6 +206,16 @@ def _read_and_group(
     # Header parsing is pure Python (GIL-bound): threads do not help, processes do. Small folders are
     # read in this process, where starting workers would cost more than it saves.
     parallel = workers > 1 and len(todo) >= PARALLEL_MIN_FILES
+    if executor is not None and executor.distributed:
+        def on_batch(done: int) -> None:
+            if progress:
+                progress("files", done + len(files) - len(todo), len(files))
+        for code, result in zip(centers, _read_on_cluster(executor, todo, on_batch), strict=True):
+            if isinstance(result, RejectedFile):
+                report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
+            else:
+                groups[(code, result.series_instance_uid)].append(result)
+        return groups
     with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool:
         results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
         for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
@@ -188,6 +226,27 @@ def _read_and_group(
             if progress and (done % 50 == 0 or done == len(todo)):
                 progress("files", done + len(files) - len(todo), len(files))
     return groups
+
+
+def _read_on_cluster(executor: Executor, paths: list[Path],
+                     on_batch: Callable[[int], None]) -> list[InstanceHeader | RejectedFile]:
+    """Headers of `paths` read on the Dask workers in batches, returned in the order of `paths`."""
+    step = CLUSTER_BATCH_FILES
+    batches = [(start, paths[start : start + step]) for start in range(0, len(paths), step)]
+    by_start: dict[int, list[InstanceHeader | RejectedFile]] = {}
+    done = 0
+    for result in executor.map_per_series(_read_batch, batches, label="read-headers", key_of=lambda b: str(b[0])):
+        start, batch = result.item
+        by_start[start] = result.value if result.error is None else [
+            RejectedFile(p, UNREADABLE, f"header reading failed on the cluster ({result.error}); ingest again")
+            for p in batch]
+        done += len(batch)
+        on_batch(done)
+    return [header for start, _ in batches for header in by_start[start]]
+
+
+def _read_batch(batch: tuple[int, list[Path]]) -> list[InstanceHeader | RejectedFile]:
+    return [_read_one(path) for path in batch[1]]
 
 
 def _read_one(path: Path) -> InstanceHeader | RejectedFile:
@@ -385,7 +444,7 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
         if target.exists() and target.stat().st_size == h.file_size and _sha256_of(target) == h.sha256:
             stored[h.sop_instance_uid] = str(target)
             continue
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp = target.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")  # concurrent ingests copy apart
         digest = hashlib.sha256()
         with open(h.path, "rb") as src, open(tmp, "wb") as dst:
             while chunk := src.read(1 << 20):

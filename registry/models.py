@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -166,11 +167,14 @@ class Series(Base):
     qc_status: Mapped[str] = mapped_column(String(16), default=QC_PENDING, index=True)
     qc_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     phi_tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series", cascade="all, delete-orphan")
     qc_decisions: Mapped[list[QCDecision]] = relationship(back_populates="series")
+
+    # Progress counts series per study by QC status from this index alone (no table read).
+    __table_args__ = (Index("ix_series_study_id_qc_status", "study_id", "qc_status"),)
 
 
 class Instance(Base):
@@ -198,7 +202,7 @@ class QCDecision(Base):
     note: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(100))
     automatic: Mapped[bool] = mapped_column(Boolean, default=False)
-    decided_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     series: Mapped[Series] = relationship(back_populates="qc_decisions")
 
@@ -243,6 +247,8 @@ class AuditEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
+    __table_args__ = (Index("ix_audit_event_entity_type_entity_id", "entity_type", "entity_id"),)
+
 
 class ManualAnnotation(Base):
     """A manual hematoma/edema mask (NIfTI, labels 1 hematoma, 2 edema) on a series' grid."""
@@ -277,7 +283,8 @@ class SegmentationRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (UniqueConstraint("series_id", "model_version"),)
+    __table_args__ = (UniqueConstraint("series_id", "model_version"),
+                      Index("ix_segmentation_run_status_series_id", "status", "series_id"))
 
 
 class SeriesFeatures(Base):

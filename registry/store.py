@@ -48,27 +48,49 @@ def audit(
 
 
 def center_by_code(session: Session, code: str, *, create: bool = True) -> Center | None:
-    """The center with this code (normalized: `registry.identifiers`), created if new unless `create=False`."""
+    """The center with this code (normalized: `registry.identifiers`), created if new unless `create=False`
+    (safe when another ingest creates it at the same moment)."""
     code = normalized_center(code)
     center = session.scalars(select(Center).where(Center.code == code)).one_or_none()
     if center is None and create:
-        center = Center(code=code)
-        session.add(center)
-        session.flush()
+        insert_unless_present(session, Center, {"code": code}, ("code",))
+        center = session.scalars(select(Center).where(Center.code == code)).one()
     return center
 
 
 def patient_by_pseudo_id(session: Session, center: Center, pseudo: str) -> tuple[Patient, bool]:
-    """The patient with this pseudonym, created under `center` if new; (patient, created)."""
+    """The patient with this pseudonym, created under `center` if new; (patient, created).
+
+    Safe under concurrency: two ingests meeting the same new patient both end with the one row.
+    """
     patient = session.scalars(select(Patient).where(Patient.pseudo_id == pseudo)).one_or_none()
-    if patient is not None:
-        if patient.center_id != center.id:
-            raise ValueError(f"pseudonym {pseudo} already belongs to another center")
-        return patient, False
-    patient = Patient(pseudo_id=pseudo, center_id=center.id)
-    session.add(patient)
-    session.flush()
-    return patient, True
+    created = False
+    if patient is None:
+        created = insert_unless_present(session, Patient, {"pseudo_id": pseudo, "center_id": center.id},
+                                        ("pseudo_id",))
+        patient = session.scalars(select(Patient).where(Patient.pseudo_id == pseudo)).one()
+    if patient.center_id != center.id:
+        raise ValueError(f"pseudonym {pseudo} already belongs to another center")
+    return patient, created
+
+
+def insert_unless_present(session: Session, model: type, values: dict[str, Any], unique: tuple[str, ...]) -> bool:
+    """INSERT ... ON CONFLICT (unique) DO NOTHING; True when this call inserted the row.
+
+    The get-or-create of rows that concurrent runs may create at the same moment (a center, a
+    patient): a plain SELECT-then-INSERT lets both runs insert and the second fail on the unique
+    constraint. PostgreSQL waits for the other transaction and then skips the duplicate; SQLite
+    serialises writers, so the row is either there or ours.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - ctstudy supports SQLite and PostgreSQL only
+        raise RuntimeError(f"unsupported database {dialect}: use SQLite or PostgreSQL")
+    result = session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(unique)))
+    return bool(result.rowcount)
 
 
 def repeated_qc_decision(session: Session, series_uid: str, status: str, reason: str | None) -> QCDecision | None:
