@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imaging.volume import Volume, load_series
+from registry.instance_files import instance_file_paths
 from registry.models import (
     QC_PASSED,
     QC_PENDING,
-    Instance,
     ManualAnnotation,
     SegmentationRun,
     Series,
@@ -46,10 +46,10 @@ def series_to_segment(session: Session, uids: list[str] | None = None, include_p
 
 
 def instance_paths(session: Session, series: Series) -> list[Path]:
-    paths = session.scalars(select(Instance.file_path).where(Instance.series_id == series.id)).all()
+    paths = instance_file_paths(session, series.id)  # archive copies, or in-place files under their source root
     if not paths:
         raise LookupError(f"series {series.series_instance_uid} has no stored instances")
-    return [Path(p) for p in paths]
+    return paths
 
 
 def load_series_volume(session: Session, series: Series) -> Volume:
