@@ -17,6 +17,7 @@ from registry.models import (
     QC_PASSED,
     QC_PENDING,
     ManualAnnotation,
+    Patient,
     SegmentationRun,
     Series,
     Study,
@@ -54,6 +55,12 @@ def instance_paths(session: Session, series: Series) -> list[Path]:
 
 def load_series_volume(session: Session, series: Series) -> Volume:
     return load_series(instance_paths(session, series))
+
+
+def patient_pseudo_id(session: Session, series: Series) -> str:
+    """The pseudonym of the series' patient (what exports carry instead of any identifier)."""
+    return session.scalars(select(Patient.pseudo_id).join(Study, Study.patient_id == Patient.id)
+                           .where(Study.id == series.study_id)).one()
 
 
 def patient_key(session: Session, series: Series) -> str:
