@@ -46,7 +46,7 @@ def open_registry(ctx: typer.Context,
     try:
         require_current_schema(engine)
         yield home, engine
-    except click.exceptions.Exit:
+    except (click.exceptions.Exit, typer.Exit):
         # typer.Exit is a RuntimeError: without this a command's deliberate `Exit(1)` (after it listed what
         # failed) was caught below and printed as a bare "error: 1".
         raise
