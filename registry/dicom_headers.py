@@ -155,8 +155,10 @@ def read_instance_header(path: Path | str, *, with_hash: bool = True) -> Instanc
     # without pixels, and often without UIDs or with a half value. Any verdict on such a file but "not
     # CT" is really "truncated".
     cut = pixel_offset >= len(data)
+    # The pixel data check first: a file cut inside its pixels is "truncated", whatever else it lacks.
+    mismatch = None if cut else _check_pixel_data_complete(ds, data, pixel_offset, path)
     try:
-        header = _header_from_dataset(ds, path, digest, len(data))
+        return _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch)
     except Exception as exc:  # noqa: BLE001 - every failure is turned into a reason below
         if isinstance(exc, RejectedFile) and (exc.reason == NOT_CT or not cut):
             raise
@@ -167,9 +169,6 @@ def read_instance_header(path: Path | str, *, with_hash: bool = True) -> Instanc
             raise RejectedFile(path, INVALID_VALUE, str(exc)) from None
         # a malformed value (e.g. DS 'abc') of a tag outside the geometry checks
         raise RejectedFile(path, UNREADABLE, f"malformed header value: {type(exc).__name__}") from None
-    mismatch = _check_pixel_data_complete(ds, data, pixel_offset, path)
-    defects = header.defects + ((mismatch,) if mismatch else ())
-    return _replace(header, transfer_syntax=transfer_syntax, defects=tuple(dict.fromkeys(defects)))
 
 
 def _parse(fp: io.BytesIO, data: bytes, path: Path) -> pydicom.Dataset:
@@ -237,13 +236,8 @@ def _transfer_syntax(ds: pydicom.Dataset, path: Path) -> str | None:
     return uid
 
 
-def _replace(header: InstanceHeader, **changes: object) -> InstanceHeader:
-    from dataclasses import replace
-
-    return replace(header, **changes)
-
-
-def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int) -> InstanceHeader:
+def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int, transfer_syntax: str | None = None,
+                         pixel_defect: str | None = None) -> InstanceHeader:
     sop = valid_uid("SOPInstanceUID", _text(ds, "SOPInstanceUID"))
     if not sop:
         raise RejectedFile(path, MISSING_SOP_UID, "SOPInstanceUID (0008,0018) missing or empty")
@@ -262,7 +256,7 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         raise RejectedFile(path, MISSING_PATIENT_ID, "PatientID (0010,0020) missing or empty")
 
     notes: list[str] = []
-    defects: list[str] = []
+    defects: list[str] = [pixel_defect] if pixel_defect else []
     phi = list(phi_tags_found(ds))
     texts: dict[str, str | None] = {}
     for keyword in ("SeriesDescription", "StudyDescription"):
@@ -325,6 +319,7 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         image_orientation=orientation,
         gantry_detector_tilt=finite(tilt) if tilt is not None and abs(tilt) < 90 else None,
         phi_tags=tuple(dict.fromkeys(phi)),
+        transfer_syntax=transfer_syntax,
         defects=tuple(dict.fromkeys(defects)),
         notes=tuple(notes),
     )
