@@ -154,6 +154,9 @@ class Series(Base):
     days_from_injury: Mapped[float | None] = mapped_column(Float)
     manufacturer: Mapped[str | None] = mapped_column(String(100))
     manufacturer_model: Mapped[str | None] = mapped_column(String(100))
+    # Never written since migration 0006 (an identifier of the place of care, PS3.15 Annex E: remove);
+    # kept as a column because dropping it would rebuild the table on SQLite.
+    institution: Mapped[str | None] = mapped_column(String(200))
     convolution_kernel: Mapped[str | None] = mapped_column(String(100))
     rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[int | None] = mapped_column(Integer)
