@@ -64,6 +64,7 @@ PixelPaddingValue PixelPaddingRangeLimit WindowCenter WindowWidth RescaleInterce
 LossyImageCompression LossyImageCompressionRatio LossyImageCompressionMethod BurnedInAnnotation PixelData
 """
 KEPT_KEYWORDS = frozenset(_KEPT_KEYWORDS_TEXT.split())
+KEPT_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in KEPT_KEYWORDS)
 DESCRIPTION_KEYWORDS = ("SeriesDescription", "StudyDescription")
 
 
@@ -88,9 +89,11 @@ def deidentified(ds: Dataset, key: bytes, pseudonym: str) -> Dataset:
     if is_deidentified(ds):
         return ds
     out = Dataset()
-    for elem in ds:
-        if elem.keyword in KEPT_KEYWORDS:
-            out.add(elem)
+    for tag in list(ds._dict) if hasattr(ds, "_dict") else ds:
+        if tag in KEPT_TAGS:
+            # The element as read (undecoded when still raw): copying it unconverted is what keeps
+            # de-identification at the speed of a file copy rather than of a full decode and re-encode.
+            out[tag] = ds.get_item(tag)
     for keyword in UID_KEYWORDS:
         value = ds.get(keyword)
         if value:

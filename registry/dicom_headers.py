@@ -154,20 +154,28 @@ def read_instance_header(path: Path | str, *, with_hash: bool = True) -> Instanc
     # pydicom stops quietly at the end of the data: a file cut inside its header parses into a dataset
     # without pixels, and often without UIDs or with a half value. Any verdict on such a file but "not
     # CT" is really "truncated".
-    cut = pixel_offset >= len(data)
+    if pixel_offset >= len(data):
+        # pydicom stops quietly at the end of the data: a file cut inside its header parses into a dataset
+        # without pixels, often without UIDs or with a half value. Any verdict on it but "not CT" is
+        # really "truncated".
+        try:
+            _header_from_dataset(ds, path, digest, len(data))
+        except RejectedFile as exc:
+            if exc.reason == NOT_CT:
+                raise
+        except Exception:  # noqa: BLE001, S110 - whatever the half header breaks, the verdict is below
+            pass
+        raise RejectedFile(path, TRUNCATED, f"file ends after {len(data)} bytes, before PixelData (7FE0,0010): "
+                                            "truncated or no image")
     # The pixel data check first: a file cut inside its pixels is "truncated", whatever else it lacks.
-    mismatch = None if cut else _check_pixel_data_complete(ds, data, pixel_offset, path)
+    mismatch = _check_pixel_data_complete(ds, data, pixel_offset, path)
     try:
         return _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch)
-    except Exception as exc:  # noqa: BLE001 - every failure is turned into a reason below
-        if isinstance(exc, RejectedFile) and (exc.reason == NOT_CT or not cut):
-            raise
-        if cut:
-            raise RejectedFile(path, TRUNCATED, f"file ends after {len(data)} bytes, before PixelData "
-                                                "(7FE0,0010): truncated") from None
-        if isinstance(exc, InvalidValue):
-            raise RejectedFile(path, INVALID_VALUE, str(exc)) from None
-        # a malformed value (e.g. DS 'abc') of a tag outside the geometry checks
+    except RejectedFile:
+        raise
+    except InvalidValue as exc:
+        raise RejectedFile(path, INVALID_VALUE, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a malformed value (e.g. DS 'abc') of a tag outside the geometry checks
         raise RejectedFile(path, UNREADABLE, f"malformed header value: {type(exc).__name__}") from None
 
 

@@ -509,7 +509,8 @@ def _relative_to_root(path: str, root: Path | None) -> str:
     """An in-place file's path relative to the declared source root (the registry keeps no absolute path)."""
     if root is None:
         return path
-    return str(Path(path).resolve().relative_to(root))
+    # Files come from walking the (resolved) root: no need to resolve each one again (syscalls per file).
+    return os.path.relpath(path, root)
 
 
 # Transfer syntaxes whose pixels need a decoder (everything but native little/big endian).
