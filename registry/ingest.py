@@ -183,8 +183,11 @@ def ingest_directory(
                 _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
                               report=report, thresholds=thresholds, root=root, source_root_id=source_root_id)
         except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
+            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
+            # statement's values, so only its type is kept.
+            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
             _reject_all(headers, report, STORE_FAILED,
-                        f"series could not be stored ({type(exc).__name__}); nothing of it was kept: "
+                        f"series could not be stored ({why}); nothing of it was kept: "
                         "ingest again, and report this if it persists")
         if progress:
             progress("series", done, total)
