@@ -22,3 +22,9 @@ def instance_file_paths(session: Session, series_id: int) -> list[Path]:
         .where(Instance.series_id == series_id)
     ).all()
     return [Path(root) / path if root else Path(path) for path, root in rows]
+
+
+def instance_file(instance: Instance) -> Path:
+    """One instance's file, as a path this machine can open."""
+    root = instance.source_root
+    return Path(root.path) / instance.file_path if root is not None else Path(instance.file_path)

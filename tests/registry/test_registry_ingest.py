@@ -21,7 +21,7 @@ from registry.db import make_engine, session_scope, upgrade
 from registry.deidentify import mapped_uid
 from registry.home import Home
 from registry.ingest import ingest_directory
-from registry.instance_files import instance_file_paths
+from registry.instance_files import instance_file, instance_file_paths
 from registry.models import AuditEvent, Base, IngestRun, Instance, Patient, QCDecision, Rejection, Series, Study
 from registry.pseudonym import pseudo_id
 from registry.store import record_qc_decision
@@ -177,6 +177,7 @@ def test_in_place_indexes_without_copying_and_series_grow(any_home: Home, tmp_pa
         assert paths == {str(p.relative_to(tmp_path / "in")) for p in folder.iterdir()}
         series_id = s.scalars(select(Series.id)).one()
         assert set(instance_file_paths(s, series_id)) == set(folder.iterdir())
+        assert {instance_file(i) for i in s.scalars(select(Instance))} == set(folder.iterdir())
         record_qc_decision(s, uid, "failed", "gap in the brain stem", "dr.coordinator")
 
     # The missing slices arrive later: the series grows, its geometry and QC are redone, and the
