@@ -4,6 +4,8 @@ Prints (median of repeats, measured in this run):
 - files/s indexing a folder of N small CT files in place (headers, SHA-256, series, QC, database),
 - files/s of the naive way: pydicom.dcmread of every file with its pixels, plus .pixel_array,
 - their ratio;
+- files/s of the default ingest, which writes a de-identified copy of every file into the archive
+  (DICOM PS3.15 Annex E basic profile), and its ratio to the naive way;
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
   when reachable (CTSTUDY_TEST_PG_URL or the local server), on PostgreSQL.
 
@@ -74,15 +76,15 @@ def write_study_folder(root: Path, n_series: int, n_slices: int, matrix: int = 6
     return n
 
 
-def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int) -> list[float]:
+def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int, in_place: bool = True) -> list[float]:
     times = []
     for r in range(repeats):
-        home = Home.resolve(workdir / f"home-{workers}-{r}")
+        home = Home.resolve(workdir / f"home-{workers}-{r}-{'in-place' if in_place else 'archive'}")
         home.ensure()
         upgrade(home.db_url)
         engine = make_engine(home.db_url)
         start = time.perf_counter()
-        report = ingest_directory(engine, home, folder, in_place=True, actor="bench", workers=workers)
+        report = ingest_directory(engine, home, folder, in_place=in_place, actor="bench", workers=workers)
         times.append(time.perf_counter() - start)
         assert report.rejected == [] and report.new_instances > 0
         engine.dispose()
@@ -168,9 +170,12 @@ def main() -> None:
             results[workers] = statistics.median(time_in_place_ingest(folder, work, args.repeats, workers))
         print(f"naive dcmread + pixel_array:              {n / naive:8.0f} files/s  ({naive:.2f} s, "
               f"median of {args.repeats})")
+        archive = statistics.median(time_in_place_ingest(folder, work, args.repeats, 2, in_place=False))
         for workers, seconds in results.items():
             print(f"ingest --in-place, {workers} reader process(es): {n / seconds:8.0f} files/s  ({seconds:.2f} s)"
                   f"  = {naive / seconds:.2f} x naive")
+        print(f"ingest, de-identified archive copies, 2 readers: {n / archive:8.0f} files/s  ({archive:.2f} s)"
+              f"  = {naive / archive:.2f} x naive")
 
         sqlite_url = f"sqlite:///{work / 'progress.sqlite'}"
         fill_registry(sqlite_url)

@@ -36,6 +36,7 @@ from registry.models import (
     SegmentationRun,
     Series,
     SeriesFeatures,
+    SourceRoot,
     Study,
 )
 from registry.progress import TOTAL, collection_progress, missing_items
@@ -295,12 +296,14 @@ def series_files(db_url: str, center: str | None, series_uid: str) -> list[str]:
     """The instance files of a series in scope, ordered along the slice normal (empty if none / out of scope)."""
     with _session(db_url) as s:
         rows = s.execute(_scoped(
-            select(Instance.file_path).join(Series, Instance.series_id == Series.id)
+            select(Instance.file_path, SourceRoot.path).join(Series, Instance.series_id == Series.id)
+            .outerjoin(SourceRoot, Instance.source_root_id == SourceRoot.id)
             .join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
             .join(Center, Patient.center_id == Center.id)
             .where(Series.series_instance_uid == series_uid)
-            .order_by(Instance.position_z, Instance.instance_number), center)).scalars().all()
-    return list(rows)
+            .order_by(Instance.position_z, Instance.instance_number), center)).all()
+    # Files indexed in place are stored relative to their source root.
+    return [str(Path(root) / path) if root else path for path, root in rows]
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=8)

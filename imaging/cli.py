@@ -186,7 +186,7 @@ def export_seg(
     from imaging.model import file_sha256
     from imaging.volume import load_series
 
-    with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
+    with open_registry(ctx) as (home, engine), session_scope(engine) as session:
         s = store.series_by_uid(session, series_uid)
         version = file_sha256(model_path) if model_path else None
         run = store.latest_done_run(session, s, version)
@@ -196,7 +196,9 @@ def export_seg(
         paths = store.instance_paths(session, s)
         vol = load_series(paths)
         labels = read_mask_for(run.mask_path, vol)
-        seg = segmentation_dataset(paths, labels, vol.sop_instance_uids, run.model_name, run.model_version)
+        # Only pseudonymous identity in the SEG (issue 15): the key and the patient's pseudonym.
+        seg = segmentation_dataset(paths, labels, vol.sop_instance_uids, run.model_name, run.model_version,
+                                   identity=(home.secret(), store.patient_pseudo_id(session, s)))
         out.parent.mkdir(parents=True, exist_ok=True)
         seg.save_as(out)
         console.print(f"DICOM SEG of {series_uid} ({int((labels > 0).any(axis=(1, 2)).sum())} slices with findings, "

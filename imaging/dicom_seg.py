@@ -11,6 +11,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from imaging.model import LABEL_MAP
+from registry.deidentify import deidentified
 
 # SNOMED CT: "Hematoma" (385494008) and "Edema" (79654002), property category "Morphologically abnormal structure".
 _SEGMENT_CODES = {
@@ -25,12 +26,19 @@ _COLORS_LAB = {  # CREACTIVE display colours: hematoma red, edema blue (CIELab, 
 
 
 def segmentation_dataset(source_paths: Sequence[Path | str], labels: np.ndarray, sop_instance_uids: Sequence[str],
-                         model_name: str, model_version: str) -> hd.seg.Segmentation:
-    """A binary DICOM SEG of `labels` (z, y, x), frame k on the source instance `sop_instance_uids[k]`."""
+                         model_name: str, model_version: str,
+                         identity: tuple[bytes, str] | None = None) -> hd.seg.Segmentation:
+    """A binary DICOM SEG of `labels` (z, y, x), frame k on the source instance `sop_instance_uids[k]`.
+
+    `identity` (the home key, the patient's pseudonym): the SEG's patient and study modules, copied from
+    the sources, then carry only the pseudonym and keyed UIDs, also for originals indexed in place
+    (the archive's copies are already de-identified and pass unchanged).
+    """
     by_uid = {}
     for p in source_paths:
         ds = pydicom.dcmread(p)
-        by_uid[str(ds.SOPInstanceUID)] = ds
+        # Keyed by the file's own UID (what `sop_instance_uids` holds), de-identified when asked.
+        by_uid[str(ds.SOPInstanceUID)] = deidentified(ds, *identity) if identity else ds
     missing = [u for u in sop_instance_uids if u not in by_uid]
     if missing:
         raise ValueError(f"source instances missing for {len(missing)} slice(s) of the mask, e.g. {missing[0]}")

@@ -12,11 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imaging.volume import Volume, load_series
+from registry.instance_files import instance_file_paths
 from registry.models import (
     QC_PASSED,
     QC_PENDING,
-    Instance,
     ManualAnnotation,
+    Patient,
     SegmentationRun,
     Series,
     Study,
@@ -46,14 +47,20 @@ def series_to_segment(session: Session, uids: list[str] | None = None, include_p
 
 
 def instance_paths(session: Session, series: Series) -> list[Path]:
-    paths = session.scalars(select(Instance.file_path).where(Instance.series_id == series.id)).all()
+    paths = instance_file_paths(session, series.id)  # archive copies, or in-place files under their source root
     if not paths:
         raise LookupError(f"series {series.series_instance_uid} has no stored instances")
-    return [Path(p) for p in paths]
+    return paths
 
 
 def load_series_volume(session: Session, series: Series) -> Volume:
     return load_series(instance_paths(session, series))
+
+
+def patient_pseudo_id(session: Session, series: Series) -> str:
+    """The pseudonym of the series' patient (what exports carry instead of any identifier)."""
+    return session.scalars(select(Patient.pseudo_id).join(Study, Study.patient_id == Patient.id)
+                           .where(Study.id == series.study_id)).one()
 
 
 def patient_key(session: Session, series: Series) -> str:

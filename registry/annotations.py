@@ -24,6 +24,7 @@ import pydicom
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.instance_files import instance_file
 from registry.models import IngestRun, Instance, ManualAnnotation, Rejection, Series
 from registry.store import audit
 
@@ -84,8 +85,8 @@ def _series_grid(session: Session, series: Series) -> tuple[tuple[int, int, int]
     if not instances or series.rows is None or series.columns is None or not series.image_orientation:
         raise ValueError(f"series {series.series_instance_uid} has no usable geometry in the registry")
     ordered = sorted(instances, key=lambda i: (i.position_z is None, i.position_z or 0.0))
-    first = pydicom.dcmread(ordered[0].file_path, stop_before_pixels=True)
-    last = pydicom.dcmread(ordered[-1].file_path, stop_before_pixels=True)
+    first = pydicom.dcmread(instance_file(ordered[0]), stop_before_pixels=True)
+    last = pydicom.dcmread(instance_file(ordered[-1]), stop_before_pixels=True)
     spacing = (float(series.pixel_spacing_row or first.PixelSpacing[0]),
                float(series.pixel_spacing_col or first.PixelSpacing[1]))
     return expected_grid(int(series.rows), int(series.columns), list(series.image_orientation), spacing,

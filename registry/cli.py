@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
@@ -63,13 +64,21 @@ def ingest(
     center: str | None = typer.Option(None, "--center", help="Center code of every file (else the first folder)."),
     in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers (large folders only)."),
+    show_paths: bool = typer.Option(False, "--show-paths",
+                                    help="Name rejected files by their full path (folder names may identify "
+                                         "patients: by default they are shown as CENTER/file-<token>)."),
     actor: str | None = ACTOR,
     scheduler: str = typer.Option("in-process", "--scheduler",
                                   help=SCHEDULER_HELP + " Workers read and hash the headers; DIR must be on storage "
                                   "they share, at the same path."),
 ) -> None:
-    """Index (and by default archive) every DICOM file under DIR, with automatic QC."""
-    from registry.ingest import ingest_directory
+    """Index (and by default archive, de-identified) every DICOM file under DIR, with automatic QC.
+
+    Archived copies follow the DICOM PS3.15 Annex E basic profile (dates kept, UIDs replaced by keyed
+    ones, PatientID by the pseudonym). With --in-place the originals stay where they are, identifiable
+    as they are; DIR is then their declared source root, and the registry stores paths relative to it.
+    """
+    from registry.ingest import ingest_directory, stored_rejection_path
 
     with _engine(ctx) as (home, engine), open_executor(scheduler) as executor:
         if executor.distributed:
@@ -93,14 +102,32 @@ def ingest(
                 ("new patients", report.patients_new)]
         rows += [(f"series QC {status}", n) for status, n in sorted(report.qc.items())]
         rows += [(f"rejected: {label(reason)}", n) for reason, n in report.rejected_by_reason.items()]
+        if report.normalized:
+            rows.append(("values normalized to their DICOM VR", len(report.normalized)))
         print_table(console, pd.DataFrame(rows, columns=["What", "Count"]),
                     f"Ingest run {report.run_id}: {directory}", labels=False)
+        if report.interrupted_runs:
+            console.print(f"Earlier ingest run(s) {', '.join(map(str, report.interrupted_runs))} had stopped without "
+                          "finishing (killed?): marked interrupted; ingesting their folders again completes them.")
+        if report.debris_removed:
+            console.print(f"{report.debris_removed} half-written archive file(s) left by a killed run removed.")
         if report.nothing_new:
             console.print("Nothing new: every readable file was already in the registry.")
-        groups = group_by_folder([*report.conflicts, *report.rejected])
-        for (reason, folder), items in list(groups.items())[:50]:
-            where = f"{items[0].path}" if len(items) == 1 else f"{folder}/ ({len(items)} files, first shown)"
-            console.print(f"[yellow]{label(reason)}[/yellow] ({reason}) {where}: {items[0].detail}", soft_wrap=True)
+        root = directory.resolve()
+        key = home.secret()
+
+        def shown(path: str) -> str:
+            return path if show_paths else stored_rejection_path(key, root, path)
+
+        groups = group_by_folder([*report.conflicts, *report.rejected, *report.normalized])
+        for (reason, _folder), items in list(groups.items())[:50]:
+            where = shown(items[0].path) if len(items) == 1 else \
+                f"{shown(items[0].path)} and {len(items) - 1} more file(s) of its folder"
+            console.print(f"[yellow]{escape(label(reason))}[/yellow] ({reason}) {escape(where)}: "
+                          f"{escape(items[0].detail)}", soft_wrap=True, highlight=False)
+        if groups and not show_paths:
+            console.print("(Files are named CENTER/file-<token>, as the registry keeps them; --show-paths names "
+                          "them by path.)")
         if len(groups) > 50:
             console.print(f"... and {len(groups) - 50} more folders (table `rejection`, ingest run {report.run_id}).")
 

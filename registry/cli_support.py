@@ -10,6 +10,7 @@ import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import click
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
@@ -57,6 +58,10 @@ def open_registry(ctx: typer.Context,
     try:
         require_current_schema(engine)
         yield home, engine
+    except (click.exceptions.Exit, typer.Exit):
+        # typer.Exit is a RuntimeError: without this a command's deliberate `Exit(1)` (after it listed what
+        # failed) was caught below and printed as a bare "error: 1".
+        raise
     except USER_ERRORS as exc:
         if not is_user_error(exc):
             raise

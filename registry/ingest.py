@@ -8,13 +8,20 @@ at any point and run again therefore ends with exactly the records of one clean 
 series are found "already present", the interrupted one is redone from scratch.
 
 A known SOPInstanceUID with different bytes is a conflict: reported and recorded, never overwritten.
+
+Archived copies are de-identified on the way in (`registry.deidentify`: DICOM PS3.15 Annex E basic
+profile, full dates retained); files indexed `--in-place` stay as they are (identifiable where they
+lie) and the registry keeps their paths relative to the declared source root only. A failure while
+storing one series (a database error included) rejects that series' files with the reason and the run
+goes on. Rejections are stored with a keyed token instead of the path (folder names may name the
+patient); the full path is shown to whoever runs the ingest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -23,13 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from registry.db import run_in_transaction, session_scope
+from registry.deidentify import deidentified_bytes, mapped_uid
 from registry.dicom_headers import UNREADABLE, InstanceHeader, RejectedFile, read_instance_header
+from registry.header_validation import valid_center_code
 from registry.home import Home
+from registry.ingest_runs import die_with_parent, mark_interrupted_runs, remove_archive_debris, this_host
+from registry.instance_files import instance_file_paths
 from registry.models import (
+    INGEST_DONE,
+    INGEST_RUNNING,
     QC_FAILED,
     QC_PASSED,
     ClinicalRecord,
@@ -38,6 +52,7 @@ from registry.models import (
     QCDecision,
     Rejection,
     Series,
+    SourceRoot,
     Study,
     utcnow,
 )
@@ -56,6 +71,11 @@ SERIES_CONFLICT = "series_conflict"
 SERIES_INCONSISTENT = "series_inconsistent"
 CHANGED_DURING_INGEST = "changed_during_ingest"
 ARCHIVE_UNREADABLE = "archive_unreadable"
+INVALID_CENTER = "invalid_center"
+UNREADABLE_FOLDER = "unreadable_folder"
+STORE_FAILED = "store_failed"
+DEFECTIVE_INSTANCE = "defective_instance"
+ARCHIVE_FAILED = "archive_failed"
 
 PARALLEL_MIN_FILES = 500
 CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
@@ -83,6 +103,9 @@ class IngestReport:
     qc: Counter[str] = field(default_factory=Counter)
     rejected: list[RejectedItem] = field(default_factory=list)
     conflicts: list[RejectedItem] = field(default_factory=list)
+    normalized: list[RejectedItem] = field(default_factory=list)  # values cut or cleaned to fit their VR
+    debris_removed: int = 0
+    interrupted_runs: list[int] = field(default_factory=list)
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -102,6 +125,7 @@ class IngestReport:
         self.qc.update(other.qc)
         self.rejected.extend(other.rejected)
         self.conflicts.extend(other.conflicts)
+        self.normalized.extend(other.normalized)
 
     def counts(self) -> dict[str, object]:
         return {
@@ -109,13 +133,23 @@ class IngestReport:
             "conflicts": len(self.conflicts), "rejected": len(self.rejected),
             "rejected_by_reason": self.rejected_by_reason, "series_new": self.series_new,
             "series_updated": self.series_updated, "patients_new": self.patients_new,
-            "qc": dict(sorted(self.qc.items())),
+            "qc": dict(sorted(self.qc.items())), "normalized": len(self.normalized),
         }
 
 
-def dicom_candidate_files(root: Path) -> Iterator[Path]:
-    """Every regular file under `root` in a stable order, hidden files and folders skipped."""
-    for dirpath, dirnames, filenames in os.walk(root):
+def dicom_candidate_files(root: Path, unreadable: list[RejectedItem] | None = None) -> Iterator[Path]:
+    """Every regular file under `root` in a stable order, hidden files and folders skipped.
+
+    Folders that cannot be listed are appended to `unreadable` (a permission problem must not look
+    like an empty folder).
+    """
+    def _report(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(RejectedItem(str(exc.filename), UNREADABLE_FOLDER,
+                                           f"folder cannot be read ({exc.strerror}): its files were not ingested; "
+                                           "fix its permissions and ingest again"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_report):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -137,6 +171,7 @@ def ingest_directory(
 ) -> IngestReport:
     """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root.
 
+    With `in_place`, `root` is the declared source root: the registry stores file paths relative to it.
     With a distributed `executor` (`--scheduler`) the headers are read and hashed on the Dask workers,
     which must see `root` at the same path (shared storage); storing stays here, one transaction per
     series, retried when a concurrent ingest of the same files wins a race (`registry.db.run_in_transaction`).
@@ -145,13 +180,20 @@ def ingest_directory(
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
     key = home.secret()
+    # --- ingest hardening (issue 15): tidy what killed runs left, record this run's process ---
     with session_scope(engine) as session:
-        run = IngestRun(kind="dicom", source=str(root), actor=actor, counts={"status": "running"})
+        interrupted = mark_interrupted_runs(session)
+        run = IngestRun(kind="dicom", source=str(root), actor=actor, counts={}, status=INGEST_RUNNING,
+                        pid=os.getpid(), host=this_host())
         session.add(run)
         session.flush()
-        report = IngestReport(run_id=run.id)
+        report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
+        source_root_id = _source_root(session, root).id if in_place else None
+    report.debris_removed = len(remove_archive_debris(home.archive_dir))
 
-    files = list(dicom_candidate_files(root))
+    unreadable: list[RejectedItem] = []
+    files = list(dicom_candidate_files(root, unreadable))
+    report.rejected.extend(unreadable)
     report.files_seen = len(files)
     groups = _read_and_group(files, root, center, report, progress, workers, executor)
 
@@ -161,25 +203,60 @@ def ingest_directory(
                       headers: list[InstanceHeader] = headers) -> IngestReport:
             attempt = IngestReport(run_id=report.run_id)
             _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                          report=attempt, thresholds=thresholds)
+                          report=attempt, thresholds=thresholds, root=root, source_root_id=source_root_id)
             return attempt
 
-        report.merge(run_in_transaction(engine, store_one))
+        try:
+            report.merge(run_in_transaction(engine, store_one))
+        except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
+            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
+            # statement's values, so only its type is kept.
+            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
+            _reject_all(headers, report, STORE_FAILED,
+                        f"series could not be stored ({why}); nothing of it was kept: "
+                        "ingest again, and report this if it persists")
         if progress:
             progress("series", done, total)
 
     with session_scope(engine) as session:
         run = session.get(IngestRun, report.run_id)
         run.finished_at = utcnow()
+        run.status = INGEST_DONE
         run.counts = report.counts()
         items = [*report.rejected, *report.conflicts]
         if items:
             session.execute(insert(Rejection), [
-                {"ingest_run_id": run.id, "path": r.path, "reason": r.reason, "detail": r.detail} for r in items
+                {"ingest_run_id": run.id, "path": stored_rejection_path(key, root, r.path), "reason": r.reason,
+                 "detail": r.detail} for r in items
             ])
         audit(session, actor=actor, action="ingest_dicom", entity_type="ingest_run", entity_id=str(run.id),
               after={"source": str(root), "in_place": in_place, **report.counts()})
+    # --- end ingest hardening ---
     return report
+
+
+def stored_rejection_path(key: bytes, root: Path, path: str) -> str:
+    """What the registry keeps of a rejected file's path: its center folder and a keyed token of the rest.
+
+    Folder and file names below a center may name the patient; the token (HMAC under the home key) is
+    the same for the same file in every run, so repeated rejections can be matched without the name.
+    """
+    try:
+        parts = Path(path).resolve().relative_to(root).parts
+    except ValueError:
+        parts = Path(path).parts[-2:]
+    head = parts[0] if parts and len(parts) > 1 and valid_center_code(parts[0]) is None else ""
+    token = hmac.new(key, b"path|" + "/".join(parts).encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{head}/file-{token}" if head else f"file-{token}"
+
+
+def _source_root(session: Session, root: Path) -> SourceRoot:
+    found = session.scalars(select(SourceRoot).where(SourceRoot.path == str(root))).one_or_none()
+    if found is None:
+        found = SourceRoot(path=str(root))
+        session.add(found)
+        session.flush()
+    return found
 
 
 def _read_and_group(
@@ -196,6 +273,10 @@ def _read_and_group(
             report.rejected.append(RejectedItem(str(path), NO_CENTER,
                                                 "file directly under the ingested folder: give --center CODE "
                                                 "or put it under <DIR>/<CENTER>/"))
+        elif (why := valid_center_code(code)) is not None:
+            report.rejected.append(RejectedItem(str(path), INVALID_CENTER,
+                                                f"the center code (first folder below the ingested folder, or "
+                                                f"--center) {why}: rename the folder or give --center CODE"))
         elif path.name.upper() == "DICOMDIR":
             report.rejected.append(RejectedItem(str(path), DICOMDIR, "media directory index, not an image"))
         else:
@@ -206,23 +287,25 @@ def _read_and_group(
     # Header parsing is pure Python (GIL-bound): threads do not help, processes do. Small folders are
     # read in this process, where starting workers would cost more than it saves.
     parallel = workers > 1 and len(todo) >= PARALLEL_MIN_FILES
+    def keep(code: str, result: InstanceHeader | RejectedFile) -> None:
+        if isinstance(result, RejectedFile):
+            report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
+        else:
+            groups[(code, result.series_instance_uid)].append(result)
+            report.normalized.extend(RejectedItem(result.path, "normalized", note) for note in result.notes)
+
     if executor is not None and executor.distributed:
         def on_batch(done: int) -> None:
             if progress:
                 progress("files", done + len(files) - len(todo), len(files))
         for code, result in zip(centers, _read_on_cluster(executor, todo, on_batch), strict=True):
-            if isinstance(result, RejectedFile):
-                report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
-            else:
-                groups[(code, result.series_instance_uid)].append(result)
+            keep(code, result)
         return groups
-    with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool:
+    pool_context = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if parallel else nullcontext()
+    with pool_context as pool:
         results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
         for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
-            if isinstance(result, RejectedFile):
-                report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
-            else:
-                groups[(code, result.series_instance_uid)].append(result)
+            keep(code, result)
             if progress and (done % 50 == 0 or done == len(todo)):
                 progress("files", done + len(files) - len(todo), len(files))
     return groups
@@ -256,12 +339,15 @@ def _read_one(path: Path) -> InstanceHeader | RejectedFile:
     except RejectedFile as exc:
         return exc
     except OSError as exc:
-        return RejectedFile(path, "unreadable", f"cannot read file: {exc}")
+        return RejectedFile(path, "unreadable", f"cannot read file: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed file triggers, it is this file's verdict
+        return RejectedFile(path, "unreadable", f"file cannot be parsed ({type(exc).__name__})")
 
 
 def _store_series(
     session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
     in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
+    root: Path | None = None, source_root_id: int | None = None,
 ) -> None:
     """Store one series' new instances, geometry and automatic QC (the caller commits)."""
     headers = _consistent_members(headers, report)
@@ -296,11 +382,25 @@ def _store_series(
         session.rollback()
         return
 
-    series_dir = home.archive_dir / center_code / patient.pseudo_id / first.study_instance_uid / uid
+    if series is not None and series.qc_status in (QC_PASSED, QC_FAILED):
+        # A coordinator decided on this series: files that are broken on their own (bad spacing, pixel
+        # data...) are rejected one by one instead of resetting the decision.
+        broken = [h for h in new if h.defects]
+        for h in broken:
+            report.rejected.append(RejectedItem(
+                h.path, DEFECTIVE_INSTANCE, f"not added to series {uid}, already {series.qc_status} by a coordinator: "
+                f"{', '.join(h.defects)}"))
+        new = [h for h in new if not h.defects]
+        if not new:
+            session.rollback()
+            return
+
+    series_dir = (home.archive_dir / center_code / patient.pseudo_id / mapped_uid(key, first.study_instance_uid)
+                  / mapped_uid(key, uid))
     if in_place:
-        stored = {h.sop_instance_uid: h.path for h in new}
+        stored = {h.sop_instance_uid: _relative_to_root(h.path, root) for h in new}
     else:
-        stored = _copy_into_archive(new, series_dir, report)
+        stored = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id)
         new = [h for h in new if h.sop_instance_uid in stored]
         if not new:
             session.rollback()
@@ -312,10 +412,11 @@ def _store_series(
             previous = _stored_headers(session, series)
         except RejectedFile as exc:
             _reject_all(new, report, ARCHIVE_UNREADABLE,
-                        f"series {uid} cannot be extended: a stored file is unreadable ({exc.detail}): {exc.path}")
+                        f"series {uid} cannot be extended: a stored file is unreadable ({exc.reason}); "
+                        "run `ctstudy registry ingest` on the original files again")
             session.rollback()
             return
-    summary = summarize_series(previous + new, thresholds)
+    summary = summarize_series(previous + new, thresholds, extra_reasons=_undecodable(new))
     created = series is None
     if created:
         series = Series(series_instance_uid=uid, study_id=study.id, modality="CT", qc_reasons=[], phi_tags=[])
@@ -330,7 +431,6 @@ def _store_series(
     series.acquisition_datetime = min(acquisitions) if acquisitions else first.study_datetime
     series.manufacturer = first.manufacturer
     series.manufacturer_model = first.manufacturer_model
-    series.institution = first.institution
     series.convolution_kernel = first.convolution_kernel
     series.rows, series.columns = summary.rows, summary.columns
     series.pixel_spacing_row, series.pixel_spacing_col = summary.pixel_spacing_row, summary.pixel_spacing_col
@@ -341,7 +441,7 @@ def _store_series(
     series.instance_count = summary.instance_count
     series.z_positions = summary.z_positions
     series.coverage_mm = summary.coverage_mm
-    series.archive_path = str(series_dir) if not in_place else str(Path(new[0].path).parent)
+    series.archive_path = str(series_dir) if not in_place else str(Path(stored[new[0].sop_instance_uid]).parent)
     phi = set(series.phi_tags or []).union(*(h.phi_tags for h in everyone))
     series.phi_tags = sorted(phi)
     injury = session.scalars(select(ClinicalRecord.injury_datetime)
@@ -360,7 +460,7 @@ def _store_series(
     session.execute(insert(Instance), [
         {"sop_instance_uid": h.sop_instance_uid, "series_id": series.id, "instance_number": h.instance_number,
          "position_z": summary.positions.get(h.sop_instance_uid), "file_path": stored[h.sop_instance_uid],
-         "sha256": h.sha256, "file_size": h.file_size}
+         "sha256": h.sha256, "file_size": h.file_size, "source_root_id": source_root_id if in_place else None}
         for h in new
     ])
     before = None if created else {"instance_count": len(previous), "qc_status": old_qc[0], "qc_reasons": old_qc[1]}
@@ -416,54 +516,87 @@ def _new_instances(session: Session, headers: list[InstanceHeader], report: Inge
             else:
                 report.conflicts.append(RejectedItem(
                     h.path, CONFLICT, f"SOPInstanceUID {h.sop_instance_uid} is already registered with other "
-                    f"bytes (sha256 {sha[:12]}..., file {path}); the stored instance is kept"))
+                    f"bytes (sha256 {sha[:12]}...); the stored instance is kept"))
         elif h.sop_instance_uid in seen:
             twin = seen[h.sop_instance_uid]
             if twin.sha256 == h.sha256:
                 report.already_present += 1
             else:
                 report.conflicts.append(RejectedItem(
-                    h.path, CONFLICT, f"SOPInstanceUID {h.sop_instance_uid} also in {twin.path} with other bytes; "
-                    "the first file is kept"))
+                    h.path, CONFLICT, f"SOPInstanceUID {h.sop_instance_uid} also in another file of this run with "
+                    "other bytes; the first file is kept"))
         else:
             seen[h.sop_instance_uid] = h
             new.append(h)
     return new
 
 
-def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport) -> dict[str, str]:
-    """Copy files to `<series_dir>/<SOPInstanceUID>.dcm`, verifying each copy's hash; {sop: archived path}.
+def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport, key: bytes,
+                       pseudonym: str) -> dict[str, str]:
+    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`; {sop: archived path}.
 
-    Copies are idempotent (an identical file already there is kept) and atomic (temporary name, then
-    rename), so an interrupted ingest leaves nothing half-written under a final name.
+    The source bytes are checked against the hash taken when the header was read. Copies are
+    idempotent (de-identification is deterministic under the home key: an identical copy already
+    there is kept) and atomic (temporary name `*.tmp<PID>`, then rename), so an interrupted ingest
+    leaves nothing half-written under a final name, and its debris is removed at the next start.
     """
     series_dir.mkdir(parents=True, exist_ok=True)
     stored: dict[str, str] = {}
     for h in headers:
-        target = series_dir / f"{h.sop_instance_uid}.dcm"
-        if target.exists() and target.stat().st_size == h.file_size and _sha256_of(target) == h.sha256:
-            stored[h.sop_instance_uid] = str(target)
-            continue
-        tmp = target.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")  # concurrent ingests copy apart
-        digest = hashlib.sha256()
-        with open(h.path, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() != h.sha256:
-            tmp.unlink(missing_ok=True)
+        target = series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"
+        data = Path(h.path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != h.sha256:
             report.rejected.append(RejectedItem(h.path, CHANGED_DURING_INGEST,
                                                 "file bytes changed between reading and copying; ingest again"))
             continue
+        try:
+            copy = deidentified_bytes(data, key, pseudonym)
+        except Exception as exc:  # noqa: BLE001 - a file pydicom can index but not rewrite is rejected alone
+            report.rejected.append(RejectedItem(h.path, ARCHIVE_FAILED,
+                                                f"the de-identified copy cannot be written ({type(exc).__name__})"))
+            continue
+        if target.exists() and target.stat().st_size == len(copy) and target.read_bytes() == copy:
+            stored[h.sop_instance_uid] = str(target)
+            continue
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(copy)
         os.replace(tmp, target)
         stored[h.sop_instance_uid] = str(target)
     return stored
 
 
+def _relative_to_root(path: str, root: Path | None) -> str:
+    """An in-place file's path relative to the declared source root (the registry keeps no absolute path)."""
+    if root is None:
+        return path
+    # Files come from walking the (resolved) root: no need to resolve each one again (syscalls per file).
+    return os.path.relpath(path, root)
+
+
+# Transfer syntaxes whose pixels need a decoder (everything but native little/big endian).
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+
+
+def _undecodable(headers: list[InstanceHeader]) -> list[str]:
+    """['undecodable_pixel_data'] when the first compressed file of these cannot be decoded here, else [].
+
+    One file per series keeps ingest fast (decoding all would cost as much as the naive way); the
+    installed decoders (pylibjpeg with its openjpeg, libjpeg and rle plugins, pyjpegls) cover JPEG,
+    JPEG-LS, JPEG 2000 and RLE, so what fails here cannot be read by the pipeline either.
+    """
+    compressed = next((h for h in headers if h.transfer_syntax and h.transfer_syntax not in _NATIVE_SYNTAXES), None)
+    if compressed is None:
+        return []
+    try:
+        pydicom.dcmread(compressed.path).pixel_array  # noqa: B018 - decoding is the check
+    except Exception:  # noqa: BLE001 - any decoder failure means the same: no usable pixels
+        return ["undecodable_pixel_data"]
+    return []
+
+
 def _stored_headers(session: Session, series: Series) -> list[InstanceHeader]:
     """Headers of a series' stored instances, re-read from their files (geometry needs all of them)."""
-    paths = session.scalars(select(Instance.file_path).where(Instance.series_id == series.id)).all()
-    return [read_instance_header(p, with_hash=False) for p in paths]
+    return [read_instance_header(p, with_hash=False) for p in instance_file_paths(session, series.id)]
 
 
 def _reject_all(headers: list[InstanceHeader], report: IngestReport, reason: str, detail: str) -> None:

@@ -56,6 +56,11 @@ QC_PASSED = "passed"
 QC_FAILED = "failed"
 QC_STATUSES = (QC_PENDING, QC_AUTO_FAILED, QC_PASSED, QC_FAILED)
 
+# Status of an ingest run.
+INGEST_RUNNING = "running"
+INGEST_DONE = "done"
+INGEST_INTERRUPTED = "interrupted"
+
 ROLES = ("coordinator", "statistician", "investigator", "admin")
 
 
@@ -150,6 +155,8 @@ class Series(Base):
     days_from_injury: Mapped[float | None] = mapped_column(Float)
     manufacturer: Mapped[str | None] = mapped_column(String(100))
     manufacturer_model: Mapped[str | None] = mapped_column(String(100))
+    # Never written since migration 0006 (an identifier of the place of care, PS3.15 Annex E: remove);
+    # kept as a column because dropping it would rebuild the table on SQLite.
     institution: Mapped[str | None] = mapped_column(String(200))
     convolution_kernel: Mapped[str | None] = mapped_column(String(100))
     rows: Mapped[int | None] = mapped_column(Integer)
@@ -188,8 +195,23 @@ class Instance(Base):
     file_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(Integer)
+    # Set for files indexed in place (`ingest --in-place`): `file_path` is then relative to that root,
+    # so the registry holds no absolute path (whose folders may name the patient); else NULL and
+    # `file_path` is the de-identified archive copy.
+    source_root_id: Mapped[int | None] = mapped_column(ForeignKey("source_root.id"), index=True)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+    source_root: Mapped[SourceRoot | None] = relationship()
+
+
+class SourceRoot(Base):
+    """A folder declared as the root of files indexed in place; their paths are stored relative to it."""
+
+    __tablename__ = "source_root"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    declared_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class QCDecision(Base):
@@ -219,6 +241,10 @@ class IngestRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # running | done | interrupted (its process is gone without finishing: killed, machine restarted).
+    status: Mapped[str] = mapped_column(String(16), default=INGEST_DONE)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
 
     rejections: Mapped[list[Rejection]] = relationship(back_populates="ingest_run")
 

@@ -30,6 +30,17 @@ QC_REASONS: dict[str, str] = {
     "mixed_matrix": "slices with different Rows x Columns",
     "insufficient_coverage": "the slices span too little of the head",
     "gantry_tilt": "tilted gantry: slices are sheared, not stacked along their normal",
+    # Per-instance defects found when the header is read (registry.dicom_headers) or, for
+    # undecodable_pixel_data, when one file of the series is decoded at ingest.
+    "invalid_pixel_spacing": "PixelSpacing missing, not a number, zero, negative or implausibly large",
+    "invalid_slice_thickness": "SliceThickness not a number, zero, negative or implausibly large",
+    "invalid_matrix": "Rows or Columns missing or zero",
+    "pixel_data_mismatch": "PixelData size differs from Rows x Columns x BitsAllocated",
+    "unsupported_bits_allocated": "BitsAllocated other than 8, 16 or 32",
+    "undecodable_pixel_data": "compressed pixel data that no installed decoder can decode",
+    "invalid_orientation": "ImageOrientationPatient not two orthogonal unit vectors (e.g. all zero)",
+    "invalid_position": "ImagePositionPatient not a finite position",
+    "implausible_date": "a study, series or acquisition date that is no calendar day between 1900 and next year",
 }
 
 
@@ -69,12 +80,19 @@ class SeriesSummary:
         return QC_AUTO_FAILED if self.qc_reasons else QC_PENDING
 
 
-def summarize_series(instances: Sequence[InstanceHeader], thresholds: QCThresholds | None = None) -> SeriesSummary:
-    """Geometry of one series and its automatic QC reasons (empty list: pending human review)."""
+def summarize_series(instances: Sequence[InstanceHeader], thresholds: QCThresholds | None = None,
+                     extra_reasons: Sequence[str] = ()) -> SeriesSummary:
+    """Geometry of one series and its automatic QC reasons (empty list: pending human review).
+
+    The instances' own defects and `extra_reasons` (found by the caller, e.g. undecodable pixels) join
+    the series-level checks.
+    """
     if not instances:
         raise ValueError("a series needs at least one instance")
     t = thresholds or QCThresholds()
-    reasons: set[str] = set()
+    reasons: set[str] = set(extra_reasons)
+    for h in instances:
+        reasons.update(h.defects)
 
     matrices = Counter((h.rows, h.columns) for h in instances)
     (rows, columns), _ = matrices.most_common(1)[0]

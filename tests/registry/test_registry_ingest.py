@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
 from registry_dicom_factory import (
     series_uid_of,
@@ -18,8 +18,10 @@ from sqlalchemy import func, select
 
 import registry.ingest as ingest_module
 from registry.db import make_engine, session_scope, upgrade
+from registry.deidentify import mapped_uid
 from registry.home import Home
 from registry.ingest import ingest_directory
+from registry.instance_files import instance_file, instance_file_paths
 from registry.models import AuditEvent, Base, IngestRun, Instance, Patient, QCDecision, Rejection, Series, Study
 from registry.pseudonym import pseudo_id
 from registry.store import record_qc_decision
@@ -73,16 +75,22 @@ def test_ingest_stores_series_and_rejects_bad_files(any_home: Home, tmp_path: Pa
         assert adm.z_positions[:3] == [0.0, 5.0, 10.0] and adm.convolution_kernel == "H30s"
         pseudo = pseudo_id(any_home.secret(), "IT064", "IT064-0001")
         assert s.scalars(select(Patient.pseudo_id).join(Study).join(Series).where(Series.id == adm.id)).one() == pseudo
-        # Archived as archive/<center>/<pseudo_id>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm, bytes as hashed.
+        # Archived, de-identified, as archive/<center>/<pseudo_id>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm with the
+        # keyed replacement UIDs; the registry keeps the hash of the bytes received.
+        key = any_home.secret()
         inst = s.scalars(select(Instance).where(Instance.series_id == adm.id).order_by(Instance.position_z)).first()
         archived = Path(inst.file_path)
         assert archived.relative_to(any_home.archive_dir).parts[:2] == ("IT064", pseudo)
-        assert archived.name == f"{inst.sop_instance_uid}.dcm" and archived.parent.name == adm.series_instance_uid
-        assert hashlib.sha256(archived.read_bytes()).hexdigest() == inst.sha256
+        assert archived.name == f"{mapped_uid(key, inst.sop_instance_uid)}.dcm"
+        assert archived.parent.name == mapped_uid(key, adm.series_instance_uid)
+        copy = pydicom.dcmread(archived)
+        assert copy.PatientID == pseudo and copy.PatientBirthDate == "" and copy.PatientIdentityRemoved == "YES"
+        assert copy.SOPInstanceUID == mapped_uid(key, inst.sop_instance_uid) and copy.StudyDate == "20240306"
         run = s.get(IngestRun, report.run_id)
-        assert run.finished_at is not None and run.counts["new_instances"] == expected["good"]
+        assert run.finished_at is not None and run.counts["new_instances"] == expected["good"] and run.status == "done"
         reasons = {r.reason: r for r in s.scalars(select(Rejection).where(Rejection.ingest_run_id == run.id))}
-        assert reasons["truncated"].path.endswith("cut.dcm") and "PixelData" in reasons["truncated"].detail
+        # Rejections keep the center and a keyed token of the path, never the folder and file names.
+        assert reasons["truncated"].path.startswith("IT064/file-") and "PixelData" in reasons["truncated"].detail
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "ingest_dicom")) == 1
         # No direct identifier (name, birth date, original ID) anywhere in the database.
         dump = " ".join(str(row) for table in Base.metadata.sorted_tables
@@ -102,6 +110,7 @@ def test_second_ingest_adds_nothing_and_conflicts_are_not_overwritten(any_home: 
     assert again.nothing_new and again.already_present == expected["good"] and again.series_new == 0
     assert table_snapshot(engine) == before
 
+    archive_before = {p: p.read_bytes() for p in any_home.archive_dir.rglob("*.dcm")}
     # The same SOPInstanceUID with other bytes (another pixel value) from a later delivery: a conflict.
     write_series(tmp_path / "later" / "IT064" / "a", "a-adm", patient_id="IT064-0001", n_slices=2, fill=7)
     clash = ingest_directory(engine, any_home, tmp_path / "later")
@@ -109,9 +118,7 @@ def test_second_ingest_adds_nothing_and_conflicts_are_not_overwritten(any_home: 
     assert "already registered with other bytes" in clash.conflicts[0].detail
     assert table_snapshot(engine) == before
     with session_scope(engine) as s:
-        adm = select(Instance).join(Series).where(Series.series_instance_uid == series_uid_of("a-adm"))
-        for inst in s.scalars(adm):
-            assert hashlib.sha256(Path(inst.file_path).read_bytes()).hexdigest() == inst.sha256
+        assert {p: p.read_bytes() for p in any_home.archive_dir.rglob("*.dcm")} == archive_before
         assert s.scalar(select(func.count()).select_from(Rejection).where(Rejection.reason == "conflict")) == 2
     engine.dispose()
 
@@ -132,11 +139,11 @@ def test_interrupted_ingest_rerun_equals_one_clean_run(any_home: Home, tmp_path:
         calls["n"] += 1
         original(*args, **kwargs)  # files copied and rows written...
         if calls["n"] == 2:
-            raise RuntimeError("killed")  # ...but the transaction never commits
+            raise KeyboardInterrupt("killed")  # ...but the transaction never commits (a signal, not an error)
 
     monkeypatch.setattr(ingest_module, "_store_series", crash_in_second_series)
     engine = make_engine(any_home.db_url)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(KeyboardInterrupt, match="killed"):
         ingest_directory(engine, any_home, tmp_path / "in")
     monkeypatch.setattr(ingest_module, "_store_series", original)
     partial = table_snapshot(engine)
@@ -148,6 +155,8 @@ def test_interrupted_ingest_rerun_equals_one_clean_run(any_home: Home, tmp_path:
     with session_scope(engine) as s:
         runs = s.scalars(select(IngestRun).order_by(IngestRun.id)).all()
         assert [r.finished_at is None for r in runs] == [True, False]  # the killed run stays visible as unfinished
+        # (its process, this test's, is alive: it is not marked interrupted; see test_ingest_hardening)
+        assert [r.status for r in runs] == ["running", "done"]
     leftovers = [p for p in any_home.archive_dir.rglob("*") if ".tmp" in p.name]
     assert leftovers == []
     engine.dispose()
@@ -163,8 +172,12 @@ def test_in_place_indexes_without_copying_and_series_grow(any_home: Home, tmp_pa
     assert not any(any_home.archive_dir.rglob("*.dcm"))
     uid = series_uid_of("grow")
     with session_scope(engine) as s:
+        # Paths relative to the declared source root only (the ingested folder); readers resolve them.
         paths = set(s.scalars(select(Instance.file_path)))
-        assert paths == {str(p) for p in folder.iterdir()}
+        assert paths == {str(p.relative_to(tmp_path / "in")) for p in folder.iterdir()}
+        series_id = s.scalars(select(Series.id)).one()
+        assert set(instance_file_paths(s, series_id)) == set(folder.iterdir())
+        assert {instance_file(i) for i in s.scalars(select(Instance))} == set(folder.iterdir())
         record_qc_decision(s, uid, "failed", "gap in the brain stem", "dr.coordinator")
 
     # The missing slices arrive later: the series grows, its geometry and QC are redone, and the

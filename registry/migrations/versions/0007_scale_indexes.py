@@ -7,14 +7,14 @@ and tests/registry/test_registry_query_plans.py checks that none of those querie
 scan of a big table on PostgreSQL.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-29
 """
 from alembic import op
 
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
