@@ -7,10 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import proportional_hazard_test
 
 from prognosis.coefficients import CoefficientModel
 from prognosis.design import check_complete, design_matrix, spline_knots_for
+
+# lifelines' ridge penalizer of the fallback fit when the unpenalized one does not converge.
+FALLBACK_PENALIZER = 0.1
 
 
 class CoxModel(CoefficientModel):
@@ -46,7 +50,19 @@ class CoxModel(CoefficientModel):
             raise ValueError(f"CoxModel: {self.duration!r} must be > 0 (row {row!r})")
         self.knots_ = spline_knots_for(df, self.terms, self.age_spline_knots)
         frame = self._frame(df)
-        self.fitter_ = CoxPHFitter(penalizer=self.penalizer, alpha=self.alpha).fit(frame, "_T", "_E")
+        self.estimation_ = {"method": "maximum likelihood" if not self.penalizer else "ridge",
+                            "penalty": self.penalizer}
+        try:
+            self.fitter_ = CoxPHFitter(penalizer=self.penalizer, alpha=self.alpha).fit(frame, "_T", "_E")
+        except ConvergenceError as exc:
+            if self.penalizer >= FALLBACK_PENALIZER:
+                raise
+            # A small sample can leave a term without variation or separate the deaths: the partial
+            # likelihood then has no maximum. lifelines' own ridge penalizer gives finite estimates.
+            flat = [c for c in frame.columns[:-2] if frame[c].nunique() < 2]
+            self.fitter_ = CoxPHFitter(penalizer=FALLBACK_PENALIZER, alpha=self.alpha).fit(frame, "_T", "_E")
+            self.estimation_ = {"method": "ridge", "penalty": FALLBACK_PENALIZER, "terms": flat,
+                                "reason": f"the partial likelihood did not converge ({str(exc).splitlines()[0]})"}
         self._set_coefficients(self.fitter_.params_.rename(None), self.fitter_.variance_matrix_)
         self.concordance_ = float(self.fitter_.concordance_index_)
         self.n_ = int(len(frame))

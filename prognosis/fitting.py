@@ -22,6 +22,7 @@ from prognosis.cox import CoxModel
 from prognosis.imputation import complete_case_table, multiply_imputed_tables
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
+    auc,
     auc_delong,
     binary_metrics,
     bootstrap_aucs,
@@ -39,6 +40,9 @@ from prognosis.validation import (
     compare_nested,
     cross_validated_metrics,
     cross_validated_predictions,
+    cv_splits,
+    fit_fold,
+    fold_note_metrics,
 )
 
 OUTCOMES = ("mortality", "unfavourable", "gos", "survival")
@@ -76,6 +80,16 @@ def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list
     if imputation == "complete-case":
         return [complete_case_table(rows, terms)]
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
+
+
+def fit_settings(outcome: str, feature_set: str, model_kind: str | None, cv: str | None, imputation: str, m: int,
+                 n_splits: int, n_repeats: int, n_boot: int, seed: int,
+                 age_spline_knots: int | None) -> dict[str, Any]:
+    """The settings that, with the data snapshot, determine a fit: stored in its spec, and what
+    `prognosis fit` compares to recognise a fit already made (same data + same settings = same fit)."""
+    return {"outcome": outcome, "model_kind": model_kind or MODEL_KINDS[outcome][0], "feature_set": feature_set,
+            "cv": cv, "imputation": imputation, "m": m if imputation == "mice" else None, "n_splits": n_splits,
+            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
 
 
 def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_knots: int | None = None):  # noqa: ANN201
@@ -191,8 +205,10 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             oof = cross_validated_predictions(make, d0, BINARY_COLUMN[outcome], cv, n_splits,
                                               1 if cv == "center" else n_repeats, seed)
             metrics.update(cross_validated_metrics(y, oof, d0["center"] if cv == "center" else None))
-            curves["cv_calibration"] = calibration_curve_data(y, oof.mean(axis=1).to_numpy())
-            curves["cv_roc"] = roc_curve_data(y, oof.mean(axis=1).to_numpy())
+            risk = oof.mean(axis=1).to_numpy()
+            ok = np.isfinite(risk)
+            curves["cv_calibration"] = calibration_curve_data(y[ok], risk[ok])
+            curves["cv_roc"] = roc_curve_data(y[ok], risk[ok])
     elif outcome == "gos":
         for name, col, fn in (("death", "died", model.predict_death), ("unfavourable", "unfavourable",
                                                                           model.predict_unfavourable)):
@@ -210,11 +226,17 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["ph_global_p_holm"] = float(min(1.0, ph["p"].min() * len(ph)))
         if cv:
             metrics.update(_cv_cox(make, d0, cv, n_splits, n_repeats, seed))
-    spec = {"outcome": outcome, "model_kind": model_kind, "feature_set": feature_set, "terms": terms, "cv": cv,
-            "imputation": imputation, "m": len(data) if imputation == "mice" else None, "n_splits": n_splits,
-            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
+    spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
+                           n_splits, n_repeats, n_boot, seed, age_spline_knots), "terms": terms}
     if isinstance(model, LogisticModel):
         spec["model"] = model.to_spec()
+    estimation = getattr(model, "estimation_", None) or {}
+    if estimation.get("method", "maximum likelihood") != "maximum likelihood":
+        extra["estimation_note"] = (f"the maximum-likelihood fit does not exist on these data "
+                                    f"({estimation.get('reason')}); coefficients are from a "
+                                    f"{estimation['method']} fit (penalty {estimation.get('penalty')}), "
+                                    "shrunk toward 0")
+        metrics["estimation"] = estimation
     summary = model.summary if isinstance(model, CoefficientModel) else None
     if summary is not None and hasattr(model, "fmi_"):
         summary = summary.assign(fmi=model.fmi_)
@@ -223,33 +245,64 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                      n_events=n_events, variables=terms, data_hash=analysis_table_hash(table), spec=spec, extra=extra)
 
 
-def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
-    from prognosis.validation import cv_splits
-
+def _cv_refits(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
+               predict) -> tuple[list[np.ndarray], list[dict]]:  # noqa: ANN001
+    """Out-of-fold predictions `predict(model, test rows) -> {name: array}` of every CV refit, as
+    {name: (n, repeats) array}, and the notes of refits that needed help or could not be estimated."""
     splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
     n_rep = max(r for r, _, _ in splits) + 1
-    death, unfav = np.full((len(d0), n_rep), np.nan), np.full((len(d0), n_rep), np.nan)
+    out: dict[str, np.ndarray] = {}
+    notes: list[dict] = []
+    fold_in_repeat: dict[int, int] = {}
     for r, train, test in splits:
-        model = make().fit(d0.iloc[train])
-        probs = model.predict_proba(d0.iloc[test])
-        death[test, r] = probs["gos_1"].to_numpy()
-        unfav[test, r] = probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()
-    from prognosis.metrics import auc
+        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
+        where = (f"held-out center {d0.iloc[test]['center'].iloc[0]}" if cv == "center"
+                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
+        model, note = fit_fold(make, d0.iloc[train], where)
+        if note:
+            notes.append(note)
+        if model is None:
+            continue
+        for name, values in predict(model, d0.iloc[test]).items():
+            out.setdefault(name, np.full((len(d0), n_rep), np.nan))[test, r] = values
+    return out, notes
 
-    return {"cv_auc_death": float(np.mean([auc(d0["died"], death[:, r]) for r in range(n_rep)])),
-            "cv_auc_unfavourable": float(np.mean([auc(d0["unfavourable"], unfav[:, r]) for r in range(n_rep)]))}
+
+def _mean_over_repeats(score, preds: np.ndarray) -> float:  # noqa: ANN001
+    """Mean of `score(rows, predictions)` over the repeats, each on its rows with a prediction."""
+    values = []
+    for r in range(preds.shape[1]):
+        ok = np.isfinite(preds[:, r])
+        try:
+            values.append(score(ok, preds[ok, r]))
+        except ValueError:  # a repeat left with one outcome class
+            continue
+    return float(np.mean(values)) if values else float("nan")
 
 
-def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
-    from prognosis.validation import cv_splits
+def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, Any]:  # noqa: ANN001
+    def predict(model, test):  # noqa: ANN001, ANN202
+        probs = model.predict_proba(test)
+        return {"death": probs["gos_1"].to_numpy(),
+                "unfavourable": probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()}
 
-    splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
-    n_rep = max(r for r, _, _ in splits) + 1
-    risk = np.full((len(d0), n_rep), np.nan)
-    for r, train, test in splits:
-        risk[test, r] = make().fit(d0.iloc[train]).risk_score(d0.iloc[test])
-    return {"cv_harrell_c": float(np.mean([harrell_c(d0["days_to_death_or_censor"], d0["died"], risk[:, r])
-                                           for r in range(n_rep)]))}
+    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed, predict)
+    if not preds:
+        return fold_note_metrics(notes)
+    died, unfav = d0["died"].to_numpy(float), d0["unfavourable"].to_numpy(float)
+    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), preds["death"]),
+            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), preds["unfavourable"]),
+            **fold_note_metrics(notes)}
+
+
+def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, Any]:  # noqa: ANN001
+    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed,
+                              lambda model, test: {"risk": model.risk_score(test)})
+    if not preds:
+        return fold_note_metrics(notes)
+    t, e = d0["days_to_death_or_censor"].to_numpy(float), d0["died"].to_numpy(float)
+    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), preds["risk"]),
+            **fold_note_metrics(notes)}
 
 
 @single_threaded_blas
@@ -269,7 +322,7 @@ def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mort
                                  model_factory(outcome, "logistic", terms_of(full)), data, col, cv, n_splits,
                                  n_repeats, n_boot, seed)
         res["optimizer_warnings"] = len(optimizer)
-        y = data[col].astype(float).to_numpy()
+        y = res.pop("_y")
         curves[outcome] = {f"{base} (AUC {res['auc_base']:.3f})": roc_curve_data(y, res.pop("_oof_base")),
                            f"{full} (AUC {res['auc_full']:.3f})": roc_curve_data(y, res.pop("_oof_full"))}
         rows.append({"outcome": outcome, "base": base, "full": full, **res})

@@ -91,6 +91,19 @@ def record_model_fit(session: Session, result: FitResult, actor: str, artifact_p
     return row
 
 
+def find_same_fit(session: Session, data_hash: str, settings: dict[str, Any]) -> ModelFit | None:
+    """The newest stored fit of this data snapshot with these settings (`fitting.fit_settings`), if any:
+    fitting it again would give the same result, so `prognosis fit` reports it unchanged."""
+    rows = session.scalars(select(ModelFit).where(ModelFit.data_hash == data_hash)
+                           .order_by(ModelFit.id.desc())).all()
+    wanted = jsonable(settings)
+    for row in rows:
+        spec = row.spec or {}
+        if all(spec.get(k) == v for k, v in wanted.items()):
+            return row
+    return None
+
+
 def latest_model_fits(session: Session) -> list[ModelFit]:
     """The newest fit of each (outcome, feature set, model kind, cv), newest first."""
     rows = session.scalars(select(ModelFit).order_by(ModelFit.created_at.desc(), ModelFit.id.desc())).all()

@@ -27,6 +27,10 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
                                      "--m", "2", "--n-boot", "20"])
     assert res.exit_code == 0, res.output
     assert "odds_ratio" in res.output and "Recorded ModelFit #1" in res.output
+    # Same data snapshot, same settings: the stored fit is reported unchanged, not fitted again.
+    again = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "mortality", "--features", "clinical",
+                                       "--m", "2", "--n-boot", "20"])
+    assert again.exit_code == 0 and "unchanged: ModelFit #1" in again.output
     # Imaging terms without extracted features: a clear error, nothing recorded.
     bad = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "gos", "--features", "imaging"])
     assert bad.exit_code == 1 and "adm_hematoma_ml" in bad.output and "no observed" in bad.output
