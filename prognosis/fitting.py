@@ -234,7 +234,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             oof = cross_validated_predictions(make, raw, col, cv, n_splits, 1 if cv == "center" else n_repeats,
                                               seed, impute=impute, m=m_cv)
             y_raw = raw[col].astype(float).to_numpy()
-            metrics.update(cross_validated_metrics(y_raw, oof, None))
+            metrics.update(cross_validated_metrics(y_raw, oof, raw["center"] if cv == "center" else None))
             risk = oof.mean(axis=1).to_numpy()
             ok = np.isfinite(risk)
             curves["cv_calibration"] = calibration_curve_data(y_raw[ok], risk[ok])

@@ -13,7 +13,7 @@ import pandas as pd
 import statsmodels.api as sm
 from lifelines.utils import concordance_index
 from scipy import stats
-from scipy.special import logit
+from scipy.special import expit, logit
 from sklearn.metrics import roc_curve
 
 
@@ -166,22 +166,25 @@ def rowwise_performance(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     lp = logit(p)
     n = y.shape[1]
     # Slope and intercept: y ~ a + b * lp, batched 2x2 Newton from (0, 1).
+    # Steps are capped (a replicate refitted on separated data predicts 0/1, so its logits are
+    # extreme and an undamped Newton step from (0, 1) overshoots).
     coef = np.tile(np.array([0.0, 1.0]), (len(y), 1))
-    for _ in range(25):
-        q = 1 / (1 + np.exp(-(coef[:, :1] + coef[:, 1:] * lp)))
-        w = q * (1 - q)
+    for _ in range(50):
+        q = expit(coef[:, :1] + coef[:, 1:] * lp)
+        w = np.maximum(q * (1 - q), 1e-12)
         g = np.stack([(y - q).sum(1), ((y - q) * lp).sum(1)], axis=1)
         wl = (w * lp).sum(1)
         h = np.stack([np.stack([w.sum(1), wl], 1), np.stack([wl, (w * lp * lp).sum(1)], 1)], 1)
         step = np.linalg.solve(h + 1e-10 * np.eye(2), g[..., None])[..., 0]
+        step *= np.minimum(1.0, 1.0 / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
         coef += step
         if np.nanmax(np.abs(step)) < 1e-8:
             break
     # Calibration in the large: y ~ a + offset(lp), batched 1-d Newton from 0.
     a = np.zeros((len(y), 1))
-    for _ in range(25):
-        q = 1 / (1 + np.exp(-(a + lp)))
-        step = ((y - q).sum(1) / (q * (1 - q)).sum(1))[:, None]
+    for _ in range(50):
+        q = expit(a + lp)
+        step = np.clip((y - q).sum(1) / np.maximum((q * (1 - q)).sum(1), 1e-12), -1.0, 1.0)[:, None]
         a += step
         if np.nanmax(np.abs(step)) < 1e-8:
             break
