@@ -29,7 +29,8 @@ import pandas as pd
 
 from prognosis.terms import CLINICAL_RAW, IMAGING_RAW, design_terms
 
-IMPUTED_COLUMNS: tuple[str, ...] = (*CLINICAL_RAW, *IMAGING_RAW)
+# The models' predictors, and IMPACT's CT terms so that it is scored on the same completed rows.
+IMPUTED_COLUMNS: tuple[str, ...] = (*CLINICAL_RAW, *IMAGING_RAW, "marshall_ct", "tsah", "edh")
 LOG_SCALE = ("adm_hematoma_ml", "peak_edema_ml")
 AUXILIARY = ("died", "unfavourable", "gos_6m", "days_to_death_or_censor")
 DONORS = 5

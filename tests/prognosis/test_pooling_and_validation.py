@@ -210,3 +210,23 @@ def test_fit_record_has_provenance_shrunk_calculator_and_validate_table() -> Non
                                             "r2_nagelkerke"}
     assert len(res.curves["per_center"]) == obs["center"].nunique() and "auc" in res.metrics["center_meta"]
     assert {"predicted", "observed", "lower", "upper"} <= set(res.curves["cv_calibration_smooth"])
+
+
+def test_impact_applies_to_gcs_12_or_less_codes_missing_motor_untestable_and_scores_imputed_rows() -> None:
+    from prognosis.fitting import analysis_tables
+    from prognosis.impact import impact_design, impact_validation_table
+
+    obs = observed_table(simulate_tabular(400, seed=9))
+    obs.loc[:19, "gcs_motor"] = np.nan
+    design = impact_design(obs)
+    assert (design.loc[:19, "motor_untestable"] == 1).all() and (design.loc[:19, "motor_1":"motor_4"] == 0).all().all()
+    cc = impact_validation_table(obs)
+    above = int((obs["gcs_total"] > 12).sum())
+    assert above > 0 and (cc["excluded_gcs_above_12"] == above).all()
+    eligible = (obs["gcs_total"] <= 12) & obs["died"].notna() & obs["pupils_unreactive"].notna()
+    core = cc.set_index(["outcome", "model"]).loc[("mortality", "IMPACT core")]
+    assert core["n"] == eligible.sum()  # nobody dropped for a missing motor score (only for missing pupils)
+    imputed = {"mortality": analysis_tables(obs, ["died"], terms_of("clinical+imaging"), "mice", 2, 0)}
+    mi = impact_validation_table(obs, imputed).set_index(["outcome", "model"])
+    assert mi.loc[("mortality", "IMPACT core+ct+lab"), "scored_on"] == "2 imputed data sets"
+    assert mi.loc[("mortality", "IMPACT core+ct+lab"), "n"] >= core["n"] - int(obs["gcs_total"].isna().sum())
