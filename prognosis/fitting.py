@@ -17,6 +17,7 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
+from prognosis.assumptions import brant_test, nonlinearity_tests
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
 from prognosis.imputation import ITERATIONS, complete_case_table, imputation_settings, multiply_imputed_tables
@@ -35,6 +36,7 @@ from prognosis.metrics import (
 from prognosis.ml_models import GradientBoostingModel, PenalizedLogisticModel
 from prognosis.ordinal import OrdinalGOSModel
 from prognosis.rubin import d2_pooled_chisq
+from prognosis.sample_size import events_per_variable, riley_sample_size
 from prognosis.terms import raw_columns_of, terms_of
 from prognosis.threads import single_threaded_blas
 from prognosis.validation import (
@@ -166,13 +168,20 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
         # The rule counts the rarer outcome of a binary or survival model; an ordinal model on five
         # categories has no such single count, so no caution is derived from the deaths alone.
         return result
-    result.metrics["events_per_variable"] = result.n_events / max(1, len(result.variables))
+    # EPV counts the smaller outcome class (the survivors, when most patients die).
+    epv = events_per_variable(result.n_patients, result.n_events, len(result.variables))
+    result.metrics["events_per_variable"] = epv["events_per_variable"]
+    result.metrics["smaller_class"] = epv["smaller_class"]
     if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
+        riley = result.metrics.get("riley")
         result.extra["caution"] = (
-            f"{result.n_events} events for {len(result.variables)} terms "
+            f"{epv['smaller_class']} patients in the smaller outcome class for {len(result.variables)} terms "
             f"({result.metrics['events_per_variable']:.1f} per variable, fewer than {MIN_EVENTS_PER_VARIABLE}): "
-            "estimates are unstable and CIs wide" + (f"; {len(optimizer)} optimizer warnings (non-convergence or "
-                                                     "separation) in the refits" if optimizer else ""))
+            "estimates are unstable and CIs wide"
+            + (f"; Riley's criteria ask for at least {riley['n_required']} patients "
+               f"({riley['events_required']} events) for this model" if riley else "")
+            + (f"; {len(optimizer)} optimizer warnings (non-convergence or separation) in the refits"
+               if optimizer else ""))
     return result
 
 
@@ -249,6 +258,14 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 metrics["center_meta"] = meta
         if isinstance(model, LogisticModel) and "shrinkage" in metrics:
             extra["shrunk_model"] = model.shrunk(metrics["shrinkage"], data)
+        if isinstance(model, LogisticModel):
+            extra["nonlinearity"] = nonlinearity_tests(d0, terms, col)
+            validated_r2 = metrics.get("validate", {}).get("r2_nagelkerke", {}).get("corrected")
+            prevalence = float(y.mean())
+            max_r2 = 1 - np.exp(2 * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))
+            # Riley's anticipated R²: the bootstrap-corrected one, else 15 % of the maximum (their default).
+            r2_cs = (validated_r2 * max_r2 if validated_r2 and validated_r2 > 0 else 0.15 * max_r2)
+            metrics["riley"] = riley_sample_size(len(model.params_) - 1, prevalence, r2_cs)
     elif outcome == "gos":
         for name, col, fn in (("death", "died", model.predict_death), ("unfavourable", "unfavourable",
                                                                           model.predict_unfavourable)):
@@ -257,6 +274,11 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 d["auc"], d["lower"], d["upper"])
         metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
         metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
+        try:
+            extra["brant"] = brant_test(d0, terms)
+            metrics["brant_omnibus_p"] = float(extra["brant"].iloc[0]["p"])
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
         if cv:
             # One in-fold imputation per fold (not m): the ordinal fit is ~20x slower than the logistic.
             metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, 1))

@@ -79,6 +79,12 @@ def record_model_fit(session: Session, result: FitResult, actor: str, artifact_p
     metrics["curves"] = {name: curve for name, curve in result.curves.items()}
     if "ph_test" in result.extra:
         metrics["ph_test"] = result.extra["ph_test"].reset_index()
+    for key in ("brant", "nonlinearity"):
+        if key in result.extra:
+            metrics[key] = result.extra[key]
+    for key in ("caution", "estimation_note", "ph_caution", "brant_note"):
+        if key in result.extra:
+            metrics.setdefault("cautions", []).append(result.extra[key])
     coefficients = result.summary.reset_index() if result.summary is not None else []
     row = ModelFit(
         actor=actor, outcome=result.outcome, feature_set=result.feature_set, model_kind=result.model_kind,

@@ -230,3 +230,31 @@ def test_impact_applies_to_gcs_12_or_less_codes_missing_motor_untestable_and_sco
     mi = impact_validation_table(obs, imputed).set_index(["outcome", "model"])
     assert mi.loc[("mortality", "IMPACT core+ct+lab"), "scored_on"] == "2 imputed data sets"
     assert mi.loc[("mortality", "IMPACT core+ct+lab"), "n"] >= core["n"] - int(obs["gcs_total"].isna().sum())
+
+
+def test_riley_criteria_match_pmsampsize_and_epv_counts_the_smaller_class() -> None:
+    from prognosis.sample_size import events_per_variable, riley_sample_size
+
+    # Riley et al. BMJ 2020's worked example (pmsampsize: rsquared 0.288, 24 parameters, prevalence 0.174).
+    r = riley_sample_size(24, 0.174, 0.288)
+    assert (r["n_criterion_1_shrinkage"], r["n_criterion_2_r2"]) == (623, 662)
+    assert r["n_required"] == 662
+    assert events_per_variable(100, 80, 10) == {"smaller_class": 20, "events_per_variable": 2.0}
+
+
+def test_brant_test_finds_non_proportional_odds_and_not_when_they_hold() -> None:
+    from prognosis.assumptions import brant_test
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.normal(size=n)
+    z = rng.normal(size=n)
+    cum = np.array([-1.5, -0.5, 0.5, 1.5])
+    # P(GOS <= k) = expit(cut_k + 0.8 z + b_k x): z holds PO; x's effect grows across the cuts.
+    b = np.array([0.0, 0.4, 0.8, 1.2])
+    u = rng.uniform(size=n)
+    le = u[:, None] < 1 / (1 + np.exp(-(cum[None, :] + 0.8 * z[:, None] + b[None, :] * x[:, None])))
+    gos = np.where(le.any(axis=1), le.argmax(axis=1) + 1, 5)
+    df = pd.DataFrame({"x": x, "z": z, "gos_6m": gos})
+    res = brant_test(df, ["x", "z"]).set_index("term")
+    assert res.loc["x", "p"] < 1e-6 and res.loc["z", "p"] > 0.01 and res.loc["omnibus", "df"] == 6
