@@ -157,11 +157,12 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
     from prognosis.analysis_table import missingness_report
-    from prognosis.fitting import compare_feature_sets
+    from prognosis.fitting import analysis_tables, compare_feature_sets
     from prognosis.impact import impact_validation_table
     from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
     from prognosis.report import report_html
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
+    from prognosis.terms import terms_of
 
     with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
@@ -177,8 +178,12 @@ def report(
         known = table.dropna(subset=["adm_hematoma_ml", "days_to_death_or_censor", "died"])
         km = (kaplan_meier_by_strata(known, quantile_strata(known["adm_hematoma_ml"], 3, "hematoma mL"))
               if len(known) else None)
-        html_text = report_html(fits, comparison, curves, impact_validation_table(table), km,
-                                missingness_report(table))
+        with explained(f"scoring the IMPACT models on the imputed rows ({len(table)} patients, m={m})"):
+            terms = terms_of("clinical+imaging" if table["adm_hematoma_ml"].notna().any() else "clinical")
+            imputed = {o: analysis_tables(table, [c], terms, "mice", m, seed)
+                       for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
+            impact = impact_validation_table(table, imputed)
+        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")

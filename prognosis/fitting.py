@@ -20,6 +20,7 @@ from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
 from prognosis.assumptions import brant_test, nonlinearity_tests
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
+from prognosis.impact import impact_risk
 from prognosis.imputation import ITERATIONS, complete_case_table, imputation_settings, multiply_imputed_tables
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
@@ -453,6 +454,12 @@ def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mort
         oof_b, oof_f = res.pop("_oof_base"), res.pop("_oof_full")
         curves[outcome] = {f"{base} (AUC {res['auc_base']:.3f})": roc_curve_data(y, oof_b),
                            f"{full} (AUC {res['auc_full']:.3f})": roc_curve_data(y, oof_f)}
-        curves[f"{outcome}_risks"] = {"y": y, base: oof_b, full: oof_f}
+        risks = {"y": y, base: oof_b, full: oof_f}
+        if imputation == "mice" and len(raw) == len(y):
+            # IMPACT core+CT on the same completed rows (mean risk over the m), missing motor untestable.
+            untestable = raw["gcs_motor"].isna().to_numpy()
+            risks["IMPACT core+CT"] = np.nanmean([impact_risk(d, "core+ct", outcome, untestable).to_numpy()
+                                                  for d in data], axis=0)
+        curves[f"{outcome}_risks"] = risks
         rows.append({"outcome": outcome, "base": base, "full": full, **res})
     return pd.DataFrame(rows), curves

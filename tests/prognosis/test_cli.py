@@ -51,4 +51,12 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     assert res.exit_code == 0, res.output
     text = (out / "prognosis_report.html").read_text()
     assert text.count("<script") >= 3 and "<script src=" not in text  # plotly inlined, no network
-    assert "IMPACT core+ct+lab" in text and "Latest model fits" in text and "Missing data" in text
+    assert "IMPACT core+ct+lab" in text and "Missing-data patterns" in text
+    for section in ("What the data can support", "Methods", "Validated performance", "Coefficients", "Centers",
+                    "Assumptions", "TRIPOD checklist"):
+        assert f">{section}</h2>" in text, section
+    # The lead states the sample against Riley's criteria and links the simulation's results.
+    assert "Riley" in text and "prognosis-simulation.md" in text
+    assert "Multiply imputed" in text or "multiply imputed (m = 2)" in text  # methods from the fit record
+    assert "pct_missing" not in text and "n_missing" not in text  # no raw column names
+    assert "GCS ≤ 12" in text
