@@ -93,13 +93,15 @@ def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list
 def imputer_for(terms: list[str]):  # noqa: ANN201
     """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same
     chained-equations PMM as the fit, on the given rows, with the outcomes of rows not `known` hidden.
-    A warm start (a bootstrap resample from the full data's imputation) needs only 2 iterations."""
+    A warm start (a bootstrap resample from the full data's imputation, already near the chain's
+    stationary distribution) takes one full cycle, which redraws every gap from the resample's own
+    imputation models."""
     required = tuple(raw_columns_of(terms))
 
     def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int,
                start: pd.DataFrame | None = None) -> list[pd.DataFrame]:
         return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known, start=start,
-                                       max_iter=2 if start is not None else ITERATIONS)
+                                       max_iter=1 if start is not None else ITERATIONS)
 
     return impute
 

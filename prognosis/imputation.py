@@ -123,6 +123,7 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
     fixed = (pd.get_dummies(table["center"].astype(str), drop_first=True, dtype=float).to_numpy()
              if "center" in table and table["center"].nunique() > 1 else np.empty((len(table), 0)))
     values = work.to_numpy()
+    observed = table[cols].astype(float).to_numpy()
     warm = None
     if start is not None:
         warm_frame = start.reindex(columns=work.columns).astype(float).copy()
@@ -135,15 +136,16 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
     tables = []
     for i in range(m):
         rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
-        filled = pd.DataFrame(_pmm_draws(values, fixed, rng, max_iter, warm), columns=work.columns, index=work.index)
-        for c in LOG_SCALE:
-            if c in filled:
-                filled[c] = np.expm1(filled[c]).clip(lower=0)
+        filled = _pmm_draws(values, fixed, rng, max_iter, warm)[:, :len(cols)]
+        for j, c in enumerate(cols):
+            if c in LOG_SCALE:
+                filled[:, j] = np.clip(np.expm1(filled[:, j]), 0, None)
+        # Observed values are kept exactly; only the gaps take imputed values (one block assignment:
+        # this runs in every CV fold and bootstrap replicate, where per-column pandas calls add up).
+        completed = np.where(np.isnan(observed), filled, observed)
         out = table.copy()
-        # Observed values are kept exactly; only the gaps take imputed values.
-        for c in cols:
-            out[c] = table[c].astype(float).where(table[c].notna(), filled[c])
-        terms = design_terms(out)
+        out[cols] = completed
+        terms = design_terms(out[cols])
         out[terms.columns] = terms
         tables.append(out)
     return tables

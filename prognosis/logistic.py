@@ -134,7 +134,8 @@ class LogisticModel(CoefficientModel):
                 if abs(step) < 1e-10:
                     break
             intercepts.append(a)
-        params["const"] = float(np.mean(intercepts))
+        if intercepts:  # without data the fitted intercept is kept
+            params["const"] = float(np.mean(intercepts))
         scale = pd.Series(np.where(params.index == "const", 1.0, factor), index=params.index)
         cov = self.cov_params_ * np.outer(scale, scale)
         out._set_coefficients(params, cov, self.dof_)
