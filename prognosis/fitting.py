@@ -18,6 +18,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversion
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
 from prognosis.assumptions import brant_test, nonlinearity_tests
+from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
 from prognosis.impact import impact_risk
@@ -259,6 +260,11 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 centers, meta = per_center_validation(y_raw, risk, raw["center"].to_numpy())
                 curves["per_center"] = centers
                 metrics["center_meta"] = meta
+                if isinstance(model, LogisticModel) and d0["center"].nunique() >= 3:
+                    try:
+                        metrics["random_intercept"] = random_intercept_model(d0, terms, col, model.params_)
+                    except (ValueError, np.linalg.LinAlgError) as exc:
+                        extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
         if isinstance(model, LogisticModel) and "shrinkage" in metrics:
             extra["shrunk_model"] = model.shrunk(metrics["shrinkage"], data)
         if isinstance(model, LogisticModel):

@@ -313,6 +313,15 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
                         f"AUC) {_num(meta['tau2_logit'])}, I² {_num(100 * meta['i2'], 0)}%; 95% prediction interval "
                         f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}.")
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>" + _table(rows, caption))
+        ri = f["metrics"].get("random_intercept")
+        if ri:
+            parts.append(f"<p>Sensitivity analysis, logistic model with a random intercept per center "
+                         f"(variational Bayes): between-center SD of the log-odds {_num(ri['center_sd'], 2)} (95% "
+                         f"credible interval {_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
+                         f"median odds ratio {_num(ri['median_odds_ratio'], 2)}; largest shift of a fixed effect "
+                         f"against the ordinary model "
+                         f"{_num(max((abs(r.get('shift') or 0) for r in ri['fixed_effects']), default=0), 2)} on "
+                         "the log-odds scale.</p>")
     if not found:
         parts.append("<p class='note'>No leave-one-center-out fit yet: run <code>ctstudy prognosis fit --cv "
                      "center</code> for the per-center table and its random-effects pooling.</p>")

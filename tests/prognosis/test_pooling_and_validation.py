@@ -258,3 +258,18 @@ def test_brant_test_finds_non_proportional_odds_and_not_when_they_hold() -> None
     df = pd.DataFrame({"x": x, "z": z, "gos_6m": gos})
     res = brant_test(df, ["x", "z"]).set_index("term")
     assert res.loc["x", "p"] < 1e-6 and res.loc["z", "p"] > 0.01 and res.loc["omnibus", "df"] == 6
+
+
+def test_random_intercept_model_recovers_a_known_center_spread() -> None:
+    from prognosis.centers import random_intercept_model
+
+    table = complete_table(simulate_tabular(1500, seed=2))
+    rng = np.random.default_rng(0)
+    shift = dict(zip(sorted(table["center"].unique()), [-1.0, -0.5, 0.0, 0.5, 1.0], strict=True))
+    lp = LogisticModel(CLIN, "died").fit(table).linear_predictor(table) + table["center"].map(shift).to_numpy()
+    table["died_shifted"] = (rng.uniform(size=len(table)) < 1 / (1 + np.exp(-lp))).astype(float)
+    res = random_intercept_model(table, CLIN, "died_shifted")
+    assert res["center_sd_lower"] < np.std(list(shift.values()), ddof=1) < res["center_sd_upper"]
+    effects = pd.Series(res["center_effects"])
+    assert effects.corr(pd.Series(shift)) > 0.95
+    assert random_intercept_model(table, CLIN, "died")["center_sd"] < 0.4  # no center effect generated
