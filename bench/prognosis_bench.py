@@ -71,12 +71,14 @@ def main() -> None:
             ("survival", None, "kfold")]
     for feature_set in ("clinical", "clinical+imaging"):
         for outcome, kind, cv in runs:
+            c0 = time.process_time()
             t, res = timed(lambda o=outcome, k=kind, c=cv, f=feature_set: fit_outcome_model(
                 table, o, f, k, cv=c, m=args.m, n_boot=args.n_boot))
+            cpu_fit = time.process_time() - c0
             total += t
             headline = res.metrics.get("cv_auc", res.metrics.get("cv_auc_death", res.metrics.get("cv_harrell_c")))
-            print(f"  {outcome:12s} {feature_set:16s} {res.model_kind:9s} cv={cv:6s} {t:6.2f} s   "
-                  f"CV AUC/C {headline:.3f}")
+            print(f"  {outcome:12s} {feature_set:16s} {res.model_kind:9s} cv={cv:6s} {t:6.2f} s wall "
+                  f"{cpu_fit:6.2f} s CPU   CV AUC/C {headline:.3f}", flush=True)
             doc_rows.append((outcome, feature_set, res.model_kind, cv, headline, res.metrics.get("corrected_auc"),
                              res.metrics.get("shrinkage"), oracle.get(outcome)))
     t, comparison = timed(lambda: compare_feature_sets(table, m=args.m, n_boot=args.n_boot))

@@ -115,7 +115,10 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                      "Validated AUC": _num(_validated_auc(m)),
                      "Shrinkage factor": _num(m.get("shrinkage"))})
     small = bool(needed) and n_patients < min(needed)
-    link = f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results</a>"
+    link = (f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results "
+            "(prognosis-simulation.md)</a>" if SIMULATION_DOC.exists() else
+            "the 2,000-patient simulation's results, which <code>python bench/prognosis_bench.py --write-doc</code> "
+            "writes to docs/prognosis-simulation.md")
     if small:
         parts.append(
             f"<div class='lead'><b>These {n_patients:,} patients can support only a first look.</b> Riley's "
