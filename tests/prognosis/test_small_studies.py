@@ -71,7 +71,7 @@ def test_a_fold_that_cannot_be_estimated_is_reported_and_left_out() -> None:
     oof = cross_validated_predictions(Fragile, df, "died", n_splits=4, n_repeats=1, seed=0)
     notes = oof.attrs["refit_notes"]
     assert notes and all(n["status"] == "not estimable" and "Singular matrix" in n["reason"] for n in notes)
-    assert oof["repeat_0"].isna().sum() == 10 * len(notes)
+    assert oof.iloc[:, 0].isna().sum() == 10 * len(notes)
 
 
 @pytest.mark.parametrize("seed", [2])
