@@ -39,6 +39,12 @@ DEMO_USERS = (
 
 # Bootstrap repetitions for the demo's model fits: enough for intervals on 60 patients, quick to run.
 DEMO_BOOTSTRAP = 100
+# The demo's outcome-model fits, in order (tests/prognosis runs the same steps on several seeds).
+DEMO_MODEL_FITS = (
+    ("mortality", "clinical"), ("mortality", "clinical+imaging"),
+    ("unfavourable", "clinical"), ("unfavourable", "clinical+imaging"),
+    ("gos", "clinical+imaging"), ("survival", "clinical+imaging"),
+)
 
 
 class DemoStepFailed(RuntimeError):
@@ -176,14 +182,9 @@ def demo(
         run_command(home, "imaging", "evaluate", "--against", "truth-dir", "--truth-dir", study / "truth")
         run_command(home, "biomarkers", "extract")
         run_command(home, "biomarkers", "export", home.reports_dir / "biomarkers_per_patient.csv", "--per-patient")
-        for outcome in ("mortality", "unfavourable"):
-            for features in ("clinical", "clinical+imaging"):
-                run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
-                            "--n-boot", DEMO_BOOTSTRAP)
-        run_command(home, "prognosis", "fit", "--outcome", "gos", "--features", "clinical+imaging",
-                    "--n-boot", DEMO_BOOTSTRAP)
-        run_command(home, "prognosis", "fit", "--outcome", "survival", "--features", "clinical+imaging",
-                    "--n-boot", DEMO_BOOTSTRAP)
+        for outcome, features in DEMO_MODEL_FITS:
+            run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
+                        "--n-boot", DEMO_BOOTSTRAP)
         run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP)
         logins = ensure_demo_users(home)
     except DemoStepFailed as exc:

@@ -155,3 +155,130 @@ def risk_table(risks: pd.DataFrame) -> pd.DataFrame:
     table = risks.assign(text=risks.apply(text, axis=1)).pivot(index="source", columns="outcome", values="text")
     table = table.reindex(index=list(dict.fromkeys(risks["source"])), columns=list(BINARY_OUTCOMES))
     return table.fillna("no model for this outcome").reset_index().rename_axis(columns=None)
+
+
+# A model whose validated AUC is below this is not offered as a calculator without a clear warning.
+MIN_CALCULATOR_AUC = 0.6
+KIND_ORDER = {"logistic": 0, "penalized": 1, "boosting": 2, "ordinal": 3, "cox": 4}
+
+
+def validated_auc(metrics: dict[str, Any]) -> tuple[float | None, str]:
+    """The fit's validated discrimination and what it is: cross-validated AUC, else bootstrap-corrected
+    AUC, else the ordinal model's cross-validated AUCs, else cross-validated Harrell's C."""
+    for key, what in (("cv_auc", "cross-validated AUC"), ("corrected_auc", "optimism-corrected AUC"),
+                      ("cv_auc_unfavourable", "cross-validated AUC (GOS 1-3)"),
+                      ("cv_harrell_c", "cross-validated C")):
+        value = metrics.get(key)
+        if isinstance(value, int | float) and np.isfinite(value):
+            return float(value), what
+    return None, ""
+
+
+def cautions(fit: pd.Series | Any) -> list[str]:
+    """The small-sample and estimation cautions a fit carries, in words (also derived for older fits)."""
+    metrics = _get(fit, "metrics") or {}
+    out = list(metrics.get("cautions") or [])
+    epv = metrics.get("events_per_variable")
+    if not out and isinstance(epv, int | float) and epv < 10:
+        out.append(f"{epv:.1f} events per model term (fewer than 10): estimates are unstable and intervals wide.")
+    auc, what = validated_auc(metrics)
+    if auc is not None and auc < MIN_CALCULATOR_AUC and _get(fit, "outcome") in BINARY_OUTCOMES:
+        out.append(f"Its {what} is {auc:.3f}, below {MIN_CALCULATOR_AUC}: it barely separates patients who "
+                   "have the outcome from those who do not; do not use its risks for individual patients.")
+    return out
+
+
+def _get(fit: pd.Series | Any, key: str) -> Any:
+    return fit[key] if isinstance(fit, pd.Series | dict) else getattr(fit, key)
+
+
+def overview_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """The newest fit of each model, validated performance first, as formatted text for people."""
+    latest = fits.drop_duplicates(["outcome", "feature_set", "model_kind", "cv"], keep="first")
+    rows = []
+    for fit in latest.itertuples():
+        m = fit.metrics or {}
+        auc, what = validated_auc(m)
+        shrink = m.get("shrinkage")
+        rows.append({
+            "Fit": f"#{fit.id}", "Outcome": OUTCOME_NAMES.get(fit.outcome, fit.outcome),
+            "Predictors": fit.feature_set.replace("+", " + "), "Model": fit.model_kind,
+            "Validated AUC / C": f"{auc:.3f}" if auc is not None else "–",
+            "How validated": what or "not validated",
+            "Shrinkage": f"{shrink:.2f}" if isinstance(shrink, int | float) else "–",
+            "Patients (events)": f"{fit.n_patients:,} ({fit.n_events:,})" if fit.n_events is not None
+            else f"{fit.n_patients:,}",
+            "Caution": "yes" if cautions(fit) else "",
+            "_order": (fit.outcome not in BINARY_OUTCOMES, KIND_ORDER.get(fit.model_kind, 9), fit.outcome, -fit.id),
+        })
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values("_order", key=lambda s: s.map(str)).drop(columns="_order").reset_index(drop=True)
+
+
+OUTCOME_NAMES = {"mortality": "6-month mortality", "unfavourable": "unfavourable (GOS 1-3)", "gos": "GOS (ordinal)",
+                 "survival": "time to death"}
+
+
+def default_fit_id(fits: pd.DataFrame) -> int:
+    """What the page opens on: the newest binary logistic fit (validated AUC and curves), else the newest fit."""
+    binary = fits[fits["outcome"].isin(BINARY_OUTCOMES) & (fits["model_kind"] == "logistic")]
+    return int((binary if len(binary) else fits).iloc[0]["id"])
+
+
+def validate_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Harrell's validate table (apparent, optimism, corrected) as formatted text, if the fit has it."""
+    from prognosis.labels import METRIC_LABELS
+
+    rows = [{"Index": METRIC_LABELS.get(k, k), "Apparent": f"{v['apparent']:.3f}", "Optimism": f"{v['optimism']:+.3f}",
+             "Corrected": f"{v['corrected']:.3f}"} for k, v in (metrics.get("validate") or {}).items()]
+    return pd.DataFrame(rows)
+
+
+def coefficient_display(fit: pd.Series | Any) -> pd.DataFrame:
+    """Coefficients for people: labelled term with unit, ratio with 95% CI, p, fraction of missing information."""
+    from prognosis.labels import term_label
+
+    table = coefficient_table(fit)
+    cols = ratio_columns(table) if len(table) else None
+    if not cols:
+        return pd.DataFrame()
+    ratio, lo, hi = cols
+    word = ratio.replace("_", " ").capitalize()
+
+    def p_text(p: float) -> str:
+        return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+    out = pd.DataFrame({"Term": table["term"].map(term_label),
+                        f"{word} (95% CI)": [f"{r:.2f} ({a:.2f} to {b:.2f})" for r, a, b in
+                                             zip(table[ratio], table[lo], table[hi], strict=True)],
+                        "p": table["p"].map(p_text)})
+    if "fmi" in table:
+        out["Fraction of missing information"] = table["fmi"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    return out
+
+
+def metrics_display(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The fit's scalar metrics as a two-column table with readable names and 3 decimals (no curve arrays)."""
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        text = f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
+        rows.append({"Metric": key.replace("_", " "), "Value": text})
+    return pd.DataFrame(rows)
+
+
+def calculator_spec(fit: pd.Series | Any) -> tuple[dict[str, Any], bool]:
+    """The model spec the calculator predicts from: the shrunken one when the fit has it (True), else the fit's own."""
+    spec = _get(fit, "spec") or {}
+    if isinstance(spec.get("model_shrunk"), dict):
+        return spec["model_shrunk"], True
+    return spec["model"], False
+
+
+def predictions_csv(fit: pd.Series | Any) -> str | None:
+    """The fit's cross-validated (out-of-fold) risk per patient as CSV, where it stored them."""
+    risks = fit_curves(fit).get("cv_risk")
+    return None if risks is None or risks.empty else risks.to_csv(index=False)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -49,7 +52,18 @@ class ModelKind(StrEnum):
     boosting = "boosting"
 
 
-
+@contextmanager
+def explained(what: str) -> Iterator[None]:
+    """Re-raise a failure inside as a ValueError that says what was being done and what to do, so
+    that no command ends on a bare library message such as "Singular matrix"."""
+    try:
+        yield
+    except np.linalg.LinAlgError as exc:
+        raise ValueError(f"{what}: the data cannot estimate this model ({exc}: a variable without variation "
+                         "or variables that are exact combinations of others). Try fewer terms "
+                         "(--features clinical), --model penalized, or add patients.") from exc
+    except (ValueError, RuntimeError, LookupError) as exc:
+        raise ValueError(f"{what}: {exc}") from exc
 
 
 def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> None:
@@ -86,27 +100,49 @@ def fit(
     seed: int = typer.Option(0, "--seed"),
     feature_source: str = typer.Option("auto", "--feature-source", help="Imaging features: auto | truth | "
                                        "manual | segmentation (biomarkers' source)."),
+    refit: bool = typer.Option(False, "--refit", help="Fit again even if the same fit of this data is stored."),
 ) -> None:
-    """Fit an outcome model on the registry's analysis table, record it as a ModelFit and print its summary."""
-    from prognosis.fitting import fit_outcome_model
-    from prognosis.store import analysis_table_from_registry, record_model_fit
+    """Fit an outcome model on the registry's analysis table, record it as a ModelFit and print its summary.
 
+    A fit of the same data snapshot with the same settings is not repeated: the stored one is
+    reported unchanged (use --refit to fit and record it again)."""
+    from prognosis.analysis_table import analysis_table_hash
+    from prognosis.fitting import fit_outcome_model, fit_settings
+    from prognosis.store import analysis_table_from_registry, find_same_fit, record_model_fit
+
+    kind = None if model == ModelKind.auto else model.value
+    cv_name = None if cv == CV.none else cv.value
     with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
             table = analysis_table_from_registry(session, feature_source)
-        with console.status(f"Fitting {outcome.value} on {features.value} ({len(table)} patients)..."):
+            data_hash = analysis_table_hash(table)
+            settings = fit_settings(outcome.value, features.value, kind, cv_name, imputation.value, m, 5, 2, n_boot,
+                                    seed, age_spline)
+            same = None if refit else find_same_fit(session, data_hash, settings)
+            if same is not None:
+                console.print(f"unchanged: ModelFit #{same.id} already fits {outcome.value} on {features.value} with "
+                              f"these settings on this data snapshot ({data_hash[:12]}); --refit to fit it again.")
+                return
+        what = f"fitting the {outcome.value} model on {features.value} ({len(table)} patients, {imputation.value})"
+        with console.status(f"{what[0].upper()}{what[1:]}..."), explained(what):
             result = fit_outcome_model(
-                table, outcome.value, features.value, None if model == ModelKind.auto else model.value,
-                cv=None if cv == CV.none else cv.value, imputation=imputation.value, m=m, n_boot=n_boot, seed=seed,
-                age_spline_knots=age_spline)
+                table, outcome.value, features.value, kind, cv=cv_name, imputation=imputation.value, m=m,
+                n_boot=n_boot, seed=seed, age_spline_knots=age_spline)
         with session_scope(engine) as session:
             row = record_model_fit(session, result, login_name())
             fit_id = row.id
         _print_summary(result.summary, result.metrics,
                        f"{outcome.value} ~ {features.value} ({result.model_kind}, n={result.n_patients}, "
                        f"events={result.n_events})")
-        if "caution" in result.extra:
-            console.print(f"[yellow]caution:[/yellow] {result.extra['caution']}")
+        for key in ("caution", "estimation_note"):
+            if key in result.extra:
+                console.print(f"[yellow]caution:[/yellow] {result.extra[key]}")
+        refits = result.metrics.get("cv_refits_penalized", 0) + result.metrics.get("cv_folds_not_estimable", 0)
+        if refits:
+            console.print(f"[yellow]note:[/yellow] {refits} cross-validation refit(s) could not be estimated by "
+                          "maximum likelihood (a category absent from the fold, or separation); they were "
+                          "refitted with a ridge penalty or left out, as listed in the fit's metrics "
+                          "(cv_refit_notes).")
         console.print(f"Recorded ModelFit #{fit_id} (data snapshot {result.data_hash[:12]}).")
 
 
@@ -121,11 +157,12 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
     from prognosis.analysis_table import missingness_report
-    from prognosis.fitting import compare_feature_sets
+    from prognosis.fitting import analysis_tables, compare_feature_sets
     from prognosis.impact import impact_validation_table
     from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
     from prognosis.report import report_html
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
+    from prognosis.terms import terms_of
 
     with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
@@ -133,15 +170,20 @@ def report(
             fits = [model_fit_dict(r) for r in latest_model_fits(session)]
         comparison, curves = None, {}
         if table["adm_hematoma_ml"].notna().any():
-            with console.status("Comparing clinical with clinical+imaging models..."):
+            what = f"comparing clinical with clinical+imaging models ({len(table)} patients, m={m}, seed {seed})"
+            with console.status("Comparing clinical with clinical+imaging models..."), explained(what):
                 comparison, curves = compare_feature_sets(table, m=m, n_boot=n_boot, seed=seed)
         else:
             err.print("No imaging features in the registry yet: the report has no clinical vs imaging comparison.")
         known = table.dropna(subset=["adm_hematoma_ml", "days_to_death_or_censor", "died"])
         km = (kaplan_meier_by_strata(known, quantile_strata(known["adm_hematoma_ml"], 3, "hematoma mL"))
               if len(known) else None)
-        html_text = report_html(fits, comparison, curves, impact_validation_table(table), km,
-                                missingness_report(table))
+        with explained(f"scoring the IMPACT models on the imputed rows ({len(table)} patients, m={m})"):
+            terms = terms_of("clinical+imaging" if table["adm_hematoma_ml"].notna().any() else "clinical")
+            imputed = {o: analysis_tables(table, [c], terms, "mice", m, seed)
+                       for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
+            impact = impact_validation_table(table, imputed)
+        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")

@@ -71,12 +71,19 @@ class CoefficientModel:
         for f in fits[1:]:
             if not f.params_.index.equals(index):
                 raise ValueError("pool_from: the fits do not have the same parameters")
+        n = getattr(fits[0], "n_", None)
         pooled = rubin_pool(
-            np.stack([f.params_.to_numpy() for f in fits]), np.stack([f.cov_params_.to_numpy() for f in fits])
+            np.stack([f.params_.to_numpy() for f in fits]), np.stack([f.cov_params_.to_numpy() for f in fits]),
+            dof_complete=(n - len(index)) if n else None,
         )
+        # Structural attributes (terms, spline knots: the same in every fit) come from the first fit;
+        # every estimated quantity is pooled below or by the subclass's `_pool_extra`, never copied.
         for key, value in vars(fits[0]).items():
-            if key.endswith("_") and not key.startswith("_"):
+            if key.endswith("_") and not key.startswith("_") and key not in self._per_imputation:
                 setattr(self, key, value)
+        for key in ("llf_", "concordance_"):
+            if all(hasattr(f, key) for f in fits):
+                setattr(self, key, float(np.mean([getattr(f, key) for f in fits])))  # mean over imputations
         self._set_coefficients(
             pd.Series(pooled.params, index=index),
             pd.DataFrame(pooled.cov, index=index, columns=index),
@@ -84,4 +91,16 @@ class CoefficientModel:
         )
         self.fmi_ = pd.Series(pooled.fmi, index=index)
         self.n_imputations_ = pooled.m
+        self._pool_extra(fits)
         return self
+
+    # Attributes estimated separately on each imputed data set: never copied from the first fit.
+    _per_imputation: tuple[str, ...] = ("params_", "cov_params_", "dof_", "llf_", "concordance_", "thresholds_",
+                                        "threshold_cov_", "fitter_", "baseline_", "estimation_", "converged_")
+
+    def _pool_extra(self, fits: list[CoefficientModel]) -> None:
+        """Pool the model's other estimated parameters (cutpoints, baseline hazard); none here."""
+        self.converged_ = all(getattr(f, "converged_", True) for f in fits)
+        notes = [f.estimation_ for f in fits if getattr(f, "estimation_", {}).get("method", "maximum likelihood")
+                 != "maximum likelihood"]
+        self.estimation_ = notes[0] if notes else {"method": "maximum likelihood"}

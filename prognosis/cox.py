@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import proportional_hazard_test
+from scipy import stats
 
 from prognosis.coefficients import CoefficientModel
 from prognosis.design import check_complete, design_matrix, spline_knots_for
+
+# lifelines' ridge penalizer of the fallback fit when the unpenalized one does not converge.
+FALLBACK_PENALIZER = 0.1
 
 
 class CoxModel(CoefficientModel):
@@ -46,13 +52,43 @@ class CoxModel(CoefficientModel):
             raise ValueError(f"CoxModel: {self.duration!r} must be > 0 (row {row!r})")
         self.knots_ = spline_knots_for(df, self.terms, self.age_spline_knots)
         frame = self._frame(df)
-        self.fitter_ = CoxPHFitter(penalizer=self.penalizer, alpha=self.alpha).fit(frame, "_T", "_E")
+        self.estimation_ = {"method": "maximum likelihood" if not self.penalizer else "ridge",
+                            "penalty": self.penalizer}
+        try:
+            self.fitter_ = CoxPHFitter(penalizer=self.penalizer, alpha=self.alpha).fit(frame, "_T", "_E")
+        except ConvergenceError as exc:
+            if self.penalizer >= FALLBACK_PENALIZER:
+                raise
+            # A small sample can leave a term without variation or separate the deaths: the partial
+            # likelihood then has no maximum. lifelines' own ridge penalizer gives finite estimates.
+            flat = [c for c in frame.columns[:-2] if frame[c].nunique() < 2]
+            self.fitter_ = CoxPHFitter(penalizer=FALLBACK_PENALIZER, alpha=self.alpha).fit(frame, "_T", "_E")
+            self.estimation_ = {"method": "ridge", "penalty": FALLBACK_PENALIZER, "terms": flat,
+                                "reason": f"the partial likelihood did not converge ({str(exc).splitlines()[0]})"}
         self._set_coefficients(self.fitter_.params_.rename(None), self.fitter_.variance_matrix_)
         self.concordance_ = float(self.fitter_.concordance_index_)
         self.n_ = int(len(frame))
         self.n_events_ = int(frame["_E"].sum())
         self._train_frame = frame
+        self.baseline_ = breslow_baseline(frame["_T"].to_numpy(), frame["_E"].to_numpy(),
+                                          frame.drop(columns=["_T", "_E"]).to_numpy() @ self.params_.to_numpy())
         return self
+
+    def _pool_extra(self, fits: list[CoefficientModel]) -> None:
+        """The baseline cumulative hazard recomputed for the pooled coefficients (Breslow on each
+        imputed data set, then averaged over them at the union of event times), so that pooled
+        survival predictions match the pooled hazard ratios."""
+        super()._pool_extra(fits)
+        beta = self.params_.to_numpy()
+        curves = []
+        for f in fits:
+            frame = f._train_frame
+            curves.append(breslow_baseline(frame["_T"].to_numpy(), frame["_E"].to_numpy(),
+                                           frame.drop(columns=["_T", "_E"]).to_numpy() @ beta))
+        times = np.unique(np.concatenate([c.index.to_numpy() for c in curves]))
+        self.baseline_ = pd.Series(np.mean([c.reindex(times, method="ffill").fillna(0.0).to_numpy()
+                                            for c in curves], axis=0), index=times)
+        self._train_frames = [f._train_frame for f in fits]
 
     def risk_score(self, df: pd.DataFrame) -> np.ndarray:
         """The linear predictor (log partial hazard, higher = earlier death)."""
@@ -60,9 +96,12 @@ class CoxModel(CoefficientModel):
         return self.design(df).to_numpy() @ self.params_.to_numpy()
 
     def predict_survival(self, df: pd.DataFrame, times: Sequence[float]) -> pd.DataFrame:
-        """Survival probabilities at `times` (rows) for each patient (columns), Breslow baseline."""
+        """Survival probabilities at `times` (rows) for each patient (columns): exp(-H0(t) exp(x'b)),
+        Breslow baseline H0 of these (possibly pooled) coefficients."""
         self._check_fitted()
-        return self.fitter_.predict_survival_function(self.design(df), times=list(times))
+        h0 = self.baseline_.reindex(list(times), method="ffill").fillna(0.0).to_numpy()
+        risk = np.exp(self.risk_score(df))
+        return pd.DataFrame(np.exp(-h0[:, None] * risk[None, :]), index=list(times), columns=df.index)
 
     def proportional_hazards_test(self) -> pd.DataFrame:
         """Schoenfeld-residual test per term (rank time transform): statistic and p; small p = PH doubtful."""
@@ -72,3 +111,56 @@ class CoxModel(CoefficientModel):
         table.index = [i[0] if isinstance(i, tuple) else i for i in table.index]
         table.index.name = "term"
         return table
+
+    def global_ph_test(self) -> dict[str, float]:
+        """Grambsch-Therneau global test of proportional hazards (Biometrika 1994), rank time scale:
+        T = (g'R) (d V) (g'R)' / sum(g - mean g)^2 on p df, with R the unscaled Schoenfeld residuals,
+        V the coefficient covariance and d the number of deaths (the form of R's `cox.zph` before 4.0).
+        Hand-written because lifelines reports only the per-term tests."""
+        self._check_fitted()
+        resid = self.fitter_.compute_residuals(self._train_frame, "schoenfeld")
+        times = self._train_frame.loc[resid.index, "_T"].to_numpy()
+        g = pd.Series(times).rank().to_numpy()
+        g = g - g.mean()
+        u = g @ resid[self.params_.index].to_numpy()
+        d = len(resid)
+        stat = float(d * u @ self.cov_params_.to_numpy() @ u / np.sum(g**2))
+        k = len(self.params_)
+        return {"statistic": stat, "df": k, "p": float(stats.chi2.sf(stat, k))}
+
+    def to_spec(self) -> dict[str, Any]:
+        """Everything needed to predict again without the data: coefficients, covariance, knots and
+        the Breslow baseline cumulative hazard (thinned to at most 400 time points)."""
+        self._check_fitted()
+        base = self.baseline_
+        if len(base) > 400:
+            base = base.iloc[np.unique(np.linspace(0, len(base) - 1, 400).round().astype(int))]
+        return {"model_kind": "cox", "terms": self.terms, "duration": self.duration, "event": self.event,
+                "age_spline_knots": self.age_spline_knots, "knots": self.knots_, "params": self.params_.to_dict(),
+                "cov": self.cov_params_.to_numpy().tolist(), "baseline_times": [float(t) for t in base.index],
+                "baseline_cumhaz": [float(v) for v in base.to_numpy()], "alpha": self.alpha}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> CoxModel:
+        model = cls(spec["terms"], spec["duration"], spec["event"], spec.get("age_spline_knots"),
+                    alpha=spec.get("alpha", 0.05))
+        model.knots_ = spec.get("knots")
+        index = pd.Index(list(spec["params"]))
+        model._set_coefficients(pd.Series(spec["params"], dtype=float).reindex(index),
+                                pd.DataFrame(spec["cov"], index=index, columns=index))
+        model.baseline_ = pd.Series(spec["baseline_cumhaz"], index=spec["baseline_times"], dtype=float)
+        return model
+
+
+def breslow_baseline(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> pd.Series:
+    """Breslow's cumulative baseline hazard H0(t) at each distinct event time, for linear predictors
+    `lp` (uncentered: S(t | x) = exp(-H0(t) exp(x'b)))."""
+    risk = np.exp(lp - lp.max())  # scaled for stability, undone below
+    order = np.argsort(time)
+    t, e, r = time[order], event[order], risk[order]
+    at_risk = np.cumsum(r[::-1])[::-1]  # sum of risk over patients with time >= t_i
+    event_times = np.unique(t[e > 0])
+    first = np.searchsorted(t, event_times, side="left")
+    deaths = np.array([e[t == s].sum() for s in event_times])
+    hazard = deaths / at_risk[first] / np.exp(lp.max())
+    return pd.Series(np.cumsum(hazard), index=event_times)

@@ -39,6 +39,12 @@ def spline_knots_for(df: pd.DataFrame, terms: Sequence[str], n_knots: int | None
 def design_matrix(df: pd.DataFrame, terms: Sequence[str], knots: Sequence[float] | None, what: str) -> pd.DataFrame:
     """Float matrix of the terms (age expanded into its spline basis when knots are given), rows as in df."""
     check_complete(df, terms, what)
+    if knots is None or "age" not in terms:  # the common case, in one block (it runs in every refit)
+        x = df[list(terms)].astype(float)
+        if not np.isfinite(x.to_numpy()).all():
+            bad = x.columns[~np.isfinite(x.to_numpy()).all(axis=0)].tolist()
+            raise ValueError(f"{what}: non-finite values in {bad}")
+        return x
     parts = []
     for term in terms:
         if term == "age" and knots is not None:

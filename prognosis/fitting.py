@@ -17,21 +17,28 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
+from prognosis.assumptions import brant_test, nonlinearity_tests
+from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
-from prognosis.imputation import complete_case_table, multiply_imputed_tables
+from prognosis.impact import impact_risk
+from prognosis.imputation import ITERATIONS, complete_case_table, imputation_settings, multiply_imputed_tables
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
+    auc,
     auc_delong,
     binary_metrics,
     bootstrap_aucs,
     calibration_curve_data,
     harrell_c,
+    loess_calibration,
     roc_curve_data,
     stratified_bootstrap_indices,
 )
 from prognosis.ml_models import GradientBoostingModel, PenalizedLogisticModel
 from prognosis.ordinal import OrdinalGOSModel
+from prognosis.rubin import d2_pooled_chisq
+from prognosis.sample_size import events_per_variable, riley_sample_size
 from prognosis.terms import raw_columns_of, terms_of
 from prognosis.threads import single_threaded_blas
 from prognosis.validation import (
@@ -39,6 +46,12 @@ from prognosis.validation import (
     compare_nested,
     cross_validated_metrics,
     cross_validated_predictions,
+    cv_splits,
+    d1_pooled_wald,
+    fit_fold,
+    fold_data,
+    fold_note_metrics,
+    per_center_validation,
 )
 
 OUTCOMES = ("mortality", "unfavourable", "gos", "survival")
@@ -76,6 +89,32 @@ def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list
     if imputation == "complete-case":
         return [complete_case_table(rows, terms)]
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
+
+
+def imputer_for(terms: list[str]):  # noqa: ANN201
+    """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same
+    chained-equations PMM as the fit, on the given rows, with the outcomes of rows not `known` hidden.
+    A warm start (a bootstrap resample from the full data's imputation, already near the chain's
+    stationary distribution) takes one full cycle, which redraws every gap from the resample's own
+    imputation models."""
+    required = tuple(raw_columns_of(terms))
+
+    def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int,
+               start: pd.DataFrame | None = None) -> list[pd.DataFrame]:
+        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known, start=start,
+                                       max_iter=1 if start is not None else ITERATIONS)
+
+    return impute
+
+
+def fit_settings(outcome: str, feature_set: str, model_kind: str | None, cv: str | None, imputation: str, m: int,
+                 n_splits: int, n_repeats: int, n_boot: int, seed: int,
+                 age_spline_knots: int | None) -> dict[str, Any]:
+    """The settings that, with the data snapshot, determine a fit: stored in its spec, and what
+    `prognosis fit` compares to recognise a fit already made (same data + same settings = same fit)."""
+    return {"outcome": outcome, "model_kind": model_kind or MODEL_KINDS[outcome][0], "feature_set": feature_set,
+            "cv": cv, "imputation": imputation, "m": m if imputation == "mice" else None, "n_splits": n_splits,
+            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
 
 
 def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_knots: int | None = None):  # noqa: ANN201
@@ -133,13 +172,20 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
         # The rule counts the rarer outcome of a binary or survival model; an ordinal model on five
         # categories has no such single count, so no caution is derived from the deaths alone.
         return result
-    result.metrics["events_per_variable"] = result.n_events / max(1, len(result.variables))
+    # EPV counts the smaller outcome class (the survivors, when most patients die).
+    epv = events_per_variable(result.n_patients, result.n_events, len(result.variables))
+    result.metrics["events_per_variable"] = epv["events_per_variable"]
+    result.metrics["smaller_class"] = epv["smaller_class"]
     if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
+        riley = result.metrics.get("riley")
         result.extra["caution"] = (
-            f"{result.n_events} events for {len(result.variables)} terms "
+            f"{epv['smaller_class']} patients in the smaller outcome class for {len(result.variables)} terms "
             f"({result.metrics['events_per_variable']:.1f} per variable, fewer than {MIN_EVENTS_PER_VARIABLE}): "
-            "estimates are unstable and CIs wide" + (f"; {len(optimizer)} optimizer warnings (non-convergence or "
-                                                     "separation) in the refits" if optimizer else ""))
+            "estimates are unstable and CIs wide"
+            + (f"; Riley's criteria ask for at least {riley['n_required']} patients "
+               f"({riley['events_required']} events) for this model" if riley else "")
+            + (f"; {len(optimizer)} optimizer warnings (non-convergence or separation) in the refits"
+               if optimizer else ""))
     return result
 
 
@@ -166,6 +212,12 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed)
     if not len(data[0]):
         raise ValueError(f"no patients with {outcome_cols} and {imputation} predictors to fit {outcome}")
+    # Validation repeats the whole model building, imputation included, inside each fold and each
+    # bootstrap replicate: it starts from the raw rows (with their gaps) and the in-fold imputer.
+    if imputation == "mice":
+        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms)
+    else:
+        raw, impute = data[0], None
     fits = [make().fit(d) for d in data]
     model = fits[0]
     if isinstance(model, CoefficientModel) and len(fits) > 1:
@@ -175,24 +227,54 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     curves: dict[str, pd.DataFrame] = {}
     extra: dict[str, Any] = {}
     n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
+    m_cv = len(data)
     if outcome in BINARY_COLUMN:
-        y = d0[BINARY_COLUMN[outcome]].astype(float).to_numpy()
+        col = BINARY_COLUMN[outcome]
+        y = d0[col].astype(float).to_numpy()
         p = model.predict_proba(d0)
-        metrics.update(binary_metrics(y, p))
+        # Apparent performance of the pooled model, averaged over the m completed data sets.
+        apparent = pd.DataFrame([binary_metrics(d[col].astype(float), model.predict_proba(d)) for d in data]).mean()
+        metrics.update({k: float(v) for k, v in apparent.items()})
         boot = bootstrap_aucs(y, p, stratified_bootstrap_indices(y, n_boot, seed))
         metrics["auc_boot_lower"], metrics["auc_boot_upper"] = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
         if model_kind != "boosting":
             # Refitting boosted trees n_boot times costs minutes; their validation is the CV below.
-            optimism = bootstrap_optimism(make, d0, BINARY_COLUMN[outcome], n_boot, seed)
+            optimism = bootstrap_optimism(make, raw, col, n_boot, seed, impute=impute, originals=data, model=model)
             metrics.update({k: v for k, v in optimism.items() if k != "apparent_auc"})
         curves["roc"] = roc_curve_data(y, p)
         curves["calibration"] = calibration_curve_data(y, p)
         if cv:
-            oof = cross_validated_predictions(make, d0, BINARY_COLUMN[outcome], cv, n_splits,
-                                              1 if cv == "center" else n_repeats, seed)
-            metrics.update(cross_validated_metrics(y, oof, d0["center"] if cv == "center" else None))
-            curves["cv_calibration"] = calibration_curve_data(y, oof.mean(axis=1).to_numpy())
-            curves["cv_roc"] = roc_curve_data(y, oof.mean(axis=1).to_numpy())
+            oof = cross_validated_predictions(make, raw, col, cv, n_splits, 1 if cv == "center" else n_repeats,
+                                              seed, impute=impute, m=m_cv)
+            y_raw = raw[col].astype(float).to_numpy()
+            metrics.update(cross_validated_metrics(y_raw, oof, raw["center"] if cv == "center" else None))
+            risk = oof.mean(axis=1).to_numpy()
+            ok = np.isfinite(risk)
+            curves["cv_calibration"] = calibration_curve_data(y_raw[ok], risk[ok])
+            curves["cv_calibration_smooth"] = loess_calibration(y_raw[ok], risk[ok], n_boot=50, seed=seed)
+            curves["cv_roc"] = roc_curve_data(y_raw[ok], risk[ok])
+            curves["cv_risk"] = pd.DataFrame({"patient_id": raw["patient_id"].astype(str).to_numpy(),
+                                              "center": raw["center"].astype(str).to_numpy(),
+                                              "outcome": y_raw, "cv_risk": risk})
+            if cv == "center":
+                centers, meta = per_center_validation(y_raw, risk, raw["center"].to_numpy())
+                curves["per_center"] = centers
+                metrics["center_meta"] = meta
+                if isinstance(model, LogisticModel) and d0["center"].nunique() >= 3:
+                    try:
+                        metrics["random_intercept"] = random_intercept_model(d0, terms, col, model.params_)
+                    except (ValueError, np.linalg.LinAlgError) as exc:
+                        extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
+        if isinstance(model, LogisticModel) and "shrinkage" in metrics:
+            extra["shrunk_model"] = model.shrunk(metrics["shrinkage"], data)
+        if isinstance(model, LogisticModel):
+            extra["nonlinearity"] = nonlinearity_tests(d0, terms, col)
+            validated_r2 = metrics.get("validate", {}).get("r2_nagelkerke", {}).get("corrected")
+            prevalence = float(y.mean())
+            max_r2 = 1 - np.exp(2 * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))
+            # Riley's anticipated R²: the bootstrap-corrected one, else 15 % of the maximum (their default).
+            r2_cs = (validated_r2 * max_r2 if validated_r2 and validated_r2 > 0 else 0.15 * max_r2)
+            metrics["riley"] = riley_sample_size(len(model.params_) - 1, prevalence, r2_cs)
     elif outcome == "gos":
         for name, col, fn in (("death", "died", model.predict_death), ("unfavourable", "unfavourable",
                                                                           model.predict_unfavourable)):
@@ -200,21 +282,54 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             metrics[f"auc_{name}"], metrics[f"auc_{name}_lower"], metrics[f"auc_{name}_upper"] = (
                 d["auc"], d["lower"], d["upper"])
         metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
+        metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
+        try:
+            extra["brant"] = brant_test(d0, terms)
+            metrics["brant_omnibus_p"] = float(extra["brant"].iloc[0]["p"])
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
         if cv:
-            metrics.update(_cv_ordinal(make, d0, cv, n_splits, n_repeats, seed))
+            # One in-fold imputation per fold (not m): the ordinal fit is ~20x slower than the logistic.
+            metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
     else:
         metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
-        ph = fits[0].proportional_hazards_test()
+        per_term = [f.proportional_hazards_test() for f in fits]
+        ph = pd.DataFrame({"test_statistic": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)
+                                              ["statistic"] for term in per_term[0].index],
+                           "p": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)["p"]
+                                 for term in per_term[0].index]}, index=per_term[0].index)
         extra["ph_test"] = ph
+        global_tests = [f.global_ph_test() for f in fits]
+        glob = d2_pooled_chisq([g["statistic"] for g in global_tests], global_tests[0]["df"])
+        metrics["ph_global_p"] = glob["p"]
+        metrics["ph_global_statistic"] = glob["statistic"]
         metrics["ph_min_p"] = float(ph["p"].min())
-        metrics["ph_global_p_holm"] = float(min(1.0, ph["p"].min() * len(ph)))
+        if glob["p"] < 0.05:
+            worst = ph["p"].idxmin()
+            extra["ph_caution"] = (
+                f"proportional hazards doubtful (Grambsch-Therneau global p = {glob['p']:.3g}; strongest for "
+                f"{worst}, p = {ph.loc[worst, 'p']:.3g}): its hazard ratio is an average over follow-up. Remedy: "
+                f"stratify on {worst} (if categorical) or add a {worst} x log(time) interaction; the 6-month "
+                "mortality logistic model does not assume proportional hazards.")
         if cv:
-            metrics.update(_cv_cox(make, d0, cv, n_splits, n_repeats, seed))
-    spec = {"outcome": outcome, "model_kind": model_kind, "feature_set": feature_set, "terms": terms, "cv": cv,
-            "imputation": imputation, "m": len(data) if imputation == "mice" else None, "n_splits": n_splits,
-            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
-    if isinstance(model, LogisticModel):
+            metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
+    spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
+                           n_splits, n_repeats, n_boot, seed, age_spline_knots), "terms": terms}
+    spec["provenance"] = provenance()
+    if imputation == "mice":
+        spec["imputation_settings"] = imputation_settings(len(data), seed)
+    if hasattr(model, "to_spec"):
         spec["model"] = model.to_spec()
+    if "shrunk_model" in extra:
+        spec["model_shrunk"] = extra["shrunk_model"].to_spec()
+        spec["model_shrunk"]["shrinkage"] = metrics["shrinkage"]
+    estimation = getattr(model, "estimation_", None) or {}
+    if estimation.get("method", "maximum likelihood") != "maximum likelihood":
+        extra["estimation_note"] = (f"the maximum-likelihood fit does not exist on these data "
+                                    f"({estimation.get('reason')}); coefficients are from a "
+                                    f"{estimation['method']} fit (penalty {estimation.get('penalty')}), "
+                                    "shrunk toward 0")
+        metrics["estimation"] = estimation
     summary = model.summary if isinstance(model, CoefficientModel) else None
     if summary is not None and hasattr(model, "fmi_"):
         summary = summary.assign(fmi=model.fmi_)
@@ -223,33 +338,92 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                      n_events=n_events, variables=terms, data_hash=analysis_table_hash(table), spec=spec, extra=extra)
 
 
-def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
-    from prognosis.validation import cv_splits
+def provenance() -> dict[str, Any]:
+    """What made a fit, for its record: ctstudy version and git commit, Python and package versions."""
+    import platform
+    import subprocess
+    from importlib import metadata
+    from pathlib import Path
 
-    splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                                text=True, timeout=5, check=False).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"ctstudy": version("ctstudy"), "git_commit": commit, "python": platform.python_version(),
+            "packages": {n: version(n) for n in ("numpy", "pandas", "scipy", "statsmodels", "scikit-learn",
+                                                  "lifelines")}}
+
+
+def _cv_refits(make, raw: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
+               predict, impute, m: int) -> tuple[dict[str, np.ndarray], list[dict]]:  # noqa: ANN001
+    """Out-of-fold predictions `predict(model, test rows) -> {name: array}` of every CV refit (each
+    fold imputed inside, m times, when `impute` is given), as {name: (n, repeats * m) array}, and
+    the notes of refits that needed help or could not be estimated."""
+    splits = cv_splits(raw, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
     n_rep = max(r for r, _, _ in splits) + 1
-    death, unfav = np.full((len(d0), n_rep), np.nan), np.full((len(d0), n_rep), np.nan)
-    for r, train, test in splits:
-        model = make().fit(d0.iloc[train])
-        probs = model.predict_proba(d0.iloc[test])
-        death[test, r] = probs["gos_1"].to_numpy()
-        unfav[test, r] = probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()
-    from prognosis.metrics import auc
+    m = m if impute is not None else 1
+    out: dict[str, np.ndarray] = {}
+    notes: list[dict] = []
+    fold_in_repeat: dict[int, int] = {}
+    for i, (r, train, test) in enumerate(splits):
+        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
+        where = (f"held-out center {raw.iloc[test]['center'].iloc[0]}" if cv == "center"
+                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
+        for j, (tr, te) in enumerate(fold_data(raw, train, test, impute, m, seed * 1000 + i)):
+            model, note = fit_fold(make, tr, where + (f", imputation {j + 1}" if m > 1 else ""))
+            if note:
+                notes.append(note)
+            if model is None:
+                continue
+            for name, values in predict(model, te).items():
+                out.setdefault(name, np.full((len(raw), n_rep * m), np.nan))[test, r * m + j] = values
+    return out, notes
 
-    return {"cv_auc_death": float(np.mean([auc(d0["died"], death[:, r]) for r in range(n_rep)])),
-            "cv_auc_unfavourable": float(np.mean([auc(d0["unfavourable"], unfav[:, r]) for r in range(n_rep)]))}
+
+def _mean_over_repeats(score, preds: np.ndarray) -> float:  # noqa: ANN001
+    """Mean of `score(rows, predictions)` over the repeats, each on its rows with a prediction."""
+    values = []
+    for r in range(preds.shape[1]):
+        ok = np.isfinite(preds[:, r])
+        try:
+            values.append(score(ok, preds[ok, r]))
+        except ValueError:  # a repeat left with one outcome class
+            continue
+    return float(np.mean(values)) if values else float("nan")
 
 
-def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int) -> dict[str, float]:  # noqa: ANN001
-    from prognosis.validation import cv_splits
+def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
+                impute=None, m: int = 1) -> dict[str, Any]:  # noqa: ANN001
+    def predict(model, test):  # noqa: ANN001, ANN202
+        probs = model.predict_proba(test)
+        return {"death": probs["gos_1"].to_numpy(),
+                "unfavourable": probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()}
 
-    splits = cv_splits(d0, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
-    n_rep = max(r for r, _, _ in splits) + 1
-    risk = np.full((len(d0), n_rep), np.nan)
-    for r, train, test in splits:
-        risk[test, r] = make().fit(d0.iloc[train]).risk_score(d0.iloc[test])
-    return {"cv_harrell_c": float(np.mean([harrell_c(d0["days_to_death_or_censor"], d0["died"], risk[:, r])
-                                           for r in range(n_rep)]))}
+    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed, predict, impute, m)
+    if not preds:
+        return fold_note_metrics(notes)
+    died, unfav = d0["died"].to_numpy(float), d0["unfavourable"].to_numpy(float)
+    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), preds["death"]),
+            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), preds["unfavourable"]),
+            **fold_note_metrics(notes)}
+
+
+def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
+            impute=None, m: int = 1) -> dict[str, Any]:  # noqa: ANN001
+    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed,
+                              lambda model, test: {"risk": model.risk_score(test)}, impute, m)
+    if not preds:
+        return fold_note_metrics(notes)
+    t, e = d0["days_to_death_or_censor"].to_numpy(float), d0["died"].to_numpy(float)
+    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), preds["risk"]),
+            **fold_note_metrics(notes)}
 
 
 @single_threaded_blas
@@ -257,20 +431,43 @@ def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mort
                          base: str = "clinical", full: str = "clinical+imaging", cv: str = "kfold",
                          imputation: str = "mice", m: int = 5, n_splits: int = 5, n_repeats: int = 2,
                          n_boot: int = 200, seed: int = 0) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
-    """Clinical-only vs clinical+imaging logistic models per binary outcome: LR test, CV AUCs, ΔAUC
-    (bootstrap CI) and continuous NRI, on the first imputed data set (or the complete cases).
-    Returns the table (one row per outcome) and cross-validated ROC curves for the plots."""
+    """Clinical-only vs clinical+imaging logistic models per binary outcome, over all m imputations.
+
+    The test that imaging adds: D1 (Li, Raghunathan & Rubin 1991), the multivariate Wald test of the
+    imaging coefficients pooled over the m fits of the full model, with the range of the per-imputation
+    likelihood-ratio statistics beside it. ΔAUC (bootstrap CI) and continuous NRI from out-of-fold
+    risks with the imputation inside each fold, m times, averaged over repeats and imputations.
+    Returns the table (one row per outcome) and cross-validated ROC curves for the plots.
+    """
     rows, curves = [], {}
+    extra_terms = [t for t in terms_of(full) if t not in terms_of(base)]
     for outcome in outcomes:
         col = BINARY_COLUMN[outcome]
-        data = analysis_tables(table, [col], terms_of(full), imputation, 1, seed)[0]
+        data = analysis_tables(table, [col], terms_of(full), imputation, m, seed)
+        raw = rows_with_outcome(table, [col]) if imputation == "mice" else data[0]
+        impute = imputer_for(terms_of(full)) if imputation == "mice" else None
+        make_b = model_factory(outcome, "logistic", terms_of(base))
+        make_f = model_factory(outcome, "logistic", terms_of(full))
         with optimizer_warnings_counted() as optimizer:
-            res = compare_nested(model_factory(outcome, "logistic", terms_of(base)),
-                                 model_factory(outcome, "logistic", terms_of(full)), data, col, cv, n_splits,
-                                 n_repeats, n_boot, seed)
+            fits_b, fits_f = [make_b().fit(d) for d in data], [make_f().fit(d) for d in data]
+            res = compare_nested(make_b, make_f, raw, col, cv, n_splits, n_repeats, n_boot, seed,
+                                 impute=impute, m=len(data), originals=data)
+        lr = [2 * (f.llf_ - b.llf_) for b, f in zip(fits_b, fits_f, strict=True)]
+        res.update(d1_pooled_wald(np.stack([f.params_[extra_terms].to_numpy() for f in fits_f]),
+                                  np.stack([f.cov_params_.loc[extra_terms, extra_terms].to_numpy() for f in fits_f])))
+        res["lr_statistic_min"], res["lr_statistic_max"] = float(min(lr)), float(max(lr))
+        res["m"] = len(data)
         res["optimizer_warnings"] = len(optimizer)
-        y = data[col].astype(float).to_numpy()
-        curves[outcome] = {f"{base} (AUC {res['auc_base']:.3f})": roc_curve_data(y, res.pop("_oof_base")),
-                           f"{full} (AUC {res['auc_full']:.3f})": roc_curve_data(y, res.pop("_oof_full"))}
+        y = res.pop("_y")
+        oof_b, oof_f = res.pop("_oof_base"), res.pop("_oof_full")
+        curves[outcome] = {f"{base} (AUC {res['auc_base']:.3f})": roc_curve_data(y, oof_b),
+                           f"{full} (AUC {res['auc_full']:.3f})": roc_curve_data(y, oof_f)}
+        risks = {"y": y, base: oof_b, full: oof_f}
+        if imputation == "mice" and len(raw) == len(y):
+            # IMPACT core+CT on the same completed rows (mean risk over the m), missing motor untestable.
+            untestable = raw["gcs_motor"].isna().to_numpy()
+            risks["IMPACT core+CT"] = np.nanmean([impact_risk(d, "core+ct", outcome, untestable).to_numpy()
+                                                  for d in data], axis=0)
+        curves[f"{outcome}_risks"] = risks
         rows.append({"outcome": outcome, "base": base, "full": full, **res})
     return pd.DataFrame(rows), curves

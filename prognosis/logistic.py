@@ -15,6 +15,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit
+from statsmodels.tools.sm_exceptions import PerfectSeparationError
 
 from prognosis.coefficients import CoefficientModel
 from prognosis.design import check_complete, design_matrix, spline_knots_for
@@ -54,12 +55,39 @@ class LogisticModel(CoefficientModel):
             raise ValueError(f"LogisticModel: outcome column {self.outcome!r} has a single class in {len(y)} rows")
         self.knots_ = spline_knots_for(df, self.terms, self.age_spline_knots)
         x = self.design(df)
-        result = sm.Logit(y, x).fit(method="newton", disp=0, maxiter=50, start_params=start_params)
-        self._set_coefficients(result.params, result.cov_params())
-        self.llf_ = float(result.llf)
         self.n_ = int(len(y))
         self.n_events_ = int(y.sum())
-        self.converged_ = bool(result.mle_retvals.get("converged", True))
+        unidentified = unidentified_terms(x)
+        self.estimation_ = {"method": "maximum likelihood"}
+        if not unidentified:
+            try:
+                result = sm.Logit(y, x).fit(method="newton", disp=0, maxiter=50, start_params=start_params)
+                cov = result.cov_params()
+                if np.isfinite(cov.to_numpy()).all() and np.isfinite(result.params.to_numpy()).all():
+                    self._set_coefficients(result.params, cov)
+                    self.llf_ = float(result.llf)
+                    self.converged_ = bool(result.mle_retvals.get("converged", True))
+                    return self
+                reason = "the information matrix is not invertible (separation or collinearity)"
+            except (np.linalg.LinAlgError, PerfectSeparationError) as exc:
+                reason = f"maximum likelihood failed ({type(exc).__name__}: {exc})"
+            unidentified = separating_terms(x, y)
+            reason += "; " + ("; ".join(f"{t}: {why}" for t, why in unidentified.items()) if unidentified
+                              else "separation or near-collinearity")
+        else:
+            reason = "; ".join(f"{term}: {why}" for term, why in unidentified.items())
+        # A small sample (a 60-patient study, one cross-validation fold of it) can lack a category
+        # entirely (no patient with GCS motor 2) or separate the outcome perfectly: the maximum
+        # likelihood estimate then does not exist. A weak ridge penalty on the standardized terms
+        # (what a N(0, 1) prior on each per-SD log-odds ratio does) still gives finite estimates,
+        # pulls the unidentified terms to 0 and leaves the others nearly as they were.
+        params, cov, llf = ridge_logit(x.to_numpy(), y, RIDGE_PENALTY)
+        self._set_coefficients(pd.Series(params, index=x.columns),
+                               pd.DataFrame(cov, index=x.columns, columns=x.columns))
+        self.llf_ = llf
+        self.converged_ = True
+        self.estimation_ = {"method": "ridge", "penalty": RIDGE_PENALTY, "terms": list(unidentified),
+                            "reason": reason}
         return self
 
     def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
@@ -79,6 +107,42 @@ class LogisticModel(CoefficientModel):
         z = stats.norm.ppf(1 - (alpha or self.alpha) / 2)
         return pd.DataFrame({"risk": expit(lp), "lower": expit(lp - z * se), "upper": expit(lp + z * se)},
                             index=df.index)
+
+    def shrunk(self, factor: float, data: list[pd.DataFrame]) -> LogisticModel:
+        """A copy with every coefficient but the intercept multiplied by the uniform shrinkage factor
+        (the bootstrap-corrected calibration slope; van Houwelingen & le Cessie 1990, Steyerberg ch. 13)
+        and the intercept re-estimated with the shrunk linear predictor as offset, averaged over the
+        completed data sets, so that mean predicted risk still equals the observed rate. What the risk
+        calculator uses: its risks are less extreme than the raw fit's, as they should be on a small sample.
+        """
+        self._check_fitted()
+        factor = float(np.clip(factor, 0.0, 1.0))
+        out = LogisticModel(self.terms, self.outcome, self.age_spline_knots, self.alpha)
+        out.knots_ = self.knots_
+        params = self.params_.copy()
+        params.loc[params.index != "const"] *= factor
+        intercepts = []
+        for d in data:
+            x = self.design(d)
+            offset = x.drop(columns="const").to_numpy() @ params.drop("const").to_numpy()
+            y = d[self.outcome].astype(float).to_numpy()
+            a = float(params["const"])
+            for _ in range(50):
+                q = expit(a + offset)
+                step = float((y - q).sum() / max((q * (1 - q)).sum(), 1e-12))
+                a += step
+                if abs(step) < 1e-10:
+                    break
+            intercepts.append(a)
+        if intercepts:  # without data the fitted intercept is kept
+            params["const"] = float(np.mean(intercepts))
+        scale = pd.Series(np.where(params.index == "const", 1.0, factor), index=params.index)
+        cov = self.cov_params_ * np.outer(scale, scale)
+        out._set_coefficients(params, cov, self.dof_)
+        out.n_, out.n_events_ = getattr(self, "n_", None), getattr(self, "n_events_", None)
+        out.estimation_ = {"method": "uniform shrinkage", "factor": factor,
+                           "reason": "bootstrap-corrected calibration slope (Harrell's validate)"}
+        return out
 
     def bootstrap_risks(self, df: pd.DataFrame, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Refit on each resample (rows of `indices`) and return the risks it predicts on its resample
@@ -102,6 +166,7 @@ class LogisticModel(CoefficientModel):
             "age_spline_knots": self.age_spline_knots, "knots": self.knots_,
             "params": self.params_.to_dict(), "cov": self.cov_params_.to_numpy().tolist(),
             "dof": [None if np.isinf(v) else float(v) for v in self.dof_], "alpha": self.alpha,
+            "estimation": getattr(self, "estimation_", {"method": "maximum likelihood"}),
         }
 
     @classmethod
@@ -139,6 +204,92 @@ def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int 
         if np.max(np.abs(step)) < tol:
             break
     return beta
+
+
+# Ridge penalty of the fallback fit, on standardized terms (a N(0, 1/penalty) prior on per-SD log-odds).
+RIDGE_PENALTY = 1.0
+
+
+def unidentified_terms(x: pd.DataFrame) -> dict[str, str]:
+    """Design columns that the data cannot estimate, with why: no variation (a category nobody in
+    these rows has), or an exact linear combination of the columns before it."""
+    out: dict[str, str] = {}
+    values = x.to_numpy(dtype=float)
+    kept: list[int] = []
+    for j, name in enumerate(x.columns):
+        col = values[:, j]
+        if name != "const" and np.ptp(col) == 0:
+            out[name] = f"no variation (every one of the {len(col)} rows has {col[0]:g})"
+            continue
+        trial = values[:, kept + [j]]
+        if np.linalg.matrix_rank(trial) < len(kept) + 1:
+            out[name] = "a linear combination of other terms in these rows"
+            continue
+        kept.append(j)
+    return out
+
+
+def separating_terms(x: pd.DataFrame, y: np.ndarray) -> dict[str, str]:
+    """Terms that separate the outcome (why the maximum-likelihood estimate does not exist), with why.
+
+    A 0/1 term is named when every patient with it has the same outcome. Otherwise the terms are
+    read off the direction along which the likelihood keeps rising: after some Newton steps toward
+    the (infinite) estimate, the smallest-eigenvalue direction of the information matrix on the
+    standardized terms; the terms loading most on it are reported.
+    """
+    out: dict[str, str] = {}
+    values = x.to_numpy(dtype=float)
+    for j, name in enumerate(x.columns):
+        col = values[:, j]
+        if name == "const" or not np.isin(col, (0.0, 1.0)).all():
+            continue
+        for level in (1.0, 0.0):
+            rows = col == level
+            if 0 < rows.sum() < len(col) and np.ptp(y[rows]) == 0:
+                out[name] = (f"all {int(rows.sum())} patients with {name}={level:g} have outcome {int(y[rows][0])} "
+                             "(separation)")
+                break
+    if out:
+        return out
+    sd = values.std(axis=0)
+    scaled = values / np.where(sd > 0, sd, 1.0)
+    beta = newton_logit(scaled, y, np.zeros(values.shape[1]), max_iter=30)
+    p = expit(scaled @ beta)
+    info = (scaled * (p * (1 - p))[:, None]).T @ scaled
+    _, vectors = np.linalg.eigh(info)
+    direction = vectors[:, 0]
+    for j in np.argsort(-np.abs(direction)):
+        if x.columns[j] != "const" and abs(direction[j]) >= 0.3:
+            out[x.columns[j]] = f"on the direction that separates the outcome (loading {direction[j]:+.2f})"
+    return out
+
+
+def ridge_logit(x: np.ndarray, y: np.ndarray, penalty: float, max_iter: int = 100,
+                tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray, float]:
+    """L2-penalized logistic fit (intercept `x[:, 0]` unpenalized, other columns penalized on their SD
+    scale): (coefficients, covariance = inverse penalized information, unpenalized log-likelihood).
+
+    Hand-written because statsmodels' `fit_regularized` gives no covariance and scikit-learn's
+    LogisticRegression neither; the penalized Newton step is a few lines.
+    """
+    sd = x.std(axis=0)
+    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0) ** 2, 1.0)
+    weights[0] = 0.0
+    pen = np.diag(penalty * weights)
+    beta = np.zeros(x.shape[1])
+    mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+    beta[0] = np.log(mean / (1 - mean))
+    for _ in range(max_iter):
+        p = expit(x @ beta)
+        info = (x * (p * (1 - p))[:, None]).T @ x + pen
+        step = np.linalg.lstsq(info, x.T @ (y - p) - pen @ beta, rcond=None)[0]
+        beta += step
+        if np.max(np.abs(step)) < tol:
+            break
+    p = np.clip(expit(x @ beta), 1e-12, 1 - 1e-12)
+    info = (x * (p * (1 - p))[:, None]).T @ x + pen
+    llf = float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return beta, np.linalg.pinv(info), llf
 
 
 def predict_patient(model_spec: dict[str, Any], patient: dict[str, Any], alpha: float = 0.05) -> dict[str, float]:

@@ -9,6 +9,7 @@ the thresholds are `-cutpoint_k`, in reverse order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from statsmodels.miscmodels.ordinal_model import OrderedModel
 
 from prognosis.coefficients import CoefficientModel
 from prognosis.design import check_complete, design_matrix, spline_knots_for
+from prognosis.rubin import rubin_pool
 
 GOS_LEVELS = (1, 2, 3, 4, 5)
 
@@ -63,6 +65,32 @@ class OrdinalGOSModel(CoefficientModel):
         self.n_ = int(len(gos))
         self.converged_ = bool(result.mle_retvals.get("converged", True))
         return self
+
+    def _pool_extra(self, fits: list[CoefficientModel]) -> None:
+        """Cutpoints pooled like the coefficients: Rubin means, with their total (co)variance."""
+        super()._pool_extra(fits)
+        pooled = rubin_pool(np.stack([f.thresholds_ for f in fits]),
+                            np.stack([np.asarray(f.threshold_cov_) for f in fits]))
+        self.thresholds_ = pooled.params
+        self.threshold_cov_ = pd.DataFrame(pooled.cov)
+
+    def to_spec(self) -> dict[str, Any]:
+        """Everything needed to predict again without the data (stored in ModelFit.spec)."""
+        self._check_fitted()
+        return {"model_kind": "ordinal", "terms": self.terms, "outcome": self.outcome,
+                "age_spline_knots": self.age_spline_knots, "knots": self.knots_, "params": self.params_.to_dict(),
+                "cov": self.cov_params_.to_numpy().tolist(), "thresholds": [float(t) for t in self.thresholds_],
+                "alpha": self.alpha}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> OrdinalGOSModel:
+        model = cls(spec["terms"], spec["outcome"], spec.get("age_spline_knots"), spec.get("alpha", 0.05))
+        model.knots_ = spec.get("knots")
+        index = pd.Index(list(spec["params"]))
+        model._set_coefficients(pd.Series(spec["params"], dtype=float).reindex(index),
+                                pd.DataFrame(spec["cov"], index=index, columns=index))
+        model.thresholds_ = np.asarray(spec["thresholds"], dtype=float)
+        return model
 
     def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
         self._check_fitted()

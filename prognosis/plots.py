@@ -6,6 +6,7 @@ and the dashboard's Outcome-models page draw the same pictures from a stored fit
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -64,15 +65,76 @@ def forest_figure(summary: pd.DataFrame, title: str = "Odds ratios (95% CI)") ->
     return fig
 
 
+def _steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the right-continuous step function through (x, y): each value held until the next x."""
+    if len(x) < 2:
+        return x, y
+    return np.r_[np.repeat(x, 2)[1:], x[-1]][: 2 * len(x) - 1], np.repeat(y, 2)[: 2 * len(x) - 1]
+
+
 def km_figure(km: KaplanMeierByStrata, title: str | None = None) -> go.Figure:
     """Kaplan-Meier curves per stratum with their 95% bands, and the log-rank p in the title."""
     fig = go.Figure()
     for name, c in km.curves.groupby("stratum", sort=True):
         fig.add_trace(go.Scatter(x=c["time"], y=c["survival"], mode="lines", line_shape="hv", name=str(name)))
-        fig.add_trace(go.Scatter(x=pd.concat([c["time"], c["time"][::-1]]), y=pd.concat([c["upper"], c["lower"][::-1]]),
-                                 fill="toself", opacity=0.15, line={"width": 0}, line_shape="hv", showlegend=False,
-                                 hoverinfo="skip"))
+        # The band is a step function too: expand both edges into explicit steps, then close the
+        # polygon (upper forward, lower backward). Reversing a "hv" trace instead draws blocks.
+        tx, up = _steps(c["time"].to_numpy(), c["upper"].to_numpy())
+        _, lo = _steps(c["time"].to_numpy(), c["lower"].to_numpy())
+        fig.add_trace(go.Scatter(x=np.r_[tx, tx[::-1]], y=np.r_[up, lo[::-1]], fill="toself", opacity=0.15,
+                                 line={"width": 0}, showlegend=False, hoverinfo="skip"))
     fig.update_layout(title=title or f"Survival by {km.variable} (log-rank p = {km.logrank_p:.2g})",
                       xaxis_title="days from injury", yaxis_title="survival", **_LAYOUT)
     fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def smooth_calibration_figure(curve: pd.DataFrame, deciles: pd.DataFrame | None = None,
+                              title: str = "Calibration (cross-validated risks)") -> go.Figure:
+    """Loess calibration curve with its 95% bootstrap band (predicted, observed, lower, upper), the
+    decile groups as points behind it, and the ideal line."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=pd.concat([curve["predicted"], curve["predicted"][::-1]]),
+                             y=pd.concat([curve["upper"], curve["lower"][::-1]]), fill="toself", opacity=0.2,
+                             line={"width": 0}, name="95% band", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=curve["predicted"], y=curve["observed"], mode="lines", name="loess"))
+    if deciles is not None and len(deciles):
+        fig.add_trace(go.Scatter(x=deciles["predicted"], y=deciles["observed"], mode="markers", name="risk groups",
+                                 marker={"size": 6, "color": "grey"}))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name="ideal", showlegend=False))
+    fig.update_layout(title=title, xaxis_title="predicted risk", yaxis_title="observed proportion", **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def decision_curve_figure(curve: pd.DataFrame, title: str = "Decision curve") -> go.Figure:
+    """Net benefit against the threshold probability for each model, treat all and treat none."""
+    fig = go.Figure()
+    for name in curve.columns.drop("threshold"):
+        dash = "dot" if name in ("treat all", "treat none") else None
+        fig.add_trace(go.Scatter(x=curve["threshold"], y=curve[name], mode="lines", name=name,
+                                 line={"dash": dash} if dash else None))
+    top = float(curve.drop(columns="threshold").max().max())
+    fig.update_layout(title=title, xaxis_title="threshold probability", yaxis_title="net benefit", **_LAYOUT)
+    fig.update_yaxes(range=[-0.05, max(0.05, top * 1.1)])
+    return fig
+
+
+def missing_pattern_figure(table: pd.DataFrame, columns: list[str], labels: dict[str, str] | None = None,
+                           max_patterns: int = 15) -> go.Figure:
+    """Missing-data patterns (as mice's md.pattern): one row per pattern of missing variables, its
+    number of patients, and the variables missing in it; most frequent patterns first."""
+    cols = [c for c in columns if c in table.columns]
+    miss = table[cols].isna()
+    patterns = miss.value_counts().reset_index(name="patients").head(max_patterns)
+    z = patterns[cols].astype(int).to_numpy()
+    y = [f"{n} patients ({k} missing)" for n, k in zip(patterns["patients"], z.sum(axis=1), strict=True)]
+    names = [(labels or {}).get(c, c) for c in cols]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=y, colorscale=[[0, "#4c78a8"], [1, "#f58518"]], showscale=False,
+                               xgap=1, ygap=1, hovertemplate="%{x}: %{z}<extra>%{y}</extra>"))
+    fig.update_layout(title="Missing-data patterns (orange = missing)",
+                      **{**_LAYOUT, "height": max(300, 26 * len(y) + 160)})
+    fig.update_yaxes(autorange="reversed")
     return fig

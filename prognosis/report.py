@@ -1,104 +1,438 @@
-"""One self-contained HTML report: latest fits (coefficients, metrics, ROC, calibration, forest plot),
-the clinical vs clinical+imaging comparison, the IMPACT reference, Kaplan-Meier by hematoma
-tertile and the missingness report. Plotly's JavaScript is inlined once, so the file opens offline.
+"""The outcome-model report a statistician would send: one self-contained HTML file.
+
+It leads with what the data can support (sample size against Riley's criteria, validated rather
+than apparent performance, the small-sample caution), then: methods generated from the fit
+records, the cohort and its missing data, whether CT biomarkers add to clinical predictors
+(pooled test, ΔAUC, NRI, decision curve, IMPACT), each model's validated performance
+(rms-validate table, smoothed calibration), coefficients with labels and units, centers
+(internal-external validation and random-effects pooling), assumptions, survival, and a TRIPOD
+checklist pointing to where each item is answered. Plotly's JavaScript is inlined once, so the
+file opens offline.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from prognosis.kaplan_meier import KaplanMeierByStrata
-from prognosis.plots import calibration_figure, forest_figure, km_figure, roc_figure
+from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, term_label
+from prognosis.metrics import net_benefit
+from prognosis.plots import (
+    decision_curve_figure,
+    forest_figure,
+    km_figure,
+    missing_pattern_figure,
+    roc_figure,
+    smooth_calibration_figure,
+)
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;
-text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}h2{margin-top:2em;
-border-bottom:2px solid #ddd}.note{color:#555;font-size:13px}"""
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 .3em}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right;vertical-align:top}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+h2{margin-top:2em;border-bottom:2px solid #ddd}.note,.caption{color:#555;font-size:13px}.caption{margin:0 0 1.5em}
+.caution{background:#fff4e0;border-left:4px solid #f0a020;padding:.6em 1em;margin:1em 0}
+.lead{background:#eef4fb;border-left:4px solid #4c78a8;padding:.8em 1.2em;margin:1em 0}
+nav a{margin-right:1em;font-size:13px}"""
+
+# Where the 2,000-patient simulation's results are kept (bench/prognosis_bench.py writes it).
+SIMULATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "prognosis-simulation.md"
+
+SECTIONS = (("support", "What the data can support"), ("methods", "Methods"), ("cohort", "Cohort and missing data"),
+            ("added-value", "Do CT biomarkers add?"), ("performance", "Validated performance"),
+            ("coefficients", "Coefficients"), ("centers", "Centers"), ("assumptions", "Assumptions"),
+            ("survival", "Survival"), ("tripod", "TRIPOD checklist"))
 
 
 class _Figures:
-    """Embeds figures, the plotly library with the first one only."""
+    """Embeds figures with a numbered caption, the plotly library with the first one only."""
 
     def __init__(self) -> None:
         self.first = True
+        self.n = 0
 
-    def __call__(self, fig: go.Figure) -> str:
+    def __call__(self, fig: go.Figure, caption: str) -> str:
         out = fig.to_html(full_html=False, include_plotlyjs=self.first)
         self.first = False
-        return out
+        self.n += 1
+        return f"{out}<p class='caption'><b>Figure {self.n}.</b> {html.escape(caption)}</p>"
 
 
-def _table(df: pd.DataFrame, digits: int = 3) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
-                      na_rep="", border=0)
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, int | np.integer):
+        return f"{int(v):,}"
+    return f"{float(v):.{digits}f}"
 
 
-def _fit_section(fit: dict[str, Any], figure: _Figures) -> str:
-    m = fit["metrics"]
-    head = (f"<h3>{html.escape(fit['outcome'])} · {html.escape(fit['feature_set'])} · "
-            f"{html.escape(fit['model_kind'])} (fit #{fit['id']})</h3><p class='note'>n = {fit['n_patients']}, "
-            f"events = {fit['n_events']}, CV = {fit['cv']}, imputation = {fit['spec'].get('imputation')} "
-            f"(m = {fit['spec'].get('m')}), data snapshot {fit['data_hash'][:12]}, {fit['created_at']:%Y-%m-%d %H:%M}"
-            "</p>")
-    scalars = {k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    parts = [head, _table(pd.DataFrame([scalars]))]
-    if fit["coefficients"]:
-        coef = pd.DataFrame(fit["coefficients"])
+def _p(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _ci(v: Any, lo: Any, hi: Any, digits: int = 3) -> str:
+    return f"{_num(v, digits)} ({_num(lo, digits)} to {_num(hi, digits)})"
+
+
+def _table(rows: list[dict[str, Any]] | pd.DataFrame, caption: str = "") -> str:
+    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    body = frame.to_html(index=False, border=0, escape=True, na_rep="–")
+    return body + (f"<p class='caption'>{html.escape(caption)}</p>" if caption else "")
+
+
+def _fit_title(fit: dict[str, Any]) -> str:
+    return (f"{OUTCOME_LABELS.get(fit['outcome'], fit['outcome'])} ~ "
+            f"{FEATURE_LABELS.get(fit['feature_set'], fit['feature_set'])} ({fit['model_kind']}, fit #{fit['id']})")
+
+
+def _validated_auc(m: dict[str, Any]) -> float | None:
+    return m.get("cv_auc", m.get("corrected_auc", m.get("cv_auc_unfavourable", m.get("cv_harrell_c"))))
+
+
+def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
+    """The lead: sample size against what the models need, validated performance, the caution."""
+    binary = [f for f in fits if f["outcome"] in ("mortality", "unfavourable") and f["model_kind"] == "logistic"]
+    parts = [f"<h2 id='support'>{SECTIONS[0][1]}</h2>"]
+    rows = []
+    needed = []
+    for f in binary:
+        m = f["metrics"]
+        riley = m.get("riley") or {}
+        if riley:
+            needed.append(riley["n_required"])
+        rows.append({"Model": _fit_title(f), "Patients": _num(f["n_patients"]),
+                     "Smaller outcome class": _num(m.get("smaller_class")),
+                     "Per model term": _num(m.get("events_per_variable"), 1),
+                     "Patients needed (Riley)": _num(riley.get("n_required")),
+                     "Validated AUC": _num(_validated_auc(m)),
+                     "Shrinkage factor": _num(m.get("shrinkage"))})
+    small = bool(needed) and n_patients < min(needed)
+    link = (f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results "
+            "(prognosis-simulation.md)</a>" if SIMULATION_DOC.exists() else
+            "the 2,000-patient simulation's results, which <code>python bench/prognosis_bench.py --write-doc</code> "
+            "writes to docs/prognosis-simulation.md")
+    if small:
+        parts.append(
+            f"<div class='lead'><b>These {n_patients:,} patients can support only a first look.</b> Riley's "
+            f"sample-size criteria ask for at least {min(needed):,} patients for the smallest model below; with fewer "
+            "than 10 patients in the smaller outcome class per model term, coefficients are unstable, "
+            "apparent AUCs are optimistic, and cross-validated AUCs vary widely from one random split to "
+            "another (a validated AUC near 0.5 here says little about the method). Read the validated "
+            "(cross-validated or bootstrap-corrected) figures, not the apparent ones, and use the shrunken "
+            f"model for individual risks. What these methods recover when the sample is adequate: {link}.</div>")
+    else:
+        parts.append(f"<div class='lead'>The sample meets Riley's criteria for the models below; performance is "
+                     f"reported as validated (cross-validated and bootstrap-corrected). Method checks on simulated "
+                     f"data: {link}.</div>")
+    if rows:
+        parts.append(_table(rows, "Patients needed: the largest of Riley et al.'s three criteria (BMJ 2020) for "
+                                  "expected shrinkage ≥ 0.9, optimism in R² ≤ 0.05 and the overall risk within "
+                                  "±0.05, with the bootstrap-corrected R². Shrinkage factor: bootstrap-corrected "
+                                  "calibration slope, applied to the risk calculator's model."))
+    for f in fits:
+        for caution in f["metrics"].get("cautions", []):
+            parts.append(f"<div class='caution'><b>{html.escape(_fit_title(f))}:</b> {html.escape(caution)}</div>")
+    return "".join(parts)
+
+
+def methods_section(fits: list[dict[str, Any]], comparison: pd.DataFrame | None) -> str:
+    """A methods paragraph written from what the fit records say was done."""
+    if not fits:
+        return f"<h2 id='methods'>{SECTIONS[1][1]}</h2><p>No model has been fitted yet.</p>"
+    spec = fits[0]["spec"]
+    imp = spec.get("imputation_settings") or {}
+    prov = spec.get("provenance") or {}
+    pk = prov.get("packages") or {}
+    kinds = sorted({f["model_kind"] for f in fits})
+    outcomes = sorted({OUTCOME_LABELS.get(f["outcome"], f["outcome"]).lower() for f in fits})
+    text = [f"We fitted {', '.join(kinds)} models of {', '.join(outcomes)}. "]
+    if spec.get("imputation") == "mice":
+        text.append(
+            f"Missing predictors were multiply imputed (m = {imp.get('m', spec.get('m'))}) by chained equations with "
+            f"predictive mean matching ({imp.get('donors', 5)} donors, {imp.get('iterations', 5)} iterations), the "
+            "imputation model including all predictors, the center and the outcomes; estimates were pooled with "
+            "Rubin's rules (Barnard-Rubin degrees of freedom), and the test of added imaging value with the D1 "
+            "statistic over all imputations. ")
+    else:
+        text.append("Patients with a missing predictor were excluded (complete-case analysis). ")
+    text.append(
+        f"Performance was validated by {spec.get('n_splits', 5)}-fold cross-validation repeated "
+        f"{spec.get('n_repeats', 2)} times and by Harrell's bootstrap ({spec.get('n_boot')} replicates), with the "
+        "imputation repeated inside every fold and replicate so that no held-out patient was imputed from their own "
+        "outcome; cross-validated risks were evaluated on every imputed data set and averaged. Refits that the data "
+        "could not estimate by maximum likelihood (a category absent from a fold, separation) were refitted with a "
+        "weak ridge penalty and are listed with the fit. Calibration is shown as a loess curve of out-of-fold risks "
+        "with a bootstrap band. Leave-one-center-out validation, where run, was pooled across centers by "
+        "DerSimonian-Laird random-effects meta-analysis with a 95% prediction interval. ")
+    text.append(f"Seed {spec.get('seed')}; ctstudy {prov.get('ctstudy') or '?'} (commit "
+                f"{(prov.get('git_commit') or '?')[:12]}), Python {prov.get('python', '?')}, statsmodels "
+                f"{pk.get('statsmodels', '?')}, scikit-learn {pk.get('scikit-learn', '?')}, lifelines "
+                f"{pk.get('lifelines', '?')}; data snapshot {fits[0]['data_hash'][:12]}.")
+    return f"<h2 id='methods'>{SECTIONS[1][1]}</h2><p>{html.escape(''.join(text))}</p>"
+
+
+def comparison_section(comparison: pd.DataFrame | None, curves: dict[str, Any], impact: pd.DataFrame | None,
+                       figure: _Figures) -> str:
+    parts = [f"<h2 id='added-value'>{SECTIONS[3][1]}</h2>"]
+    if comparison is None or not len(comparison):
+        parts.append("<p>No imaging features yet: no comparison.</p>")
+    else:
+        rows = []
+        for _, r in comparison.iterrows():
+            rows.append({
+                "Outcome": OUTCOME_LABELS.get(r["outcome"], r["outcome"]),
+                "Patients (events)": f"{int(r['n']):,} ({int(r['n_events']):,})",
+                "CV AUC clinical": _num(r["auc_base"]), "CV AUC + CT": _num(r["auc_full"]),
+                "ΔAUC (95% CI)": _ci(r["delta_auc"], r["delta_auc_lower"], r["delta_auc_upper"]),
+                "NRI (95% CI)": _ci(r["nri"], r["nri_lower"], r["nri_upper"], 2),
+                "Pooled test of CT terms": f"F({int(r['d1_df1'])}, {_num(r.get('d1_df2'), 0)}) = "
+                                           f"{_num(r['d1_statistic'], 2)}, p {_p(r['d1_p'])}",
+                "LR χ² over imputations": f"{_num(r['lr_statistic_min'], 1)} to {_num(r['lr_statistic_max'], 1)}",
+                "m": int(r["m"]),
+            })
+        parts.append(_table(rows, "CV AUC: out-of-fold risks (imputation inside each fold), averaged over repeats "
+                                  "and imputations. ΔAUC and NRI (continuous): bootstrap CIs over patients. Pooled "
+                                  "test: D1 multivariate Wald test of the CT coefficients over all m imputations "
+                                  "(Li, Raghunathan & Rubin 1991)."))
+        for outcome in comparison["outcome"]:
+            if outcome in curves:
+                parts.append(figure(roc_figure(curves[outcome], f"{OUTCOME_LABELS.get(outcome, outcome)}: ROC"),
+                                    "Cross-validated ROC curves of the clinical and clinical + CT models."))
+            risks = curves.get(f"{outcome}_risks")
+            if risks:
+                y = np.asarray(risks["y"], dtype=float)
+                models = {k: np.asarray(v, dtype=float) for k, v in risks.items() if k != "y"}
+                ok = np.all([np.isfinite(v) for v in models.values()], axis=0)
+                nb = net_benefit(y[ok], {k: v[ok] for k, v in models.items()}, np.arange(0.05, 0.61, 0.01))
+                parts.append(figure(decision_curve_figure(nb, f"{OUTCOME_LABELS.get(outcome, outcome)}: decision "
+                                                              "curve"),
+                                    "Net benefit of acting on each model's risk above the threshold (Vickers & Elkin "
+                                    "2006), with out-of-fold risks for our models and IMPACT core+CT's published "
+                                    "risks on the same imputed rows (all patients, although IMPACT was developed on "
+                                    "GCS ≤ 12); against treating all and treating none."))
+    if impact is not None and len(impact):
+        rows = [{"Outcome": OUTCOME_LABELS.get(r["outcome"], r["outcome"]), "Model": r["model"],
+                 "Patients (events)": f"{int(r['n']):,} ({int(r['events']):,})",
+                 "Excluded: GCS > 12 / unknown": f"{int(r.get('excluded_gcs_above_12', 0))} / "
+                                                 f"{int(r.get('excluded_gcs_unknown', 0))}",
+                 "AUC (95% CI)": _ci(r["auc"], r["auc_lower"], r["auc_upper"]),
+                 "Calibration intercept": _num(r["calibration_intercept"]),
+                 "Calibration slope": _num(r["calibration_slope"]), "Brier": _num(r["brier"]),
+                 "Scored on": r.get("scored_on", "")} for _, r in impact.iterrows()]
+        parts.append("<h3>IMPACT as external reference</h3>")
+        parts.append(_table(rows, "IMPACT models with their published coefficients (calculator coefficient document "
+                                  "of Steyerberg et al., PLoS Med 2008), applied to patients with GCS ≤ 12 as "
+                                  "developed; a missing motor score is coded 'untestable/missing'."))
+    return "".join(parts)
+
+
+def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
+    parts = [f"<h2 id='performance'>{SECTIONS[4][1]}</h2>"]
+    for f in fits:
+        m = f["metrics"]
+        parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
+        parts.append(f"<p class='note'>{f['n_patients']:,} patients, {f['n_events']:,} events; validation "
+                     f"{html.escape(str(f['cv']))}; imputation {html.escape(str(f['spec'].get('imputation')))} "
+                     f"(m = {f['spec'].get('m')}).</p>")
+        validate = m.get("validate")
+        if validate:
+            rows = [{"Index": METRIC_LABELS.get(k, k), "Apparent": _num(v["apparent"]),
+                     "Optimism": _num(v["optimism"]), "Corrected": _num(v["corrected"])}
+                    for k, v in validate.items()]
+            if "cv_auc" in m:
+                rows.append({"Index": "AUC, cross-validated", "Apparent": "", "Optimism": "",
+                             "Corrected": _num(m["cv_auc"])})
+            parts.append(_table(rows, f"Bootstrap validation ({m.get('n_boot')} replicates, imputation repeated in "
+                                      "each; Harrell's rms validate). Apparent calibration is 0/1 by construction; "
+                                      "the corrected slope is the uniform shrinkage factor."))
+        elif f["outcome"] == "gos":
+            parts.append(_table([{"Outcome split": k, "AUC (95% CI)": _ci(m.get(f"auc_{k}"), m.get(f"auc_{k}_lower"),
+                                                                           m.get(f"auc_{k}_upper")),
+                                  "Cross-validated AUC": _num(m.get(f"cv_auc_{k}"))}
+                                 for k in ("death", "unfavourable")],
+                                "Apparent AUC with DeLong CI; cross-validated with imputation inside each fold."))
+        elif f["outcome"] == "survival":
+            parts.append(_table([{"Harrell's C": _num(m.get("harrell_c")),
+                                  "Cross-validated C": _num(m.get("cv_harrell_c"))}]))
+        refits = (m.get("cv_refits_penalized") or 0) + (m.get("cv_folds_not_estimable") or 0)
+        if refits:
+            parts.append(f"<p class='note'>{refits} cross-validation refit(s) needed the ridge fallback or could not "
+                         "be estimated (listed in the fit record).</p>")
+        curves = m.get("curves", {})
+        if "cv_calibration_smooth" in curves:
+            parts.append(figure(smooth_calibration_figure(pd.DataFrame(curves["cv_calibration_smooth"]),
+                                                          pd.DataFrame(curves.get("cv_calibration", []))),
+                                f"{_fit_title(f)}: calibration of cross-validated risks, loess with 95% "
+                                "bootstrap band; grey points: tenths of predicted risk."))
+    return "".join(parts)
+
+
+def coefficients_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
+    parts = [f"<h2 id='coefficients'>{SECTIONS[5][1]}</h2>"]
+    for f in fits:
+        if not f["coefficients"]:
+            continue
+        coef = pd.DataFrame(f["coefficients"])
         ratio = next((c for c in ("odds_ratio", "hazard_ratio") if c in coef), None)
-        cols = ["term", "coef", "se"] + ([ratio, f"{ratio}_lower", f"{ratio}_upper"] if ratio else []) + ["p"]
-        cols += [c for c in ("fmi",) if c in coef]
-        parts.append(_table(coef[cols]))
-        if ratio:
-            kind = "Odds" if ratio == "odds_ratio" else "Hazard"
-            parts.append(figure(forest_figure(coef, f"{kind} ratios (95% CI)")))
-    curves = m.get("curves", {})
-    if "roc" in curves:
-        roc = {f"apparent (AUC {m['auc']:.3f})": pd.DataFrame(curves["roc"])}
-        if "cv_roc" in curves:
-            roc[f"cross-validated (AUC {m['cv_auc']:.3f})"] = pd.DataFrame(curves["cv_roc"])
-        parts.append(figure(roc_figure(roc)))
-        cal = {"apparent": pd.DataFrame(curves["calibration"])}
-        if "cv_calibration" in curves:
-            cal["cross-validated"] = pd.DataFrame(curves["cv_calibration"])
-        parts.append(figure(calibration_figure(cal)))
-    if "ph_test" in m:
-        parts.append("<p class='note'>Proportional-hazards test (Schoenfeld residuals, rank time):</p>")
-        parts.append(_table(pd.DataFrame(m["ph_test"])))
-    return "\n".join(parts)
+        if not ratio:
+            continue
+        word = "Odds ratio" if ratio == "odds_ratio" else "Hazard ratio"
+        rows = [{"Term": term_label(r["term"]),
+                 f"{word} (95% CI)": _ci(r[ratio], r[f"{ratio}_lower"], r[f"{ratio}_upper"], 2),
+                 "p": _p(r["p"]), "FMI": _num(r.get("fmi"), 2) if "fmi" in r else "–"}
+                for _, r in coef.iterrows() if r["term"] != "const"]
+        parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
+        parts.append(_table(rows, "Pooled over imputations (Rubin's rules); CIs and p with Barnard-Rubin degrees of "
+                                  "freedom; FMI: fraction of missing information."))
+        labelled = coef.assign(term=coef["term"].map(term_label))
+        parts.append(figure(forest_figure(labelled, f"{word}s (95% CI)"), f"{_fit_title(f)}: {word.lower()}s."))
+    return "".join(parts)
+
+
+def centers_section(fits: list[dict[str, Any]]) -> str:
+    parts = [f"<h2 id='centers'>{SECTIONS[6][1]}</h2>"]
+    found = False
+    for f in fits:
+        curves = f["metrics"].get("curves", {})
+        if "per_center" not in curves:
+            continue
+        found = True
+        rows = [{"Center": r["center"], "Patients": _num(r["n"]), "Events": _num(r["events"]),
+                 "AUC (95% CI)": _ci(r.get("auc"), r.get("auc_lower"), r.get("auc_upper")),
+                 "Calibration intercept": _num(r.get("calibration_intercept")),
+                 "Calibration slope": _num(r.get("calibration_slope"))} for r in curves["per_center"]]
+        meta = (f["metrics"].get("center_meta") or {}).get("auc")
+        caption = "Each center's patients predicted by the model fitted on the other centers."
+        if meta:
+            caption += (f" Random-effects pooled AUC {_ci(meta['pooled'], meta['lower'], meta['upper'])}; τ² (logit "
+                        f"AUC) {_num(meta['tau2_logit'])}, I² {_num(100 * meta['i2'], 0)}%; 95% prediction interval "
+                        f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}.")
+        parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>" + _table(rows, caption))
+        ri = f["metrics"].get("random_intercept")
+        if ri:
+            parts.append(f"<p>Sensitivity analysis, logistic model with a random intercept per center "
+                         f"(variational Bayes): between-center SD of the log-odds {_num(ri['center_sd'], 2)} (95% "
+                         f"credible interval {_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
+                         f"median odds ratio {_num(ri['median_odds_ratio'], 2)}; largest shift of a fixed effect "
+                         f"against the ordinary model "
+                         f"{_num(max((abs(r.get('shift') or 0) for r in ri['fixed_effects']), default=0), 2)} on "
+                         "the log-odds scale.</p>")
+    if not found:
+        parts.append("<p class='note'>No leave-one-center-out fit yet: run <code>ctstudy prognosis fit --cv "
+                     "center</code> for the per-center table and its random-effects pooling.</p>")
+    return "".join(parts)
+
+
+def assumptions_section(fits: list[dict[str, Any]]) -> str:
+    parts = [f"<h2 id='assumptions'>{SECTIONS[7][1]}</h2>"]
+    for f in fits:
+        m = f["metrics"]
+        if "brant" in m:
+            rows = [{"Term": "all terms" if r["term"] == "omnibus" else term_label(r["term"]),
+                     "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})", "p": _p(r["p"])} for r in m["brant"]]
+            parts.append(f"<h3>Proportional odds: {html.escape(_fit_title(f))}</h3>")
+            parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
+                                      "GOS ≤ k compared; small p: that term's effect differs across GOS levels."))
+        if "ph_test" in m:
+            rows = [{"Term": term_label(r["term"]), "χ²": _num(r["test_statistic"], 2), "p": _p(r["p"])}
+                    for r in m["ph_test"]]
+            parts.append(f"<h3>Proportional hazards: {html.escape(_fit_title(f))}</h3>")
+            parts.append(_table(rows, f"Schoenfeld residual tests (rank time), pooled over imputations (D2). "
+                                      f"Grambsch-Therneau global test: p {_p(m.get('ph_global_p'))}."))
+        if "nonlinearity" in m:
+            rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
+                     "p": _p(r["p"])} for r in m["nonlinearity"]]
+            parts.append(f"<h3>Non-linearity: {html.escape(_fit_title(f))}</h3>")
+            parts.append(_table(rows, "Each continuous term as a restricted cubic spline (4 knots), Wald test of the "
+                                      "non-linear terms; small p: keep the spline rather than the linear term."))
+    return "".join(parts)
+
+
+def tripod_section() -> str:
+    """TRIPOD (Collins et al., BMJ 2015) items for development and validation, and where each is answered."""
+    items = (
+        ("1-2", "Title and abstract", "support", "Outcomes, predictors, sample and validated performance"),
+        ("3a-b", "Background and objectives", "added-value", "Whether CT biomarkers add to clinical predictors"),
+        ("4a-b", "Source of data, dates", "cohort", "Registry data snapshot (hash), centers"),
+        ("5a-c", "Participants, setting, eligibility", "cohort", "Patients with the outcome; IMPACT on GCS ≤ 12"),
+        ("6a-b", "Outcome definition and blinding", "methods", "6-month GOS, mortality, time to death"),
+        ("7a-b", "Predictors", "coefficients", "Terms with labels and units"),
+        ("8", "Sample size", "support", "Riley's criteria, events per variable (smaller class)"),
+        ("9", "Missing data", "cohort", "Missingness by variable and pattern; multiple imputation (methods)"),
+        ("10a-b", "Model building and internal validation", "methods", "Imputation inside folds and bootstrap"),
+        ("10c-d", "Performance measures, model comparison", "performance", "rms-validate table; D1, ΔAUC, NRI"),
+        ("10e", "Model updating / recalibration", "performance", "Uniform shrinkage for the calculator model"),
+        ("11", "Risk groups", "added-value", "Decision curve over threshold probabilities"),
+        ("12", "Development vs validation differences", "centers", "Leave-one-center-out per center"),
+        ("13a-c", "Participants flow, characteristics", "cohort", "Counts per center, missing data"),
+        ("14a-b", "Model development results", "coefficients", "Pooled coefficients with CIs and FMI"),
+        ("15a-b", "Model specification, how to use", "coefficients", "Full coefficients; stored spec predicts again"),
+        ("16", "Model performance", "performance", "Discrimination, calibration (loess with band)"),
+        ("17", "Model updating", "performance", "Shrinkage factor"),
+        ("18", "Limitations", "support", "Small-sample cautions, assumption checks"),
+        ("19a-b", "Interpretation", "added-value", "Against IMPACT and treat-all/none"),
+        ("20", "Implications", "support", "What the sample can support"),
+        ("21", "Supplementary information", "methods", "Software versions, commit, seed"),
+        ("22", "Funding", None, "Not recorded by ctstudy: state it in the manuscript"),
+    )
+    rows = [{"TRIPOD item": k, "Topic": topic,
+             "Where answered": (f"<a href='#{anchor}'>{dict(SECTIONS)[anchor]}</a>" if anchor else "–"),
+             "What": what} for k, topic, anchor, what in items]
+    frame = pd.DataFrame(rows)
+    return (f"<h2 id='tripod'>{SECTIONS[9][1]}</h2>" + frame.to_html(index=False, border=0, escape=False)
+            + "<p class='caption'>TRIPOD statement (Collins et al., BMJ 2015;350:g7594).</p>")
 
 
 def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, comparison_curves: dict[str, Any],
                 impact: pd.DataFrame | None, km: KaplanMeierByStrata | None, missingness: pd.DataFrame | None,
-                title: str = "ctstudy outcome models") -> str:
+                title: str = "ctstudy outcome models", table: pd.DataFrame | None = None) -> str:
     """The whole report as one HTML string."""
     figure = _Figures()
-    body = [f"<h1>{html.escape(title)}</h1><p class='note'>Generated {dt.datetime.now():%Y-%m-%d %H:%M}. "
-            "AUC CIs: DeLong; ΔAUC and NRI CIs: bootstrap over patients (stratified by outcome) on "
-            "out-of-fold risks averaged over CV repeats; NRI is the continuous (category-free) NRI.</p>"]
-    if comparison is not None and len(comparison):
-        body.append("<h2>Do CT biomarkers add to clinical predictors?</h2>")
-        body.append(_table(comparison))
-        for outcome, curves in comparison_curves.items():
-            body.append(figure(roc_figure(curves, f"{outcome}: cross-validated ROC, clinical vs clinical+imaging")))
-    if impact is not None and len(impact):
-        body.append("<h2>IMPACT reference (published coefficients, Steyerberg et al. PLoS Med 2008)</h2>")
-        body.append("<p class='note'>Intercepts, CT and lab coefficients unchecked against the paper; "
-                    "complete cases for each model's predictors.</p>")
-        body.append(_table(impact))
-    if km is not None:
-        body.append("<h2>Survival by admission hematoma volume</h2>")
-        body.append(_table(km.counts))
-        body.append(figure(km_figure(km)))
-    if fits:
-        body.append("<h2>Latest model fits</h2>")
-        body.extend(_fit_section(f, figure) for f in fits)
+    n_patients = int(len(table)) if table is not None else max((f["n_patients"] for f in fits), default=0)
+    nav = "".join(f"<a href='#{a}'>{t}</a>" for a, t in SECTIONS)
+    body = [f"<h1>{html.escape(title)}</h1><p class='note'>Generated {dt.datetime.now():%Y-%m-%d %H:%M} from "
+            f"{len(fits)} stored fits.</p><nav>{nav}</nav>",
+            support_section(fits, n_patients), methods_section(fits, comparison)]
+    body.append(f"<h2 id='cohort'>{SECTIONS[2][1]}</h2>")
+    if table is not None:
+        per_center = table.groupby("center").agg(patients=("patient_id", "size"), deaths=("died", "sum"),
+                                                 unfavourable=("unfavourable", "sum")).reset_index()
+        rows = [{"Center": r["center"], "Patients": _num(int(r["patients"])), "Deaths": _num(int(r["deaths"])),
+                 "Unfavourable (GOS 1-3)": _num(int(r["unfavourable"]))} for _, r in per_center.iterrows()]
+        body.append(_table(rows, "Patients and 6-month outcomes per center."))
+        from prognosis.imputation import IMPUTED_COLUMNS
+
+        cols = [c for c in IMPUTED_COLUMNS if c in table.columns]
+        body.append(figure(missing_pattern_figure(table, cols, {c: term_label(c) for c in cols}),
+                           "Missing-data patterns: each row a combination of missing variables and its patients."))
     if missingness is not None:
-        body.append("<h2>Missing data (% per variable and center)</h2>")
-        body.append(_table(missingness.reset_index(), digits=1))
+        miss = missingness.reset_index()
+        rows = []
+        for _, r in miss.iterrows():
+            row = {"Variable": term_label(str(r["variable"])), "Missing (n)": _num(int(r["n_missing"])),
+                   "Missing (%)": _num(r["pct_missing"], 1)}
+            row.update({f"{c[4:]} (%)": _num(r[c], 1) for c in miss.columns if c.startswith("pct_")
+                        and c != "pct_missing"})
+            rows.append(row)
+        body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."))
+    body.append(comparison_section(comparison, comparison_curves, impact, figure))
+    body.append(performance_section(fits, figure))
+    body.append(coefficients_section(fits, figure))
+    body.append(centers_section(fits))
+    body.append(assumptions_section(fits))
+    body.append(f"<h2 id='survival'>{SECTIONS[8][1]}</h2>")
+    if km is not None:
+        body.append(_table(km.counts))
+        body.append(figure(km_figure(km), "Kaplan-Meier survival by tertile of admission hematoma volume, with 95% "
+                                          "bands; log-rank p in the title."))
+    body.append(tripod_section())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")

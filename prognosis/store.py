@@ -79,6 +79,12 @@ def record_model_fit(session: Session, result: FitResult, actor: str, artifact_p
     metrics["curves"] = {name: curve for name, curve in result.curves.items()}
     if "ph_test" in result.extra:
         metrics["ph_test"] = result.extra["ph_test"].reset_index()
+    for key in ("brant", "nonlinearity"):
+        if key in result.extra:
+            metrics[key] = result.extra[key]
+    for key in ("caution", "estimation_note", "ph_caution", "brant_note"):
+        if key in result.extra:
+            metrics.setdefault("cautions", []).append(result.extra[key])
     coefficients = result.summary.reset_index() if result.summary is not None else []
     row = ModelFit(
         actor=actor, outcome=result.outcome, feature_set=result.feature_set, model_kind=result.model_kind,
@@ -89,6 +95,19 @@ def record_model_fit(session: Session, result: FitResult, actor: str, artifact_p
     session.add(row)
     session.flush()
     return row
+
+
+def find_same_fit(session: Session, data_hash: str, settings: dict[str, Any]) -> ModelFit | None:
+    """The newest stored fit of this data snapshot with these settings (`fitting.fit_settings`), if any:
+    fitting it again would give the same result, so `prognosis fit` reports it unchanged."""
+    rows = session.scalars(select(ModelFit).where(ModelFit.data_hash == data_hash)
+                           .order_by(ModelFit.id.desc())).all()
+    wanted = jsonable(settings)
+    for row in rows:
+        spec = row.spec or {}
+        if all(spec.get(k) == v for k, v in wanted.items()):
+            return row
+    return None
 
 
 def latest_model_fits(session: Session) -> list[ModelFit]:

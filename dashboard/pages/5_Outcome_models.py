@@ -3,12 +3,29 @@ Kaplan-Meier survival by biomarker strata."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from biomarkers.store import SOURCE_PREFERENCE
 from dashboard import auth, biomarker_stats, models_view, queries
 from prognosis import plots
 from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
+
+
+@st.cache_data(ttl=queries.CACHE_TTL_S, show_spinner=False)
+def analysis_table(db_url: str, center: str | None) -> pd.DataFrame:
+    """The analysis table the models are fitted on (one row per patient, pseudonymous ids), of the viewer's scope."""
+    from sqlalchemy.orm import Session
+
+    from prognosis.store import analysis_table_from_registry
+
+    try:
+        with Session(queries.engine_for(db_url)) as session:
+            table = analysis_table_from_registry(session)
+    except ValueError:  # no patients yet
+        return pd.DataFrame()
+    return table if center is None else table[table["center"] == center].reset_index(drop=True)
+
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -19,39 +36,83 @@ fits = queries.model_fits(home.db_url)
 if fits.empty:
     st.info("No outcome model has been fitted yet: `ctstudy prognosis fit` (after `ctstudy biomarkers extract`).")
 else:
-    st.caption("Models are fitted on the whole study; the tables below hold aggregate results only.")
-    st.dataframe(models_view.fits_overview(fits).round(3), hide_index=True)
+    st.caption("Validated performance first: cross-validated (imputation inside each fold) or bootstrap-corrected; "
+               "apparent figures are optimistic by construction. Models are fitted on the whole study.")
+    overview = models_view.overview_table(fits)
+    st.dataframe(overview, hide_index=True, width="stretch", key="om_overview")
 
     labels = {fit.id: models_view.fit_label(fit) for fit in fits.itertuples()}
-    fit_id = st.selectbox("Model", list(labels), format_func=labels.get, key="om_fit")
+    ids = list(labels)
+    fit_id = st.selectbox("Model", ids, index=ids.index(models_view.default_fit_id(fits)), format_func=labels.get,
+                          key="om_fit")
     fit = fits.set_index("id").loc[fit_id]
     fit["id"] = fit_id
     metrics = fit["metrics"] or {}
-    shown = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for caution in models_view.cautions(fit):
+        st.warning(caution)
+    auc, what = models_view.validated_auc(metrics)
     cols = st.columns(4)
-    for i, (key, label) in enumerate((k, lab) for k, lab in models_view.AUC_COLUMNS.items() if k in shown):
-        cols[i % 4].metric(label, f"{shown[key]:.3f}")
+    if auc is not None:
+        cols[0].metric(what.capitalize(), f"{auc:.3f}")
+    if isinstance(metrics.get("shrinkage"), int | float):
+        cols[1].metric("Shrinkage factor", f"{metrics['shrinkage']:.2f}")
+    if isinstance(metrics.get("auc"), int | float):
+        cols[2].metric("AUC (apparent)", f"{metrics['auc']:.3f}")
+    if isinstance(metrics.get("events_per_variable"), int | float):
+        cols[3].metric("Events per model term", f"{metrics['events_per_variable']:.1f}")
+
+    validate = models_view.validate_table(metrics)
+    if len(validate):
+        st.dataframe(validate, hide_index=True, key="om_validate")
+        st.caption("Harrell's bootstrap validation: the corrected calibration slope is the shrinkage factor applied "
+                   "to the risk calculator's model.")
 
     curves = models_view.fit_curves(fit)
     left, right = st.columns(2)
-    if curves:
+    if "roc" in curves or "cv_roc" in curves:
         roc, calibration = models_view.named_curves(curves, metrics)
         left.plotly_chart(plots.roc_figure(roc), key="om_roc")
-        right.plotly_chart(plots.calibration_figure(calibration), key="om_calibration")
+        if "cv_calibration_smooth" in curves:
+            right.plotly_chart(plots.smooth_calibration_figure(curves["cv_calibration_smooth"],
+                                                               curves.get("cv_calibration")), key="om_calibration")
+        else:
+            right.plotly_chart(plots.calibration_figure(calibration), key="om_calibration")
     else:
-        st.caption("This fit stored no ROC or calibration curve data (ordinal and Cox fits report AUC / C only).")
+        st.caption("Ordinal and Cox models are judged by the AUCs of death / unfavourable outcome or Harrell's C "
+                   "above; ROC and calibration curves are drawn for the binary models.")
 
     table = models_view.coefficient_table(fit)
     ratio = models_view.ratio_columns(table) if len(table) else None
     st.subheader("Effects")
     if ratio:
-        st.plotly_chart(plots.forest_figure(table, title=f"{ratio[0].replace('_', ' ')}s (95% CI)"), key="om_forest")
-    if len(table):
-        st.dataframe(table.round(4), hide_index=True)
+        from prognosis.labels import term_label
+
+        labelled = table.assign(term=table["term"].map(term_label))
+        st.plotly_chart(plots.forest_figure(labelled, title=f"{ratio[0].replace('_', ' ')}s (95% CI)"),
+                        key="om_forest")
+        st.dataframe(models_view.coefficient_display(fit), hide_index=True, width="stretch", key="om_coef")
     else:
         st.caption("No coefficient table for this model kind.")
-    with st.expander("All metrics and the fit's specification"):
-        st.json({"metrics": metrics, "data_hash": fit["data_hash"], "cv": fit["cv"], "variables": fit["variables"]})
+
+    d1, d2, d3 = st.columns(3)
+    if len(table):
+        d1.download_button("Coefficients (CSV)", table.to_csv(index=False), f"fit{fit_id}_coefficients.csv",
+                           "text/csv", key="om_dl_coef")
+    predictions = models_view.predictions_csv(fit)
+    if predictions is not None:
+        risks = curves["cv_risk"]
+        if scope is not None:  # a coordinator sees their own center's patients only
+            risks = risks[risks["center"] == scope]
+        d2.download_button("Cross-validated risks (CSV)", risks.to_csv(index=False), f"fit{fit_id}_predictions.csv",
+                           "text/csv", key="om_dl_pred")
+    analysis = analysis_table(home.db_url, scope)
+    if len(analysis):
+        d3.download_button("Analysis table (CSV)", analysis.to_csv(index=False), "analysis_table.csv", "text/csv",
+                           key="om_dl_table")
+    with st.expander("All metrics of this fit"):
+        st.dataframe(models_view.metrics_display(metrics), hide_index=True, key="om_metrics")
+        st.caption(f"Data snapshot {fit['data_hash'][:12]}, validation {fit['cv']}, "
+                   f"{len(fit['variables'] or [])} terms.")
 
     st.subheader("Clinical only against clinical + imaging")
     outcomes = [o for o in ("mortality", "unfavourable") if (fits["outcome"] == o).any()]
@@ -61,7 +122,7 @@ else:
         kinds = sorted(fits.loc[fits["outcome"] == outcome, "model_kind"].unique())
         kind = c2.radio("Model", kinds, horizontal=True, key="om_cmp_kind")
         comparison = models_view.comparison_table(fits, outcome, kind)
-        st.dataframe(comparison.round(3), hide_index=True)
+        st.dataframe(comparison.round(3), hide_index=True, key="om_comparison")
         if set(comparison["features"]) >= {"clinical", "clinical+imaging"}:
             auc = comparison.set_index("features")["AUC"]
             st.metric("AUC gained by adding imaging", f"{auc['clinical+imaging'] - auc['clinical']:+.3f}")
@@ -91,6 +152,6 @@ else:
         strata = quantile_strata(data[biomarker].astype(float), n_groups, biomarker)
         km = kaplan_meier_by_strata(data.reset_index(drop=True), strata.reset_index(drop=True))
         st.plotly_chart(plots.km_figure(km), key="om_km")
-        st.dataframe(km.counts, hide_index=True)
+        st.dataframe(km.counts, hide_index=True, key="om_km_counts")
         st.caption(f"Log-rank test across strata: χ² = {km.logrank_statistic:.2f}, p = {km.logrank_p:.3g} "
                    f"({source} masks, admission scan)")

@@ -78,22 +78,38 @@ with st.form("risk_inputs"):
     st.form_submit_button("Calculate")
 
 rows = []
+used: list[str] = []
 fits = queries.model_fits(home.db_url)
 logistic = models_view.logistic_fits(fits) if len(fits) else fits
 if len(logistic):
     feature_sets = list(dict.fromkeys(logistic["feature_set"]))
     feature_set = st.radio("Fitted model features", feature_sets, horizontal=True, key="risk_feature_set")
+    show_weak = st.checkbox(f"Also show models whose validated AUC is below {models_view.MIN_CALCULATOR_AUC}",
+                            False, key="risk_show_weak")
     for outcome in models_view.BINARY_OUTCOMES:
         chosen = logistic[(logistic["feature_set"] == feature_set) & (logistic["outcome"] == outcome)]
         if chosen.empty:
             continue
         fit = chosen.iloc[0]  # the newest
+        auc, what = models_view.validated_auc(fit["metrics"] or {})
+        weak = auc is not None and auc < models_view.MIN_CALCULATOR_AUC
+        for caution in models_view.cautions(fit):
+            st.warning(f"Fit #{fit['id']} ({outcome}): {caution}")
+        if weak and not show_weak:
+            st.error(f"Fit #{fit['id']} ({outcome}) is not offered as a calculator: its {what} is {auc:.3f}, below "
+                     f"{models_view.MIN_CALCULATOR_AUC}. Tick the box above to see its risks anyway.")
+            continue
+        spec, shrunk = models_view.calculator_spec(fit)
         try:
-            r = models_view.fitted_risk(fit["spec"]["model"], values)
+            r = models_view.fitted_risk(spec, values)
         except ValueError as exc:
             st.warning(f"Fit #{fit['id']} ({outcome}) cannot predict: {exc}.")
             continue
-        rows.append({"source": f"fitted {feature_set} (#{fit['id']})", "outcome": outcome, **r})
+        # One row label per feature set (not per fit id), so both outcomes share a row.
+        label = f"fitted {feature_set}" + (" (shrunken)" if shrunk else "") + (" ⚠ weak" if weak else "")
+        rows.append({"source": label, "outcome": outcome, **r})
+        used.append(f"#{fit['id']} {outcome}" + (f", {what} {auc:.3f}" if auc is not None else "")
+                    + (f", shrinkage {spec.get('shrinkage'):.2f}" if shrunk and spec.get("shrinkage") else ""))
 else:
     st.info("No fitted logistic model yet (`ctstudy prognosis fit`): only the IMPACT reference is shown.")
 
@@ -105,6 +121,9 @@ risks = pd.DataFrame(rows)
 st.subheader("Predicted 6-month risk")
 st.plotly_chart(figures.risk_figure(risks), key="risk_chart")
 st.dataframe(models_view.risk_table(risks), hide_index=True)
+if used:
+    st.caption("Fitted models used: " + "; ".join(used) + ". Shrunken: coefficients multiplied by the bootstrap-"
+               "corrected calibration slope (Harrell), so risks are less extreme than the raw fit's.")
 st.caption("Fitted models: 95% interval from the coefficient covariance (logit scale). IMPACT (Steyerberg et al., "
-           "PLoS Med 2008): published coefficients without covariance, hence no interval; the intercepts and the "
-           "CT and lab terms are transcribed but not checked against the original paper.")
+           "PLoS Med 2008; the calculator's coefficient document): published coefficients without covariance, "
+           "hence no interval; developed on patients with GCS 12 or less.")

@@ -60,8 +60,14 @@ def test_outcome_models_page(small) -> None:
     at = page("5_Outcome_models.py", INV)
     assert not at.exception
     overview = at.dataframe[0].value
-    assert len(overview) == 2 and set(overview["features"]) == {"clinical", "clinical+imaging"}
+    assert len(overview) == 2 and set(overview["Predictors"]) == {"clinical", "clinical + imaging"}
+    assert list(overview.columns[:6]) == ["Fit", "Outcome", "Predictors", "Model", "Validated AUC / C",
+                                          "How validated"]  # validated performance leads, before the counts
     assert len(at.get("plotly_chart")) >= 3  # ROC, calibration, forest (+ Kaplan-Meier)
+    assert not at.json  # no raw JSON dump of the metrics
+    coef = next(d.value for d in at.dataframe if "Term" in d.value.columns)
+    assert "Age (per year)" in set(coef["Term"]) and all("(" in v for v in coef.iloc[:, 1])
+    assert {b.label for b in at.get("download_button")} >= {"Coefficients (CSV)", "Analysis table (CSV)"}
     gained = {m.label: m.value for m in at.metric}["AUC gained by adding imaging"]
     cmp = models_view.comparison_table(_fits_frame(), "mortality", "logistic").set_index("features")["AUC"]
     assert gained == f"{cmp['clinical+imaging'] - cmp['clinical']:+.3f}"
@@ -86,6 +92,8 @@ def test_risk_calculator_for_a_patient(small) -> None:
     assert at.number_input(key="r_hem_pA1aaaaaaaaaaaaa").value == 12.5  # admission hematoma, segmentation
     table = at.dataframe[0].value.set_index("source")
     assert "IMPACT core" in table.index and any(s.startswith("fitted clinical") for s in table.index)
+    # One row per fitted model (feature set), not per fit id: both outcomes of a model share its row.
+    assert not any("#" in s for s in table.index)
     fitted = [s for s in table.index if s.startswith("fitted")][0]
     assert "–" in table.loc[fitted, "mortality"]  # an interval is shown for the fitted model
 
@@ -98,3 +106,36 @@ def test_risk_calculator_with_entered_values_only(home, monkeypatch) -> None:
     assert any("only the IMPACT reference" in i.value for i in at.info)
     expected = 1 / (1 + math.exp(-(-3.109 + 0.034 * 45)))
     assert at.dataframe[0].value.set_index("source").loc["IMPACT core", "mortality"] == f"{expected:.1%}"
+
+
+def test_cautions_weak_models_and_the_shrunken_calculator_model() -> None:
+    fits = _fits_frame()
+    fit = fits.iloc[0].copy()
+    fit["metrics"] = {**fit["metrics"], "cv_auc": 0.436, "events_per_variable": 1.9}
+    words = " ".join(models_view.cautions(fit))
+    assert "0.436" in words and "below 0.6" in words and "1.9 events per model term" in words
+    assert models_view.validated_auc(fit["metrics"]) == (0.436, "cross-validated AUC")
+    good = fits.iloc[1]
+    assert not [c for c in models_view.cautions(good) if "below" in c]
+    spec, shrunk = models_view.calculator_spec(good)
+    assert not shrunk and spec is good["spec"]["model"]
+    model = LogisticModel.from_spec(spec)
+    half = model.shrunk(0.5, [])  # no data: the intercept stays as fitted
+    with_shrunk = good.copy()
+    with_shrunk["spec"] = {**good["spec"], "model_shrunk": {**half.to_spec(), "shrinkage": 0.5}}
+    spec, shrunk = models_view.calculator_spec(with_shrunk)
+    assert shrunk and spec["shrinkage"] == 0.5
+    values = models_view.prefill({"age": 80, "gcs_motor": 1, "pupils_unreactive": 2}, {"adm_hematoma_ml": 60.0})
+    raw, less = models_view.fitted_risk(good["spec"]["model"], values), models_view.fitted_risk(spec, values)
+    assert abs(less["risk"] - 0.5) < abs(raw["risk"] - 0.5)  # shrunken risks are less extreme
+
+
+def test_overview_formats_numbers_and_opens_on_a_binary_logistic_fit() -> None:
+    fits = _fits_frame()
+    cox = fits.iloc[0].copy()
+    cox["id"], cox["outcome"], cox["model_kind"], cox["metrics"] = 99, "survival", "cox", {"cv_harrell_c": 0.71234}
+    frame = pd.concat([pd.DataFrame([cox]), fits], ignore_index=True)  # the Cox fit is the newest
+    assert models_view.default_fit_id(frame) != 99
+    overview = models_view.overview_table(frame)
+    assert overview.iloc[-1]["Outcome"] == "time to death" and overview.iloc[-1]["Validated AUC / C"] == "0.712"
+    assert overview.iloc[0]["Model"] == "logistic"

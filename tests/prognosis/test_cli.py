@@ -27,6 +27,10 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
                                      "--m", "2", "--n-boot", "20"])
     assert res.exit_code == 0, res.output
     assert "odds_ratio" in res.output and "Recorded ModelFit #1" in res.output
+    # Same data snapshot, same settings: the stored fit is reported unchanged, not fitted again.
+    again = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "mortality", "--features", "clinical",
+                                       "--m", "2", "--n-boot", "20"])
+    assert again.exit_code == 0 and "unchanged: ModelFit #1" in again.output
     # Imaging terms without extracted features: a clear error, nothing recorded.
     bad = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "gos", "--features", "imaging"])
     assert bad.exit_code == 1 and "adm_hematoma_ml" in bad.output and "no observed" in bad.output
@@ -47,4 +51,12 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     assert res.exit_code == 0, res.output
     text = (out / "prognosis_report.html").read_text()
     assert text.count("<script") >= 3 and "<script src=" not in text  # plotly inlined, no network
-    assert "IMPACT core+ct+lab" in text and "Latest model fits" in text and "Missing data" in text
+    assert "IMPACT core+ct+lab" in text and "Missing-data patterns" in text
+    for section in ("What the data can support", "Methods", "Validated performance", "Coefficients", "Centers",
+                    "Assumptions", "TRIPOD checklist"):
+        assert f">{section}</h2>" in text, section
+    # The lead states the sample against Riley's criteria and links the simulation's results.
+    assert "Riley" in text and "prognosis-simulation.md" in text
+    assert "Multiply imputed" in text or "multiply imputed (m = 2)" in text  # methods from the fit record
+    assert "pct_missing" not in text and "n_missing" not in text  # no raw column names
+    assert "GCS ≤ 12" in text

@@ -1,0 +1,106 @@
+"""Model assumptions checked: proportional odds of the GOS model (Brant's test) and linearity of
+continuous predictors (restricted cubic splines with Wald tests of the non-linear terms).
+
+Hand-written: statsmodels' OrderedModel has no Brant test, and the spline tests need our own
+knots and design (prognosis.terms' restricted cubic spline, Harrell's form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+from scipy.special import expit
+
+from prognosis.design import design_matrix
+from prognosis.terms import age_spline_basis
+
+# Continuous predictors checked for non-linearity, by the design term that enters the model.
+SPLINE_CANDIDATES = ("log_adm_hematoma_ml", "log_peak_edema_ml", "adm_midline_shift_mm", "glucose_mmol_l",
+                     "hemoglobin_g_dl", "age")
+
+
+def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") -> pd.DataFrame:
+    """Brant's Wald test of proportional odds (Biometrics 1990): the K-1 cumulative binary logits
+    'GOS <= k' fitted separately, and the equality of each term's coefficients across them tested
+    with their joint covariance (Cov(b_k, b_l) = I_k^-1 X'W_kl X I_l^-1, W_kl = pi_l - pi_k pi_l).
+    One row per term plus `omnibus`: chi-square, df, p, and each cut's coefficient."""
+    x = sm.add_constant(design_matrix(df, terms, None, "Brant test"), has_constant="add")
+    gos = df[outcome].astype(int).to_numpy()
+    cuts = [k for k in (1, 2, 3, 4) if 0 < (gos <= k).sum() < len(gos)]
+    xs = x.to_numpy(float)
+    betas, infos, probs = [], [], []
+    for k in cuts:
+        yk = (gos <= k).astype(float)
+        res = sm.Logit(yk, xs).fit(disp=0, method="newton", maxiter=100)
+        pk = expit(xs @ res.params)
+        betas.append(res.params)
+        infos.append(np.linalg.inv((xs * (pk * (1 - pk))[:, None]).T @ xs))
+        probs.append(pk)
+    kk, p = len(cuts), xs.shape[1]
+    cov = np.zeros((kk * p, kk * p))
+    for a in range(kk):
+        for b in range(kk):
+            # 'GOS <= k' events are nested: for cut a <= b, E[y_a y_b] = P(GOS <= cut a) = pi_a.
+            lo, hi = (a, b) if a <= b else (b, a)
+            w = probs[lo] - probs[lo] * probs[hi]
+            cov[a * p:(a + 1) * p, b * p:(b + 1) * p] = infos[a] @ ((xs * w[:, None]).T @ xs) @ infos[b]
+    beta = np.concatenate(betas)
+    names = list(x.columns)
+    rows = []
+
+    def wald(cols: list[int]) -> tuple[float, int]:
+        # Contrasts b_1 - b_k (k = 2..K) of the chosen coefficients.
+        d = np.zeros(((kk - 1) * len(cols), kk * p))
+        r = 0
+        for k in range(1, kk):
+            for c in cols:
+                d[r, c], d[r, k * p + c] = 1.0, -1.0
+                r += 1
+        diff = d @ beta
+        stat = float(diff @ np.linalg.pinv(d @ cov @ d.T) @ diff)
+        return stat, d.shape[0]
+
+    for j, name in enumerate(names):
+        if name == "const":
+            continue
+        stat, dof = wald([j])
+        rows.append({"term": name, "chi2": stat, "df": dof, "p": float(stats.chi2.sf(stat, dof)),
+                     **{f"coef_gos_le_{k}": float(-betas[i][j]) for i, k in enumerate(cuts)}})
+    stat, dof = wald([j for j, n in enumerate(names) if n != "const"])
+    rows.insert(0, {"term": "omnibus", "chi2": stat, "df": dof, "p": float(stats.chi2.sf(stat, dof))})
+    return pd.DataFrame(rows)
+
+
+def nonlinearity_tests(df: pd.DataFrame, terms: Sequence[str], outcome: str, n_knots: int = 4,
+                       candidates: Sequence[str] = SPLINE_CANDIDATES) -> pd.DataFrame:
+    """For each continuous term, the logistic model with that term as a restricted cubic spline
+    (`n_knots` knots at Harrell's quantiles, the other terms linear) and the Wald test that its
+    non-linear coefficients are all 0 (p < 0.05: the linear term misfits; keep the spline)."""
+    from prognosis.terms import age_spline_knots
+
+    rows = []
+    base = design_matrix(df, terms, None, "non-linearity test")
+    y = df[outcome].astype(float).to_numpy()
+    for term in [t for t in candidates if t in terms]:
+        values = base[term]
+        knots = sorted(set(age_spline_knots(values, n_knots)))
+        if len(knots) < 3:
+            rows.append({"term": term, "chi2": np.nan, "df": 0, "p": np.nan,
+                         "note": "too few distinct values for a spline"})
+            continue
+        spline = age_spline_basis(values, knots).drop(columns="age")
+        spline.columns = [f"{term}_rcs{i + 1}" for i in range(spline.shape[1])]
+        x = sm.add_constant(pd.concat([base, spline], axis=1), has_constant="add")
+        try:
+            res = sm.Logit(y, x).fit(disp=0, method="newton", maxiter=100)
+            test = res.wald_test(np.eye(len(x.columns))[[x.columns.get_loc(c) for c in spline.columns]], scalar=True)
+            rows.append({"term": term, "chi2": float(test.statistic), "df": int(spline.shape[1]),
+                         "p": float(test.pvalue), "note": f"{len(knots)} knots"})
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            rows.append({"term": term, "chi2": np.nan, "df": int(spline.shape[1]), "p": np.nan,
+                         "note": f"not estimable ({exc})"})
+    return pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+"""Human labels and units of model terms and metrics for the report and the dashboard.
+
+Variables' names, definitions and units live in the data dictionary `vocabulary.dictionary` (made
+by the ux work in parallel); its `label` / `unit` are used where it has the name. The model's
+derived terms (dummies, log volumes) and the metrics are prognosis's own and are named here.
+"""
+
+from __future__ import annotations
+
+TERM_LABELS: dict[str, tuple[str, str]] = {
+    "const": ("Intercept", ""),
+    "age": ("Age", "per year"),
+    "motor_1": ("GCS motor 1 (none) vs 5-6", ""),
+    "motor_2": ("GCS motor 2 (extension) vs 5-6", ""),
+    "motor_3": ("GCS motor 3 (abnormal flexion) vs 5-6", ""),
+    "motor_4": ("GCS motor 4 (normal flexion) vs 5-6", ""),
+    "pupils_one": ("One pupil unreactive vs both reactive", ""),
+    "pupils_none": ("Both pupils unreactive vs both reactive", ""),
+    "hypoxia": ("Hypoxia", "yes vs no"),
+    "hypotension": ("Hypotension", "yes vs no"),
+    "glucose_mmol_l": ("Glucose", "per mmol/L"),
+    "hemoglobin_g_dl": ("Hemoglobin", "per g/dL"),
+    "log_adm_hematoma_ml": ("Admission hematoma volume", "per log(1 + mL)"),
+    "log_peak_edema_ml": ("Peak perilesional edema volume", "per log(1 + mL)"),
+    "adm_midline_shift_mm": ("Admission midline shift", "per mm"),
+    "adm_lesion_count": ("Admission lesion count", "per lesion"),
+    "adm_lesion_left": ("Admission lesion on the left", "yes vs no"),
+    # Raw analysis-table variables (used where the data dictionary lacks them).
+    "gcs_motor": ("GCS motor score", "1-6"),
+    "pupils_unreactive": ("Unreactive pupils", "0, 1 or 2"),
+    "marshall_ct": ("Marshall CT class", "I-VI"),
+    "tsah": ("Traumatic subarachnoid hemorrhage", "yes/no"),
+    "edh": ("Epidural hematoma", "yes/no"),
+    "adm_hematoma_ml": ("Admission hematoma volume", "mL"),
+    "peak_edema_ml": ("Peak perilesional edema volume", "mL"),
+    "gos_6m": ("GOS at 6 months", "1-5"),
+    "died": ("Died within 6 months", "yes/no"),
+    "days_to_death_or_censor": ("Days to death or last contact", "days"),
+}
+
+METRIC_LABELS: dict[str, str] = {
+    "auc": "AUC (c-statistic)", "calibration_slope": "Calibration slope", "calibration_intercept":
+    "Calibration intercept", "brier": "Brier score", "r2_nagelkerke": "Nagelkerke R²",
+}
+
+OUTCOME_LABELS = {"mortality": "6-month mortality", "unfavourable": "Unfavourable outcome (GOS 1-3) at 6 months",
+                  "gos": "GOS at 6 months (ordinal)", "survival": "Time to death"}
+FEATURE_LABELS = {"clinical": "clinical", "imaging": "CT biomarkers", "clinical+imaging": "clinical + CT biomarkers"}
+
+
+def _dictionary():  # noqa: ANN202
+    try:
+        from vocabulary import dictionary
+    except ImportError:
+        return None
+    return dictionary
+
+
+def term_label(name: str) -> str:
+    """'Glucose (per mmol/L)' for a model term; the data dictionary's label for other variables."""
+    if name in TERM_LABELS:
+        label, unit = TERM_LABELS[name]
+        return f"{label} ({unit})" if unit else label
+    for suffix in ("_rcs1", "_rcs2", "_rcs3"):
+        if name.endswith(suffix):
+            return f"{term_label(name[: -len(suffix)])}, spline term {suffix[-1]}"
+    d = _dictionary()
+    if d is not None:
+        try:
+            label, unit = d.label(name), d.unit(name)
+            return f"{label} ({unit})" if unit else label
+        except (KeyError, LookupError, AttributeError):
+            pass
+    return name.replace("_", " ")
