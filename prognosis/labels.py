@@ -1,11 +1,13 @@
 """Human labels and units of model terms and metrics for the report and the dashboard.
 
-Variables' names, definitions and units live in the data dictionary `vocabulary.dictionary` (made
-by the ux work in parallel); its `label` / `unit` are used where it has the name. The model's
-derived terms (dummies, log volumes) and the metrics are prognosis's own and are named here.
+Variables' names, definitions and units live in the data dictionary `vocabulary.dictionary`. The
+model's derived terms (dummies against a reference category, log volumes) and the metrics are
+prognosis's own and are named here.
 """
 
 from __future__ import annotations
+
+from vocabulary import dictionary
 
 TERM_LABELS: dict[str, tuple[str, str]] = {
     "const": ("Intercept", ""),
@@ -25,17 +27,6 @@ TERM_LABELS: dict[str, tuple[str, str]] = {
     "adm_midline_shift_mm": ("Admission midline shift", "per mm"),
     "adm_lesion_count": ("Admission lesion count", "per lesion"),
     "adm_lesion_left": ("Admission lesion on the left", "yes vs no"),
-    # Raw analysis-table variables (used where the data dictionary lacks them).
-    "gcs_motor": ("GCS motor score", "1-6"),
-    "pupils_unreactive": ("Unreactive pupils", "0, 1 or 2"),
-    "marshall_ct": ("Marshall CT class", "I-VI"),
-    "tsah": ("Traumatic subarachnoid hemorrhage", "yes/no"),
-    "edh": ("Epidural hematoma", "yes/no"),
-    "adm_hematoma_ml": ("Admission hematoma volume", "mL"),
-    "peak_edema_ml": ("Peak perilesional edema volume", "mL"),
-    "gos_6m": ("GOS at 6 months", "1-5"),
-    "died": ("Died within 6 months", "yes/no"),
-    "days_to_death_or_censor": ("Days to death or last contact", "days"),
 }
 
 METRIC_LABELS: dict[str, str] = {
@@ -48,14 +39,6 @@ OUTCOME_LABELS = {"mortality": "6-month mortality", "unfavourable": "Unfavourabl
 FEATURE_LABELS = {"clinical": "clinical", "imaging": "CT biomarkers", "clinical+imaging": "clinical + CT biomarkers"}
 
 
-def _dictionary():  # noqa: ANN202
-    try:
-        from vocabulary import dictionary
-    except ImportError:
-        return None
-    return dictionary
-
-
 def term_label(name: str) -> str:
     """'Glucose (per mmol/L)' for a model term; the data dictionary's label for other variables."""
     if name in TERM_LABELS:
@@ -64,11 +47,4 @@ def term_label(name: str) -> str:
     for suffix in ("_rcs1", "_rcs2", "_rcs3"):
         if name.endswith(suffix):
             return f"{term_label(name[: -len(suffix)])}, spline term {suffix[-1]}"
-    d = _dictionary()
-    if d is not None:
-        try:
-            label, unit = d.label(name), d.unit(name)
-            return f"{label} ({unit})" if unit else label
-        except (KeyError, LookupError, AttributeError):
-            pass
-    return name.replace("_", " ")
+    return dictionary.heading(name)
