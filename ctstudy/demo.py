@@ -172,7 +172,12 @@ def demo(
         batch = annotation_batch(study, home.root / "annotations-batch-1")
         run_command(home, "registry", "import-annotations", batch, "--annotator", "demo-annotator",
                     "--actor", DEMO_ACTOR)
-        run_command(home, "imaging", "segment", "--all")
+        # The phantoms are segmented by the phantom-trained U-Net (it has never seen a patient);
+        # real scans get the real-CT model (below, on the CT-ICH center).
+        console.print(Rule(style="dim"))
+        console.print("segmentation model for the synthetic phantoms: [bold]phantom[/bold] (a U-Net trained on "
+                      "phantoms only; real studies use the default, blast-ct)")
+        run_command(home, "imaging", "segment", "--all", "--model", "phantom")
         run_command(home, "imaging", "evaluate", "--against", "truth-dir", "--truth-dir", study / "truth")
         run_command(home, "biomarkers", "extract")
         run_command(home, "biomarkers", "export", home.reports_dir / "biomarkers_per_patient.csv", "--per-patient")

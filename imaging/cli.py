@@ -127,14 +127,22 @@ def segment(
     ctx: typer.Context,
     all_series: bool = typer.Option(False, "--all", help="Every QC-passed series."),
     series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
-    model_spec: str = typer.Option("phantom", "--model",
-                                   help="phantom (the demo's phantom-trained U-Net) or a checkpoint path."),
+    model_spec: str = typer.Option("blast-ct", "--model",
+                                   help="blast-ct (BLAST-CT's networks, trained on real TBI CT: the default for real "
+                                        "studies), phantom (the demo's phantom-trained U-Net, never saw a patient) "
+                                        "or a checkpoint path."),
+    ensemble: int | None = typer.Option(None, "--ensemble", min=1,
+                                        help="blast-ct: networks averaged in probability (default 1 on CPU, 3 on "
+                                             "CUDA; up to 12)."),
+    resample: bool = typer.Option(False, "--resample",
+                                  help="Segment series with irregular slice spacing by resampling them to a regular "
+                                       "grid (masks mapped back onto the received instances) instead of failing."),
     device: str = DEVICE,
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass (U-Net models)."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
 ) -> None:
-    """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
+    """Segment lesions (IPH, extra-axial, edema, IVH) in QC-passed series; masks under <home>/masks, one run each."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
 
@@ -144,16 +152,24 @@ def segment(
     with open_registry(ctx) as (home, engine):
         dev = select_device(device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
-        segmenter = open_segmenter(model_spec, dev, batch_size=batch_size)
+        try:
+            segmenter = open_segmenter(model_spec, dev, batch_size=batch_size, ensemble=ensemble)
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
         uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
-        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]} on {dev}"
-                      + (f" ({n_threads} threads)" if n_threads else ""))
+        members = len(segmenter.members)
+        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]}"
+                      + (f" (ensemble of {members} networks)" if members > 1 else "") + f" on {dev}"
+                      + (f" ({n_threads} threads)" if n_threads else "")
+                      + ("; irregular series resampled" if resample else ""))
         with Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("segment", total=len(uids), last="")
             report = segment_registered_series(
                 engine, home.masks_dir, segmenter, uids,
-                on_series=lambda uid, outcome: bar.update(task, advance=1, last=f"{outcome} {uid[-12:]}"))
+                on_series=lambda uid, outcome: bar.update(task, advance=1, last=f"{outcome} {uid[-12:]}"),
+                resample=resample)
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
                       f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))
