@@ -8,7 +8,8 @@ deletes it afterwards, so two runs must never overlap.
 
     python bench/blast_ct_reference.py IN.nii.gz OUT.nii.gz [--ensemble]
 
-Prints wall seconds and the child's peak RSS (ru_maxrss of the waited-for child).
+Prints wall seconds, CPU seconds (user + system: steadier than wall time on a shared machine)
+and the child's peak RSS (ru_maxrss of the waited-for children).
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ def run_reference(image: Path, out: Path, *, ensemble: bool = False, threads: in
         cmd = [blast_ct_command(), "--input", str(image), "--output", str(out), "--device", "cpu"]
         if ensemble:
             cmd.append("--ensemble")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = before.ru_utime + before.ru_stime
         t0 = time.perf_counter()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - t0
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"blast-ct failed on {image} (exit {done.returncode}): {done.stderr[-2000:]}")
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
-    return {"seconds": seconds, "peak_rss_gb": peak_gb}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+            "peak_rss_gb": usage.ru_maxrss / 1024**2}
 
 
 def main() -> None:
@@ -69,7 +73,8 @@ def main() -> None:
     parser.add_argument("--ensemble", action="store_true")
     args = parser.parse_args()
     figures = run_reference(args.image, args.out, ensemble=args.ensemble)
-    print(f"blast-ct reference: {figures['seconds']:.1f} s, peak RSS {figures['peak_rss_gb']:.2f} GB -> {args.out}")
+    print(f"blast-ct reference: {figures['seconds']:.1f} s ({figures['cpu_seconds']:.0f} CPU s), "
+          f"peak RSS {figures['peak_rss_gb']:.2f} GB -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,11 @@ def _uid(*parts: object) -> str:
     return generate_uid(prefix=PYDICOM_ROOT_UID, entropy_srcs=["ct-ich", *map(str, parts)])
 
 
+def series_uid(slices: list[CtIchSlice]) -> str:
+    """The SeriesInstanceUID `write_series` gives these slices (deterministic: re-running adds nothing)."""
+    return _uid(slices[0].patient, "series", f"{slices[0].slice}-{slices[-1].slice}")
+
+
 def write_series(slices: list[CtIchSlice], out_dir: Path, *, folder: Path = CT_ICH_DIR,
                  institution: str = "CT-ICH (PhysioNet)") -> list[Path]:
     """Write `slices` (one patient) as one CT series of DICOM files under `out_dir`; returns the files."""
@@ -96,9 +101,8 @@ def write_series(slices: list[CtIchSlice], out_dir: Path, *, folder: Path = CT_I
         raise ValueError(f"one series holds one patient's slices, got patients {sorted(patients)}")
     patient = patients.pop()
     out_dir.mkdir(parents=True, exist_ok=True)
-    numbers = "-".join(str(s.slice) for s in (slices[0], slices[-1]))
-    study_uid, frame_uid = _uid(patient, "study"), _uid(patient, "frame")
-    series_uid = _uid(patient, "series", numbers)
+    numbers = f"{slices[0].slice}-{slices[-1].slice}"
+    study_uid, frame_uid, uid = _uid(patient, "study"), _uid(patient, "frame"), series_uid(slices)
     when = dt.datetime(2020, 1, 1, 12, 0)  # the dataset carries no dates; a fixed, obviously nominal one
     paths = []
     for s in slices:
@@ -116,7 +120,7 @@ def write_series(slices: list[CtIchSlice], out_dir: Path, *, folder: Path = CT_I
         ds.PatientID = f"CTICH-{patient:03d}"
         ds.PatientName = ds.PatientID
         ds.PatientSex = ""
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, uid, frame_uid
         ds.StudyDate = ds.SeriesDate = when.strftime("%Y%m%d")
         ds.StudyTime = ds.SeriesTime = when.strftime("%H%M%S")
         ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, s.slice
