@@ -132,8 +132,8 @@ def segment(
                                         "studies), phantom (the demo's phantom-trained U-Net, never saw a patient) "
                                         "or a checkpoint path."),
     ensemble: int | None = typer.Option(None, "--ensemble", min=1,
-                                        help="blast-ct: networks averaged in probability (default 1 on CPU, 3 on "
-                                             "CUDA; up to 12)."),
+                                        help="blast-ct: networks averaged in probability (default 1; each adds "
+                                             "one network's time; up to the 5 shipped)."),
     resample: bool = typer.Option(False, "--resample",
                                   help="Segment series with irregular slice spacing by resampling them to a regular "
                                        "grid (masks mapped back onto the received instances) instead of failing."),
@@ -173,6 +173,8 @@ def segment(
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
                       f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))
+        for uid, note in report.notes.items():
+            console.print(f"[dim]{uid}: {note}[/dim]")
         for uid, error in report.failed.items():
             err.print(f"[red]failed[/red] {uid}: {error}")
         if report.failed:

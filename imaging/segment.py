@@ -27,6 +27,7 @@ class SegmentReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # what was done to a series (resampled, ...)
 
 
 def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool) -> list[str]:
@@ -103,6 +104,8 @@ def segment_registered_series(
                              device=str(segmenter.device), status=store.RUN_FAILED if error else store.RUN_DONE,
                              mask_path=mask_path, seconds=seconds, timings=timings, error=error, started_at=started,
                              members=list(segmenter.members), notes="; ".join(notes) or None)
+        if notes and not error:
+            report.notes[uid] = "; ".join(notes)
         if error:
             report.failed[uid] = error
         else:
