@@ -3,7 +3,8 @@
 The reference tool (`blast-ct` from PyPI) takes minutes and gigabytes per scan, so its output
 masks on the two test inputs are cached in tests/data/blast_ct_reference/ (made by
 `bench/blast_ct_reference.py` with the shipped member_01 weights; `make_reference_fixtures`
-below re-makes them) and the slow tests compare our labels against them.
+below re-makes them) and the tests compare our labels against them. The phantom input is float32:
+the tool resamples an integer image into integers, which would change its input, not its network.
 """
 
 from __future__ import annotations
