@@ -1,6 +1,15 @@
-"""Segmentation speed: slices/s and seconds per 40-slice 256x256 scan, naive eager vs optimized.
+"""Segmentation speed: the real-CT model against the reference BLAST-CT tool, and the U-Net naive vs optimized.
 
-    .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]
+    .venv/bin/python bench/segment_bench.py --real-ct [--ensemble 1] [--pooled]   # BLAST-CT, ours vs the tool
+    .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
+
+--real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
+slices, 650 x 650): ctstudy's `imaging.deepmedic_inference` in a fresh process, then the
+reference tool (`blast-ct` from PyPI, with the same weights; see bench/blast_ct_reference.py).
+Prints seconds, peak RSS of each process, the speed ratio, the per-class Dice of our labels
+against the tool's (they should be equal: same network, same arithmetic) and each tool's
+hemorrhage Dice against the CT-ICH masks; on CUDA also our GPU time. `--pooled` adds our Dice
+over all 36 CT-ICH slices (five patients). Timings on a shared machine vary: read the ratio.
 
 Naive = every slice through the eager network in fp32, NCHW, batch 40, no head crop or slice
 skipping. Optimized = `imaging.inference.UNetSegmenter` (head crop, slices outside the head skipped,
@@ -12,7 +21,12 @@ the ratio, on CPU and, when torch sees one, on the GPU.
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,10 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imaging.inference import UNetSegmenter, set_cpu_threads
-from imaging.model import DEFAULT_MODEL_PATH, load_model
-from imaging.volume import Volume
-from synthetic.phantom import single_hematoma_series
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from imaging.inference import UNetSegmenter, set_cpu_threads  # noqa: E402
+from imaging.model import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from imaging.volume import Volume  # noqa: E402
+from synthetic.phantom import single_hematoma_series  # noqa: E402
 
 
 def scan_40_slices() -> Volume:
@@ -59,12 +75,118 @@ def optimized_seconds(seg: UNetSegmenter, volume: Volume) -> float:
     return time.perf_counter() - t0
 
 
+# ------------------------------------------------------------------ real CT: ours vs the reference tool
+
+HEMORRHAGE = (1, 2, 4)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return float("nan") if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> None:
+    """Runs in a fresh process, so that its peak RSS is ours alone: load, segment, save labels, print JSON."""
+    from imaging.deepmedic_inference import open_blast_ct
+    from imaging.inference import select_device
+    from imaging.volume import load_series
+
+    dev = select_device(device)
+    if dev.type == "cpu":
+        set_cpu_threads(threads)
+    t0 = time.perf_counter()
+    volume = load_series(sorted(dicom_dir.glob("*.dcm")), allow_irregular=True)
+    seg = open_blast_ct(dev, ensemble)
+    labels, timings = seg.segment(volume)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    np.save(out, labels)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                      "peak_rss_gb": usage.ru_maxrss / 1024**2, "timings": timings, "version": seg.version}))
+
+
+def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
+           "--device", device] + (["--threads", str(threads)] if threads else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ctstudy inference failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
+    import nibabel as nib
+    from blast_ct_reference import run_reference
+
+    from ctstudy import ct_ich
+    from imaging.volume import LPS_TO_RAS, load_series
+
+    with tempfile.TemporaryDirectory(prefix="segment-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        slices = ct_ich.patient_slices(81, range(13, 28))
+        files = ct_ich.write_series(slices, tmp / "p81")
+        truth = ct_ich.truth_masks(slices)
+        volume = load_series(files)
+        image = tmp / "p81.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.hu.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine), image)
+        print(f"input: CT-ICH patient 81, {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
+              f"({volume.spacing[0]:g} mm slices), {ensemble} network(s); CPU threads {threads or 'all available'}")
+        ours = _run_ours(tmp / "p81", tmp / "ours.npy", ensemble, "cpu", threads)
+        ref = run_reference(image, tmp / "ref.nii.gz", ensemble=ensemble > 1)
+        ours_labels = np.load(tmp / "ours.npy")
+        ref_labels = np.asarray(nib.load(tmp / "ref.nii.gz").dataobj).astype(np.uint8).transpose(2, 1, 0)
+        print(f"{'':>28} {'wall s':>8} {'CPU s':>8} {'peak RSS GB':>12} {'hemorrhage Dice':>16}")
+        for name, fig, lab in (("blast-ct (reference tool)", ref, ref_labels), ("ctstudy blast-ct", ours, ours_labels)):
+            print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['peak_rss_gb']:12.2f} "
+                  f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
+        print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
+              f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time; our stages (wall s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in ours["timings"].items() if k.endswith("_s")))
+        per_class = []
+        for c in range(1, 5):
+            a, b = ours_labels == c, ref_labels == c
+            per_class.append(f"class {c}: Dice {_dice(a, b):.4f} ({int(a.sum())} vs {int(b.sum())} voxels)")
+        print("ours vs reference, per class: " + "; ".join(per_class))
+        print(f"voxel agreement ours vs reference: {100 * float((ours_labels == ref_labels).mean()):.4f} %")
+        if torch.cuda.is_available():
+            gpu = _run_ours(tmp / "p81", tmp / "ours_gpu.npy", ensemble, "cuda", threads)
+            print(f"GPU {torch.cuda.get_device_name()}: {gpu['seconds']:.2f} s (bf16), "
+                  f"x{ref['seconds'] / gpu['seconds']:.0f} the reference tool on CPU")
+        else:
+            print("no CUDA device visible to torch: GPU figure not measured on this machine")
+        if pooled:
+            inter = total = 0
+            for patient in sorted({s.patient for s in ct_ich.slice_index()}):
+                sl = ct_ich.patient_slices(patient)
+                ct_ich.write_series(sl, tmp / f"all-{patient}")
+                res = _run_ours(tmp / f"all-{patient}", tmp / f"all-{patient}.npy", ensemble, "cpu", threads)
+                pred = np.isin(np.load(tmp / f"all-{patient}.npy"), HEMORRHAGE)
+                t = ct_ich.truth_masks(sl)
+                inter += int((pred & t).sum())
+                total += int(pred.sum()) + int(t.sum())
+                print(f"  patient {patient}: {len(sl)} slices, Dice {_dice(pred, t):.3f}, {res['seconds']:.1f} s")
+            print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {2 * inter / total:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--real-ct", action="store_true", help="BLAST-CT: ctstudy's inference vs the reference tool")
+    ap.add_argument("--ensemble", type=int, default=1)
+    ap.add_argument("--pooled", action="store_true", help="with --real-ct: also Dice over all 36 CT-ICH slices")
+    ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.worker:
+        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads)
+        return
+    if a.real_ct:
+        real_ct(a.ensemble, a.threads, a.pooled)
+        return
     model = load_model(a.model)
     volume = scan_40_slices()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from registry.db import make_engine, session_scope
 from registry.home import Home
-from registry.models import QC_PENDING, Center, Patient, Series, User
+from registry.models import QC_PASSED, QC_PENDING, Center, Patient, Series, Study, User
 from registry.store import record_qc_decision
 from registry.users import add_user
 
@@ -111,6 +111,92 @@ def annotation_batch(study: Path, folder: Path, every: int = 3) -> Path:
     return folder
 
 
+REAL_CENTER = "CTICH"
+
+
+def real_center_series(home: Home) -> list[tuple[str, str]]:
+    """(SeriesInstanceUID, qc_status) of the real CT-ICH center's series, oldest first."""
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            rows = session.execute(
+                select(Series.series_instance_uid, Series.qc_status).join(Study).join(Patient).join(Center)
+                .where(Center.code == REAL_CENTER).order_by(Series.id)).all()
+            return [(uid, status) for uid, status in rows]
+    finally:
+        engine.dispose()
+
+
+def show_real_ct_results(home: Home, uids: list[str]) -> None:
+    """Per patient: hemorrhage found by the real-CT model vs the CT-ICH radiologists' masks (Dice, mL)."""
+    import numpy as np
+
+    from ctstudy import ct_ich
+    from imaging import store as imaging_store
+    from imaging.deepmedic_inference import default_ensemble, open_blast_ct
+    from imaging.volume import read_mask
+    from vocabulary.labels import HEMORRHAGE_LABELS, LESION_CLASSES
+
+    version = open_blast_ct(torch_cpu(), default_ensemble(torch_cpu())).version
+    table = Table(title="Real CT (CT-ICH, CC BY 4.0): real-CT model blast-ct vs the dataset's hemorrhage masks")
+    for column in ("patient", "slices", "hemorrhage Dice", *(c.key + " mL" for c in LESION_CLASSES)):
+        table.add_column(column, justify="right")
+    stacks = {ct_ich.series_uid(sl): (patient, sl) for patient, numbers in ct_ich.DEMO_STACKS
+              for sl in [ct_ich.patient_slices(patient, numbers)]}
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            for uid in uids:
+                run = imaging_store.latest_done_run(session, imaging_store.series_by_uid(session, uid), version)
+                if run is None or uid not in stacks:
+                    continue
+                labels, affine = read_mask(run.mask_path)
+                patient, slices = stacks[uid]
+                truth = ct_ich.truth_masks(slices)
+                pred = np.isin(labels, HEMORRHAGE_LABELS)
+                dice = 2 * int((pred & truth).sum()) / max(1, int(pred.sum()) + int(truth.sum()))
+                voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000
+                table.add_row(str(patient), str(labels.shape[0]), f"{dice:.2f}",
+                              *(f"{int((labels == c.value).sum()) * voxel_ml:.1f}" for c in LESION_CLASSES))
+    finally:
+        engine.dispose()
+    console.print(table)
+    console.print(f"Images: {ct_ich.ATTRIBUTION}. Model: BLAST-CT (Monteiro et al., Lancet Digit Health 2020; "
+                  "Apache-2.0). JPG brain-window slices converted to DICOM: HU approximated, 0.36 mm pixels assumed.")
+
+
+def torch_cpu():  # noqa: ANN201 - a torch.device; torch is imported late to keep `ctstudy --help` fast
+    import torch
+
+    return torch.device("cpu")
+
+
+def run_real_center(home: Home) -> None:
+    """The CT-ICH stacks of patients 81 and 78 as a small real center, segmented by the real-CT model."""
+    from ctstudy import ct_ich
+
+    root = home.root / "ct-ich-dicom"
+    if not (root / REAL_CENTER).is_dir():
+        ct_ich.write_demo_center(root / REAL_CENTER)
+    console.print(Rule(style="dim"))
+    console.print(f"a small real center: CT-ICH patients 81 (subdural) and 78 (epidural), {ct_ich.ATTRIBUTION}")
+    run_command(home, "registry", "ingest", root, "--in-place", "--actor", DEMO_ACTOR)
+    # The automatic QC rightly flags these stacks (partial head coverage, few slices: the dataset
+    # published only some slices); the coordinator reviews them and accepts them for the demo.
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            for uid, status in real_center_series(home):
+                if status != QC_PASSED:
+                    record_qc_decision(session, uid, "passed", "partial stack of a public dataset: accepted for the "
+                                       "demonstration", DEMO_ACTOR)
+    finally:
+        engine.dispose()
+    uids = [uid for uid, _ in real_center_series(home)]
+    run_command(home, "imaging", "segment", "--model", "blast-ct", *(w for u in uids for w in ("--series", u)))
+    show_real_ct_results(home, uids)
+
+
 def ensure_demo_users(home: Home) -> list[tuple[str, str, str, str]]:
     """One user per role (the coordinator on the largest center); existing ones are left as they are."""
     engine = make_engine(home.db_url)
@@ -178,7 +264,12 @@ def demo(
         batch = annotation_batch(study, home.root / "annotations-batch-1")
         run_command(home, "registry", "import-annotations", batch, "--annotator", "demo-annotator",
                     "--actor", DEMO_ACTOR)
-        run_command(home, "imaging", "segment", "--all")
+        # The phantoms are segmented by the phantom-trained U-Net (it has never seen a patient);
+        # real scans get the real-CT model (below, on the CT-ICH center).
+        console.print(Rule(style="dim"))
+        console.print("segmentation model for the synthetic phantoms: [bold]phantom[/bold] (a U-Net trained on "
+                      "phantoms only; real studies use the default, blast-ct)")
+        run_command(home, "imaging", "segment", "--all", "--model", "phantom")
         run_command(home, "imaging", "evaluate", "--against", "truth-dir", "--truth-dir", study / "truth")
         run_command(home, "biomarkers", "extract")
         run_command(home, "biomarkers", "export", home.reports_dir / "biomarkers_per_patient.csv", "--per-patient")
@@ -186,6 +277,7 @@ def demo(
             run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
                         "--n-boot", DEMO_BOOTSTRAP)
         run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP)
+        run_real_center(home)
         logins = ensure_demo_users(home)
     except DemoStepFailed as exc:
         console.print(f"[red]demo stopped:[/red] {exc}")

@@ -130,10 +130,18 @@ def segment(
     ctx: typer.Context,
     all_series: bool = typer.Option(False, "--all", help="Every QC-passed series."),
     series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
-    model_spec: str = typer.Option("phantom", "--model",
-                                   help="phantom (the demo's phantom-trained U-Net) or a checkpoint path."),
+    model_spec: str = typer.Option("blast-ct", "--model",
+                                   help="blast-ct (BLAST-CT's networks, trained on real TBI CT: the default for real "
+                                        "studies), phantom (the demo's phantom-trained U-Net, never saw a patient) "
+                                        "or a checkpoint path."),
+    ensemble: int | None = typer.Option(None, "--ensemble", min=1,
+                                        help="blast-ct: networks averaged in probability (default 1; each adds "
+                                             "one network's time; up to the 5 shipped)."),
+    resample: bool = typer.Option(False, "--resample",
+                                  help="Segment series with irregular slice spacing by resampling them to a regular "
+                                       "grid (masks mapped back onto the received instances) instead of failing."),
     device: str = DEVICE,
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass (U-Net models)."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
     scheduler: str = typer.Option("in-process", "--scheduler", help=SCHEDULER_HELP),
@@ -141,7 +149,7 @@ def segment(
                                     help="On a cluster: only workers started with --resources GPU=1 segment "
                                          "(default: when the cluster has such workers)."),
 ) -> None:
-    """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
+    """Segment lesions (IPH, extra-axial, edema, IVH) in QC-passed series; masks under <home>/masks, one run each."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
 
@@ -152,11 +160,18 @@ def segment(
         # On a cluster the model is opened here on the CPU and each worker moves it to its own device.
         dev = select_device("cpu" if executor.distributed else device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" and not executor.distributed else None
-        segmenter = open_segmenter(model_spec, dev, batch_size=batch_size)
+        try:
+            segmenter = open_segmenter(model_spec, dev, batch_size=batch_size, ensemble=ensemble)
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
         uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
+        members = len(segmenter.members)
         where = f"on {executor.describe()} (device {device} per worker)" if executor.distributed else f"on {dev}"
-        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]} {where}"
-                      + (f" ({n_threads} threads)" if n_threads else ""))
+        console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]}"
+                      + (f" (ensemble of {members} networks)" if members > 1 else "") + f" {where}"
+                      + (f" ({n_threads} threads)" if n_threads else "")
+                      + ("; irregular series resampled" if resample else ""))
         with Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("segment", total=len(uids), last="")
@@ -164,10 +179,13 @@ def segment(
                 engine, home.masks_dir, segmenter, uids,
                 on_series=lambda uid, outcome: bar.update(task, advance=1,
                                                           last=f"last: series {short_uid(uid)} {outcome}"),
-                executor=executor, worker_device=device if executor.distributed else None, gpu=gpu)
+                executor=executor, worker_device=device if executor.distributed else None, gpu=gpu,
+                resample=resample)
         secs = list(report.seconds.values())
         console.print(f"{len(report.done)} segmented, {len(report.skipped)} already done by this model, "
                       f"{len(report.failed)} failed" + (f"; median {np.median(secs):.2f} s per series" if secs else ""))
+        for uid, note in report.notes.items():
+            console.print(f"[dim]{uid}: {note}[/dim]")
         for uid, error in report.failed.items():
             err.print(f"[red]failed[/red] {uid}: {error}")
         if report.failed:

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from cluster.executor import GPU, Executor
 from imaging import store
+from imaging.regrid import labels_to_slices, regular_grid, regular_volume, slice_step_for_resampling
 from imaging.segmenters import LesionSegmenter
-from imaging.volume import load_series, write_mask
+from imaging.volume import Volume, load_series, write_mask
 from registry.db import run_in_transaction, session_scope
 
 
@@ -36,6 +37,7 @@ class SegmentReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # what was done to a series (resampled, ...)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class SeriesJob:
     series_instance_uid: str
     paths: tuple[Path, ...]
     mask_file: Path
+    allow_irregular: bool = False  # --resample
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,35 @@ class SeriesSegmentation:
     seconds: float
     device: str
     started_at: dt.datetime
+    notes: tuple[str, ...] = ()  # what was done to the series (resampled, ...)
 
 
 def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool) -> list[str]:
     with session_scope(engine) as session:
         return [s.series_instance_uid for s in store.series_to_segment(session, uids, include_pending)]
+
+
+def segment_volume_as_received(segmenter: LesionSegmenter, volume: Volume) -> tuple:
+    """Labels on the received slices, and notes on what was done to get them.
+
+    An irregularly spaced series (loaded with `allow_irregular`) goes to a segmenter that samples
+    its own grid from each slice's position (`resamples_slices`, e.g. BLAST-CT at 1 mm) as it is;
+    other models get it resampled to a regular grid at its smallest step, and their labels come
+    back onto the received slices (`imaging.regrid`).
+    """
+    notes = list(volume.notes)
+    if volume.irregular_spacing and not getattr(segmenter, "resamples_slices", False):
+        grid = regular_grid(volume, (slice_step_for_resampling(volume), volume.spacing[1], volume.spacing[2]))
+        labels, timings = segmenter.segment(regular_volume(volume, grid))
+        labels = labels_to_slices(labels, grid, volume)
+        notes.append(f"resampled to a regular {grid.spacing[0]:.2f} mm grid ({grid.shape[0]} slices) for the model; "
+                     f"labels mapped back onto the {volume.shape[0]} received instances")
+    else:
+        labels, timings = segmenter.segment(volume)
+        if volume.irregular_spacing:
+            notes.append(f"the model resampled the received slices to its own grid; labels mapped back onto the "
+                         f"{volume.shape[0]} received instances")
+    return labels, timings, notes
 
 
 def segment_registered_series(
@@ -74,13 +101,16 @@ def segment_registered_series(
     executor: Executor | None = None,
     worker_device: str | None = None,
     gpu: bool | None = None,
+    resample: bool = False,
 ) -> SegmentReport:
     """Segment `uids` (already chosen by QC status) with `segmenter`; `on_series(uid, outcome)` after each.
 
     `executor` runs the series (default: in this process). On a cluster, `worker_device` ("auto",
     "cpu", "cuda") is the device each worker picks for itself (default: the segmenter's own), and
     `gpu` sends the series only to workers started with `--resources GPU=1` (default: when the
-    cluster has any).
+    cluster has any). `resample`: series with irregular slice spacing are resampled to a regular
+    grid (and their masks mapped back onto the received instances) instead of failing; the run's
+    notes say so.
     """
     executor = executor or Executor()
     report = SegmentReport()
@@ -94,7 +124,7 @@ def segment_registered_series(
                     on_series(uid, "skipped")
                 continue
             jobs.append(SeriesJob(uid, tuple(store.instance_paths(session, series)),
-                                  store.segmentation_mask_path(masks_dir, segmenter.version, uid)))
+                                  store.segmentation_mask_path(masks_dir, segmenter.version, uid), resample))
     if not jobs:
         return report
 
@@ -106,7 +136,7 @@ def segment_registered_series(
                                           key_of=lambda job: job.series_instance_uid, resources=resources):
         job: SeriesJob = result.item
         outcome: SeriesSegmentation = result.value or SeriesSegmentation(
-            None, None, result.error, 0.0, "unknown", dt.datetime.now(dt.UTC).replace(tzinfo=None))
+            None, None, result.error, 0.0, "unknown", dt.datetime.now(dt.UTC).replace(tzinfo=None), ())
         uid = job.series_instance_uid
         kept = run_in_transaction(engine, lambda session, uid=uid, outcome=outcome: _record(
             session, uid, segmenter, outcome))
@@ -114,6 +144,8 @@ def segment_registered_series(
             report.skipped.append(uid)
         elif outcome.error:
             report.failed[uid] = outcome.error
+        elif outcome.notes:
+            report.notes[uid] = "; ".join(outcome.notes)
         else:
             report.done.append(uid)
             report.seconds[uid] = outcome.seconds
@@ -130,20 +162,20 @@ def segment_series_files(job: SeriesJob, segmenter: LesionSegmenter, device: str
     """
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    mask_path, timings, error = None, None, None
+    mask_path, timings, error, notes = None, None, None, []
     used = str(getattr(segmenter, "device", "unknown"))
     try:
         segmenter = _for_this_worker(segmenter, device)
         used = str(segmenter.device)
         tl = time.perf_counter()
-        volume = load_series(list(job.paths))
+        volume = load_series(list(job.paths), allow_irregular=job.allow_irregular)
         load_s = time.perf_counter() - tl
-        labels, timings = segmenter.segment(volume)
+        labels, timings, notes = segment_volume_as_received(segmenter, volume)
         timings = {"load_s": load_s, **timings}
         mask_path = write_mask(job.mask_file, labels, volume.affine)
     except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
         error = f"{type(exc).__name__}: {exc}"
-    return SeriesSegmentation(mask_path, timings, error, time.perf_counter() - t0, used, started)
+    return SeriesSegmentation(mask_path, timings, error, time.perf_counter() - t0, used, started, tuple(notes))
 
 
 def _finished(run: object) -> bool:
@@ -159,7 +191,8 @@ def _record(session: Session, uid: str, segmenter: LesionSegmenter, outcome: Ser
     store.record_run(session, series, model_name=segmenter.name, model_version=segmenter.version,
                      device=outcome.device, status=store.RUN_FAILED if outcome.error else store.RUN_DONE,
                      mask_path=outcome.mask_path, seconds=outcome.seconds, timings=outcome.timings,
-                     error=outcome.error, started_at=outcome.started_at)
+                     error=outcome.error, started_at=outcome.started_at, members=list(segmenter.members),
+                     notes="; ".join(outcome.notes) or None)
     return True
 
 

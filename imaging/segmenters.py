@@ -10,7 +10,9 @@ Specs:
 - `phantom`: the 2.5D U-Net trained on synthetic phantoms that ships in `imaging/default_model/`
   (demo and tests only: it has never seen a patient);
 - a path to a ctstudy U-Net checkpoint (trained on a study's annotations, or distilled);
-- `blast-ct`: the real-CT DeepMedic networks of BLAST-CT (added with the real-CT model).
+- `blast-ct`: the real-CT DeepMedic networks of BLAST-CT that ship in `imaging/models/blast_ct/`
+  (trained on real TBI CT; the default for real studies), run by `imaging.deepmedic_inference`;
+  `ensemble` networks averaged in probability (default: `default_ensemble(device)`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,16 @@ def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size:
     from imaging.model import DEFAULT_MODEL_PATH, load_model
 
     if spec is None or str(spec) == PHANTOM:
+        if ensemble not in (None, 1):
+            raise ValueError(f"--ensemble {ensemble}: the phantom model is a single network")
         return UNetSegmenter(load_model(DEFAULT_MODEL_PATH), device, batch_size)
     if str(spec) == BLAST_CT:
-        raise NotImplementedError("the real-CT model is not wired in yet")
+        from imaging.deepmedic_inference import open_blast_ct
+
+        return open_blast_ct(device, ensemble)
+    if ensemble not in (None, 1):
+        raise ValueError(f"--ensemble {ensemble} needs a model with several networks (blast-ct); {spec} is one")
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"--model {spec}: neither {PHANTOM!r}, {BLAST_CT!r} nor a checkpoint file")
     return UNetSegmenter(load_model(Path(spec)), device, batch_size)

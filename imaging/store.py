@@ -96,7 +96,8 @@ def latest_done_run(session: Session, series: Series, model_version: str | None 
 
 def record_run(session: Session, series: Series, *, model_name: str, model_version: str, device: str, status: str,
                mask_path: Path | None, seconds: float, timings: dict | None, error: str | None,
-               started_at: dt.datetime) -> SegmentationRun:
+               started_at: dt.datetime, members: list[str] | None = None,
+               notes: str | None = None) -> SegmentationRun:
     """Insert, or overwrite a failed earlier attempt of, the run of this model version on this series."""
     run = run_for(session, series, model_version) or SegmentationRun(series_id=series.id, model_version=model_version)
     run.model_name = model_name
@@ -107,6 +108,8 @@ def record_run(session: Session, series: Series, *, model_name: str, model_versi
     run.seconds = seconds
     run.timings = timings
     run.started_at = started_at
+    run.model_members = members
+    run.notes = notes
     run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     session.add(run)
     session.flush()

@@ -14,8 +14,11 @@ Choices for messy series (each raises `SeriesGeometryError` naming the series an
   a received instance (what DICOM SEG export and manual annotations need); the exact sheared
   affine is kept and the tilt is reported in `Volume.gantry_tilt_deg`. `correct_tilt=True`
   resamples each slice in-plane onto an orthogonal grid instead;
-- non-uniform spacing or missing slices: rejected (naming the gap), because resampling would
-  break the one-slice-one-instance link the masks rely on;
+- non-uniform spacing or missing slices: rejected (naming the gap), because the volume's affine
+  could not place every slice; with `allow_irregular=True` (`segment --resample`) the slices are
+  kept as received, each at its own position (`Volume.positions`), the affine uses the mean step
+  and `Volume.irregular_spacing` says so: models then resample to a regular grid and map their
+  labels back onto these slices (`imaging.regrid`), so masks stay one slice per instance;
 - duplicated positions: identical pixel data is dropped as a duplicate copy; different pixel
   data at one position is rejected (naming both files);
 - mixed sizes or orientations (a scout inside the series, ...): rejected, naming the sizes;
@@ -65,6 +68,7 @@ class Volume:
     gantry_tilt_deg: float = 0.0
     tilt_corrected: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    irregular_spacing: bool = False  # slice steps differ (kept as received, see load_series)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -106,7 +110,7 @@ def _hu_of(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     return hu
 
 
-def load_series(paths: Sequence[Path | str], *, correct_tilt: bool = False) -> Volume:
+def load_series(paths: Sequence[Path | str], *, correct_tilt: bool = False, allow_irregular: bool = False) -> Volume:
     """Read the DICOM files of one CT series into a `Volume` (see the module docstring for the rules)."""
     if not paths:
         raise SeriesGeometryError("no DICOM files given")
@@ -168,23 +172,33 @@ def load_series(paths: Sequence[Path | str], *, correct_tilt: bool = False) -> V
         steps = np.diff(along)
         dz = float(np.median(steps))
         bad = np.flatnonzero(np.abs(steps - dz) > STEP_TOLERANCE * dz)
-        if bad.size:
+        irregular = bool(bad.size) and allow_irregular
+        if irregular:
+            notes.append(f"irregular slice spacing {steps.min():.2f}-{steps.max():.2f} mm ({bad.size} step(s) off the "
+                         f"median {dz:.2f} mm): slices kept as received; the affine uses the mean step")
+            dz = float((along[-1] - along[0]) / (len(headers) - 1))
+        elif bad.size:
             i = int(bad[0])
             kind = "missing slice(s)" if steps[i] > dz else "non-uniform spacing"
             raise SeriesGeometryError(
                 f"series {series_uid}: {kind}: step of {steps[i]:.2f} mm between {headers[i][0].name} "
                 f"({along[i]:.2f} mm) and {headers[i + 1][0].name} ({along[i + 1]:.2f} mm), expected {dz:.2f} mm "
-                f"({bad.size} irregular step(s) in all)"
+                f"({bad.size} irregular step(s) in all); `ctstudy imaging segment --resample` segments such a series "
+                "by resampling it to a regular grid"
             )
         step_vec = (positions[-1] - positions[0]) / (len(headers) - 1)
     else:
         dz = float(headers[0][1].get("SliceThickness", 1.0) or 1.0)
         step_vec = normal * dz
+        irregular = False
 
     hu = np.stack(pixels).astype(np.float32, copy=False)
     in_plane = step_vec - normal * dz
     tilt = float(np.degrees(np.arctan2(np.linalg.norm(in_plane), dz)))
     corrected = False
+    if tilt > 0.01 and correct_tilt and irregular:
+        raise SeriesGeometryError(f"series {series_uid}: tilt correction of an irregularly spaced series is not "
+                                  "supported; segment it with --resample, which resamples from each slice's position")
     if tilt > 0.01 and correct_tilt:
         hu = _untilt(hu, in_plane, row_cos, col_cos, dy, dx)
         step_vec = normal * dz
@@ -208,6 +222,7 @@ def load_series(paths: Sequence[Path | str], *, correct_tilt: bool = False) -> V
         gantry_tilt_deg=tilt,
         tilt_corrected=corrected,
         notes=tuple(notes),
+        irregular_spacing=irregular,
     )
 
 

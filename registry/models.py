@@ -308,6 +308,10 @@ class SegmentationRun(Base):
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Networks the run averaged ("<name>:<sha256>" or a checkpoint hash); for an ensemble,
+    # model_version is the hash of the members' hashes.
+    model_members: Mapped[list[str] | None] = mapped_column(JSON)
+    notes: Mapped[str | None] = mapped_column(Text)  # what was done to the series (e.g. resampled), in words
 
     __table_args__ = (UniqueConstraint("series_id", "model_version"),
                       Index("ix_segmentation_run_status_series_id", "status", "series_id"))

@@ -1,0 +1,139 @@
+"""The DeepMedic network of BLAST-CT, state-dict compatible with `blast_ct.models.deepmedic.DeepMedic`.
+
+Written here rather than imported from the `blast-ct` package because that package's runtime
+requirements include TensorBoard (its training hooks are imported by its inference tool) and
+its forward pass is tied to its own patch sampler; this module is the same architecture
+(Kamnitsas et al. 2017 as configured by Monteiro et al. 2020) with the same parameter names, so
+the published weights load unchanged (`load_state_dict(strict=True)`), and
+`tests/imaging/test_deepmedic.py` checks that both give the same outputs.
+
+Geometry (what `imaging.deepmedic_inference` tiles with): three pathways see the input at
+scale factors 5, 3 and 1; each is 8 valid 3x3x3 convolutions, so an output block of `T` voxels
+per axis needs an input block of `T + 2 * CONTEXT` (CONTEXT = 40 voxels: 8 layers x 5 at the
+coarsest scale). The coarse pathways sample every 5th / 3rd voxel from the block's start, so
+tiles whose outputs start on multiples of 15 voxels see exactly the samples the reference tool
+sees (its output patches are 30 voxels, starting at multiples of 30).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SCALE_FACTORS = ((5, 5, 5), (3, 3, 3), (1, 1, 1))
+FEATURE_MAPS = (30, 30, 40, 40, 40, 40, 50, 50)
+FULLY_CONNECTED = (250, 250)
+N_CONV = len(FEATURE_MAPS)
+CONTEXT = N_CONV * max(max(s) for s in SCALE_FACTORS)  # voxels of input needed on each side of an output
+TILE_STEP = 15  # lcm of the scale factors: tile origins on this grid keep the coarse samples aligned
+
+
+class _PreActBlock(nn.Module):
+    """BatchNorm -> PReLU -> convolution (valid), plus the centre of the input when widths match."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm3d(in_channels)
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=kernel, bias=False)
+        self.prelu = nn.PReLU()
+        self.crop = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(self.prelu(self.bn(x)))
+        if x.shape[1] == out.shape[1]:
+            c = self.crop
+            out = out + (x[:, :, c:-c, c:-c, c:-c] if c else x)
+        return out
+
+
+class _Subsample(nn.Module):
+    """Every `s`-th voxel from offset s // 2: the reference's strided (not averaged) subsampling."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.scale
+        return x if s == 1 else x[:, :, s // 2 :: s, s // 2 :: s, s // 2 :: s]
+
+
+class _Upsample(nn.Module):
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+
+class _Pathway(nn.Module):
+    def __init__(self, scale: int, in_channels: int) -> None:
+        super().__init__()
+        self.scale = scale
+        layers: list[nn.Module] = [_Subsample(scale)]
+        widths = (in_channels, *FEATURE_MAPS)
+        layers += [_PreActBlock(widths[i], widths[i + 1], 3) for i in range(N_CONV)]
+        layers.append(_Upsample(scale))
+        self.path = nn.Sequential(*layers)
+
+    def input_size(self, output_size: int) -> int:
+        coarse = output_size // self.scale + bool(output_size % self.scale)
+        return (coarse + 2 * N_CONV) * self.scale
+
+    def forward(self, x: torch.Tensor, output_size: tuple[int, int, int],
+                planes: list[int] | None = None) -> torch.Tensor:
+        need = [self.input_size(o) for o in output_size]
+        x = _crop_center(x, need)
+        if planes is None:
+            return _crop_center(self.path(x), list(output_size))
+        if self.scale != 1:
+            return _crop_center(self.path(x), list(output_size))[:, :, planes]
+        # Full resolution, only some output planes wanted: the last layers run on a batch of thin
+        # z-slabs around those planes (each layer needs one plane less on each side), which gives
+        # the same values as the whole block and skips the planes nobody reads.
+        blocks = list(self.path)[1 : 1 + N_CONV]
+        slab_layers = 2
+        h = x
+        for block in blocks[: N_CONV - slab_layers]:
+            h = block(h)
+        width = 2 * slab_layers + 1
+        h = torch.cat([h[:, :, p : p + width] for p in planes], dim=0)
+        for block in blocks[N_CONV - slab_layers :]:
+            h = block(h)
+        return h[:, :, 0].transpose(0, 1).unsqueeze(0)  # (planes, C, y, x) -> (1, C, planes, y, x)
+
+
+def _crop_center(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """The centre `size` of the spatial axes, rounding as the reference does (c//2 - s//2)."""
+    if list(x.shape[2:]) == list(size):
+        return x
+    idx = tuple(slice(c // 2 - s // 2, c // 2 - s // 2 + s) for c, s in zip(x.shape[2:], size, strict=True))
+    return x[(slice(None), slice(None), *idx)]
+
+
+class DeepMedic(nn.Module):
+    """Input (N, 1, T+80, ...) windowed CT; output (N, 5, T, ...) class logits (T a multiple of 15)."""
+
+    def __init__(self, input_channels: int = 1, num_classes: int = 5) -> None:
+        super().__init__()
+        self.paths: list[_Pathway] = []
+        for i, sf in enumerate(SCALE_FACTORS):
+            path = _Pathway(sf[0], input_channels)
+            self.paths.append(path)
+            self.add_module(f"path{sf}{i}", path)  # the reference's parameter names, e.g. 'path(5, 5, 5)0'
+        widths = (FEATURE_MAPS[-1] * len(SCALE_FACTORS), *FULLY_CONNECTED, num_classes)
+        self.fully_connected = nn.Sequential(*(_PreActBlock(widths[i], widths[i + 1], 1)
+                                               for i in range(len(widths) - 1)))
+
+    def forward(self, x: torch.Tensor, planes: list[int] | None = None) -> torch.Tensor:
+        """Logits of the whole output block, or of its z planes `planes` only (batch of one then)."""
+        out_size = tuple(int(s) - 2 * CONTEXT for s in x.shape[2:])
+        if min(out_size) <= 0 or any(s % TILE_STEP for s in out_size):
+            raise ValueError(f"DeepMedic input {tuple(x.shape[2:])}: each side must be {2 * CONTEXT} + a multiple "
+                             f"of {TILE_STEP} voxels")
+        if planes is not None and x.shape[0] != 1:
+            raise ValueError("DeepMedic: output planes can be chosen for a batch of one block only")
+        features = torch.cat([p(x, out_size, planes) for p in self.paths], dim=1)  # type: ignore[arg-type]
+        return self.fully_connected(features)

@@ -1,0 +1,218 @@
+"""Fast whole-volume inference of BLAST-CT's DeepMedic networks, on CPU or CUDA.
+
+The reference tool (`blast-ct` on PyPI) resamples to 1 mm, cuts the whole volume, air included,
+into 110-voxel patches that each yield a 30-voxel output block (73 % of every patch is context),
+batches 32 of them (about 5 GB) and writes the labels back with SimpleITK. Here, with the same
+arithmetic (`tests/imaging/test_deepmedic.py` checks the labels against the tool's):
+
+- resample the received slices to 1 mm (`imaging.regrid`, the tool's grid) and window -15..100 HU;
+- crop to the head: the largest connected body of non-air voxels, filled and dilated, and only
+  output blocks that hold head are computed;
+- dense tiles: output blocks of up to `tile` voxels per axis (multiples of 15 on the 15-voxel
+  lattice, so the coarse pathways sample what the tool's 30-voxel patches sample), each with
+  only the 40 voxels of context per side the receptive field needs;
+- `torch.inference_mode`; bf16 autocast on CUDA; ensemble members averaged in probability;
+- labels mapped back onto the received slices (nearest 1 mm voxel, as the tool does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from imaging.blast_ct_weights import (
+    BLAST_CT_DIR,
+    config,
+    ensemble_version,
+    load_member_state,
+    member_names,
+    member_sha256,
+)
+from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
+from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
+from imaging.volume import Volume
+
+RESOLUTION_MM = (1.0, 1.0, 1.0)
+HEAD_MARGIN_VOX = 3  # dilation of the head mask: blocks touching the skin are still computed
+DEFAULT_TILE = 60  # output voxels per axis; see bench/segment_bench.py for the memory/speed trade-off
+
+
+def windowed(hu: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """The reference's IntensityWindowNormalization: clip to [lower, upper], map to [-1, 1]."""
+    x = np.clip(hu, lower, upper)
+    return ((2.0 * x - lower - upper) / (upper - lower)).astype(np.float32)
+
+
+def head_mask(hu: np.ndarray, lower: float) -> np.ndarray:
+    """Voxels of the head: the largest connected body above the window floor, holes filled per slice, dilated.
+
+    Air and fat fall below the window floor (-15 HU) and look the same to the network; the
+    scanner table or a head holder is a separate, smaller body and is left out.
+    """
+    body = hu > lower
+    labels, n = ndimage.label(body)
+    if n == 0:
+        return body
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body = labels == int(np.argmax(sizes))
+    for z in range(body.shape[0]):
+        body[z] = ndimage.binary_fill_holes(body[z])
+    return ndimage.binary_dilation(body, iterations=HEAD_MARGIN_VOX)
+
+
+def _axis_blocks(lo: int, hi: int, tile: int) -> list[tuple[int, int]]:
+    """[lo, hi) covered by blocks on the 15-voxel lattice, each at most `tile`, sizes as even as possible."""
+    lo = lo // TILE_STEP * TILE_STEP
+    hi = -(-hi // TILE_STEP) * TILE_STEP
+    cells = (hi - lo) // TILE_STEP
+    n = -(-cells // (tile // TILE_STEP))
+    bounds = [lo + TILE_STEP * round(i * cells / n) for i in range(n + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def plan_tiles(mask: np.ndarray, tile: int) -> list[tuple[slice, slice, slice]]:
+    """Output blocks that hold head, each shrunk to the head's extent inside it (on the 15-voxel lattice)."""
+    if not mask.any():
+        return []
+    box = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    axes = [_axis_blocks(int(b[0]), int(b[-1]) + 1, tile) for b in box]
+    tiles = []
+    for block in itertools.product(*axes):
+        sl = tuple(slice(a, min(b, s)) for (a, b), s in zip(block, mask.shape, strict=True))
+        sub = mask[sl]
+        if not sub.any():
+            continue
+        shrunk = []
+        for ax, (a, _b) in enumerate(block):
+            idx = np.flatnonzero(sub.any(axis=tuple(o for o in range(3) if o != ax)))
+            lo = a + int(idx[0]) // TILE_STEP * TILE_STEP
+            hi = a + -(-(int(idx[-1]) + 1) // TILE_STEP) * TILE_STEP
+            shrunk.append(slice(lo, hi))
+        tiles.append(tuple(shrunk))
+    return tiles  # type: ignore[return-value]
+
+
+@dataclass
+class DeepMedicSegmenter:
+    """BLAST-CT's networks (`members`, averaged in probability) prepared for one device.
+
+    A `imaging.segmenters.LesionSegmenter`: `name`, `version`, `members`, `device`, `segment`.
+    """
+
+    device: torch.device
+    member_names: list[str]
+    tile: int = DEFAULT_TILE
+    folder: Path = BLAST_CT_DIR
+    name: str = "blast-ct"
+    resamples_slices: bool = True  # samples its 1 mm grid from each received slice's own position
+    _nets: list[torch.nn.Module] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tile % TILE_STEP:
+            raise ValueError(f"tile must be a multiple of {TILE_STEP} voxels, not {self.tile}")
+        data = config(self.folder)["data"]
+        self.window = (float(data["transformation"]["IntensityWindowNormalization"]["lower_bound"]),
+                       float(data["transformation"]["IntensityWindowNormalization"]["upper_bound"]))
+        for member in self.member_names:
+            net = DeepMedic(int(data["input_channels"]), int(data["num_classes"]))
+            net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
+                                 for k, v in load_member_state(member, self.folder).items()})
+            self._nets.append(net.eval().to(self.device))
+
+    @property
+    def version(self) -> str:
+        return ensemble_version(self.member_names, self.folder)
+
+    @property
+    def members(self) -> list[str]:
+        """'<member>:<sha256>' of each network averaged."""
+        return [f"{n}:{member_sha256(n, self.folder)}" for n in self.member_names]
+
+    def labels_1mm(self, x: np.ndarray, mask: np.ndarray,
+                   planes: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """Labels (uint8) on the 1 mm grid of windowed `x`, computed only in blocks holding `mask`.
+
+        `planes`: the z planes anyone will read (the received slices' nearest planes); others stay 0.
+        """
+        if planes is not None:
+            wanted = np.zeros(x.shape[0], bool)
+            wanted[planes[planes >= 0]] = True
+            mask = mask & wanted[:, None, None]
+        tiles = plan_tiles(mask, self.tile)
+        labels = np.zeros(x.shape, np.uint8)
+        # Pad once with the edge value (the reference pads its patches that way) so every block has its context.
+        end_pad = [max(0, max((t[a].stop for t in tiles), default=0) - x.shape[a]) for a in range(3)]
+        padded = np.pad(x, [(CONTEXT, CONTEXT + e) for e in end_pad], mode="edge")
+        cuda = self.device.type == "cuda"
+        net_s, voxels = 0.0, 0
+        with torch.inference_mode():
+            for t in tiles:
+                src = tuple(slice(s.start, s.stop + 2 * CONTEXT) for s in t)
+                inp = torch.from_numpy(np.ascontiguousarray(padded[src]))[None, None].to(self.device)
+                zs = None if planes is None else [z - t[0].start for z in range(t[0].start, min(t[0].stop, x.shape[0]))
+                                                  if wanted[z]]
+                t0 = time.perf_counter()
+                prob = None
+                for net in self._nets:
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                        p = torch.softmax(net(inp, zs).float(), dim=1)
+                    prob = p if prob is None else prob.add_(p)
+                pred = prob[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+                net_s += time.perf_counter() - t0
+                ys, xs = (slice(s.start, min(s.stop, n)) for s, n in zip(t[1:], x.shape[1:], strict=True))
+                crop = (slice(0, ys.stop - ys.start), slice(0, xs.stop - xs.start))
+                if zs is None:
+                    zsl = slice(t[0].start, min(t[0].stop, x.shape[0]))
+                    labels[zsl, ys, xs] = pred[(slice(0, zsl.stop - zsl.start), *crop)]
+                else:
+                    labels[[t[0].start + z for z in zs], ys, xs] = pred[(slice(None), *crop)]
+                voxels += (len(zs) if zs is not None else t[0].stop - t[0].start) * (ys.stop - ys.start) * (
+                    xs.stop - xs.start)
+        return labels, {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
+                        "voxels_1mm": int(np.prod(x.shape))}
+
+    def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]:
+        """(z, y, x) uint8 labels on the received slices (project label map = BLAST-CT's classes)."""
+        t0 = time.perf_counter()
+        grid = regular_grid(volume, RESOLUTION_MM)
+        hu = resample_to_grid(volume, grid)
+        x = windowed(hu, *self.window)
+        mask = head_mask(hu, self.window[0])
+        del hu
+        t1 = time.perf_counter()
+        labels_1mm, info = self.labels_1mm(x, mask, received_planes(grid, volume))
+        t2 = time.perf_counter()
+        labels = labels_to_slices(labels_1mm, grid, volume)
+        t3 = time.perf_counter()
+        timings = {"preprocess_s": t1 - t0, "network_s": info["network_s"], "tiling_s": t2 - t1 - info["network_s"],
+                   "postprocess_s": t3 - t2, "total_s": t3 - t0, "tiles": info["tiles"],
+                   "computed_fraction": info["voxels_computed"] / max(1, info["voxels_1mm"]),
+                   "members": len(self._nets)}
+        return labels, timings
+
+
+def open_blast_ct(device: torch.device, ensemble: int | None = None, tile: int = DEFAULT_TILE) -> DeepMedicSegmenter:
+    """The first `ensemble` shipped networks (default: `default_ensemble(device)`) on `device`."""
+    names = member_names()
+    n = default_ensemble(device) if ensemble is None else int(ensemble)
+    if not 1 <= n <= len(names):
+        raise ValueError(f"--ensemble must be 1-{len(names)} (the BLAST-CT networks shipped), not {n}")
+    return DeepMedicSegmenter(device, names[:n], tile=tile)
+
+
+def default_ensemble(device: torch.device) -> int:
+    """Networks averaged by default: one, on every device.
+
+    Measured (bench/segment_bench.py): the network is over 98 % of the time, so N members cost N
+    times one; the reference tool also runs one network unless asked (`blast-ct --ensemble`).
+    An ensemble's gain in accuracy is not measured on real data here, so it is opt-in.
+    """
+    del device
+    return 1

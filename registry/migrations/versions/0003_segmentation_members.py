@@ -1,0 +1,31 @@
+"""segmentation runs record their ensemble members and what was done to the series before the model.
+
+- `model_members`: the networks a run averaged (name and content hash of each), so an ensemble's
+  `model_version` (the hash of its members' hashes) can be read back as what it is;
+- `notes`: what the run did to the series (e.g. irregular slice spacing resampled to a regular
+  grid, the mask mapped back onto the received instances).
+
+Revision ID: 0003
+Revises: 0001
+Create Date: 2026-11-29
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0003'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('segmentation_run', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('model_members', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('notes', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('segmentation_run', schema=None) as batch_op:
+        batch_op.drop_column('notes')
+        batch_op.drop_column('model_members')
