@@ -197,6 +197,7 @@ def distill(
         cautions,
         cost_table,
         manual_table,
+        ratio_text,
         sample_table,
         student_teacher_table,
         write_report,
@@ -254,9 +255,8 @@ def distill(
         if not manual.empty:
             _print_labelled(manual, "Teacher and student against manual annotations, held-out series")
         _print_labelled(cost_table(result), "Cost per scan, measured in this run")
-        ratio = result.cost["ratio"]
-        if ratio:
-            console.print(f"The student is {ratio:.0f}x faster per scan than the teacher.")
+        console.print(f"The student is {ratio_text(result.cost['ratio'])} faster per scan than the teacher "
+                      "(medians, both timed in this run).")
         for line in cautions(result):
             console.print(f"[yellow]caution[/yellow] {line}")
         console.print(f"Student written to {path} (version {version[:16]}, model name '{result.model.name}'); "

@@ -36,6 +36,12 @@ def _class_name(key: str) -> str:
     return BY_KEY[key].name if key in BY_KEY else key
 
 
+def ratio_text(ratio: float | None) -> str:
+    if not ratio:
+        return "not measured"
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
 def sample_table(result: DistillResult) -> pd.DataFrame:
     s = result.sample
     g = s.groupby("stratum", sort=True)
@@ -59,8 +65,8 @@ def student_teacher_table(result: DistillResult) -> pd.DataFrame:
         "Held-out series with class": s["with_class"].astype(int).tolist(),
         "Dice, mean (SD)": [f"{_num(m)} ({_num(sd)})" for m, sd in zip(s["dice_mean"], s["dice_sd"], strict=True)],
         "Dice, pooled": [_num(v) for v in s["dice_pooled"]],
-        "|Volume difference|, median mL": [_num(v, 2) for v in s["abs_volume_diff_ml_median"]],
-        "|Volume difference|, mean mL": [_num(v, 2) for v in s["abs_volume_diff_ml_mean"]],
+        "Absolute volume difference, median mL": [_num(v, 2) for v in s["abs_volume_diff_ml_median"]],
+        "Absolute volume difference, mean mL": [_num(v, 2) for v in s["abs_volume_diff_ml_mean"]],
         "Teacher volume, mean mL": [_num(v, 2) for v in s["ref_ml_mean"]],
     })
 
@@ -82,8 +88,10 @@ def manual_table(result: DistillResult) -> pd.DataFrame:
         "Student Dice, mean": [_num(get(st, k, "dice_mean")) for k in classes],
         "Teacher Dice, pooled": [_num(get(t, k, "dice_pooled")) for k in classes],
         "Student Dice, pooled": [_num(get(st, k, "dice_pooled")) for k in classes],
-        "Teacher |volume diff|, median mL": [_num(get(t, k, "abs_volume_diff_ml_median"), 2) for k in classes],
-        "Student |volume diff|, median mL": [_num(get(st, k, "abs_volume_diff_ml_median"), 2) for k in classes],
+        "Teacher abs. volume difference, median mL": [_num(get(t, k, "abs_volume_diff_ml_median"), 2)
+                                                      for k in classes],
+        "Student abs. volume difference, median mL": [_num(get(st, k, "abs_volume_diff_ml_median"), 2)
+                                                      for k in classes],
     })
 
 
@@ -138,7 +146,7 @@ def report_markdown(result: DistillResult, model_path: Path, version: str) -> st
     m, c = result.metadata, result.cost
     teacher, learned = m["teacher"], m["learned_from"]
     held = result.sample[result.sample["held_out"]]
-    ratio = f"{c['ratio']:.0f}x" if c["ratio"] else "not measured"
+    ratio = ratio_text(c["ratio"])
     lines = [
         f"# Distilled student: {result.model.name}",
         "",
@@ -152,7 +160,7 @@ def report_markdown(result: DistillResult, model_path: Path, version: str) -> st
         f"- Teacher labels: {len(result.teacher_labelled)} made in this run, {len(result.teacher_reused)} reused "
         "from earlier runs (stored as segmentation runs of the teacher).",
         f"- Cost per scan: teacher {_num(c['teacher_s_per_scan'])} s, student {_num(c['student_s_per_scan'])} s "
-        f"(student {ratio} faster).",
+        f"(the student is {ratio} faster).",
         "",
         "## Sample by center and scanner",
         "",

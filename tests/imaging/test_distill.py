@@ -251,3 +251,54 @@ def test_teacher_masks_outside_the_label_map_are_refused(study, tmp_path):
     check_labels(np.array([0, 1, 2, 3, 4], np.uint8), "x")
     with pytest.raises(ValueError, match="outside the project's label map"):
         check_labels(np.array([0, 7], np.uint8), "the teacher mask of series S")
+
+
+# ---------------------------------------------------------------- the issue's bar, with the phantom model as teacher
+
+@pytest.mark.slow
+def test_student_agrees_with_the_phantom_teacher_about_as_well_as_the_teacher_agrees_with_truth(tmp_path):
+    from imaging.agreement import class_agreement, summarize_agreement
+    from imaging.volume import load_series, read_mask_for
+
+    study = tmp_path / "study"
+    records = write_study(study, patients=10, seed=31, matrix=64, center="AA01")
+    records += write_study(study, patients=6, seed=32, matrix=64, center="BB02")
+    home = Home.resolve(tmp_path / "home")
+    home.ensure()
+    upgrade(home.db_url)
+    engine = make_engine(home.db_url)
+    ingest_directory(engine, home, study / "dicom", actor="test")
+    with session_scope(engine) as session:
+        for r in records:
+            record_qc_decision(session, r["series_instance_uid"], "passed", None, "test")
+    teacher = open_segmenter("phantom", torch.device("cpu"))
+    options = DistillOptions(
+        series_limit=None, seed=2,
+        training=TrainingConfig(epochs=6, steps_per_epoch=15, batch_size=8, patch=48, seed=2, val_fraction=0.3,
+                                net={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}),
+        preprocessing=Preprocessing(size=64, context_slices=1))
+    result = distill(engine, home.masks_dir, teacher, options,
+                     on_epoch=lambda e: print(f"epoch {e.epoch} loss {e.loss:.3f} {e.val_dice} {e.seconds:.0f}s"))
+    print(result.summary.to_string())
+
+    held = result.sample.loc[result.sample["held_out"], "series_instance_uid"]
+    assert len(held) >= 5 and set(result.sample.loc[result.sample["held_out"], "center"]) <= {"AA01", "BB02"}
+    rows = []
+    with session_scope(engine) as session:
+        from imaging import store
+
+        for uid in held:
+            series = store.series_by_uid(session, uid)
+            volume = load_series(store.instance_paths(session, series))
+            run = store.run_for(session, series, teacher.version)
+            truth = read_mask_for(study / "truth" / "masks" / f"{uid}.nii.gz", volume)
+            rows += [{"comparison": "teacher_vs_truth", **r}
+                     for r in class_agreement(read_mask_for(run.mask_path, volume), truth, volume.voxel_ml)]
+    engine.dispose()
+    teacher_truth = summarize_agreement(pd.DataFrame(rows)).set_index("class")
+    student_teacher = result.summary[result.summary["comparison"] == "student_vs_teacher"].set_index("class")
+    judged = teacher_truth.index[teacher_truth["with_class"] >= 3]
+    assert len(judged) >= 2  # the phantoms' lesion classes
+    for key in judged:
+        bar = teacher_truth.at[key, "dice_mean"] - 0.05
+        assert student_teacher.at[key, "dice_mean"] >= bar, (key, student_teacher.at[key, "dice_mean"], bar)
