@@ -192,6 +192,113 @@ def segment(
             raise typer.Exit(1)
 
 
+@app.command()
+def distill(
+    ctx: typer.Context,
+    teacher_spec: str = typer.Option("blast-ct", "--teacher",
+                                     help="blast-ct (the real-CT model), phantom, or a checkpoint path."),
+    series_limit: int = typer.Option(200, "--series-limit", min=1,
+                                     help="Series the teacher labels (drawn by patient, stratified by center and "
+                                          "scanner)."),
+    out: Path = typer.Option(None, "--out", help="Student checkpoint to write (default <home>/models/student.pt)."),
+    epochs: int = typer.Option(40, "--epochs", min=1),
+    steps_per_epoch: int = typer.Option(40, "--steps-per-epoch", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.9,
+                                       help="Fraction of the drawn patients held out for validation and the report."),
+    seed: int = typer.Option(1, "--seed", help="Seeds the sample, the split and the training."),
+    size: int = typer.Option(256, "--size", help="Student input size (pixels, square)."),
+    context_slices: int = typer.Option(1, "--context-slices", help="2.5D: neighbours on each side as channels."),
+    channels: str = typer.Option("8,16,32,64,128", "--channels", help="Student U-Net widths per level."),
+    ensemble: int | None = typer.Option(None, "--ensemble", min=1, help="Teacher ensemble members (blast-ct)."),
+    timing_scans: int = typer.Option(3, "--timing-scans", min=1,
+                                     help="Scans the teacher is timed on when its labels were all reused."),
+    device: str = DEVICE,
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+) -> None:
+    """Distil a teacher model into the fast 2.5D U-Net on the study's own QC-passed series; print and save a report.
+
+    Resumable: the teacher's masks are stored as ordinary segmentation runs, so a run again reuses them.
+    """
+    from imaging.distill import DistillOptions
+    from imaging.distill import distill as run_distillation
+    from imaging.distill_report import (
+        cautions,
+        cost_table,
+        manual_table,
+        ratio_text,
+        sample_table,
+        student_teacher_table,
+        write_report,
+    )
+    from imaging.preprocess import Preprocessing
+    from imaging.segmenters import open_segmenter
+    from imaging.train import TrainingConfig
+
+    widths = [int(c) for c in channels.split(",")]
+    with open_registry(ctx) as (home, engine):
+        dev = select_device(device)
+        n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
+        try:
+            teacher = open_segmenter(teacher_spec, dev, batch_size=batch_size, ensemble=ensemble)
+        except NotImplementedError as exc:
+            err.print(f"[red]error:[/red] teacher {teacher_spec!r} is not available in this installation ({exc}); "
+                      "use --teacher phantom or a checkpoint path")
+            raise typer.Exit(2) from exc
+        options = DistillOptions(
+            series_limit=series_limit, seed=seed, timing_scans=timing_scans,
+            training=TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+                                    val_fraction=val_fraction,
+                                    net={"channels": widths, "strides": [2] * (len(widths) - 1), "num_res_units": 1}),
+            preprocessing=Preprocessing(size=size, context_slices=context_slices))
+        path = out or home.models_dir / "student.pt"
+        console.print(f"Teacher {teacher.name} {teacher.version[:16]} ({len(teacher.members)} member(s)) on {dev}"
+                      + (f" ({n_threads} threads)" if n_threads else "") + f"; up to {series_limit} series.")
+        columns = [TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console) as bar:
+            tasks: dict[str, int] = {}
+
+            def on_phase(name: str, total: int) -> None:
+                tasks[name] = bar.add_task(name, total=total, last="")
+
+            def on_item(name: str) -> None:
+                bar.update(tasks[name], advance=1)
+
+            def on_teacher(uid: str, outcome: str) -> None:
+                bar.update(tasks["teacher"], advance=1, last=f"{outcome} {uid[-12:]}")
+
+            def on_step(epoch: int, step: int, loss: float) -> None:
+                bar.update(tasks["train"], advance=1, last=f"epoch {epoch} loss {loss:.3f}")
+
+            result = run_distillation(engine, home.masks_dir, teacher, options, dev, teacher_spec=teacher_spec,
+                                      on_teacher_series=on_teacher, on_step=on_step, on_phase=on_phase,
+                                      on_item=on_item)
+        version = result.model.save(path)
+        paths = write_report(result, path, version)
+        console.print(f"Teacher labels: {len(result.teacher_labelled)} made now, {len(result.teacher_reused)} reused; "
+                      f"{len(result.skipped)} drawn series left out.")
+        _print_labelled(sample_table(result), "Sample by center and scanner")
+        _print_labelled(student_teacher_table(result), "Student against teacher, held-out series")
+        manual = manual_table(result)
+        if not manual.empty:
+            _print_labelled(manual, "Teacher and student against manual annotations, held-out series")
+        _print_labelled(cost_table(result), "Cost per scan, measured in this run")
+        console.print(f"The student is {ratio_text(result.cost['ratio'])} faster per scan than the teacher "
+                      "(medians, both timed in this run).")
+        for line in cautions(result):
+            console.print(f"[yellow]caution[/yellow] {line}")
+        console.print(f"Student written to {path} (version {version[:16]}, model name '{result.model.name}'); "
+                      f"report {paths['markdown']}, {paths['json'].name}, {paths['csv'].name}. "
+                      f"Segment with `ctstudy imaging segment --all --model {path}`.")
+
+
+def _print_labelled(df: pd.DataFrame, title: str) -> None:
+    """A report table whose columns already carry human labels and formatted values (never cut when piped)."""
+    if not df.empty:
+        print_table(console, df, title, labels=False)
+
+
 @app.command("export-seg")
 def export_seg(
     ctx: typer.Context,

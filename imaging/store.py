@@ -16,6 +16,7 @@ from registry.instance_files import instance_file_paths
 from registry.models import (
     QC_PASSED,
     QC_PENDING,
+    Center,
     ManualAnnotation,
     Patient,
     SegmentationRun,
@@ -119,3 +120,37 @@ def record_run(session: Session, series: Series, *, model_name: str, model_versi
 def segmentation_mask_path(masks_dir: Path, model_version: str, series_uid: str) -> Path:
     """Masks of one model version in their own folder, so that two models never overwrite each other."""
     return masks_dir / "segmentations" / model_version[:16] / f"{series_uid}.nii.gz"
+
+
+def distillation_candidates(session: Session, teacher_version: str) -> list[dict]:
+    """Every QC-passed series with what sampling needs: patient, center, scanner, and what is already labelled.
+
+    One record per series: `series_instance_uid`, `patient_key`, `center`, `scanner` (manufacturer and
+    model, as the headers give them), `annotated` (has a manual annotation), `teacher_done` (the teacher
+    version has a finished mask of it).
+    """
+    rows = session.execute(
+        select(Series.id, Series.series_instance_uid, Series.manufacturer, Series.manufacturer_model,
+               Study.patient_id, Center.code)
+        .join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
+        .join(Center, Center.id == Patient.center_id)
+        .where(Series.qc_status == QC_PASSED).order_by(Series.id)
+    ).all()
+    annotated = set(session.scalars(select(ManualAnnotation.series_id).distinct()))
+    done = {sid: path for sid, path in session.execute(
+        select(SegmentationRun.series_id, SegmentationRun.mask_path).where(
+            SegmentationRun.model_version == teacher_version, SegmentationRun.status == RUN_DONE))}
+    return [{
+        "series_instance_uid": uid,
+        "patient_key": f"patient-{patient_id}",
+        "center": center,
+        "scanner": " ".join(v for v in (manufacturer, model) if v) or "unknown scanner",
+        "annotated": sid in annotated,
+        "teacher_done": bool(done.get(sid)) and Path(done[sid]).exists(),
+    } for sid, uid, manufacturer, model, patient_id, center in rows]
+
+
+def latest_annotation_for(session: Session, series: Series) -> ManualAnnotation | None:
+    """The most recently imported manual annotation of a series, if any."""
+    return session.scalars(select(ManualAnnotation).where(ManualAnnotation.series_id == series.id)
+                           .order_by(ManualAnnotation.imported_at.desc(), ManualAnnotation.id.desc())).first()

@@ -147,9 +147,9 @@ def _crop_centres(y: torch.Tensor, lesion_slice: np.ndarray, patch: int, rng: np
     return centres
 
 
-def _dice_by_class(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def _dice_by_class(pred: np.ndarray, truth: np.ndarray, label_map: dict[int, str] | None = None) -> dict[str, float]:
     out = {}
-    for k, name in LABEL_MAP.items():
+    for k, name in (label_map or LABEL_MAP).items():
         if k == 0:
             continue
         t, p = truth == k, pred == k
@@ -160,7 +160,7 @@ def _dice_by_class(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def _validate(net: torch.nn.Module, data: Sequence[_Prepared], pre: Preprocessing, device: torch.device,
-              batch_size: int) -> dict[str, float]:
+              batch_size: int, label_map: dict[int, str] | None = None) -> dict[str, float]:
     """Mean Dice per class over validation series that have that class (network grid)."""
     per_class: dict[str, list[float]] = {}
     net.eval()
@@ -174,7 +174,7 @@ def _validate(net: torch.nn.Module, data: Sequence[_Prepared], pre: Preprocessin
                 x = torch.from_numpy(pre.channels(imgs, chunk)).to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     pred[chunk] = net(x).argmax(1).to(torch.uint8).cpu().numpy()
-            for name, v in _dice_by_class(pred, d.labels).items():
+            for name, v in _dice_by_class(pred, d.labels, label_map).items():
                 per_class.setdefault(name, []).append(v)
     net.train()
     return {name: float(np.mean(v)) for name, v in per_class.items()}
@@ -187,9 +187,15 @@ def train_model(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    label_map: dict[int, str] | None = None,
 ) -> SegmentationModel:
-    """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance."""
+    """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance.
+
+    `label_map` (default `LABEL_MAP`) sets the classes the network outputs; examples' labels come from any
+    source (manual annotations, a teacher model's masks) as long as their values are in it.
+    """
     cfg = config or TrainingConfig()
+    classes = dict(label_map or LABEL_MAP)
     pre = preprocessing or Preprocessing()
     device = torch.device(device)
     if len(examples) < 2:
@@ -210,7 +216,7 @@ def train_model(
     if not pool:
         raise ValueError("no training slice contains head (is the HU scaling right?)")
 
-    net = build_unet(pre.in_channels, len(LABEL_MAP), cfg.net).to(device)
+    net = build_unet(pre.in_channels, len(classes), cfg.net).to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
@@ -250,7 +256,7 @@ def train_model(
             losses.append(float(loss.detach()))
             if on_step:
                 on_step(epoch, step, losses[-1])
-        val_dice = _validate(net, val, pre, device, cfg.batch_size) if val else {}
+        val_dice = _validate(net, val, pre, device, cfg.batch_size, classes) if val else {}
         report = EpochReport(epoch, float(np.mean(losses)), val_dice, time.perf_counter() - t0)
         history.append({"epoch": epoch, "loss": report.loss, "val_dice": val_dice, "seconds": report.seconds})
         if on_epoch:
@@ -274,4 +280,5 @@ def train_model(
         "torch": str(torch.__version__),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return SegmentationModel(net=net.cpu(), preprocessing=pre, net_config=dict(cfg.net), metadata=meta)
+    return SegmentationModel(net=net.cpu(), preprocessing=pre, net_config=dict(cfg.net), label_map=classes,
+                             metadata=meta)
