@@ -14,7 +14,7 @@ import pandas as pd
 from synthetic.cohort import PatientPlan
 
 TIMEPOINT_COLUMNS = ("center", "patient_id", "timepoint", "days_from_injury", "hematoma_ml", "edema_ml",
-                     "extra_axial_ml", "lesion_count", "side", "midline_shift_mm", "largest_lesion_left")
+                     "extra_axial_ml", "ivh_ml", "lesion_count", "side", "midline_shift_mm", "largest_lesion_left")
 PATIENT_LEVEL_COLUMNS = ("center", "patient_id", "adm_hematoma_ml", "adm_edema_ml", "adm_lesion_count",
                          "adm_midline_shift_mm", "adm_lesion_left", "peak_hematoma_ml", "peak_edema_ml",
                          "peak_edema_day", "last_hematoma_ml", "last_edema_ml", "hematoma_expansion_ml",
@@ -42,6 +42,7 @@ def timepoint_rows_from_plan(plan: PatientPlan) -> list[dict]:
             "hematoma_ml": sum(les.volume_ml[t] for les in present),
             "edema_ml": sum(les.edema_ml[t] for les in present),
             "extra_axial_ml": plan.extra_axial_ml[t] if plan.extra_axial_side else 0.0,
+            "ivh_ml": plan.ivh_ml[t] if plan.ivh_ml else 0.0,
             "lesion_count": len(present), "side": side_of([les.side for les in present]),
             "midline_shift_mm": abs(plan.series_spec(t, 0.0).midline_shift_signed_mm()),
             "largest_lesion_left": (float(largest.side == "left") if largest is not None else math.nan),
