@@ -18,7 +18,8 @@ from imaging.volume import GridMismatchError, SeriesGeometryError, grid_differen
 from registry.cli_support import open_registry
 from registry.db import session_scope
 
-app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
+app = typer.Typer(help="Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate.",
+                  no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -134,7 +135,7 @@ def segment(
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
 ) -> None:
-    """Segment hematoma and edema in QC-passed series; masks under <home>/masks, one run record per series."""
+    """Segment the lesion classes in QC-passed series; masks under <home>/masks, one run record per series."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
 
@@ -241,7 +242,7 @@ def evaluate(
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
         _print(summary_by_split(table), f"Segmentation vs {against} by split (model {model.version[:16]})")
-        _print(summary_by_volume_group(table), "Hematoma volume: |segmentation - reference| vs ABC/2, mL")
+        _print(summary_by_volume_group(table), "IPH (hematoma) volume: |segmentation - reference| vs ABC/2, mL")
         console.print(f"{table['series_instance_uid'].nunique()} series; per-series CSV {path}")
 
 

@@ -2,10 +2,16 @@
 
 - split by patient (all series of one patient on one side), seeded;
 - slices are preprocessed once (the checkpoint's `Preprocessing`), kept as uint8 to save memory;
+- the network has one output per class of the label map (`vocabulary.labels`: background, IPH,
+  EAH, edema, IVH);
 - batches: slices with lesions drawn `lesion_fraction` of the time (lesions are a few percent of
-  the slices), augmented with one random affine per slice (rotation, shift, scale) and an
-  intensity gain/offset/noise, then cropped to `patch` pixels around a lesion (or anywhere in
-  the head) - a fully convolutional net trained on patches applies to the whole slice;
+  the slices); `class_balanced_fraction` of those draws are class-balanced (a lesion class chosen
+  uniformly among those in the training set, then a slice holding it), so that rare classes
+  (IVH, thin extra-axial blood) are seen often, the rest any slice with a lesion (mostly hematoma
+  and edema, the classes CREACTIVE's features rest on); augmented with one random affine per slice (rotation, shift,
+  scale) and an intensity gain/offset/noise, then cropped to `patch` pixels around a voxel of
+  the chosen class (or anywhere in the head) - a fully convolutional net trained on patches
+  applies to the whole slice;
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
 - validation Dice per series on the network grid after each epoch; the best epoch is kept.
 Deterministic for a given seed on CPU.
@@ -55,6 +61,7 @@ class TrainingConfig:
     batch_size: int = 16
     patch: int = 128
     lesion_fraction: float = 0.7
+    class_balanced_fraction: float = 0.5  # of the lesion draws; see the module doc
     lr: float = 3e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
@@ -131,12 +138,21 @@ def _augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainingConfig, gen: torch.G
     return x, y.round().long()
 
 
-def _crop_centres(y: torch.Tensor, lesion_slice: np.ndarray, patch: int, rng: np.random.Generator) -> list[tuple]:
+ANY_LESION = 0  # crop focus: any lesion voxel of the slice (a class value focuses on that class)
+
+
+def _crop_centres(y: torch.Tensor, focus: Sequence[int | None], patch: int,
+                  rng: np.random.Generator) -> list[tuple]:
+    """Patch centres: near a voxel of the focus class (any lesion if it left the slice), else anywhere."""
     size = y.shape[-1]
     half = patch // 2
     centres = []
     for i in range(y.shape[0]):
-        fg = torch.nonzero(y[i] > 0) if lesion_slice[i] else None
+        fg = None
+        if focus[i] is not None:
+            fg = torch.nonzero(y[i] == focus[i]) if focus[i] != ANY_LESION else None
+            if fg is None or not len(fg):
+                fg = torch.nonzero(y[i] > 0)
         if fg is not None and len(fg):
             cy, cx = fg[int(rng.integers(len(fg)))].tolist()
             cy += int(rng.integers(-half // 2, half // 2 + 1))
@@ -204,9 +220,12 @@ def train_model(
     prepared = [_prepare(e, pre) for e in sorted(examples, key=lambda e: e.series_instance_uid)]
     train = [p for p in prepared if p.patient in train_keys]
     val = [p for p in prepared if p.patient in val_keys]
-    # Pools of (series, slice): every in-head slice, and those with any lesion label.
+    # Pools of (series, slice): every in-head slice, and per lesion class those holding it.
     pool = [(i, int(z)) for i, p in enumerate(train) for z in np.flatnonzero(p.in_head)]
-    lesion_pool = [(i, z) for i, z in pool if train[i].labels[z].any()]
+    class_pools = {k: [(i, z) for i, z in pool if (train[i].labels[z] == k).any()] for k in LABEL_MAP if k}
+    class_pools = {k: v for k, v in class_pools.items() if v}
+    lesion_classes = sorted(class_pools)
+    lesion_pool = sorted({s for v in class_pools.values() for s in v})
     if not pool:
         raise ValueError("no training slice contains head (is the HU scaling right?)")
 
@@ -228,14 +247,23 @@ def train_model(
         net.train()
         losses = []
         for step in range(cfg.steps_per_epoch):
-            picks = []
+            picks, focus = [], []
             for _ in range(cfg.batch_size):
-                src = lesion_pool if lesion_pool and rng.random() < cfg.lesion_fraction else pool
-                picks.append(src[int(rng.integers(len(src)))])
+                if lesion_classes and rng.random() < cfg.lesion_fraction:
+                    if rng.random() < cfg.class_balanced_fraction:
+                        k = lesion_classes[int(rng.integers(len(lesion_classes)))]
+                        picks.append(class_pools[k][int(rng.integers(len(class_pools[k])))])
+                        focus.append(k)
+                    else:
+                        picks.append(lesion_pool[int(rng.integers(len(lesion_pool)))])
+                        focus.append(ANY_LESION)
+                else:
+                    picks.append(pool[int(rng.integers(len(pool)))])
+                    focus.append(ANY_LESION if train[picks[-1][0]].labels[picks[-1][1]].any() else None)
             x = np.stack([pre.channels(train[i].images, np.array([z]))[0] for i, z in picks]).astype(np.float32) / 255
             y = np.stack([train[i].labels[z] for i, z in picks])
             xt, yt = _augment(torch.from_numpy(x), torch.from_numpy(y), cfg, gen)
-            centres = _crop_centres(yt, np.array([bool(train[i].labels[z].any()) for i, z in picks]), cfg.patch, rng)
+            centres = _crop_centres(yt, focus, cfg.patch, rng)
             xt = torch.stack([xt[b, :, cy - half : cy + half, cx - half : cx + half] for b, (cy, cx) in
                               enumerate(centres)]).to(device)
             yt = torch.stack([yt[b, cy - half : cy + half, cx - half : cx + half] for b, (cy, cx) in

@@ -36,6 +36,8 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
+from vocabulary.labels import NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
+
 AIR_HU = -1024.0
 # Relative tolerance on slice steps: scanners round positions to ~0.01 mm, real gaps are >= one slice.
 STEP_TOLERANCE = 0.05
@@ -236,6 +238,8 @@ def write_mask(path: Path | str, labels: np.ndarray, affine: np.ndarray) -> Path
     img.set_qform(ras, code=1)
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
+    img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
+    img.header.set_intent("label", name=NIFTI_INTENT_NAME)
     # Write to a temporary name first: an interrupted write must not leave a truncated mask behind.
     tmp = path.with_name(path.name + ".part.nii.gz")
     nib.save(img, tmp)

@@ -18,7 +18,8 @@ TIMEPOINT_COLUMNS = ("center", "patient_id", "timepoint", "days_from_injury", "h
 PATIENT_LEVEL_COLUMNS = ("center", "patient_id", "adm_hematoma_ml", "adm_edema_ml", "adm_lesion_count",
                          "adm_midline_shift_mm", "adm_lesion_left", "peak_hematoma_ml", "peak_edema_ml",
                          "peak_edema_day", "last_hematoma_ml", "last_edema_ml", "hematoma_expansion_ml",
-                         "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans")
+                         "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans",
+                         "adm_eah_ml", "adm_ivh_ml", "adm_ivh_present", "adm_hemorrhage_ml")
 SIGNIFICANT_EXPANSION_ML = 6.0
 SIGNIFICANT_EXPANSION_PCT = 33.0
 
@@ -78,8 +79,11 @@ def patient_level_features(timepoints: pd.DataFrame) -> pd.DataFrame:
             "peak_edema_ml": ede.max(), "peak_edema_day": days[k], "last_hematoma_ml": hem[-1],
             "last_edema_ml": ede[-1], "hematoma_expansion_ml": expansion, "hematoma_expansion_pct": pct,
             "significant_expansion": significant, "edema_growth_ml_per_day": growth, "n_scans": len(g),
+            "adm_eah_ml": float(adm["extra_axial_ml"]), "adm_ivh_ml": float(adm.get("ivh_ml", 0.0)),
+            "adm_ivh_present": float(adm.get("ivh_ml", 0.0) > 0),
+            "adm_hemorrhage_ml": hem[0] + float(adm["extra_axial_ml"]) + float(adm.get("ivh_ml", 0.0)),
         })
     out = pd.DataFrame(rows, columns=list(PATIENT_LEVEL_COLUMNS))
-    for col in ("adm_lesion_left", "significant_expansion"):
+    for col in ("adm_lesion_left", "significant_expansion", "adm_ivh_present"):
         out[col] = out[col].astype("Float64").round().astype("Int64")
     return out

@@ -585,9 +585,14 @@ def _place_extra_axial(ea: ExtraAxial, q, head: HeadShape, labels, hu, vv: float
     # Thickest where the direction meets the skull, thinning toward the crescent's tips.
     score = (weight - (-depth) / 25.0).astype(np.float32)
     allowed = (depth <= 0) & (labels == 0) & (weight > 0.05)
-    sel = _top_n(score, allowed, int(round(ea.volume_ml / vv)))
-    hu[sel] = ea.density_hu
-    labels[sel] = EAH
+    idx = np.nonzero(allowed)
+    if len(idx[0]) == 0:
+        return 0.0
+    # One connected collection (the biomarkers measure the largest one), found within the box of the allowed voxels.
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+    sel = _connected_top_n(score[box], allowed[box], int(round(ea.volume_ml / vv)))
+    hu[box][sel] = ea.density_hu
+    labels[box][sel] = EAH
     return float(np.count_nonzero(sel)) * vv
 
 

@@ -47,7 +47,7 @@ from synthetic.dicom_writer import SeriesHeader, uid, write_series
 from synthetic.features import TIMEPOINT_COLUMNS, side_of, timepoint_table_from_plans
 from synthetic.outcomes import TabularStudy, outcomes_for_cohort
 from synthetic.phantom import Grid, RenderedSeries, render_series
-from vocabulary.labels import HEMORRHAGE_LABELS, LESION_CLASSES
+from vocabulary.labels import HEMORRHAGE_LABELS, LESION_CLASSES, NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
 
 # One volume column per class of the label map (`iph_ml`, `eah_ml`, `edema_ml`, `ivh_ml`); `hematoma_ml`
 # (= `iph_ml`, CREACTIVE's hematoma) and `extra_axial_ml` (= `eah_ml`) keep their older names.
@@ -91,6 +91,8 @@ def write_mask(path: Path, labels: np.ndarray, affine_lps: np.ndarray) -> None:
     img.set_qform(ras, code=1)
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
+    img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
+    img.header.set_intent("label", name=NIFTI_INTENT_NAME)
     nib.save(img, path)  # nibabel writes gzip with mtime 0: same labels, same bytes
 
 
