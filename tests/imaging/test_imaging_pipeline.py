@@ -19,12 +19,12 @@ from ctstudy.cli import app
 from imaging.model import load_model
 from imaging.train import TrainingConfig, TrainingExample, train_model
 from imaging.volume import load_series, read_mask, write_mask
-from vocabulary.labels import LESION_CLASSES
 from registry.db import make_engine, session_scope, upgrade
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series
 from registry.store import record_qc_decision
+from vocabulary.labels import LESION_CLASSES
 
 runner = CliRunner()
 TINY = TrainingConfig(epochs=2, steps_per_epoch=3, batch_size=4, patch=32, seed=3,
