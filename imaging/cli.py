@@ -66,6 +66,10 @@ def train(
     context_slices: int = typer.Option(1, "--context-slices", help="2.5D: neighbours on each side as channels."),
     channels: str = typer.Option("8,16,32,64,128", "--channels", help="U-Net widths per level."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    init_from: Path | None = typer.Option(None, "--init-from", exists=True, dir_okay=False,
+                                          help="Start from this checkpoint's weights (fine-tune; a two-class "
+                                               "checkpoint seeds the new classes from its hematoma channel)."),
+    lr: float = typer.Option(3e-3, "--lr", min=0.0, help="Peak learning rate of the one-cycle schedule."),
 ) -> None:
     """Train the 2D U-Net on the study's manual annotations (or a synthetic truth folder)."""
     from imaging.preprocess import Preprocessing
@@ -93,7 +97,7 @@ def train(
                         examples.append(TrainingExample(series.series_instance_uid, store.patient_key(session, series),
                                                         vol.hu, labels))
                     bar.advance(task)
-        cfg = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+        cfg = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed, lr=lr,
                              net={"channels": [int(c) for c in channels.split(",")],
                                   "strides": [2] * (len(channels.split(",")) - 1), "num_res_units": 1})
         pre = Preprocessing(size=size, context_slices=context_slices)
@@ -115,7 +119,8 @@ def train(
                     console.print(f"epoch {report.epoch}/{epochs}: loss {report.loss:.3f}, validation Dice {dice}, "
                                   f"{report.seconds:.0f} s")
 
-            model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch)
+            model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch,
+                                initial=load_model(init_from) if init_from is not None else None)
         path = out or home.models_dir / "unet2d.pt"
         version = model.save(path)
         m = model.metadata["metrics"]

@@ -13,7 +13,9 @@
   the chosen class (or anywhere in the head) - a fully convolutional net trained on patches
   applies to the whole slice;
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
-- validation Dice per series on the network grid after each epoch; the best epoch is kept.
+- validation Dice per series on the network grid after each epoch; the best epoch is kept;
+- optionally warm-started from another checkpoint (`initial`), also one of another label map (the
+  two-class U-Net): see `warm_start_state`.
 Deterministic for a given seed on CPU.
 """
 
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
-from imaging.model import DEFAULT_NET, LABEL_MAP, SegmentationModel, build_unet
+from imaging.model import _LEGACY_CLASS_NAMES, DEFAULT_NET, LABEL_MAP, SegmentationModel, build_unet
 from imaging.preprocess import Preprocessing
 
 
@@ -175,6 +177,54 @@ def _dice_by_class(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return out
 
 
+NEW_CLASS_BIAS = -2.0  # logit offset of a class the initial model lacks: it starts out less likely than its source
+
+
+def warm_start_state(initial: SegmentationModel, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`net`'s state dict filled from `initial`'s weights, class channels mapped by name.
+
+    Same label map: a plain copy. Another one (the two-class U-Net: background, hematoma, edema):
+    every class the initial model has keeps its weights (hematoma -> IPH, edema -> edema); a class
+    it lacks (EAH, IVH: blood, like a hematoma) starts as a copy of the IPH channel with its final
+    logit lowered by `NEW_CLASS_BIAS`, so the network starts out as the initial model and training
+    teaches it where the new classes differ. In a weight whose output and input are both class
+    channels, an input copied for a new class is zeroed, so nothing is counted twice.
+    """
+    by_name = {name: value for value, name in LABEL_MAP.items()} | _LEGACY_CLASS_NAMES
+    old_index = {by_name[name]: k for k, name in initial.label_map.items() if name in by_name}
+    blood = old_index.get(1)
+    source = [old_index.get(k, blood) for k in sorted(LABEL_MAP)]
+    if None in source:
+        raise ValueError(f"initial model's classes {initial.label_map} cannot seed {LABEL_MAP}")
+    primary = [source.index(j) == k for k, j in enumerate(source)]  # first new class fed by each old one
+    old = initial.net.state_dict()
+    new = net.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    last_bias = None
+    n_old, n_new = len(initial.label_map), len(LABEL_MAP)
+    for key, target in new.items():
+        src = old[key]
+        if src.shape == target.shape:
+            out[key] = src.clone()
+            continue
+        dims = [d for d in range(src.ndim) if src.shape[d] == n_old and target.shape[d] == n_new]
+        if not dims or [d for d in range(src.ndim) if src.shape[d] != target.shape[d] and d not in dims]:
+            raise ValueError(f"initial model's layer {key} {tuple(src.shape)} does not fit {tuple(target.shape)}")
+        t = src.index_select(dims[0], torch.tensor(source))
+        if len(dims) > 1:  # (output, input) of a class-to-class convolution
+            t = t.index_select(dims[1], torch.tensor(source))
+            mask = torch.tensor(primary, dtype=t.dtype).reshape([-1 if d == dims[1] else 1 for d in range(t.ndim)])
+            t = t * mask
+        out[key] = t.contiguous()
+        if key.endswith("bias") and src.ndim == 1:
+            last_bias = key
+    if last_bias is not None:  # the network's output logits
+        for k in sorted(LABEL_MAP):
+            if k not in old_index:
+                out[last_bias][k] += NEW_CLASS_BIAS
+    return out
+
+
 def _validate(net: torch.nn.Module, data: Sequence[_Prepared], pre: Preprocessing, device: torch.device,
               batch_size: int) -> dict[str, float]:
     """Mean Dice per class over validation series that have that class (network grid)."""
@@ -203,8 +253,13 @@ def train_model(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    initial: SegmentationModel | None = None,
 ) -> SegmentationModel:
-    """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance."""
+    """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance.
+
+    `initial`: start from this model's weights (fine-tuning) instead of a random initialization; its
+    network widths and preprocessing must be those of `config` and `preprocessing`.
+    """
     cfg = config or TrainingConfig()
     pre = preprocessing or Preprocessing()
     device = torch.device(device)
@@ -229,7 +284,13 @@ def train_model(
     if not pool:
         raise ValueError("no training slice contains head (is the HU scaling right?)")
 
-    net = build_unet(pre.in_channels, len(LABEL_MAP), cfg.net).to(device)
+    net = build_unet(pre.in_channels, len(LABEL_MAP), cfg.net)
+    if initial is not None:
+        if initial.preprocessing != pre:
+            raise ValueError("the initial model was trained with other preprocessing "
+                             f"({initial.preprocessing.to_dict()}); pass the same --size and --context-slices")
+        net.load_state_dict(warm_start_state(initial, net))
+    net = net.to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
@@ -294,6 +355,8 @@ def train_model(
         "seed": cfg.seed,
         "training_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "training_data_sha256": training_data_sha256(examples),
+        "initial_model": ({"name": initial.name, "version": initial.version, "label_map": initial.label_map}
+                          if initial is not None else None),
         "split": {"train": sorted(uid_digest(p.uid) for p in train),
                   "validation": sorted(uid_digest(p.uid) for p in val)},
         "n_series": {"train": len(train), "validation": len(val)},
