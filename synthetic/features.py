@@ -63,6 +63,8 @@ def patient_level_features(timepoints: pd.DataFrame) -> pd.DataFrame:
         ede = g["edema_ml"].to_numpy(float)
         days = g["days_from_injury"].to_numpy(float)
         adm = g.iloc[0]
+        eah = float(adm["extra_axial_ml"]) if "extra_axial_ml" in g.columns else math.nan
+        ivh = float(adm["ivh_ml"]) if "ivh_ml" in g.columns else math.nan
         k = int(np.argmax(ede))
         growth = 0.0 if k == 0 else (ede[k] - ede[0]) / (days[k] - days[0])
         if len(g) > 1:
@@ -79,9 +81,9 @@ def patient_level_features(timepoints: pd.DataFrame) -> pd.DataFrame:
             "peak_edema_ml": ede.max(), "peak_edema_day": days[k], "last_hematoma_ml": hem[-1],
             "last_edema_ml": ede[-1], "hematoma_expansion_ml": expansion, "hematoma_expansion_pct": pct,
             "significant_expansion": significant, "edema_growth_ml_per_day": growth, "n_scans": len(g),
-            "adm_eah_ml": float(adm["extra_axial_ml"]), "adm_ivh_ml": float(adm.get("ivh_ml", 0.0)),
-            "adm_ivh_present": float(adm.get("ivh_ml", 0.0) > 0),
-            "adm_hemorrhage_ml": hem[0] + float(adm["extra_axial_ml"]) + float(adm.get("ivh_ml", 0.0)),
+            # Four-class features: empty when the timepoint table has no such column (as in biomarkers).
+            "adm_eah_ml": eah, "adm_ivh_ml": ivh, "adm_ivh_present": float(ivh > 0) if ivh == ivh else math.nan,
+            "adm_hemorrhage_ml": hem[0] + eah + ivh,
         })
     out = pd.DataFrame(rows, columns=list(PATIENT_LEVEL_COLUMNS))
     for col in ("adm_lesion_left", "significant_expansion", "adm_ivh_present"):
