@@ -6,7 +6,10 @@ which the shipped phantom model never saw) without writing or ingesting 700 MB o
 Prints, per class of the label map and for any hemorrhage (labels 1, 2, 4): series with the class,
 mean and SD Dice over them, median absolute volume error; and IVH detection (present or not).
 
-    python bench/label_accuracy.py [--seed 0] [--patients 60] [--model phantom|PATH] [--max-series N]
+    python bench/label_accuracy.py [--seed 0] [--patients 60] [--model phantom|PATH] [--max-series N] [--csv OUT]
+
+`--csv` keeps the per-series rows as they come (a long run can be summarised part-way with
+`--summarise OUT`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,12 @@ def main() -> None:
     ap.add_argument("--centers", type=int, default=5)
     ap.add_argument("--model", default="phantom")
     ap.add_argument("--max-series", type=int, default=None)
+    ap.add_argument("--csv", default=None, help="Write the per-series rows here as they come.")
+    ap.add_argument("--summarise", default=None, help="Only print the summary of such a CSV.")
     args = ap.parse_args()
+    if args.summarise:
+        summarise(pd.read_csv(args.summarise), f"{args.summarise}")
+        return
     segmenter = open_segmenter(args.model, torch.device("cpu"))
     rows, t0 = [], time.perf_counter()
     for n, (name, r) in enumerate(rendered_series(args.seed, args.patients, args.centers)):
@@ -59,9 +67,15 @@ def main() -> None:
         pred, _ = segmenter.segment(volume)
         for m in series_metrics(pred, r.labels, r.spacing, r.grid.voxel_volume_ml):
             rows.append({"series": name, **m})
+        if args.csv:
+            pd.DataFrame(rows).to_csv(args.csv, index=False)
     df = pd.DataFrame(rows)
-    print(f"model {segmenter.name} {segmenter.version[:16]}; synthetic study seed {args.seed}: "
-          f"{df['series'].nunique()} series in {time.perf_counter() - t0:.0f} s")
+    summarise(df, f"model {segmenter.name} {segmenter.version[:16]}; synthetic study seed {args.seed}, "
+                  f"in {time.perf_counter() - t0:.0f} s")
+
+
+def summarise(df: pd.DataFrame, title: str) -> None:
+    print(f"{title}: {df['series'].nunique()} series")
     print(f"{'class':<12}{'series with it':>16}{'Dice mean':>11}{'Dice SD':>9}{'median |dV| mL':>16}"
           f"{'false-positive series':>23}")
     for c in CLASSES:
