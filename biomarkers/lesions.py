@@ -85,7 +85,8 @@ def lesion_table(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], a
 
     Works on the bounding box of the lesion labels only, so its cost follows the lesion size, not the scan size.
     """
-    box = bounding_box(labels > 0)
+    # Extra-axial and intraventricular blood are not hematoma lesions: they stay out of the box.
+    box = bounding_box((labels == HEMATOMA) | (labels == EDEMA))
     if box is None:
         return pd.DataFrame(columns=LESION_COLUMNS)
     sub = labels[box]

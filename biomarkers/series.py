@@ -1,19 +1,25 @@
 """All per-series imaging biomarkers from one HU volume and its hematoma/edema mask.
 
 `series_features(hu, labels, spacing, affine)` returns `(values, lesions)`: a flat dict of scalar
-features (names below) and the per-lesion table of `biomarkers.lesions`. The feature definitions
+features (names below) and the per-lesion table of `biomarkers.lesions`. Labels are those of
+`vocabulary.labels`; "hematoma" keeps CREACTIVE's meaning, IPH (label 1), and the lesion table,
+lesion count, ABC/2 and lesion sides are about hematoma lesions and their edema, as before. The feature definitions
 are versioned by `DEFINITIONS_VERSION`: change it whenever a definition or default changes, so
 that stored features are recomputed (`ctstudy biomarkers extract` skips only current ones).
 
 Scalar features:
-- volumes (mL, voxel count x voxel volume): hematoma_ml, edema_ml, total_lesion_ml, relative_edema
+- volumes (mL, voxel count x voxel volume): one per class, iph_ml, eah_ml, edema_ml, ivh_ml;
+  hematoma_ml (= iph_ml), hemorrhage_ml (labels 1, 2, 4), total_lesion_ml (hematoma + edema),
+  relative_edema
+- extra-axial and intraventricular blood (biomarkers.extra_axial): eah_count, eah_largest_ml,
+  eah_max_thickness_mm, eah_largest_left (1 left / 0 right / NaN none), ivh_present (0/1)
 - lesions: lesion_count, largest_lesion_ml, largest_lesion_left (1 left / 0 right / NaN none),
   largest_lesion_region, side (left | right | bilateral | none, over counted lesions)
 - abc2_ml: ABC/2 (Kothari) of the largest lesion, by imaging.abc2, to set against largest_lesion_ml
 - midline: midline_shift_mm, midline_shift_signed_mm (+ toward the patient's left),
   midline_shift_method, midline_septum_rows, midline_plane_source, midline_normal_{x,y,z} (LPS)
 - tissue volumes (mL, on the tissue grid): intracranial_ml, parenchyma_ml, ventricle_ml and their
-  _left_ml/_right_ml halves, lesion_left_ml / lesion_right_ml (exact, full resolution)
+  _left_ml/_right_ml halves, lesion_left_ml / lesion_right_ml (hematoma + edema, exact, full resolution)
 - asymmetry indexes (L - R) / ((L + R) / 2): asymmetry_parenchyma, asymmetry_ventricles, asymmetry_lesion
 - density (HU): parenchyma_mean_hu, hematoma_mean_hu, edema_mean_hu
 """
@@ -29,15 +35,17 @@ import pandas as pd
 
 from biomarkers.asymmetry import asymmetry_index, side_volumes_ml
 from biomarkers.density import mean_hu
+from biomarkers.extra_axial import extra_axial_features
 from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
 from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labelled_lesions, lesion_table
 from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
 from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
-from biomarkers.volume import EDEMA, HEMATOMA, checked_labels
+from biomarkers.volume import EDEMA, HEMATOMA, MAX_LABEL, checked_labels, class_volumes_ml
 from imaging.abc2 import abc2_ml
 
-# Not number-like, so that CSV readers keep it a string.
-DEFINITIONS_VERSION = "v1"
+# Not number-like, so that CSV readers keep it a string. v2: the four-class label map (per-class volumes,
+# extra-axial collection and thickness, IVH present).
+DEFINITIONS_VERSION = "v2"
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,9 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     vml = voxel_volume_ml(spacing_t)
     values: dict[str, Any] = {}
 
-    counts = np.bincount(labels.ravel(), minlength=3)
-    hematoma_ml, edema_ml = counts[HEMATOMA] * vml, counts[EDEMA] * vml
-    values.update(hematoma_ml=float(hematoma_ml), edema_ml=float(edema_ml),
-                  total_lesion_ml=float(hematoma_ml + edema_ml),
-                  relative_edema=float(edema_ml / hematoma_ml) if hematoma_ml > 0 else float("nan"))
+    values.update(class_volumes_ml(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1), vml))
+    eah, largest_eah = extra_axial_features(labels, spacing_t, settings.min_lesion_ml, settings.connectivity)
+    values.update(eah)
 
     stride = inplane_stride(spacing_t, settings.tissue_pixel_mm)
     tissue = tissue_masks(hu, labels, stride, settings.thresholds)
@@ -81,6 +87,10 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     values.update({f"midline_normal_{k}": float(v) for k, v in zip("xyz", plane.normal_mm, strict=True)})
     ventricles = lateral_ventricles(tissue.csf, tissue.intracranial, plane, stride, spacing_t)
     values.update(midline_shift(ventricles, plane, stride, spacing_t))
+    values["eah_largest_left"] = float("nan")
+    if largest_eah is not None:
+        centroid = np.argwhere(largest_eah).mean(axis=0)
+        values["eah_largest_left"] = 1.0 if plane.signed_distance_mm(centroid[None, :])[0] > 0 else 0.0
 
     box = bounding_box(tissue.intracranial)
     brain_box_mm = None
@@ -119,7 +129,7 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
 
     hu_s = hu[:, ::stride, ::stride]
     values["parenchyma_mean_hu"] = mean_hu(hu_s, tissue.parenchyma)
-    lbox = bounding_box(labels > 0)
+    lbox = bounding_box((labels == HEMATOMA) | (labels == EDEMA))
     if lbox is None:
         values.update(hematoma_mean_hu=float("nan"), edema_mean_hu=float("nan"))
     else:
@@ -135,10 +145,12 @@ def _largest_abc2_ml(labels: np.ndarray, spacing: tuple, settings: FeatureSettin
 
 
 def _lesion_sides_ml(labels: np.ndarray, plane: MidlinePlane, vml: float) -> tuple[float, float]:
-    box = bounding_box(labels > 0)
+    """Hematoma + edema (CREACTIVE's lesion) volume on each side of the midline plane."""
+    lesion = (labels == HEMATOMA) | (labels == EDEMA)
+    box = bounding_box(lesion)
     if box is None:
         return 0.0, 0.0
-    zz, yy, xx = np.nonzero(labels[box])
+    zz, yy, xx = np.nonzero(lesion[box])
     offset = [s.start for s in box]
     d = plane.signed_distance_mm(np.column_stack([zz + offset[0], yy + offset[1], xx + offset[2]]))
     return float(np.count_nonzero(d > 0)) * vml, float(np.count_nonzero(d < 0)) * vml

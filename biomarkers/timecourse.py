@@ -15,6 +15,10 @@ Definitions (names fixed by docs/data-formats.md, shared with `synthetic` and `p
   expansion in ICH trials; empty with one scan.
 - edema_growth_ml_per_day: (peak edema - admission edema) / (peak day - admission day), 0 if the
   peak is on admission; empty if the days are unknown.
+- four-class features of the admission scan (v2): adm_eah_ml, adm_eah_max_thickness_mm (largest
+  extra-axial collection), adm_ivh_ml, adm_ivh_present, adm_hemorrhage_ml (IPH + EAH + IVH); taken
+  from the series columns eah_ml, eah_max_thickness_mm, ivh_ml, ivh_present, hemorrhage_ml, and
+  empty when the table lacks them (a table written before the four-class map).
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ PATIENT_FEATURES = [
     "adm_hematoma_ml", "adm_edema_ml", "adm_lesion_count", "adm_midline_shift_mm", "adm_lesion_left",
     "peak_hematoma_ml", "peak_edema_ml", "peak_edema_day", "last_hematoma_ml", "last_edema_ml",
     "hematoma_expansion_ml", "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans",
+    "adm_eah_ml", "adm_eah_max_thickness_mm", "adm_ivh_ml", "adm_ivh_present", "adm_hemorrhage_ml",
 ]
+# Admission-scan features of the four-class map: patient-level name -> series column (optional columns).
+ADMISSION_CLASS_FEATURES = {"adm_eah_ml": "eah_ml", "adm_eah_max_thickness_mm": "eah_max_thickness_mm",
+                            "adm_ivh_ml": "ivh_ml", "adm_ivh_present": "ivh_present",
+                            "adm_hemorrhage_ml": "hemorrhage_ml"}
 REQUIRED_COLUMNS = ["days_from_injury", "hematoma_ml", "edema_ml", "lesion_count", "midline_shift_mm",
                     "largest_lesion_left"]
 SIGNIFICANT_EXPANSION_ML = 6.0
@@ -102,4 +111,6 @@ def patient_level_features(series_table: pd.DataFrame, keys: list[str] | None = 
         rate = (out["peak_edema_ml"] - out["adm_edema_ml"]) / day_span.where(day_span > 0)
     out["edema_growth_ml_per_day"] = rate.where(~peak_on_admission, 0.0)
     out["n_scans"] = g.size()
+    for name, col in ADMISSION_CLASS_FEATURES.items():
+        out[name] = pd.to_numeric(first[col], errors="raise") if col in first.columns else np.nan
     return out[PATIENT_FEATURES]

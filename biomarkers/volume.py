@@ -1,4 +1,8 @@
-"""Lesion volumes from a label mask: voxel count x voxel volume (labels 1 hematoma, 2 edema)."""
+"""Lesion volumes from a label mask: voxel count x voxel volume, per class of `vocabulary.labels`.
+
+"Hematoma" keeps CREACTIVE's meaning (label 1, IPH; see vocabulary.labels); "hemorrhage" is any
+blood (labels 1 IPH, 2 EAH, 4 IVH); "total lesion" is hematoma + edema, CREACTIVE's lesion.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from biomarkers.geometry import voxel_volume_ml
+from vocabulary import labels as L
 
-HEMATOMA = 1
-EDEMA = 2
+HEMATOMA = L.IPH  # CREACTIVE's "hematoma": intraparenchymal hematoma / contusion
+EAH = L.EAH
+EDEMA = L.EDEMA
+IVH = L.IVH
+MAX_LABEL = max(L.LABEL_MAP)
 
 
 def checked_labels(labels: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """The label mask as uint8 (z, y, x); a clear error for a wrong shape or labels other than 0, 1, 2."""
+    """The label mask as uint8 (z, y, x); a clear error for a wrong shape or labels outside the label map."""
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"label mask must be 3-D (z, y, x), got shape {labels.shape}")
@@ -22,25 +30,29 @@ def checked_labels(labels: np.ndarray, shape: tuple[int, ...] | None = None) -> 
     if labels.size == 0:
         raise ValueError("label mask is empty (a zero-length axis)")
     # One max() pass for the usual uint8 mask; np.unique (a sort of 10^7 voxels) only to name bad values.
-    ok = labels.max() <= EDEMA and (labels.dtype == np.uint8 or labels.min() >= 0)
+    ok = labels.max() <= MAX_LABEL and (labels.dtype == np.uint8 or labels.min() >= 0)
     if ok and not np.issubdtype(labels.dtype, np.integer):
         ok = bool(np.all(np.mod(labels, 1) == 0))
     if not ok:
-        found = sorted(set(np.unique(labels).tolist()) - {0, 1, 2})
-        raise ValueError(f"label mask has values {found[:5]}; expected only 0 background, 1 hematoma, 2 edema")
+        found = sorted(set(np.unique(labels).tolist()) - set(L.LABEL_MAP))
+        raise ValueError(f"label mask has values {found[:5]}; expected only {L.describe()} "
+                         "(an older two-class mask? import it with --label-scheme two-class)")
     return labels if labels.dtype == np.uint8 else labels.astype(np.uint8)
 
 
+def class_volumes_ml(counts: np.ndarray, vml: float) -> dict[str, float]:
+    """From per-label voxel counts: `<key>_ml` per class, hematoma_ml (= iph_ml), hemorrhage_ml,
+    total_lesion_ml (hematoma + edema) and relative_edema (edema / hematoma; NaN without hematoma)."""
+    counts = np.pad(np.asarray(counts), (0, max(0, MAX_LABEL + 1 - len(counts))))
+    out = {f"{c.key}_ml": float(counts[c.value]) * vml for c in L.LESION_CLASSES}
+    hematoma, edema = out[f"{L.BY_VALUE[HEMATOMA].key}_ml"], out[f"{L.BY_VALUE[EDEMA].key}_ml"]
+    out.update(hematoma_ml=hematoma, hemorrhage_ml=float(sum(counts[v] for v in L.HEMORRHAGE_LABELS)) * vml,
+               total_lesion_ml=hematoma + edema,
+               relative_edema=edema / hematoma if hematoma > 0 else float("nan"))
+    return out
+
+
 def label_volumes_ml(labels: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """Hematoma, edema and total lesion volume in mL, and relative edema (edema / hematoma; NaN without hematoma)."""
+    """The volumes of `class_volumes_ml` for a label mask with voxel spacing (dz, dy, dx) mm."""
     labels = checked_labels(labels)
-    counts = np.bincount(labels.ravel(), minlength=3)
-    vml = voxel_volume_ml(spacing)
-    hematoma = float(counts[HEMATOMA]) * vml
-    edema = float(counts[EDEMA]) * vml
-    return {
-        "hematoma_ml": hematoma,
-        "edema_ml": edema,
-        "total_lesion_ml": hematoma + edema,
-        "relative_edema": edema / hematoma if hematoma > 0 else float("nan"),
-    }
+    return class_volumes_ml(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1), voxel_volume_ml(spacing))

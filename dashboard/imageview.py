@@ -7,13 +7,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from vocabulary.labels import LESION_CLASSES
+
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
     "subdural": (75.0, 215.0),
     "bone": (600.0, 2800.0),
 }
-# Colours as in the CREACTIVE slides: hematoma red, edema blue (labels 1 and 2 of the mask contract).
-LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (230, 25, 25), 2: (30, 90, 255)}
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    h = hex_colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+# One colour per lesion class, from the label map (vocabulary.labels): IPH red, extra-axial orange,
+# edema blue, IVH purple.
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = {c.value: _rgb(c.colour) for c in LESION_CLASSES}
+
+
+def legend_html(present: set[int] | None = None) -> str:
+    """A one-line HTML legend, a coloured square and the class name per lesion class (only `present` ones if given)."""
+    items = [f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{c.colour};'
+             f'margin:0 0.3em 0 0.9em;vertical-align:middle"></span>{c.name}'
+             for c in LESION_CLASSES if present is None or c.value in present]
+    return "".join(items)
 
 
 def windowed_uint8(hu: np.ndarray, level: float, width: float) -> np.ndarray:

@@ -21,7 +21,8 @@ from registry.csv_export import write_csv
 from registry.db import session_scope
 from vocabulary.dictionary import short_uid
 
-app = typer.Typer(help="Hematoma/edema segmentation: train, segment, export, evaluate.", no_args_is_help=True)
+app = typer.Typer(help="Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate.",
+                  no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -68,6 +69,10 @@ def train(
     context_slices: int = typer.Option(1, "--context-slices", help="2.5D: neighbours on each side as channels."),
     channels: str = typer.Option("8,16,32,64,128", "--channels", help="U-Net widths per level."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    init_from: Path | None = typer.Option(None, "--init-from", exists=True, dir_okay=False,
+                                          help="Start from this checkpoint's weights (fine-tune; a two-class "
+                                               "checkpoint seeds the new classes from its hematoma channel)."),
+    lr: float = typer.Option(3e-3, "--lr", min=0.0, help="Peak learning rate of the one-cycle schedule."),
 ) -> None:
     """Train the 2D U-Net on the study's manual annotations (or a synthetic truth folder)."""
     from imaging.preprocess import Preprocessing
@@ -95,7 +100,7 @@ def train(
                         examples.append(TrainingExample(series.series_instance_uid, store.patient_key(session, series),
                                                         vol.hu, labels))
                     bar.advance(task)
-        cfg = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+        cfg = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed, lr=lr,
                              net={"channels": [int(c) for c in channels.split(",")],
                                   "strides": [2] * (len(channels.split(",")) - 1), "num_res_units": 1})
         pre = Preprocessing(size=size, context_slices=context_slices)
@@ -117,7 +122,8 @@ def train(
                     console.print(f"epoch {report.epoch}/{epochs}: loss {report.loss:.3f}, validation Dice {dice}, "
                                   f"{report.seconds:.0f} s")
 
-            model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch)
+            model = train_model(examples, cfg, pre, dev, on_step=on_step, on_epoch=on_epoch,
+                                initial=load_model(init_from) if init_from is not None else None)
         path = out or home.models_dir / "unet2d.pt"
         version = model.save(path)
         m = model.metadata["metrics"]
@@ -379,7 +385,7 @@ def evaluate(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_csv(table, path)
         _print(summary_by_split(table), f"Segmentation vs {against} by split (model {model.version[:16]})")
-        _print(summary_by_volume_group(table), "Hematoma volume: |segmentation - reference| vs ABC/2, mL")
+        _print(summary_by_volume_group(table), "IPH (hematoma) volume: |segmentation - reference| vs ABC/2, mL")
         console.print(f"{table['series_instance_uid'].nunique()} series; per-series CSV {path}")
 
 

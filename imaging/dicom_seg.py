@@ -10,19 +10,27 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
-from imaging.model import LABEL_MAP
 from registry.deidentify import deidentified
+from vocabulary.labels import LESION_CLASSES, LesionClass
 
-# SNOMED CT: "Hematoma" (385494008) and "Edema" (79654002), property category "Morphologically abnormal structure".
-_SEGMENT_CODES = {
-    "hematoma": hd.sr.CodedConcept("385494008", "SCT", "Hematoma"),
-    "edema": hd.sr.CodedConcept("79654002", "SCT", "Edema"),
-}
-_ABNORMAL_STRUCTURE = hd.sr.CodedConcept("49755003", "SCT", "Morphologically abnormal structure")
-_COLORS_LAB = {  # CREACTIVE display colours: hematoma red, edema blue (CIELab, DICOM scaled)
-    "hematoma": hd.color.CIELabColor(53.2, 80.1, 67.2),
-    "edema": hd.color.CIELabColor(32.3, 79.2, -107.9),
-}
+# Every segment: property category "Morphologically abnormal structure" (SNOMED CT 49755003, CID 7150),
+# property type the class's SNOMED CT code from vocabulary.labels, display colour its overlay colour.
+_ABNORMAL_STRUCTURE = codes.SCT.MorphologicallyAbnormalStructure
+
+
+def segment_description(c: LesionClass, number: int,
+                        algorithm: hd.AlgorithmIdentificationSequence) -> hd.seg.SegmentDescription:
+    """The DICOM SEG segment of one lesion class, coded from the label map."""
+    return hd.seg.SegmentDescription(
+        segment_number=number, segment_label=c.name,
+        segmented_property_category=_ABNORMAL_STRUCTURE,
+        segmented_property_type=hd.sr.CodedConcept(c.snomed_code, "SCT", c.snomed_meaning),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_id=c.key,
+        tracking_uid=hd.UID(),
+        display_color=hd.color.CIELabColor.from_string(c.colour),
+    )
 
 
 def segmentation_dataset(source_paths: Sequence[Path | str], labels: np.ndarray, sop_instance_uids: Sequence[str],
@@ -30,6 +38,8 @@ def segmentation_dataset(source_paths: Sequence[Path | str], labels: np.ndarray,
                          identity: tuple[bytes, str] | None = None) -> hd.seg.Segmentation:
     """A binary DICOM SEG of `labels` (z, y, x), frame k on the source instance `sop_instance_uids[k]`.
 
+    One segment per lesion class present, in label order, labelled, coded and coloured from
+    `vocabulary.labels`; each segment's TrackingID is the class key (`iph`, `eah`, `edema`, `ivh`).
     `identity` (the home key, the patient's pseudonym): the SEG's patient and study modules, copied from
     the sources, then carry only the pseudonym and keyed UIDs, also for originals indexed in place
     (the archive's copies are already de-identified and pass unchanged).
@@ -49,21 +59,19 @@ def segmentation_dataset(source_paths: Sequence[Path | str], labels: np.ndarray,
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"ctstudy {model_name}", version=model_version[:16],
         family=codes.cid7162.ArtificialIntelligence)
-    descriptions = []
-    for number, (k, name) in enumerate(((k, n) for k, n in LABEL_MAP.items() if k), start=1):
-        if k != number:
-            raise ValueError("segment numbers must follow the label values 1..N")
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number, segment_label=name,
-            segmented_property_category=_ABNORMAL_STRUCTURE,
-            segmented_property_type=_SEGMENT_CODES[name],
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-            display_color=_COLORS_LAB[name],
-        ))
+    # One segment per class present in the mask (a SEG segment must not be empty), numbered 1..n in
+    # label order; the segment's pixel value is its number, so the labels are renumbered to match.
+    present = [c for c in LESION_CLASSES if (labels == c.value).any()]
+    if not present:
+        raise ValueError("the mask has no lesion voxel: nothing to export (a DICOM SEG needs at least one segment)")
+    descriptions = [segment_description(c, n, algorithm) for n, c in enumerate(present, start=1)]
+    lut = np.zeros(256, dtype=np.uint8)
+    for n, c in enumerate(present, start=1):
+        lut[c.value] = n
+    pixels = lut[labels.astype(np.uint8)]
     return hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=np.ascontiguousarray(labels.astype(np.uint8)),
+        pixel_array=np.ascontiguousarray(pixels),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),

@@ -7,7 +7,12 @@ reported as NaN (`empty_empty` = True) and left out of means, so "mean Dice" is 
 series that have the class in the reference or the prediction. A prediction on a series whose
 reference is empty has Dice 0. Precision and recall follow the same rule (NaN when undefined).
 
-Volume. `abs_volume_error_ml` = |predicted - reference| class volume. For hematoma, also the
+Classes. One record per class of the label map (`vocabulary.labels`, by key: `iph`, `eah`, `edema`,
+`ivh`) and one for `hemorrhage`, labels 1, 2 and 4 merged (any blood: a model that calls a
+contusion next to the skull extra-axial has still found the hemorrhage).
+
+Volume. `abs_volume_error_ml` = |predicted - reference| class volume. For IPH (CREACTIVE's
+hematoma), also the
 bedside ABC/2 of the largest reference lesion (`imaging.abc2`), and its error against that
 lesion's true volume; series are grouped by reference hematoma volume (< 5, 5-25, > 25 mL, as in
 the seed paper on ABC/2, ich-volume-deep-learning-vs-abc2). The segmentation's error is on the
@@ -22,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from imaging.abc2 import abc2_ml, largest_lesion
-from imaging.model import LABEL_MAP
+from vocabulary import labels as L
 
 VOLUME_GROUPS = ("<5 mL", "5-25 mL", ">25 mL")
+HEMORRHAGE = "hemorrhage"  # labels 1, 2, 4 merged
+CLASSES = (*(c.key for c in L.LESION_CLASSES), HEMORRHAGE)
+HEMATOMA_CLASS = L.BY_VALUE[L.IPH].key  # the class with ABC/2 and volume groups
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -41,15 +49,16 @@ def volume_group(ml: float) -> str:
 
 def series_metrics(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float],
                    voxel_ml: float | None = None) -> list[dict]:
-    """One record per class (hematoma, edema) for one series; `pred` and `truth` are (z, y, x) labels."""
+    """One record per class of the label map and one for any hemorrhage, for one series; `pred` and `truth`
+    are (z, y, x) labels."""
     if pred.shape != truth.shape:
         raise ValueError(f"prediction {pred.shape} and reference {truth.shape} are on different grids")
     vml = voxel_ml if voxel_ml is not None else float(np.prod(spacing)) / 1000.0
     rows = []
-    for k, name in LABEL_MAP.items():
-        if k == 0:
-            continue
-        p, t = pred == k, truth == k
+    blood = list(L.HEMORRHAGE_LABELS)
+    masks = [(c.key, pred == c.value, truth == c.value) for c in L.LESION_CLASSES]
+    masks.append((HEMORRHAGE, np.isin(pred, blood), np.isin(truth, blood)))
+    for name, p, t in masks:
         tp = int(np.count_nonzero(p & t))
         np_, nt = int(np.count_nonzero(p)), int(np.count_nonzero(t))
         row = {
@@ -62,7 +71,7 @@ def series_metrics(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, fl
             "pred_ml": np_ * vml,
             "abs_volume_error_ml": abs(np_ - nt) * vml,
         }
-        if name == "hematoma":
+        if name == HEMATOMA_CLASS:
             biggest = largest_lesion(t)
             row["true_largest_ml"] = int(np.count_nonzero(biggest)) * vml
             row["abc2_largest_ml"] = abc2_ml(biggest, spacing) if nt else 0.0
@@ -89,8 +98,8 @@ def summary_by_split(per_series: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_by_volume_group(per_series: pd.DataFrame) -> pd.DataFrame:
-    """Hematoma absolute volume error of the segmentation vs ABC/2, by reference volume group."""
-    h = per_series[(per_series["class"] == "hematoma") & (per_series["true_ml"] > 0)]
+    """IPH (hematoma) absolute volume error of the segmentation vs ABC/2, by reference volume group."""
+    h = per_series[(per_series["class"] == HEMATOMA_CLASS) & (per_series["true_ml"] > 0)]
     rows = []
     for group in VOLUME_GROUPS:
         g = h[h["volume_group"] == group]

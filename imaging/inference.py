@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from imaging.model import SegmentationModel
+from imaging.model import LABEL_MAP, SegmentationModel, output_lut
 from imaging.volume import Volume
 
 
@@ -113,6 +113,8 @@ class UNetSegmenter:
                         torch.cuda.synchronize()
                     net_s += time.perf_counter() - tn
                     pre.to_native(scores.float(), box, chunk, out)
+        if self.model.label_map != LABEL_MAP:  # an older two-class checkpoint: outputs into the label map
+            out = output_lut(self.model.label_map)[out]
         t2 = time.perf_counter()
         timings = {"preprocess_s": t1 - t0, "network_s": net_s, "postprocess_s": t2 - t1 - net_s,
                    "total_s": t2 - t0, "slices": int(volume.shape[0]), "slices_in_head": int(index.size)}
@@ -124,7 +126,7 @@ _CACHE: dict[tuple[str, str, int], UNetSegmenter] = {}
 
 def segment_volume(volume: Volume, model: SegmentationModel, device: str | torch.device = "auto",
                    batch_size: int = 16) -> np.ndarray:
-    """(z, y, x) uint8 labels (0 background, 1 hematoma, 2 edema) of `volume`, on its native grid."""
+    """(z, y, x) uint8 labels (the label map of vocabulary.labels) of `volume`, on its native grid."""
     dev = device if isinstance(device, torch.device) else select_device(device)
     key = (model.version or str(id(model)), str(dev), batch_size)
     if key not in _CACHE or _CACHE[key].model is not model:

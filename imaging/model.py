@@ -4,6 +4,10 @@ A checkpoint is one `torch.save` dict of plain types and tensors (loaded with
 `weights_only=True`, so opening a model file never executes code). Its version is the SHA-256 of
 the file: that is what `SegmentationRun.model_version` records and what makes `segment`
 idempotent per model.
+
+The network has one output channel per class of the project's label map (`vocabulary.labels`),
+which the checkpoint records. A checkpoint of the older two-class map ({1: hematoma, 2: edema})
+still loads: `output_lut` maps its outputs into the label map (1 -> IPH, 2 -> edema).
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.networks.layers import Norm
 from monai.networks.nets import UNet
 
 from imaging.preprocess import Preprocessing
+from vocabulary import labels as L
 
 CHECKPOINT_FORMAT = 1
-LABEL_MAP = {0: "background", 1: "hematoma", 2: "edema"}
+LABEL_MAP = dict(L.LABEL_MAP)  # the network's classes: the project's label map, read from vocabulary.labels
+# Class names of checkpoints made before the four-class map, and where they go in it.
+_LEGACY_CLASS_NAMES = {"hematoma": L.IPH, "edema": L.EDEMA}
 DEFAULT_MODEL_PATH = Path(__file__).parent / "default_model" / "model.pt"
 DEFAULT_NET = {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}
 
@@ -71,6 +79,21 @@ class SegmentationModel:
         tmp.replace(path)
         self.version = file_sha256(path)
         return self.version
+
+
+def output_lut(label_map: dict[int, str]) -> np.ndarray:
+    """uint8 look-up table from a checkpoint's output classes to the project's label values.
+
+    A checkpoint names its classes; names of the label map keep their value, the two-class names
+    `hematoma` and `edema` map to IPH and edema (vocabulary.labels.LEGACY_TWO_CLASS).
+    """
+    by_name = {name: value for value, name in L.LABEL_MAP.items()} | _LEGACY_CLASS_NAMES
+    lut = np.zeros(max(label_map) + 1, dtype=np.uint8)
+    for k, name in label_map.items():
+        if name not in by_name:
+            raise ValueError(f"checkpoint class {k} {name!r} is not in the label map ({L.describe()})")
+        lut[k] = by_name[name]
+    return lut
 
 
 def file_sha256(path: Path | str) -> str:

@@ -2,12 +2,20 @@
 
 - split by patient (all series of one patient on one side), seeded;
 - slices are preprocessed once (the checkpoint's `Preprocessing`), kept as uint8 to save memory;
+- the network has one output per class of the label map (`vocabulary.labels`: background, IPH,
+  EAH, edema, IVH);
 - batches: slices with lesions drawn `lesion_fraction` of the time (lesions are a few percent of
-  the slices), augmented with one random affine per slice (rotation, shift, scale) and an
-  intensity gain/offset/noise, then cropped to `patch` pixels around a lesion (or anywhere in
-  the head) - a fully convolutional net trained on patches applies to the whole slice;
+  the slices); `class_balanced_fraction` of those draws are class-balanced (a lesion class chosen
+  uniformly among those in the training set, then a slice holding it), so that rare classes
+  (IVH, thin extra-axial blood) are seen often, the rest any slice with a lesion (mostly hematoma
+  and edema, the classes CREACTIVE's features rest on); augmented with one random affine per slice (rotation, shift,
+  scale) and an intensity gain/offset/noise, then cropped to `patch` pixels around a voxel of
+  the chosen class (or anywhere in the head) - a fully convolutional net trained on patches
+  applies to the whole slice;
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
-- validation Dice per series on the network grid after each epoch; the best epoch is kept.
+- validation Dice per series on the network grid after each epoch; the best epoch is kept;
+- optionally warm-started from another checkpoint (`initial`), also one of another label map (the
+  two-class U-Net): see `warm_start_state`.
 Deterministic for a given seed on CPU.
 """
 
@@ -25,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
-from imaging.model import DEFAULT_NET, LABEL_MAP, SegmentationModel, build_unet
+from imaging.model import _LEGACY_CLASS_NAMES, DEFAULT_NET, LABEL_MAP, SegmentationModel, build_unet
 from imaging.preprocess import Preprocessing
 
 
@@ -55,6 +63,7 @@ class TrainingConfig:
     batch_size: int = 16
     patch: int = 128
     lesion_fraction: float = 0.7
+    class_balanced_fraction: float = 0.5  # of the lesion draws; see the module doc
     lr: float = 3e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
@@ -131,12 +140,21 @@ def _augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainingConfig, gen: torch.G
     return x, y.round().long()
 
 
-def _crop_centres(y: torch.Tensor, lesion_slice: np.ndarray, patch: int, rng: np.random.Generator) -> list[tuple]:
+ANY_LESION = 0  # crop focus: any lesion voxel of the slice (a class value focuses on that class)
+
+
+def _crop_centres(y: torch.Tensor, focus: Sequence[int | None], patch: int,
+                  rng: np.random.Generator) -> list[tuple]:
+    """Patch centres: near a voxel of the focus class (any lesion if it left the slice), else anywhere."""
     size = y.shape[-1]
     half = patch // 2
     centres = []
     for i in range(y.shape[0]):
-        fg = torch.nonzero(y[i] > 0) if lesion_slice[i] else None
+        fg = None
+        if focus[i] is not None:
+            fg = torch.nonzero(y[i] == focus[i]) if focus[i] != ANY_LESION else None
+            if fg is None or not len(fg):
+                fg = torch.nonzero(y[i] > 0)
         if fg is not None and len(fg):
             cy, cx = fg[int(rng.integers(len(fg)))].tolist()
             cy += int(rng.integers(-half // 2, half // 2 + 1))
@@ -156,6 +174,54 @@ def _dice_by_class(pred: np.ndarray, truth: np.ndarray, label_map: dict[int, str
         if t.sum() == 0:
             continue
         out[name] = 2.0 * float(np.logical_and(t, p).sum()) / float(t.sum() + p.sum())
+    return out
+
+
+NEW_CLASS_BIAS = -2.0  # logit offset of a class the initial model lacks: it starts out less likely than its source
+
+
+def warm_start_state(initial: SegmentationModel, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`net`'s state dict filled from `initial`'s weights, class channels mapped by name.
+
+    Same label map: a plain copy. Another one (the two-class U-Net: background, hematoma, edema):
+    every class the initial model has keeps its weights (hematoma -> IPH, edema -> edema); a class
+    it lacks (EAH, IVH: blood, like a hematoma) starts as a copy of the IPH channel with its final
+    logit lowered by `NEW_CLASS_BIAS`, so the network starts out as the initial model and training
+    teaches it where the new classes differ. In a weight whose output and input are both class
+    channels, an input copied for a new class is zeroed, so nothing is counted twice.
+    """
+    by_name = {name: value for value, name in LABEL_MAP.items()} | _LEGACY_CLASS_NAMES
+    old_index = {by_name[name]: k for k, name in initial.label_map.items() if name in by_name}
+    blood = old_index.get(1)
+    source = [old_index.get(k, blood) for k in sorted(LABEL_MAP)]
+    if None in source:
+        raise ValueError(f"initial model's classes {initial.label_map} cannot seed {LABEL_MAP}")
+    primary = [source.index(j) == k for k, j in enumerate(source)]  # first new class fed by each old one
+    old = initial.net.state_dict()
+    new = net.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    last_bias = None
+    n_old, n_new = len(initial.label_map), len(LABEL_MAP)
+    for key, target in new.items():
+        src = old[key]
+        if src.shape == target.shape:
+            out[key] = src.clone()
+            continue
+        dims = [d for d in range(src.ndim) if src.shape[d] == n_old and target.shape[d] == n_new]
+        if not dims or [d for d in range(src.ndim) if src.shape[d] != target.shape[d] and d not in dims]:
+            raise ValueError(f"initial model's layer {key} {tuple(src.shape)} does not fit {tuple(target.shape)}")
+        t = src.index_select(dims[0], torch.tensor(source))
+        if len(dims) > 1:  # (output, input) of a class-to-class convolution
+            t = t.index_select(dims[1], torch.tensor(source))
+            mask = torch.tensor(primary, dtype=t.dtype).reshape([-1 if d == dims[1] else 1 for d in range(t.ndim)])
+            t = t * mask
+        out[key] = t.contiguous()
+        if key.endswith("bias") and src.ndim == 1:
+            last_bias = key
+    if last_bias is not None:  # the network's output logits
+        for k in sorted(LABEL_MAP):
+            if k not in old_index:
+                out[last_bias][k] += NEW_CLASS_BIAS
     return out
 
 
@@ -188,11 +254,14 @@ def train_model(
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     label_map: dict[int, str] | None = None,
+    initial: SegmentationModel | None = None,
 ) -> SegmentationModel:
     """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance.
 
     `label_map` (default `LABEL_MAP`) sets the classes the network outputs; examples' labels come from any
     source (manual annotations, a teacher model's masks) as long as their values are in it.
+    `initial`: start from this model's weights (fine-tuning) instead of a random initialization; its
+    network widths and preprocessing must be those of `config` and `preprocessing`.
     """
     cfg = config or TrainingConfig()
     classes = dict(label_map or LABEL_MAP)
@@ -210,13 +279,22 @@ def train_model(
     prepared = [_prepare(e, pre) for e in sorted(examples, key=lambda e: e.series_instance_uid)]
     train = [p for p in prepared if p.patient in train_keys]
     val = [p for p in prepared if p.patient in val_keys]
-    # Pools of (series, slice): every in-head slice, and those with any lesion label.
+    # Pools of (series, slice): every in-head slice, and per lesion class those holding it.
     pool = [(i, int(z)) for i, p in enumerate(train) for z in np.flatnonzero(p.in_head)]
-    lesion_pool = [(i, z) for i, z in pool if train[i].labels[z].any()]
+    class_pools = {k: [(i, z) for i, z in pool if (train[i].labels[z] == k).any()] for k in classes if k}
+    class_pools = {k: v for k, v in class_pools.items() if v}
+    lesion_classes = sorted(class_pools)
+    lesion_pool = sorted({s for v in class_pools.values() for s in v})
     if not pool:
         raise ValueError("no training slice contains head (is the HU scaling right?)")
 
-    net = build_unet(pre.in_channels, len(classes), cfg.net).to(device)
+    net = build_unet(pre.in_channels, len(classes), cfg.net)
+    if initial is not None:
+        if initial.preprocessing != pre:
+            raise ValueError("the initial model was trained with other preprocessing "
+                             f"({initial.preprocessing.to_dict()}); pass the same --size and --context-slices")
+        net.load_state_dict(warm_start_state(initial, net))
+    net = net.to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
@@ -234,14 +312,23 @@ def train_model(
         net.train()
         losses = []
         for step in range(cfg.steps_per_epoch):
-            picks = []
+            picks, focus = [], []
             for _ in range(cfg.batch_size):
-                src = lesion_pool if lesion_pool and rng.random() < cfg.lesion_fraction else pool
-                picks.append(src[int(rng.integers(len(src)))])
+                if lesion_classes and rng.random() < cfg.lesion_fraction:
+                    if rng.random() < cfg.class_balanced_fraction:
+                        k = lesion_classes[int(rng.integers(len(lesion_classes)))]
+                        picks.append(class_pools[k][int(rng.integers(len(class_pools[k])))])
+                        focus.append(k)
+                    else:
+                        picks.append(lesion_pool[int(rng.integers(len(lesion_pool)))])
+                        focus.append(ANY_LESION)
+                else:
+                    picks.append(pool[int(rng.integers(len(pool)))])
+                    focus.append(ANY_LESION if train[picks[-1][0]].labels[picks[-1][1]].any() else None)
             x = np.stack([pre.channels(train[i].images, np.array([z]))[0] for i, z in picks]).astype(np.float32) / 255
             y = np.stack([train[i].labels[z] for i, z in picks])
             xt, yt = _augment(torch.from_numpy(x), torch.from_numpy(y), cfg, gen)
-            centres = _crop_centres(yt, np.array([bool(train[i].labels[z].any()) for i, z in picks]), cfg.patch, rng)
+            centres = _crop_centres(yt, focus, cfg.patch, rng)
             xt = torch.stack([xt[b, :, cy - half : cy + half, cx - half : cx + half] for b, (cy, cx) in
                               enumerate(centres)]).to(device)
             yt = torch.stack([yt[b, cy - half : cy + half, cx - half : cx + half] for b, (cy, cx) in
@@ -272,6 +359,8 @@ def train_model(
         "seed": cfg.seed,
         "training_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "training_data_sha256": training_data_sha256(examples),
+        "initial_model": ({"name": initial.name, "version": initial.version, "label_map": initial.label_map}
+                          if initial is not None else None),
         "split": {"train": sorted(uid_digest(p.uid) for p in train),
                   "validation": sorted(uid_digest(p.uid) for p in val)},
         "n_series": {"train": len(train), "validation": len(val)},

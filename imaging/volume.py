@@ -41,6 +41,8 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
+from vocabulary.labels import NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
+
 AIR_HU = -1024.0
 # Relative tolerance on slice steps: scanners round positions to ~0.01 mm, real gaps are >= one slice.
 STEP_TOLERANCE = 0.05
@@ -253,6 +255,8 @@ def write_mask(path: Path | str, labels: np.ndarray, affine: np.ndarray) -> Path
     img.set_qform(ras, code=1)
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
+    img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
+    img.header.set_intent("label", name=NIFTI_INTENT_NAME)
     # Write to a temporary name first: an interrupted write must not leave a truncated mask behind.
     # The name is unique per writer: two runs segmenting the same series at once must not share it.
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part.nii.gz")

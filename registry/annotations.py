@@ -1,7 +1,18 @@
-"""Import manual hematoma/edema annotations: NIfTI masks named `<SeriesInstanceUID>.nii.gz`.
+"""Import manual lesion annotations: NIfTI masks named `<SeriesInstanceUID>.nii.gz`.
 
-Labels 0 background, 1 hematoma, 2 edema, on the grid of the series (docs/data-formats.md: NIfTI
-axes x, y, z with an RAS+ affine). The grid is checked against the registered series without
+Labels in the project's label map (`vocabulary.labels`: 0 background, 1 IPH, 2 extra-axial
+hemorrhage, 3 perilesional edema, 4 IVH), on the grid of the series (docs/data-formats.md: NIfTI
+axes x, y, z with an RAS+ affine).
+
+Label scheme. A mask that ctstudy wrote says it is four-class in its header (description and
+intent name, `vocabulary.labels.nifti_scheme`). A mask without that marker is in the scheme the
+importer is told, `label_scheme` (`--label-scheme`, four-class by default). Masks drawn for the
+older two-class map (0 background, 1 hematoma, 2 edema) are imported with
+`--label-scheme two-class`: they are converted (1 -> IPH 1, 2 -> edema 3) and stored four-class,
+and ManualAnnotation.label_scheme records that they were drawn two-class. A mask without the
+marker read as four-class that holds only labels 1 and 2, with label 2 touching label 1 (an edema
+rim, not an extra-axial collection), is imported but reported as a warning: it may be a two-class
+mask imported without the option. The grid is checked against the registered series without
 decoding its pixels: size and slice count from the registry, origin and axes from the headers of
 the first and last instance (the registry imports no other package, so this mirrors, for headers
 only, the geometry of `imaging.volume`). A file that fails is rejected with the reason and
@@ -27,9 +38,9 @@ from sqlalchemy.orm import Session
 from registry.instance_files import instance_file
 from registry.models import IngestRun, Instance, ManualAnnotation, Rejection, Series
 from registry.store import audit
+from vocabulary import labels as L
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-ALLOWED_LABELS = {0, 1, 2}
 MASK_SUFFIXES = (".nii.gz", ".nii")
 
 
@@ -38,6 +49,7 @@ class AnnotationImportReport:
     imported: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason code, detail)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what may be wrong) of imported masks
 
 
 def series_uid_of(path: Path) -> str | None:
@@ -93,20 +105,69 @@ def _series_grid(session: Session, series: Series) -> tuple[tuple[int, int, int]
                          list(first.ImagePositionPatient), list(last.ImagePositionPatient), len(ordered))
 
 
-def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _declared_scheme(img: nib.Nifti1Image) -> str | None:
+    keys = set(img.header.keys())
+    return L.nifti_scheme(img.header["descrip"].item() if "descrip" in keys else b"",
+                          img.header["intent_name"].item() if "intent_name" in keys else b"")
+
+
+@dataclass
+class _Mask:
+    labels: np.ndarray  # (z, y, x) uint8 in the four-class map
+    affine: np.ndarray  # LPS
+    scheme: str  # the scheme the file was drawn in
+    image: nib.Nifti1Image  # as read (its header is kept when a converted copy is written)
+
+
+def _read_mask(path: Path, label_scheme: str) -> _Mask:
     img = nib.load(path)
     if len(img.shape) != 3:
         raise ValueError(f"expected a 3-D mask, got shape {img.shape}")
+    declared = _declared_scheme(img)
+    if declared is not None and declared != label_scheme and label_scheme != L.FOUR_CLASS:
+        raise ValueError(f"the file's header says it is a {declared} mask (written by ctstudy), but "
+                         f"--label-scheme {label_scheme} was given: import it without that option")
+    scheme = declared or label_scheme
     data = np.asanyarray(img.dataobj)
     values = set(np.unique(data).tolist())
-    if not values <= ALLOWED_LABELS:
-        raise ValueError(f"labels {sorted(values - ALLOWED_LABELS)} not allowed (0 background, 1 hematoma, 2 edema)")
-    return data.astype(np.uint8).transpose(2, 1, 0), LPS_TO_RAS @ img.affine
+    if scheme == L.TWO_CLASS:
+        allowed = set(L.LEGACY_TWO_CLASS)
+        if not values <= allowed:
+            raise ValueError(f"labels {sorted(values - allowed)} not allowed in a two-class mask (0 background, "
+                             "1 hematoma, 2 edema); a four-class mask is imported with --label-scheme four-class")
+        labels = L.from_legacy_two_class(data.astype(np.uint8))
+    else:
+        if not values <= L.ALLOWED_LABELS:
+            raise ValueError(f"labels {sorted(values - L.ALLOWED_LABELS)} not allowed ({L.describe()})")
+        labels = data.astype(np.uint8)
+    return _Mask(labels.transpose(2, 1, 0), LPS_TO_RAS @ img.affine, scheme, img)
+
+
+def _looks_two_class(labels: np.ndarray) -> bool:
+    """Only labels 1 and 2, and some label-2 voxel touching label 1: an edema rim more than an extra-axial
+    collection (which lies at the skull, apart from intraparenchymal blood)."""
+    if not np.any(labels == L.IPH) or not np.any(labels == L.EAH) or np.any(labels > L.EAH):
+        return False
+    from scipy import ndimage  # only for this check
+
+    return bool(np.any(ndimage.binary_dilation(labels == L.IPH) & (labels == L.EAH)))
+
+
+def _write_four_class(mask: _Mask, target: Path) -> None:
+    """A converted mask: the source's grid and header, four-class labels, the ctstudy marker."""
+    img = nib.Nifti1Image(np.ascontiguousarray(mask.labels.transpose(2, 1, 0)), mask.image.affine,
+                          header=mask.image.header)
+    img.set_data_dtype(np.uint8)
+    img.header["descrip"] = L.NIFTI_DESCRIPTION
+    img.header.set_intent("label", name=L.NIFTI_INTENT_NAME)
+    nib.save(img, target)
 
 
 def import_annotations(session: Session, directory: Path, masks_dir: Path, actor: str,
-                       annotator: str | None = None) -> AnnotationImportReport:
+                       annotator: str | None = None, label_scheme: str = L.FOUR_CLASS) -> AnnotationImportReport:
     """Import every mask file in `directory` (not recursive); see the module docstring."""
+    if label_scheme not in L.LABEL_SCHEMES:
+        raise ValueError(f"label scheme must be one of {', '.join(L.LABEL_SCHEMES)}, not {label_scheme!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not a directory")
@@ -124,7 +185,8 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
             report.rejected.append((str(path), "unknown_series", f"no series {uid} in the registry"))
             continue
         try:
-            labels, affine = _read_mask(path)
+            mask = _read_mask(path, label_scheme)
+            labels, affine = mask.labels, mask.affine
         except Exception as exc:  # noqa: BLE001 - any unreadable mask is a rejection naming the file
             report.rejected.append((str(path), "unreadable_mask", str(exc)))
             continue
@@ -138,23 +200,44 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
             report.rejected.append((str(path), "grid_mismatch", f"mask grid does not match series {uid}: {problem}"))
             continue
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        if session.scalars(select(ManualAnnotation).where(ManualAnnotation.series_id == series.id,
-                                                          ManualAnnotation.sha256 == sha)).first():
+        same = session.scalars(select(ManualAnnotation).where(ManualAnnotation.series_id == series.id,
+                                                              ManualAnnotation.sha256 == sha)).first()
+        if same is not None and same.label_scheme == mask.scheme:
             report.unchanged.append(uid)
             continue
-        target = masks_dir / "manual" / uid / f"{sha[:16]}.nii.gz"
+        # The same file again in another scheme (imported first without --label-scheme two-class, say):
+        # a new stored copy, and the row says so; the earlier copy stays on disk, the change is audited.
+        suffix = "" if mask.scheme == L.FOUR_CLASS else f"-{mask.scheme}"
+        target = masks_dir / "manual" / uid / f"{sha[:16]}{suffix}.nii.gz"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(path, tmp)
+        tmp = target.with_name(target.name + ".part.nii.gz")
+        if mask.scheme == L.TWO_CLASS:
+            _write_four_class(mask, tmp)  # stored in the four-class map, like every mask downstream reads
+        else:
+            shutil.copyfile(path, tmp)
         tmp.replace(target)
-        ann = ManualAnnotation(series_id=series.id, mask_path=str(target), sha256=sha, annotator=annotator,
-                               imported_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
-        session.add(ann)
+        if mask.scheme == L.FOUR_CLASS and _declared_scheme(mask.image) is None and _looks_two_class(labels):
+            report.warnings.append((str(path), "only labels 1 and 2, with 2 touching 1 like an edema rim: if this is "
+                                               "a two-class (hematoma/edema) mask, import it again with "
+                                               "--label-scheme two-class"))
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if same is not None:
+            audit(session, actor=actor, action="relabel_annotation", entity_type="series", entity_id=uid,
+                  before={"manual_annotation_id": same.id, "label_scheme": same.label_scheme,
+                          "mask_path": same.mask_path},
+                  after={"label_scheme": mask.scheme, "mask_path": str(target)})
+            same.label_scheme, same.mask_path, same.imported_at = mask.scheme, str(target), now
+            same.annotator = annotator or same.annotator
+            ann = same
+        else:
+            ann = ManualAnnotation(series_id=series.id, mask_path=str(target), sha256=sha, annotator=annotator,
+                                   label_scheme=mask.scheme, imported_at=now)
+            session.add(ann)
         session.flush()
         audit(session, actor=actor, action="import_annotation", entity_type="series", entity_id=uid,
               after={"manual_annotation_id": ann.id, "sha256": sha, "source": str(path),
-                     "hematoma_voxels": int(np.count_nonzero(labels == 1)),
-                     "edema_voxels": int(np.count_nonzero(labels == 2))})
+                     "label_scheme": mask.scheme,
+                     **{f"{c.key}_voxels": int(np.count_nonzero(labels == c.value)) for c in L.LESION_CLASSES}})
         report.imported.append(uid)
     for p, reason, detail in report.rejected:
         session.add(Rejection(ingest_run_id=run.id, path=p, reason=reason, detail=detail))

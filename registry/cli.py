@@ -282,17 +282,24 @@ def import_annotations_cmd(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <SeriesInstanceUID>.nii.gz"),
     annotator: str | None = typer.Option(None, "--annotator", help="Who drew the masks (recorded with them)."),
+    label_scheme: str = typer.Option(
+        "four-class", "--label-scheme",
+        help="Label map of masks without ctstudy's header marker: four-class (0 background, 1 IPH, 2 extra-axial, "
+             "3 edema, 4 IVH) or two-class (1 hematoma, 2 edema: converted to 1 IPH, 3 edema)."),
     actor: str | None = ACTOR,
 ) -> None:
-    """Import manual hematoma (1) / edema (2) NIfTI masks; each grid is checked against its series."""
+    """Import manual lesion NIfTI masks (four-class label map); each grid is checked against its series."""
     from registry.annotations import import_annotations
 
     with _engine(ctx) as (home, engine):
         with session_scope(engine) as session:
-            report = import_annotations(session, directory, home.masks_dir, actor or login_name(), annotator)
+            report = import_annotations(session, directory, home.masks_dir, actor or login_name(), annotator,
+                                        label_scheme)
         console.print(f"{directory}: {len(report.imported)} imported, {len(report.unchanged)} unchanged, "
                       f"{len(report.rejected)} rejected.")
         for path, reason, detail in report.rejected:
             err.print(f"[red]rejected[/red] {path}: {reason}: {detail}")
+        for path, warning in report.warnings:
+            err.print(f"[yellow]check[/yellow] {path}: {warning}")
         if report.rejected:
             raise typer.Exit(1)

@@ -277,7 +277,11 @@ class AuditEvent(Base):
 
 
 class ManualAnnotation(Base):
-    """A manual hematoma/edema mask (NIfTI, labels 1 hematoma, 2 edema) on a series' grid."""
+    """A manual lesion mask (NIfTI, the four-class label map of vocabulary.labels) on a series' grid.
+
+    `label_scheme` is the scheme the mask was drawn in: `four-class`, or `two-class` (1 hematoma,
+    2 edema; converted at import, so the stored file at `mask_path` is always four-class).
+    """
 
     __tablename__ = "manual_annotation"
 
@@ -286,6 +290,7 @@ class ManualAnnotation(Base):
     mask_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     annotator: Mapped[str | None] = mapped_column(String(100))
+    label_scheme: Mapped[str] = mapped_column(String(16), default="four-class", server_default="four-class")
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("series_id", "sha256"),)

@@ -14,6 +14,9 @@ Lesion evolution (days t from injury), per intraparenchymal hematoma:
   with r0 0.3-0.8, rp 1.0-2.5, tau 8-14 days: it grows over the first days, then recedes.
 Extra-axial (subdural-like) collections in about 1 in 5: those over 30 mL are evacuated after the
 admission scan in 70 % (Marshall V; absent on follow-up), the others resorb (half-life 20 days).
+Intraventricular hemorrhage in about 1 in 5 (more often the more severe): 0.5-12 mL on admission,
+cleared with a half-life of 3-6 days. It is drawn from a random stream of its own, so that adding
+it left every other variable of every patient (and so the outcomes) as it was.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from synthetic.centers import CenterProfile, patients_per_center
-from synthetic.phantom import REGIONS, ExtraAxial, HeadShape, Hematoma, SeriesSpec, region_center_mm
+from synthetic.phantom import REGIONS, ExtraAxial, HeadShape, Hematoma, Intraventricular, SeriesSpec, region_center_mm
 
 REGION_PROBABILITIES = {"frontal": 0.40, "temporal": 0.30, "parietal": 0.12, "occipital": 0.08, "basal_ganglia": 0.10}
 FOLLOW_UP_PROBABILITIES = (0.30, 0.35, 0.20, 0.10, 0.05)  # 0..4 follow-up scans
@@ -69,6 +72,8 @@ class PatientPlan:
     head_offsets_mm: tuple[tuple[float, float, float], ...]  # per scan: patients lie differently each time
     head_yaw_deg: tuple[float, ...]
     patient_seed: int
+    ivh_ml: tuple[float, ...] = ()  # per scan; empty: no intraventricular blood
+    ivh_density_hu: float = 60.0
 
     def series_spec(self, timepoint: int, noise_sigma_hu: float) -> SeriesSpec:
         """What the phantom renders for this patient's scan number `timepoint`."""
@@ -79,7 +84,11 @@ class PatientPlan:
         extra = None
         if self.extra_axial_side is not None and self.extra_axial_ml[timepoint] > 0:
             extra = ExtraAxial(self.extra_axial_side, self.extra_axial_ml[timepoint], self.extra_axial_density_hu)
-        return SeriesSpec(hematomas=hematomas, extra_axial=extra, head=self.head,
+        ivh = None
+        if self.ivh_ml and self.ivh_ml[timepoint] > 0:
+            ivh = Intraventricular(self.ivh_ml[timepoint], self.ivh_density_hu,
+                                   shape_seed=self.patient_seed % 1_000_003)
+        return SeriesSpec(hematomas=hematomas, extra_axial=extra, intraventricular=ivh, head=self.head,
                           head_offset_mm=self.head_offsets_mm[timepoint], head_yaw_deg=self.head_yaw_deg[timepoint],
                           noise_sigma_hu=noise_sigma_hu)
 
@@ -209,7 +218,8 @@ def _simulate_patient(center: str, pid: str, start: dt.datetime, pseed: int,
     plan = PatientPlan(center=center, patient_id=pid, injury_datetime=injury, scan_days=tuple(float(d) for d in days),
                        lesions=lesions, extra_axial_side=extra_side, extra_axial_ml=tuple(float(v) for v in extra),
                        extra_axial_density_hu=extra_density, evacuated=evacuated, head=head,
-                       head_offsets_mm=offsets, head_yaw_deg=yaws, patient_seed=pseed)
+                       head_offsets_mm=offsets, head_yaw_deg=yaws, patient_seed=pseed,
+                       **_ivh_plan(severity, days, pseed))
 
     adm_mass = sum(les.volume_ml[0] + les.edema_ml[0] for les in lesions) + float(extra[0])
     m_latent = 0.75 * severity + 0.25 * (math.log1p(adm_mass) - 1.6) + rng.normal(0, 0.6)
@@ -237,6 +247,18 @@ def _simulate_patient(center: str, pid: str, start: dt.datetime, pseed: int,
            "hemoglobin_g_dl": round(hemoglobin, 1), "marshall_ct": marshall, "tsah": tsah, "edh": edh,
            "major_extracranial_injury": extracranial}
     return plan, row
+
+
+def _ivh_plan(severity: float, days: np.ndarray, pseed: int) -> dict:
+    """Intraventricular blood over the scans, from its own stream (see the module doc)."""
+    rng = np.random.default_rng(np.random.SeedSequence([pseed, 4]))
+    if rng.random() >= _expit(-1.7 + 0.8 * severity):
+        return {}
+    v0 = float(np.clip(np.exp(rng.normal(math.log(3.0) + 0.3 * severity, 0.6)), 0.5, 12.0))
+    half_life = rng.uniform(3.0, 6.0)
+    vol = v0 * np.exp(-math.log(2) * (days - days[0]) / half_life)
+    vol = np.where(vol < 0.2, 0.0, vol)  # cleared
+    return {"ivh_ml": tuple(float(v) for v in vol), "ivh_density_hu": float(rng.uniform(52.0, 72.0))}
 
 
 def _marshall_class(lesions, extra_ml: float, shift: float, evacuated: bool, severity: float, tsah: int,

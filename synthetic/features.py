@@ -14,11 +14,12 @@ import pandas as pd
 from synthetic.cohort import PatientPlan
 
 TIMEPOINT_COLUMNS = ("center", "patient_id", "timepoint", "days_from_injury", "hematoma_ml", "edema_ml",
-                     "extra_axial_ml", "lesion_count", "side", "midline_shift_mm", "largest_lesion_left")
+                     "extra_axial_ml", "ivh_ml", "lesion_count", "side", "midline_shift_mm", "largest_lesion_left")
 PATIENT_LEVEL_COLUMNS = ("center", "patient_id", "adm_hematoma_ml", "adm_edema_ml", "adm_lesion_count",
                          "adm_midline_shift_mm", "adm_lesion_left", "peak_hematoma_ml", "peak_edema_ml",
                          "peak_edema_day", "last_hematoma_ml", "last_edema_ml", "hematoma_expansion_ml",
-                         "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans")
+                         "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans",
+                         "adm_eah_ml", "adm_ivh_ml", "adm_ivh_present", "adm_hemorrhage_ml")
 SIGNIFICANT_EXPANSION_ML = 6.0
 SIGNIFICANT_EXPANSION_PCT = 33.0
 
@@ -42,6 +43,7 @@ def timepoint_rows_from_plan(plan: PatientPlan) -> list[dict]:
             "hematoma_ml": sum(les.volume_ml[t] for les in present),
             "edema_ml": sum(les.edema_ml[t] for les in present),
             "extra_axial_ml": plan.extra_axial_ml[t] if plan.extra_axial_side else 0.0,
+            "ivh_ml": plan.ivh_ml[t] if plan.ivh_ml else 0.0,
             "lesion_count": len(present), "side": side_of([les.side for les in present]),
             "midline_shift_mm": abs(plan.series_spec(t, 0.0).midline_shift_signed_mm()),
             "largest_lesion_left": (float(largest.side == "left") if largest is not None else math.nan),
@@ -61,6 +63,8 @@ def patient_level_features(timepoints: pd.DataFrame) -> pd.DataFrame:
         ede = g["edema_ml"].to_numpy(float)
         days = g["days_from_injury"].to_numpy(float)
         adm = g.iloc[0]
+        eah = float(adm["extra_axial_ml"]) if "extra_axial_ml" in g.columns else math.nan
+        ivh = float(adm["ivh_ml"]) if "ivh_ml" in g.columns else math.nan
         k = int(np.argmax(ede))
         growth = 0.0 if k == 0 else (ede[k] - ede[0]) / (days[k] - days[0])
         if len(g) > 1:
@@ -77,8 +81,11 @@ def patient_level_features(timepoints: pd.DataFrame) -> pd.DataFrame:
             "peak_edema_ml": ede.max(), "peak_edema_day": days[k], "last_hematoma_ml": hem[-1],
             "last_edema_ml": ede[-1], "hematoma_expansion_ml": expansion, "hematoma_expansion_pct": pct,
             "significant_expansion": significant, "edema_growth_ml_per_day": growth, "n_scans": len(g),
+            # Four-class features: empty when the timepoint table has no such column (as in biomarkers).
+            "adm_eah_ml": eah, "adm_ivh_ml": ivh, "adm_ivh_present": float(ivh > 0) if ivh == ivh else math.nan,
+            "adm_hemorrhage_ml": hem[0] + eah + ivh,
         })
     out = pd.DataFrame(rows, columns=list(PATIENT_LEVEL_COLUMNS))
-    for col in ("adm_lesion_left", "significant_expansion"):
+    for col in ("adm_lesion_left", "significant_expansion", "adm_ivh_present"):
         out[col] = out[col].astype("Float64").round().astype("Int64")
     return out

@@ -20,12 +20,15 @@ displaced toward the lighter side by
 at the level of the septum pellucidum (head-frame y = 0), tapering as (1 - (y/Ry)^2)(1 - (x/Rx)^2)
 to zero at the skull, so the anterior and posterior falx attachments stay on the ideal midline,
 as a radiologist measures it. The ipsilateral lateral ventricle is compressed to a width factor
-max(0.3, 1 - 0.01 * M_side). The extra-axial (subdural-like) collection is NOT labelled in
-`labels` (it stays 0): the study's segmentation targets are intraparenchymal hematoma and
-perilesional edema, as in CREACTIVE; its volume is reported as `extra_axial_ml`.
+max(0.3, 1 - 0.01 * M_side). Intraventricular blood takes the place of CSF and adds no mass.
 
-`hu_clean` is the noise-free image: every label-1 voxel lies in [50, 90] HU and every label-2
-voxel in [10, 25] HU there. `hu` adds the scanner's correlated noise (what the DICOM files hold).
+Labels follow the project's label map (`vocabulary.labels`): 1 IPH (the hematomas), 2 EAH (the
+subdural-like collection along the inner table), 3 perilesional edema, 4 IVH (blood layering in
+the dependent, posterior parts of the ventricles, as in a supine patient).
+
+`hu_clean` is the noise-free image: every blood voxel (labels 1, 2, 4) lies in [50, 90] HU and
+every edema voxel (label 3) in [10, 25] HU there. `hu` adds the scanner's correlated noise (what
+the DICOM files hold).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from vocabulary.labels import EAH, EDEMA, IPH, IVH
 
 SHIFT_MM_PER_ML = 0.15
 MAX_SHIFT_MM = 15.0
@@ -50,7 +55,7 @@ HU_GREY = 40.0
 HU_WHITE = 25.0
 HU_DEEP_GREY = 37.0
 HU_FALX = 55.0
-HEMATOMA_HU_RANGE = (50.0, 90.0)
+HEMATOMA_HU_RANGE = (50.0, 90.0)  # every blood label: IPH, EAH, IVH
 EDEMA_HU_RANGE = (10.0, 25.0)
 
 REGIONS = ("frontal", "temporal", "parietal", "occipital", "basal_ganglia")
@@ -148,7 +153,7 @@ class Hematoma:
 
 @dataclass(frozen=True)
 class ExtraAxial:
-    """A subdural-like crescent along the inner table of one side (not labelled in the truth mask)."""
+    """A subdural-like crescent along the inner table of one side (label 2, EAH)."""
 
     side: str
     volume_ml: float
@@ -157,11 +162,28 @@ class ExtraAxial:
 
 
 @dataclass(frozen=True)
+class Intraventricular:
+    """Intraventricular blood (label 4, IVH): `volume_ml` of the ventricles' most dependent CSF.
+
+    At most half of the ventricular CSF is filled (compressed ventricles hold less); the truth is the
+    rendered voxel count.
+    """
+
+    volume_ml: float
+    density_hu: float = 60.0
+    shape_seed: int = 0
+
+
+IVH_MAX_VENTRICLE_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
 class SeriesSpec:
     """Everything that decides one rendered series except the grid and the noise draw."""
 
     hematomas: tuple[Hematoma, ...] = ()
     extra_axial: ExtraAxial | None = None
+    intraventricular: Intraventricular | None = None
     head: HeadShape = field(default_factory=HeadShape)
     head_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # head centre in patient LPS
     head_yaw_deg: float = 0.0  # rotation about the patient z axis (positive turns the nose to the left)
@@ -194,10 +216,10 @@ class SeriesSpec:
 class LesionTruth:
     """Truth for one rendered intraparenchymal hematoma."""
 
-    centroid_mm: tuple[float, float, float]  # patient LPS, centroid of its label-1 voxels
+    centroid_mm: tuple[float, float, float]  # patient LPS, centroid of its IPH (label 1) voxels
     side: str  # "left" | "right"
-    volume_ml: float  # label-1 voxels x voxel volume
-    edema_ml: float  # label-2 voxels grown from this lesion x voxel volume
+    volume_ml: float  # IPH voxels x voxel volume
+    edema_ml: float  # edema (label 3) voxels grown from this lesion x voxel volume
     density_hu: float
 
 
@@ -205,13 +227,13 @@ class LesionTruth:
 class RenderedSeries:
     hu: np.ndarray  # float32 (z, y, x), with noise: what is written to DICOM
     hu_clean: np.ndarray  # float32 (z, y, x), noise-free
-    labels: np.ndarray  # uint8 (z, y, x): 0 background, 1 hematoma, 2 edema
+    labels: np.ndarray  # uint8 (z, y, x) in the label map of vocabulary.labels
     grid: Grid
     spec: SeriesSpec
     midline_shift_mm: float  # magnitude, mm
     midline_shift_signed_mm: float  # positive toward the patient's left
     lesions: tuple[LesionTruth, ...]
-    extra_axial_ml: float
+    extra_axial_ml: float  # EAH (label 2) voxels x voxel volume
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -221,13 +243,22 @@ class RenderedSeries:
     def affine(self) -> np.ndarray:
         return self.grid.affine
 
+    def class_ml(self, label: int) -> float:
+        """Volume (mL) of one label of the label map."""
+        return float(np.count_nonzero(self.labels == label)) * self.grid.voxel_volume_ml
+
     @property
     def hematoma_ml(self) -> float:
-        return float(np.count_nonzero(self.labels == 1)) * self.grid.voxel_volume_ml
+        """IPH: CREACTIVE's "hematoma" (see vocabulary.labels)."""
+        return self.class_ml(IPH)
 
     @property
     def edema_ml(self) -> float:
-        return float(np.count_nonzero(self.labels == 2)) * self.grid.voxel_volume_ml
+        return self.class_ml(EDEMA)
+
+    @property
+    def ivh_ml(self) -> float:
+        return self.class_ml(IVH)
 
     @property
     def side(self) -> str:
@@ -288,9 +319,11 @@ def render_series(spec: SeriesSpec, grid: Grid, rng: np.random.Generator) -> Ren
     shift = spec.midline_shift_signed_mm()
     left_mass, right_mass = spec.mass_ml()
 
-    hu, brain = _anatomy_hu(q, head, shift, left_mass, right_mass, grid.pixel_spacing[1])
+    ivh = spec.intraventricular if spec.intraventricular is not None and spec.intraventricular.volume_ml > 0 else None
+    hu, brain, ventricles = _anatomy_hu(q, head, shift, left_mass, right_mass, grid.pixel_spacing[1],
+                                        want_ventricles=ivh is not None)
     labels = np.zeros(grid.shape, dtype=np.uint8)
-    owner = np.zeros(grid.shape, dtype=np.int16)  # which hematoma (1-based) a label-1/2 voxel belongs to
+    owner = np.zeros(grid.shape, dtype=np.int16)  # which hematoma (1-based) an IPH/edema voxel belongs to
     vv = grid.voxel_volume_ml
 
     boxes = [_lesion_box(h, q, grid) for h in spec.hematomas]
@@ -301,11 +334,14 @@ def render_series(spec: SeriesSpec, grid: Grid, rng: np.random.Generator) -> Ren
     extra_ml = 0.0
     if spec.extra_axial is not None and spec.extra_axial.volume_ml > 0:
         extra_ml = _place_extra_axial(spec.extra_axial, q, head, labels, hu, vv)
+    if ivh is not None:
+        assert ventricles is not None
+        _place_intraventricular(ivh, q, ventricles, labels, hu, vv)
 
     lesions = []
     for i, h in enumerate(spec.hematomas, start=1):
-        idx = np.argwhere((owner == i) & (labels == 1))
-        n_edema = int(np.count_nonzero((owner == i) & (labels == 2)))
+        idx = np.argwhere((owner == i) & (labels == IPH))
+        n_edema = int(np.count_nonzero((owner == i) & (labels == EDEMA)))
         if len(idx):
             zyx = idx.mean(axis=0)
             centroid = grid.affine @ np.array([zyx[2], zyx[1], zyx[0], 1.0])
@@ -361,9 +397,10 @@ def _paint_ellipsoid(hu: np.ndarray, value: float, where: np.ndarray, ux, y, z, 
     hu[sl][inside & where[sl]] = value
 
 
-def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: float,
-                dx: float) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free HU of the normal (but displaced) head, and the brain mask (inside the CSF rim)."""
+def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: float, dx: float,
+                want_ventricles: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Noise-free HU of the normal (but displaced) head, the brain mask (inside the CSF rim) and, when
+    asked (only IVH needs it), the ventricles' mask."""
     x, y, z = q
     ax, ay, az = head.semi_axes
     shape = (z.shape[0], x.shape[1], x.shape[2])
@@ -399,15 +436,19 @@ def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: 
                          (0.12 * ax, 0.17 * ay, 0.14 * az))
         _paint_ellipsoid(hu, HU_DEEP_GREY, brain, ux, y, z, (sign * 0.13 * ax, 0.12 * ay, -0.02 * az),
                          (0.10 * ax, 0.12 * ay, 0.11 * az))
+    ellipsoids = []
     for sign, mass in ((1.0, left_mass), (-1.0, right_mass)):
         width = max(MIN_VENTRICLE_WIDTH_FACTOR, 1 - VENTRICLE_COMPRESSION_PER_ML * mass)
-        _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, (sign * (1.5 + 5.5 * width), -0.03 * ay, 0.22 * az),
-                         (5.5 * width, 0.30 * ay, 0.13 * az))
+        ellipsoids.append(((sign * (1.5 + 5.5 * width), -0.03 * ay, 0.22 * az), (5.5 * width, 0.30 * ay, 0.13 * az)))
         # Occipital horn: a smaller ellipsoid running back and down.
-        _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, (sign * (3.0 + 6.0 * width), 0.30 * ay, 0.12 * az),
-                         (3.5 * width, 0.14 * ay, 0.08 * az))
-    _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, (0.0, 0.06 * ay, -0.03 * az), (1.6, 0.13 * ay, 0.12 * az))
-    _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, (0.0, 0.42 * ay, -0.55 * az), (4.0, 0.04 * ay, 0.08 * az))
+        ellipsoids.append(((sign * (3.0 + 6.0 * width), 0.30 * ay, 0.12 * az), (3.5 * width, 0.14 * ay, 0.08 * az)))
+    ellipsoids.append(((0.0, 0.06 * ay, -0.03 * az), (1.6, 0.13 * ay, 0.12 * az)))
+    ellipsoids.append(((0.0, 0.42 * ay, -0.55 * az), (4.0, 0.04 * ay, 0.08 * az)))
+    ventricles = np.zeros(shape, dtype=bool) if want_ventricles else None
+    for center, semi in ellipsoids:
+        _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, center, semi)
+        if ventricles is not None:
+            _paint_ellipsoid(ventricles, True, brain, ux, y, z, center, semi)
     # Interhemispheric fissure with the falx, above the corpus callosum and in front of / behind the ventricles.
     zc = z[:, 0, 0]
     for lo, hi, ymin in ((0.40 * az, np.inf, 0.0), (-0.25 * az, 0.40 * az, 0.42 * ay)):
@@ -421,7 +462,9 @@ def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: 
         # At least one pixel wide wherever it is sampled, so it never vanishes between pixel centres.
         falx = intracranial[sl] & (in_plane & (np.abs(ux) < max(0.7, 0.55 * dx)))
         hu[sl][falx] = HU_FALX
-    return hu, brain
+    if ventricles is not None:
+        ventricles &= hu == HU_CSF  # what the fissure or falx painted over is no longer ventricle
+    return hu, brain, ventricles
 
 
 def _smooth_field(qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, seed: int) -> np.ndarray:
@@ -502,7 +545,7 @@ def _place_hematoma(h: Hematoma, index: int, box, q, brain, labels, owner, hu, v
     score = -rho / radius + 0.12 * _smooth_field(x, y, z, h.shape_seed)
     allowed = brain[box] & (labels[box] == 0)
     sel = _connected_top_n(score, allowed, int(round(h.volume_ml / vv)))
-    labels[box][sel] = 1
+    labels[box][sel] = IPH
     owner[box][sel] = index
     texture = _smooth_field(x, y, z, h.shape_seed + 1)
     lo, hi = HEMATOMA_HU_RANGE
@@ -521,14 +564,14 @@ def _place_edema(h: Hematoma, index: int, box, q, brain, labels, owner, hu, vv: 
     score = -(dist + 2.0 * _smooth_field(x, y, z, h.shape_seed + 2))
     allowed = brain[box] & (labels[box] == 0)
     sel = _top_n(score, allowed, int(round(h.edema_ml / vv)))
-    labels[box][sel] = 2
+    labels[box][sel] = EDEMA
     owner[box][sel] = index
     lo, hi = EDEMA_HU_RANGE
     hu[box][sel] = np.clip(18.0 + 3.0 * _smooth_field(x, y, z, h.shape_seed + 3)[sel], lo + 0.5, hi - 0.5)
 
 
 def _place_extra_axial(ea: ExtraAxial, q, head: HeadShape, labels, hu, vv: float) -> float:
-    """A crescent hugging the inner table; returns its volume in mL. Left as label 0 (see module doc)."""
+    """A crescent hugging the inner table, labelled EAH; returns its volume in mL."""
     x, y, z = q
     ax, ay, az = head.semi_axes
     d = np.asarray(ea.direction, dtype=np.float32)
@@ -542,9 +585,32 @@ def _place_extra_axial(ea: ExtraAxial, q, head: HeadShape, labels, hu, vv: float
     # Thickest where the direction meets the skull, thinning toward the crescent's tips.
     score = (weight - (-depth) / 25.0).astype(np.float32)
     allowed = (depth <= 0) & (labels == 0) & (weight > 0.05)
-    sel = _top_n(score, allowed, int(round(ea.volume_ml / vv)))
-    hu[sel] = ea.density_hu
+    idx = np.nonzero(allowed)
+    if len(idx[0]) == 0:
+        return 0.0
+    # One connected collection (the biomarkers measure the largest one), found within the box of the allowed voxels.
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+    sel = _connected_top_n(score[box], allowed[box], int(round(ea.volume_ml / vv)))
+    hu[box][sel] = ea.density_hu
+    labels[box][sel] = EAH
     return float(np.count_nonzero(sel)) * vv
+
+
+def _place_intraventricular(iv: Intraventricular, q, ventricles: np.ndarray, labels, hu, vv: float) -> None:
+    """Blood in the most dependent ventricular CSF: a supine patient's IVH layers posteriorly (+y)."""
+    idx = np.nonzero(ventricles)
+    if len(idx[0]) == 0:
+        return
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+    x, y, z = _box_coordinates(q, box)
+    allowed = ventricles[box] & (labels[box] == 0)
+    n = min(int(round(iv.volume_ml / vv)), int(IVH_MAX_VENTRICLE_FRACTION * np.count_nonzero(allowed)))
+    # Posterior first, with a smooth irregularity so the level is not a flat plane.
+    score = y + 3.0 * _smooth_field(x, y, z, iv.shape_seed)
+    sel = _top_n(score, allowed, n)
+    labels[box][sel] = IVH
+    lo, hi = HEMATOMA_HU_RANGE
+    hu[box][sel] = np.clip(iv.density_hu + 3.0 * _smooth_field(x, y, z, iv.shape_seed + 1)[sel], lo + 1, hi - 1)
 
 
 def _correlated_noise(shape, sigma: float, corr_px: float, rng: np.random.Generator) -> np.ndarray:

@@ -47,9 +47,15 @@ from synthetic.dicom_writer import SeriesHeader, uid, write_series
 from synthetic.features import TIMEPOINT_COLUMNS, side_of, timepoint_table_from_plans
 from synthetic.outcomes import TabularStudy, outcomes_for_cohort
 from synthetic.phantom import Grid, RenderedSeries, render_series
+from vocabulary.labels import HEMORRHAGE_LABELS, LESION_CLASSES, NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
+
+# One volume column per class of the label map (`iph_ml`, `eah_ml`, `edema_ml`, `ivh_ml`); `hematoma_ml`
+# (= `iph_ml`, CREACTIVE's hematoma) and `extra_axial_ml` (= `eah_ml`) keep their older names.
+CLASS_VOLUME_COLUMNS = tuple(f"{c.key}_ml" for c in LESION_CLASSES)
 
 SERIES_COLUMNS = ("center", "patient_id", "study_instance_uid", "series_instance_uid", "timepoint", "days_from_injury",
-                  "hematoma_ml", "edema_ml", "extra_axial_ml", "lesion_count", "side", "lesion_centroids_mm",
+                  "hematoma_ml", "edema_ml", "extra_axial_ml", *(c for c in CLASS_VOLUME_COLUMNS if c != "edema_ml"),
+                  "hemorrhage_ml", "lesion_count", "side", "lesion_centroids_mm",
                   "midline_shift_mm", "rows", "columns", "slices", "pixel_spacing_mm", "slice_thickness_mm",
                   "dicom_folder")
 DEFECT_COLUMNS = ("kind", "center", "patient_id", "series_instance_uid", "path", "expected_reason")
@@ -85,6 +91,8 @@ def write_mask(path: Path, labels: np.ndarray, affine_lps: np.ndarray) -> None:
     img.set_qform(ras, code=1)
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
+    img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
+    img.header.set_intent("label", name=NIFTI_INTENT_NAME)
     nib.save(img, path)  # nibabel writes gzip with mtime 0: same labels, same bytes
 
 
@@ -95,9 +103,11 @@ def _series_row(plan: PatientPlan, t: int, r: RenderedSeries, study_uid: str, se
     g = r.grid
     common = {"center": plan.center, "patient_id": plan.patient_id, "timepoint": t,
               "days_from_injury": plan.scan_days[t], "hematoma_ml": r.hematoma_ml, "edema_ml": r.edema_ml,
-              "extra_axial_ml": r.extra_axial_ml, "lesion_count": len(present),
+              "extra_axial_ml": r.extra_axial_ml, "ivh_ml": r.ivh_ml, "lesion_count": len(present),
               "side": side_of([les.side for les in present]), "midline_shift_mm": r.midline_shift_mm}
-    series = {**common, "study_instance_uid": study_uid, "series_instance_uid": series_uid,
+    per_class = {f"{c.key}_ml": r.class_ml(c.value) for c in LESION_CLASSES}
+    series = {**common, **per_class, "hemorrhage_ml": sum(r.class_ml(v) for v in HEMORRHAGE_LABELS),
+              "study_instance_uid": study_uid, "series_instance_uid": series_uid,
               "lesion_centroids_mm": json.dumps([[round(v, 2) for v in les.centroid_mm] for les in present]),
               "rows": g.rows, "columns": g.columns, "slices": g.slices,
               "pixel_spacing_mm": round(g.pixel_spacing[0], 6), "slice_thickness_mm": g.slice_thickness,

@@ -71,6 +71,25 @@ HEMORRHAGE_LABELS = (IPH, EAH, IVH)
 LEGACY_TWO_CLASS = {BACKGROUND: BACKGROUND, 1: IPH, 2: EDEMA}
 
 
+# How a NIfTI mask says which label map it is in. ctstudy writes both markers on every mask (the
+# description field and the intent, label with this name); a mask without them is in whatever scheme
+# its importer is told (`--label-scheme`, four-class by default).
+FOUR_CLASS = "four-class"
+TWO_CLASS = "two-class"
+LABEL_SCHEMES = (FOUR_CLASS, TWO_CLASS)
+NIFTI_DESCRIPTION = "ctstudy label map four-class: 0 bg, 1 IPH, 2 EAH, 3 edema, 4 IVH"  # <= 80 bytes
+NIFTI_INTENT_NAME = "ctstudy-4class"  # <= 16 bytes
+
+
+def nifti_scheme(description: str | bytes, intent_name: str | bytes) -> str | None:
+    """The label scheme a NIfTI header declares (its `descrip` and `intent_name`), or None if it says nothing."""
+    def text(v: str | bytes) -> str:
+        return (v.decode("ascii", "replace") if isinstance(v, bytes) else str(v)).strip("\x00 ")
+    if text(description).startswith("ctstudy label map four-class") or text(intent_name) == NIFTI_INTENT_NAME:
+        return FOUR_CLASS
+    return None
+
+
 def from_legacy_two_class(mask: np.ndarray) -> np.ndarray:
     """A legacy two-class mask (1 hematoma, 2 edema) in the four-class map (1 IPH, 3 edema)."""
     values = set(np.unique(mask).tolist())

@@ -8,6 +8,7 @@ from dashboard import auth, figures, imageview, queries
 from dashboard.text import day_text
 from imaging.volume import grid_mismatch
 from vocabulary.dictionary import display_columns
+from vocabulary.labels import LESION_CLASSES
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -98,8 +99,9 @@ index = st.slider("Slice", 1, n, imageview.richest_slice(labels, n) + 1, key=f"c
 level, width = imageview.WINDOW_PRESETS[preset]
 image = imageview.overlay_rgb(imageview.windowed_uint8(volume.hu[index], level, width),
                               None if labels is None else labels[index])
-st.image(image, caption=f"slice {index + 1}/{n} · hematoma red, edema blue", width=512)
+st.image(image, caption=f"slice {index + 1}/{n}", width=512)
 if labels is not None:
     voxel_ml = volume.voxel_ml
-    st.caption(f"{source} mask: hematoma {(labels == 1).sum() * voxel_ml:.1f} mL, "
-               f"edema {(labels == 2).sum() * voxel_ml:.1f} mL")
+    st.markdown(imageview.legend_html(), unsafe_allow_html=True)  # one colour per class, from vocabulary.labels
+    st.caption(f"{source} mask: " + ", ".join(f"{c.name} {(labels == c.value).sum() * voxel_ml:.1f} mL"
+                                             for c in LESION_CLASSES))

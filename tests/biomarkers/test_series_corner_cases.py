@@ -79,7 +79,7 @@ def test_anisotropic_voxels_volume_centroid_and_edema_in_mm() -> None:
     labels[12, 115:125, 150:160] = 1  # lesion B: two slices (10 mm) above, rows 115-124
     # The edema voxel is 11 rows (4.4 mm) from A but 2 slices (10 mm) from B: nearest to A in mm,
     # though nearer to B in index units. Edema must go to A.
-    labels[10, 120, 155] = 2
+    labels[10, 120, 155] = 3  # edema
     values, lesions = series_features(hu, labels, spacing)
     assert values["hematoma_ml"] == pytest.approx(200 * 5.0 * 0.4 * 0.6 / 1000)
     assert values["lesion_count"] == 2
@@ -131,8 +131,8 @@ def test_abc2_is_measured_on_the_largest_lesion() -> None:
 def test_bad_masks_are_refused_with_what_is_wrong() -> None:
     hu = simple_head()
     labels = np.zeros(hu.shape, np.uint8)
-    labels[0, 0, 0] = 3
-    with pytest.raises(ValueError, match=r"values \[3\]"):
+    labels[0, 0, 0] = 5  # outside the four-class label map
+    with pytest.raises(ValueError, match=r"values \[5\]"):
         series_features(hu, labels, (5.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="differs from the CT volume"):
         series_features(hu, np.zeros((2, 2, 2), np.uint8), (5.0, 1.0, 1.0))

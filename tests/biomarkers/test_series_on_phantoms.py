@@ -98,6 +98,6 @@ def test_hematoma_density_is_the_mean_of_its_voxels() -> None:
     r = render(P.hematoma(15, "left", "frontal"))
     values, lesions = series_features(r.hu, r.labels, r.spacing, r.affine)
     assert values["hematoma_mean_hu"] == pytest.approx(float(r.hu[r.labels == 1].mean()), abs=1e-3)
-    assert values["edema_mean_hu"] == pytest.approx(float(r.hu[r.labels == 2].mean()), abs=1e-3)
+    assert values["edema_mean_hu"] == pytest.approx(float(r.hu[r.labels == 3].mean()), abs=1e-3)
     assert 20 < values["parenchyma_mean_hu"] < 40
     assert lesions.iloc[0]["max_hu"] == pytest.approx(float(r.hu[r.labels == 1].max()))

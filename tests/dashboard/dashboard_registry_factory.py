@@ -65,8 +65,8 @@ def _ct_volume() -> np.ndarray:
 def mask_zyx() -> np.ndarray:
     z, y, x = np.mgrid[: SHAPE_ZYX[0], : SHAPE_ZYX[1], : SHAPE_ZYX[2]]
     labels = np.zeros(SHAPE_ZYX, np.uint8)
-    labels[((y - 12) ** 2 + (x - 20) ** 2 + (z - 4) ** 2 * 4) < 7**2] = 2
-    labels[((y - 12) ** 2 + (x - 20) ** 2 + (z - 4) ** 2 * 4) < 5**2] = 1
+    labels[((y - 12) ** 2 + (x - 20) ** 2 + (z - 4) ** 2 * 4) < 7**2] = 3  # edema (vocabulary.labels)
+    labels[((y - 12) ** 2 + (x - 20) ** 2 + (z - 4) ** 2 * 4) < 5**2] = 1  # IPH
     return labels
 
 
@@ -201,7 +201,7 @@ def build(home: Home) -> dict[str, str]:
         labels = mask_zyx()
         auto = write_mask(home.masks_dir / "auto" / f"{uids['S1']}.nii.gz", labels, grid)
         manual_labels = labels.copy()
-        manual_labels[manual_labels == 2] = 0  # the annotator drew the hematoma only
+        manual_labels[manual_labels == 3] = 0  # the annotator drew the hematoma only
         manual = write_mask(home.masks_dir / "manual" / f"{uids['S1']}.nii.gz", manual_labels, grid)
         run = SegmentationRun(series_id=s1.id, model_name="unet2d", model_version="v1", device="cpu", status="done",
                               mask_path=str(auto), seconds=1.0)

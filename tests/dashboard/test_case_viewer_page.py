@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from dashboard import imageview
 from registry.db import make_engine
 from registry.models import Patient, Series, Study
+from vocabulary.labels import LESION_CLASSES
 
 
 def test_window_maps_level_minus_half_width_to_black_and_plus_half_to_white() -> None:
@@ -21,12 +22,17 @@ def test_window_maps_level_minus_half_width_to_black_and_plus_half_to_white() ->
     assert bone.tolist() == [0, 127, 255]
 
 
-def test_overlay_paints_hematoma_red_and_edema_blue_only_where_labelled() -> None:
-    grey = np.full((2, 2), 100, np.uint8)
-    rgb = imageview.overlay_rgb(grey, np.array([[0, 1], [2, 0]], np.uint8), alpha=1.0)
-    assert rgb[0, 0].tolist() == [100, 100, 100]
-    assert rgb[0, 1].tolist() == list(imageview.LABEL_COLOURS[1])
-    assert rgb[1, 0].tolist() == list(imageview.LABEL_COLOURS[2])
+def test_overlay_paints_each_class_in_its_colour_from_the_label_map_only_where_labelled() -> None:
+    grey = np.full((2, 3), 100, np.uint8)
+    rgb = imageview.overlay_rgb(grey, np.array([[0, 1, 2], [3, 4, 0]], np.uint8), alpha=1.0)
+    assert rgb[0, 0].tolist() == [100, 100, 100] and rgb[1, 2].tolist() == [100, 100, 100]
+    painted = [rgb[0, 1].tolist(), rgb[0, 2].tolist(), rgb[1, 0].tolist(), rgb[1, 1].tolist()]
+    for c, colour in zip(LESION_CLASSES, painted, strict=True):
+        assert colour == [int(c.colour[i:i + 2], 16) for i in (1, 3, 5)], c.key
+    assert len({tuple(v) for v in painted}) == 4  # four distinguishable colours
+    legend = imageview.legend_html()
+    assert all(c.colour in legend and c.name in legend for c in LESION_CLASSES)
+    assert "Intraventricular" not in imageview.legend_html({1, 3})
 
 
 def test_thumbnails_and_richest_slice() -> None:
@@ -50,12 +56,15 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     assert at.radio(key=f"case_mask_{uids['S1']}").options == ["automatic", "manual", "none"]
     assert at.slider(key=f"case_slice_{uids['S1']}_automatic").value == 5  # the slice with most lesion voxels
     truth = mask_zyx()
-    hematoma, edema = (truth == 1).sum() * VOXEL_ML, (truth == 2).sum() * VOXEL_ML
-    assert any(f"automatic mask: hematoma {hematoma:.1f} mL, edema {edema:.1f} mL" in c.value for c in at.caption)
+    hematoma, edema = (truth == 1).sum() * VOXEL_ML, (truth == 3).sum() * VOXEL_ML
+    assert any(f"automatic mask: Intraparenchymal hematoma / contusion {hematoma:.1f} mL, Extra-axial hemorrhage 0.0 "
+               f"mL, Perilesional edema {edema:.1f} mL" in c.value for c in at.caption)
+    assert any("Intraventricular hemorrhage" in m.value and "#9467bd" in m.value for m in at.markdown)  # the legend
     at.radio(key=f"case_mask_{uids['S1']}").set_value("manual")
     at.radio(key="case_window").set_value("bone").run()
     assert not at.exception
-    assert any(f"manual mask: hematoma {hematoma:.1f} mL, edema 0.0 mL" in c.value for c in at.caption)
+    assert any(f"manual mask: Intraparenchymal hematoma / contusion {hematoma:.1f} mL" in c.value
+               and "Perilesional edema 0.0 mL" in c.value for c in at.caption)
 
 
 def test_opens_on_a_patient_with_findings_not_the_one_with_most_scans(small) -> None:

@@ -101,9 +101,9 @@ def head_phantom(nz: int = 8, ny: int = 64, nx: int = 64, seed: int = 0) -> tupl
     hu[r < 0.88] = 35.0
     lesion = np.hypot(np.hypot((y - ny * 0.4) / (ny * 0.1), (x - nx * 0.6) / (nx * 0.09)), (z - nz / 2) / 2.2)
     labels = np.zeros(hu.shape, np.uint8)
-    labels[(lesion < 1.6) & (r < 0.88)] = 2
-    labels[lesion < 1.0] = 1
-    hu[labels == 2] = 18.0
+    labels[(lesion < 1.6) & (r < 0.88)] = 3  # edema (vocabulary.labels)
+    labels[lesion < 1.0] = 1  # IPH
+    hu[labels == 3] = 18.0
     hu[labels == 1] = 70.0
     hu += rng.normal(0, 3, hu.shape) * (r < 1.0)
     return hu.astype(np.float32), labels

@@ -24,6 +24,7 @@ from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series
 from registry.store import record_qc_decision
+from vocabulary.labels import LESION_CLASSES
 
 runner = CliRunner()
 TINY = TrainingConfig(epochs=2, steps_per_epoch=3, batch_size=4, patch=32, seed=3,
@@ -80,7 +81,8 @@ def test_training_is_deterministic_and_checkpoint_carries_provenance(tmp_path):
     loaded = load_model(tmp_path / "m.pt")
     assert loaded.version == version and len(version) == 64
     assert loaded.preprocessing == Preprocessing(size=32)
-    assert loaded.label_map == {0: "background", 1: "hematoma", 2: "edema"}
+    assert loaded.label_map == {0: "background", 1: "iph", 2: "eah", 3: "edema", 4: "ivh"}
+    assert loaded.net(torch.rand(1, 1, 32, 32)).shape[1] == 5  # one output per class of the label map
     for key in ("seed", "training_data_sha256", "metrics", "split"):
         assert key in loaded.metadata
     assert len(loaded.metadata["split"]["validation"]) == 1  # one patient of three held out
@@ -149,11 +151,20 @@ def test_export_seg_references_source_instances(study, tmp_path):
     referenced = [ref.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence
                   for ref in item.ReferencedInstanceSequence]
     assert sorted(referenced) == sorted(vol.sop_instance_uids)
-    assert seg.number_of_segments == 2
+    # One segment per class present in the mask, in label order, coded from vocabulary.labels.
+    present = [c for c in LESION_CLASSES if (labels == c.value).any()]
+    assert present and seg.number_of_segments == len(present)
+    for number, c in enumerate(present, start=1):
+        desc = seg.get_segment_description(number)
+        assert desc.segment_label == c.name and desc.tracking_id == c.key
+        assert desc.segmented_property_type.value == c.snomed_code
+        assert desc.segmented_property_type.scheme_designator == "SCT"
+        assert desc.segmented_property_category.value == "49755003"  # Morphologically abnormal structure
     for k, sop in enumerate(vol.sop_instance_uids):
-        frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=[sop], segment_numbers=[1, 2])
-        assert np.array_equal(frames[0, :, :, 0], labels[k] == 1)
-        assert np.array_equal(frames[0, :, :, 1], labels[k] == 2)
+        frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=[sop],
+                                                   segment_numbers=list(range(1, len(present) + 1)))
+        for i, c in enumerate(present):
+            assert np.array_equal(frames[0, :, :, i], labels[k] == c.value)
     assert pydicom.dcmread(out).Modality == "SEG"
 
 
@@ -164,7 +175,7 @@ def test_evaluate_against_truth_dir_writes_csv(study, tmp_path):
                  "--model", str(study["model"]), "--out", str(out))
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out)
-    assert set(df["class"]) == {"hematoma", "edema"}
+    assert set(df["class"]) == {"iph", "eah", "edema", "ivh", "hemorrhage"}
     assert set(df["split"]) <= {"train", "validation", "test"} and "validation" in set(df["split"])
     assert df["series_instance_uid"].nunique() >= 3
     assert "ABC/2" in result.output

@@ -11,12 +11,14 @@ from synthetic.phantom import (
     SHIFT_MM_PER_ML,
     ExtraAxial,
     Grid,
+    Intraventricular,
     SeriesSpec,
     hematoma,
     normal_series,
     render_series,
     single_hematoma_series,
 )
+from vocabulary.labels import EAH, EDEMA, IPH, IVH
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def test_hematoma_and_edema_volumes_are_exact_voxel_counts(left_frontal):
 
 def test_noise_free_hu_lies_in_the_label_ranges(left_frontal):
     hem = left_frontal.hu_clean[left_frontal.labels == 1]
-    edema = left_frontal.hu_clean[left_frontal.labels == 2]
+    edema = left_frontal.hu_clean[left_frontal.labels == EDEMA]
     assert hem.min() >= 50 and hem.max() <= 90
     assert edema.min() >= 10 and edema.max() <= 25
     # Noise is there in what is written, at about the requested level in the air outside the head.
@@ -92,3 +94,45 @@ def test_same_rng_same_image_and_lesion_shape_independent_of_noise_seed():
     spec = a.spec
     c = render_series(spec, a.grid, np.random.default_rng(99))
     assert np.array_equal(a.labels, c.labels) and not np.array_equal(a.hu, c.hu)
+
+
+def test_extra_axial_collection_is_labelled_eah_along_the_inner_table_of_its_side():
+    r = render_series(SeriesSpec(extra_axial=ExtraAxial("right", 30.0), noise_sigma_hu=0),
+                      Grid.centered(128, 230, 5), np.random.default_rng(0))
+    vv = r.grid.voxel_volume_ml
+    assert r.class_ml(EAH) == pytest.approx(30.0, abs=vv) and r.extra_axial_ml == r.class_ml(EAH)
+    assert set(np.unique(r.labels).tolist()) == {0, EAH}
+    blood = r.hu_clean[r.labels == EAH]
+    assert blood.min() >= 50 and blood.max() <= 90
+    # Patient right is LPS x < 0: every EAH voxel lies on that side.
+    zyx = np.argwhere(r.labels == EAH)
+    x_mm = r.grid.origin[0] + zyx[:, 2] * r.grid.pixel_spacing[1]
+    assert (x_mm < 0).all()
+
+
+def test_intraventricular_blood_fills_the_dependent_ventricles_and_adds_no_mass():
+    grid = Grid.centered(128, 230, 5)
+    spec = SeriesSpec(intraventricular=Intraventricular(3.0, density_hu=62.0), noise_sigma_hu=0)
+    r = render_series(spec, grid, np.random.default_rng(0))
+    base = render_series(SeriesSpec(noise_sigma_hu=0), grid, np.random.default_rng(0))
+    assert r.ivh_ml == pytest.approx(3.0, abs=grid.voxel_volume_ml)
+    assert set(np.unique(r.labels).tolist()) == {0, IVH}
+    # It replaces ventricular CSF of the same head (no mass effect) and is hyperdense.
+    assert (base.hu_clean[r.labels == IVH] == HU_CSF).all() and r.midline_shift_mm == 0
+    blood = r.hu_clean[r.labels == IVH]
+    assert blood.min() >= 50 and blood.max() <= 90
+    # It layers posteriorly (supine patient): IVH lies behind the ventricular CSF left over.
+    rows_ivh = np.argwhere(r.labels == IVH)[:, 1].mean()
+    rows_csf = np.argwhere((base.hu_clean == HU_CSF) & (r.labels == 0)
+                           & (np.abs(np.arange(128) - 64) < 12)[None, None, :]
+                           & (np.abs(np.arange(128) - 64) < 30)[None, :, None])[:, 1].mean()
+    assert rows_ivh > rows_csf
+
+
+def test_every_class_in_one_series_keeps_its_own_label():
+    spec = SeriesSpec(hematomas=(hematoma(15, "left", "frontal", edema_ml=6),),
+                      extra_axial=ExtraAxial("right", 20.0), intraventricular=Intraventricular(2.0))
+    r = render_series(spec, Grid.centered(128, 230, 5), np.random.default_rng(0))
+    vv = r.grid.voxel_volume_ml
+    for label, ml in ((IPH, 15.0), (EAH, 20.0), (EDEMA, 6.0), (IVH, 2.0)):
+        assert r.class_ml(label) == pytest.approx(ml, abs=vv), label

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -14,7 +15,10 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
+from synthetic.centers import center_profiles
+from synthetic.cohort import simulate_cohort
 from synthetic.study import generate_study
+from vocabulary.labels import EDEMA, LABEL_MAP, LESION_CLASSES
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -70,8 +74,11 @@ def test_masks_align_with_the_ct_and_volumes_equal_voxel_counts(study):
         labels = np.asarray(img.dataobj).transpose(2, 1, 0)  # (z, y, x)
         affine_lps = LPS_TO_RAS @ img.affine
         vv = abs(np.linalg.det(affine_lps[:3, :3])) / 1000
-        assert row["hematoma_ml"] == pytest.approx(np.count_nonzero(labels == 1) * vv, abs=1e-3)
-        assert row["edema_ml"] == pytest.approx(np.count_nonzero(labels == 2) * vv, abs=1e-3)
+        assert set(np.unique(labels).tolist()) <= set(LABEL_MAP)
+        for c in LESION_CLASSES:  # one volume column per class of the label map
+            assert row[f"{c.key}_ml"] == pytest.approx(np.count_nonzero(labels == c.value) * vv, abs=1e-3)
+        assert row["hematoma_ml"] == row["iph_ml"] and row["extra_axial_ml"] == row["eah_ml"]
+        assert row["hemorrhage_ml"] == pytest.approx(row["iph_ml"] + row["eah_ml"] + row["ivh_ml"], abs=1e-6)
         dss = sorted((pydicom.dcmread(f) for f in (out / row["dicom_folder"]).glob("*.dcm")),
                      key=lambda ds: float(ds.ImagePositionPatient[2]))
         assert np.allclose(affine_lps[:3, 3], [float(v) for v in dss[0].ImagePositionPatient], atol=1e-3)
@@ -79,7 +86,7 @@ def test_masks_align_with_the_ct_and_volumes_equal_voxel_counts(study):
             hu = np.stack([_hu(ds) for ds in dss])
             # 50-90 HU before noise: with the center's noise the mean stays well inside that band.
             hem = hu[labels == 1]
-            assert 50 < hem.mean() < 90 and np.median(hu[labels == 2]) < 30
+            assert 50 < hem.mean() < 90 and np.median(hu[labels == EDEMA]) < 30
             # Each listed centroid is the centroid of one connected hematoma in the mask.
             listed = np.asarray(json.loads(row["lesion_centroids_mm"]))
             comp, n = ndimage.label(labels == 1)
@@ -158,3 +165,17 @@ def test_cli_tabular_only_writes_tables_without_images(tmp_path):
     feats = pd.read_csv(tmp_path / "t" / "truth" / "patient_features.csv")
     assert feats["patient_id"].nunique() == 300
     assert set(pd.read_csv(tmp_path / "t" / "clinical.csv")["center"]) == {"IT100", "SI009", "IT064"}
+
+
+def test_some_patients_have_extra_axial_and_intraventricular_blood_and_it_does_not_change_the_rest():
+    """About 1 in 5 patients get each; IVH comes from a stream of its own, so the other draws are unchanged."""
+    cohort = simulate_cohort(200, seed=3, centers=center_profiles(5))
+    with_ivh = [p for p in cohort.plans if p.ivh_ml and p.ivh_ml[0] > 0]
+    with_eah = [p for p in cohort.plans if p.extra_axial_side is not None]
+    assert 0.10 < len(with_ivh) / 200 < 0.35 and 0.10 < len(with_eah) / 200 < 0.40
+    # IVH clears over the follow-up scans.
+    for p in with_ivh:
+        assert all(b <= a for a, b in zip(p.ivh_ml, p.ivh_ml[1:], strict=False))
+    spec = with_ivh[0].series_spec(0, 0.0)
+    assert spec.intraventricular is not None and spec.intraventricular.volume_ml == with_ivh[0].ivh_ml[0]
+    assert spec.mass_ml() == dataclasses.replace(spec, intraventricular=None).mass_ml()  # IVH adds no mass
