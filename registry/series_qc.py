@@ -19,29 +19,17 @@ from registry.models import QC_AUTO_FAILED, QC_PENDING
 
 # Reason codes, in the order they are reported. `not_ct` files are rejected before a series exists;
 # the code is listed so that the vocabulary is one list across rejections and QC.
-QC_REASONS: dict[str, str] = {
-    "not_ct": "modality is not CT",
-    "localizer": "localizer / scout image(s), not a head volume",
-    "missing_geometry": "ImagePositionPatient or ImageOrientationPatient missing",
-    "too_few_slices": "fewer slices than a head volume needs",
-    "duplicate_positions": "two or more slices at the same position",
-    "missing_slices": "a gap between slices larger than the usual step (slices missing)",
-    "nonuniform_spacing": "slice steps differ from the median step",
-    "mixed_matrix": "slices with different Rows x Columns",
-    "insufficient_coverage": "the slices span too little of the head",
-    "gantry_tilt": "tilted gantry: slices are sheared, not stacked along their normal",
-    # Per-instance defects found when the header is read (registry.dicom_headers) or, for
-    # undecodable_pixel_data, when one file of the series is decoded at ingest.
-    "invalid_pixel_spacing": "PixelSpacing missing, not a number, zero, negative or implausibly large",
-    "invalid_slice_thickness": "SliceThickness not a number, zero, negative or implausibly large",
-    "invalid_matrix": "Rows or Columns missing or zero",
-    "pixel_data_mismatch": "PixelData size differs from Rows x Columns x BitsAllocated",
-    "unsupported_bits_allocated": "BitsAllocated other than 8, 16 or 32",
-    "undecodable_pixel_data": "compressed pixel data that no installed decoder can decode",
-    "invalid_orientation": "ImageOrientationPatient not two orthogonal unit vectors (e.g. all zero)",
-    "invalid_position": "ImagePositionPatient not a finite position",
-    "implausible_date": "a study, series or acquisition date that is no calendar day between 1900 and next year",
-}
+# The automatic QC reason codes, in the order they are reported; what each means, in words, is in
+# the data dictionary (vocabulary.dictionary, group "qc_reason"), the one place screens read it from.
+# The last nine are per-instance defects found when the header is read (registry.dicom_headers) or,
+# for undecodable_pixel_data, when one file of the series is decoded at ingest.
+QC_REASONS: tuple[str, ...] = (
+    "not_ct", "localizer", "missing_geometry", "too_few_slices", "duplicate_positions", "missing_slices",
+    "nonuniform_spacing", "mixed_matrix", "insufficient_coverage", "gantry_tilt",
+    "invalid_pixel_spacing", "invalid_slice_thickness", "invalid_matrix", "pixel_data_mismatch",
+    "unsupported_bits_allocated", "undecodable_pixel_data", "invalid_orientation", "invalid_position",
+    "implausible_date",
+)
 
 
 @dataclass(frozen=True)

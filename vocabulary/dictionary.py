@@ -166,9 +166,14 @@ for _c in LESION_CLASSES:
     if not any(e.name == f"{_c.key}_ml" for e in _ENTRIES):
         _add(_B, f"{_c.key}_ml", f"{_c.name} volume", "mL", f"{_c.description} Voxels of label {_c.value} "
              "x voxel volume.")
+_add(_B, "eah_count", "Extra-axial collections", "", "Connected extra-axial hemorrhage collections (label 2).")
+_add(_B, "eah_largest_ml", "Largest extra-axial collection", "mL", "Volume of the largest extra-axial collection.")
+_add(_B, "eah_largest_left", "Largest extra-axial collection on the left", "",
+     "Side of the largest extra-axial collection by the midline plane.", "1 left, 0 right, empty if none")
 _add(_B, "eah_max_thickness_mm", "Extra-axial collection, maximum thickness", "mm",
-     "Largest thickness of the extra-axial hemorrhage (label 2), measured perpendicular to the skull.")
-_add(_B, "ivh_present", "Intraventricular hemorrhage present", "", "Any voxel of label 4.", "0 no, 1 yes")
+     "Maximal thickness of the largest extra-axial collection: on axial slices, 2 x the largest in-plane "
+     "distance to its edge minus one pixel (within one pixel, never more).")
+_add(_B, "ivh_present", "Intraventricular hemorrhage present", "", "At least 0.05 mL of label 4.", "0 no, 1 yes")
 _add(_B, "hemorrhage_ml", "Hemorrhage volume (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together (labels 1, 2 and 4).")
 
@@ -194,12 +199,12 @@ _add(_P, "edema_growth_ml_per_day", "Edema growth rate", "mL/day", "(peak edema 
 _add(_P, "n_scans", "Scans", "", "Number of CT scans of the patient.")
 for _c in LESION_CLASSES:
     _add(_P, f"adm_{_c.key}_ml", f"{_c.name} volume on admission", "mL", f"{_c.name} volume on the first scan.")
-    _add(_P, f"peak_{_c.key}_ml", f"Peak {_c.name.lower()} volume", "mL", f"Largest {_c.name.lower()} volume "
-         "over all scans.")
 _add(_P, "adm_eah_max_thickness_mm", "Extra-axial collection thickness on admission", "mm",
      "Maximum thickness of the extra-axial hemorrhage on the first scan.")
-_add(_P, "adm_ivh_present", "Intraventricular hemorrhage on admission", "", "Any IVH on the first scan.",
-     "0 no, 1 yes")
+_add(_P, "adm_ivh_present", "Intraventricular hemorrhage on admission", "", "At least 0.05 mL of IVH on the "
+     "first scan.", "0 no, 1 yes")
+_add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
+     "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
 
 # --- collection counts (registry.progress, dashboard) -----------------------------------------------
 _C = "collection"
@@ -250,6 +255,21 @@ _add(_Q, "nonuniform_spacing", "Uneven slice spacing", "", "Slice steps differ f
 _add(_Q, "mixed_matrix", "Slices of different sizes", "", "Slices with different Rows x Columns.")
 _add(_Q, "insufficient_coverage", "Head not fully covered", "", "The slices span too little of the head.")
 _add(_Q, "gantry_tilt", "Tilted gantry", "", "Slices are sheared, not stacked along their normal.")
+_add(_Q, "invalid_pixel_spacing", "Pixel spacing invalid", "",
+     "PixelSpacing missing, not a number, zero, negative or implausibly large.")
+_add(_Q, "invalid_slice_thickness", "Slice thickness invalid", "",
+     "SliceThickness not a number, zero, negative or implausibly large.")
+_add(_Q, "invalid_matrix", "Image size invalid", "", "Rows or Columns missing or zero.")
+_add(_Q, "pixel_data_mismatch", "Pixel data of the wrong size", "",
+     "PixelData size differs from Rows x Columns x BitsAllocated.")
+_add(_Q, "unsupported_bits_allocated", "Unsupported bits per pixel", "", "BitsAllocated other than 8, 16 or 32.")
+_add(_Q, "undecodable_pixel_data", "Pixel data cannot be decoded", "",
+     "Compressed pixel data that no installed decoder can decode.")
+_add(_Q, "invalid_orientation", "Slice orientation invalid", "",
+     "ImageOrientationPatient is not two orthogonal unit vectors (e.g. all zero).")
+_add(_Q, "invalid_position", "Slice position invalid", "", "ImagePositionPatient is not a finite position.")
+_add(_Q, "implausible_date", "Implausible date", "",
+     "A study, series or acquisition date that is no calendar day between 1900 and next year.")
 _R = "rejection"
 for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File unreadable"),
                       ("truncated", "File truncated"), ("missing_sop_instance_uid", "SOPInstanceUID missing"),
@@ -260,7 +280,14 @@ for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File un
                       ("series_conflict", "Series UID reused by another patient or study"),
                       ("series_inconsistent", "Series headers inconsistent"),
                       ("changed_during_ingest", "File changed while being read"),
-                      ("archive_unreadable", "Archived copy unreadable")):
+                      ("archive_unreadable", "Archived copy unreadable"),
+                      ("unknown_transfer_syntax", "Unknown transfer syntax"),
+                      ("invalid_value", "Header value invalid for its DICOM type"),
+                      ("invalid_center", "Center folder name is not a center code"),
+                      ("unreadable_folder", "Folder unreadable"),
+                      ("store_failed", "Series could not be stored"),
+                      ("defective_instance", "Broken file for a series already reviewed"),
+                      ("archive_failed", "De-identified copy could not be written")):
     _add(_R, _name, _label, "", f"{_label} (ingest rejection code `{_name}`).")
 
 # --- QC status ----------------------------------------------------------------------------------

@@ -17,11 +17,31 @@ def test_every_name_the_packages_produce_has_an_entry() -> None:
     rejections = [getattr(dicom_headers, n) for n in ("NOT_DICOM", "UNREADABLE", "TRUNCATED", "MISSING_SOP_UID",
                                                       "MISSING_SERIES_UID", "MISSING_STUDY_UID", "MISSING_PATIENT_ID")]
     rejections += [getattr(ingest, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
-                                                "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST", "ARCHIVE_UNREADABLE")]
+                                                "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST", "ARCHIVE_UNREADABLE",
+                                                "INVALID_CENTER", "UNREADABLE_FOLDER", "STORE_FAILED",
+                                                "DEFECTIVE_INSTANCE", "ARCHIVE_FAILED")]
+    rejections += ["unknown_transfer_syntax", "invalid_value"]  # registry.header_validation's reasons
     names = [*PATIENT_FEATURES, *CLINICAL_EXPORT, *OUTCOME_EXPORT, *PROGRESS_COLUMNS, *MISSING_ITEMS, *QC_REASONS,
-             *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES)]
+             *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES), *_series_feature_names()]
     missing = [n for n in names if dd.entry(n) is None]
     assert missing == []
+
+
+def _series_feature_names() -> list[str]:
+    """The scalar per-series features biomarkers computes, on a small head with every lesion class."""
+    import numpy as np
+
+    from biomarkers.series import series_features
+
+    hu = np.full((12, 64, 64), -1000.0)
+    hu[:, 6:58, 6:58] = 35.0
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[4:8, 20:30, 14:24] = 1
+    labels[4:8, 10:40, 50:54] = 2
+    labels[4:8, 31:33, 14:24] = 3
+    labels[5:7, 30:34, 36:40] = 4
+    values, _lesions = series_features(hu, labels, (5.0, 1.0, 1.0))
+    return list(values)
 
 
 def test_labels_units_and_definitions_read_as_words() -> None:
