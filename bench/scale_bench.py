@@ -60,8 +60,9 @@ INDEXES_0007 = ("ix_qc_decision_decided_at", "ix_series_ingested_at", "ix_series
 
 # --- filling PostgreSQL ------------------------------------------------------------------------------
 
-def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: int = 0) -> dict[str, int]:
-    """Bulk-load a synthetic registry with COPY; returns rows per table."""
+def synthetic_tables(n_series: int, n_patients: int, n_centers: int, seed: int = 0
+                     ) -> dict[str, tuple[list[str], list[tuple]]]:
+    """The synthetic registry's rows, per table: (columns, rows); JSON columns as JSON text."""
     from biomarkers.series import DEFINITIONS_VERSION
 
     rng = np.random.default_rng(seed)
@@ -141,6 +142,12 @@ def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: i
         "series_features": (["id", "series_id", "source", "segmentation_run_id", "annotation_id", "mask_sha256",
                              "definitions_version", "values", "lesions", "computed_at"], features),
     }
+    return tables
+
+
+def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: int = 0) -> dict[str, int]:
+    """Bulk-load a synthetic registry with COPY; returns rows per table."""
+    tables = synthetic_tables(n_series, n_patients, n_centers, seed)
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
@@ -234,7 +241,7 @@ def hot_paths(db_url: str, center: str) -> dict[str, Callable[[], object]]:
         queries.clear_caches()
         counts = queries.center_counts(db_url, None)
         collection.totals_row(counts)
-        collection.cumulative_by_center(queries.arrival_events(db_url, None, "scanned"))
+        collection.cumulative_from_daily(queries.arrival_counts(db_url, None, "scanned"))
         return queries.owed_items(db_url, None)
 
     def qc_page(scope: str | None) -> Callable[[], object]:
