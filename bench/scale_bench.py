@@ -247,7 +247,9 @@ def hot_paths(db_url: str, center: str) -> dict[str, Callable[[], object]]:
     def qc_page(scope: str | None) -> Callable[[], object]:
         def run() -> object:
             queries.clear_caches()
-            queue = queries.qc_queue(db_url, scope)
+            counts = queries.qc_status_counts(db_url, scope)
+            centers = tuple(sorted(counts["center"].unique()))
+            queue = queries.qc_queue_page(db_url, scope, centers, ("pending", "auto_failed"))
             queries.qc_history(db_url, scope, None)
             queries.audit_trail(db_url, scope)
             return queue

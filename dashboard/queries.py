@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Select, Text, cast, distinct, func, select
+from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
+from dashboard.review import PHI_FILTERS
 from imaging.volume import Volume, load_series, read_mask
 from registry.db import make_engine
 from registry.home import Home
@@ -245,6 +246,76 @@ def qc_queue(db_url: str, center: str | None) -> pd.DataFrame:
 def _json_column(texts: pd.Series) -> list[Any]:
     """A column of JSON texts (None for SQL NULL) decoded in one call."""
     return json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
+
+
+QC_PAGE_SIZE = 200
+
+
+def _queue_rows(center: str | None) -> Select:
+    return _scoped(
+        select(
+            Series.series_instance_uid.label("series_uid"), Center.code.label("center"),
+            Patient.pseudo_id, Series.days_from_injury, Series.description, Series.instance_count.label("slices"),
+            Series.slice_thickness, Series.qc_status, cast(Series.qc_reasons, Text).label("qc_reasons"),
+            cast(Series.phi_tags, Text).label("phi_tags"), Series.ingested_at,
+        )
+        .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+        .join(Series, Series.study_id == Study.id), center)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_status_counts(db_url: str, center: str | None) -> pd.DataFrame:
+    """Series in scope per center and QC status (center, qc_status, n), counted by the database."""
+    with _session(db_url) as s:
+        df = _frame(s, _scoped(
+            select(Center.code.label("center"), Series.qc_status, func.count().label("n"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id).group_by(Center.code, Series.qc_status), center))
+    df["n"] = df["n"].astype(int)
+    return df.sort_values(["center", "qc_status"]).reset_index(drop=True)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_queue_page(db_url: str, center: str | None, centers: tuple[str, ...], statuses: tuple[str, ...],
+                  phi: str = "any", search: str = "", page: int = 0, page_size: int = QC_PAGE_SIZE
+                  ) -> tuple[pd.DataFrame, int]:
+    """One page of the review queue in scope, filtered and ordered by the database: (rows, how many match).
+
+    The rows are those of `qc_queue` narrowed as `review.filtered_queue` and `qc_view.search_queue` narrow it
+    (centers, statuses, identifiers flagged or not; `search` in the series UID, pseudonym, description or QC
+    reasons, codes or words) in `qc_view.review_order` (what needs a decision first, oldest first). A reviewer
+    needs the first page and the counts, never the 100,000 rows of a consortium's queue.
+    """
+    from dashboard.qc_view import NEEDS_DECISION, reason_words
+    from registry.series_qc import QC_REASONS
+
+    if phi not in PHI_FILTERS:
+        raise ValueError(f"phi must be one of {PHI_FILTERS}, not {phi!r}")
+    stmt = _queue_rows(center).where(Center.code.in_(centers), Series.qc_status.in_(statuses))
+    phi_text = cast(Series.phi_tags, Text)
+    flagged = and_(phi_text.is_not(None), phi_text.not_in(("[]", "null")))
+    if phi == "flagged":
+        stmt = stmt.where(flagged)
+    elif phi == "clean":
+        stmt = stmt.where(not_(flagged))
+    needle = search.strip().lstrip("…").lower()
+    if needle:
+        reasons = cast(Series.qc_reasons, Text)
+        coded = [code for code in QC_REASONS if needle in " ".join(reason_words([code])).lower()]
+        stmt = stmt.where(or_(
+            *(func.lower(c).contains(needle, autoescape=True) for c in (
+                Series.series_instance_uid, Patient.pseudo_id, func.coalesce(Series.description, ""), reasons)),
+            *(reasons.contains(f'"{code}"', autoescape=True) for code in coded)))
+    later = case((Series.qc_status.in_(NEEDS_DECISION), 0), else_=1)
+    with _session(db_url) as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        df = _frame(s, stmt.order_by(later, Series.ingested_at, Series.id).limit(page_size)
+                    .offset(max(page, 0) * page_size))
+    reasons_list, phi_list = _json_column(df["qc_reasons"]), _json_column(df["phi_tags"])
+    df["qc_reasons"] = [_joined(v) for v in reasons_list]
+    df["phi_flag"] = [bool(v) for v in phi_list]
+    df["phi_tags"] = [_joined(v) for v in phi_list]
+    return df, int(total or 0)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

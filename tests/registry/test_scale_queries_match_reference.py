@@ -242,3 +242,42 @@ def test_analysis_table_frames_are_the_reference(filled: str) -> None:
     assert len(table) == 60 and table["n_scans"].notna().sum() > 30
     assert isinstance(table["adm_hematoma_ml"].iloc[0], float | np.floating)
     assert dt  # noqa: S101 - datetime kept for the fill's types
+
+
+@pytest.mark.parametrize("center", [None, "C02"])
+def test_qc_queue_page_is_the_filtered_ordered_queue(filled: str, center: str | None) -> None:
+    """Pages of the SQL-filtered queue, put together, are the whole queue filtered and ordered in pandas."""
+    from dashboard import qc_view, queries, review
+
+    try:
+        queries.clear_caches()
+        queue = qc_view.review_order(queries.qc_queue(filled, center))
+        counts = queries.qc_status_counts(filled, center)
+        assert counts["n"].sum() == len(queue)
+        assert dict(counts.groupby("qc_status")["n"].sum()) == dict(queue["qc_status"].value_counts())
+        centers = tuple(sorted(counts["center"].unique()))
+        cases = [(("pending", "auto_failed"), "any", ""), (("passed", "failed", "pending", "auto_failed"), "any", ""),
+                 (("pending", "auto_failed"), "flagged", ""), (("passed", "pending"), "clean", ""),
+                 (("passed", "failed", "pending", "auto_failed"), "any", "slice"),
+                 (("passed", "failed", "pending", "auto_failed"), "any", "streaks"),
+                 (("pending", "auto_failed", "passed"), "any", "…" + queue["series_uid"].iloc[5][-8:]),
+                 (("pending", "auto_failed", "passed"), "any", queue["pseudo_id"].iloc[3][:6].upper()),
+                 (("pending", "auto_failed"), "any", "100%_x")]
+        for statuses, phi, search in cases:
+            expected = qc_view.search_queue(review.filtered_queue(queue, list(centers), list(statuses), "", phi),
+                                            search)
+            pages, total, page = [], None, 0
+            while True:
+                rows, total = queries.qc_queue_page(filled, center, centers, statuses, phi, search, page, 37)
+                if rows.empty:
+                    break
+                pages.append(rows)
+                page += 1
+            got = pd.concat(pages, ignore_index=True) if pages else expected.iloc[:0]
+            assert total == len(expected), (statuses, phi, search)
+            pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True),
+                                          check_dtype=False, obj=str((statuses, phi, search)))
+        assert any(len(qc_view.search_queue(queue, s)) for s in ("slice", "streaks"))
+    finally:
+        queries.engine_for(filled).dispose()
+        queries.clear_caches()
