@@ -98,10 +98,12 @@ def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
         annotated = _frame(s, _scoped(
             series_center.add_columns(func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
             .join(ManualAnnotation, ManualAnnotation.series_id == Series.id), center))
+        # The segmented series first (DISTINCT over the run index), then counted per center: a COUNT(DISTINCT)
+        # over the joined runs sorted every run of the registry.
+        done = select(SegmentationRun.series_id).where(SegmentationRun.status == "done").distinct().subquery()
         segmented = _frame(s, _scoped(
-            series_center.add_columns(func.count(distinct(SegmentationRun.series_id)).label("series_segmented"))
-            .join(SegmentationRun, SegmentationRun.series_id == Series.id)
-            .where(SegmentationRun.status == "done"), center))
+            series_center.add_columns(func.count().label("series_segmented"))
+            .join(done, done.c.series_id == Series.id), center))
     progress = progress[progress["center"] != TOTAL]
     if center is not None:
         progress = progress[progress["center"] == center]

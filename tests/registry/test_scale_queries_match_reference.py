@@ -70,6 +70,13 @@ def _fill(db_url: str) -> None:
     for row in extra:
         row[3] = None
     tables["series_features"] = (feat_cols, [tuple(r) for r in feats + extra])
+    # Series segmented twice (a re-run) and a failed run: each segmented series counts once, failures never.
+    run_cols, runs = tables["segmentation_run"]
+    reruns = [(len(runs) + i + 1, r[1], r[2], "e" * 64, r[4], "done" if i % 2 else "failed", None, r[7], r[8],
+               r[9], r[10], r[11]) for i, r in enumerate(runs[:8])]
+    failed_only = [(len(runs) + 9, 2, "unet2d", "d" * 64, "cpu", "failed", "out of memory", None, None, None,
+                    dt.datetime(2024, 3, 1), None)]
+    tables["segmentation_run"] = (run_cols, runs + reruns + failed_only)
     engine = make_engine(db_url)
     with engine.begin() as conn:
         for name, (columns, rows) in tables.items():
@@ -241,7 +248,6 @@ def test_analysis_table_frames_are_the_reference(filled: str) -> None:
     assert series["midline_shift_mm"].isna().any() and set(series["source"]) == {"segmentation"}
     assert len(table) == 60 and table["n_scans"].notna().sum() > 30
     assert isinstance(table["adm_hematoma_ml"].iloc[0], float | np.floating)
-    assert dt  # noqa: S101 - datetime kept for the fill's types
 
 
 @pytest.mark.parametrize("center", [None, "C02"])
@@ -281,3 +287,22 @@ def test_qc_queue_page_is_the_filtered_ordered_queue(filled: str, center: str | 
     finally:
         queries.engine_for(filled).dispose()
         queries.clear_caches()
+
+
+def test_collection_counts_segmented_series_once(filled: str) -> None:
+    from dashboard import queries
+    from registry.models import SegmentationRun
+
+    try:
+        queries.clear_caches()
+        counts = queries.center_counts(filled, None).set_index("center")["series_segmented"]
+        with Session(queries.engine_for(filled)) as s:
+            expected = dict(s.execute(
+                select(Center.code, func.count(func.distinct(SegmentationRun.series_id)))
+                .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+                .join(Series, Series.study_id == Study.id).join(SegmentationRun, SegmentationRun.series_id == Series.id)
+                .where(SegmentationRun.status == "done").group_by(Center.code)).all())
+    finally:
+        queries.engine_for(filled).dispose()
+        queries.clear_caches()
+    assert counts.to_dict() == expected and sum(expected.values()) > 50
