@@ -60,8 +60,9 @@ INDEXES_0007 = ("ix_qc_decision_decided_at", "ix_series_ingested_at", "ix_series
 
 # --- filling PostgreSQL ------------------------------------------------------------------------------
 
-def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: int = 0) -> dict[str, int]:
-    """Bulk-load a synthetic registry with COPY; returns rows per table."""
+def synthetic_tables(n_series: int, n_patients: int, n_centers: int, seed: int = 0
+                     ) -> dict[str, tuple[list[str], list[tuple]]]:
+    """The synthetic registry's rows, per table: (columns, rows); JSON columns as JSON text."""
     from biomarkers.series import DEFINITIONS_VERSION
 
     rng = np.random.default_rng(seed)
@@ -141,6 +142,12 @@ def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: i
         "series_features": (["id", "series_id", "source", "segmentation_run_id", "annotation_id", "mask_sha256",
                              "definitions_version", "values", "lesions", "computed_at"], features),
     }
+    return tables
+
+
+def fill(engine: Engine, n_series: int, n_patients: int, n_centers: int, seed: int = 0) -> dict[str, int]:
+    """Bulk-load a synthetic registry with COPY; returns rows per table."""
+    tables = synthetic_tables(n_series, n_patients, n_centers, seed)
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
@@ -234,13 +241,15 @@ def hot_paths(db_url: str, center: str) -> dict[str, Callable[[], object]]:
         queries.clear_caches()
         counts = queries.center_counts(db_url, None)
         collection.totals_row(counts)
-        collection.cumulative_by_center(queries.arrival_events(db_url, None, "scanned"))
+        collection.cumulative_from_daily(queries.arrival_counts(db_url, None, "scanned"))
         return queries.owed_items(db_url, None)
 
     def qc_page(scope: str | None) -> Callable[[], object]:
         def run() -> object:
             queries.clear_caches()
-            queue = queries.qc_queue(db_url, scope)
+            counts = queries.qc_status_counts(db_url, scope)
+            centers = tuple(sorted(counts["center"].unique()))
+            queue = queries.qc_queue_page(db_url, scope, centers, ("pending", "auto_failed"))
             queries.qc_history(db_url, scope, None)
             queries.audit_trail(db_url, scope)
             return queue
@@ -253,6 +262,59 @@ def hot_paths(db_url: str, center: str) -> dict[str, Callable[[], object]]:
         "Quality-control page, all centers": qc_page(None),
         f"Quality-control page, coordinator of {center}": qc_page(center),
         "analysis-table build": in_session(analysis_table_from_registry),
+    }
+
+
+def before_and_after(db_url: str) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """(the way before, the way now) of what the 100k-series rewrite changed, each a call returning the result:
+    the straightforward versions are the references the tests compare the new queries with."""
+    import test_scale_queries_match_reference as ref
+
+    from biomarkers.timecourse import patient_level_features
+    from dashboard import collection, qc_view, queries
+    from prognosis.analysis_table import build_analysis_table
+    from prognosis.store import analysis_table_from_registry
+    from registry.progress import missing_items
+
+    engine = queries.engine_for(db_url)
+
+    def in_session(fn: Callable) -> Callable[[], object]:
+        def run() -> object:
+            queries.clear_caches()
+            with session_scope(engine) as session:
+                return fn(session)
+        return run
+
+    def qc_before() -> object:
+        queries.clear_caches()
+        return qc_view.review_order(queries.qc_queue(db_url, None)).head(queries.QC_PAGE_SIZE)
+
+    def qc_now() -> object:
+        queries.clear_caches()
+        counts = queries.qc_status_counts(db_url, None)
+        return queries.qc_queue_page(db_url, None, tuple(sorted(counts["center"].unique())),
+                                     ("pending", "auto_failed"))
+
+    def arrivals_before() -> object:
+        queries.clear_caches()
+        return collection.cumulative_by_center(queries.arrival_events(db_url, None, "scanned"))
+
+    def arrivals_now() -> object:
+        queries.clear_caches()
+        return collection.cumulative_from_daily(queries.arrival_counts(db_url, None, "scanned"))
+
+    def analysis_before(session) -> object:  # noqa: ANN001
+        clinical, outcomes = ref._reference_clinical_outcomes(session)
+        return build_analysis_table(clinical, outcomes,
+                                    patient_level_features(ref._reference_series_features(session)).reset_index())
+
+    return {
+        "QC queue: all rows + pandas order vs counts + first page in SQL": (qc_before, qc_now),
+        "arrivals by day: every row vs counted per day in SQL": (arrivals_before, arrivals_now),
+        "missing items: old admission-scan ranking alone vs whole list now": (
+            in_session(ref._reference_admission_owed), in_session(missing_items)),
+        "analysis table: ORM objects + JSON per row vs plain columns": (
+            in_session(analysis_before), in_session(analysis_table_from_registry)),
     }
 
 
@@ -390,6 +452,12 @@ def run(url: str, tmp: Path, a: argparse.Namespace) -> None:
         flag = "ok" if max(first, median) < TARGET_S else "OVER"
         print(f"  {label:<46} first {first:6.3f} s   median {median:6.3f} s   {flag}   "
               f"(database {db[0] / whole:4.0%} of it, the rest Python/pandas)")
+
+    print(f"\nBefore and after the 100k-series rewrite (median of {a.repeats}, same data, same run; 'before' is the "
+          "straightforward version the tests compare with):")
+    for label, (before, after) in before_and_after(url).items():
+        old, new = timed(before, a.repeats)[1], timed(after, a.repeats)[1]
+        print(f"  {label:<66} before {old:6.3f} s   now {new:6.3f} s   ({old / new:4.1f}x)")
 
     # What migration 0007 buys: the index-served pages without its indexes, same data, same run.
     def qc_history_page() -> object:

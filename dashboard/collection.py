@@ -28,15 +28,25 @@ def totals_row(counts: pd.DataFrame) -> pd.Series:
     return counts[COUNT_COLUMNS].sum().astype(int) if len(counts) else pd.Series(0, index=COUNT_COLUMNS)
 
 
+def daily_counts(events: pd.DataFrame) -> pd.DataFrame:
+    """Arrivals per center, kind and day (column `n`), from one row per arrival (center, kind, at)."""
+    return (events.assign(date=pd.to_datetime(events["at"]).dt.floor("D"))
+            .groupby(["center", "kind", "date"]).size().rename("n").reset_index())
+
+
 def cumulative_by_center(events: pd.DataFrame) -> pd.DataFrame:
     """Cumulative counts per center and kind by day, from one row per arrival (center, kind, at)."""
     if events.empty:
         return pd.DataFrame(columns=["center", "kind", "date", "cumulative"])
-    daily = (
-        events.assign(date=pd.to_datetime(events["at"]).dt.floor("D"))
-        .groupby(["center", "kind", "date"]).size().rename("n").reset_index()
-        .sort_values(["center", "kind", "date"])
-    )
+    return cumulative_from_daily(daily_counts(events))
+
+
+def cumulative_from_daily(daily: pd.DataFrame) -> pd.DataFrame:
+    """Cumulative counts per center and kind by day, from counts per day (center, kind, date, n), e.g. the
+    database's own (`queries.arrival_counts`)."""
+    if daily.empty:
+        return pd.DataFrame(columns=["center", "kind", "date", "cumulative"])
+    daily = daily.sort_values(["center", "kind", "date"]).reset_index(drop=True)
     daily["cumulative"] = daily.groupby(["center", "kind"])["n"].cumsum()
     return daily.drop(columns="n").reset_index(drop=True)
 

@@ -9,6 +9,7 @@ are known by `pseudo_id` only.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Select, distinct, func, select
+from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
+from dashboard.review import PHI_FILTERS
 from imaging.volume import Volume, load_series, read_mask
 from registry.db import make_engine
 from registry.home import Home
@@ -97,10 +99,12 @@ def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
         annotated = _frame(s, _scoped(
             series_center.add_columns(func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
             .join(ManualAnnotation, ManualAnnotation.series_id == Series.id), center))
+        # The segmented series first (DISTINCT over the run index), then counted per center: a COUNT(DISTINCT)
+        # over the joined runs sorted every run of the registry.
+        done = select(SegmentationRun.series_id).where(SegmentationRun.status == "done").distinct().subquery()
         segmented = _frame(s, _scoped(
-            series_center.add_columns(func.count(distinct(SegmentationRun.series_id)).label("series_segmented"))
-            .join(SegmentationRun, SegmentationRun.series_id == Series.id)
-            .where(SegmentationRun.status == "done"), center))
+            series_center.add_columns(func.count().label("series_segmented"))
+            .join(done, done.c.series_id == Series.id), center))
     progress = progress[progress["center"] != TOTAL]
     if center is not None:
         progress = progress[progress["center"] == center]
@@ -152,6 +156,36 @@ def arrival_events(db_url: str, center: str | None, basis: str = "received") -> 
     return pd.concat([patients.assign(kind="patients"), series.assign(kind="series")], ignore_index=True)
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def arrival_counts(db_url: str, center: str | None, basis: str = "received") -> pd.DataFrame:
+    """Arrivals per day, counted by the database: one row per (center, kind, date) with `n`, the same counts as
+    grouping `arrival_events` by day (`collection.daily_counts`), without sending every series' row to Python."""
+    if basis not in ARRIVAL_BASES:
+        raise ValueError(f"basis must be one of {ARRIVAL_BASES}, not {basis!r}")
+
+    def per_day(rows: Any) -> Select:
+        day = func.date(rows.c.at).label("date")
+        return (select(rows.c.center, day, func.count().label("n")).where(rows.c.at.is_not(None))
+                .group_by(rows.c.center, day))
+
+    with _session(db_url) as s:
+        if basis == "scanned":
+            at = func.coalesce(Series.acquisition_datetime, Study.study_datetime)
+            series = _scoped(series_of_centers(at.label("at")), center).subquery()
+            patients = _scoped(series_of_centers(func.min(at).label("at")).group_by(Center.code, Patient.id),
+                               center).subquery()
+        else:
+            series = _scoped(series_of_centers(Series.ingested_at.label("at")), center).subquery()
+            patients = _scoped(select(Center.code.label("center"), Patient.created_at.label("at"))
+                               .join(Patient, Patient.center_id == Center.id), center).subquery()
+        frames = [_frame(s, per_day(rows)).assign(kind=kind) for kind, rows in
+                  (("patients", patients), ("series", series))]
+    daily = pd.concat(frames, ignore_index=True)
+    daily["date"] = pd.to_datetime(daily["date"])
+    daily["n"] = daily["n"].astype(int)
+    return daily[["center", "kind", "date", "n"]]
+
+
 # --- Collection targets (registry.targets) ---------------------------------------------------------
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -197,15 +231,94 @@ def qc_queue(db_url: str, center: str | None) -> pd.DataFrame:
             select(
                 Series.series_instance_uid.label("series_uid"), Center.code.label("center"),
                 Patient.pseudo_id, Series.days_from_injury, Series.description, Series.instance_count.label("slices"),
-                Series.slice_thickness, Series.qc_status, Series.qc_reasons, Series.phi_tags, Series.ingested_at,
+                Series.slice_thickness, Series.qc_status, cast(Series.qc_reasons, Text).label("qc_reasons"),
+                cast(Series.phi_tags, Text).label("phi_tags"), Series.ingested_at,
             )
             .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
             .join(Series, Series.study_id == Study.id)
             .order_by(Series.ingested_at, Series.id), center))
-    df["qc_reasons"] = df["qc_reasons"].map(_joined)
-    df["phi_flag"] = df["phi_tags"].map(bool)
-    df["phi_tags"] = df["phi_tags"].map(_joined)
+    # The JSON lists come as text and are decoded in one json.loads per column: decoding 100,000 rows one by one
+    # (what the driver does for a JSON column) took seconds.
+    reasons, phi = _json_column(df["qc_reasons"]), _json_column(df["phi_tags"])
+    df["qc_reasons"] = [_joined(v) for v in reasons]
+    df["phi_flag"] = [bool(v) for v in phi]
+    df["phi_tags"] = [_joined(v) for v in phi]
     return df
+
+
+def _json_column(texts: pd.Series) -> list[Any]:
+    """A column of JSON texts (None for SQL NULL) decoded in one call."""
+    return json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
+
+
+QC_PAGE_SIZE = 200
+
+
+def _queue_rows(center: str | None) -> Select:
+    return _scoped(
+        select(
+            Series.series_instance_uid.label("series_uid"), Center.code.label("center"),
+            Patient.pseudo_id, Series.days_from_injury, Series.description, Series.instance_count.label("slices"),
+            Series.slice_thickness, Series.qc_status, cast(Series.qc_reasons, Text).label("qc_reasons"),
+            cast(Series.phi_tags, Text).label("phi_tags"), Series.ingested_at,
+        )
+        .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+        .join(Series, Series.study_id == Study.id), center)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_status_counts(db_url: str, center: str | None) -> pd.DataFrame:
+    """Series in scope per center and QC status (center, qc_status, n), counted by the database."""
+    with _session(db_url) as s:
+        df = _frame(s, _scoped(
+            select(Center.code.label("center"), Series.qc_status, func.count().label("n"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id).group_by(Center.code, Series.qc_status), center))
+    df["n"] = df["n"].astype(int)
+    return df.sort_values(["center", "qc_status"]).reset_index(drop=True)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def qc_queue_page(db_url: str, center: str | None, centers: tuple[str, ...], statuses: tuple[str, ...],
+                  phi: str = "any", search: str = "", page: int = 0, page_size: int = QC_PAGE_SIZE
+                  ) -> tuple[pd.DataFrame, int]:
+    """One page of the review queue in scope, filtered and ordered by the database: (rows, how many match).
+
+    The rows are those of `qc_queue` narrowed as `review.filtered_queue` and `qc_view.search_queue` narrow it
+    (centers, statuses, identifiers flagged or not; `search` in the series UID, pseudonym, description or QC
+    reasons, codes or words) in `qc_view.review_order` (what needs a decision first, oldest first). A reviewer
+    needs the first page and the counts, never the 100,000 rows of a consortium's queue.
+    """
+    from dashboard.qc_view import NEEDS_DECISION, reason_words
+    from registry.series_qc import QC_REASONS
+
+    if phi not in PHI_FILTERS:
+        raise ValueError(f"phi must be one of {PHI_FILTERS}, not {phi!r}")
+    stmt = _queue_rows(center).where(Center.code.in_(centers), Series.qc_status.in_(statuses))
+    phi_text = cast(Series.phi_tags, Text)
+    flagged = and_(phi_text.is_not(None), phi_text.not_in(("[]", "null")))
+    if phi == "flagged":
+        stmt = stmt.where(flagged)
+    elif phi == "clean":
+        stmt = stmt.where(not_(flagged))
+    needle = search.strip().lstrip("…").lower()
+    if needle:
+        reasons = cast(Series.qc_reasons, Text)
+        coded = [code for code in QC_REASONS if needle in " ".join(reason_words([code])).lower()]
+        stmt = stmt.where(or_(
+            *(func.lower(c).contains(needle, autoescape=True) for c in (
+                Series.series_instance_uid, Patient.pseudo_id, func.coalesce(Series.description, ""), reasons)),
+            *(reasons.contains(f'"{code}"', autoescape=True) for code in coded)))
+    later = case((Series.qc_status.in_(NEEDS_DECISION), 0), else_=1)
+    with _session(db_url) as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        df = _frame(s, stmt.order_by(later, Series.ingested_at, Series.id).limit(page_size)
+                    .offset(max(page, 0) * page_size))
+    reasons_list, phi_list = _json_column(df["qc_reasons"]), _json_column(df["phi_tags"])
+    df["qc_reasons"] = [_joined(v) for v in reasons_list]
+    df["phi_flag"] = [bool(v) for v in phi_list]
+    df["phi_tags"] = [_joined(v) for v in phi_list]
+    return df, int(total or 0)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -158,30 +158,41 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
     frames = []
 
     def add(item: str, query: Select, reason: str = "") -> None:
-        rows = session.execute(query).all()
-        frames.append(pd.DataFrame(
-            [(r.center, r.pseudo_id, item, getattr(r, "detail", ""), getattr(r, "reason", reason)) for r in rows],
-            columns=["center", "pseudo_id", "item", "detail", "reason"]))
+        result = session.execute(query)
+        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        frames.append(pd.DataFrame({
+            "center": frame["center"], "pseudo_id": frame["pseudo_id"], "item": item,
+            "detail": frame.get("detail", ""),
+            "reason": frame.get("reason", reason)}))
 
     has_series = select(Study.patient_id).join(Series, Series.study_id == Study.id)
     add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
     add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no row in clinical.csv")
     add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no row in outcomes.csv")
 
-    # The admission scan is the patient's earliest study; it owes a QC-passed series.
-    studies = pd.DataFrame(session.execute(
-        select(Center.code.label("center"), Patient.pseudo_id, Study.patient_id, Study.id.label("study_id"),
-               Study.study_instance_uid,
-               func.min(func.coalesce(Series.acquisition_datetime, Study.study_datetime)).label("when"),
-               func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"))
-        .join(Series, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
-        .join(Center, Patient.center_id == Center.id).where(*patient_filter)
-        .group_by(Center.code, Patient.pseudo_id, Study.patient_id, Study.id, Study.study_instance_uid)
-    ).all(), columns=["center", "pseudo_id", "patient_id", "study_id", "study_instance_uid", "when", "passed"])
-    if len(studies):
-        first = studies.sort_values(["patient_id", "when", "study_id"], na_position="last").groupby(
-            "patient_id").head(1)
-        owed = first[first["passed"] == 0]
+    # The admission scan is the patient's earliest study (ties and undated last, then by study id); it owes a
+    # QC-passed series. Ranked in SQL (a window over the per-study aggregates) so that only the owed studies
+    # come back, not one row per study of the registry.
+    when = func.min(func.coalesce(Series.acquisition_datetime, Study.study_datetime))
+    per_study = (
+        select(Study.id.label("study_id"),
+               func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"),
+               func.row_number().over(partition_by=Study.patient_id,
+                                      order_by=(when.asc().nulls_last(), Study.id)).label("rank"))
+        .join(Series, Series.study_id == Study.id)
+        .group_by(Study.patient_id, Study.id)  # integer keys only: grouping on UIDs and codes cost seconds
+    )
+    if center:
+        per_study = per_study.join(Patient, Study.patient_id == Patient.id).join(
+            Center, Patient.center_id == Center.id).where(*patient_filter)
+    ranked = per_study.subquery()
+    result = session.execute(
+        select(Center.code.label("center"), Patient.pseudo_id, Study.id.label("study_id"), Study.study_instance_uid)
+        .select_from(ranked).join(Study, Study.id == ranked.c.study_id)
+        .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
+        .where(ranked.c.rank == 1, ranked.c.passed == 0))
+    owed = pd.DataFrame(result.all(), columns=list(result.keys()))
+    if len(owed):
         why = _study_qc_reasons(session, owed["study_id"].tolist())
         frames.append(pd.DataFrame({"center": owed["center"], "pseudo_id": owed["pseudo_id"],
                                     "item": "no_qc_passed_admission_scan", "detail": owed["study_instance_uid"],

@@ -46,7 +46,7 @@ st.subheader("Collection over time")
 basis = st.radio("Dated by", queries.ARRIVAL_BASES, horizontal=True,
                  format_func={"scanned": "scan date", "received": "date received"}.get,
                  help="Scan date shows enrolment; date received shows when centers sent their data.")
-cumulative = collection.cumulative_by_center(queries.arrival_events(home.db_url, scope, basis))
+cumulative = collection.cumulative_from_daily(queries.arrival_counts(home.db_url, scope, basis))
 st.plotly_chart(figures.cumulative_arrivals_figure(cumulative, "scan date" if basis == "scanned" else "date received"))
 
 st.subheader("Progress against targets")

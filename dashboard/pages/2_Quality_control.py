@@ -15,25 +15,25 @@ home = queries.current_home()
 scope = ident.center_scope
 
 st.title("Quality control")
-queue = queries.qc_queue(home.db_url, scope)
-if queue.empty:
+counts = queries.qc_status_counts(home.db_url, scope)
+if counts.empty:
     st.info("No series to review yet: ingest DICOM series with `ctstudy registry ingest DIR`.")
     st.stop()
-queue = qc_view.review_order(queue)
 
 flash = st.session_state.pop("qc_flash", None)
 if flash:
     kind, text = flash
     (st.success if kind == "success" else st.info)(text)
 
-n_pending = int((queue["qc_status"] == QC_PENDING).sum())
-n_auto = int((queue["qc_status"] == QC_AUTO_FAILED).sum())
+by_status = counts.groupby("qc_status")["n"].sum()
+n_pending, n_auto, n_all = int(by_status.get(QC_PENDING, 0)), int(by_status.get(QC_AUTO_FAILED, 0)), int(
+    counts["n"].sum())
 st.markdown(f"**{n_pending + n_auto:,} series need a decision**: {n_pending:,} waiting for review, "
             f"{n_auto:,} failed the automatic checks (a reviewer confirms or overrides them). "
-            f"{len(queue) - n_pending - n_auto:,} already decided.")
+            f"{n_all - n_pending - n_auto:,} already decided.")
 
 with st.expander("Filter the queue", expanded=False):
-    centers = sorted(queue["center"].unique())
+    centers = sorted(counts["center"].unique())
     f1, f2, f3 = st.columns([2, 3, 1])
     chosen_centers = f1.multiselect("Center", centers, default=centers, disabled=scope is not None,
                                     key="qc_centers")
@@ -43,8 +43,22 @@ with st.expander("Filter the queue", expanded=False):
 search = st.text_input("Find a series", key="qc_search", placeholder="reference (e.g. 09942541), patient, reason",
                        help="Part of the series UID (the reference shown in lists), of the patient pseudonym, "
                             "of the series description or of the QC reason.")
-shown = qc_view.search_queue(review.filtered_queue(queue, chosen_centers, statuses, "", phi), search)
-st.caption(f"{len(shown):,} of {len(queue):,} series shown, oldest first")
+# The database filters, orders and pages the queue: a consortium's 100,000 series never reach the page.
+filters = (tuple(chosen_centers), tuple(statuses), phi, search)
+if st.session_state.get("qc_filters") != filters:
+    st.session_state["qc_filters"], st.session_state["qc_page"] = filters, 1
+page_no = int(st.session_state.get("qc_page", 1))
+shown, n_shown = queries.qc_queue_page(home.db_url, scope, *filters, page=page_no - 1)
+n_pages = max(1, -(-n_shown // queries.QC_PAGE_SIZE))
+if page_no > n_pages:  # the queue got shorter (decisions taken): its last page
+    page_no = st.session_state["qc_page"] = n_pages
+    shown, n_shown = queries.qc_queue_page(home.db_url, scope, *filters, page=page_no - 1)
+if n_pages > 1:
+    st.number_input(f"Page (of {n_pages:,}, {queries.QC_PAGE_SIZE} series each)", 1, n_pages, key="qc_page")
+first = (page_no - 1) * queries.QC_PAGE_SIZE
+st.caption(f"{len(shown):,} of {n_shown:,} matching series shown"
+           + (f" ({first + 1:,}-{first + len(shown):,})" if n_pages > 1 else "")
+           + f", {n_all:,} in all; what needs a decision first, oldest first")
 if shown.empty:
     st.success("Nothing here needs a decision." if set(statuses) <= set(qc_view.NEEDS_DECISION) and not search
                else "No series matches these filters.")

@@ -38,6 +38,10 @@ def test_hot_queries_use_indexes_on_postgresql(pg_url: str) -> None:
 
     pages = {
         "QC queue of one center": lambda: queries.qc_queue(pg_url, "C02"),
+        "QC queue counts of one center": lambda: queries.qc_status_counts(pg_url, "C02"),
+        "QC queue, first page of one center": lambda: queries.qc_queue_page(pg_url, "C02", ("C02",),
+                                                                            ("pending", "auto_failed")),
+        "arrivals per day of one center": lambda: queries.arrival_counts(pg_url, "C02", "scanned"),
         "QC history, all centers": lambda: queries.qc_history(pg_url, None),
         "QC history of one center": lambda: queries.qc_history(pg_url, "C02"),
         "audit trail of one center": lambda: queries.audit_trail(pg_url, "C02"),
