@@ -129,14 +129,12 @@ def _per_class_dice(ours: np.ndarray, ref: np.ndarray, min_voxels: int = 50) -> 
 
 @pytest.mark.slow
 def test_real_ct_model_finds_the_subdural_hematoma_of_patient_81(patient_81, blast_ct_81) -> None:  # noqa: ANN001
-    volume, truth = patient_81
+    _volume, truth = patient_81
     real = dice(np.isin(blast_ct_81, HEMORRHAGE), truth)
     assert real >= 0.40
     # No claim here that the phantom U-Net scores far lower on this stack: the two-class phantom model
     # scored 0.00, but the four-class one, taught the phantom's subdural-like collection (EAH), scores
     # about 0.56 on this subdural hematoma (README, measured figures). It still only runs the demo.
-    phantom_labels, _ = open_segmenter("phantom", CPU).segment(volume)
-    assert np.isin(phantom_labels, HEMORRHAGE).any()  # it runs on a real stack and finds blood there
 
 
 @pytest.mark.slow
