@@ -136,6 +136,8 @@ def segment(
     ctx: typer.Context,
     all_series: bool = typer.Option(False, "--all", help="Every QC-passed series."),
     series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
+    centers: list[str] | None = typer.Option(None, "--center",
+                                             help="With --all: only this center's series (repeatable)."),
     model_spec: str = typer.Option("blast-ct", "--model",
                                    help="blast-ct (BLAST-CT's networks, trained on real TBI CT: the default for real "
                                         "studies), phantom (the demo's phantom-trained U-Net, never saw a patient) "
@@ -171,7 +173,12 @@ def segment(
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
-        uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending)
+        try:
+            uids = series_uids_to_segment(engine, None if all_series else list(series or []), include_pending,
+                                          list(centers or []))
+        except (ValueError, LookupError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
         members = len(segmenter.members)
         where = f"on {executor.describe()} (device {device} per worker)" if executor.distributed else f"on {dev}"
         console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]}"

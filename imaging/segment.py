@@ -63,9 +63,10 @@ class SeriesSegmentation:
     notes: tuple[str, ...] = ()  # what was done to the series (resampled, ...)
 
 
-def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool) -> list[str]:
+def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool,
+                           centers: list[str] | None = None) -> list[str]:
     with session_scope(engine) as session:
-        return [s.series_instance_uid for s in store.series_to_segment(session, uids, include_pending)]
+        return [s.series_instance_uid for s in store.series_to_segment(session, uids, include_pending, centers)]
 
 
 def segment_volume_as_received(segmenter: LesionSegmenter, volume: Volume) -> tuple:

@@ -35,8 +35,10 @@ def series_by_uid(session: Session, uid: str) -> Series:
     return series
 
 
-def series_to_segment(session: Session, uids: list[str] | None = None, include_pending: bool = False) -> list[Series]:
-    """QC-passed series (and pending ones when asked), all or those named; naming one of another status is an error."""
+def series_to_segment(session: Session, uids: list[str] | None = None, include_pending: bool = False,
+                      centers: list[str] | None = None) -> list[Series]:
+    """QC-passed series (and pending ones when asked), all or those named, of the given centers (default all);
+    naming a series of another status is an error, and so is an unknown center code."""
     statuses = [QC_PASSED, QC_PENDING] if include_pending else [QC_PASSED]
     if uids:
         chosen = [series_by_uid(session, uid) for uid in uids]
@@ -44,7 +46,14 @@ def series_to_segment(session: Session, uids: list[str] | None = None, include_p
         if refused:
             raise ValueError(f"not QC-passed{' or pending' if include_pending else ''}: {', '.join(refused)}")
         return chosen
-    return list(session.scalars(select(Series).where(Series.qc_status.in_(statuses)).order_by(Series.id)))
+    query = select(Series).where(Series.qc_status.in_(statuses))
+    if centers:
+        known = set(session.scalars(select(Center.code).where(Center.code.in_(centers))))
+        if unknown := sorted(set(centers) - known):
+            raise ValueError(f"no center {', '.join(unknown)} in the registry (`ctstudy registry progress` lists them)")
+        query = (query.join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
+                 .join(Center, Patient.center_id == Center.id).where(Center.code.in_(centers)))
+    return list(session.scalars(query.order_by(Series.id)))
 
 
 def instance_paths(session: Session, series: Series) -> list[Path]:

@@ -221,3 +221,21 @@ def test_import_annotations_messages_name_what_differs(study, tmp_path):
     result = runner.invoke(app, ["--home", str(study["home"].root), "registry", "import-annotations", str(src)])
     flat = " ".join(result.output.split())
     assert "grid_mismatch" in flat and "shape (z,y,x)" in flat and "origin" in flat
+
+
+def test_segment_all_of_named_centers_only(study):
+    from imaging.store import series_to_segment
+    from registry.models import Center
+
+    engine = make_engine(study["home"].db_url)
+    with session_scope(engine) as session:
+        code = session.scalars(select(Center.code)).one()
+        every = [s.series_instance_uid for s in series_to_segment(session)]
+        assert [s.series_instance_uid for s in series_to_segment(session, centers=[code])] == every
+        session.add(Center(code="ZZ999"))  # a center with no series yet
+        session.flush()
+        assert series_to_segment(session, centers=["ZZ999"]) == []
+        session.rollback()
+    engine.dispose()
+    unknown = cli(study, "imaging", "segment", "--all", "--center", "NOPE", "--model", str(study["model"]))
+    assert unknown.exit_code == 2 and "no center NOPE" in unknown.output
