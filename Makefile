@@ -26,7 +26,7 @@ browser-deps:
 	  else echo "chromium missing: sudo apt-get install chromium (the browser test is skipped without it)"; fi; }
 
 test: setup browser-deps
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=15
 
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow and not browser"
