@@ -11,73 +11,29 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import dashboard_synthetic_study
 import pytest
+from dashboard_browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS, running_dashboard
 from dashboard_registry_factory import PASSWORD
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard.cli import start_server
 from registry.db import make_engine
 from registry.models import AuditEvent, Center, Patient, QCDecision, Series, Study
 from registry.users import add_user
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-TIMEOUT_MS = 60_000
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
-                       "(`make browser-deps` or `apt-get install chromium`)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture()
 def server(home, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
     centers = dashboard_synthetic_study.build(home, tmp_path)
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed after the server stops
-    proc = start_server(home, port, address="127.0.0.1", stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    try:
+    with running_dashboard(home, tmp_path) as url:
         yield url, home, centers
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
 
 
 def _settle(page) -> None:  # noqa: ANN001

@@ -5,70 +5,31 @@ CLI, before the QC decision it tried to record. Screenshots: screenshots/securit
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import dashboard_registry_factory
 import pytest
+from dashboard_browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS, running_dashboard
 from dashboard_registry_factory import PASSWORD
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from dashboard.cli import start_server
 from registry.db import make_engine
 from registry.models import AuditEvent, LoginAttempt, QCDecision, Series
 from registry.users import MAX_USER_FAILURES
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-TIMEOUT_MS = 60_000
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
-                       "(`make browser-deps` or `apt-get install chromium`)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture()
 def server(home, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
     uids = dashboard_registry_factory.build(home)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed after the server stops
-    proc = start_server(home, port, address="127.0.0.1", stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    try:
+    with running_dashboard(home, tmp_path) as url:
         yield url, home, uids
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
 
 
 def _settle(page) -> None:  # noqa: ANN001
@@ -129,8 +90,9 @@ def test_lockout_and_a_deactivated_session_cut_in_chromium(server) -> None:
             assert result.exit_code == 0, result.output
             page.get_by_role("button", name="Record decision").click()  # the very next request
             page.get_by_text("Your session ended: this account has been deactivated.").wait_for(timeout=TIMEOUT_MS)
+            # the QC form goes once the run that cut the session has finished (stale elements linger until then)
+            page.get_by_role("button", name="Record decision").wait_for(state="detached", timeout=TIMEOUT_MS)
             _settle(page)
-            assert page.get_by_role("button", name="Record decision").count() == 0
             page.screenshot(path=str(SCREENSHOTS / "security_3_session_cut.png"), full_page=True)
         finally:
             browser.close()
