@@ -13,7 +13,6 @@ Create Date: 2026-11-29
 """
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import sqlalchemy as sa
 from alembic import op
@@ -34,6 +33,9 @@ def _converted_path(path: Path) -> Path:
 
 
 def _convert(src: Path, dst: Path) -> None:
+    # Imported here: every command's schema check loads this module, and nibabel costs a second at start-up.
+    import nibabel as nib
+
     img = nib.load(src)
     data = L.from_legacy_two_class(np.asarray(img.dataobj).astype(np.uint8))
     out = nib.Nifti1Image(data, img.affine, header=img.header)
