@@ -77,5 +77,6 @@ def downgrade() -> None:
             if Path(original).exists():
                 conn.execute(sa.text("UPDATE manual_annotation SET mask_path = :p WHERE id = :i"),
                              {"p": original, "i": ann_id})
-    with op.batch_alter_table('manual_annotation', schema=None) as batch_op:
-        batch_op.drop_column('label_scheme')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 and PostgreSQL): a batch rebuild of
+    # manual_annotation is refused by the foreign keys pointing at it as soon as they have rows.
+    op.drop_column('manual_annotation', 'label_scheme')

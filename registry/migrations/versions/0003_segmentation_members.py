@@ -26,6 +26,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('segmentation_run', schema=None) as batch_op:
-        batch_op.drop_column('notes')
-        batch_op.drop_column('model_members')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 and PostgreSQL): a batch rebuild of
+    # segmentation_run is refused by the foreign keys pointing at it as soon as they have rows.
+    op.drop_column('segmentation_run', 'notes')
+    op.drop_column('segmentation_run', 'model_members')

@@ -36,10 +36,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('app_user', schema=None) as batch_op:
-        batch_op.drop_column('sessions_valid_after')
-        batch_op.drop_column('failures_reset_at')
-        batch_op.drop_column('locked_until')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 and PostgreSQL), not a batch rebuild of a
+    # table that foreign keys may point at.
+    for column in ('sessions_valid_after', 'failures_reset_at', 'locked_until'):
+        op.drop_column('app_user', column)
 
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_login_attempt_address'))
