@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
 from dashboard.review import PHI_FILTERS
-from imaging.volume import Volume, load_series, read_mask
+from imaging.volume import Volume, grid_mismatch, load_series, read_mask
 from registry.db import make_engine
 from registry.home import Home
 from registry.models import (
@@ -536,6 +536,18 @@ def series_features(db_url: str, center: str | None, pseudo_id: str | None = Non
 def mask_labels(path: str, root: str) -> tuple[np.ndarray, np.ndarray]:
     """A stored NIfTI mask as (z, y, x) labels and its LPS affine (`imaging.volume.read_mask`)."""
     return read_mask(Path(path) if Path(path).is_absolute() else Path(root) / path)
+
+
+def overlay_labels(path: str, root: str, volume: Volume, name: str) -> tuple[np.ndarray | None, str | None]:
+    """The mask to overlay on `volume`, or None with the reason in words (unreadable, or another grid)."""
+    try:
+        labels, affine = mask_labels(path, root)
+    except ValueError as exc:
+        return None, f"Cannot read the {name} mask: {exc}"
+    problem = grid_mismatch(labels.shape, affine, volume)
+    if problem:
+        return None, f"The {name} mask does not match the series grid ({problem}); it is not overlaid."
+    return labels, None
 
 
 # --- Outcome models and risk ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ import streamlit as st
 
 from dashboard import auth, imageview, qc_view, queries, review
 from dashboard.text import day_text, number_text
-from imaging.volume import grid_mismatch
 from registry.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING, QC_STATUSES
 from vocabulary import dictionary
 
@@ -146,15 +145,9 @@ with viewer:
         else:
             labels = None
             if overlay != "none":
-                try:
-                    labels, affine = queries.mask_labels(masks[overlay], str(home.root))
-                except ValueError as exc:
-                    st.error(f"Cannot read the {overlay} mask: {exc}")
-                else:
-                    problem = grid_mismatch(labels.shape, affine, volume)
-                    if problem:
-                        st.error(f"The {overlay} mask does not match the series grid ({problem}); not overlaid.")
-                        labels = None
+                labels, problem = queries.overlay_labels(masks[overlay], str(home.root), volume, overlay)
+                if problem:
+                    st.error(problem)
             n = volume.shape[0]
             start = imageview.richest_slice(labels, n) + 1
             index = (st.slider("Slice", 1, n, start, key=f"qc_slice_{series_uid}_{overlay}") - 1) if n > 1 else 0

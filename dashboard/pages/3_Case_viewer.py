@@ -6,7 +6,6 @@ import streamlit as st
 
 from dashboard import auth, figures, imageview, queries
 from dashboard.text import day_text
-from imaging.volume import grid_mismatch
 from vocabulary.dictionary import display_columns
 from vocabulary.labels import LESION_CLASSES
 
@@ -83,15 +82,9 @@ if options == ["none"]:
 
 labels = None
 if source != "none":
-    try:
-        labels, affine = queries.mask_labels(sources[source], str(home.root))
-    except ValueError as exc:
-        st.error(f"Cannot read the {source} mask: {exc}")
-    else:
-        problem = grid_mismatch(labels.shape, affine, volume)
-        if problem:
-            st.error(f"The {source} mask does not match the series grid ({problem}); it is not overlaid.")
-            labels = None
+    labels, problem = queries.overlay_labels(sources[source], str(home.root), volume, source)
+    if problem:
+        st.error(problem)
 
 n = volume.shape[0]
 # Keyed by series and mask, so that a new choice opens on its own most informative slice.
