@@ -31,6 +31,20 @@ from registry.models import Instance, Patient, SegmentationRun, Series, SeriesFe
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def spawnable_main():  # noqa: ANN201
+    """Dask starts its workers by spawning, and a spawned process re-runs the parent's `__main__` file.
+    Under pytest that file may be whatever a Streamlit AppTest ran last (a dashboard page, which fails
+    without a log-in), so the workers are started with `__main__` pointing at no file, as for `python -c`."""
+    import sys
+
+    main = sys.modules["__main__"]
+    saved = main.__dict__.pop("__file__", None)
+    yield
+    if saved is not None:
+        main.__file__ = saved
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from synthetic.study import generate_study
