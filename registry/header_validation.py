@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 # Maximum length in characters of one value of each VR (PS3.5 Table 6.2-1).
 VR_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "IS": 12, "LO": 64, "SH": 16, "TM": 16,
@@ -54,12 +53,21 @@ def tag_label(keyword: str) -> str:
     return f"{keyword} {number}" if number else keyword
 
 
-@dataclass(frozen=True)
 class InvalidValue(Exception):
-    """A value that cannot be stored: `keyword` names the tag, `rule` says what is wrong (never the value)."""
+    """A value that cannot be stored: `keyword` names the tag, `rule` says what is wrong (never the value).
 
-    keyword: str
-    rule: str
+    A plain exception with its own `__reduce__`, not a frozen dataclass: it travels back from reader
+    processes as the cause of a rejection, and exception picklers that set attributes after
+    construction (tblib's, which Dask installs in the process) cannot rebuild a frozen instance.
+    """
+
+    def __init__(self, keyword: str, rule: str) -> None:
+        super().__init__(keyword, rule)
+        self.keyword = keyword
+        self.rule = rule
+
+    def __reduce__(self) -> tuple[type[InvalidValue], tuple[str, str]]:
+        return (InvalidValue, (self.keyword, self.rule))
 
     def __str__(self) -> str:
         return f"{tag_label(self.keyword)} {self.rule}"
