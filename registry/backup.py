@@ -17,10 +17,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, func, inspect, select
 from sqlalchemy.engine import make_url
 
+from registry.db import current_revision
 from registry.models import utcnow
 
 
@@ -29,11 +29,6 @@ class Backup:
     path: Path
     method: str  # "sqlite backup API" | "pg_dump" | "per-table CSV export"
     revision: str | None
-
-
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # Alembic is imported by the commands that change the schema, not by every command
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -39,6 +40,8 @@ def make_engine(db_url: str) -> Engine:
 
 
 def alembic_config(db_url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # '%' must be escaped for configparser (PostgreSQL URLs may carry %-encoded passwords).
@@ -47,11 +50,51 @@ def alembic_config(db_url: str) -> Config:
 
 
 def upgrade(db_url: str, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(db_url), revision)
 
 
 def downgrade(db_url: str, revision: str = "base") -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(db_url), revision)
+
+
+@functools.cache
+def schema_head() -> str:
+    """The latest migration's revision, read from the migration files without importing them.
+
+    Every command checks the schema before it starts; Alembic's `ScriptDirectory` would import
+    Alembic and every migration module (and whatever they import) to answer this, which cost each
+    command a noticeable part of its start-up. The files are parsed for their `revision` and
+    `down_revision` assignments instead; tests/registry/test_schema_head.py checks that the answer
+    equals Alembic's own.
+    """
+    revisions: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found: dict[str, str | None] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value is not None:
+                found[target.id] = ast.literal_eval(node.value)
+        if "revision" in found:
+            revisions[str(found["revision"])] = found.get("down_revision")
+    parents = {p for p in revisions.values() if p is not None}
+    heads = sorted(set(revisions) - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations in {MIGRATIONS_DIR / 'versions'} have {len(heads)} heads "
+                           f"({', '.join(heads) or 'none'}); they must form one chain")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (Alembic's version table), or None where it has none."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -65,10 +108,9 @@ def require_current_schema(engine: Engine) -> None:
     upgrade of ctstudy) fails deep inside a query with "no such table".
     """
     url = engine.url.render_as_string(hide_password=True)
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    head = schema_head()
     try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+        current = current_revision(engine)
     except OperationalError as exc:
         raise SchemaNotCurrent(f"cannot open the database {url} ({exc.orig}): check --home / --db-url, "
                                "or run `ctstudy init` to create it") from None

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from alembic.script import ScriptDirectory
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from registry.backup import back_up, current_revision, row_counts
-from registry.db import alembic_config, downgrade, make_engine, upgrade
+from registry.backup import back_up, row_counts
+from registry.db import alembic_config, current_revision, downgrade, make_engine, schema_head, upgrade
 from registry.home import Home
 
 app = typer.Typer(help="The registry database: schema upgrade and downgrade, backups.", no_args_is_help=True)
@@ -41,6 +40,8 @@ def _fail(message: str) -> None:
 
 def _revisions_between(url: str, current: str | None, target: str) -> list[str]:
     """The revisions a downgrade from `current` to `target` undoes, newest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(url))
     if current is None:
         return []
@@ -131,5 +132,5 @@ def current_cmd(ctx: typer.Context) -> None:
         current = current_revision(engine)
     finally:
         engine.dispose()
-    head = ScriptDirectory.from_config(alembic_config(home.db_url)).get_current_head()
+    head = schema_head()
     console.print(f"{_safe(home.db_url)}: schema {current or 'none'} (latest {head}).")

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from registry import backup as backup_module
-from registry.backup import back_up, current_revision, row_counts
-from registry.db import make_engine, session_scope
+from registry.backup import back_up, row_counts
+from registry.db import current_revision, make_engine, session_scope
 from registry.home import Home
 from registry.models import User
 from registry.users import add_user
