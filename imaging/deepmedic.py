@@ -29,8 +29,28 @@ CONTEXT = N_CONV * max(max(s) for s in SCALE_FACTORS)  # voxels of input needed 
 TILE_STEP = 15  # lcm of the scale factors: tile origins on this grid keep the coarse samples aligned
 
 
+def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """`conv(x)`, on CPU always through oneDNN (MKL-DNN).
+
+    PyTorch picks oneDNN for a 3D convolution only when N*C*D*H of the input exceeds 20,480 (a
+    rule written for 2D); the coarse pathways' small inputs (e.g. 40 x 22^3) and the 1-channel
+    first layer fell to `slow_conv3d`, about 6x slower per multiply-add on this machine, which made
+    them a tenth of the whole network's time (bench/segment_bench.py --real-ct). The same
+    convolution up to float32 summation order; the labels equal the reference tool's
+    (tests/imaging/test_deepmedic.py).
+    """
+    if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        return torch.ops.aten.mkldnn_convolution(x, conv.weight, conv.bias, [0, 0, 0], [1, 1, 1], [1, 1, 1], 1)
+    return conv(x)
+
+
 class _PreActBlock(nn.Module):
-    """BatchNorm -> PReLU -> convolution (valid), plus the centre of the input when widths match."""
+    """BatchNorm -> PReLU -> convolution (valid), plus the centre of the input when widths match.
+
+    Inference only (the networks are never trained here): on CPU the PReLU (one shared slope) is
+    applied in place as a leaky ReLU with that slope, and the residual is added in place, which
+    spares two full-size temporaries per layer; the values are the same.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
         super().__init__()
@@ -40,10 +60,16 @@ class _PreActBlock(nn.Module):
         self.crop = kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(self.prelu(self.bn(x)))
+        h = self.bn(x)
+        if h.device.type == "cpu" and self.prelu.weight.numel() == 1:
+            h = F.leaky_relu_(h, float(self.prelu.weight))
+        else:  # on CUDA the slope stays on the device (reading it would synchronize every layer)
+            h = self.prelu(h)
+        out = _convolve(h, self.conv)
+        del h
         if x.shape[1] == out.shape[1]:
             c = self.crop
-            out = out + (x[:, :, c:-c, c:-c, c:-c] if c else x)
+            out.add_(x[:, :, c:-c, c:-c, c:-c] if c else x)
         return out
 
 

@@ -51,7 +51,9 @@ def test_network_equals_the_blast_ct_package_network() -> None:
         a, _ = ref(x)
         b = ours(x)
     assert a.shape == b.shape == (1, 5, 15, 15, 15)
-    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    # oneDNN sums each convolution in its own order (ours forces it for every layer on CPU): float32
+    # rounding, about 1e-5 on these logits; the labels on real and phantom scans stay equal (below).
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
 def test_chosen_planes_equal_the_whole_block() -> None:
