@@ -1,6 +1,7 @@
 """Segmentation speed: the real-CT model against the reference BLAST-CT tool, and the U-Net naive vs optimized.
 
     .venv/bin/python bench/segment_bench.py --real-ct [--ensemble 1] [--pooled]   # BLAST-CT, ours vs the tool
+    .venv/bin/python bench/segment_bench.py --ensemble-sweep 1,3,5   # BLAST-CT ensemble size: Dice vs cost
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
 
 --real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
@@ -157,17 +158,39 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
         else:
             print("no CUDA device visible to torch: GPU figure not measured on this machine")
         if pooled:
-            inter = total = 0
-            for patient in sorted({s.patient for s in ct_ich.slice_index()}):
-                sl = ct_ich.patient_slices(patient)
-                ct_ich.write_series(sl, tmp / f"all-{patient}")
-                res = _run_ours(tmp / f"all-{patient}", tmp / f"all-{patient}.npy", ensemble, "cpu", threads)
-                pred = np.isin(np.load(tmp / f"all-{patient}.npy"), HEMORRHAGE)
-                t = ct_ich.truth_masks(sl)
-                inter += int((pred & t).sum())
-                total += int(pred.sum()) + int(t.sum())
-                print(f"  patient {patient}: {len(sl)} slices, Dice {_dice(pred, t):.3f}, {res['seconds']:.1f} s")
-            print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {2 * inter / total:.3f}")
+            dice, _ = pooled_dice(tmp, ensemble, threads)
+            print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {dice:.3f}")
+
+
+def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
+    """Our hemorrhage Dice pooled over all 36 CT-ICH slices (each patient's slices one series), and CPU seconds."""
+    from ctstudy import ct_ich
+
+    inter = total = 0
+    cpu = 0.0
+    for patient in sorted({s.patient for s in ct_ich.slice_index()}):
+        sl = ct_ich.patient_slices(patient)
+        folder = tmp / f"all-{patient}"
+        if not folder.exists():
+            ct_ich.write_series(sl, folder)
+        res = _run_ours(folder, tmp / f"all-{patient}-{ensemble}.npy", ensemble, "cpu", threads)
+        pred = np.isin(np.load(tmp / f"all-{patient}-{ensemble}.npy"), HEMORRHAGE)
+        t = ct_ich.truth_masks(sl)
+        inter += int((pred & t).sum())
+        total += int(pred.sum()) + int(t.sum())
+        cpu += res["cpu_seconds"]
+        print(f"  {ensemble} network(s), patient {patient}: {len(sl)} slices, Dice {_dice(pred, t):.3f}, "
+              f"{res['seconds']:.1f} s ({res['cpu_seconds']:.0f} CPU s)")
+    return 2 * inter / total, cpu
+
+
+def ensemble_sweep(sizes: list[int], threads: int | None) -> None:
+    """The default ensemble size, measured: pooled CT-ICH hemorrhage Dice and CPU cost for each size."""
+    with tempfile.TemporaryDirectory(prefix="segment-sweep-") as tmp_name:
+        rows = [(n, *pooled_dice(Path(tmp_name), n, threads)) for n in sizes]
+    print(f"{'networks':>9} {'pooled hemorrhage Dice':>23} {'CPU s (36 slices)':>18}")
+    for n, dice, cpu in rows:
+        print(f"{n:>9} {dice:23.3f} {cpu:18.0f}")
 
 
 def main() -> None:
@@ -178,11 +201,16 @@ def main() -> None:
     ap.add_argument("--real-ct", action="store_true", help="BLAST-CT: ctstudy's inference vs the reference tool")
     ap.add_argument("--ensemble", type=int, default=1)
     ap.add_argument("--pooled", action="store_true", help="with --real-ct: also Dice over all 36 CT-ICH slices")
+    ap.add_argument("--ensemble-sweep", default=None, metavar="N,N,...",
+                    help="BLAST-CT: pooled CT-ICH Dice and CPU time for each ensemble size (e.g. 1,3,5)")
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads)
+        return
+    if a.ensemble_sweep:
+        ensemble_sweep([int(n) for n in a.ensemble_sweep.split(",")], a.threads)
         return
     if a.real_ct:
         real_ct(a.ensemble, a.threads, a.pooled)

@@ -24,7 +24,7 @@ from realct_support import (
 
 from imaging.blast_ct_weights import load_member_state, member_names
 from imaging.deepmedic import CONTEXT, DeepMedic
-from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct, plan_tiles, windowed
+from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct, plan_tiles, tile_for_planes, windowed
 from imaging.segmenters import open_segmenter
 
 CPU = torch.device("cpu")
@@ -83,6 +83,18 @@ def test_tiles_join_without_seams() -> None:
     small = DeepMedicSegmenter(CPU, member_names()[:1], tile=15).labels_1mm(x, mask)[0]
     large = DeepMedicSegmenter(CPU, member_names()[:1], tile=60).labels_1mm(x, mask)[0]
     assert np.array_equal(small, large)
+
+
+def test_thick_slices_widen_the_tile_and_keep_the_labels() -> None:
+    """With a fifth of the planes read (5 mm slices) the tile grows to 90 and the labels of those planes stay."""
+    assert tile_for_planes(60, 1.0) == 60  # every plane read: the dense tile, memory as measured
+    assert tile_for_planes(60, 0.2) == 90
+    assert tile_for_planes(60, 0.01) == 90  # capped: the first layers still compute every plane
+    x, mask = _small_head()
+    planes = np.arange(2, 30, 5)
+    small = DeepMedicSegmenter(CPU, member_names()[:1], tile=15).labels_1mm(x, mask, planes)[0]
+    wide = DeepMedicSegmenter(CPU, member_names()[:1], tile=60).labels_1mm(x, mask, planes)[0]
+    assert np.array_equal(small[planes], wide[planes]) and small[planes].any()
 
 
 def test_tiles_cover_the_head_and_skip_air() -> None:
