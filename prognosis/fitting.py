@@ -46,10 +46,8 @@ from prognosis.validation import (
     compare_nested,
     cross_validated_metrics,
     cross_validated_predictions,
-    cv_splits,
+    cv_refit_predictions,
     d1_pooled_wald,
-    fit_fold,
-    fold_data,
     fold_note_metrics,
     per_center_validation,
 )
@@ -244,8 +242,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         curves["roc"] = roc_curve_data(y, p)
         curves["calibration"] = calibration_curve_data(y, p)
         if cv:
-            oof = cross_validated_predictions(make, raw, col, cv, n_splits, 1 if cv == "center" else n_repeats,
-                                              seed, impute=impute, m=m_cv)
+            oof = cross_validated_predictions(make, raw, col, cv, n_splits, n_repeats, seed, impute=impute, m=m_cv)
             y_raw = raw[col].astype(float).to_numpy()
             metrics.update(cross_validated_metrics(y_raw, oof, raw["center"] if cv == "center" else None))
             risk = oof.mean(axis=1).to_numpy()
@@ -361,32 +358,6 @@ def provenance() -> dict[str, Any]:
                                                   "lifelines")}}
 
 
-def _cv_refits(make, raw: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
-               predict, impute, m: int) -> tuple[dict[str, np.ndarray], list[dict]]:  # noqa: ANN001
-    """Out-of-fold predictions `predict(model, test rows) -> {name: array}` of every CV refit (each
-    fold imputed inside, m times, when `impute` is given), as {name: (n, repeats * m) array}, and
-    the notes of refits that needed help or could not be estimated."""
-    splits = cv_splits(raw, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
-    n_rep = max(r for r, _, _ in splits) + 1
-    m = m if impute is not None else 1
-    out: dict[str, np.ndarray] = {}
-    notes: list[dict] = []
-    fold_in_repeat: dict[int, int] = {}
-    for i, (r, train, test) in enumerate(splits):
-        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
-        where = (f"held-out center {raw.iloc[test]['center'].iloc[0]}" if cv == "center"
-                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
-        for j, (tr, te) in enumerate(fold_data(raw, train, test, impute, m, seed * 1000 + i)):
-            model, note = fit_fold(make, tr, where + (f", imputation {j + 1}" if m > 1 else ""))
-            if note:
-                notes.append(note)
-            if model is None:
-                continue
-            for name, values in predict(model, te).items():
-                out.setdefault(name, np.full((len(raw), n_rep * m), np.nan))[test, r * m + j] = values
-    return out, notes
-
-
 def _mean_over_repeats(score, preds: np.ndarray) -> float:  # noqa: ANN001
     """Mean of `score(rows, predictions)` over the repeats, each on its rows with a prediction."""
     values = []
@@ -406,24 +377,24 @@ def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, 
         return {"death": probs["gos_1"].to_numpy(),
                 "unfavourable": probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()}
 
-    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed, predict, impute, m)
-    if not preds:
-        return fold_note_metrics(notes)
+    res = cv_refit_predictions(make, d0, "died", predict, cv, n_splits, n_repeats, seed, impute=impute, m=m)
+    if not res.values:
+        return fold_note_metrics(res.notes)
     died, unfav = d0["died"].to_numpy(float), d0["unfavourable"].to_numpy(float)
-    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), preds["death"]),
-            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), preds["unfavourable"]),
-            **fold_note_metrics(notes)}
+    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), res.values["death"]),
+            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), res.values["unfavourable"]),
+            **fold_note_metrics(res.notes)}
 
 
 def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
             impute=None, m: int = 1) -> dict[str, Any]:  # noqa: ANN001
-    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed,
-                              lambda model, test: {"risk": model.risk_score(test)}, impute, m)
-    if not preds:
-        return fold_note_metrics(notes)
+    res = cv_refit_predictions(make, d0, "died", lambda model, test: {"risk": model.risk_score(test)}, cv, n_splits,
+                               n_repeats, seed, impute=impute, m=m)
+    if not res.values:
+        return fold_note_metrics(res.notes)
     t, e = d0["days_to_death_or_censor"].to_numpy(float), d0["died"].to_numpy(float)
-    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), preds["risk"]),
-            **fold_note_metrics(notes)}
+    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), res.values["risk"]),
+            **fold_note_metrics(res.notes)}
 
 
 @single_threaded_blas
