@@ -22,7 +22,12 @@ from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
 from prognosis.impact import impact_risk
-from prognosis.imputation import ITERATIONS, complete_case_table, imputation_settings, multiply_imputed_tables
+from prognosis.imputation import (
+    ImputationCache,
+    complete_case_table,
+    imputation_settings,
+    multiply_imputed_tables,
+)
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
     auc,
@@ -79,28 +84,26 @@ class FitResult:
 
 
 def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str, m: int,
-                    seed: int) -> list[pd.DataFrame]:
+                    seed: int, imputations: ImputationCache | None = None) -> list[pd.DataFrame]:
     """The data sets a model is fitted on: m imputed tables, or the complete cases (a list of one)."""
     rows = rows_with_outcome(table, outcome_columns)
     if imputation == "mice":
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=tuple(raw_columns_of(terms)))
+        return multiply_imputed_tables(rows, m=m, seed=seed, required=tuple(raw_columns_of(terms)),
+                                       cache=imputations)
     if imputation == "complete-case":
         return [complete_case_table(rows, terms)]
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
 
 
-def imputer_for(terms: list[str]):  # noqa: ANN201
+def imputer_for(terms: list[str], imputations: ImputationCache | None = None):  # noqa: ANN201
     """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same
     chained-equations PMM as the fit, on the given rows, with the outcomes of rows not `known` hidden.
-    A warm start (a bootstrap resample from the full data's imputation, already near the chain's
-    stationary distribution) takes one full cycle, which redraws every gap from the resample's own
-    imputation models."""
+    With `imputations`, a fold or replicate another model has already imputed is not imputed again."""
     required = tuple(raw_columns_of(terms))
 
-    def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int,
-               start: pd.DataFrame | None = None) -> list[pd.DataFrame]:
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known, start=start,
-                                       max_iter=1 if start is not None else ITERATIONS)
+    def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int) -> list[pd.DataFrame]:
+        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known,
+                                       cache=imputations)
 
     return impute
 
@@ -191,14 +194,17 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
 def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
                        cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
                        n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
-                       age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None) -> FitResult:
+                       age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None,
+                       imputations: ImputationCache | None = None) -> FitResult:
     """Fit one outcome model on the analysis table and validate it.
 
     Binary outcomes: coefficients pooled over the m imputations; apparent metrics, bootstrap
     (n_boot) AUC CI and Harrell optimism-corrected AUC, and cross-validated metrics (`cv` kfold =
     repeated stratified k-fold, center = leave-one-center-out) on the first imputed data set.
     GOS (ordinal) and survival (Cox) report the AUCs of death / unfavourable or Harrell's C.
-    `tables` may pass already imputed data sets (shared between models of the same outcome).
+    `tables` may pass already imputed data sets; `imputations` (an `ImputationCache` over this table)
+    shares the imputed data sets, CV folds and bootstrap replicates between the models of a study
+    that impute the same rows, with the same results as without it.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
@@ -207,13 +213,14 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     make = model_factory(outcome, model_kind, terms, age_spline_knots)
     outcome_cols = {"mortality": ["died"], "unfavourable": ["unfavourable"], "gos": ["gos_6m"],
                     "survival": ["days_to_death_or_censor", "died"]}[outcome]
-    data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed)
+    data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed,
+                                                             imputations)
     if not len(data[0]):
         raise ValueError(f"no patients with {outcome_cols} and {imputation} predictors to fit {outcome}")
     # Validation repeats the whole model building, imputation included, inside each fold and each
     # bootstrap replicate: it starts from the raw rows (with their gaps) and the in-fold imputer.
     if imputation == "mice":
-        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms)
+        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms, imputations)
     else:
         raw, impute = data[0], None
     fits = [make().fit(d) for d in data]
@@ -401,22 +408,25 @@ def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed
 def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mortality", "unfavourable"),
                          base: str = "clinical", full: str = "clinical+imaging", cv: str = "kfold",
                          imputation: str = "mice", m: int = 5, n_splits: int = 5, n_repeats: int = 2,
-                         n_boot: int = 200, seed: int = 0) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
+                         n_boot: int = 200, seed: int = 0, imputations: ImputationCache | None = None
+                         ) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
     """Clinical-only vs clinical+imaging logistic models per binary outcome, over all m imputations.
 
     The test that imaging adds: D1 (Li, Raghunathan & Rubin 1991), the multivariate Wald test of the
     imaging coefficients pooled over the m fits of the full model, with the range of the per-imputation
     likelihood-ratio statistics beside it. ΔAUC (bootstrap CI) and continuous NRI from out-of-fold
     risks with the imputation inside each fold, m times, averaged over repeats and imputations.
-    Returns the table (one row per outcome) and cross-validated ROC curves for the plots.
+    Returns the table (one row per outcome) and cross-validated ROC curves for the plots. Both
+    models are validated on the same imputed folds, imputed once (`imputations`, or a cache of its own).
     """
+    imputations = imputations if imputations is not None else ImputationCache()
     rows, curves = [], {}
     extra_terms = [t for t in terms_of(full) if t not in terms_of(base)]
     for outcome in outcomes:
         col = BINARY_COLUMN[outcome]
-        data = analysis_tables(table, [col], terms_of(full), imputation, m, seed)
+        data = analysis_tables(table, [col], terms_of(full), imputation, m, seed, imputations)
         raw = rows_with_outcome(table, [col]) if imputation == "mice" else data[0]
-        impute = imputer_for(terms_of(full)) if imputation == "mice" else None
+        impute = imputer_for(terms_of(full), imputations) if imputation == "mice" else None
         make_b = model_factory(outcome, "logistic", terms_of(base))
         make_f = model_factory(outcome, "logistic", terms_of(full))
         with optimizer_warnings_counted() as optimizer:
