@@ -293,8 +293,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         except (np.linalg.LinAlgError, ValueError) as exc:
             extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
         if cv:
-            # One in-fold imputation per fold (not m): the ordinal fit is ~20x slower than the logistic.
-            metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
+            # Every fold imputed m times and evaluated on each, as for the binary models (Wood et al. 2015).
+            metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))
     else:
         metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
         per_term = [f.proportional_hazards_test() for f in fits]
@@ -316,6 +316,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 f"stratify on {worst} (if categorical) or add a {worst} x log(time) interaction; the 6-month "
                 "mortality logistic model does not assume proportional hazards.")
         if cv:
+            # One in-fold imputation per fold (not m): a lifelines Cox refit costs ~0.1 s, and m of them
+            # per fold would add ~10 s to bench/prognosis_bench.py's ~80 s.
             metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
     spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
                            n_splits, n_repeats, n_boot, seed, age_spline_knots), "terms": terms}
