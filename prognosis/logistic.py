@@ -205,7 +205,7 @@ def ml_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None, max_
         info[np.diag_indices_from(info)] += 1e-10
         old, beta = beta, beta + np.linalg.solve(info, x.T @ (y - p) / n)
         iterations += 1
-        if np.allclose(expit(x @ beta) - y, 0):
+        if np.all(np.abs(expit(x @ beta) - y) <= 1e-8):  # statsmodels' np.allclose(fitted - y, 0)
             warnings.warn("Perfect separation or prediction detected, parameter may not be identified",
                           PerfectSeparationWarning, stacklevel=2)
     converged = iterations < max_iter
