@@ -4,8 +4,10 @@ Prints wall times (median of repeats where cheap), the machine's load average, a
 hot spots the ratio against the naive way measured in the same run: bootstrap AUCs by a loop over
 sklearn's roc_auc_score vs one vectorized rank computation; optimism-bootstrap refits by
 statsmodels Logit per replicate vs a warm-started Newton on the prebuilt design. Since issue 12
-every fit imputes inside each CV fold and bootstrap replicate (m = 5 in CV). Target: everything
-within 2 minutes on an idle machine. With --write-doc it also writes what the methods recover
+every fit imputes inside each CV fold and bootstrap replicate (m = 5 in CV); the models of one study
+share those imputations (prognosis.imputation.ImputationCache: each drawn once, same results), and
+the bench prints how many were drawn and how many reused. Target: everything within 2 minutes on an
+idle machine. With --write-doc it also writes what the methods recover
 (validated AUC against the generator's oracle AUC) to docs/prognosis-simulation.md, the page the
 demo's report links to.
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prognosis.analysis_table import build_analysis_table  # noqa: E402
 from prognosis.fitting import analysis_tables, compare_feature_sets, fit_outcome_model  # noqa: E402
+from prognosis.imputation import ImputationCache  # noqa: E402
 from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata  # noqa: E402
 from prognosis.logistic import LogisticModel  # noqa: E402
 from prognosis.metrics import auc, bootstrap_aucs, stratified_bootstrap_indices  # noqa: E402
@@ -65,6 +68,9 @@ def main() -> None:
     doc_rows = []
 
     total = 0.0
+    # One study: the models that impute the same rows (feature sets, model kinds, the comparison)
+    # share each imputed data set, CV fold and bootstrap replicate.
+    imputations = ImputationCache()
     cpu0 = time.process_time()
     runs = [("mortality", None, "kfold"), ("unfavourable", None, "kfold"), ("mortality", None, "center"),
             ("mortality", "penalized", "kfold"), ("mortality", "boosting", "kfold"), ("gos", None, "kfold"),
@@ -73,7 +79,7 @@ def main() -> None:
         for outcome, kind, cv in runs:
             c0 = time.process_time()
             t, res = timed(lambda o=outcome, k=kind, c=cv, f=feature_set: fit_outcome_model(
-                table, o, f, k, cv=c, m=args.m, n_boot=args.n_boot))
+                table, o, f, k, cv=c, m=args.m, n_boot=args.n_boot, imputations=imputations))
             cpu_fit = time.process_time() - c0
             total += t
             headline = res.metrics.get("cv_auc", res.metrics.get("cv_auc_death", res.metrics.get("cv_harrell_c")))
@@ -81,7 +87,7 @@ def main() -> None:
                   f"{cpu_fit:6.2f} s CPU   CV AUC/C {headline:.3f}", flush=True)
             doc_rows.append((outcome, feature_set, res.model_kind, cv, headline, res.metrics.get("corrected_auc"),
                              res.metrics.get("shrinkage"), oracle.get(outcome)))
-    t, comparison = timed(lambda: compare_feature_sets(table, m=args.m, n_boot=args.n_boot))
+    t, comparison = timed(lambda: compare_feature_sets(table, m=args.m, n_boot=args.n_boot, imputations=imputations))
     total += t
     print(f"  clinical vs clinical+imaging comparison (2 outcomes, m={args.m})      {t:6.2f} s")
     t, _ = timed(lambda: kaplan_meier_by_strata(table, quantile_strata(table["adm_hematoma_ml"], 3)), 3)
@@ -91,6 +97,7 @@ def main() -> None:
     print(f"ALL MODELS: {total:.1f} s wall, {cpu:.1f} s CPU of this process (single-threaded BLAS: the CPU time is "
           f"what the wall time would be on an idle machine; target < 120 s); load average was {load:.1f}, "
           f"now {os.getloadavg()[0]:.1f}")
+    print(f"imputations: {imputations.misses} drawn, {imputations.hits} reused by models on the same rows")
     if args.write_doc:
         write_doc(doc_rows, comparison[0], len(table), args, load)
 

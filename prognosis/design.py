@@ -38,13 +38,17 @@ def spline_knots_for(df: pd.DataFrame, terms: Sequence[str], n_knots: int | None
 
 def design_matrix(df: pd.DataFrame, terms: Sequence[str], knots: Sequence[float] | None, what: str) -> pd.DataFrame:
     """Float matrix of the terms (age expanded into its spline basis when knots are given), rows as in df."""
-    check_complete(df, terms, what)
-    if knots is None or "age" not in terms:  # the common case, in one block (it runs in every refit)
-        x = df[list(terms)].astype(float)
-        if not np.isfinite(x.to_numpy()).all():
-            bad = x.columns[~np.isfinite(x.to_numpy()).all(axis=0)].tolist()
+    if knots is None or "age" not in terms:  # the common case, column by column into one block (it runs in every refit)
+        if any(t not in df.columns for t in terms):
+            check_complete(df, terms, what)  # names the absent columns
+        values = (np.column_stack([df[t].to_numpy(dtype=float, na_value=np.nan) for t in terms]) if len(terms)
+                  else np.empty((len(df), 0)))
+        if not np.isfinite(values).all():
+            check_complete(df, terms, what)  # names the columns and rows with missing values
+            bad = [t for j, t in enumerate(terms) if not np.isfinite(values[:, j]).all()]
             raise ValueError(f"{what}: non-finite values in {bad}")
-        return x
+        return pd.DataFrame(values, index=df.index, columns=list(terms))
+    check_complete(df, terms, what)
     parts = []
     for term in terms:
         if term == "age" and knots is not None:

@@ -22,7 +22,12 @@ from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
 from prognosis.impact import impact_risk
-from prognosis.imputation import ITERATIONS, complete_case_table, imputation_settings, multiply_imputed_tables
+from prognosis.imputation import (
+    ImputationCache,
+    complete_case_table,
+    imputation_settings,
+    multiply_imputed_tables,
+)
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
     auc,
@@ -46,10 +51,8 @@ from prognosis.validation import (
     compare_nested,
     cross_validated_metrics,
     cross_validated_predictions,
-    cv_splits,
+    cv_refit_predictions,
     d1_pooled_wald,
-    fit_fold,
-    fold_data,
     fold_note_metrics,
     per_center_validation,
 )
@@ -81,28 +84,26 @@ class FitResult:
 
 
 def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str, m: int,
-                    seed: int) -> list[pd.DataFrame]:
+                    seed: int, imputations: ImputationCache | None = None) -> list[pd.DataFrame]:
     """The data sets a model is fitted on: m imputed tables, or the complete cases (a list of one)."""
     rows = rows_with_outcome(table, outcome_columns)
     if imputation == "mice":
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=tuple(raw_columns_of(terms)))
+        return multiply_imputed_tables(rows, m=m, seed=seed, required=tuple(raw_columns_of(terms)),
+                                       cache=imputations)
     if imputation == "complete-case":
         return [complete_case_table(rows, terms)]
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
 
 
-def imputer_for(terms: list[str]):  # noqa: ANN201
+def imputer_for(terms: list[str], imputations: ImputationCache | None = None):  # noqa: ANN201
     """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same
     chained-equations PMM as the fit, on the given rows, with the outcomes of rows not `known` hidden.
-    A warm start (a bootstrap resample from the full data's imputation, already near the chain's
-    stationary distribution) takes one full cycle, which redraws every gap from the resample's own
-    imputation models."""
+    With `imputations`, a fold or replicate another model has already imputed is not imputed again."""
     required = tuple(raw_columns_of(terms))
 
-    def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int,
-               start: pd.DataFrame | None = None) -> list[pd.DataFrame]:
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known, start=start,
-                                       max_iter=1 if start is not None else ITERATIONS)
+    def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int) -> list[pd.DataFrame]:
+        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known,
+                                       cache=imputations)
 
     return impute
 
@@ -193,14 +194,17 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
 def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model_kind: str | None = None,
                        cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
                        n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
-                       age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None) -> FitResult:
+                       age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None,
+                       imputations: ImputationCache | None = None) -> FitResult:
     """Fit one outcome model on the analysis table and validate it.
 
     Binary outcomes: coefficients pooled over the m imputations; apparent metrics, bootstrap
     (n_boot) AUC CI and Harrell optimism-corrected AUC, and cross-validated metrics (`cv` kfold =
     repeated stratified k-fold, center = leave-one-center-out) on the first imputed data set.
     GOS (ordinal) and survival (Cox) report the AUCs of death / unfavourable or Harrell's C.
-    `tables` may pass already imputed data sets (shared between models of the same outcome).
+    `tables` may pass already imputed data sets; `imputations` (an `ImputationCache` over this table)
+    shares the imputed data sets, CV folds and bootstrap replicates between the models of a study
+    that impute the same rows, with the same results as without it.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
@@ -209,13 +213,14 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     make = model_factory(outcome, model_kind, terms, age_spline_knots)
     outcome_cols = {"mortality": ["died"], "unfavourable": ["unfavourable"], "gos": ["gos_6m"],
                     "survival": ["days_to_death_or_censor", "died"]}[outcome]
-    data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed)
+    data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed,
+                                                             imputations)
     if not len(data[0]):
         raise ValueError(f"no patients with {outcome_cols} and {imputation} predictors to fit {outcome}")
     # Validation repeats the whole model building, imputation included, inside each fold and each
     # bootstrap replicate: it starts from the raw rows (with their gaps) and the in-fold imputer.
     if imputation == "mice":
-        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms)
+        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms, imputations)
     else:
         raw, impute = data[0], None
     fits = [make().fit(d) for d in data]
@@ -244,8 +249,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         curves["roc"] = roc_curve_data(y, p)
         curves["calibration"] = calibration_curve_data(y, p)
         if cv:
-            oof = cross_validated_predictions(make, raw, col, cv, n_splits, 1 if cv == "center" else n_repeats,
-                                              seed, impute=impute, m=m_cv)
+            oof = cross_validated_predictions(make, raw, col, cv, n_splits, n_repeats, seed, impute=impute, m=m_cv)
             y_raw = raw[col].astype(float).to_numpy()
             metrics.update(cross_validated_metrics(y_raw, oof, raw["center"] if cv == "center" else None))
             risk = oof.mean(axis=1).to_numpy()
@@ -289,8 +293,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         except (np.linalg.LinAlgError, ValueError) as exc:
             extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
         if cv:
-            # One in-fold imputation per fold (not m): the ordinal fit is ~20x slower than the logistic.
-            metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
+            # Every fold imputed m times and evaluated on each, as for the binary models (Wood et al. 2015).
+            metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))
     else:
         metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
         per_term = [f.proportional_hazards_test() for f in fits]
@@ -312,6 +316,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 f"stratify on {worst} (if categorical) or add a {worst} x log(time) interaction; the 6-month "
                 "mortality logistic model does not assume proportional hazards.")
         if cv:
+            # One in-fold imputation per fold (not m): a lifelines Cox refit costs ~0.1 s, and m of them
+            # per fold would add ~10 s to bench/prognosis_bench.py's ~80 s.
             metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, 1))
     spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
                            n_splits, n_repeats, n_boot, seed, age_spline_knots), "terms": terms}
@@ -361,32 +367,6 @@ def provenance() -> dict[str, Any]:
                                                   "lifelines")}}
 
 
-def _cv_refits(make, raw: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
-               predict, impute, m: int) -> tuple[dict[str, np.ndarray], list[dict]]:  # noqa: ANN001
-    """Out-of-fold predictions `predict(model, test rows) -> {name: array}` of every CV refit (each
-    fold imputed inside, m times, when `impute` is given), as {name: (n, repeats * m) array}, and
-    the notes of refits that needed help or could not be estimated."""
-    splits = cv_splits(raw, "died", cv, n_splits, 1 if cv == "center" else n_repeats, seed)
-    n_rep = max(r for r, _, _ in splits) + 1
-    m = m if impute is not None else 1
-    out: dict[str, np.ndarray] = {}
-    notes: list[dict] = []
-    fold_in_repeat: dict[int, int] = {}
-    for i, (r, train, test) in enumerate(splits):
-        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
-        where = (f"held-out center {raw.iloc[test]['center'].iloc[0]}" if cv == "center"
-                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
-        for j, (tr, te) in enumerate(fold_data(raw, train, test, impute, m, seed * 1000 + i)):
-            model, note = fit_fold(make, tr, where + (f", imputation {j + 1}" if m > 1 else ""))
-            if note:
-                notes.append(note)
-            if model is None:
-                continue
-            for name, values in predict(model, te).items():
-                out.setdefault(name, np.full((len(raw), n_rep * m), np.nan))[test, r * m + j] = values
-    return out, notes
-
-
 def _mean_over_repeats(score, preds: np.ndarray) -> float:  # noqa: ANN001
     """Mean of `score(rows, predictions)` over the repeats, each on its rows with a prediction."""
     values = []
@@ -406,46 +386,49 @@ def _cv_ordinal(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, 
         return {"death": probs["gos_1"].to_numpy(),
                 "unfavourable": probs[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()}
 
-    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed, predict, impute, m)
-    if not preds:
-        return fold_note_metrics(notes)
+    res = cv_refit_predictions(make, d0, "died", predict, cv, n_splits, n_repeats, seed, impute=impute, m=m)
+    if not res.values:
+        return fold_note_metrics(res.notes)
     died, unfav = d0["died"].to_numpy(float), d0["unfavourable"].to_numpy(float)
-    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), preds["death"]),
-            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), preds["unfavourable"]),
-            **fold_note_metrics(notes)}
+    return {"cv_auc_death": _mean_over_repeats(lambda ok, p: auc(died[ok], p), res.values["death"]),
+            "cv_auc_unfavourable": _mean_over_repeats(lambda ok, p: auc(unfav[ok], p), res.values["unfavourable"]),
+            **fold_note_metrics(res.notes)}
 
 
 def _cv_cox(make, d0: pd.DataFrame, cv: str, n_splits: int, n_repeats: int, seed: int,  # noqa: ANN001
             impute=None, m: int = 1) -> dict[str, Any]:  # noqa: ANN001
-    preds, notes = _cv_refits(make, d0, cv, n_splits, n_repeats, seed,
-                              lambda model, test: {"risk": model.risk_score(test)}, impute, m)
-    if not preds:
-        return fold_note_metrics(notes)
+    res = cv_refit_predictions(make, d0, "died", lambda model, test: {"risk": model.risk_score(test)}, cv, n_splits,
+                               n_repeats, seed, impute=impute, m=m)
+    if not res.values:
+        return fold_note_metrics(res.notes)
     t, e = d0["days_to_death_or_censor"].to_numpy(float), d0["died"].to_numpy(float)
-    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), preds["risk"]),
-            **fold_note_metrics(notes)}
+    return {"cv_harrell_c": _mean_over_repeats(lambda ok, p: harrell_c(t[ok], e[ok], p), res.values["risk"]),
+            **fold_note_metrics(res.notes)}
 
 
 @single_threaded_blas
 def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mortality", "unfavourable"),
                          base: str = "clinical", full: str = "clinical+imaging", cv: str = "kfold",
                          imputation: str = "mice", m: int = 5, n_splits: int = 5, n_repeats: int = 2,
-                         n_boot: int = 200, seed: int = 0) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
+                         n_boot: int = 200, seed: int = 0, imputations: ImputationCache | None = None
+                         ) -> tuple[pd.DataFrame, dict[str, dict[str, pd.DataFrame]]]:
     """Clinical-only vs clinical+imaging logistic models per binary outcome, over all m imputations.
 
     The test that imaging adds: D1 (Li, Raghunathan & Rubin 1991), the multivariate Wald test of the
     imaging coefficients pooled over the m fits of the full model, with the range of the per-imputation
     likelihood-ratio statistics beside it. ΔAUC (bootstrap CI) and continuous NRI from out-of-fold
     risks with the imputation inside each fold, m times, averaged over repeats and imputations.
-    Returns the table (one row per outcome) and cross-validated ROC curves for the plots.
+    Returns the table (one row per outcome) and cross-validated ROC curves for the plots. Both
+    models are validated on the same imputed folds, imputed once (`imputations`, or a cache of its own).
     """
+    imputations = imputations if imputations is not None else ImputationCache()
     rows, curves = [], {}
     extra_terms = [t for t in terms_of(full) if t not in terms_of(base)]
     for outcome in outcomes:
         col = BINARY_COLUMN[outcome]
-        data = analysis_tables(table, [col], terms_of(full), imputation, m, seed)
+        data = analysis_tables(table, [col], terms_of(full), imputation, m, seed, imputations)
         raw = rows_with_outcome(table, [col]) if imputation == "mice" else data[0]
-        impute = imputer_for(terms_of(full)) if imputation == "mice" else None
+        impute = imputer_for(terms_of(full), imputations) if imputation == "mice" else None
         make_b = model_factory(outcome, "logistic", terms_of(base))
         make_f = model_factory(outcome, "logistic", terms_of(full))
         with optimizer_warnings_counted() as optimizer:

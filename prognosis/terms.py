@@ -9,7 +9,7 @@ volumes are strongly right-skewed and their effect on outcome flattens with size
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -66,30 +66,40 @@ def design_terms(raw: pd.DataFrame) -> pd.DataFrame:
     `adm_lesion_left` is structurally empty when there is no admission lesion; it is coded 0 then
     (no left lesion), so that a lesion-free scan is not treated as a missing value.
     """
-    out = pd.DataFrame(index=raw.index)
+    return pd.DataFrame(design_term_arrays(raw), index=raw.index)
+
+
+def design_term_arrays(raw: pd.DataFrame | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`design_terms` as float arrays by term name, from a DataFrame or a mapping of raw columns
+    (the imputation builds the terms of every completed data set this way, without pandas' per-column cost)."""
+
+    def col(name: str) -> np.ndarray:
+        v = raw[name]
+        return v.astype(float).to_numpy() if isinstance(v, pd.Series) else np.asarray(v, dtype=float)
+
+    out: dict[str, np.ndarray] = {}
     if "age" in raw:
-        out["age"] = raw["age"].astype(float)
+        out["age"] = col("age")
     if "gcs_motor" in raw:
-        motor = raw["gcs_motor"].astype(float)
+        motor = col("gcs_motor")
         for k in range(1, 5):
-            out[f"motor_{k}"] = np.where(motor.isna(), np.nan, (motor == k).astype(float))
+            out[f"motor_{k}"] = np.where(np.isnan(motor), np.nan, (motor == k).astype(float))
     if "pupils_unreactive" in raw:
-        pupils = raw["pupils_unreactive"].astype(float)
-        out["pupils_one"] = np.where(pupils.isna(), np.nan, (pupils == 1).astype(float))
-        out["pupils_none"] = np.where(pupils.isna(), np.nan, (pupils == 2).astype(float))
-    for col in ("hypoxia", "hypotension", "glucose_mmol_l", "hemoglobin_g_dl", "adm_midline_shift_mm",
-                "adm_lesion_count"):
-        if col in raw:
-            out[col] = raw[col].astype(float)
+        pupils = col("pupils_unreactive")
+        out["pupils_one"] = np.where(np.isnan(pupils), np.nan, (pupils == 1).astype(float))
+        out["pupils_none"] = np.where(np.isnan(pupils), np.nan, (pupils == 2).astype(float))
+    for name in ("hypoxia", "hypotension", "glucose_mmol_l", "hemoglobin_g_dl", "adm_midline_shift_mm",
+                 "adm_lesion_count"):
+        if name in raw:
+            out[name] = col(name)
     if "adm_hematoma_ml" in raw:
-        out["log_adm_hematoma_ml"] = np.log1p(raw["adm_hematoma_ml"].astype(float))
+        out["log_adm_hematoma_ml"] = np.log1p(col("adm_hematoma_ml"))
     if "peak_edema_ml" in raw:
-        out["log_peak_edema_ml"] = np.log1p(raw["peak_edema_ml"].astype(float))
+        out["log_peak_edema_ml"] = np.log1p(col("peak_edema_ml"))
     if "adm_lesion_left" in raw:
-        left = raw["adm_lesion_left"].astype(float)
+        left = col("adm_lesion_left")
         if "adm_lesion_count" in raw:
-            no_lesion = raw["adm_lesion_count"].astype(float) == 0
-            left = left.where(~(no_lesion & left.isna()), 0.0)
+            left = np.where((col("adm_lesion_count") == 0) & np.isnan(left), 0.0, left)
         out["adm_lesion_left"] = left
     return out
 

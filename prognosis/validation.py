@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -104,12 +104,56 @@ def fold_data(df: pd.DataFrame, train: np.ndarray, test: np.ndarray, impute: Imp
     return [(t.iloc[:len(train)], t.iloc[len(train):]) for t in tables]
 
 
+class CVPredictions(NamedTuple):
+    """Out-of-fold predictions by name, each (rows, n_repeats * m): column `repeat * m + imputation`,
+    NaN where the refit could not be estimated; and the notes of refits that needed the penalized
+    fallback or could not be estimated (`fit_fold`), naming the repeat and fold (or held-out center)
+    and the imputation."""
+
+    values: dict[str, np.ndarray]
+    notes: list[dict]
+    n_repeats: int
+    m: int
+
+
 @single_threaded_blas
+def cv_refit_predictions(make_model: Callable[[], Any], df: pd.DataFrame, strata: str,
+                         predict: Callable[[Any, pd.DataFrame], dict[str, np.ndarray]], cv: str = "kfold",
+                         n_splits: int = 5, n_repeats: int = 2, seed: int = 0, group_col: str = "center",
+                         impute: Imputer | None = None, m: int = 1) -> CVPredictions:
+    """The cross-validation loop of every model kind (binary, ordinal, Cox): refit on each split's
+    training rows (imputed inside the fold, m times, with `impute`; `fold_data`) and collect
+    `predict(model, test rows) -> {name: values}` for the held-out rows.
+
+    Splits are stratified on `strata` (k-fold) or by `group_col` (leave-one-center-out).
+    """
+    splits = cv_splits(df, strata, cv, n_splits, n_repeats, seed, group_col)
+    n_rep = max(r for r, _, _ in splits) + 1
+    m = m if impute is not None else 1
+    out: dict[str, np.ndarray] = {}
+    notes: list[dict] = []
+    fold_in_repeat: dict[int, int] = {}
+    for i, (r, train, test) in enumerate(splits):
+        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
+        where = (f"held-out center {df[group_col].iloc[test[0]]}" if cv == "center"
+                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
+        for j, (tr, te) in enumerate(fold_data(df, train, test, impute, m, seed * 1000 + i)):
+            model, note = fit_fold(make_model, tr, where + (f", imputation {j + 1}" if m > 1 else ""))
+            if note:
+                notes.append(note)
+            if model is None:
+                continue
+            for name, values in predict(model, te).items():
+                out.setdefault(name, np.full((len(df), n_rep * m), np.nan))[test, r * m + j] = values
+    return CVPredictions(out, notes, n_rep, m)
+
+
 def cross_validated_predictions(make_model: Callable[[], BinaryModel], df: pd.DataFrame, outcome: str,
                                 cv: str = "kfold", n_splits: int = 5, n_repeats: int = 2, seed: int = 0,
                                 group_col: str = "center", impute: Imputer | None = None,
                                 m: int = 1) -> pd.DataFrame:
-    """Out-of-fold predicted risks: one column per repeat and imputation (`repeat_0_imp_0`...), rows as in df.
+    """Out-of-fold predicted risks of a binary model: one column per repeat and imputation
+    (`repeat_0_imp_0`...), rows as in df (`cv_refit_predictions`).
 
     With `impute`, df holds the raw rows (with gaps) and each fold is imputed m times inside the
     fold (`fold_data`); performance is then evaluated on each of the m completed data sets and
@@ -117,24 +161,12 @@ def cross_validated_predictions(make_model: Callable[[], BinaryModel], df: pd.Da
     estimated (their test rows stay NaN), are listed in `.attrs["refit_notes"]` with the repeat,
     fold and terms concerned.
     """
-    splits = cv_splits(df, outcome, cv, n_splits, n_repeats, seed, group_col)
-    n_rep = max(r for r, _, _ in splits) + 1
-    m = m if impute is not None else 1
-    out = np.full((len(df), n_rep * m), np.nan)
-    notes: list[dict] = []
-    fold_in_repeat: dict[int, int] = {}
-    for i, (r, train, test) in enumerate(splits):
-        k = fold_in_repeat[r] = fold_in_repeat.get(r, -1) + 1
-        where = (f"held-out center {df.iloc[test][group_col].iloc[0]}" if cv == "center"
-                 else f"repeat {r + 1}, fold {k + 1} of {n_splits}")
-        for j, (tr, te) in enumerate(fold_data(df, train, test, impute, m, seed * 1000 + i)):
-            model, note = fit_fold(make_model, tr, where + (f", imputation {j + 1}" if m > 1 else ""))
-            if note:
-                notes.append(note)
-            if model is not None:
-                out[test, r * m + j] = model.predict_proba(te)
-    frame = pd.DataFrame(out, index=df.index, columns=[f"repeat_{r}_imp_{j}" for r in range(n_rep) for j in range(m)])
-    frame.attrs["refit_notes"] = notes
+    res = cv_refit_predictions(make_model, df, outcome, lambda model, test: {"risk": model.predict_proba(test)},
+                               cv, n_splits, n_repeats, seed, group_col, impute, m)
+    columns = [f"repeat_{r}_imp_{j}" for r in range(res.n_repeats) for j in range(res.m)]
+    risk = res.values.get("risk", np.full((len(df), len(columns)), np.nan))
+    frame = pd.DataFrame(risk, index=df.index, columns=columns)
+    frame.attrs["refit_notes"] = res.notes
     return frame
 
 

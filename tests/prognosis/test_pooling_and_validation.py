@@ -3,6 +3,8 @@ all m, in-fold imputation, categorical imputation, corrected calibration, per-ce
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,27 +120,61 @@ def test_held_out_outcomes_are_hidden_from_the_fold_imputation() -> None:
     assert (b.loc[200:, "died"] == flipped.loc[200:, "died"]).all()  # outcomes returned untouched
 
 
+def test_a_held_out_patients_outcome_never_reaches_their_cross_validated_risk() -> None:
+    """Leave-one-center-out, so the splits do not depend on the outcomes: shuffling the outcomes of one
+    center's patients leaves their out-of-fold risks exactly as they were (their fold imputes them with
+    those outcomes hidden), while it does change the other folds, where those patients train."""
+    obs = observed_table(simulate_tabular(400, seed=12)).dropna(subset=["died"]).reset_index(drop=True)
+    terms = terms_of("clinical+imaging")
+    center = obs["center"] == obs["center"].iloc[0]
+    outcomes = ["died", "unfavourable", "gos_6m", "days_to_death_or_censor"]
+    shuffled = obs.copy()
+    shuffled.loc[center, outcomes] = obs.loc[center, outcomes].sample(frac=1, random_state=0).to_numpy()
+    assert (shuffled.loc[center, "died"] != obs.loc[center, "died"]).any()
+
+    def oof(rows: pd.DataFrame) -> pd.DataFrame:
+        return cross_validated_predictions(lambda: LogisticModel(terms, "died"), rows, "died", cv="center",
+                                           impute=imputer_for(terms), m=2)
+
+    before, after = oof(obs), oof(shuffled)
+    pd.testing.assert_frame_equal(before.loc[center], after.loc[center])
+    assert not np.allclose(before.loc[~center], after.loc[~center])
+
+
+def _with_known(impute, known: bool, rows: pd.DataFrame, _: np.ndarray, seed: int, m: int) -> list[pd.DataFrame]:  # noqa: ANN001
+    """The in-fold imputer with every row's outcome hidden (False) or given (True), whatever the fold."""
+    return impute(rows, np.full(len(rows), known), seed, m)
+
+
+def _cv_auc(obs: pd.DataFrame, terms: list[str], seed: int, impute) -> float:  # noqa: ANN001
+    oof = cross_validated_predictions(lambda: LogisticModel(terms, "died"), obs, "died", n_splits=5, n_repeats=1,
+                                      seed=seed, impute=impute, m=2)
+    y = obs["died"].to_numpy(float)
+    return float(np.mean([auc(y, oof[c]) for c in oof]))
+
+
 @pytest.mark.slow
 def test_in_fold_imputation_shows_no_optimism_against_imputation_without_the_outcome() -> None:
     """Across seeds, CV AUC with the outcome in the (in-fold) imputation model minus CV AUC with the
-    outcome left out of imputation entirely: zero within Monte Carlo error (was +0.003 in 8/8 seeds)."""
-    diffs = []
+    outcome left out of imputation entirely: no optimism beyond Monte Carlo error (before issue 12 it
+    was +0.003 in 8 of 8 seeds). The same comparison with the held-out rows' outcomes given to their
+    imputation (the leak) shows that optimism, so the test can see it."""
     terms = terms_of("clinical+imaging")
-    for seed in range(6):
-        obs = observed_table(simulate_tabular(500, seed=100 + seed)).dropna(subset=["died"]).reset_index(drop=True)
-        infold = cross_validated_predictions(lambda: LogisticModel(terms, "died"),
-                                             obs, "died", n_splits=5, n_repeats=1, seed=seed, impute=imputer_for(terms),
-                                             m=2)
+    honest, leaky = [], []
+    for seed in range(16):
+        obs = observed_table(simulate_tabular(1000, seed=100 + seed)).dropna(subset=["died"]).reset_index(drop=True)
+        impute = imputer_for(terms)
+        blind = _cv_auc(obs, terms, seed, partial(_with_known, impute, False))
+        honest.append(_cv_auc(obs, terms, seed, impute) - blind)
+        leaky.append(_cv_auc(obs, terms, seed, partial(_with_known, impute, True)) - blind)
+    honest, leaky = np.array(honest), np.array(leaky)
 
-        def without_outcome(rows: pd.DataFrame, known: np.ndarray, s: int, m: int, start=None):  # noqa: ANN001, ANN202
-            return imputer_for(terms)(rows, np.zeros(len(rows), bool), s, m)
+    def se(d: np.ndarray) -> float:
+        return float(d.std(ddof=1) / np.sqrt(len(d)))
 
-        blind = cross_validated_predictions(lambda: LogisticModel(terms, "died"), obs, "died", n_splits=5,
-                                            n_repeats=1, seed=seed, impute=without_outcome, m=2)
-        y = obs["died"].to_numpy(float)
-        diffs.append(np.mean([auc(y, infold[c]) for c in infold]) - np.mean([auc(y, blind[c]) for c in blind]))
-    diffs = np.array(diffs)
-    assert abs(diffs.mean()) < 3 * diffs.std(ddof=1) / np.sqrt(len(diffs)) + 0.002
+    assert leaky.mean() > 3 * se(leaky), leaky  # the leak is visible at this size...
+    assert honest.mean() < 3 * se(honest), honest  # ...and in-fold imputation does not have it
+    assert (leaky - honest).mean() > 3 * se(leaky - honest)
 
 
 def test_corrected_calibration_slope_is_below_1_on_small_samples_and_near_1_on_large() -> None:
