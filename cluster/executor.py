@@ -13,6 +13,11 @@ rescheduled by Dask on another worker (up to `distributed.scheduler.allowed-fail
 after that it comes back as a failed `TaskResult` naming the cause, never as an exception that
 stops the run: the caller records it and a re-run finishes it.
 
+The client never waits forever: a result lost with its worker after it finished is waited for
+again (Dask recomputes it), and when no connected worker can run the remaining tasks (none at
+all, or none with the resource they need, e.g. the only GPU worker died) for `stall_timeout_s`,
+they are cancelled and come back failed, saying so.
+
 Dask is used as it is, not wrapped into a job system of our own: no queue, no state, no retries
 beyond Dask's; this module only turns "where to run" into a Client and futures into results.
 """
@@ -20,6 +25,8 @@ beyond Dask's; this module only turns "where to run" into a Client and futures i
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +36,9 @@ from typing import Any
 IN_PROCESS = "in-process"
 LOCAL_PREFIX = "local:"
 GPU = "GPU"  # the worker resource GPU nodes are started with: `dask worker ADDRESS --resources GPU=1`
+
+STALL_TIMEOUT_S = 600.0  # how long tasks may wait with no worker able to run them before they are given up
+POLL_S = 2.0
 
 SCHEDULER_HELP = ("Where per-series work runs: in-process (default), local:N (a Dask LocalCluster of N worker "
                   "processes here) or the address of a running Dask scheduler, e.g. tcp://host:8786.")
@@ -46,9 +56,11 @@ class TaskResult:
 class Executor:
     """Runs one function per series here or on a Dask cluster; see the module doc."""
 
-    def __init__(self, client: Any = None, address: str = IN_PROCESS) -> None:
+    def __init__(self, client: Any = None, address: str = IN_PROCESS, *,
+                 stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         self.client = client
         self.address = address
+        self.stall_timeout_s = stall_timeout_s
 
     @property
     def distributed(self) -> bool:
@@ -108,7 +120,7 @@ class Executor:
                 except Exception as exc:  # noqa: BLE001 - one item's failure is its result, the run goes on
                     yield TaskResult(item, error=describe_failure(exc))
             return
-        from distributed import as_completed
+        from distributed import CancelledError, as_completed
 
         token = uuid.uuid4().hex[:8]
         pending = {}
@@ -116,16 +128,88 @@ class Executor:
             future = self.client.submit(fn, item, *args, key=f"{label}-{key_of(item)}-{token}",
                                         resources=resources, pure=False)
             pending[future] = item
-        for future in as_completed(list(pending)):
-            item = pending.pop(future)
-            if future.status == "finished":
-                yield TaskResult(item, future.result())
-            elif future.status == "cancelled":
-                yield TaskResult(item, error="cancelled: the cluster lost this task (scheduler restarted or "
-                                             "client disconnected); run the command again to finish it")
-            else:
-                yield TaskResult(item, error=describe_failure(future.exception()))
-            future.release()
+        given_up: dict[str, str] = {}  # key -> why the watchdog cancelled it
+        lock = threading.Lock()
+        watchdog = _StallWatchdog(self, pending, lock, resources, given_up)
+        watchdog.start()
+        try:
+            tracked = as_completed(list(pending))
+            for future in tracked:
+                if future.status in ("lost", "pending"):
+                    # It finished, then its result was lost with its worker: Dask recomputes it; wait for it again.
+                    tracked.add(future)
+                    continue
+                item = pending[future]
+                try:
+                    if future.status == "finished":
+                        result = TaskResult(item, future.result())
+                    elif future.status == "error":
+                        exc = future.exception()
+                        if exc is None:  # lost and recomputed between the two looks: wait for it again
+                            tracked.add(future)
+                            continue
+                        result = TaskResult(item, error=describe_failure(exc))
+                    else:
+                        raise CancelledError(future.key)
+                except CancelledError:
+                    result = TaskResult(item, error=given_up.get(future.key) or (
+                        "cancelled: the cluster lost this task (scheduler restarted or client disconnected); "
+                        "run the command again to finish it"))
+                with lock:
+                    del pending[future]
+                future.release()
+                yield result
+        finally:
+            watchdog.stop()
+            if pending:  # the caller stopped early (an error, Ctrl-C): nothing is left running for nobody
+                self.client.cancel(list(pending))
+
+
+class _StallWatchdog(threading.Thread):
+    """Cancels the unfinished tasks once no connected worker could run them for `stall_timeout_s` seconds
+    (Dask would keep them waiting for such a worker forever), recording why in `given_up`."""
+
+    def __init__(self, executor: Executor, pending: dict, lock: threading.Lock, resources: dict[str, float] | None,
+                 given_up: dict[str, str]) -> None:
+        super().__init__(name="ctstudy-stall-watchdog", daemon=True)
+        self.executor, self.pending, self.lock = executor, pending, lock
+        self.resources, self.given_up = resources, given_up
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+    def able_workers(self) -> int:
+        workers = self.executor.workers().values()
+        need = self.resources or {}
+        return sum(1 for w in workers if all((w.get("resources") or {}).get(r, 0) >= n for r, n in need.items()))
+
+    def run(self) -> None:
+        limit = self.executor.stall_timeout_s
+        since = None
+        while not self.stopped.wait(min(POLL_S, limit)):
+            try:
+                able = self.able_workers()
+            except Exception:  # noqa: BLE001 - the client is closing; the main loop will see it
+                return
+            if able:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since < limit:
+                continue
+            need = ", ".join(f"{r}={n:g}" for r, n in (self.resources or {}).items())
+            why = (f"no Dask worker{f' with {need}' if need else ''} was connected to run this series for "
+                   f"{limit:.0f} s, so it was given up: start one (`dask worker ADDRESS"
+                   f"{f' --resources {need}' if need else ''}`) and run the command again")
+            with self.lock:
+                waiting = [f for f in self.pending if f.status not in ("finished", "error", "cancelled")]
+            for future in waiting:
+                self.given_up[future.key] = why
+            if waiting:
+                self.executor.client.cancel(waiting, reason="no worker able to run it", msg=why)
+            return
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, not_, or_, select
+from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, literal, not_, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
@@ -87,28 +87,20 @@ _PROGRESS_RENAME = {"qc_failed_manual": "qc_failed", "qc_failed_auto": "qc_auto_
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
-    """Per center in scope: `registry.progress.collection_progress` (patients, series by QC status, clinical
-    data, outcome, follow-up) plus manually annotated and segmented series (columns `collection.COUNT_COLUMNS`)."""
+    """Per center in scope: `registry.progress.collection_progress` (patients, series by QC status and segmented,
+    clinical data, outcome, follow-up) plus manually annotated series (columns `collection.COUNT_COLUMNS`)."""
     with _session(db_url) as s:
-        progress = collection_progress(s).rename(columns=_PROGRESS_RENAME)
-        series_center = (
-            select(Center.code.label("center"))
-            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-            .join(Series, Series.study_id == Study.id).group_by(Center.code)
-        )
+        progress = collection_progress(s, count_segmented=True).rename(columns=_PROGRESS_RENAME)
         annotated = _frame(s, _scoped(
-            series_center.add_columns(func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
-            .join(ManualAnnotation, ManualAnnotation.series_id == Series.id), center))
-        # The segmented series first (DISTINCT over the run index), then counted per center: a COUNT(DISTINCT)
-        # over the joined runs sorted every run of the registry.
-        done = select(SegmentationRun.series_id).where(SegmentationRun.status == "done").distinct().subquery()
-        segmented = _frame(s, _scoped(
-            series_center.add_columns(func.count().label("series_segmented"))
-            .join(done, done.c.series_id == Series.id), center))
+            select(Center.code.label("center"),
+                   func.count(distinct(ManualAnnotation.series_id)).label("series_annotated"))
+            .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id).join(ManualAnnotation, ManualAnnotation.series_id == Series.id)
+            .group_by(Center.code), center))
     progress = progress[progress["center"] != TOTAL]
     if center is not None:
         progress = progress[progress["center"] == center]
-    out = progress.merge(annotated, on="center", how="left").merge(segmented, on="center", how="left")
+    out = progress.merge(annotated, on="center", how="left")
     out[COUNT_COLUMNS] = out.reindex(columns=COUNT_COLUMNS).astype(float).fillna(0).astype(int)
     return out[["center", *COUNT_COLUMNS]].reset_index(drop=True)
 
@@ -159,28 +151,46 @@ def arrival_events(db_url: str, center: str | None, basis: str = "received") -> 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def arrival_counts(db_url: str, center: str | None, basis: str = "received") -> pd.DataFrame:
     """Arrivals per day, counted by the database: one row per (center, kind, date) with `n`, the same counts as
-    grouping `arrival_events` by day (`collection.daily_counts`), without sending every series' row to Python."""
+    grouping `arrival_events` by day (`collection.daily_counts`), without sending every series' row to Python.
+
+    One statement and one pass over the series: they are counted per study and day first (no join), an undated
+    series takes its study's date, and only those per-study counts are joined to their patient's center; series
+    per day and (scanned) each patient's first scan day both come from them.
+    """
     if basis not in ARRIVAL_BASES:
         raise ValueError(f"basis must be one of {ARRIVAL_BASES}, not {basis!r}")
-
-    def per_day(rows: Any) -> Select:
-        day = func.date(rows.c.at).label("date")
-        return (select(rows.c.center, day, func.count().label("n")).where(rows.c.at.is_not(None))
-                .group_by(rows.c.center, day))
-
+    scanned = basis == "scanned"
+    day = func.date(Series.acquisition_datetime if scanned else Series.ingested_at)
+    per_study_day = select(Series.study_id, day.label("day"), func.count().label("n")).group_by(Series.study_id, day)
+    if center is not None:  # a coordinator's page reads their center's series only (through the indexes)
+        per_study_day = per_study_day.where(Series.study_id.in_(_scoped(
+            select(Study.id).join(Patient, Patient.id == Study.patient_id).join(Center, Center.id == Patient.center_id),
+            center)))
+    per_study_day = per_study_day.subquery()
+    dated = func.coalesce(per_study_day.c.day, func.date(Study.study_datetime)) if scanned else per_study_day.c.day
+    rows = (select(Patient.center_id, Study.patient_id, dated.label("day"), per_study_day.c.n)
+            .join(Study, Study.id == per_study_day.c.study_id).join(Patient, Patient.id == Study.patient_id)
+            .where(dated.is_not(None)))
+    if center is not None:
+        rows = rows.join(Center, Center.id == Patient.center_id).where(Center.code == center)
+    rows = rows.cte("dated_rows")
+    series = (select(rows.c.center_id, literal("series").label("kind"), rows.c.day, func.sum(rows.c.n).label("n"))
+              .group_by(rows.c.center_id, rows.c.day))
+    if scanned:  # a patient arrives on the day of their first scan
+        first = (select(rows.c.center_id, func.min(rows.c.day).label("day"))
+                 .group_by(rows.c.center_id, rows.c.patient_id).subquery())
+        patients = select(first.c.center_id, literal("patients").label("kind"), first.c.day,
+                          func.count().label("n")).group_by(first.c.center_id, first.c.day)
+    else:  # when first registered
+        created = func.date(Patient.created_at)
+        patients = _scoped(select(Patient.center_id, literal("patients").label("kind"), created.label("day"),
+                                  func.count().label("n")).join(Center, Center.id == Patient.center_id)
+                           .group_by(Patient.center_id, created), center)
     with _session(db_url) as s:
-        if basis == "scanned":
-            at = func.coalesce(Series.acquisition_datetime, Study.study_datetime)
-            series = _scoped(series_of_centers(at.label("at")), center).subquery()
-            patients = _scoped(series_of_centers(func.min(at).label("at")).group_by(Center.code, Patient.id),
-                               center).subquery()
-        else:
-            series = _scoped(series_of_centers(Series.ingested_at.label("at")), center).subquery()
-            patients = _scoped(select(Center.code.label("center"), Patient.created_at.label("at"))
-                               .join(Patient, Patient.center_id == Center.id), center).subquery()
-        frames = [_frame(s, per_day(rows)).assign(kind=kind) for kind, rows in
-                  (("patients", patients), ("series", series))]
-    daily = pd.concat(frames, ignore_index=True)
+        daily = _frame(s, union_all(patients, series))
+        codes = dict(s.execute(select(Center.id, Center.code)).all())
+    daily = daily.rename(columns={"day": "date"})
+    daily["center"] = daily["center_id"].map(codes)
     daily["date"] = pd.to_datetime(daily["date"])
     daily["n"] = daily["n"].astype(int)
     return daily[["center", "kind", "date", "n"]]

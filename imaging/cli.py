@@ -28,6 +28,10 @@ err = Console(stderr=True)
 
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu or cuda.")
 MODEL = typer.Option(None, "--model", help="Checkpoint file (default: the model shipped in imaging/default_model).")
+SCHEDULER = typer.Option("in-process", "--scheduler", help=SCHEDULER_HELP)
+GPU_ONLY = typer.Option(None, "--gpu/--any-worker",
+                        help="On a cluster: only workers started with --resources GPU=1 segment "
+                             "(default: when the cluster has such workers).")
 
 
 
@@ -152,10 +156,8 @@ def segment(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass (U-Net models)."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
-    scheduler: str = typer.Option("in-process", "--scheduler", help=SCHEDULER_HELP),
-    gpu: bool | None = typer.Option(None, "--gpu/--any-worker",
-                                    help="On a cluster: only workers started with --resources GPU=1 segment "
-                                         "(default: when the cluster has such workers)."),
+    scheduler: str = SCHEDULER,
+    gpu: bool | None = GPU_ONLY,
 ) -> None:
     """Segment lesions (IPH, extra-axial, edema, IVH) in QC-passed series; masks under <home>/masks, one run each."""
     from imaging.segment import segment_registered_series, series_uids_to_segment
@@ -228,10 +230,14 @@ def distill(
                                      help="Scans the teacher is timed on when its labels were all reused."),
     device: str = DEVICE,
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    scheduler: str = SCHEDULER,
+    gpu: bool | None = GPU_ONLY,
 ) -> None:
     """Distil a teacher model into the fast 2.5D U-Net on the study's own QC-passed series; print and save a report.
 
     Resumable: the teacher's masks are stored as ordinary segmentation runs, so a run again reuses them.
+    With --scheduler the teacher labels the drawn series on a Dask cluster (one task per series, each
+    worker on its own --device); the student trains here.
     """
     from imaging.distill import DistillOptions
     from imaging.distill import distill as run_distillation
@@ -249,11 +255,13 @@ def distill(
     from imaging.train import TrainingConfig
 
     widths = [int(c) for c in channels.split(",")]
-    with open_registry(ctx) as (home, engine):
+    with open_registry(ctx) as (home, engine), open_executor(scheduler) as executor:
         dev = select_device(device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
         try:
-            teacher = open_segmenter(teacher_spec, dev, batch_size=batch_size, ensemble=ensemble)
+            # On a cluster the teacher is opened here on the CPU and each worker moves it to its own device.
+            teacher = open_segmenter(teacher_spec, select_device("cpu") if executor.distributed else dev,
+                                     batch_size=batch_size, ensemble=ensemble)
         except NotImplementedError as exc:
             err.print(f"[red]error:[/red] teacher {teacher_spec!r} is not available in this installation ({exc}); "
                       "use --teacher phantom or a checkpoint path")
@@ -265,7 +273,9 @@ def distill(
                                     net={"channels": widths, "strides": [2] * (len(widths) - 1), "num_res_units": 1}),
             preprocessing=Preprocessing(size=size, context_slices=context_slices))
         path = out or home.models_dir / "student.pt"
-        console.print(f"Teacher {teacher.name} {teacher.version[:16]} ({len(teacher.members)} member(s)) on {dev}"
+        where = (f"on {executor.describe()} (device {device} per worker); the student on {dev}"
+                 if executor.distributed else f"on {dev}")
+        console.print(f"Teacher {teacher.name} {teacher.version[:16]} ({len(teacher.members)} member(s)) {where}"
                       + (f" ({n_threads} threads)" if n_threads else "") + f"; up to {series_limit} series.")
         columns = [TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -286,7 +296,8 @@ def distill(
 
             result = run_distillation(engine, home.masks_dir, teacher, options, dev, teacher_spec=teacher_spec,
                                       on_teacher_series=on_teacher, on_step=on_step, on_phase=on_phase,
-                                      on_item=on_item)
+                                      on_item=on_item, executor=executor,
+                                      worker_device=device if executor.distributed else None, gpu=gpu)
         version = result.model.save(path)
         paths = write_report(result, path, version)
         console.print(f"Teacher labels: {len(result.teacher_labelled)} made now, {len(result.teacher_reused)} reused; "

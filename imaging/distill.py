@@ -5,7 +5,10 @@
 2. The teacher labels them through `imaging.segment.segment_registered_series`: its masks are
    ordinary SegmentationRuns, so a series already done by that teacher version is never
    computed again (an interrupted distillation, run again, resumes there) and the study can use
-   the teacher's masks like any other model's.
+   the teacher's masks like any other model's. Where the labelling runs is the caller's
+   executor (`--scheduler`): in this process, or one Dask task per series on a cluster's
+   (GPU) workers, the client writing each series' run in its own transaction, as `imaging
+   segment` does; the teacher is timed on the series it labels, wherever they ran.
 3. The student (`imaging.train.train_model`, all classes of `vocabulary.labels`) trains on those
    masks, a manual annotation replacing the teacher's mask wherever a series has one; patients
    are held out for validation (the split of `train_model`, seeded).
@@ -32,6 +35,7 @@ import pandas as pd
 import torch
 from sqlalchemy import Engine
 
+from cluster.executor import Executor
 from imaging import store
 from imaging.agreement import class_agreement, summarize_agreement
 from imaging.inference import UNetSegmenter
@@ -71,25 +75,6 @@ class DistillResult:
     metadata: dict[str, Any]
 
 
-class TimedSegmenter:
-    """The teacher, unchanged, with the wall time of each `segment` call kept (the same clock as the student's)."""
-
-    def __init__(self, inner: LesionSegmenter) -> None:
-        self.inner = inner
-        self.seconds: list[float] = []
-
-    name = property(lambda self: self.inner.name)
-    version = property(lambda self: self.inner.version)
-    members = property(lambda self: self.inner.members)
-    device = property(lambda self: self.inner.device)
-
-    def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]:
-        t0 = time.perf_counter()
-        out = self.inner.segment(volume)
-        self.seconds.append(time.perf_counter() - t0)
-        return out
-
-
 def student_name(teacher: LesionSegmenter) -> str:
     """The model name every SegmentationRun of the student records: distilled, from which teacher version."""
     return f"{STUDENT_NAME} from {teacher.name} {teacher.version[:12]}"[:100]
@@ -125,11 +110,16 @@ def distill(
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_phase: Callable[[str, int], None] | None = None,
     on_item: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
+    worker_device: str | None = None,
+    gpu: bool | None = None,
 ) -> DistillResult:
     """Label a sample with `teacher`, train the student on it, compare and time both on held-out series.
 
     Progress: `on_phase(name, total)` as each phase starts (teacher, load, train, evaluate), then
     `on_teacher_series(uid, outcome)`, `on_item("load")`, `on_step`/`on_epoch` and `on_item("evaluate")`.
+    `executor`, `worker_device` and `gpu`: where the teacher labels the series (default: in this
+    process), as for `imaging.segment.segment_registered_series`; the rest runs here on `device`.
     """
     device = torch.device(device)
     phase = on_phase or (lambda _name, _total: None)
@@ -140,9 +130,9 @@ def distill(
     uids = list(sample["series_instance_uid"])
 
     # 1. Teacher labels (every drawn series, annotated ones too: the report compares the teacher with readers).
-    timed = TimedSegmenter(teacher)
     phase("teacher", len(uids))
-    labelled = segment_registered_series(engine, masks_dir, timed, uids, on_series=on_teacher_series)
+    labelled = segment_registered_series(engine, masks_dir, teacher, uids, on_series=on_teacher_series,
+                                         executor=executor, worker_device=worker_device, gpu=gpu)
     skipped: dict[str, str] = {uid: f"teacher failed: {e}" for uid, e in labelled.failed.items()}
 
     # 2. Training examples: a manual annotation where there is one, else the teacher's mask.
@@ -217,15 +207,19 @@ def distill(
                 rows.append({"series_digest": uid_digest(uid), "center": _center_of(sample, uid),
                              "comparison": comparison, **r})
         item("evaluate")
-    teacher_s = list(timed.seconds)
+    labelling_s = list(labelled.model_seconds.values())  # the teacher's own time on each series it labelled
+    teacher_s = list(labelling_s)
+    teacher_devices = set(labelled.devices.values())
     teacher_basis = "labelling in this run"
     if len(teacher_s) < options.timing_scans and held_out:
         # The labels were reused from an earlier run: time the teacher afresh on held-out scans.
         for uid in held_out[: options.timing_scans - len(teacher_s)]:
             teacher_s.append(_timed_segment(teacher, volumes[uid])[1])
-        teacher_basis = "held-out scans timed in this run" if not timed.seconds else \
+        teacher_devices.add(str(teacher.device))
+        teacher_basis = "held-out scans timed in this run" if not labelling_s else \
             "labelling in this run and held-out scans timed in this run"
-    cost = _cost(teacher_s, student_s, teacher_basis, str(teacher.device), str(device))
+    teacher_device = ", ".join(sorted(teacher_devices)) or str(teacher.device)
+    cost = _cost(teacher_s, student_s, teacher_basis, teacher_device, str(device))
 
     per_series = pd.DataFrame(rows)
     summary = summarize_agreement(per_series) if len(per_series) else pd.DataFrame()
@@ -235,7 +229,7 @@ def distill(
     metadata = {
         "distilled": True,
         "teacher": {"name": teacher.name, "version": teacher.version, "members": list(teacher.members),
-                    "spec": teacher_spec or teacher.name, "device": str(teacher.device)},
+                    "spec": teacher_spec or teacher.name, "device": teacher_device},
         "learned_from": {"series": len(learned), "patients": int(sample.loc[sample["label_source"] != "skipped",
                                                                             "patient_key"].nunique()),
                          "series_sha256": learned_from_sha256(learned),

@@ -38,6 +38,11 @@ class SegmentReport:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # what was done to a series (resampled, ...)
+    # The model's time per series (segmenting the loaded volume, an irregular one's regridding included; no file
+    # reading or writing) and the device it ran on, measured wherever the series ran: how `imaging distill` times
+    # its teacher, in this process or on a cluster's workers.
+    model_seconds: dict[str, float] = field(default_factory=dict)
+    devices: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class SeriesSegmentation:
     device: str
     started_at: dt.datetime
     notes: tuple[str, ...] = ()  # what was done to the series (resampled, ...)
+    model_seconds: float | None = None  # segmenting the loaded volume (None when it did not get that far)
 
 
 def series_uids_to_segment(engine: Engine, uids: list[str] | None, include_pending: bool,
@@ -139,6 +145,9 @@ def segment_registered_series(
         outcome: SeriesSegmentation = result.value or SeriesSegmentation(
             None, None, result.error, 0.0, "unknown", dt.datetime.now(dt.UTC).replace(tzinfo=None), ())
         uid = job.series_instance_uid
+        if outcome.model_seconds is not None:
+            report.model_seconds[uid] = outcome.model_seconds
+            report.devices[uid] = outcome.device
         kept = run_in_transaction(engine, lambda session, uid=uid, outcome=outcome: _record(
             session, uid, segmenter, outcome))
         if not kept:
@@ -163,7 +172,7 @@ def segment_series_files(job: SeriesJob, segmenter: LesionSegmenter, device: str
     """
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    mask_path, timings, error, notes = None, None, None, []
+    mask_path, timings, error, notes, model_s = None, None, None, [], None
     used = str(getattr(segmenter, "device", "unknown"))
     try:
         segmenter = _for_this_worker(segmenter, device)
@@ -171,12 +180,15 @@ def segment_series_files(job: SeriesJob, segmenter: LesionSegmenter, device: str
         tl = time.perf_counter()
         volume = load_series(list(job.paths), allow_irregular=job.allow_irregular)
         load_s = time.perf_counter() - tl
+        tm = time.perf_counter()
         labels, timings, notes = segment_volume_as_received(segmenter, volume)
+        model_s = time.perf_counter() - tm
         timings = {"load_s": load_s, **timings}
         mask_path = write_mask(job.mask_file, labels, volume.affine)
     except Exception as exc:  # noqa: BLE001 - one bad series is recorded and the run goes on
         error = f"{type(exc).__name__}: {exc}"
-    return SeriesSegmentation(mask_path, timings, error, time.perf_counter() - t0, used, started, tuple(notes))
+    return SeriesSegmentation(mask_path, timings, error, time.perf_counter() - t0, used, started, tuple(notes),
+                              model_s)
 
 
 def _finished(run: object) -> bool:

@@ -16,6 +16,7 @@ from registry.instance_files import instance_file_paths
 from registry.models import (
     QC_PASSED,
     QC_PENDING,
+    RUN_DONE,
     Center,
     ManualAnnotation,
     Patient,
@@ -23,9 +24,7 @@ from registry.models import (
     Series,
     Study,
 )
-
-RUN_DONE = "done"
-RUN_FAILED = "failed"
+from registry.models import RUN_FAILED as RUN_FAILED  # re-exported: segment.py records failures as store.RUN_FAILED
 
 
 def series_by_uid(session: Session, uid: str) -> Series:

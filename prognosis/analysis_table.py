@@ -27,11 +27,12 @@ def _keyed(df: pd.DataFrame, what: str) -> pd.DataFrame:
     missing = [c for c in KEY if c not in df.columns]
     if missing:
         raise ValueError(f"{what}: key column(s) {missing} missing (have {list(df.columns)})")
-    dup = df.duplicated(KEY, keep=False)
+    keyed = df.set_index(KEY)  # the key's strings hashed once: duplicates are then found on the index's codes
+    dup = keyed.index.duplicated(keep=False)
     if dup.any():
-        first = df.loc[dup, KEY].iloc[0].tolist()
+        first = list(keyed.index[dup][0])
         raise ValueError(f"{what}: {int(dup.sum())} rows share a (center, patient_id), e.g. {first}")
-    return df.set_index(KEY)
+    return keyed
 
 
 def build_analysis_table(clinical: pd.DataFrame, outcomes: pd.DataFrame,
@@ -68,7 +69,7 @@ def build_analysis_table(clinical: pd.DataFrame, outcomes: pd.DataFrame,
     table = table.join(terms[[c for c in terms.columns if c not in table.columns]])
     # Empty `adm_lesion_left` on a lesion-free scan means "no left lesion", not unknown (prognosis.terms).
     table["adm_lesion_left"] = terms["adm_lesion_left"]
-    return table.reset_index().sort_values(KEY, kind="stable").reset_index(drop=True)
+    return table.sort_index(kind="stable").reset_index()  # by center and patient: the index's codes, sorted once
 
 
 def missingness_report(table: pd.DataFrame, variables: tuple[str, ...] = REPORTED_VARIABLES) -> pd.DataFrame:

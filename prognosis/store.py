@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from biomarkers.store import patient_feature_table
 from prognosis.analysis_table import build_analysis_table
 from prognosis.fitting import FitResult
+from registry.db import bulk_read
 from registry.models import Center, ClinicalRecord, ModelFit, Outcome, Patient
 
 _CLINICAL_FIELDS = ("age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension",
@@ -32,7 +33,7 @@ def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.
         return attr
 
     outcome_fields = ("gos_6m", "died", "days_to_death_or_censor")
-    result = session.execute(
+    result = session.connection().execute(  # plain rows: no ORM row handling for 20,000 patients
         select(Center.code.label("center"), Patient.pseudo_id.label("patient_id"),
                *(column(getattr(ClinicalRecord, f)) for f in _CLINICAL_FIELDS),
                *(column(getattr(Outcome, f)) for f in outcome_fields))
@@ -52,11 +53,12 @@ def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.
 
 def analysis_table_from_registry(session: Session, feature_source: str = "auto") -> pd.DataFrame:
     """The analysis table of every registered patient (imaging features from `feature_source`)."""
-    clinical, outcomes, features = registry_frames(session, feature_source)
-    if clinical.empty:
-        raise ValueError("the registry has no patients: import clinical data and outcomes first "
-                         "(ctstudy registry import-clinical / import-outcomes)")
-    return build_analysis_table(clinical, outcomes, features)
+    with bulk_read():  # tens of thousands of rows and values, no reference cycles
+        clinical, outcomes, features = registry_frames(session, feature_source)
+        if clinical.empty:
+            raise ValueError("the registry has no patients: import clinical data and outcomes first "
+                             "(ctstudy registry import-clinical / import-outcomes)")
+        return build_analysis_table(clinical, outcomes, features)
 
 
 def jsonable(value: Any) -> Any:

@@ -56,6 +56,10 @@ QC_PASSED = "passed"
 QC_FAILED = "failed"
 QC_STATUSES = (QC_PENDING, QC_AUTO_FAILED, QC_PASSED, QC_FAILED)
 
+# Status of a SegmentationRun (imaging writes them; the registry's progress counts the finished ones).
+RUN_DONE = "done"
+RUN_FAILED = "failed"
+
 # Status of an ingest run.
 INGEST_RUNNING = "running"
 INGEST_DONE = "done"

@@ -9,20 +9,23 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-from sqlalchemy import Select, and_, case, distinct, func, literal, select
+from sqlalchemy import Select, and_, bindparam, case, distinct, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from registry.csv_export import write_csv
+from registry.db import bulk_read
 from registry.models import (
     QC_AUTO_FAILED,
     QC_FAILED,
     QC_PASSED,
     QC_PENDING,
+    RUN_DONE,
     Center,
     ClinicalRecord,
     Outcome,
     Patient,
     QCDecision,
+    SegmentationRun,
     Series,
     Study,
 )
@@ -51,12 +54,9 @@ def _cutoff(as_of: dt.date | dt.datetime | None) -> dt.datetime | None:
 
 
 def _series_status(cutoff: dt.datetime | None) -> Select:
-    """One row per series arrived by `cutoff`: ids of series, study, patient, center and the QC status then."""
-    base = (
-        select(Series.id.label("series_id"), Series.study_id, Study.patient_id, Patient.center_id)
-        .join(Study, Series.study_id == Study.id)
-        .join(Patient, Study.patient_id == Patient.id)
-    )
+    """One row per series arrived by `cutoff`: series id, study id and the QC status then (no join when `cutoff`
+    is None: the counts below aggregate series per study first and join the 40 times smaller result upwards)."""
+    base = select(Series.id.label("series_id"), Series.study_id)
     if cutoff is None:
         return base.add_columns(Series.qc_status.label("status"))
     # The status as of the date is that of the latest decision taken by then (every series gets an
@@ -75,14 +75,48 @@ def _series_status(cutoff: dt.datetime | None) -> Select:
     )
 
 
-def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = None) -> pd.DataFrame:
+def _series_counts(cutoff: dt.datetime | None, count_segmented: bool) -> Select:
+    """Per center id, in one statement: patients with a CT, series by QC status, patients with a follow-up scan
+    (a second study with a series that has not failed QC) and, when asked, series with a finished segmentation.
+
+    Series are counted per study first (one pass over the series table, no join), then per patient, then per
+    center: joining 100,000 series to their study and patient before grouping cost several times more, and so
+    did reading the series once per count.
+    """
+    status = _series_status(cutoff).subquery()
+
+    def n_status(*values: str):  # noqa: ANN202 - a SQL expression
+        return func.sum(case((status.c.status.in_(values), 1), else_=0))
+
+    per_study = (select(status.c.study_id, func.count().label("series"),
+                        n_status(QC_PASSED).label("qc_passed"), n_status(QC_AUTO_FAILED).label("qc_failed_auto"),
+                        n_status(QC_FAILED).label("qc_failed_manual"), n_status(QC_PENDING).label("qc_pending"),
+                        func.max(case((status.c.status.in_((QC_PASSED, QC_PENDING)), 1), else_=0)).label("usable"))
+                 .group_by(status.c.study_id))
+    if count_segmented:
+        done = select(SegmentationRun.series_id).where(SegmentationRun.status == RUN_DONE).distinct().subquery()
+        per_study = (per_study.add_columns(func.count(done.c.series_id).label("segmented"))
+                     .outerjoin(done, done.c.series_id == status.c.series_id))
+    per_study = per_study.subquery()
+    counted = ["series", "qc_passed", "qc_failed_auto", "qc_failed_manual", "qc_pending"] + (
+        ["segmented"] if count_segmented else [])
+    per_patient = (select(Study.patient_id, *(func.sum(per_study.c[c]).label(c) for c in counted),
+                          func.sum(per_study.c.usable).label("usable_studies"))
+                   .join(per_study, per_study.c.study_id == Study.id).group_by(Study.patient_id).subquery())
+    return (select(Patient.center_id, func.count().label("with_ct"),
+                   *(func.sum(per_patient.c[c]).label(c) for c in counted),
+                   func.sum(case((per_patient.c.usable_studies >= 2, 1), else_=0)).label("with_follow_up"))
+            .join(per_patient, per_patient.c.patient_id == Patient.id).group_by(Patient.center_id))
+
+
+def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = None, *,
+                        count_segmented: bool = False) -> pd.DataFrame:
     """Per center (and a TOTAL line): patients, series by QC status, clinical data, outcomes, follow-ups.
 
     `as_of` counts only what had arrived, and QC decisions taken, by then (a date includes that day).
+    `count_segmented` adds `series_segmented`: series with a finished segmentation (by any model).
     """
     cutoff = _cutoff(as_of)
-    status = _series_status(cutoff).subquery()
-
     clinical_on = ClinicalRecord.patient_id == Patient.id
     outcome_on = Outcome.patient_id == Patient.id
     patient_on = Patient.center_id == Center.id
@@ -91,54 +125,26 @@ def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = 
         outcome_on = and_(outcome_on, Outcome.imported_at < cutoff)
         patient_on = and_(patient_on, Patient.created_at < cutoff)
     patients = session.execute(
-        select(Center.code.label("center"), func.count(distinct(Patient.id)).label("patients"),
+        select(Center.id.label("center_id"), Center.code.label("center"),
+               func.count(distinct(Patient.id)).label("patients"),
                func.count(distinct(ClinicalRecord.id)).label("with_clinical"),
                func.count(distinct(Outcome.id)).label("with_outcome"))
         .select_from(Center)
         .outerjoin(Patient, patient_on)
         .outerjoin(ClinicalRecord, clinical_on)
         .outerjoin(Outcome, outcome_on)
-        .group_by(Center.code)
-    ).all()
-
-    def n_status(*values: str):  # noqa: ANN202 - a SQL expression
-        return func.coalesce(func.sum(case((status.c.status.in_(values), 1), else_=0)), 0)
-
-    series = session.execute(
-        select(Center.code.label("center"), func.count(distinct(status.c.patient_id)).label("with_ct"),
-               func.count(status.c.series_id).label("series"),
-               n_status(QC_PASSED).label("qc_passed"), n_status(QC_AUTO_FAILED).label("qc_failed_auto"),
-               n_status(QC_FAILED).label("qc_failed_manual"), n_status(QC_PENDING).label("qc_pending"))
-        .select_from(status).join(Center, Center.id == status.c.center_id)
-        .group_by(Center.code)
-    ).all()
-
-    # A follow-up scan: a second study with at least one series that has not failed QC.
-    usable = (
-        select(status.c.center_id, status.c.patient_id)
-        .where(status.c.status.in_((QC_PASSED, QC_PENDING)))
-        .group_by(status.c.center_id, status.c.patient_id)
-        .having(func.count(distinct(status.c.study_id)) >= 2)
-        .subquery()
+        .group_by(Center.id, Center.code)
     )
-    follow = session.execute(
-        select(Center.code.label("center"), func.count(usable.c.patient_id).label("with_follow_up"))
-        .select_from(usable).join(Center, Center.id == usable.c.center_id)
-        .group_by(Center.code)
-    ).all()
-
-    table = pd.DataFrame(patients, columns=["center", "patients", "with_clinical", "with_outcome"])
-    table = (
-        table.merge(pd.DataFrame(series, columns=["center", "with_ct", "series", "qc_passed", "qc_failed_auto",
-                                                  "qc_failed_manual", "qc_pending"]), on="center", how="left")
-        .merge(pd.DataFrame(follow, columns=["center", "with_follow_up"]), on="center", how="left")
-    )
-    table = table[PROGRESS_COLUMNS].copy()
-    counts = PROGRESS_COLUMNS[1:]
+    table = pd.DataFrame(patients.all(), columns=list(patients.keys()))
+    series = session.execute(_series_counts(cutoff, count_segmented))
+    table = table.merge(pd.DataFrame(series.all(), columns=list(series.keys())), on="center_id", how="left")
+    columns = PROGRESS_COLUMNS + (["series_segmented"] if count_segmented else [])
+    table = table.rename(columns={"segmented": "series_segmented"}).reindex(columns=columns)
+    counts = columns[1:]
     table[counts] = table[counts].apply(pd.to_numeric).fillna(0).astype(int)
     table = table.sort_values("center").reset_index(drop=True)
     total = pd.DataFrame([{"center": TOTAL, **table[counts].sum().astype(int).to_dict()}])
-    return pd.concat([table, total], ignore_index=True)[PROGRESS_COLUMNS]
+    return pd.concat([table, total], ignore_index=True)[columns]
 
 
 MISSING_COLUMNS = ["center", "pseudo_id", "item", "what", "reference", "reason", "detail"]
@@ -158,40 +164,49 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
     frames = []
 
     def add(item: str, query: Select, reason: str = "") -> None:
-        result = session.execute(query)
-        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        frame = _frame(session, query)
         frames.append(pd.DataFrame({
             "center": frame["center"], "pseudo_id": frame["pseudo_id"], "item": item,
             "detail": frame.get("detail", ""),
             "reason": frame.get("reason", reason)}))
 
-    has_series = select(Study.patient_id).join(Series, Series.study_id == Study.id)
+    has_series = select(Study.patient_id).where(exists().where(Series.study_id == Study.id))
     add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
     add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no row in clinical.csv")
     add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no row in outcomes.csv")
 
     # The admission scan is the patient's earliest study (ties and undated last, then by study id); it owes a
-    # QC-passed series. Ranked in SQL (a window over the per-study aggregates) so that only the owed studies
-    # come back, not one row per study of the registry.
-    when = func.min(func.coalesce(Series.acquisition_datetime, Study.study_datetime))
+    # QC-passed series. Ranked in SQL (a window over per-study aggregates) so that only the owed studies come back,
+    # not one row per study of the registry. The series are aggregated per study first (one pass, no join): a
+    # study's date is its earliest series' acquisition, or the study's own date where that is earlier and some
+    # series is undated (what the earliest of each series' acquisition-else-study date is).
+    counted = (select(Series.study_id, func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"),
+                      func.min(Series.acquisition_datetime).label("first_acquired"),
+                      func.sum(case((Series.acquisition_datetime.is_(None), 1), else_=0)).label("undated"))
+               .group_by(Series.study_id))
+    if center:  # one center's series only, found through the indexes
+        counted = counted.where(Series.study_id.in_(
+            select(Study.id).join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
+            .where(*patient_filter)))
+    counted = counted.subquery()
+    when = case((and_(counted.c.undated > 0, Study.study_datetime.is_not(None),
+                      or_(counted.c.first_acquired.is_(None), Study.study_datetime < counted.c.first_acquired)),
+                 Study.study_datetime), else_=counted.c.first_acquired)
     per_study = (
-        select(Study.id.label("study_id"),
-               func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"),
+        select(Study.id.label("study_id"), counted.c.passed,
                func.row_number().over(partition_by=Study.patient_id,
                                       order_by=(when.asc().nulls_last(), Study.id)).label("rank"))
-        .join(Series, Series.study_id == Study.id)
-        .group_by(Study.patient_id, Study.id)  # integer keys only: grouping on UIDs and codes cost seconds
+        .join(counted, counted.c.study_id == Study.id)
     )
     if center:
         per_study = per_study.join(Patient, Study.patient_id == Patient.id).join(
             Center, Patient.center_id == Center.id).where(*patient_filter)
     ranked = per_study.subquery()
-    result = session.execute(
+    owed = _frame(session, (
         select(Center.code.label("center"), Patient.pseudo_id, Study.id.label("study_id"), Study.study_instance_uid)
         .select_from(ranked).join(Study, Study.id == ranked.c.study_id)
         .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
-        .where(ranked.c.rank == 1, ranked.c.passed == 0))
-    owed = pd.DataFrame(result.all(), columns=list(result.keys()))
+        .where(ranked.c.rank == 1, ranked.c.passed == 0)))
     if len(owed):
         why = _study_qc_reasons(session, owed["study_id"].tolist())
         frames.append(pd.DataFrame({"center": owed["center"], "pseudo_id": owed["pseudo_id"],
@@ -208,13 +223,26 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=MISSING_COLUMNS)
     items = pd.concat(frames, ignore_index=True)
-    items["what"] = items["item"].map(dictionary.label)
-    items["reference"] = [("series " if item == "series_pending_review" else "study ") + dictionary.short_uid(d)
-                          if d else "" for item, d in zip(items["item"], items["detail"], strict=True)]
+    items["what"] = items["item"].map({item: dictionary.label(item) for item in items["item"].unique()})
+    # Column-wise, not row by row (tens of thousands of pending series at consortium scale): what
+    # `dictionary.short_uid` gives each UID, after "series " or "study ".
     pending = items["item"] == "series_pending_review"
-    items.loc[pending, "reason"] = "waiting for a reviewer" + items.loc[pending, "reason"].map(
-        lambda d: f" (series '{d}')" if d else "")
+    detail = items["detail"].fillna("").astype(str)
+    short = detail.where(detail.str.len() <= dictionary.SHORT_UID_CHARS + 1,
+                         "…" + detail.str[-dictionary.SHORT_UID_CHARS:])
+    items["reference"] = (pending.map({True: "series ", False: "study "}) + short).where(detail != "", "")
+    described = items.loc[pending, "reason"]
+    items.loc[pending, "reason"] = "waiting for a reviewer" + (" (series '" + described + "')").where(
+        described != "", "")
     return items.sort_values(["center", "item", "pseudo_id"]).reset_index(drop=True)[MISSING_COLUMNS]
+
+
+def _frame(session: Session, query: Select) -> pd.DataFrame:
+    """The rows of `query` as a frame, read through the session's connection (plain rows: no ORM row handling,
+    which cost more than the query itself on tens of thousands of rows)."""
+    with bulk_read():
+        result = session.connection().execute(query)
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
 def _study_qc_reasons(session: Session, study_ids: list[int]) -> dict[int, str]:
@@ -222,9 +250,10 @@ def _study_qc_reasons(session: Session, study_ids: list[int]) -> dict[int, str]:
     slices; series …87654321 waiting for review'."""
     if not study_ids:
         return {}
-    rows = session.execute(
+    ids = bindparam("study_ids", [int(i) for i in study_ids], expanding=True, literal_execute=True)  # integers inline
+    rows = session.connection().execute(
         select(Series.study_id, Series.series_instance_uid, Series.qc_status, Series.qc_reasons)
-        .where(Series.study_id.in_(study_ids)).order_by(Series.study_id, Series.series_number, Series.id)).all()
+        .where(Series.study_id.in_(ids)).order_by(Series.study_id, Series.series_number, Series.id)).all()
     texts: dict[int, list[str]] = {}
     for study_id, uid, status, reasons in rows:
         words = {QC_AUTO_FAILED: "failed automatic checks", QC_FAILED: "failed by the reviewer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -147,3 +148,18 @@ def test_missing_values_are_stored_as_null_on_both_databases(any_home: Home) -> 
         assert row.values["largest_lesion_left"] is None and row.values["lesion_count"] == 0
     engine.dispose()
     assert math.isnan(table.loc[0, "largest_lesion_left"]) and table.loc[0, "timepoint"] == 0
+
+
+@pytest.mark.parametrize("texts", [
+    ['{"hematoma_ml": 1, "side": "L"}', None, '{"hematoma_ml": 2.5, "ivh_present": true, "side": null}'],
+    ['{"x": true}', '{"x": 1.0}'],  # a key mixing types: Arrow refuses, json.loads decodes
+    ['{\n "a": 1\n}', '{"a": 2}'],  # not one object per line
+    ['{"l": [1, 2]}', '{"l": null}'],  # lists stay lists
+    ["{}", None],
+])
+def test_feature_values_decode_as_json_loads_does(texts: list[str | None]) -> None:
+    got = store.decode_json_objects(pd.Series(texts, index=range(7, 7 + len(texts))))
+    expected = pd.DataFrame([json.loads(t or "{}") for t in texts], index=range(7, 7 + len(texts)))
+    pd.testing.assert_frame_equal(got.where(got.notna(), None), expected.where(expected.notna(), None))
+    for column in got.columns:
+        assert [type(v) for v in got[column].dropna()] == [type(v) for v in expected[column].dropna()], column

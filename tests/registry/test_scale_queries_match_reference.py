@@ -34,6 +34,7 @@ from registry.models import (
     SeriesFeatures,
     Study,
 )
+from vocabulary import dictionary
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale_bench.py"
 
@@ -45,12 +46,45 @@ def _bench():  # noqa: ANN202 - the bench module
     return module
 
 
+def _admission_cases(tables: dict) -> None:
+    """Two patients whose admission scan is found only by dating each series (its acquisition, else its study's
+    date), not by the study's earliest acquisition alone: each owes an admission scan; dated wrongly, neither."""
+    study_cols, studies = tables["study"]
+    series_cols, series = tables["series"]
+    patient = tables["patient"][1][0]
+    t0 = dt.datetime(2025, 6, 1, 8)
+    cases = {
+        # A: series at t0 (auto-failed) and an undated one, the study dated 30 days later; B (t0 + 10 days) passed.
+        "admission-mixed": [(t0 + dt.timedelta(days=30), [(t0, "auto_failed"), (None, "pending")]),
+                            (t0 + dt.timedelta(days=10), [(t0 + dt.timedelta(days=10), "passed")])],
+        # C: one undated series, the study dated t0; D (t0 + 5 days) passed.
+        "admission-undated": [(t0, [(None, "auto_failed")]),
+                              (t0 + dt.timedelta(days=5), [(t0 + dt.timedelta(days=5), "passed")])],
+    }
+    patients = tables["patient"][1]
+    for name, plan in cases.items():
+        pid = len(patients) + 1
+        patients.append((pid, name, patient[2], patient[3]))
+        for study_at, plan_series in plan:
+            sid = len(studies) + 1
+            studies.append((sid, f"2.25.9{sid:09d}", pid, study_at, "CT HEAD"))
+            for acquired, status in plan_series:
+                row = dict(zip(series_cols, series[0], strict=True))
+                row.update(id=len(series) + 1, series_instance_uid=f"2.25.8{len(series) + 1:09d}", study_id=sid,
+                           acquisition_datetime=acquired, qc_status=status)
+                series.append(tuple(row[c] for c in series_cols))
+    tables["study"], tables["series"] = (study_cols, studies), (series_cols, series)
+
+
 def _fill(db_url: str) -> None:
     tables = _bench().synthetic_tables(n_series=300, n_patients=60, n_centers=3, seed=3)
+    _admission_cases(tables)
     series_cols = tables["series"][0]
     series = [list(r) for r in tables["series"][1]]
     for k, row in enumerate(series):
-        if k % 7 == 0:
+        if k % 17 == 0:
+            row[series_cols.index("description")] = None  # no description: the pending reason says less
+        if k % 7 == 0 and k < 300:
             row[series_cols.index("acquisition_datetime")] = None  # undated: ranked last, study date used
         if k % 11 == 0:
             row[series_cols.index("phi_tags")] = json.dumps(["PatientName", "PatientBirthDate"])
@@ -177,6 +211,7 @@ def test_missing_items_rank_the_admission_scan_as_the_reference(filled: str) -> 
         items = missing_items(s)
         reference = _reference_admission_owed(s)
         c07 = missing_items(s, "C02")
+        description = dict(s.execute(select(Series.series_instance_uid, Series.description)).all())
     engine.dispose()
     owed = items[items["item"] == "no_qc_passed_admission_scan"]
     assert len(reference) > 3, "the synthetic registry must owe some admission scans"
@@ -185,9 +220,20 @@ def test_missing_items_rank_the_admission_scan_as_the_reference(filled: str) -> 
     assert owed["reason"].str.startswith("series ").all()
     assert set(items["item"]) >= {"no_clinical", "no_outcome", "series_pending_review",
                                   "no_qc_passed_admission_scan"}
+    assert {"admission-mixed", "admission-undated"} <= set(owed["pseudo_id"])
     pending = items[items["item"] == "series_pending_review"]
     assert pending["reason"].str.startswith("waiting for a reviewer").all()
     assert pending["reference"].str.startswith("series ").all()
+    # The words and references, built column-wise, are what the dictionary gives row by row.
+    assert None in description.values() and set(pending["detail"]) <= set(description)
+    for r in items.itertuples():
+        assert r.what == dictionary.label(r.item)
+        assert r.reference == (("series " if r.item == "series_pending_review" else "study ")
+                               + dictionary.short_uid(r.detail) if r.detail else "")
+        if r.item == "series_pending_review":
+            d = description[r.detail]
+            assert r.reason == "waiting for a reviewer" + (f" (series '{d}')" if d else "")
+    assert set(owed["reference"].str[:6]) == {"study "} and (items["detail"] == "").sum() > 0
     assert (items[items["item"] == "no_clinical"]["reason"] == "no row in clinical.csv").all()
     pd.testing.assert_frame_equal(c07, items[items["center"] == "C02"].reset_index(drop=True))
 
@@ -230,7 +276,9 @@ def test_qc_queue_decodes_reasons_and_identifiers_as_the_reference(filled: str) 
 
 
 def test_analysis_table_frames_are_the_reference(filled: str) -> None:
-    from biomarkers.store import series_feature_table
+    from biomarkers.store import patient_feature_table, series_feature_table
+    from biomarkers.timecourse import patient_level_features
+    from prognosis.analysis_table import build_analysis_table
     from prognosis.store import analysis_table_from_registry, registry_frames
 
     engine = make_engine(filled)
@@ -239,14 +287,20 @@ def test_analysis_table_frames_are_the_reference(filled: str) -> None:
         ref_clin, ref_outc = _reference_clinical_outcomes(s)
         series = series_feature_table(s)
         ref_series = _reference_series_features(s)
+        patients = patient_feature_table(s)
         table = analysis_table_from_registry(s)
     engine.dispose()
+    # The patient features (on integer patient ids) and the analysis table are exactly what the per-series
+    # reference gives through the pure functions.
+    ref_patients = patient_level_features(ref_series).reset_index()
+    pd.testing.assert_frame_equal(patients, ref_patients)
+    pd.testing.assert_frame_equal(table, build_analysis_table(ref_clin, ref_outc, ref_patients))
     keys = ["center", "patient_id"]
     pd.testing.assert_frame_equal(_by_key(clin, keys), _by_key(ref_clin, keys))
     pd.testing.assert_frame_equal(_by_key(outc, keys), _by_key(ref_outc, keys))
     pd.testing.assert_frame_equal(series, ref_series)
     assert series["midline_shift_mm"].isna().any() and set(series["source"]) == {"segmentation"}
-    assert len(table) == 60 and table["n_scans"].notna().sum() > 30
+    assert len(table) == 62 and table["n_scans"].notna().sum() > 30  # 60 synthetic patients, 2 admission cases
     assert isinstance(table["adm_hematoma_ml"].iloc[0], float | np.floating)
 
 
