@@ -84,8 +84,9 @@ def tile_for_planes(tile: int, fraction: float) -> int:
     voxels than a dense block of `tile`: the last layers' memory stays that of `tile` (at 250
     channels they dominate), while the wider block needs proportionally less context around it.
     At most 1.5 x `tile`: the first layers compute every plane, and their memory grows with the cube.
-    On 5 mm slices (a fifth of the planes) 60 becomes 90: about 10 % less CPU time on patient 81
-    (bench/segment_bench.py --real-ct), peak memory under 1 GB.
+    On 5 mm slices (a fifth of the planes) 60 becomes 90: 10 % less CPU time on patient 81 in one
+    same-session comparison (within the noise of another), peak memory still under 1.1 GB
+    (bench/segment_bench.py --real-ct).
     """
     best, cap = tile, tile * 3 // 2 // TILE_STEP * TILE_STEP
     while best + TILE_STEP <= cap and ((best + TILE_STEP) ** 3) * fraction <= tile**3:
