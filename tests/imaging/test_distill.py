@@ -274,7 +274,7 @@ def test_student_agrees_with_the_phantom_teacher_about_as_well_as_the_teacher_ag
     teacher = open_segmenter("phantom", torch.device("cpu"))
     options = DistillOptions(
         series_limit=None, seed=2,
-        training=TrainingConfig(epochs=25, steps_per_epoch=40, batch_size=16, patch=64, lr=5e-3, seed=2,
+        training=TrainingConfig(epochs=40, steps_per_epoch=40, batch_size=16, patch=64, lr=5e-3, seed=2,
                                 val_fraction=0.3,
                                 net={"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}),
         preprocessing=Preprocessing(size=64, context_slices=1))
