@@ -9,7 +9,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,12 +18,12 @@ from sqlalchemy import Engine
 from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.cli_tables import print_table
-from registry.csv_export import write_csv
 from registry.db import session_scope
 from registry.home import Home
-from registry.progress import collection_progress, missing_items, missing_summary, patient_table, write_patient_table
+from registry.progress import missing_item_rows, missing_summary_rows, progress_rows
+from registry.rows import Rows
 from registry.store import record_qc_decision, repeated_qc_decision
-from vocabulary.dictionary import columns_dictionary, label
+from vocabulary.dictionary import label
 
 if TYPE_CHECKING:  # ingest and CSV import pull pydicom: imported by the commands that use them
     from registry.clinical_import import CSVValidationError
@@ -104,7 +103,7 @@ def ingest(
         rows += [(f"rejected: {label(reason)}", n) for reason, n in report.rejected_by_reason.items()]
         if report.normalized:
             rows.append(("values normalized to their DICOM VR", len(report.normalized)))
-        print_table(console, pd.DataFrame(rows, columns=["What", "Count"]),
+        print_table(console, Rows(("What", "Count"), rows),
                     f"Ingest run {report.run_id}: {directory}", labels=False)
         if report.interrupted_runs:
             console.print(f"Earlier ingest run(s) {', '.join(map(str, report.interrupted_runs))} had stopped without "
@@ -220,7 +219,7 @@ def progress(
     if as_of is not None and as_of.time() == dt.time():
         as_of_value = as_of.date()
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
-        table = collection_progress(session, as_of_value)
+        table = progress_rows(session, as_of_value)
     title = "Collection progress" + (f" as of {as_of_value}" if as_of_value else "")
     _emit(table, fmt, title)
 
@@ -234,12 +233,12 @@ def missing(
 ) -> None:
     """What each center still owes: CT, clinical data, outcome, a QC-passed admission scan, pending reviews."""
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
-        items = missing_items(session, center)
+        items = missing_item_rows(session, center)
     title = "Missing items" + (f" ({center})" if center else "")
     if not detail:
-        _emit(missing_summary(items), fmt, title)
+        _emit(missing_summary_rows(items), fmt, title)
     elif fmt is OutputFormat.table:  # words and short references on screen; csv/json keep codes and full UIDs
-        _emit(items.drop(columns=["item", "detail"]), fmt, title)
+        _emit(items.select([c for c in items.columns if c not in ("item", "detail")]), fmt, title)
     else:
         _emit(items, fmt, title)
 
@@ -253,6 +252,9 @@ def export(
 
     Beside it, FILE's name with `.dictionary.csv`: every column's label, unit, definition and coding.
     """
+    from registry.patient_table import patient_table, write_patient_table
+    from vocabulary.dictionary import columns_dictionary
+
     with _engine(ctx) as (_home, engine):
         with session_scope(engine) as session:
             table = patient_table(session)
@@ -262,12 +264,14 @@ def export(
     console.print(f"{len(table):,} patients written to {file}; column labels, units and definitions in {codebook}")
 
 
-def _emit(table: pd.DataFrame, fmt: OutputFormat, title: str) -> None:
+def _emit(table: Rows, fmt: OutputFormat, title: str) -> None:
     """CSV and JSON keep the machine names; the table reads in words (the data dictionary) and is never cut."""
     if fmt is OutputFormat.csv:
-        write_csv(table, sys.stdout)  # formula-looking cells neutralized (registry.csv_export)
+        from registry.csv_export import write_csv
+
+        write_csv(table.to_frame(), sys.stdout)  # formula-looking cells neutralized (registry.csv_export)
     elif fmt is OutputFormat.json:
-        sys.stdout.write(table.to_json(orient="records", date_format="iso") + "\n")
+        sys.stdout.write(table.to_frame().to_json(orient="records", date_format="iso") + "\n")
     else:
         print_table(console, table, title)
 

@@ -1,18 +1,21 @@
-"""Collection progress per center, what each center still owes, and the analysis-ready patient table.
+"""Collection progress per center and what each center still owes.
 
 Counting is done by the database (GROUP BY center), never by looping over rows in Python, so that
 the dashboard's progress page stays fast on thousands of series on SQLite and PostgreSQL alike.
+The reads return `registry.rows.Rows`, built without pandas: `ctstudy registry progress` and
+`registry missing` start in under a second. The dashboard takes DataFrames (`collection_progress`,
+`missing_items`, `missing_summary`), which are those rows with `to_frame()`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Select, and_, bindparam, case, distinct, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from registry.csv_export import write_csv
 from registry.db import bulk_read
 from registry.models import (
     QC_AUTO_FAILED,
@@ -29,7 +32,11 @@ from registry.models import (
     Series,
     Study,
 )
+from registry.rows import Rows
 from vocabulary import dictionary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TOTAL = "TOTAL"
 PROGRESS_COLUMNS = [
@@ -37,11 +44,6 @@ PROGRESS_COLUMNS = [
     "with_clinical", "with_outcome", "with_follow_up",
 ]
 MISSING_ITEMS = ("no_ct", "no_clinical", "no_outcome", "no_qc_passed_admission_scan", "series_pending_review")
-CLINICAL_EXPORT = [
-    "age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension", "glucose_mmol_l",
-    "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury",
-]
-OUTCOME_EXPORT = ["gos_6m", "died", "days_to_death_or_censor"]
 
 
 def _cutoff(as_of: dt.date | dt.datetime | None) -> dt.datetime | None:
@@ -109,9 +111,10 @@ def _series_counts(cutoff: dt.datetime | None, count_segmented: bool) -> Select:
             .join(per_patient, per_patient.c.patient_id == Patient.id).group_by(Patient.center_id))
 
 
-def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = None, *,
-                        count_segmented: bool = False) -> pd.DataFrame:
-    """Per center (and a TOTAL line): patients, series by QC status, clinical data, outcomes, follow-ups.
+def progress_rows(session: Session, as_of: dt.date | dt.datetime | None = None, *,
+                  count_segmented: bool = False) -> Rows:
+    """Per center (sorted by code, and a TOTAL line): patients, series by QC status, clinical data, outcomes,
+    follow-ups; the columns of PROGRESS_COLUMNS.
 
     `as_of` counts only what had arrived, and QC decisions taken, by then (a date includes that day).
     `count_segmented` adds `series_segmented`: series with a finished segmentation (by any model).
@@ -124,7 +127,8 @@ def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = 
         clinical_on = and_(clinical_on, ClinicalRecord.imported_at < cutoff)
         outcome_on = and_(outcome_on, Outcome.imported_at < cutoff)
         patient_on = and_(patient_on, Patient.created_at < cutoff)
-    patients = session.execute(
+    connection = session.connection()
+    patients = connection.execute(
         select(Center.id.label("center_id"), Center.code.label("center"),
                func.count(distinct(Patient.id)).label("patients"),
                func.count(distinct(ClinicalRecord.id)).label("with_clinical"),
@@ -134,24 +138,35 @@ def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = 
         .outerjoin(ClinicalRecord, clinical_on)
         .outerjoin(Outcome, outcome_on)
         .group_by(Center.id, Center.code)
-    )
-    table = pd.DataFrame(patients.all(), columns=list(patients.keys()))
-    series = session.execute(_series_counts(cutoff, count_segmented))
-    table = table.merge(pd.DataFrame(series.all(), columns=list(series.keys())), on="center_id", how="left")
+    ).mappings().all()
+    series = {row["center_id"]: row for row in
+              connection.execute(_series_counts(cutoff, count_segmented)).mappings().all()}
     columns = PROGRESS_COLUMNS + (["series_segmented"] if count_segmented else [])
-    table = table.rename(columns={"segmented": "series_segmented"}).reindex(columns=columns)
     counts = columns[1:]
-    table[counts] = table[counts].apply(pd.to_numeric).fillna(0).astype(int)
-    table = table.sort_values("center").reset_index(drop=True)
-    total = pd.DataFrame([{"center": TOTAL, **table[counts].sum().astype(int).to_dict()}])
-    return pd.concat([table, total], ignore_index=True)[columns]
+
+    def count(center: dict[str, Any], column: str) -> int:
+        if column in center:
+            return int(center[column] or 0)
+        of_series = series.get(center["center_id"], {})
+        return int(of_series.get("segmented" if column == "series_segmented" else column) or 0)
+
+    table = [(row["center"], *(count(row, c) for c in counts)) for row in sorted(patients, key=lambda r: r["center"])]
+    total = (TOTAL, *(sum(row[i] for row in table) for i in range(1, len(columns))))
+    return Rows(tuple(columns), [*table, total])
+
+
+def collection_progress(session: Session, as_of: dt.date | dt.datetime | None = None, *,
+                        count_segmented: bool = False) -> pd.DataFrame:
+    """`progress_rows` as a DataFrame (the dashboard's)."""
+    return progress_rows(session, as_of, count_segmented=count_segmented).to_frame()
 
 
 MISSING_COLUMNS = ["center", "pseudo_id", "item", "what", "reference", "reason", "detail"]
+PENDING_REVIEW = "series_pending_review"
 
 
-def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
-    """What each center still owes, one row per (patient or series, item).
+def missing_item_rows(session: Session, center: str | None = None) -> Rows:
+    """What each center still owes, one row per (patient or series, item), sorted by center, item, pseudonym.
 
     Columns: center, pseudo_id, item (the code), what (the item in words, from the data dictionary),
     reference (a short identifier to search for: '…' and the last characters of the study or series UID),
@@ -161,14 +176,11 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
     patient_filter = [Center.code == center] if center else []
     base = select(Center.code.label("center"), Patient.pseudo_id, Patient.id).join(Patient.center).where(
         *patient_filter)
-    frames = []
+    items: list[tuple[str, str, str, str, str]] = []  # center, pseudo_id, item, reason, detail
 
     def add(item: str, query: Select, reason: str = "") -> None:
-        frame = _frame(session, query)
-        frames.append(pd.DataFrame({
-            "center": frame["center"], "pseudo_id": frame["pseudo_id"], "item": item,
-            "detail": frame.get("detail", ""),
-            "reason": frame.get("reason", reason)}))
+        for row in _mappings(session, query):
+            items.append((row["center"], row["pseudo_id"], item, row.get("reason", reason), row.get("detail", "")))
 
     has_series = select(Study.patient_id).where(exists().where(Series.study_id == Study.id))
     add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
@@ -202,47 +214,44 @@ def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
         per_study = per_study.join(Patient, Study.patient_id == Patient.id).join(
             Center, Patient.center_id == Center.id).where(*patient_filter)
     ranked = per_study.subquery()
-    owed = _frame(session, (
+    owed = _mappings(session, (
         select(Center.code.label("center"), Patient.pseudo_id, Study.id.label("study_id"), Study.study_instance_uid)
         .select_from(ranked).join(Study, Study.id == ranked.c.study_id)
         .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
         .where(ranked.c.rank == 1, ranked.c.passed == 0)))
-    if len(owed):
-        why = _study_qc_reasons(session, owed["study_id"].tolist())
-        frames.append(pd.DataFrame({"center": owed["center"], "pseudo_id": owed["pseudo_id"],
-                                    "item": "no_qc_passed_admission_scan", "detail": owed["study_instance_uid"],
-                                    "reason": owed["study_id"].map(why).fillna("")}))
+    why = _study_qc_reasons(session, [row["study_id"] for row in owed])
+    items += [(row["center"], row["pseudo_id"], "no_qc_passed_admission_scan", why.get(row["study_id"], ""),
+               row["study_instance_uid"]) for row in owed]
 
-    add("series_pending_review",
+    add(PENDING_REVIEW,
         select(Center.code.label("center"), Patient.pseudo_id, Series.series_instance_uid.label("detail"),
                func.coalesce(Series.description, "").label("reason"))
         .join(Study, Series.study_id == Study.id).join(Patient, Study.patient_id == Patient.id)
         .join(Center, Patient.center_id == Center.id)
         .where(Series.qc_status == QC_PENDING, *patient_filter))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=MISSING_COLUMNS)
-    items = pd.concat(frames, ignore_index=True)
-    items["what"] = items["item"].map({item: dictionary.label(item) for item in items["item"].unique()})
-    # Column-wise, not row by row (tens of thousands of pending series at consortium scale): what
-    # `dictionary.short_uid` gives each UID, after "series " or "study ".
-    pending = items["item"] == "series_pending_review"
-    detail = items["detail"].fillna("").astype(str)
-    short = detail.where(detail.str.len() <= dictionary.SHORT_UID_CHARS + 1,
-                         "…" + detail.str[-dictionary.SHORT_UID_CHARS:])
-    items["reference"] = (pending.map({True: "series ", False: "study "}) + short).where(detail != "", "")
-    described = items.loc[pending, "reason"]
-    items.loc[pending, "reason"] = "waiting for a reviewer" + (" (series '" + described + "')").where(
-        described != "", "")
-    return items.sort_values(["center", "item", "pseudo_id"]).reset_index(drop=True)[MISSING_COLUMNS]
+
+    what = {item: dictionary.label(item) for item in {row[2] for row in items}}
+    rows = []
+    for center_code, pseudo_id, item, reason, detail in sorted(items, key=lambda r: (r[0], r[2], r[1])):
+        detail = "" if detail is None else str(detail)
+        pending = item == PENDING_REVIEW
+        reference = f"{'series' if pending else 'study'} {dictionary.short_uid(detail)}" if detail else ""
+        if pending:
+            reason = "waiting for a reviewer" + (f" (series '{reason}')" if reason else "")
+        rows.append((center_code, pseudo_id, item, what[item], reference, reason, detail))
+    return Rows(tuple(MISSING_COLUMNS), rows)
 
 
-def _frame(session: Session, query: Select) -> pd.DataFrame:
-    """The rows of `query` as a frame, read through the session's connection (plain rows: no ORM row handling,
+def missing_items(session: Session, center: str | None = None) -> pd.DataFrame:
+    """`missing_item_rows` as a DataFrame (the dashboard's)."""
+    return missing_item_rows(session, center).to_frame()
+
+
+def _mappings(session: Session, query: Select) -> list[Any]:
+    """The rows of `query` as mappings, read through the session's connection (plain rows: no ORM row handling,
     which cost more than the query itself on tens of thousands of rows)."""
     with bulk_read():
-        result = session.connection().execute(query)
-        return pd.DataFrame(result.all(), columns=list(result.keys()))
+        return session.connection().execute(query).mappings().all()
 
 
 def _study_qc_reasons(session: Session, study_ids: list[int]) -> dict[int, str]:
@@ -264,70 +273,16 @@ def _study_qc_reasons(session: Session, study_ids: list[int]) -> dict[int, str]:
     return {k: "; ".join(v) for k, v in texts.items()}
 
 
-def missing_summary(items: pd.DataFrame) -> pd.DataFrame:
-    """Counts of `missing_items` per center and item (one column per item, a TOTAL line)."""
-    table = pd.crosstab(items["center"], items["item"]) if len(items) else pd.DataFrame()
-    table = table.reindex(columns=list(MISSING_ITEMS), fill_value=0).astype(int)
-    table.index.name = "center"
-    table = table.reset_index()
-    total = pd.DataFrame([{"center": TOTAL, **table[list(MISSING_ITEMS)].sum().astype(int).to_dict()}])
-    return pd.concat([table, total], ignore_index=True)
+def missing_summary_rows(items: Rows | pd.DataFrame) -> Rows:
+    """Counts of missing items (`missing_item_rows`, or its frame) per center and item: one column per item of
+    MISSING_ITEMS, centers sorted, and a TOTAL line."""
+    counted = Counter(zip(items["center"], items["item"], strict=True))
+    centers = sorted({center for center, _ in counted})
+    rows = [(center, *(counted[center, item] for item in MISSING_ITEMS)) for center in centers]
+    total = (TOTAL, *(sum(row[i] for row in rows) for i in range(1, len(MISSING_ITEMS) + 1)))
+    return Rows(("center", *MISSING_ITEMS), [*rows, total])
 
 
-def patient_table(session: Session) -> pd.DataFrame:
-    """The analysis-ready table: one row per patient, clinical data, outcome, series counts and scan days.
-
-    `scan_days` lists the days from injury of the studies with a QC-passed series (';'-separated);
-    no original ID and no date appear, only the pseudonym and days relative to injury.
-    """
-    clinical_cols = [getattr(ClinicalRecord, c) for c in CLINICAL_EXPORT]
-    outcome_cols = [getattr(Outcome, c) for c in OUTCOME_EXPORT]
-    passed = case((Series.qc_status == QC_PASSED, 1), else_=0)
-    counts = (
-        select(Study.patient_id, func.count(Series.id).label("n_series"),
-               func.sum(passed).label("n_series_qc_passed"), func.count(distinct(Study.id)).label("n_studies"))
-        .join(Series, Series.study_id == Study.id).group_by(Study.patient_id).subquery()
-    )
-    rows = session.execute(
-        select(Patient.id.label("patient_key"), Patient.pseudo_id, Center.code.label("center"), *clinical_cols,
-               *outcome_cols, counts.c.n_series, counts.c.n_series_qc_passed, counts.c.n_studies)
-        .join(Center, Patient.center_id == Center.id)
-        .outerjoin(ClinicalRecord, ClinicalRecord.patient_id == Patient.id)
-        .outerjoin(Outcome, Outcome.patient_id == Patient.id)
-        .outerjoin(counts, counts.c.patient_id == Patient.id)
-        .order_by(Center.code, Patient.pseudo_id)
-    ).all()
-    columns = ["patient_key", "pseudo_id", "center", *CLINICAL_EXPORT, *OUTCOME_EXPORT, "n_series",
-               "n_series_qc_passed", "n_studies"]
-    table = pd.DataFrame(rows, columns=columns)
-    for c in ("n_series", "n_series_qc_passed", "n_studies"):
-        table[c] = table[c].fillna(0).astype(int)
-
-    days = pd.DataFrame(session.execute(
-        select(Study.patient_id, Study.id, func.min(Series.days_from_injury))
-        .join(Series, Series.study_id == Study.id)
-        .where(Series.qc_status == QC_PASSED, Series.days_from_injury.is_not(None))
-        .group_by(Study.patient_id, Study.id)
-    ).all(), columns=["patient_key", "study_id", "day"])
-    if len(days):
-        joined = (days.sort_values("day").groupby("patient_key")["day"]
-                  .agg(lambda d: ";".join(f"{v:.2f}" for v in d)).rename("scan_days"))
-        table = table.merge(joined, left_on="patient_key", right_index=True, how="left")
-    else:
-        table["scan_days"] = None
-    for c in ("hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"):
-        table[c] = table[c].astype("boolean").astype("Int64")
-    for c in ("gcs_total", "gcs_motor", "pupils_unreactive", "marshall_ct", "gos_6m"):
-        table[c] = table[c].astype("Int64")
-    return table.drop(columns="patient_key").reset_index(drop=True)
-
-
-def write_patient_table(table: pd.DataFrame, path: str) -> None:
-    """CSV or Parquet, chosen by the file extension."""
-    lowered = str(path).lower()
-    if lowered.endswith(".parquet") or lowered.endswith(".pq"):
-        table.to_parquet(path, index=False)
-    elif lowered.endswith(".csv"):
-        write_csv(table, path)  # formula-looking cells neutralized (registry.csv_export)
-    else:
-        raise ValueError(f"{path}: export format is chosen by extension: .csv or .parquet")
+def missing_summary(items: Rows | pd.DataFrame) -> pd.DataFrame:
+    """`missing_summary_rows` as a DataFrame (the dashboard's)."""
+    return missing_summary_rows(items).to_frame()

@@ -20,15 +20,20 @@ SESSION_MAX after the log-in.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry.models import ROLES, AuditEvent, Center, LoginAttempt, User, utcnow
+from registry.rows import Rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_PASSWORD_LENGTH = 8
 # OWASP's authentication guidance: lock an account after a handful of failures for minutes, not forever
@@ -143,18 +148,23 @@ def deactivate_user(session: Session, username: str, actor: str = "cli") -> None
                            before={"active": True}, after={"active": False}))
 
 
-def users_table(session: Session) -> pd.DataFrame:
-    """All users, without their hashes: username, role, center, active, created_at, locked_until."""
+def user_rows(session: Session) -> Rows:
+    """All users, without their hashes: username, role, center, active, created_at, locked_until (None unless
+    a lockout is running now)."""
     rows = session.execute(
         select(User.username, User.role, Center.code.label("center"), User.active, User.created_at,
                User.locked_until)
         .outerjoin(Center, User.center_id == Center.id)
         .order_by(User.username)
     ).all()
-    table = pd.DataFrame(rows, columns=["username", "role", "center", "active", "created_at", "locked_until"])
     now = utcnow()
-    table["locked_until"] = [t if t is not None and t > now else None for t in table["locked_until"]]
-    return table
+    return Rows(("username", "role", "center", "active", "created_at", "locked_until"),
+                [(*row[:5], row[5] if row[5] is not None and row[5] > now else None) for row in rows])
+
+
+def users_table(session: Session) -> pd.DataFrame:
+    """`user_rows` as a DataFrame (the dashboard's)."""
+    return user_rows(session).to_frame()
 
 
 def authenticated_identity(session: Session, username: str, password: str) -> Identity | None:
@@ -166,7 +176,7 @@ def authenticated_identity(session: Session, username: str, password: str) -> Id
     ).first()
     if row is None:
         # Hash anyway so that response time does not reveal which user names exist.
-        password_matches(_DUMMY_HASH, password)
+        password_matches(_dummy_hash(), password)
         return None
     user, center_code = row
     if not password_matches(user.password_hash, password) or not user.active:
@@ -257,13 +267,13 @@ def session_identity(session: Session, ident: Identity, logged_in_at: dt.datetim
     return LoginResult(Identity(username=user.username, role=user.role, center_code=center_code), at=logged_in_at)
 
 
-def login_attempts_table(session: Session, since: dt.datetime | None = None) -> pd.DataFrame:
+def login_attempt_rows(session: Session, since: dt.datetime | None = None) -> Rows:
     """Log-in attempts, newest first: at, username, address, succeeded, reason."""
     query = select(LoginAttempt.at, LoginAttempt.username, LoginAttempt.address, LoginAttempt.succeeded,
                    LoginAttempt.reason).order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc())
     if since is not None:
         query = query.where(LoginAttempt.at >= since)
-    return pd.DataFrame(session.execute(query).all(), columns=["at", "username", "address", "succeeded", "reason"])
+    return Rows(("at", "username", "address", "succeeded", "reason"), [tuple(r) for r in session.execute(query).all()])
 
 
 def _record_attempt(session: Session, name: str, address: str, now: dt.datetime, reason: str) -> None:
@@ -283,4 +293,8 @@ def _user(session: Session, username: str) -> User:
     return user
 
 
-_DUMMY_HASH = _HASHER.hash("not-a-real-password")
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed at the first unknown-user log-in, not at import: an argon2 hash costs 0.15 s of every command's
+    start-up (`users list` imports this module)."""
+    return _HASHER.hash("not-a-real-password")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-import pandas as pd
 import typer
 from rich.console import Console
 from sqlalchemy.orm import Session
@@ -14,13 +13,14 @@ from registry.cli_support import open_registry
 from registry.cli_tables import print_table
 from registry.db import session_scope
 from registry.models import ROLES, utcnow
+from registry.rows import Rows
 from registry.users import (
     add_user,
     deactivate_user,
-    login_attempts_table,
+    login_attempt_rows,
     set_password,
     unlock_user,
-    users_table,
+    user_rows,
 )
 
 app = typer.Typer(help="Dashboard users: add, list, deactivate.", no_args_is_help=True)
@@ -56,15 +56,13 @@ def passwd(
 def list_users(ctx: typer.Context) -> None:
     """List users with role, center and whether they can log in."""
     with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
-        df = users_table(session)
-    if not len(df):
+        users = user_rows(session)
+    if not len(users):
         console.print("No users yet: `ctstudy users add NAME --role ROLE`.")
         return
-    locked = pd.to_datetime(df["locked_until"])
-    shown = pd.DataFrame({"User": df["username"], "Role": df["role"], "Center": df["center"].fillna("-"),
-                          "Active": df["active"].map({True: "yes", False: "no"}),
-                          "Created": pd.to_datetime(df["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
-                          "Locked until (UTC)": locked.dt.strftime("%Y-%m-%d %H:%M").fillna("-")})
+    shown = Rows(("User", "Role", "Center", "Active", "Created", "Locked until (UTC)"),
+                 [(u["username"], u["role"], u["center"] or "-", "yes" if u["active"] else "no",
+                   _minute(u["created_at"]), _minute(u["locked_until"]) or "-") for u in users.records()])
     print_table(console, shown, labels=False)
 
 
@@ -90,17 +88,20 @@ def logins(
 ) -> None:
     """Recent dashboard log-in attempts: when, user name as typed, address, result."""
     with open_registry(ctx) as (_home, engine), session_scope(engine) as session:
-        df = login_attempts_table(session, since=utcnow() - dt.timedelta(hours=hours))
+        attempts = login_attempt_rows(session, since=utcnow() - dt.timedelta(hours=hours)).records()
     if failed_only:
-        df = df[~df["succeeded"]]
-    if not len(df):
+        attempts = [a for a in attempts if not a["succeeded"]]
+    if not attempts:
         console.print(f"No log-in attempts in the last {hours:g} hours.")
         return
-    shown = pd.DataFrame({"At (UTC)": pd.to_datetime(df["at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
-                          "User": df["username"], "Address": df["address"],
-                          "Result": [("ok" if ok else f"failed: {why}")
-                                     for ok, why in zip(df["succeeded"], df["reason"], strict=True)]})
+    shown = Rows(("At (UTC)", "User", "Address", "Result"),
+                 [(a["at"].strftime("%Y-%m-%d %H:%M:%S"), a["username"], a["address"],
+                   "ok" if a["succeeded"] else f"failed: {a['reason']}") for a in attempts])
     print_table(console, shown, labels=False)
+
+
+def _minute(at: dt.datetime | None) -> str:
+    return "" if at is None else at.strftime("%Y-%m-%d %H:%M")
 
 
 def _run(ctx: typer.Context, action: Callable[[Session], object]) -> None:

@@ -374,14 +374,19 @@ def display_columns(frame: pd.DataFrame, group: str | None = None) -> pd.DataFra
     return frame.rename(columns=mapping)
 
 
+DICTIONARY_COLUMNS = ("name", "group", "label", "unit", "definition", "values")
+
+
+def dictionary_records(groups: list[str] | None = None) -> list[dict[str, str]]:
+    """The whole dictionary (or some groups), one dict per entry (DICTIONARY_COLUMNS), the group in words."""
+    return [{**asdict(e), "group": GROUPS[e.group]} for e in _ENTRIES if groups is None or e.group in groups]
+
+
 def dictionary_table(groups: list[str] | None = None) -> pd.DataFrame:
-    """The whole dictionary (or some groups) as a DataFrame: name, group, label, unit, definition, values."""
+    """`dictionary_records` as a DataFrame."""
     import pandas as pd
 
-    rows = [asdict(e) for e in _ENTRIES if groups is None or e.group in groups]
-    table = pd.DataFrame(rows, columns=["name", "group", "label", "unit", "definition", "values"])
-    table["group"] = table["group"].map(GROUPS)
-    return table
+    return pd.DataFrame(dictionary_records(groups), columns=list(DICTIONARY_COLUMNS))
 
 
 def columns_dictionary(columns: list[str] | pd.Index) -> pd.DataFrame:

@@ -24,8 +24,10 @@ meant (the phantom's subdural-like collection was left unlabelled).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only where masks are converted: the dictionary, and with it every command, reads this
+    import numpy as np
 
 BACKGROUND = 0
 IPH = 1
@@ -92,6 +94,8 @@ def nifti_scheme(description: str | bytes, intent_name: str | bytes) -> str | No
 
 def from_legacy_two_class(mask: np.ndarray) -> np.ndarray:
     """A legacy two-class mask (1 hematoma, 2 edema) in the four-class map (1 IPH, 3 edema)."""
+    import numpy as np
+
     values = set(np.unique(mask).tolist())
     if not values <= set(LEGACY_TWO_CLASS):
         raise ValueError(f"legacy two-class mask has values {sorted(values - set(LEGACY_TWO_CLASS))}; "

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from ctstudy.cli import app
 from registry.cli_tables import print_table
 from registry.home import Home
+from registry.rows import Rows
 from vocabulary.dictionary import heading
 
 
@@ -99,3 +100,19 @@ def test_imaging_evaluate_tables_are_printed_whole(capsys) -> None:  # noqa: ANN
     imaging_cli._print(frame, "Segmentation vs truth-dir by split (model 0123456789abcdef)")
     out = capsys.readouterr().out
     assert "0123456789abcdef" in out and "…" not in out and "0.976" in out and "106" in out and "106.0" not in out
+
+
+def test_piped_table_lines_up_its_columns_and_right_aligns_numbers() -> None:
+    rows = Rows(("center", "patients", "reason"), [("IT064", 1234, "no row in clinical.csv"), ("C1", 7, "[red]x")])
+    out = io.StringIO()
+    print_table(Console(file=out, width=20), rows, "Owed", labels=False)
+    title, header, first, second = out.getvalue().splitlines()
+    assert title == "Owed"
+    end = header.index("patients") + len("patients")  # counts end under the end of their heading
+    assert first[:end].endswith(" 1,234") and second[:end].endswith(" 7")
+    start = header.index("reason")  # text starts under the start of its heading, whole, markup left as typed
+    assert first[start:] == "no row in clinical.csv" and second[start:] == "[red]x"
+    assert len(first) > 20  # wider than the console: printed whole, not wrapped
+    terminal = io.StringIO()
+    print_table(Console(file=terminal, width=60, force_terminal=True, color_system=None), rows, labels=False)
+    assert "[red]x" in terminal.getvalue()

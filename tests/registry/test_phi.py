@@ -24,8 +24,8 @@ from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.instance_files import instance_file_paths
 from registry.models import Base, Series
+from registry.patient_table import patient_table
 from registry.phi_text import cleaned_text, looks_identifying
-from registry.progress import patient_table
 from registry.pseudonym import pseudo_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -18,7 +18,8 @@ from registry.db import make_engine, session_scope
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import AuditEvent, QCDecision, Series
-from registry.progress import collection_progress, missing_items, missing_summary, patient_table
+from registry.patient_table import patient_table
+from registry.progress import collection_progress, missing_items, missing_summary
 from registry.pseudonym import pseudo_id
 from registry.store import record_qc_decision
 

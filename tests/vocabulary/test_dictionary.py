@@ -11,7 +11,8 @@ from vocabulary.labels import LESION_CLASSES
 def test_every_name_the_packages_produce_has_an_entry() -> None:
     from biomarkers.timecourse import PATIENT_FEATURES
     from registry import dicom_headers, ingest
-    from registry.progress import CLINICAL_EXPORT, MISSING_ITEMS, OUTCOME_EXPORT, PROGRESS_COLUMNS
+    from registry.patient_table import CLINICAL_EXPORT, OUTCOME_EXPORT
+    from registry.progress import MISSING_ITEMS, PROGRESS_COLUMNS
     from registry.series_qc import QC_REASONS
 
     rejections = [getattr(dicom_headers, n) for n in ("NOT_DICOM", "UNREADABLE", "TRUNCATED", "MISSING_SOP_UID",
