@@ -50,7 +50,7 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, home: 
     monkeypatch.setattr(sys, "argv", ["ctstudy", "--home", str(home.root), "--db-url", home.db_url, *args])
     monkeypatch.delenv("CTSTUDY_DEBUG", raising=False)
     with pytest.raises(SystemExit) as stop:
-        cli.main()
+        cli.main(ends_process=False)
     assert stop.value.code == 1
     return capsys.readouterr().err
 
@@ -61,7 +61,7 @@ def test_a_library_error_is_one_line_naming_the_command(monkeypatch, capsys, hom
     def singular(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
         raise np.linalg.LinAlgError("Singular matrix")
 
-    monkeypatch.setattr(registry.cli, "collection_progress", singular)
+    monkeypatch.setattr(registry.cli, "progress_rows", singular)
     err = _main(monkeypatch, capsys, home, "registry", "progress")
     line = " ".join(err.split())
     assert "`ctstudy registry progress` stopped" in line and "linear-algebra" in line and "Singular matrix" in line
@@ -71,7 +71,7 @@ def test_a_library_error_is_one_line_naming_the_command(monkeypatch, capsys, hom
     def bare_key(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
         raise KeyError(1)
 
-    monkeypatch.setattr(registry.cli, "collection_progress", bare_key)
+    monkeypatch.setattr(registry.cli, "progress_rows", bare_key)
     err = " ".join(_main(monkeypatch, capsys, home, "registry", "progress").split())
     assert "`ctstudy registry progress` stopped" in err and "KeyError: 1" in err and "error: 1" not in err
 
@@ -79,10 +79,10 @@ def test_a_library_error_is_one_line_naming_the_command(monkeypatch, capsys, hom
 def test_debug_shows_the_traceback_and_user_errors_stay_one_line(monkeypatch, capsys, home: Home) -> None:  # noqa: ANN001
     import registry.cli
 
-    monkeypatch.setattr(registry.cli, "collection_progress", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(registry.cli, "progress_rows", lambda *a, **k: 1 / 0)
     monkeypatch.setattr(sys, "argv", ["ctstudy", "--debug", "--home", str(home.root), "registry", "progress"])
     with pytest.raises(ZeroDivisionError):
-        cli.main()
+        cli.main(ends_process=False)
     # a user error from our own code keeps its own one-line message
     err = _main(monkeypatch, capsys, home, "registry", "qc", "1.2.3", "--pass")
     assert "no series with SeriesInstanceUID 1.2.3" in err and "stopped" not in err
@@ -91,7 +91,7 @@ def test_debug_shows_the_traceback_and_user_errors_stay_one_line(monkeypatch, ca
 def test_usage_errors_are_typers_own(monkeypatch, capsys) -> None:  # noqa: ANN001
     monkeypatch.setattr(sys, "argv", ["ctstudy", "registry", "progress", "--no-such-option"])
     with pytest.raises(SystemExit) as stop:
-        cli.main()
+        cli.main(ends_process=False)
     assert stop.value.code == 2 and "No such option" in capsys.readouterr().err
 
 
