@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from sqlalchemy import create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, selectinload
 from streamlit.testing.v1 import AppTest
 
-from registry.db import make_engine, upgrade
+from registry.db import make_engine, session_scope, upgrade
 from registry.home import Home
 from registry.models import (
     Center,
@@ -43,9 +42,10 @@ from registry.models import (
     Series,
     Study,
 )
+from registry.scratch_database import ServerUnreachable, scratch_database
+from registry.users import add_user
 
 PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "1_Collection.py"
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STATUSES = np.array(["passed", "pending", "auto_failed", "failed"])
 
 
@@ -155,6 +155,10 @@ def bench(name: str, home: Home, n_patients: int, n_series: int, repeats: int) -
     home.ensure()
     upgrade(home.db_url)
     insert_s = fill_registry(home.db_url, n_patients, n_series)
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:  # every page request re-checks the account (dashboard.auth)
+        add_user(s, "bench", "statistician", "bench password 1")
+    engine.dispose()
     os.environ["CTSTUDY_HOME"], os.environ["CTSTUDY_DB_URL"] = str(home.root), home.db_url
     cold_process, at = first_render_seconds()  # includes importing plotly and building the engine pool
     firsts = [first_render_seconds()[0] for _ in range(repeats)]
@@ -177,24 +181,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bench("SQLite", Home.resolve(Path(tmp) / "sqlite"), args.patients, args.series, args.repeats)
-        base = make_url(os.environ.get("CTSTUDY_TEST_PG_URL", DEFAULT_PG_URL))
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        db = f"ctstudy_bench_{uuid.uuid4().hex[:8]}"
         try:
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{db}"'))
-        except Exception as exc:  # noqa: BLE001 - any failure means no server to measure
-            print(f"PostgreSQL skipped: unreachable at {base.render_as_string(hide_password=True)} ({exc})",
-                  file=sys.stderr)
-            return
-        try:
-            url = base.set(database=db).render_as_string(hide_password=False)
-            bench("PostgreSQL", Home.resolve(Path(tmp) / "pg", url), args.patients, args.series, args.repeats)
-        finally:
-            st.cache_resource.clear()  # closes nothing by itself: dispose the pooled engines before DROP
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            admin.dispose()
+            with scratch_database("ctstudy_bench") as url:
+                try:
+                    bench("PostgreSQL", Home.resolve(Path(tmp) / "pg", url), args.patients, args.series,
+                          args.repeats)
+                finally:
+                    st.cache_resource.clear()  # closes nothing by itself: dispose the pooled engines before DROP
+        except ServerUnreachable as exc:
+            print(f"{exc}; PostgreSQL skipped", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -20,21 +20,20 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert
 
 from registry.db import make_engine, session_scope, upgrade
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import Center, ClinicalRecord, Outcome, Patient, QCDecision, Series, Study
 from registry.progress import collection_progress
+from registry.scratch_database import ServerUnreachable, scratch_database
 
 
 def write_study_folder(root: Path, n_series: int, n_slices: int, matrix: int = 64) -> int:
@@ -182,24 +181,14 @@ def main() -> None:
         now, as_of = time_progress(sqlite_url)
         print(f"collection_progress, 1,000 patients / 5,000 series, SQLite:     {now:.3f} s (as-of: {as_of:.3f} s)")
 
-    pg_base = os.environ.get("CTSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    name = f"ctstudy_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(pg_base), isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: the SQLite figure stands alone
-        print(f"PostgreSQL unreachable ({type(exc).__name__}); skipped")
+        with scratch_database("ctstudy_bench") as url:
+            fill_registry(url)
+            now, as_of = time_progress(url)
+    except ServerUnreachable as exc:
+        print(f"{exc}; PostgreSQL skipped")
         return
-    try:
-        url = make_url(pg_base).set(database=name).render_as_string(hide_password=False)
-        fill_registry(url)
-        now, as_of = time_progress(url)
-        print(f"collection_progress, 1,000 patients / 5,000 series, PostgreSQL: {now:.3f} s (as-of: {as_of:.3f} s)")
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    print(f"collection_progress, 1,000 patients / 5,000 series, PostgreSQL: {now:.3f} s (as-of: {as_of:.3f} s)")
 
 
 if __name__ == "__main__":

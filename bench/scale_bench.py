@@ -41,8 +41,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,10 +50,10 @@ sys.path.insert(0, str(ROOT / "tests" / "registry"))  # the small DICOM writer t
 from registry.db import make_engine, session_scope, upgrade  # noqa: E402
 from registry.home import Home  # noqa: E402
 from registry.models import Base  # noqa: E402
+from registry.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
 
 BIG_TABLES = ("series", "study", "patient", "instance", "qc_decision", "audit_event", "segmentation_run",
               "series_features", "clinical_record", "outcome")
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_S = 2.0
 INDEXES_0007 = ("ix_qc_decision_decided_at", "ix_series_ingested_at", "ix_series_study_id_qc_status",
                 "ix_segmentation_run_status_series_id", "ix_audit_event_entity_type_entity_id")
@@ -439,25 +438,17 @@ def main() -> None:
     ap.add_argument("--plans", action="store_true", help="Print every EXPLAIN plan in full.")
     a = ap.parse_args()
 
-    base = make_url(os.environ.get("CTSTUDY_TEST_PG_URL", DEFAULT_PG_URL))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"ctstudy_scale_{uuid.uuid4().hex[:8]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        sys.exit(f"PostgreSQL unreachable at {base.render_as_string(hide_password=True)}: {exc}")
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run(url, Path(tmp), a)
-    finally:
-        from dashboard import queries
+        with scratch_database("ctstudy_scale") as url:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    run(url, Path(tmp), a)
+            finally:
+                from dashboard import queries
 
-        queries.engine_for(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                queries.engine_for(url).dispose()  # its pooled connections, before the database is dropped
+    except ServerUnreachable as exc:
+        sys.exit(str(exc))
     if not a.no_cluster:
         print(f"\nSegmentation with the phantom model, {a.seg_patients} synthetic patients (256x256), same run:")
         segmentation_throughput(a.seg_patients)

@@ -20,19 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scale_bench import DEFAULT_PG_URL, fill, synthetic_tables  # noqa: E402
+from scale_bench import fill, synthetic_tables  # noqa: E402
 
 from registry.db import make_engine, session_scope, upgrade  # noqa: E402
+from registry.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
 from registry.users import add_user  # noqa: E402
 
 EAGER = ("import registry.cli, registry.users_cli, imaging.cli, biomarkers.cli, prognosis.cli, synthetic.cli, "
@@ -91,20 +88,6 @@ def command_seconds(db_url: str, home: Path, repeats: int) -> list[tuple[str, fl
     return [(" ".join(["ctstudy", *words]), _median_seconds([*CTSTUDY, *words], repeats, env)) for words in COMMANDS]
 
 
-def _postgres_database() -> tuple[str, object] | None:
-    """A new database on the test server (URL, admin engine to drop it), or None when no server answers."""
-    base = make_url(os.environ.get("CTSTUDY_TEST_PG_URL", DEFAULT_PG_URL))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"ctstudy_startup_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception:  # noqa: BLE001 - any connection failure means "no server": the SQLite figures stand alone
-        admin.dispose()
-        return None
-    return base.set(database=name).render_as_string(hide_password=False), (admin, name)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -120,16 +103,12 @@ def main() -> None:
         _median_seconds([sys.executable, "-c", EAGER], 1, env)  # warm the file cache for both sides
         eager = _median_seconds([sys.executable, "-c", EAGER], args.repeats, env)
         results = {"SQLite": command_seconds(sqlite_url, home, args.repeats)}
-        postgres = _postgres_database()
-        if postgres is not None:
-            pg_url, (admin, name) = postgres
-            try:
+        try:
+            with scratch_database("ctstudy_startup") as pg_url:
                 fill_registry(pg_url, args.series)
                 results["PostgreSQL"] = command_seconds(pg_url, home, args.repeats)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+        except ServerUnreachable as exc:
+            print(f"{exc}; PostgreSQL skipped", file=sys.stderr)
         import_eager = _import_us(EAGER, env)
         import_lazy = _import_us("import ctstudy.cli", env)
         import_registry = _import_us("import ctstudy.cli, registry.cli", env)

@@ -8,41 +8,30 @@ except under CTSTUDY_REQUIRE_PG=1 (CI), where that is an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from registry.db import make_engine, upgrade
 from registry.home import Home
-
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from registry.scratch_database import ServerUnreachable, scratch_database
 
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a database created for this test session on the PostgreSQL server."""
-    base = make_url(os.environ.get("CTSTUDY_TEST_PG_URL", DEFAULT_PG_URL))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"ctstudy_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        admin.dispose()
-        if os.environ.get("CTSTUDY_REQUIRE_PG") == "1":
-            raise RuntimeError(f"PostgreSQL required (CTSTUDY_REQUIRE_PG=1) but unreachable: {exc}") from exc
-        pytest.skip(f"PostgreSQL unreachable at {base.render_as_string(hide_password=True)}: {exc}")
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database("ctstudy_test"))
+        except ServerUnreachable as exc:
+            if os.environ.get("CTSTUDY_REQUIRE_PG") == "1":
+                raise RuntimeError(f"PostgreSQL required (CTSTUDY_REQUIRE_PG=1): {exc}") from exc
+            pytest.skip(str(exc))
+        yield url
 
 
 @pytest.fixture()
