@@ -296,5 +296,6 @@ def _user(session: Session, username: str) -> User:
 @functools.cache
 def _dummy_hash() -> str:
     """Hashed at the first unknown-user log-in, not at import: an argon2 hash costs 0.15 s of every command's
-    start-up (`users list` imports this module)."""
+    start-up (`users list` imports this module). Only that first unknown-name attempt of a dashboard process
+    takes one hash longer than a known name's; every later one takes the same time."""
     return _HASHER.hash("not-a-real-password")
