@@ -183,6 +183,13 @@ class LogisticModel(CoefficientModel):
         return model
 
 
+def fitted_and_information(x: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted probabilities of a logistic model at `beta` and its Fisher information X'WX (W = p(1 - p)): what
+    each Newton step below (maximum likelihood, bootstrap warm start, ridge) is built from."""
+    p = expit(x @ beta)
+    return p, (x * (p * (1 - p))[:, None]).T @ x
+
+
 def ml_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None, max_iter: int = 50,
              tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Maximum-likelihood logistic fit: (coefficients, covariance, log-likelihood, converged).
@@ -200,8 +207,8 @@ def ml_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None, max_
     old = np.full_like(beta, np.inf)
     iterations = 0
     while iterations < max_iter and np.any(np.abs(beta - old) > tol):
-        p = expit(x @ beta)
-        info = (x * (p * (1 - p))[:, None]).T @ x / n
+        p, info = fitted_and_information(x, beta)
+        info /= n
         info[np.diag_indices_from(info)] += 1e-10
         old, beta = beta, beta + np.linalg.solve(info, x.T @ (y - p) / n)
         iterations += 1
@@ -212,10 +219,8 @@ def ml_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None, max_
     if not converged:
         warnings.warn("Maximum Likelihood optimization failed to converge. Check mle_retvals", ConvergenceWarning,
                       stacklevel=2)
-    eta = x @ beta
-    p = expit(eta)
-    cov = np.linalg.inv((x * (p * (1 - p))[:, None]).T @ x)
-    llf = -float(np.sum(np.logaddexp(0.0, -(2 * y - 1) * eta)))
+    cov = np.linalg.inv(fitted_and_information(x, beta)[1])
+    llf = -float(np.sum(np.logaddexp(0.0, -(2 * y - 1) * (x @ beta))))
     return beta, cov, llf, converged
 
 
@@ -228,9 +233,8 @@ def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int 
     """
     beta = start.astype(float).copy()
     for _ in range(max_iter):
-        p = expit(x @ beta)
-        w = p * (1 - p)
-        hessian, score = (x * w[:, None]).T @ x, x.T @ (y - p)
+        p, hessian = fitted_and_information(x, beta)
+        score = x.T @ (y - p)
         try:
             step = np.linalg.solve(hessian, score)
         except np.linalg.LinAlgError:
@@ -321,8 +325,8 @@ def ridge_logit(x: np.ndarray, y: np.ndarray, penalty: float, max_iter: int = 10
     mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
     beta[0] = np.log(mean / (1 - mean))
     for _ in range(max_iter):
-        p = expit(x @ beta)
-        info = (x * (p * (1 - p))[:, None]).T @ x + pen
+        p, info = fitted_and_information(x, beta)
+        info += pen
         step = np.linalg.lstsq(info, x.T @ (y - p) - pen @ beta, rcond=None)[0]
         beta += step
         if np.max(np.abs(step)) < tol:
