@@ -46,12 +46,9 @@ def is_numeric_column(values: list[Any]) -> bool:
     return bool(present) and all(_is_number(v) for v in present)
 
 
-def is_integer_column(values: list[Any]) -> bool:
-    """Numeric with every present value a whole number (counts that pandas turned into floats by a merge)."""
-    if not is_numeric_column(values):
-        return False
-    present = [float(v) for v in values if not _is_missing(v)]
-    return all(v == round(v) and abs(v) < 2**53 for v in present)
+def _all_whole(values: list[Any]) -> bool:
+    """Every present value a whole number (counts that pandas turned into floats by a merge print as counts)."""
+    return all(float(v) == round(float(v)) and abs(float(v)) < 2**53 for v in values if not _is_missing(v))
 
 
 def number_text(value: Any, integer: bool = False) -> str:
@@ -104,7 +101,7 @@ def table_cells(table: Rows | pd.DataFrame, labels: bool = True) -> tuple[list[s
         values = [row[i] for row in rows.rows]
         headings.append(heading(column) if labels else column)
         numeric.append(is_numeric_column(values))
-        integer.append(is_integer_column(values))
+        integer.append(numeric[-1] and _all_whole(values))
     cells = [[cell_text(v, whole) for v, whole in zip(row, integer, strict=True)] for row in rows.rows]
     return headings, cells, numeric
 

@@ -10,7 +10,7 @@ DataFrame library is what it avoids; the stdlib has no named-column table).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +39,6 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return iter(self.rows)
 
     def __getitem__(self, column: str) -> list[Any]:
         """The values of one column."""
