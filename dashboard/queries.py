@@ -560,6 +560,17 @@ def overlay_labels(path: str, root: str, volume: Volume, name: str) -> tuple[np.
     return labels, None
 
 
+# --- Model quality from corrections ----------------------------------------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def corrections(db_url: str, center: str | None) -> pd.DataFrame:
+    """Every imported correction and lesion class in scope: center, annotator, model, Dice and volumes."""
+    from imaging.store import correction_rows
+
+    with _session(db_url) as s:
+        return pd.DataFrame(correction_rows(s, center))
+
+
 # --- Outcome models and risk ----------------------------------------------------------------------
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

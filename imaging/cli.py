@@ -354,6 +354,99 @@ def export_seg(
                       f"model {run.model_version[:16]}) written to {out}")
 
 
+@app.command("export-correction")
+def export_correction(
+    ctx: typer.Context,
+    series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
+    center: str | None = typer.Option(None, "--center",
+                                      help="Instead of --series: this center's segmented series that have no "
+                                           "manual annotation yet."),
+    limit: int = typer.Option(10, "--limit", min=1, help="With --center: at most this many series."),
+    out: Path = typer.Option(..., "--out", help="Folder of the correction package (created; may already hold one)."),
+    model_path: Path | None = typer.Option(None, "--model", help="Export this model's masks (default: the latest)."),
+) -> None:
+    """Write series' model masks for an annotator: mask and CT as NIfTI (ITK-SNAP, 3D Slicer) and DICOM SEG."""
+    from imaging.correction_round_trip import export_corrections
+    from imaging.model import file_sha256
+
+    if bool(series) == bool(center):
+        raise typer.BadParameter("give --series UID (repeatable) or --center CODE, not both")
+    with open_registry(ctx) as (home, engine), session_scope(engine) as session:
+        version = file_sha256(model_path) if model_path else None
+        chosen = ([store.series_by_uid(session, uid) for uid in series] if series
+                  else store.uncorrected_segmented_series(session, center, limit, version))
+        if not chosen:
+            raise LookupError(f"center {center} has no segmented series without a manual annotation")
+        exported = export_corrections(session, home, chosen, out, version)
+    for e in exported:
+        console.print(f"{short_uid(e.series_instance_uid)}: {e.model_name} ({e.model_version[:12]}), "
+                      f"{e.slices_with_findings} slices with findings")
+    console.print(f"{len(exported)} series written to {out}: open ct/<UID>.nii.gz with masks/<UID>.nii.gz as its "
+                  f"segmentation, correct the mask in place, then `ctstudy imaging import-corrections {out}`")
+
+
+@app.command("import-corrections")
+def import_corrections_cmd(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., exists=True, file_okay=False,
+                                  help="A correction package (its masks/ folder is read) or a folder of masks."),
+    annotator: str | None = typer.Option(None, "--annotator", help="Who corrected the masks (recorded with them)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who imports (audit log); default the login name."),
+) -> None:
+    """Import corrected masks as manual annotations and report, per lesion class, how much each was changed."""
+    from imaging.correction_round_trip import import_corrections
+    from registry.cli_support import login_name
+
+    with open_registry(ctx) as (home, engine), session_scope(engine) as session:
+        report = import_corrections(session, home, folder, actor or login_name(), annotator)
+    ann = report.annotations
+    console.print(f"{folder}: {len(ann.imported)} corrections imported, {len(ann.unchanged)} unchanged, "
+                  f"{len(ann.rejected)} rejected.")
+    if report.changes:
+        _print(_changes_table(pd.DataFrame(report.changes)), "What the annotator changed, per series and class")
+    for uid, why in report.not_compared:
+        err.print(f"[yellow]not compared[/yellow] {short_uid(uid)}: {why}")
+    for path, reason, detail in ann.rejected:
+        err.print(f"[red]rejected[/red] {path}: {reason}: {detail}")
+    if ann.rejected:
+        raise typer.Exit(1)
+
+
+@app.command("corrections")
+def corrections_cmd(
+    ctx: typer.Context,
+    center: str | None = typer.Option(None, "--center", help="Only this center."),
+) -> None:
+    """Model quality from the annotators' corrections, per center and lesion class."""
+    from imaging.correction import summarize_corrections
+
+    with open_registry(ctx) as (_, engine), session_scope(engine) as session:
+        rows = pd.DataFrame(store.correction_rows(session, center))
+    if rows.empty:
+        console.print("No corrections imported yet: `ctstudy imaging export-correction`, correct the masks, then "
+                      "`ctstudy imaging import-corrections`.")
+        return
+    summary = summarize_corrections(rows)
+    _print(_class_names(summary).rename(columns={"center": "Center"}),
+           "Model quality from corrections (Dice 1: nothing changed)")
+
+
+def _class_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """Lesion class keys as the label map's names, other columns as the data dictionary's headings."""
+    from vocabulary.dictionary import display_columns
+    from vocabulary.labels import LESION_CLASSES
+
+    names = {c.key: c.name for c in LESION_CLASSES}
+    out = frame.assign(**{"class": frame["class"].map(names).fillna(frame["class"])})
+    return display_columns(out.rename(columns={"class": "lesion_class"}), "model_quality").round(3)
+
+
+def _changes_table(changes: pd.DataFrame) -> pd.DataFrame:
+    changes = changes.assign(series=changes["series_instance_uid"].map(short_uid))
+    table = changes[["series", "class", "dice", "model_ml", "corrected_ml"]]
+    return _class_names(table).rename(columns={"series": "Series"})
+
+
 @app.command()
 def evaluate(
     ctx: typer.Context,

@@ -18,6 +18,7 @@ from registry.models import (
     QC_PENDING,
     RUN_DONE,
     Center,
+    CorrectionAgreement,
     ManualAnnotation,
     Patient,
     SegmentationRun,
@@ -162,3 +163,54 @@ def latest_annotation_for(session: Session, series: Series) -> ManualAnnotation 
     """The most recently imported manual annotation of a series, if any."""
     return session.scalars(select(ManualAnnotation).where(ManualAnnotation.series_id == series.id)
                            .order_by(ManualAnnotation.imported_at.desc(), ManualAnnotation.id.desc())).first()
+
+
+def record_correction(session: Session, annotation: ManualAnnotation, run: SegmentationRun,
+                      changes: list[dict]) -> None:
+    """Store (or replace) the per-class changes of `annotation` against the run's mask it corrects."""
+    for row in changes:
+        existing = session.scalars(select(CorrectionAgreement).where(
+            CorrectionAgreement.annotation_id == annotation.id, CorrectionAgreement.segmentation_run_id == run.id,
+            CorrectionAgreement.lesion_class == row["class"])).one_or_none()
+        dice = None if row["dice"] is None or row["dice"] != row["dice"] else float(row["dice"])  # NaN -> NULL
+        values = {"dice": dice, "model_ml": float(row["model_ml"]), "corrected_ml": float(row["corrected_ml"]),
+                  "overlap_ml": float(row["overlap_ml"]), "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+        if existing is None:
+            session.add(CorrectionAgreement(annotation_id=annotation.id, segmentation_run_id=run.id,
+                                            lesion_class=row["class"], **values))
+        else:
+            for key, value in values.items():
+                setattr(existing, key, value)
+    session.flush()
+
+
+def correction_rows(session: Session, center: str | None = None) -> list[dict]:
+    """Every stored correction and class, with its center, annotator, model and import time."""
+    q = (select(Center.code, Series.series_instance_uid, ManualAnnotation.annotator, ManualAnnotation.imported_at,
+                SegmentationRun.model_name, SegmentationRun.model_version, CorrectionAgreement.lesion_class,
+                CorrectionAgreement.dice, CorrectionAgreement.model_ml, CorrectionAgreement.corrected_ml,
+                CorrectionAgreement.overlap_ml)
+         .join(ManualAnnotation, ManualAnnotation.id == CorrectionAgreement.annotation_id)
+         .join(SegmentationRun, SegmentationRun.id == CorrectionAgreement.segmentation_run_id)
+         .join(Series, Series.id == ManualAnnotation.series_id)
+         .join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
+         .join(Center, Center.id == Patient.center_id))
+    if center is not None:
+        q = q.where(Center.code == center)
+    keys = ("center", "series_instance_uid", "annotator", "imported_at", "model_name", "model_version", "class",
+            "dice", "model_ml", "corrected_ml", "overlap_ml")
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(q.order_by(CorrectionAgreement.id))]
+
+
+def uncorrected_segmented_series(session: Session, center: str, limit: int,
+                                 model_version: str | None = None) -> list[Series]:
+    """Up to `limit` series of `center` with a finished segmentation (by that model) and no manual annotation."""
+    annotated = select(ManualAnnotation.series_id)
+    done = select(SegmentationRun.series_id).where(SegmentationRun.status == RUN_DONE)
+    if model_version:
+        done = done.where(SegmentationRun.model_version == model_version)
+    q = (select(Series).join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
+         .join(Center, Center.id == Patient.center_id)
+         .where(Center.code == center, Series.id.in_(done), Series.id.not_in(annotated))
+         .order_by(Series.id).limit(limit))
+    return list(session.scalars(q))

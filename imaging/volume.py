@@ -245,24 +245,39 @@ def volume_sha256(hu: np.ndarray) -> str:
 # ---------------------------------------------------------------- NIfTI masks
 
 
-def write_mask(path: Path | str, labels: np.ndarray, affine: np.ndarray) -> Path:
-    """Write `(z, y, x)` uint8 labels with an LPS affine as NIfTI (axes x, y, z; RAS+ affine)."""
+def _save_nifti(path: Path | str, data_zyx: np.ndarray, affine: np.ndarray, *, is_label: bool) -> Path:
+    """Write a `(z, y, x)` array with an LPS affine as NIfTI (axes x, y, z; RAS+ affine), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8).transpose(2, 1, 0))
+    data = np.ascontiguousarray(data_zyx.transpose(2, 1, 0))
     ras = LPS_TO_RAS @ np.asarray(affine, dtype=float)
     img = nib.Nifti1Image(data, ras)
     img.set_qform(ras, code=1)
     img.set_sform(ras, code=1)
     img.header.set_xyzt_units("mm")
-    img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
-    img.header.set_intent("label", name=NIFTI_INTENT_NAME)
-    # Write to a temporary name first: an interrupted write must not leave a truncated mask behind.
-    # The name is unique per writer: two runs segmenting the same series at once must not share it.
+    if is_label:
+        img.header["descrip"] = NIFTI_DESCRIPTION  # which label map (vocabulary.labels), for importers
+        img.header.set_intent("label", name=NIFTI_INTENT_NAME)
+    # Write to a temporary name first: an interrupted write must not leave a truncated file behind.
+    # The name is unique per writer: two runs writing the same series at once must not share it.
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part.nii.gz")
     nib.save(img, tmp)
     tmp.replace(path)
     return path
+
+
+def write_mask(path: Path | str, labels: np.ndarray, affine: np.ndarray) -> Path:
+    """Write `(z, y, x)` uint8 labels with an LPS affine as NIfTI (axes x, y, z; RAS+ affine)."""
+    return _save_nifti(path, np.asarray(labels, dtype=np.uint8), affine, is_label=True)
+
+
+def write_hu(path: Path | str, hu: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a `(z, y, x)` HU volume as int16 NIfTI on the same grid convention as `write_mask`.
+
+    ITK-SNAP and 3D Slicer open it with the mask as its segmentation layer (same affine, same axes).
+    """
+    data = np.clip(np.round(np.asarray(hu, dtype=np.float32)), -32768, 32767).astype(np.int16)
+    return _save_nifti(path, data, affine, is_label=False)
 
 
 def read_mask(path: Path | str) -> tuple[np.ndarray, np.ndarray]:

@@ -326,6 +326,29 @@ class SegmentationRun(Base):
                       Index("ix_segmentation_run_status_series_id", "status", "series_id"))
 
 
+class CorrectionAgreement(Base):
+    """How much an annotator changed one lesion class of a model's mask: the model mask against its correction.
+
+    One row per corrected annotation, the segmentation run it started from, and lesion class (the key of
+    `vocabulary.labels`). Dice is NULL when neither mask has the class. Per center, these rows are the
+    study's running measure of model quality.
+    """
+
+    __tablename__ = "correction_agreement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(ForeignKey("manual_annotation.id"), index=True)
+    segmentation_run_id: Mapped[int] = mapped_column(ForeignKey("segmentation_run.id"), index=True)
+    lesion_class: Mapped[str] = mapped_column(String(16))
+    dice: Mapped[float | None] = mapped_column(Float)
+    model_ml: Mapped[float] = mapped_column(Float)
+    corrected_ml: Mapped[float] = mapped_column(Float)
+    overlap_ml: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("annotation_id", "segmentation_run_id", "lesion_class"),)
+
+
 class SeriesFeatures(Base):
     """Imaging biomarkers of one series from one mask source, under one feature-definitions version.
 

@@ -54,6 +54,7 @@ GROUPS = {
     "qc_reason": "Automatic QC reasons",
     "rejection": "Rejected files",
     "qc_status": "QC status",
+    "model_quality": "Model quality from annotators' corrections",
 }
 
 _ENTRIES: list[Entry] = []
@@ -298,6 +299,28 @@ for _name, _label, _definition in (("pending", "Waiting for review", "Passed the
                                    ("failed", "Failed", "Failed by a reviewer.")):
     _add("qc_status", _name, _label, "", _definition)
 
+
+# --- Model quality: how much annotators changed the model's masks (imaging.correction) -----------
+_MQ = "model_quality"
+_add(_MQ, "corrections", "Corrected series", "",
+     "Series whose model mask an annotator corrected and imported (`ctstudy imaging import-corrections`).")
+_add(_MQ, "with_class", "Corrections with the class", "",
+     "Corrected series in which the model's mask or the correction holds the lesion class.")
+_add(_MQ, "dice_mean", "Mean Dice, model vs correction", "",
+     "Mean over corrected series holding the class of 2|M∩C|/(|M|+|C|), M the model's mask, C the "
+     "correction: 1 means the annotator changed nothing.")
+_add(_MQ, "dice_pooled", "Pooled Dice, model vs correction", "",
+     "2|M∩C|/(|M|+|C|) over all voxels of all corrected series together: small lesions cannot swing it.")
+_add(_MQ, "abs_change_ml_mean", "Mean absolute volume change", "mL",
+     "Mean over corrected series of |corrected volume - model volume| of the class.")
+_add(_MQ, "change_ml_mean", "Mean volume change", "mL",
+     "Mean over corrected series of the corrected volume minus the model's: positive when the model "
+     "missed lesion, negative when it over-segmented.")
+_add(_MQ, "model_ml", "Model volume", "mL", "Volume of the class in the model's mask before correction.")
+_add(_MQ, "corrected_ml", "Corrected volume", "mL", "Volume of the class in the annotator's correction.")
+_add(_MQ, "dice", "Dice, model vs correction", "",
+     "2|M∩C|/(|M|+|C|) of the class in one series; empty when neither mask holds it.")
+_add(_MQ, "lesion_class", "Lesion class", "", "Class of the project's label map (vocabulary.labels).")
 
 # Later entries of the same name in another group stay reachable by group; `ENTRIES` holds the first.
 ENTRIES: dict[str, Entry] = {}

@@ -1,0 +1,54 @@
+"""Model quality page: how much annotators changed the model's masks, per center and class, in the user's scope."""
+
+from __future__ import annotations
+
+import re
+
+from dashboard_apptest import COORD1, COORD2, STAT, page
+from sqlalchemy import select
+
+from imaging.correction import correction_changes
+from imaging.store import record_correction
+from imaging.volume import read_mask
+from registry.db import make_engine, session_scope
+from registry.models import ManualAnnotation, SegmentationRun
+
+
+def _import_the_factory_correction(home) -> list[dict]:  # noqa: ANN001
+    """Store the comparison of the small registry's model mask (S1) with its manual annotation (edema removed)."""
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        run = s.scalars(select(SegmentationRun)).one()
+        ann = s.scalars(select(ManualAnnotation)).one()
+        model, affine = read_mask(run.mask_path)
+        corrected, _ = read_mask(ann.mask_path)
+        changes = correction_changes(model, corrected, abs(float(affine[0, 0] * affine[1, 1] * affine[2, 2])) / 1000)
+        record_correction(s, ann, run, changes)
+    engine.dispose()
+    return changes
+
+
+def test_page_shows_each_class_in_words_with_the_stored_dice(small) -> None:
+    home, _ = small
+    changes = {c["class"]: c for c in _import_the_factory_correction(home)}
+    assert changes["edema"]["corrected_ml"] == 0 and changes["edema"]["model_ml"] > 0
+    at = page("8_Model_quality.py", STAT)
+    assert not at.exception
+    summary = at.dataframe[0].value
+    by_class = summary.set_index("Lesion class")
+    assert by_class.loc["Intraparenchymal hematoma / contusion", "Mean Dice, model vs correction"] == 1.0
+    assert by_class.loc["Perilesional edema", "Pooled Dice, model vs correction"] == 0.0
+    change = by_class.loc["Perilesional edema", "Mean volume change (mL)"]
+    assert change == round(-changes["edema"]["model_ml"], 3)  # the annotator removed all the edema
+    headings = list(summary.columns) + list(at.dataframe[1].value.columns)
+    assert not [h for h in headings if re.search(r"[a-z]+_[a-z]", h)], headings
+
+
+def test_coordinators_see_their_own_center_only(small) -> None:
+    home, _ = small
+    _import_the_factory_correction(home)
+    own = page("8_Model_quality.py", COORD1)
+    assert not own.exception and set(own.dataframe[0].value["Center"]) == {"IT01"}
+    other = page("8_Model_quality.py", COORD2)
+    assert not other.exception and not other.dataframe
+    assert "No corrections imported yet" in other.info[0].value
