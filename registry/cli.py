@@ -75,7 +75,8 @@ def ingest(
 
     Archived copies follow the DICOM PS3.15 Annex E basic profile (dates kept, UIDs replaced by keyed
     ones, PatientID by the pseudonym). With --in-place the originals stay where they are, identifiable
-    as they are; DIR is then their declared source root, and the registry stores paths relative to it.
+    as they are; the data home links to them pseudonymously and the registry keeps only the links.
+    Zip archives in DIR are read member by member (not with --in-place).
     """
     from registry.ingest import ingest_directory, stored_rejection_path
 
