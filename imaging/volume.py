@@ -39,8 +39,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 
+from registry.dicom_headers import starts_like_a_dataset
 from vocabulary.labels import NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
 
 AIR_HU = -1024.0
@@ -82,14 +84,25 @@ class Volume:
         return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
 
 
+DATASET_START_BYTES = 1 << 16  # what `starts_like_a_dataset` looks at: the first element and its length
+
+
 def read_dicom(path: Path | str) -> pydicom.Dataset:
     """One DICOM file as ingest accepts it: with or without the 128-byte preamble and file meta.
 
     `registry.dicom_headers` accepts files that start with data elements (old exporters write them so);
-    pydicom reads those only with `force=True`, and decodes their pixels only once the transfer
+    pydicom reads those only with `force=True`, which is used under the same condition as there (forced,
+    pydicom parses any bytes into garbage elements), and decodes their pixels only once the transfer
     syntax, which such a file does not state, is set from the encoding it was read in.
     """
-    ds = pydicom.dcmread(path, force=True)
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        with open(path, "rb") as fh:
+            start = fh.read(DATASET_START_BYTES)
+        if not starts_like_a_dataset(start):
+            raise
+        ds = pydicom.dcmread(path, force=True)
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         implicit, little = ds.original_encoding

@@ -187,7 +187,7 @@ def _parse(fp: io.BytesIO, data: bytes, path: Path) -> pydicom.Dataset:
         return pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError:
         _refuse_packed(data, path)
-        if not _starts_like_a_dataset(data):
+        if not starts_like_a_dataset(data):
             raise RejectedFile(path, NOT_DICOM, "not a DICOM file: no 'DICM' prefix at byte 128 and no DICOM "
                                                 "data elements at the start") from None
         fp.seek(0)
@@ -233,7 +233,7 @@ _VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"
         b"UR", b"US", b"UT", b"UV"}
 
 
-def _starts_like_a_dataset(data: bytes) -> bool:
+def starts_like_a_dataset(data: bytes) -> bool:
     """True when the first bytes are a little-endian data element of group 0002 or 0008 (explicit or implicit VR).
 
     Hand-written: pydicom's `force=True` parses anything (a text file included) into a dataset of garbage
