@@ -38,7 +38,7 @@ from registry.models import (
 )
 from registry.pseudonym import pseudo_id
 from registry.store import audit, center_by_code, patient_by_pseudo_id, update_days_from_injury
-from registry.stored_names import folder_token, value_kind
+from registry.stored_names import path_token, value_kind
 from registry.table_reading import read_table_as_text
 
 RECORD_MODELS = {"clinical": ClinicalRecord, "outcomes": Outcome}
@@ -110,7 +110,7 @@ def import_table(
         valid_lines = set(checked.valid["row"])
         kept = [(r, p) for r, p in zip(rows, pseudos, strict=True) if r["row"] in valid_lines]
 
-        source = folder_token(key, str(path.resolve()))
+        source = path_token(key, "file", str(path.resolve()))
         run = IngestRun(kind=kind, source=source, actor=actor)
         session.add(run)
         session.flush()
