@@ -91,7 +91,7 @@ def ingest(
                 if phase not in tasks:
                     label = "Reading headers" if phase == "files" else "Storing series"
                     tasks[phase] = bar.add_task(label, total=total)
-                bar.update(tasks[phase], completed=done)
+                bar.update(tasks[phase], completed=done, total=total)  # zip members add to the files
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
                                       actor=actor or login_name(), progress=progress, workers=workers,

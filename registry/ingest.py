@@ -243,9 +243,14 @@ def _ingest_files(
         unpack_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
             prefix=f"{os.getpid()}-", dir=_made(home.unpack_dir))))
         members = _unpack_zips(report, root, center, unpack_root, origins)
+        before = report.files_seen
         report.files_seen += len(members)
+
+        def member_progress(phase: str, done: int, total: int) -> None:
+            if progress:
+                progress(phase, before + done, before + total)
         # Members are read here, not on a cluster: they lie in this machine's data home.
-        for group, headers in _read_and_group(members, unpack_root, None, report, progress, workers).items():
+        for group, headers in _read_and_group(members, unpack_root, None, report, member_progress, workers).items():
             groups[group].extend(headers)
 
     total = len(groups)
