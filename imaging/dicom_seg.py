@@ -7,9 +7,9 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.sr.codedict import codes
 
+from imaging.volume import read_dicom
 from registry.deidentify import deidentified
 from vocabulary.labels import LESION_CLASSES, LesionClass
 
@@ -42,11 +42,11 @@ def segmentation_dataset(source_paths: Sequence[Path | str], labels: np.ndarray,
     `vocabulary.labels`; each segment's TrackingID is the class key (`iph`, `eah`, `edema`, `ivh`).
     `identity` (the home key, the patient's pseudonym): the SEG's patient and study modules, copied from
     the sources, then carry only the pseudonym and keyed UIDs, also for originals indexed in place
-    (the archive's copies are already de-identified and pass unchanged).
+    (the profile is idempotent: the archive's copies pass unchanged, whatever their headers claim).
     """
     by_uid = {}
     for p in source_paths:
-        ds = pydicom.dcmread(p)
+        ds = read_dicom(p)  # also files without preamble or file meta, as ingest accepts them
         # Keyed by the file's own UID (what `sop_instance_uids` holds), de-identified when asked.
         by_uid[str(ds.SOPInstanceUID)] = deidentified(ds, *identity) if identity else ds
     missing = [u for u in sop_instance_uids if u not in by_uid]

@@ -39,8 +39,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 
+from registry.dicom_headers import starts_like_a_dataset
 from vocabulary.labels import NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
 
 AIR_HU = -1024.0
@@ -82,6 +84,36 @@ class Volume:
         return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
 
 
+DATASET_START_BYTES = 1 << 16  # what `starts_like_a_dataset` looks at: the first element and its length
+
+
+def read_dicom(path: Path | str) -> pydicom.Dataset:
+    """One DICOM file as ingest accepts it: with or without the 128-byte preamble and file meta.
+
+    `registry.dicom_headers` accepts files that start with data elements (old exporters write them so);
+    pydicom reads those only with `force=True`, which is used under the same condition as there (forced,
+    pydicom parses any bytes into garbage elements), and decodes their pixels only once the transfer
+    syntax, which such a file does not state, is set from the encoding it was read in.
+    """
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        with open(path, "rb") as fh:
+            start = fh.read(DATASET_START_BYTES)
+        if not starts_like_a_dataset(start):
+            raise
+        ds = pydicom.dcmread(path, force=True)
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        syntax = (pydicom.uid.ImplicitVRLittleEndian if implicit else
+                  pydicom.uid.ExplicitVRLittleEndian if little or little is None else pydicom.uid.ExplicitVRBigEndian)
+        if meta is None:
+            ds.file_meta = meta = pydicom.dataset.FileMetaDataset()
+        meta.TransferSyntaxUID = syntax
+    return ds
+
+
 def _series_label(ds: pydicom.Dataset, fallback: str) -> str:
     return str(getattr(ds, "SeriesInstanceUID", "") or fallback)
 
@@ -119,7 +151,7 @@ def load_series(paths: Sequence[Path | str], *, correct_tilt: bool = False, allo
     headers: list[tuple[Path, pydicom.Dataset]] = []
     for p in map(Path, paths):
         try:
-            headers.append((p, pydicom.dcmread(p)))
+            headers.append((p, read_dicom(p)))
         except Exception as exc:  # noqa: BLE001 - any read failure is reported with the file
             raise SeriesGeometryError(f"{p}: not a readable DICOM file ({exc})") from exc
     series_uid = _series_label(headers[0][1], str(headers[0][0].parent))

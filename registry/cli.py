@@ -75,7 +75,8 @@ def ingest(
 
     Archived copies follow the DICOM PS3.15 Annex E basic profile (dates kept, UIDs replaced by keyed
     ones, PatientID by the pseudonym). With --in-place the originals stay where they are, identifiable
-    as they are; DIR is then their declared source root, and the registry stores paths relative to it.
+    as they are; the data home links to them pseudonymously and the registry keeps only the links.
+    Zip archives in DIR are read member by member (not with --in-place).
     """
     from registry.ingest import ingest_directory, stored_rejection_path
 
@@ -90,7 +91,7 @@ def ingest(
                 if phase not in tasks:
                     label = "Reading headers" if phase == "files" else "Storing series"
                     tasks[phase] = bar.add_task(label, total=total)
-                bar.update(tasks[phase], completed=done)
+                bar.update(tasks[phase], completed=done, total=total)  # zip members add to the files
 
             report = ingest_directory(engine, home, directory, center=center, in_place=in_place,
                                       actor=actor or login_name(), progress=progress, workers=workers,

@@ -38,6 +38,7 @@ from registry.models import (
 )
 from registry.pseudonym import pseudo_id
 from registry.store import audit, center_by_code, patient_by_pseudo_id, update_days_from_injury
+from registry.stored_names import path_token, value_kind
 from registry.table_reading import read_table_as_text
 
 RECORD_MODELS = {"clinical": ClinicalRecord, "outcomes": Outcome}
@@ -76,7 +77,8 @@ class ImportReport:
         return {"rows": self.rows, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
                 "patients_new": self.patients_new, "centers_new": self.centers_new,
                 "blanks_kept": self.blanks_kept, "invalid_rows": self.invalid_rows, "read_as": self.read_as,
-                "rejects_file": str(self.rejects_path) if self.rejects_path else None}
+                # Whether `<file>.rejects.csv` was written beside the file, never its name (it may name someone).
+                "rejects_file_written": self.rejects_path is not None}
 
 
 def import_table(
@@ -108,7 +110,8 @@ def import_table(
         valid_lines = set(checked.valid["row"])
         kept = [(r, p) for r, p in zip(rows, pseudos, strict=True) if r["row"] in valid_lines]
 
-        run = IngestRun(kind=kind, source=str(path), actor=actor)
+        source = path_token(key, "file", str(path.resolve()))
+        run = IngestRun(kind=kind, source=source, actor=actor)
         session.add(run)
         session.flush()
         report = ImportReport(run_id=run.id, rows=len(raw), errors=checked.errors, read_as=read.how)
@@ -122,7 +125,7 @@ def import_table(
                 if center is None:
                     center = center_by_code(session, row["center"])
                     audit(session, actor=actor, action="center_created", entity_type="center",
-                          entity_id=center.code, after={"source": str(path), "line": row["row"]})
+                          entity_id=center.code, after={"source": source, "line": row["row"]})
                     report.centers_new += 1
                 patient, _ = patient_by_pseudo_id(session, center, pseudo)
                 patients[pseudo] = patient
@@ -165,14 +168,14 @@ def import_table(
             report.invalid_rows = len(checked.invalid_rows)
             report.rejects_path = write_rejects(path, raw, checked)
             session.execute(insert(Rejection), [
-                {"ingest_run_id": run.id, "path": f"{path}:{line}", "reason": "invalid_row",
-                 "detail": _errors_of_line(checked, line)}
+                {"ingest_run_id": run.id, "path": f"{source}:{line}", "reason": "invalid_row",
+                 "detail": _errors_of_line(checked, line, described=True)}
                 for line in checked.invalid_rows
             ])
         run.finished_at = utcnow()
         run.counts = report.counts()
         audit(session, actor=actor, action=f"import_{kind}", entity_type="ingest_run", entity_id=str(run.id),
-              after={"source": str(path), **report.counts()})
+              after={"source": source, **report.counts()})
     return report
 
 
@@ -225,8 +228,15 @@ def write_rejects(path: Path, raw: pd.DataFrame, checked: ValidatedTable) -> Pat
     return target
 
 
-def _errors_of_line(checked: ValidatedTable, line: int) -> str:
+def _errors_of_line(checked: ValidatedTable, line: int, *, described: bool = False) -> str:
+    """One line's errors; `described`: each value by its kind (`registry.stored_names.value_kind`), not copied.
+
+    The registry gets the described form (a rejected cell may hold a name, a birth date, a phone
+    number); the operator's own `.rejects.csv` keeps the values, beside the file they came from.
+    """
     errors = checked.errors[checked.errors["row"] == line]
+    if described:
+        return "; ".join(f"{e.column} ({value_kind(e.value)}): {e.rule}" for e in errors.itertuples())
     return "; ".join(f"{e.column}={e.value!r}: {e.rule}" for e in errors.itertuples())
 
 

@@ -11,9 +11,10 @@ conservative reading of Table E.1-1: every attribute not listed below is removed
 covers the whole table, private attributes and overlays included, and keeps what head-CT analysis
 needs. Actions of the attributes kept:
 
-- U (UIDs): replaced by `2.25.<128-bit HMAC-SHA256 of the UID under the home key>`: the same UID always
-  maps to the same replacement (a resent file lands in the same series), and without the key nobody
-  can map back or recompute it from a guessed UID. The mapping is kept by being keyed: `mapped_uid`.
+- U (UIDs): replaced by `2.25.<128-bit number>` made under the home key (`mapped_uid`): the same UID
+  always maps to the same replacement (a resent file lands in the same series), and without the key
+  nobody can map back or recompute it from a guessed UID. The number carries its own keyed check
+  (`is_mapped_uid`), so a UID this mapping already produced is recognised and kept as it is.
 - D/Z (patient identity): PatientID and PatientName become the registry pseudonym; birth date, sex,
   accession number, study ID and referring physician are emptied (type 2: kept, zero length).
 - dates and times: kept unchanged (the Full Dates option), so days from injury stay right.
@@ -21,6 +22,11 @@ needs. Actions of the attributes kept:
 
 The de-identified copy records what was done: PatientIdentityRemoved YES, DeidentificationMethod and
 its code sequence (DCM 113100, 113106, 113105), LongitudinalTemporalInformationModified UNMODIFIED.
+
+Those header values are never trusted: any file may carry them (a PACS that re-imported an archive copy
+and wrote the name back does). The profile is applied to every file instead, and is idempotent: a copy
+it produced comes out unchanged (its UIDs pass the keyed check, everything else is already reduced to
+what the profile keeps), while a file that only claims to be de-identified loses its identifiers.
 """
 
 from __future__ import annotations
@@ -68,26 +74,46 @@ KEPT_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in KEPT_KEYWORDS
 DESCRIPTION_KEYWORDS = ("SeriesDescription", "StudyDescription")
 
 
+UID_ROOT = "2.25."
+_UID_BODY_BYTES, _UID_CHECK_BYTES = 12, 4  # 96 bits from the UID, 32 bits of keyed check: 128 bits in all
+
+
+def _uid_check(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, b"uid-check|" + body, hashlib.sha256).digest()[:_UID_CHECK_BYTES]
+
+
 def mapped_uid(key: bytes, uid: str) -> str:
-    """The keyed replacement of a UID: `2.25.` + the first 128 bits of HMAC-SHA256(key, uid) as a decimal.
+    """The keyed replacement of a UID: `2.25.` + a 128-bit decimal; a UID it produced maps to itself.
 
-    PS3.5 B.2 allows UIDs under 2.25 from a 128-bit number; at most 44 characters, within UI's 64.
+    The number is 96 bits of HMAC-SHA256(key, uid) followed by a 32-bit HMAC of those 96 bits (the
+    check `is_mapped_uid` verifies). A foreign UID passes the check by chance once in 2^32; two UIDs
+    share a replacement with probability about n^2 / 2^97 (1e-13 for 10^8 instances). PS3.5 B.2
+    allows UIDs under 2.25 from a 128-bit number; at most 44 characters, within UI's 64.
     """
-    digest = hmac.new(key, b"uid|" + uid.strip(" \0").encode(), hashlib.sha256).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+    uid = uid.strip(" \0")
+    if is_mapped_uid(key, uid):
+        return uid
+    body = hmac.new(key, b"uid|" + uid.encode(), hashlib.sha256).digest()[:_UID_BODY_BYTES]
+    return f"{UID_ROOT}{int.from_bytes(body + _uid_check(key, body), 'big')}"
 
 
-def is_deidentified(ds: Dataset) -> bool:
-    """True for a dataset this module already de-identified (applying it twice would map UIDs twice)."""
-    method = ds.get("DeidentificationMethod")
-    first = method[0] if isinstance(method, list | tuple) or type(method).__name__ == "MultiValue" else method
-    return str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and str(first or "") == METHOD[0]
+def is_mapped_uid(key: bytes, uid: str) -> bool:
+    """True when `uid` is a replacement `mapped_uid` made under `key` (its keyed check holds)."""
+    digits = uid.strip(" \0")[len(UID_ROOT):]
+    if not uid.strip(" \0").startswith(UID_ROOT) or not digits.isdigit() or len(digits) > 39:
+        return False
+    number = int(digits)
+    if number >= 1 << 128:
+        return False
+    raw = number.to_bytes(16, "big")
+    return hmac.compare_digest(raw[_UID_BODY_BYTES:], _uid_check(key, raw[:_UID_BODY_BYTES]))
 
 
 def deidentified(ds: Dataset, key: bytes, pseudonym: str) -> Dataset:
-    """A new dataset holding only what the profile keeps of `ds` (unchanged when already de-identified)."""
-    if is_deidentified(ds):
-        return ds
+    """A new dataset holding only what the profile keeps of `ds`, whatever `ds` says of itself.
+
+    Idempotent: `deidentified(deidentified(ds, k, p), k, p)` equals `deidentified(ds, k, p)`.
+    """
     out = Dataset()
     for tag in list(ds._dict) if hasattr(ds, "_dict") else ds:
         if tag in KEPT_TAGS:

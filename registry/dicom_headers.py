@@ -47,6 +47,8 @@ MISSING_PATIENT_ID = "missing_patient_id"
 NOT_CT = "not_ct"
 UNKNOWN_TRANSFER_SYNTAX = "unknown_transfer_syntax"
 INVALID_VALUE = "invalid_value"
+ZIP_ARCHIVE = "zip_archive"
+COMPRESSED_FILE = "compressed_file"
 
 # Per-instance defects: automatic QC reason codes (registry.series_qc lists their wording).
 INVALID_PIXEL_SPACING = "invalid_pixel_spacing"
@@ -184,7 +186,8 @@ def _parse(fp: io.BytesIO, data: bytes, path: Path) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError:
-        if not _starts_like_a_dataset(data):
+        _refuse_packed(data, path)
+        if not starts_like_a_dataset(data):
             raise RejectedFile(path, NOT_DICOM, "not a DICOM file: no 'DICM' prefix at byte 128 and no DICOM "
                                                 "data elements at the start") from None
         fp.seek(0)
@@ -204,12 +207,33 @@ def _parse(fp: io.BytesIO, data: bytes, path: Path) -> pydicom.Dataset:
         raise RejectedFile(path, UNREADABLE, f"header cannot be parsed: {type(exc).__name__}") from None
 
 
+# Leading bytes of packed files coordinators receive instead of a folder (tar: "ustar" at byte 257).
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_PACKED_MAGICS = ((b"\x1f\x8b", "gzip-compressed (.gz)"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+                  (b"Rar!\x1a\x07", "a RAR archive"), (b"BZh", "bzip2-compressed (.bz2)"),
+                  (b"\xfd7zXZ\x00", "xz-compressed (.xz)"))
+
+
+def _refuse_packed(data: bytes, path: Path) -> None:
+    """Raise the rejection of a zip archive or another packed file, which is no DICOM file but holds some."""
+    if data.startswith(_ZIP_MAGICS):
+        raise RejectedFile(path, ZIP_ARCHIVE, "a zip archive, not a DICOM file: ingest reads the members of zip "
+                                              "archives it finds, but not inside another archive or in place; "
+                                              "unzip it and ingest the folder")
+    what = next((name for magic, name in _PACKED_MAGICS if data.startswith(magic)), None)
+    if what is None and data[257:262] == b"ustar":
+        what = "a tar archive"
+    if what is not None:
+        raise RejectedFile(path, COMPRESSED_FILE, f"{what}, not a DICOM file: unpack it first (7-Zip, or tar / "
+                                                  "gunzip) and ingest the unpacked folder")
+
+
 _VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
         b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
         b"UR", b"US", b"UT", b"UV"}
 
 
-def _starts_like_a_dataset(data: bytes) -> bool:
+def starts_like_a_dataset(data: bytes) -> bool:
     """True when the first bytes are a little-endian data element of group 0002 or 0008 (explicit or implicit VR).
 
     Hand-written: pydicom's `force=True` parses anything (a text file included) into a dataset of garbage

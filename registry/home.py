@@ -38,6 +38,17 @@ class Home:
         return self.root / "archive"
 
     @property
+    def in_place_dir(self) -> Path:
+        """Links to files indexed in place, named like the archive (center/patient/study/series, pseudonymous):
+        the registry keeps the link, never the original's folder names."""
+        return self.root / "in-place"
+
+    @property
+    def unpack_dir(self) -> Path:
+        """Zip archives found by an ingest are unpacked here, one folder per ingest, removed when it ends."""
+        return self.root / "unpacking"
+
+    @property
     def masks_dir(self) -> Path:
         """NIfTI masks: manual annotations and segmentation outputs."""
         return self.root / "masks"

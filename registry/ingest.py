@@ -10,22 +10,29 @@ series are found "already present", the interrupted one is redone from scratch.
 A known SOPInstanceUID with different bytes is a conflict: reported and recorded, never overwritten.
 
 Archived copies are de-identified on the way in (`registry.deidentify`: DICOM PS3.15 Annex E basic
-profile, full dates retained); files indexed `--in-place` stay as they are (identifiable where they
-lie) and the registry keeps their paths relative to the declared source root only. A failure while
-storing one series (a database error included) rejects that series' files with the reason and the run
-goes on. Rejections are stored with a keyed token instead of the path (folder names may name the
-patient); the full path is shown to whoever runs the ingest.
+profile, full dates retained), every file, whatever its header says of itself. Files indexed
+`--in-place` stay as they are (identifiable where they lie); the data home links to each under the
+archive's pseudonymous layout (`Home.in_place_dir`) and the registry keeps only that link. A failure
+while storing one series (a database error included) rejects that series' files with the reason and the
+run goes on.
+
+No name from the operator's folders reaches the registry (`registry.stored_names`): the ingested folder
+is kept as a keyed token, a rejected file as its center code and a keyed token; the full path is shown
+to whoever runs the ingest. A symbolic link is judged where it lies (the name it was reached by), never
+by its target's folder.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import hmac
 import os
+import shutil
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,10 +43,16 @@ from sqlalchemy.orm import Session
 
 from registry.db import run_in_transaction, session_scope
 from registry.deidentify import deidentified_bytes, mapped_uid
-from registry.dicom_headers import UNREADABLE, InstanceHeader, RejectedFile, read_instance_header
+from registry.dicom_headers import UNREADABLE, ZIP_ARCHIVE, InstanceHeader, RejectedFile, read_instance_header
 from registry.header_validation import valid_center_code
 from registry.home import Home
-from registry.ingest_runs import die_with_parent, mark_interrupted_runs, remove_archive_debris, this_host
+from registry.ingest_runs import (
+    die_with_parent,
+    mark_interrupted_runs,
+    process_alive,
+    remove_archive_debris,
+    this_host,
+)
 from registry.instance_files import instance_file_paths
 from registry.models import (
     INGEST_DONE,
@@ -52,13 +65,14 @@ from registry.models import (
     QCDecision,
     Rejection,
     Series,
-    SourceRoot,
     Study,
     utcnow,
 )
 from registry.pseudonym import pseudo_id
 from registry.series_qc import QCThresholds, summarize_series
 from registry.store import AUTO_QC_ACTOR, audit, center_by_code, days_between, patient_by_pseudo_id
+from registry.stored_names import folder_token, path_token
+from registry.zip_members import UnpackedZip, ZipUnreadable, unpack_zip
 
 if TYPE_CHECKING:
     from cluster.executor import Executor
@@ -76,6 +90,8 @@ UNREADABLE_FOLDER = "unreadable_folder"
 STORE_FAILED = "store_failed"
 DEFECTIVE_INSTANCE = "defective_instance"
 ARCHIVE_FAILED = "archive_failed"
+SYMLINK_LOOP = "symlink_loop"
+ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
 
 PARALLEL_MIN_FILES = 500
 CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
@@ -171,7 +187,7 @@ def ingest_directory(
 ) -> IngestReport:
     """Ingest every DICOM file under `root`; the center is `center` or each file's first folder below root.
 
-    With `in_place`, `root` is the declared source root: the registry stores file paths relative to it.
+    With `in_place`, the files stay under `root`; the registry stores the data home's links to them.
     With a distributed `executor` (`--scheduler`) the headers are read and hashed on the Dask workers,
     which must see `root` at the same path (shared storage); storing stays here, one transaction per
     series, retried when a concurrent ingest of the same files wins a race (`registry.db.run_in_transaction`).
@@ -180,43 +196,20 @@ def ingest_directory(
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
     key = home.secret()
-    # --- ingest hardening (issue 15): tidy what killed runs left, record this run's process ---
+    source = folder_token(key, str(root))
+    # Tidy what killed runs left, record this run's process.
     with session_scope(engine) as session:
         interrupted = mark_interrupted_runs(session)
-        run = IngestRun(kind="dicom", source=str(root), actor=actor, counts={}, status=INGEST_RUNNING,
+        run = IngestRun(kind="dicom", source=source, actor=actor, counts={}, status=INGEST_RUNNING,
                         pid=os.getpid(), host=this_host())
         session.add(run)
         session.flush()
         report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
-        source_root_id = _source_root(session, root).id if in_place else None
-    report.debris_removed = len(remove_archive_debris(home.archive_dir))
-
-    unreadable: list[RejectedItem] = []
-    files = list(dicom_candidate_files(root, unreadable))
-    report.rejected.extend(unreadable)
-    report.files_seen = len(files)
-    groups = _read_and_group(files, root, center, report, progress, workers, executor)
-
-    total = len(groups)
-    for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
-        def store_one(session: Session, center_code: str = center_code,
-                      headers: list[InstanceHeader] = headers) -> IngestReport:
-            attempt = IngestReport(run_id=report.run_id)
-            _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                          report=attempt, thresholds=thresholds, root=root, source_root_id=source_root_id)
-            return attempt
-
-        try:
-            report.merge(run_in_transaction(engine, store_one))
-        except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
-            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
-            # statement's values, so only its type is kept.
-            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
-            _reject_all(headers, report, STORE_FAILED,
-                        f"series could not be stored ({why}); nothing of it was kept: "
-                        "ingest again, and report this if it persists")
-        if progress:
-            progress("series", done, total)
+    report.debris_removed = sum(len(remove_archive_debris(folder)) for folder in (home.archive_dir, home.in_place_dir))
+    _remove_unpacking_debris(home.unpack_dir)
+    with ExitStack() as cleanup:
+        _ingest_files(engine, home, key, root, report, cleanup, center=center, in_place=in_place, actor=actor,
+                      progress=progress, thresholds=thresholds, workers=workers, executor=executor)
 
     with session_scope(engine) as session:
         run = session.get(IngestRun, report.run_id)
@@ -230,33 +223,128 @@ def ingest_directory(
                  "detail": r.detail} for r in items
             ])
         audit(session, actor=actor, action="ingest_dicom", entity_type="ingest_run", entity_id=str(run.id),
-              after={"source": str(root), "in_place": in_place, **report.counts()})
-    # --- end ingest hardening ---
+              after={"source": source, "in_place": in_place, **report.counts()})
     return report
+
+
+def _ingest_files(
+    engine: Engine, home: Home, key: bytes, root: Path, report: IngestReport, cleanup: ExitStack, *,
+    center: str | None, in_place: bool, actor: str, progress: ProgressCallback | None,
+    thresholds: QCThresholds | None, workers: int, executor: Executor | None,
+) -> None:
+    """Read, group and store every file under `root` and the members of the zip archives among them."""
+    unreadable: list[RejectedItem] = []
+    files = list(dicom_candidate_files(root, unreadable))
+    report.rejected.extend(unreadable)
+    report.files_seen = len(files)
+    groups = _read_and_group(files, root, center, report, progress, workers, executor)
+    origins: dict[str, tuple[str, int]] = {}
+    if not in_place and any(r.reason == ZIP_ARCHIVE for r in report.rejected):
+        unpack_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
+            prefix=f"{os.getpid()}-", dir=_made(home.unpack_dir))))
+        members = _unpack_zips(report, root, center, unpack_root, origins)
+        before = report.files_seen
+        report.files_seen += len(members)
+
+        def member_progress(phase: str, done: int, total: int) -> None:
+            if progress:
+                progress(phase, before + done, before + total)
+        # Members are read here, not on a cluster: they lie in this machine's data home.
+        for group, headers in _read_and_group(members, unpack_root, None, report, member_progress, workers).items():
+            groups[group].extend(headers)
+
+    total = len(groups)
+    for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
+        def store_one(session: Session, center_code: str = center_code,
+                      headers: list[InstanceHeader] = headers) -> IngestReport:
+            attempt = IngestReport(run_id=report.run_id)
+            _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
+                          report=attempt, thresholds=thresholds)
+            return attempt
+
+        try:
+            report.merge(run_in_transaction(engine, store_one))
+        except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
+            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
+            # statement's values, so only its type is kept.
+            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
+            _reject_all(headers, report, STORE_FAILED,
+                        f"series could not be stored ({why}); nothing of it was kept: "
+                        "ingest again, and report this if it persists")
+        if progress:
+            progress("series", done, total)
+    if origins:
+        for items in (report.rejected, report.conflicts, report.normalized):
+            items[:] = [_named_by_archive(item, origins) for item in items]
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _unpack_zips(report: IngestReport, root: Path, center: str | None, unpack_root: Path,
+                 origins: dict[str, tuple[str, int]]) -> list[Path]:
+    """Unpack the zip archives `report` rejected into `<unpack_root>/<CENTER>/<n>/`; their members' paths.
+
+    Each zip leaves the rejections (it is read, not refused); `origins` maps a member's path to (the
+    zip's path, the member's position), so that what is said of a member names the zip and the position.
+    """
+    zips = [r for r in report.rejected if r.reason == ZIP_ARCHIVE]
+    report.rejected[:] = [r for r in report.rejected if r.reason != ZIP_ARCHIVE]
+    members: list[Path] = []
+    for number, item in enumerate(zips, start=1):
+        # Only files with a valid center reach header reading, so the zip's center is known.
+        code = center or Path(os.path.relpath(item.path, root)).parts[0]
+        try:
+            unpacked: UnpackedZip = unpack_zip(Path(item.path), unpack_root / code / str(number))
+        except ZipUnreadable as exc:
+            report.rejected.append(RejectedItem(item.path, ZIP_ARCHIVE, str(exc)))
+            continue
+        for position in unpacked.dicomdirs:
+            report.rejected.append(RejectedItem(item.path, DICOMDIR,
+                                                f"zip member {position}: media directory index, not an image"))
+        for position, why in unpacked.failed:
+            report.rejected.append(RejectedItem(item.path, ZIP_MEMBER_UNREADABLE, f"zip member {position}: {why}"))
+        for path, position in unpacked.files.items():
+            origins[str(path)] = (item.path, position)
+            members.append(path)
+    return members
+
+
+def _named_by_archive(item: RejectedItem, origins: dict[str, tuple[str, int]]) -> RejectedItem:
+    """A rejection of a zip member, named by its zip and its position there (never the member's name)."""
+    origin = origins.get(item.path)
+    if origin is None:
+        return item
+    return RejectedItem(origin[0], item.reason, f"zip member {origin[1]}: {item.detail}")
+
+
+def _remove_unpacking_debris(unpack_dir: Path) -> None:
+    """Remove the unpacking folders (`<PID>-*`) of ingests whose process is gone (killed before cleaning up)."""
+    if not unpack_dir.is_dir():
+        return
+    for folder in unpack_dir.iterdir():
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def stored_rejection_path(key: bytes, root: Path, path: str) -> str:
     """What the registry keeps of a rejected file's path: its center folder and a keyed token of the rest.
 
-    Folder and file names below a center may name the patient; the token (HMAC under the home key) is
-    the same for the same file in every run, so repeated rejections can be matched without the name.
+    The path is taken as the file was reached below `root`, never resolved: a symbolic link (to a file
+    elsewhere, or in a loop) is named by where it lies, not by its target's folders. Folder and file
+    names below a center may name the patient; the token is the same for the same file in every run,
+    so repeated rejections can be matched without the name. A path outside `root` keeps no folder at all.
     """
-    try:
-        parts = Path(path).resolve().relative_to(root).parts
-    except ValueError:
-        parts = Path(path).parts[-2:]
-    head = parts[0] if parts and len(parts) > 1 and valid_center_code(parts[0]) is None else ""
-    token = hmac.new(key, b"path|" + "/".join(parts).encode(), hashlib.sha256).hexdigest()[:16]
-    return f"{head}/file-{token}" if head else f"file-{token}"
-
-
-def _source_root(session: Session, root: Path) -> SourceRoot:
-    found = session.scalars(select(SourceRoot).where(SourceRoot.path == str(root))).one_or_none()
-    if found is None:
-        found = SourceRoot(path=str(root))
-        session.add(found)
-        session.flush()
-    return found
+    relative = os.path.relpath(path, root)
+    parts = Path(relative).parts
+    if not parts or parts[0] == os.pardir or Path(relative).is_absolute():
+        return path_token(key, "file", os.path.abspath(path))
+    head = parts[0] if len(parts) > 1 and valid_center_code(parts[0]) is None else ""
+    token = path_token(key, "file", "/".join(parts))
+    return f"{head}/{token}" if head else token
 
 
 def _read_and_group(
@@ -339,6 +427,9 @@ def _read_one(path: Path) -> InstanceHeader | RejectedFile:
     except RejectedFile as exc:
         return exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return RejectedFile(path, SYMLINK_LOOP, "symbolic link in a loop (it leads back to itself through "
+                                                    "other links): there is no file to read; remove the link")
         return RejectedFile(path, "unreadable", f"cannot read file: {exc.strerror or type(exc).__name__}")
     except Exception as exc:  # noqa: BLE001 - whatever a malformed file triggers, it is this file's verdict
         return RejectedFile(path, "unreadable", f"file cannot be parsed ({type(exc).__name__})")
@@ -347,7 +438,6 @@ def _read_one(path: Path) -> InstanceHeader | RejectedFile:
 def _store_series(
     session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
     in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
-    root: Path | None = None, source_root_id: int | None = None,
 ) -> None:
     """Store one series' new instances, geometry and automatic QC (the caller commits)."""
     headers = _consistent_members(headers, report)
@@ -395,10 +485,10 @@ def _store_series(
             session.rollback()
             return
 
-    series_dir = (home.archive_dir / center_code / patient.pseudo_id / mapped_uid(key, first.study_instance_uid)
-                  / mapped_uid(key, uid))
+    layout = Path(center_code) / patient.pseudo_id / mapped_uid(key, first.study_instance_uid) / mapped_uid(key, uid)
+    series_dir = (home.in_place_dir if in_place else home.archive_dir) / layout
     if in_place:
-        stored = {h.sop_instance_uid: _relative_to_root(h.path, root) for h in new}
+        stored = _link_in_place(new, series_dir, key)
     else:
         stored = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id)
         new = [h for h in new if h.sop_instance_uid in stored]
@@ -441,7 +531,7 @@ def _store_series(
     series.instance_count = summary.instance_count
     series.z_positions = summary.z_positions
     series.coverage_mm = summary.coverage_mm
-    series.archive_path = str(series_dir) if not in_place else str(Path(stored[new[0].sop_instance_uid]).parent)
+    series.archive_path = str(series_dir)
     phi = set(series.phi_tags or []).union(*(h.phi_tags for h in everyone))
     series.phi_tags = sorted(phi)
     injury = session.scalars(select(ClinicalRecord.injury_datetime)
@@ -460,7 +550,7 @@ def _store_series(
     session.execute(insert(Instance), [
         {"sop_instance_uid": h.sop_instance_uid, "series_id": series.id, "instance_number": h.instance_number,
          "position_z": summary.positions.get(h.sop_instance_uid), "file_path": stored[h.sop_instance_uid],
-         "sha256": h.sha256, "file_size": h.file_size, "source_root_id": source_root_id if in_place else None}
+         "sha256": h.sha256, "file_size": h.file_size, "source_root_id": None}
         for h in new
     ])
     before = None if created else {"instance_count": len(previous), "qc_status": old_qc[0], "qc_reasons": old_qc[1]}
@@ -565,12 +655,26 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
     return stored
 
 
-def _relative_to_root(path: str, root: Path | None) -> str:
-    """An in-place file's path relative to the declared source root (the registry keeps no absolute path)."""
-    if root is None:
-        return path
-    # Files come from walking the (resolved) root: no need to resolve each one again (syscalls per file).
-    return os.path.relpath(path, root)
+def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:
+    """Link `<series_dir>/<mapped SOPInstanceUID>.dcm` to each original; {sop: link path}.
+
+    The link's name follows the archive's pseudonymous layout, so the registry, which keeps the link,
+    holds no folder name of the originals; the link itself (in the data home, beside the key) is the one
+    place their path is kept. Idempotent and atomic like the archive copies: a link already pointing
+    at the file is kept, another is replaced through a temporary name.
+    """
+    series_dir.mkdir(parents=True, exist_ok=True)
+    stored: dict[str, str] = {}
+    for h in headers:
+        link = series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"
+        target = os.path.abspath(h.path)
+        if not (link.is_symlink() and os.readlink(link) == target):
+            tmp = link.with_suffix(f".tmp{os.getpid()}")
+            tmp.unlink(missing_ok=True)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        stored[h.sop_instance_uid] = str(link)
+    return stored
 
 
 # Transfer syntaxes whose pixels need a decoder (everything but native little/big endian).

@@ -1,7 +1,8 @@
-"""Where an instance's file is: the de-identified archive copy, or the original under its source root.
+"""Where an instance's file is: the de-identified archive copy, or the data home's link to an original.
 
-Files indexed in place are stored relative to their declared source root (`SourceRoot`), so that the
-registry holds no absolute path; every reader of instance files resolves them here.
+Ingest stores the archive copy's path, or for a file indexed in place the link to it under
+`Home.in_place_dir` (named like the archive, pseudonymously). An instance with a `SourceRoot` has its
+path relative to that root. Every reader of instance files resolves them here.
 """
 
 from __future__ import annotations

@@ -199,9 +199,9 @@ class Instance(Base):
     file_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(Integer)
-    # Set for files indexed in place (`ingest --in-place`): `file_path` is then relative to that root,
-    # so the registry holds no absolute path (whose folders may name the patient); else NULL and
-    # `file_path` is the de-identified archive copy.
+    # `file_path` is the de-identified archive copy, or for a file indexed in place the data home's
+    # pseudonymous link to it (`Home.in_place_dir`): no folder name of the original either way. When
+    # set, `file_path` is relative to that root (`registry.instance_files` resolves both); ingest sets none.
     source_root_id: Mapped[int | None] = mapped_column(ForeignKey("source_root.id"), index=True)
 
     series: Mapped[Series] = relationship(back_populates="instances")
@@ -209,7 +209,8 @@ class Instance(Base):
 
 
 class SourceRoot(Base):
-    """A folder declared as the root of files indexed in place; their paths are stored relative to it."""
+    """A folder under which an instance's `file_path` is relative (`registry.instance_files`); ingest declares none,
+    since a folder's own name may name the patient."""
 
     __tablename__ = "source_root"
 

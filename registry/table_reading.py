@@ -48,7 +48,9 @@ def read_table_as_text(path: Path, expected_columns: list[str]) -> TextTable:
     if not data.strip():
         raise TableReadError(f"{path}: empty file (a header line is required)")
     if data.startswith(_XLSX_MAGIC):
-        return _read_xlsx(path, data)
+        read = _read_xlsx(path, data)
+        _refuse_title_rows(path, read.table, expected_columns)
+        return read
     if data.startswith(_XLS_MAGIC):
         raise TableReadError(f"{path}: an old binary Excel workbook (.xls); save it as .xlsx or as "
                              "'CSV UTF-8' and import that")
@@ -62,7 +64,30 @@ def read_table_as_text(path: Path, expected_columns: list[str]) -> TextTable:
     except pd.errors.ParserError as exc:
         raise TableReadError(f"{path}: not a well-formed {DELIMITER_NAMES[delimiter]}-separated file: {exc}; "
                              "check for a stray delimiter or an unclosed quote on that line") from None
+    _refuse_title_rows(path, table, expected_columns)
     return TextTable(table=table, how=f"CSV, {encoding}, {DELIMITER_NAMES[delimiter]}-separated")
+
+
+TITLE_ROWS_SEARCHED = 10
+
+
+def _refuse_title_rows(path: Path, table: pd.DataFrame, expected_columns: list[str]) -> None:
+    """Raise when row 1 holds none of the column names but a row below it does: a title above the header.
+
+    Spreadsheets often open with a title ("Clinical data, center IT064", merged across the columns) over
+    the real header; read as it is, every expected column would be reported missing, which hides the cause.
+    """
+    expected = set(expected_columns)
+    if expected & {str(c).strip() for c in table.columns}:
+        return
+    for index in range(min(TITLE_ROWS_SEARCHED, len(table))):
+        if len(expected & {str(v).strip() for v in table.iloc[index]}) >= min(2, len(expected)):
+            header_row = index + 2  # spreadsheet rows count from 1, and row 1 was read as the header
+            above = "row 1" if header_row == 2 else f"rows 1 to {header_row - 1}"
+            raise TableReadError(
+                f"{path}: the column names are on row {header_row}, not on row 1; {above} above them look like a "
+                f"title (often merged cells). Delete {above} so that the first row holds the column names "
+                f"({', '.join(expected_columns[:3])}, ...) and import again")
 
 
 def _read_xlsx(path: Path, data: bytes) -> TextTable:

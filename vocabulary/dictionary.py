@@ -288,7 +288,11 @@ for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File un
                       ("unreadable_folder", "Folder unreadable"),
                       ("store_failed", "Series could not be stored"),
                       ("defective_instance", "Broken file for a series already reviewed"),
-                      ("archive_failed", "De-identified copy could not be written")):
+                      ("archive_failed", "De-identified copy could not be written"),
+                      ("symlink_loop", "Symbolic link in a loop"),
+                      ("zip_archive", "Zip archive not read"),
+                      ("zip_member_unreadable", "Zip member cannot be unpacked"),
+                      ("compressed_file", "Packed file: unpack it first")):
     _add(_R, _name, _label, "", f"{_label} (ingest rejection code `{_name}`).")
 
 # --- QC status ----------------------------------------------------------------------------------

@@ -172,12 +172,13 @@ def test_in_place_indexes_without_copying_and_series_grow(any_home: Home, tmp_pa
     assert not any(any_home.archive_dir.rglob("*.dcm"))
     uid = series_uid_of("grow")
     with session_scope(engine) as s:
-        # Paths relative to the declared source root only (the ingested folder); readers resolve them.
-        paths = set(s.scalars(select(Instance.file_path)))
-        assert paths == {str(p.relative_to(tmp_path / "in")) for p in folder.iterdir()}
+        # The registry keeps the data home's pseudonymous links, which lead to the originals.
+        paths = {Path(p) for p in s.scalars(select(Instance.file_path))}
+        assert all(p.is_symlink() and p.is_relative_to(any_home.in_place_dir) for p in paths)
+        assert {p.resolve() for p in paths} == {p.resolve() for p in folder.iterdir()}
         series_id = s.scalars(select(Series.id)).one()
-        assert set(instance_file_paths(s, series_id)) == set(folder.iterdir())
-        assert {instance_file(i) for i in s.scalars(select(Instance))} == set(folder.iterdir())
+        assert set(instance_file_paths(s, series_id)) == paths
+        assert {instance_file(i) for i in s.scalars(select(Instance))} == paths
         record_qc_decision(s, uid, "failed", "gap in the brain stem", "dr.coordinator")
 
     # The missing slices arrive later: the series grows, its geometry and QC are redone, and the
