@@ -90,7 +90,8 @@ def import_corrections(session, home: Home, folder: Path, actor: str,  # noqa: A
                        annotator: str | None) -> CorrectionImport:
     """Import a package's corrected masks as manual annotations and measure what each one changed."""
     manifest = read_manifest(folder)
-    report = CorrectionImport(import_annotations(session, masks_folder(folder), home.masks_dir, actor, annotator))
+    report = CorrectionImport(import_annotations(session, masks_folder(folder), home.masks_dir, actor, annotator,
+                                                 key=home.secret()))
     for uid in report.annotations.imported:
         series = session.scalars(select(Series).where(Series.series_instance_uid == uid)).one()
         annotation = store.latest_annotation_for(session, series)

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from registry.instance_files import instance_file
 from registry.models import IngestRun, Instance, ManualAnnotation, Rejection, Series
 from registry.store import audit
+from registry.stored_names import path_token
 from vocabulary import labels as L
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -164,15 +165,24 @@ def _write_four_class(mask: _Mask, target: Path) -> None:
 
 
 def import_annotations(session: Session, directory: Path, masks_dir: Path, actor: str,
-                       annotator: str | None = None, label_scheme: str = L.FOUR_CLASS) -> AnnotationImportReport:
-    """Import every mask file in `directory` (not recursive); see the module docstring."""
+                       annotator: str | None = None, label_scheme: str = L.FOUR_CLASS, *,
+                       key: bytes | None = None) -> AnnotationImportReport:
+    """Import every mask file in `directory` (not recursive); see the module docstring.
+
+    The registry keeps no name of the operator's folders (`registry.stored_names`): the folder and each
+    rejected file are stored as keyed tokens under the home key `key`, or, without it, not at all. The
+    report (for the operator's terminal) keeps the paths.
+    """
     if label_scheme not in L.LABEL_SCHEMES:
         raise ValueError(f"label scheme must be one of {', '.join(L.LABEL_SCHEMES)}, not {label_scheme!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not a directory")
     report = AnnotationImportReport()
-    run = IngestRun(kind="annotations", source=str(directory), actor=actor, counts={})
+    def stored(kind: str, path: Path) -> str:
+        return path_token(key, kind, str(path)) if key is not None else f"{kind} not recorded"
+
+    run = IngestRun(kind="annotations", source=stored("folder", directory), actor=actor, counts={})
     session.add(run)
     session.flush()
     files = sorted(p for p in directory.iterdir() if p.is_file() and series_uid_of(p))
@@ -182,7 +192,8 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
         uid = series_uid_of(path)
         series = session.scalars(select(Series).where(Series.series_instance_uid == uid)).one_or_none()
         if series is None:
-            report.rejected.append((str(path), "unknown_series", f"no series {uid} in the registry"))
+            report.rejected.append((str(path), "unknown_series",
+                                    "no series in the registry has the SeriesInstanceUID this file is named after"))
             continue
         try:
             mask = _read_mask(path, label_scheme)
@@ -235,12 +246,13 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
             session.add(ann)
         session.flush()
         audit(session, actor=actor, action="import_annotation", entity_type="series", entity_id=uid,
-              after={"manual_annotation_id": ann.id, "sha256": sha, "source": str(path),
-                     "label_scheme": mask.scheme,
+              after={"manual_annotation_id": ann.id, "sha256": sha,
+                     "source": stored("file", path), "label_scheme": mask.scheme,
                      **{f"{c.key}_voxels": int(np.count_nonzero(labels == c.value)) for c in L.LESION_CLASSES}})
         report.imported.append(uid)
     for p, reason, detail in report.rejected:
-        session.add(Rejection(ingest_run_id=run.id, path=p, reason=reason, detail=detail))
+        session.add(Rejection(ingest_run_id=run.id, path=stored("file", Path(p)), reason=reason,
+                              detail=detail.replace(p, "the file")))
     run.counts = {"imported": len(report.imported), "unchanged": len(report.unchanged),
                   "rejected": len(report.rejected)}
     run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -299,7 +299,7 @@ def import_annotations_cmd(
     with _engine(ctx) as (home, engine):
         with session_scope(engine) as session:
             report = import_annotations(session, directory, home.masks_dir, actor or login_name(), annotator,
-                                        label_scheme)
+                                        label_scheme, key=home.secret())
         console.print(f"{directory}: {len(report.imported)} imported, {len(report.unchanged)} unchanged, "
                       f"{len(report.rejected)} rejected.")
         for path, reason, detail in report.rejected:

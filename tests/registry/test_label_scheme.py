@@ -151,3 +151,19 @@ def test_migration_0002_converts_stored_two_class_masks_and_downgrade_restores_t
         assert conn.execute(text("SELECT mask_path FROM manual_annotation")).scalar_one() == str(legacy)
     engine.dispose()
     upgrade(home.db_url)
+
+
+def test_annotation_import_stores_no_name_of_the_operators_folders(registered, tmp_path: Path) -> None:
+    home, engine, uid = registered
+    src = tmp_path / "Rossi_Mario_19610312"
+    src.mkdir()
+    _mask(_two_class(), src / f"{uid}.nii.gz", marker=True)
+    (src / "Rossi_Mario.nii.gz").write_bytes(b"not a mask")  # a file named after the patient, rejected
+    with session_scope(engine) as session:
+        report = import_annotations(session, src, home.masks_dir, "tester", key=home.secret())
+    assert report.imported == [uid]
+    assert [p for p, _, _ in report.rejected] == [str(src / "Rossi_Mario.nii.gz")]  # for the operator's terminal
+    with session_scope(engine) as session:
+        stored = [str(v) for table in ("ingest_run", "rejection", "audit_event")
+                  for row in session.execute(text(f"SELECT * FROM {table}")) for v in row if v is not None]
+    assert stored and not [v for v in stored if "Rossi" in v or "19610312" in v]
