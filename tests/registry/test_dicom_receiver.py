@@ -144,7 +144,7 @@ def _start_cli_receiver(home: Home, port: int, log: Path) -> subprocess.Popen:
 
 def test_kill_9_mid_send_then_resend_equals_one_clean_send(home: Home, tmp_path: Path) -> None:
     register(home, ("PACS_A", "IT064"))
-    files = write_series(tmp_path / "send", "net-k", n_slices=80, rows=64, columns=64)
+    files = write_series(tmp_path / "send", "net-k", n_slices=48, rows=64, columns=64)
     port, log = free_port(), tmp_path / "receiver.log"
     spool = home.root / "spool"
 
