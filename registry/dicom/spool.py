@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def file_count(batch: Batch) -> int:
     return sum(1 for p in batch.path.iterdir() if not p.name.startswith("."))
 
 
-def ingest_batch(engine: Engine, home: Home, batch: Batch, *, actor: str):  # -> registry.ingest.IngestReport
+def ingest_batch(engine: Engine, home: Home, batch: Batch, *, actor: str,
+                 progress: Callable[[str, int, int], None] | None = None):  # -> registry.ingest.IngestReport
     """Ingest one ready batch through `registry.ingest.ingest_directory` (center given), then remove it.
 
     Half-written hidden files of a killed writer are removed first. `workers=1`: the receiver is
@@ -115,7 +117,8 @@ def ingest_batch(engine: Engine, home: Home, batch: Batch, *, actor: str):  # ->
 
     for leftover in batch.path.glob(".*.part"):
         leftover.unlink(missing_ok=True)
-    report = ingest_directory(engine, home, batch.path, center=batch.center, actor=actor, workers=1)
+    report = ingest_directory(engine, home, batch.path, center=batch.center, actor=actor, workers=1,
+                              progress=progress)
     shutil.rmtree(batch.path, ignore_errors=True)
     return report
 
