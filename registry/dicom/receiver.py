@@ -8,12 +8,17 @@
 - When an association ends (released, aborted or its connection dropped), or after `quiet_seconds`
   without a C-STORE on a still open one, its batch is sealed and queued; one worker thread ingests the
   queued batches in order with `registry.ingest.ingest_directory` (grouping, judgement, QC).
+  A batch of at least `SERIES_SPLIT_MIN_FILES` files is also sealed when the association moves on to
+  another series (PACS send series after series), so that one series is ingested while the next is
+  received; a series that comes back later in the association extends the stored one, as a second
+  `registry ingest` would.
 - `stop()` (SIGTERM in the command) stops accepting, ends open associations, seals their batches and
   ingests everything queued before returning. Batches left by a killed receiver are ingested at start.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -21,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pydicom
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from sqlalchemy import Engine
@@ -45,6 +51,10 @@ RECEIVER_ACTOR = "dicom-receiver"
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+SERIES_SPLIT_MIN_FILES = 32
+# Largest P-DATA PDU we accept: pynetdicom handles each PDU in Python, so one large PDU per slice costs far
+# less than the 16 KiB default (eight for a 512x512 CT slice).
+MAX_PDU_BYTES = 4 << 20
 BatchDone = Callable[[Batch, object | None, BaseException | None], None]  # (batch, IngestReport, error)
 
 
@@ -57,6 +67,8 @@ class _Open:
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch: Batch | None = None
     last_store: float = 0.0
+    files: int = 0  # in `batch`
+    series_uid: str | None = None  # of the last instance stored
 
 
 class Receiver:
@@ -73,6 +85,7 @@ class Receiver:
         self._ae = AE(ae_title=self.ae_title)
         self._ae.require_called_aet = True
         self._ae.maximum_associations = max_associations
+        self._ae.maximum_pdu_size = MAX_PDU_BYTES
         self._ae.add_supported_context(Verification)
         for sop in STORAGE_SOP_CLASSES:
             self._ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
@@ -144,10 +157,16 @@ class Receiver:
             return STATUS_CANNOT_UNDERSTAND
         try:
             data = event.encoded_dataset()
+            series_uid = _series_uid(data)
             with state.lock:
+                if (state.batch is not None and series_uid is not None and state.series_uid is not None
+                        and series_uid != state.series_uid and state.files >= SERIES_SPLIT_MIN_FILES):
+                    self._seal(state)
+                state.series_uid = series_uid or state.series_uid
                 if state.batch is None:
                     state.batch = new_batch(self.home, state.center, state.calling_ae)
                 write_durably(state.batch.path, instance_file_name(sop), data)
+                state.files += 1
                 state.last_store = time.monotonic()
         except OSError:
             LOG.exception("could not spool an instance from %s", state.calling_ae)
@@ -168,7 +187,7 @@ class Receiver:
         """Hand the association's batch to the ingest worker (the caller holds `state.lock`)."""
         if state.batch is None:
             return
-        batch, state.batch = state.batch, None
+        batch, state.batch, state.files = state.batch, None, 0
         if file_count(batch):
             self._queue.put(seal(self.home, batch))
         else:
@@ -197,3 +216,16 @@ class Receiver:
                 continue
             if self.on_batch_done:
                 self.on_batch_done(batch, report, None)
+
+
+def _series_uid(data: bytes) -> str | None:
+    """SeriesInstanceUID of an encoded instance (header only), or None when it cannot be read here.
+
+    The file's own verdict is ingest's: this only decides where a batch may be cut.
+    """
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        value = ds.get("SeriesInstanceUID")
+    except Exception:  # noqa: BLE001 - unreadable here means "no cut", never a refusal
+        return None
+    return str(value) if value else None
