@@ -197,3 +197,68 @@ def test_kill_9_mid_send_then_resend_equals_one_clean_send(home: Home, tmp_path:
         engine.dispose()
     assert registry_snapshot(home) == registry_snapshot(clean)
     assert registry_snapshot(home)["series"][0][1] == len(files)
+
+
+def test_known_ae_title_calling_from_another_address_is_refused(home: Home, receiver, tmp_path: Path) -> None:
+    _r, port = receiver
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        add_sender(s, "PACS_A", "IT064", host="10.20.30.40", actor="test")
+    write_series(tmp_path / "x", "net-h", n_slices=2)
+    sent = subprocess.run(storescu(port, "PACS_A", tmp_path / "x"), capture_output=True, text=True, timeout=30)
+    assert sent.returncode != 0
+    with session_scope(engine) as s:
+        reasons = s.scalars(select(AuditEvent.after).where(AuditEvent.action == "dicom_association_refused")).all()
+        assert [r["reason"] for r in reasons] == ["calling from 127.0.0.1, registered for 10.20.30.40"]
+        assert s.scalar(select(func.count()).select_from(Series)) == 0
+    engine.dispose()
+
+
+def test_open_association_is_ingested_after_the_quiet_period(home: Home, tmp_path: Path) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    register(home, ("PACS_A", "IT064"))
+    files = write_series(tmp_path / "q", "net-q", n_slices=5)
+    engine = make_engine(home.db_url)
+    r = Receiver(engine, home, ae_title=OURS, port=free_port(), bind="127.0.0.1", quiet_seconds=0.5)
+    r.start()
+    try:
+        sender = AE(ae_title="PACS_A")
+        sender.add_requested_context(CTImageStorage)
+        assoc = sender.associate("127.0.0.1", r.port, ae_title=OURS)
+        assert assoc.is_established
+        try:
+            for path in files:
+                assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0x0000
+            deadline = time.monotonic() + 30
+            while series_by_center(home) == {} and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert assoc.is_established  # still open: ingested because it went quiet
+            assert series_by_center(home) == {"IT064": [(series_uid_of("net-q"), 5)]}
+        finally:
+            assoc.release()
+    finally:
+        r.stop()
+        engine.dispose()
+
+
+def test_association_moving_on_to_another_series_is_ingested_series_by_series(
+        home: Home, receiver, tmp_path: Path) -> None:
+    from registry.dicom.receiver import SERIES_SPLIT_MIN_FILES
+    from registry.models import IngestRun
+
+    r, port = receiver
+    register(home, ("PACS_A", "IT064"))
+    n = SERIES_SPLIT_MIN_FILES
+    write_series(tmp_path / "s" / "1", "net-s1", n_slices=n)
+    write_series(tmp_path / "s" / "2", "net-s2", n_slices=n)
+    sent = subprocess.run(storescu(port, "PACS_A", tmp_path / "s"), capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    r.stop()
+    assert series_by_center(home) == {"IT064": sorted([(series_uid_of("net-s1"), n), (series_uid_of("net-s2"), n)])}
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        runs = [run.counts["series_new"] for run in s.scalars(select(IngestRun).order_by(IngestRun.id))]
+    engine.dispose()
+    assert runs == [1, 1]  # one batch per series, not one for the whole association
