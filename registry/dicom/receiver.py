@@ -36,6 +36,7 @@ from registry.dicom.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from registry.dicom.senders import authorized_center, normalized_ae_title
 from registry.dicom.spool import (
     Batch,
+    batch_source,
     file_count,
     ingest_batch,
     instance_file_name,
@@ -208,7 +209,7 @@ class Receiver:
     def _ingest_worker(self) -> None:
         while (batch := self._queue.get()) is not None:
             try:
-                report = ingest_batch(self.engine, self.home, batch, actor=f"dicom:{batch.path.name.split('-', 2)[-1]}")
+                report = ingest_batch(self.engine, self.home, batch, actor=f"dicom:{batch_source(batch.path)}")
             except Exception as exc:  # noqa: BLE001 - the batch stays in the spool and is retried at the next start
                 LOG.exception("ingest of spool batch %s failed; it is kept and retried at the next start", batch.path)
                 if self.on_batch_done:

@@ -30,6 +30,7 @@ from registry.identifiers import normalized_center
 INCOMING = "incoming"
 READY = "ready"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_OWNER = re.compile(r"^[0-9T]+-[0-9a-f]+-p([0-9]+)-(.*)$")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def new_batch(home: Home, center: str, source: str) -> Batch:
     code = normalized_center(center)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     tag = re.sub(r"[^A-Za-z0-9_-]", "_", source.strip())[:16] or "unknown"
-    path = spool_root(home) / INCOMING / code / f"{stamp}-{uuid.uuid4().hex[:8]}-{tag}"
+    path = spool_root(home) / INCOMING / code / f"{stamp}-{uuid.uuid4().hex[:8]}-p{os.getpid()}-{tag}"
     path.mkdir(parents=True)
     _fsync_dir(path.parent)
     return Batch(code, path)
@@ -89,17 +90,42 @@ def seal(home: Home, batch: Batch) -> Batch:
 
 
 def recover(home: Home) -> list[Batch]:
-    """Batches a stopped receiver left: the incoming ones sealed, then every ready batch, oldest first.
+    """Batches whose writing process is gone (a killed receiver, pull or dashboard), oldest first.
 
-    Only one receiver (or pull) may use a data home's spool at a time: this takes over whatever is there.
+    Their incoming ones are sealed (empty ones removed). Batches of a live process (a dashboard
+    upload being ingested, a pull under way) are left to it. One receiver per data home.
     """
+    from registry.ingest_runs import process_alive
+
+    def orphan(batch_dir: Path) -> bool:
+        owner = batch_owner(batch_dir)
+        return owner is None or owner == os.getpid() or not process_alive(owner)
+
     root = spool_root(home)
     for center_dir in _folders(root / INCOMING):
-        for batch_dir in _folders(center_dir):
-            seal(home, Batch(center_dir.name, batch_dir))
+        for batch_dir in filter(orphan, _folders(center_dir)):
+            batch = Batch(center_dir.name, batch_dir)
+            for leftover in batch_dir.glob(".*.part"):
+                leftover.unlink(missing_ok=True)
+            if file_count(batch):
+                seal(home, batch)
+            else:
+                shutil.rmtree(batch_dir, ignore_errors=True)
     batches = [Batch(center_dir.name, batch_dir)
-               for center_dir in _folders(root / READY) for batch_dir in _folders(center_dir)]
+               for center_dir in _folders(root / READY) for batch_dir in filter(orphan, _folders(center_dir))]
     return sorted(batches, key=lambda b: b.path.name)
+
+
+def batch_owner(path: Path) -> int | None:
+    """The id of the process that made a batch folder (`<time>-<id>-p<PID>-<source>`), or None if unnamed."""
+    match = _OWNER.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def batch_source(path: Path) -> str:
+    """The `source` a batch was made for (an AE title, "upload", "pull")."""
+    match = _OWNER.match(path.name)
+    return match.group(2) if match else "unknown"
 
 
 def file_count(batch: Batch) -> int:
