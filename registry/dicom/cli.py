@@ -115,6 +115,7 @@ def pull(
                                           help="CSV with one header (patient_id, accession or study_uid) "
                                                "and one value per row."),
     method: str = typer.Option("move", "--method", help="move (to our temporary SCP) or get."),
+    bind: str = typer.Option("0.0.0.0", "--bind", help="Address our temporary C-MOVE SCP listens on."),
 ) -> None:
     """Find a patient's, accession's or study's series on a PACS and fetch those the registry lacks."""
     from registry.dicom.pull import parse_pacs, queries_from_list
@@ -130,7 +131,7 @@ def pull(
             raise ValueError(f"--center {center!r} {why}")
         queries = queries_from_list(list_file) if list_file is not None else given
         report = run_pull(engine, home, pacs=parse_pacs(pacs), ae_title=ae_title, port=port, center=center,
-                          queries=queries, method=method, actor=login_name())
+                          queries=queries, method=method, actor=login_name(), bind=bind)
         rows = [("queries", report.queries), ("studies found", report.studies_found),
                 ("instances found", report.instances_found), ("already present", report.already_present),
                 ("fetched", report.fetched)]

@@ -83,8 +83,12 @@ def queries_from_list(path: Path) -> list[tuple[str, str]]:
 
 
 def pull(engine: Engine, home: Home, *, pacs: Pacs, ae_title: str, port: int, center: str,
-         queries: list[tuple[str, str]], method: str = "move", actor: str = "pull") -> PullReport:
-    """Find what the PACS holds for `queries`, retrieve what the registry lacks, and ingest it for `center`."""
+         queries: list[tuple[str, str]], method: str = "move", actor: str = "pull",
+         bind: str = "0.0.0.0") -> PullReport:
+    """Find what the PACS holds for `queries`, retrieve what the registry lacks, and ingest it for `center`.
+
+    `bind`: the address our temporary C-MOVE storage SCP listens on.
+    """
     if method not in ("move", "get"):
         raise ValueError(f"--method {method!r}: give move or get")
     ours = normalized_ae_title(ae_title)
@@ -111,7 +115,7 @@ def pull(engine: Engine, home: Home, *, pacs: Pacs, ae_title: str, port: int, ce
             scp_ae = AE(ae_title=ours)
             for sop in STORAGE_SOP_CLASSES:
                 scp_ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
-            scp = scp_ae.start_server(("0.0.0.0", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+            scp = scp_ae.start_server((bind, port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
         handlers = [(evt.EVT_C_STORE, on_store)] if method == "get" else []
         roles = [build_role(sop, scp_role=True) for sop in STORAGE_SOP_CLASSES] if method == "get" else []
         assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles, evt_handlers=handlers)

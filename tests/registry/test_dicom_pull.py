@@ -90,7 +90,7 @@ def test_pull_of_one_patient_fetches_their_series_only_and_a_repeat_fetches_noth
     cli = subprocess.run(
         [sys.executable, "-c", "from ctstudy.cli import main; main()", "--home", str(home.root), "--db-url",
          home.db_url, "registry", "pull", "--pacs", f"ORTHANC@127.0.0.1:{pacs.port}", "--ae-title", OURS,
-         "--port", str(orthanc.our_port), "--center", "IT064", "--patient-id", "IT064-0001"],
+         "--port", str(orthanc.our_port), "--bind", "127.0.0.1", "--center", "IT064", "--patient-id", "IT064-0001"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}, capture_output=True, text=True,
         timeout=180)
     assert cli.returncode == 0, cli.stdout + cli.stderr
@@ -113,3 +113,23 @@ def test_pull_of_one_patient_fetches_their_series_only_and_a_repeat_fetches_noth
     finally:
         engine.dispose()
     assert series_of(home) == {"IT064": sorted([*expected, (series_uid_of("pull-2"), 6)])}
+
+
+def test_pacs_address_and_query_list_are_read_with_errors_naming_what_is_wrong(tmp_path: Path) -> None:
+    from registry.dicom.pull import parse_pacs, queries_from_list
+
+    assert parse_pacs("ORTHANC@10.0.0.5:4242") == Pacs("ORTHANC", "10.0.0.5", 4242)
+    for bad in ("ORTHANC10.0.0.5:4242", "ORTHANC@10.0.0.5", "ORTHANC@10.0.0.5:99999", "@host:104"):
+        with pytest.raises(ValueError, match="AET@HOST:PORT|AE title"):
+            parse_pacs(bad)
+    good = tmp_path / "ids.csv"
+    good.write_text("accession\nA1\nA2\n")
+    assert queries_from_list(good) == [("accession", "A1"), ("accession", "A2")]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("mrn\nA1\n")
+    with pytest.raises(ValueError, match="one of patient_id, accession, study_uid"):
+        queries_from_list(wrong)
+    gap = tmp_path / "gap.csv"
+    gap.write_text("patient_id\nP1\n\n")
+    with pytest.raises(ValueError, match="row 3: expected one non-empty value"):
+        queries_from_list(gap)
