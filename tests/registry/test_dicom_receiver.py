@@ -262,3 +262,26 @@ def test_association_moving_on_to_another_series_is_ingested_series_by_series(
         runs = [run.counts["series_new"] for run in s.scalars(select(IngestRun).order_by(IngestRun.id))]
     engine.dispose()
     assert runs == [1, 1]  # one batch per series, not one for the whole association
+
+
+def test_compressed_series_is_received_in_its_transfer_syntax_and_decodes(home: Home, receiver, tmp_path: Path) -> None:
+    from pydicom.uid import RLELossless
+
+    r, port = receiver
+    register(home, ("PACS_A", "IT064"))
+    for path in write_series(tmp_path / "rle", "net-rle", n_slices=4, fill=300):
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path, enforce_file_format=True)
+    sent = subprocess.run(storescu(port, "PACS_A", tmp_path / "rle", "-xr"), capture_output=True, text=True,
+                          timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    r.stop()
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        series = s.scalars(select(Series)).one()
+        stored = pydicom.dcmread(s.scalars(select(Instance.file_path)).first())
+    engine.dispose()
+    assert series.series_instance_uid == series_uid_of("net-rle") and series.instance_count == 4
+    assert "undecodable_pixel_data" not in series.qc_reasons
+    assert stored.file_meta.TransferSyntaxUID == RLELossless and int(stored.pixel_array.max()) == 300
