@@ -53,8 +53,9 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 SERIES_SPLIT_MIN_FILES = 32
-# Largest P-DATA PDU we accept: pynetdicom handles each PDU in Python, so one large PDU per slice costs far
-# less than the 16 KiB default (eight for a 512x512 CT slice).
+# Largest PDU we accept: a slice then comes in a few PDUs (dcmtk sends up to 128 KiB) instead of 16 KiB ones,
+# each handled in Python. On this 2-core machine the receive rate did not change with it: it is bound by
+# the per-message latency of pynetdicom's threads and the fsyncs (bench/receive_bench.py).
 MAX_PDU_BYTES = 4 << 20
 BatchDone = Callable[[Batch, object | None, BaseException | None], None]  # (batch, IngestReport, error)
 
@@ -94,7 +95,6 @@ class Receiver:
         self._open_lock = threading.Lock()
         self._queue: queue.Queue[Batch | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._server = None
         self._threads: list[threading.Thread] = []
 
     # --- life cycle ---
@@ -110,7 +110,7 @@ class Receiver:
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_STORE, self._on_store),
                     (evt.EVT_RELEASED, self._on_end), (evt.EVT_ABORTED, self._on_end),
                     (evt.EVT_CONN_CLOSE, self._on_end)]
-        self._server = self._ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
+        self._ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
 
     def stop(self) -> None:
         """Stop listening, end open associations, and ingest every batch received before returning."""
@@ -123,10 +123,6 @@ class Receiver:
         self._queue.put(None)
         for thread in self._threads:
             thread.join()
-
-    def pending(self) -> int:
-        """Batches sealed and not yet ingested."""
-        return self._queue.qsize()
 
     # --- association events (pynetdicom threads) ---
     def _on_requested(self, event: evt.Event) -> None:
