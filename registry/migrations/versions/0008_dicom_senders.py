@@ -4,9 +4,8 @@ Revision ID: 0008_dicom_senders
 Revises: 0007
 Create Date: 2026-12-07
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008_dicom_senders'
 down_revision = '0007'
