@@ -25,6 +25,8 @@ else:
         st.Page("pages/5_Outcome_models.py", title="Outcome models", icon=":material/monitoring:"),
         st.Page("pages/6_Risk_calculator.py", title="Risk calculator", icon=":material/calculate:"),
     ]
+    if ident.role in ("coordinator", "admin"):
+        pages.append(st.Page("pages/8_Upload.py", title="Upload", icon=":material/upload:"))
     if ident.role == "admin":
         pages.append(st.Page("pages/7_Users.py", title="Users", icon=":material/group:"))
     auth.sidebar(ident)

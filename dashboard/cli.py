@@ -14,6 +14,7 @@ from rich.console import Console
 
 from registry.db import SchemaNotCurrent, make_engine, require_current_schema
 from registry.home import DB_URL_ENV, HOME_ENV, Home
+from registry.intake.limits import upload_limit_mb
 
 APP = Path(__file__).with_name("app.py")
 console = Console()
@@ -25,7 +26,7 @@ def streamlit_command(port: int, address: str = "localhost") -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port), "--server.address", address, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",
+        "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(upload_limit_mb()),
     ]
 
 

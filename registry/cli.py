@@ -308,3 +308,12 @@ def import_annotations_cmd(
             err.print(f"[yellow]check[/yellow] {path}: {warning}")
         if report.rejected:
             raise typer.Exit(1)
+
+
+def _add_network_commands() -> None:
+    from registry.dicom.cli import register
+
+    register(app)
+
+
+_add_network_commands()

@@ -448,3 +448,19 @@ class LoginAttempt(Base):
     address: Mapped[str] = mapped_column(String(64), index=True)
     succeeded: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(32))  # wrong_password | locked | address_limited | inactive
+
+
+class DicomSender(Base):
+    """A DICOM node allowed to send to the study's receiver: its calling AE title, the center its files
+    belong to and, optionally, the one IP address it must call from (`ctstudy registry senders add`)."""
+
+    __tablename__ = "dicom_sender"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    center_id: Mapped[int] = mapped_column(ForeignKey("center.id"), index=True)
+    host: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+    center: Mapped[Center] = relationship()
