@@ -57,6 +57,7 @@ UNSUPPORTED_BITS_ALLOCATED = "unsupported_bits_allocated"
 INVALID_ORIENTATION = "invalid_orientation"
 INVALID_POSITION = "invalid_position"
 IMPLAUSIBLE_DATE = "implausible_date"
+BURNED_IN_ANNOTATION = "burned_in_annotation"
 
 # Plausible ranges: a CT pixel is well under 5 mm, a slice under 20 mm, a patient within 10 m of the
 # scanner's origin; DICOM dates of this study lie between 1900 and next year.
@@ -296,6 +297,10 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         if not _plausible_date(_safe_text(ds, date_kw)):
             defects.append(IMPLAUSIBLE_DATE)
             break
+    # BurnedInAnnotation (0028,0301) YES: text drawn into the pixels, possibly identifying; the series waits
+    # for a coordinator's look. Absent or NO: nothing is known or claimed, as for any other image.
+    if (_safe_text(ds, "BurnedInAnnotation") or "").strip(" \0").upper() == "YES":
+        defects.append(BURNED_IN_ANNOTATION)
 
     image_type = normalized_text("ImageType", _text(ds, "ImageType"), "CS", notes)
     tilt = _safe_float(ds, "GantryDetectorTilt")
