@@ -211,9 +211,11 @@ def log_in(session: Session, username: str, password: str, address: str | None =
     conditional UPDATE (`_reserve_slot`) takes a slot in the user's counter of wrong passwords, and only
     while fewer than MAX_USER_FAILURES are taken in the current window and no lock runs. Check and count
     are then one statement, atomic on SQLite (one writer at a time) and PostgreSQL (the row is locked and
-    the WHERE clause re-read once a concurrent update commits), with no row lock SQLite lacks
-    (SELECT ... FOR UPDATE). A right password gives its slot back; a wrong one keeps it and the fifth locks
-    the account. So at most MAX_USER_FAILURES wrong passwords are ever verified per account between the
+    the WHERE clause re-read once a concurrent update commits), with no SELECT ... FOR UPDATE, which SQLite
+    lacks. The row (PostgreSQL) or the database's write lock (SQLite) stays taken until the caller commits,
+    so one account's log-ins are verified one after another, each seeing the outcome of those before it.
+    A right password gives its slot back; a wrong one keeps it and the fifth locks the account.
+    So at most MAX_USER_FAILURES wrong passwords are ever verified per account between the
     start of a window and its lock's end, and a right password sent after them is refused. A success
     does not clear the wrong passwords before it: a guesser racing the owner's log-in gets no fresh tries.
     """
