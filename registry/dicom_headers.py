@@ -297,9 +297,7 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         if not _plausible_date(_safe_text(ds, date_kw)):
             defects.append(IMPLAUSIBLE_DATE)
             break
-    # BurnedInAnnotation (0028,0301) YES: text drawn into the pixels, possibly identifying; the series waits
-    # for a coordinator's look. Absent or NO: nothing is known or claimed, as for any other image.
-    if (_safe_text(ds, "BurnedInAnnotation") or "").strip(" \0").upper() == "YES":
+    if has_burned_in_annotation(ds):
         defects.append(BURNED_IN_ANNOTATION)
 
     image_type = normalized_text("ImageType", _text(ds, "ImageType"), "CS", notes)
@@ -376,6 +374,12 @@ def _plausible_date(value: str | None) -> bool:
     except ValueError:
         return False
     return EARLIEST_YEAR <= day.year <= dt.date.today().year + 1
+
+
+def has_burned_in_annotation(ds: pydicom.Dataset) -> bool:
+    """BurnedInAnnotation (0028,0301) is YES: text drawn into the pixels, possibly identifying, so the series
+    waits for a coordinator's look. Absent or NO: nothing is known or claimed, as for any other image."""
+    return (_safe_text(ds, "BurnedInAnnotation") or "").strip(" \0").upper() == "YES"
 
 
 def _safe_text(ds: pydicom.Dataset, keyword: str) -> str | None:

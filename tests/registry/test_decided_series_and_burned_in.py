@@ -120,3 +120,27 @@ def test_burned_in_annotation_holds_a_series_back_until_a_coordinator_passes_it(
         assert patient_table(s)["n_series_qc_passed"].tolist() == [2]
     engine.dispose()
 
+
+
+def test_flag_burned_in_gives_series_stored_without_the_flag_their_reason(any_home: Home, tmp_path: Path) -> None:
+    engine = make_engine(any_home.db_url)
+    write_slices(tmp_path / "in" / "IT064" / "p1", "old-burned", range(24), _burned_in("YES"))
+    write_slices(tmp_path / "in" / "IT064" / "p1", "passed-burned", range(24), _burned_in("YES"))
+    write_slices(tmp_path / "in" / "IT064" / "p1", "clean", range(24))
+    ingest_directory(engine, any_home, tmp_path / "in")
+    with session_scope(engine) as s:  # as stored by an ingest that did not read the attribute
+        old = s.scalars(select(Series).where(Series.series_instance_uid == series_uid_of("old-burned"))).one()
+        old.qc_status, old.qc_reasons = "pending", []
+        record_qc_decision(s, series_uid_of("passed-burned"), "passed", None, "dr.coordinator")
+    cli = ["--home", str(any_home.root), "--db-url", any_home.db_url, "registry", "flag-burned-in"]
+
+    result = CliRunner().invoke(app, cli, terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "1 flagged" in result.output and series_uid_of("passed-burned") in result.output
+    assert _series(engine, "old-burned")[:2] == ("auto_failed", ["burned_in_annotation"])
+    assert _series(engine, "passed-burned")[:2] == ("passed", [])
+    assert _series(engine, "clean")[:2] == ("pending", [])
+    again = CliRunner().invoke(app, cli, terminal_width=300)
+    assert again.exit_code == 0 and "0 flagged" in again.output
+    assert _series(engine, "old-burned")[3].count("auto_failed") == 2  # ingest's, and this one's only
+    engine.dispose()
