@@ -19,6 +19,7 @@ from registry.cli_support import open_registry
 from registry.cli_tables import print_table
 from registry.csv_export import write_csv
 from registry.db import session_scope
+from registry.models import QC_AUTO_FAILED, QC_FAILED
 from vocabulary.dictionary import short_uid
 
 app = typer.Typer(help="Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate.",
@@ -337,6 +338,12 @@ def export_seg(
 
     with open_registry(ctx) as (home, engine), session_scope(engine) as session:
         s = store.series_by_uid(session, series_uid)
+        if s.qc_status in (QC_AUTO_FAILED, QC_FAILED):
+            # An automatic reason (burned-in annotation, broken geometry) or a coordinator's fail: no SEG
+            # leaves the registry until a coordinator passes the series.
+            reasons = ", ".join(s.qc_reasons or []) or "no reason recorded"
+            raise ValueError(f"series {series_uid} is {s.qc_status} ({reasons}): no DICOM SEG is written of it; "
+                             "a coordinator passes it on the dashboard's Quality control page first")
         version = file_sha256(model_path) if model_path else None
         run = store.latest_done_run(session, s, version)
         if run is None or not run.mask_path:

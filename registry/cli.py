@@ -163,6 +163,30 @@ def qc(
         console.print(f"Series {series_uid}: QC {decision.status} by {decision.actor}.")
 
 
+@app.command("flag-burned-in")
+def flag_burned_in(ctx: typer.Context, actor: str | None = ACTOR) -> None:
+    """Read the stored files of every series again for BurnedInAnnotation=YES and flag the undecided ones.
+
+    For series stored before ingest checked the attribute: each one found turns auto_failed
+    (burned_in_annotation) until a coordinator passes it; a series already passed or failed keeps its
+    decision and is listed for a second look.
+    """
+    from registry.burned_in_recheck import flag_burned_in_series
+
+    with _engine(ctx) as (_home, engine):
+        report = flag_burned_in_series(engine, actor or login_name())
+    console.print(f"{report.checked:,} series checked: {len(report.flagged):,} flagged burned_in_annotation "
+                  f"(auto_failed until a coordinator passes them).")
+    for uid in report.decided:
+        console.print(f"[yellow]check[/yellow] {uid}: burned-in annotation, already decided by a coordinator "
+                      "(decision kept)")
+    for uid in report.unreadable:
+        err.print(f"[red]unreadable[/red] {uid}: a stored file cannot be read; nothing changed for this series "
+                  "(`ctstudy registry ingest` its original files again)")
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
 def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None,
             create: bool, blank_clears: bool) -> None:
     from registry.clinical_import import import_table

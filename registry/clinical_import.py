@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from registry.csv_export import write_csv
 from registry.csv_validation import ValidatedTable, expected_columns, validate_table
-from registry.db import session_scope
+from registry.db import run_in_transaction
 from registry.home import Home
 from registry.models import (
     Center,
@@ -100,21 +100,26 @@ def import_table(
 
     model = RECORD_MODELS[kind]
     fields = [c for c in checked.valid.columns if c not in ("row", "center", "patient_id")]
-    with session_scope(engine) as session:
-        rows = checked.valid.to_dict("records")
-        pseudos = [pseudo_id(key, r["center"], r["patient_id"]) for r in rows]
+    rows = checked.valid.to_dict("records")
+    pseudos = [pseudo_id(key, r["center"], r["patient_id"]) for r in rows]
+
+    def store(session: Session) -> ImportReport:
+        # The whole import is one transaction, run again from scratch when a concurrent import or ingest
+        # created the same center, patient or record first (the get-or-create of ingest,
+        # registry.db.run_in_transaction): the next attempt finds them and updates or keeps them. Only the
+        # rejects file outlives a failed attempt, and the next attempt writes it again.
         patients = {p.pseudo_id: p for p in _patients_by_pseudo(session, pseudos)}
-        checked = checked.with_errors(_registry_errors(session, rows, pseudos, patients, create))
-        if len(checked.errors) and not skip_invalid:
-            raise CSVValidationError(path, checked.errors)
-        valid_lines = set(checked.valid["row"])
+        judged = checked.with_errors(_registry_errors(session, rows, pseudos, patients, create))
+        if len(judged.errors) and not skip_invalid:
+            raise CSVValidationError(path, judged.errors)
+        valid_lines = set(judged.valid["row"])
         kept = [(r, p) for r, p in zip(rows, pseudos, strict=True) if r["row"] in valid_lines]
 
         source = path_token(key, "file", str(path.resolve()))
         run = IngestRun(kind=kind, source=source, actor=actor)
         session.add(run)
         session.flush()
-        report = ImportReport(run_id=run.id, rows=len(raw), errors=checked.errors, read_as=read.how)
+        report = ImportReport(run_id=run.id, rows=len(raw), errors=judged.errors, read_as=read.how)
         injury_changed: list[int] = []
         records = {r.patient_id: r for r in session.scalars(
             select(model).where(model.patient_id.in_([p.id for p in patients.values()])))} if patients else {}
@@ -164,19 +169,21 @@ def import_table(
         if injury_changed:
             update_days_from_injury(session, injury_changed)
 
-        if len(checked.errors):
-            report.invalid_rows = len(checked.invalid_rows)
-            report.rejects_path = write_rejects(path, raw, checked)
+        if len(judged.errors):
+            report.invalid_rows = len(judged.invalid_rows)
+            report.rejects_path = write_rejects(path, raw, judged)
             session.execute(insert(Rejection), [
                 {"ingest_run_id": run.id, "path": f"{source}:{line}", "reason": "invalid_row",
-                 "detail": _errors_of_line(checked, line, described=True)}
-                for line in checked.invalid_rows
+                 "detail": _errors_of_line(judged, line, described=True)}
+                for line in judged.invalid_rows
             ])
         run.finished_at = utcnow()
         run.counts = report.counts()
         audit(session, actor=actor, action=f"import_{kind}", entity_type="ingest_run", entity_id=str(run.id),
               after={"source": source, **report.counts()})
-    return report
+        return report
+
+    return run_in_transaction(engine, store)
 
 
 def _registry_errors(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import gc
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +38,35 @@ def make_engine(db_url: str) -> Engine:
             cur.close()
 
         return engine
+    _quiet_aborted_pipelines()
     return create_engine(db_url, pool_pre_ping=True)
+
+
+class _AbortedPipelineNoise(logging.Filter):
+    """Drops psycopg's "error ignored terminating <Pipeline>: pipeline aborted" warning, and only that one.
+
+    psycopg runs an executemany (a series' instances, say) in pipeline mode. When one statement fails (a
+    concurrent ingest stored the same row first), psycopg raises that error, and closing the pipeline then
+    fails on the statements queued behind it with PipelineAborted, which psycopg can only log. That second
+    error says nothing the first does not: the first reaches the caller (and `run_in_transaction` retries
+    the transaction), while the log line would print on the terminal of a run that ends well.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "error ignored terminating %r: %s" or not isinstance(record.args, tuple):
+            return True
+        from psycopg import Pipeline
+        from psycopg.errors import PipelineAborted
+
+        args = record.args
+        return not (len(args) == 2 and isinstance(args[0], Pipeline) and isinstance(args[1], PipelineAborted))
+
+
+_PIPELINE_FILTER = _AbortedPipelineNoise()
+
+
+def _quiet_aborted_pipelines() -> None:
+    logging.getLogger("psycopg").addFilter(_PIPELINE_FILTER)  # adding the same filter twice keeps one
 
 
 def alembic_config(db_url: str) -> Config:

@@ -59,6 +59,7 @@ UNSUPPORTED_BITS_ALLOCATED = "unsupported_bits_allocated"
 INVALID_ORIENTATION = "invalid_orientation"
 INVALID_POSITION = "invalid_position"
 IMPLAUSIBLE_DATE = "implausible_date"
+BURNED_IN_ANNOTATION = "burned_in_annotation"
 
 # Plausible ranges: a CT pixel is well under 5 mm, a slice under 20 mm, a patient within 10 m of the
 # scanner's origin; DICOM dates of this study lie between 1900 and next year.
@@ -320,6 +321,8 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         if not _plausible_date(_safe_text(ds, date_kw)):
             defects.append(IMPLAUSIBLE_DATE)
             break
+    if has_burned_in_annotation(ds):
+        defects.append(BURNED_IN_ANNOTATION)
 
     image_type = normalized_text("ImageType", _text(ds, "ImageType"), "CS", notes)
     tilt = _safe_float(ds, "GantryDetectorTilt")
@@ -395,6 +398,12 @@ def _plausible_date(value: str | None) -> bool:
     except ValueError:
         return False
     return EARLIEST_YEAR <= day.year <= dt.date.today().year + 1
+
+
+def has_burned_in_annotation(ds: pydicom.Dataset) -> bool:
+    """BurnedInAnnotation (0028,0301) is YES: text drawn into the pixels, possibly identifying, so the series
+    waits for a coordinator's look. Absent or NO: nothing is known or claimed, as for any other image."""
+    return (_safe_text(ds, "BurnedInAnnotation") or "").strip(" \0").upper() == "YES"
 
 
 def _safe_text(ds: pydicom.Dataset, keyword: str) -> str | None:

@@ -69,7 +69,7 @@ from registry.models import (
     utcnow,
 )
 from registry.pseudonym import pseudo_id
-from registry.series_qc import QCThresholds, summarize_series
+from registry.series_qc import QCThresholds, own_reasons, summarize_series
 from registry.store import AUTO_QC_ACTOR, audit, center_by_code, days_between, patient_by_pseudo_id
 from registry.stored_names import folder_token, path_token
 from registry.zip_members import UnpackedZip, ZipUnreadable, unpack_zip
@@ -474,13 +474,14 @@ def _store_series(
 
     if series is not None and series.qc_status in (QC_PASSED, QC_FAILED):
         # A coordinator decided on this series: files that are broken on their own (bad spacing, pixel
-        # data...) are rejected one by one instead of resetting the decision.
-        broken = [h for h in new if h.defects]
-        for h in broken:
-            report.rejected.append(RejectedItem(
-                h.path, DEFECTIVE_INSTANCE, f"not added to series {uid}, already {series.qc_status} by a coordinator: "
-                f"{', '.join(h.defects)}"))
-        new = [h for h in new if not h.defects]
+        # data, no position, burned-in annotation...) are rejected one by one instead of resetting the decision.
+        broken = {h.sop_instance_uid: own_reasons(h) for h in new if own_reasons(h)}
+        for h in new:
+            if h.sop_instance_uid in broken:
+                report.rejected.append(RejectedItem(
+                    h.path, DEFECTIVE_INSTANCE, f"not added to series {uid}, already {series.qc_status} by a "
+                    f"coordinator: {', '.join(broken[h.sop_instance_uid])}"))
+        new = [h for h in new if h.sop_instance_uid not in broken]
         if not new:
             session.rollback()
             return

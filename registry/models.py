@@ -423,11 +423,14 @@ class User(Base):
     center_id: Mapped[int | None] = mapped_column(ForeignKey("center.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # Log-in hardening (registry.users): locked after repeated failures until `locked_until`; failures
-    # before `failures_reset_at` (last success, unlock or lock) no longer count; dashboard sessions
-    # opened before `sessions_valid_after` (deactivation, new password, new role) are ended.
+    # Log-in hardening (registry.users): `failed_logins` counts the log-in slots taken since
+    # `failures_reset_at`, the start of the current counting window (a slot is reserved before a
+    # password is verified and given back when it was right); at MAX_USER_FAILURES wrong ones the user
+    # is locked until `locked_until`; dashboard sessions opened before `sessions_valid_after`
+    # (deactivation, new password, new role) are ended.
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     failures_reset_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sessions_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     center: Mapped[Center | None] = relationship()

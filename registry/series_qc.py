@@ -21,14 +21,14 @@ from registry.models import QC_AUTO_FAILED, QC_PENDING
 # the code is listed so that the vocabulary is one list across rejections and QC.
 # The automatic QC reason codes, in the order they are reported; what each means, in words, is in
 # the data dictionary (vocabulary.dictionary, group "qc_reason"), the one place screens read it from.
-# The last nine are per-instance defects found when the header is read (registry.dicom_headers) or,
+# The last ten are per-instance defects found when the header is read (registry.dicom_headers) or,
 # for undecodable_pixel_data, when one file of the series is decoded at ingest.
 QC_REASONS: tuple[str, ...] = (
     "not_ct", "localizer", "missing_geometry", "too_few_slices", "duplicate_positions", "missing_slices",
     "nonuniform_spacing", "mixed_matrix", "insufficient_coverage", "gantry_tilt",
     "invalid_pixel_spacing", "invalid_slice_thickness", "invalid_matrix", "pixel_data_mismatch",
     "unsupported_bits_allocated", "undecodable_pixel_data", "invalid_orientation", "invalid_position",
-    "implausible_date",
+    "implausible_date", "burned_in_annotation",
 )
 
 
@@ -66,6 +66,14 @@ class SeriesSummary:
     @property
     def qc_status(self) -> str:
         return QC_AUTO_FAILED if self.qc_reasons else QC_PENDING
+
+
+def own_reasons(header: InstanceHeader) -> tuple[str, ...]:
+    """The QC reasons one file earns alone, whatever the rest of its series: its defects, and
+    missing_geometry when it lacks a position or an orientation (a file that cannot be placed in a stack)."""
+    if header.image_position and header.image_orientation:
+        return header.defects
+    return (*header.defects, "missing_geometry")
 
 
 def summarize_series(instances: Sequence[InstanceHeader], thresholds: QCThresholds | None = None,

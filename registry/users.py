@@ -10,7 +10,8 @@ Every change is written to the audit trail (AuditEvent, entity_type "user"); the
 
 Log-in hardening (`log_in`): every attempt is recorded in LoginAttempt and every failure audited;
 after MAX_USER_FAILURES wrong passwords within FAILURE_WINDOW a user is locked for LOCKOUT (an
-admin may `ctstudy users unlock` sooner); an address with MAX_ADDRESS_FAILURES failures within the
+admin may `ctstudy users unlock` sooner), and no race of concurrent log-ins gets more wrong passwords
+verified than that; an address with MAX_ADDRESS_FAILURES failures within the
 window is refused until they age out (one address guessing many user names). A dashboard session
 is re-checked on every request (`session_identity`): it ends when the account is deactivated or
 locked, its password or role changed after the log-in, after SESSION_IDLE without a request, or
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry.models import ROLES, AuditEvent, Center, LoginAttempt, User, utcnow
@@ -133,6 +134,7 @@ def unlock_user(session: Session, username: str, actor: str = "cli") -> None:
     before = {"locked_until": user.locked_until.isoformat() if user.locked_until else None}
     user.locked_until = None
     user.failures_reset_at = utcnow()
+    user.failed_logins = 0
     session.add(AuditEvent(actor=actor, action="user_unlocked", entity_type="user", entity_id=username,
                            before=before, after={"locked_until": None}))
 
@@ -168,7 +170,9 @@ def users_table(session: Session) -> pd.DataFrame:
 
 
 def authenticated_identity(session: Session, username: str, password: str) -> Identity | None:
-    """The Identity of an active user whose password matches, else None (same answer for unknown users)."""
+    """The Identity of an active user whose password matches, else None (same answer for unknown users).
+
+    No lockout, no record: a check for scripts and tests; the dashboard logs in through `log_in`."""
     row = session.execute(
         select(User, Center.code)
         .outerjoin(Center, User.center_id == Center.id)
@@ -200,7 +204,21 @@ WRONG_CREDENTIALS = "Unknown user, wrong password or deactivated account."
 
 def log_in(session: Session, username: str, password: str, address: str | None = None,
            now: dt.datetime | None = None) -> LoginResult:
-    """Check a dashboard log-in under the per-user lockout and the per-address limit; record and audit it."""
+    """Check a dashboard log-in under the per-user lockout and the per-address limit; record and audit it.
+
+    The lockout holds in any interleaving of concurrent log-ins (Streamlit runs each browser session in
+    a thread; several dashboard processes may share one database): before a password is verified, one
+    conditional UPDATE (`_reserve_slot`) takes a slot in the user's counter of wrong passwords, and only
+    while fewer than MAX_USER_FAILURES are taken in the current window and no lock runs. Check and count
+    are then one statement, atomic on SQLite (one writer at a time) and PostgreSQL (the row is locked and
+    the WHERE clause re-read once a concurrent update commits), with no SELECT ... FOR UPDATE, which SQLite
+    lacks. The row (PostgreSQL) or the database's write lock (SQLite) stays taken until the caller commits,
+    so one account's log-ins are verified one after another, each seeing the outcome of those before it.
+    A right password gives its slot back; a wrong one keeps it and the fifth locks the account.
+    So at most MAX_USER_FAILURES wrong passwords are ever verified per account between the
+    start of a window and its lock's end, and a right password sent after them is refused. A success
+    does not clear the wrong passwords before it: a guesser racing the owner's log-in gets no fresh tries.
+    """
     now = now or utcnow()
     address = (address or LOCAL_ADDRESS)[:64]
     name = username.strip()[:64]
@@ -211,35 +229,64 @@ def log_in(session: Session, username: str, password: str, address: str | None =
         _record_attempt(session, name, address, now, "address_limited")
         return LoginResult(None, f"Too many failed log-ins from this address: try again in "
                                  f"{_minutes(FAILURE_WINDOW)} minutes.")
-    user = session.scalar(select(User).where(User.username == name))
-    if user is not None and user.locked_until is not None and user.locked_until > now:
+    user_id = session.scalar(select(User.id).where(User.username == name))
+    if user_id is None:
+        # Hash anyway so that response time does not reveal which user names exist.
+        password_matches(_dummy_hash(), password)
+        _record_attempt(session, name, address, now, "wrong_password")
+        return LoginResult(None, WRONG_CREDENTIALS)
+    slot = _reserve_slot(session, user_id, now)
+    user, center_code = session.execute(
+        select(User, Center.code).outerjoin(Center, User.center_id == Center.id).where(User.id == user_id)
+        .execution_options(populate_existing=True)).one()
+    if slot is None:
         _record_attempt(session, name, address, now, "locked")
-        return LoginResult(None, f"This account is locked after {MAX_USER_FAILURES} failed log-ins until "
-                                 f"{user.locked_until:%H:%M} UTC; try again then, or ask an administrator "
-                                 "(`ctstudy users unlock NAME`).")
-    ident = authenticated_identity(session, name, password)
-    if ident is not None:
-        user.failures_reset_at = now
-        user.locked_until = None
+        until = f"until {user.locked_until:%H:%M} UTC" if user.locked_until else "for now"
+        return LoginResult(None, f"This account is locked after {MAX_USER_FAILURES} failed log-ins {until}; "
+                                 "try again then, or ask an administrator (`ctstudy users unlock NAME`).")
+    if password_matches(user.password_hash, password):
+        session.execute(update(User).where(User.id == user_id)
+                        .values(failed_logins=User.failed_logins - 1)
+                        .execution_options(synchronize_session=False))
+        if not user.active:
+            _record_attempt(session, name, address, now, "inactive")
+            return LoginResult(None, WRONG_CREDENTIALS)
+        if _HASHER.check_needs_rehash(user.password_hash):
+            user.password_hash = _HASHER.hash(password)
         session.add(LoginAttempt(at=now, username=name, address=address, succeeded=True))
-        return LoginResult(ident, at=now)
-    reason = "inactive" if user is not None and not user.active and password_matches(user.password_hash, password) \
-        else "wrong_password"
-    _record_attempt(session, name, address, now, reason)
-    if user is not None and user.active:
-        counted_since = max(since, user.failures_reset_at or since)
-        failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
-            LoginAttempt.username == name, LoginAttempt.succeeded.is_(False),
-            LoginAttempt.reason == "wrong_password", LoginAttempt.at > counted_since)) or 0
-        if failures >= MAX_USER_FAILURES:
-            user.locked_until = now + LOCKOUT
-            user.failures_reset_at = now
-            session.add(AuditEvent(actor="dashboard", action="user_locked", entity_type="user", entity_id=name,
-                                   after={"locked_until": user.locked_until.isoformat(), "failures": failures,
-                                          "address": address}))
-            return LoginResult(None, f"Too many failed log-ins: this account is locked for {_minutes(LOCKOUT)} "
-                                     "minutes.")
-    return LoginResult(None, WRONG_CREDENTIALS)
+        return LoginResult(Identity(username=user.username, role=user.role, center_code=center_code), at=now)
+    _record_attempt(session, name, address, now, "wrong_password")
+    if slot < MAX_USER_FAILURES:
+        return LoginResult(None, WRONG_CREDENTIALS)
+    locked_until = now + LOCKOUT
+    session.execute(update(User).where(User.id == user_id).values(locked_until=locked_until)
+                    .execution_options(synchronize_session=False))
+    session.add(AuditEvent(actor="dashboard", action="user_locked", entity_type="user", entity_id=name,
+                           after={"locked_until": locked_until.isoformat(), "failures": slot, "address": address}))
+    return LoginResult(None, f"Too many failed log-ins: this account is locked for {_minutes(LOCKOUT)} minutes.")
+
+
+def _reserve_slot(session: Session, user_id: int, now: dt.datetime) -> int | None:
+    """Take one slot in the user's failure counter: its number (1 to MAX_USER_FAILURES), or None when the
+    account is locked or every slot of the current window is taken.
+
+    One UPDATE ... WHERE ... RETURNING, so that no two log-ins can both see a free slot. A window starts at
+    the first attempt after the last one aged out (FAILURE_WINDOW) or after a lock ended; the SET
+    expressions all read the row as it was before this statement.
+    """
+    fresh = or_(User.failures_reset_at.is_(None), User.failures_reset_at <= now - FAILURE_WINDOW,
+                and_(User.locked_until.is_not(None), User.locked_until <= now))
+    statement = (
+        update(User)
+        .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now),
+               or_(fresh, User.failed_logins < MAX_USER_FAILURES))
+        .values(failed_logins=case((fresh, 1), else_=User.failed_logins + 1),
+                failures_reset_at=case((fresh, now), else_=User.failures_reset_at),
+                locked_until=case((fresh, null()), else_=User.locked_until))
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).scalar_one_or_none()
 
 
 def session_identity(session: Session, ident: Identity, logged_in_at: dt.datetime, last_seen: dt.datetime,

@@ -271,6 +271,8 @@ _add(_Q, "invalid_orientation", "Slice orientation invalid", "",
 _add(_Q, "invalid_position", "Slice position invalid", "", "ImagePositionPatient is not a finite position.")
 _add(_Q, "implausible_date", "Implausible date", "",
      "A study, series or acquisition date that is no calendar day between 1900 and next year.")
+_add(_Q, "burned_in_annotation", "Burned-in annotation", "",
+     "BurnedInAnnotation is YES: text is drawn into the pixels; a coordinator checks it before the series is used.")
 _R = "rejection"
 for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File unreadable"),
                       ("truncated", "File truncated"), ("missing_sop_instance_uid", "SOPInstanceUID missing"),

@@ -4,11 +4,13 @@ sessions ended by deactivation, lock, password change, idleness and age."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+import registry.users
 from registry.db import make_engine, session_scope
 from registry.home import Home
 from registry.models import AuditEvent, LoginAttempt, User, utcnow
@@ -131,3 +133,63 @@ def test_users_cli_lists_locks_and_failed_logins(engine, any_home: Home) -> None
     assert logins.exit_code == 0 and logins.output.count("failed: wrong_password") == MAX_USER_FAILURES
     assert runner.invoke(app, [*base, "unlock", "stat"]).exit_code == 0
     assert _try(engine, "stat", PASSWORD).identity is not None
+
+
+BURST = 30
+
+
+def test_a_burst_of_concurrent_log_ins_verifies_at_most_the_allowed_wrong_passwords(
+        engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 threads at once (as Streamlit runs browser sessions), 29 wrong passwords and the right one: at most
+    MAX_USER_FAILURES wrong ones reach the hash check, and the right one gets in only ahead of the lock."""
+    verified: list[str] = []
+    guard = threading.Lock()
+    real_matches = registry.users.password_matches
+
+    def counting_matches(stored_hash: str, password: str) -> bool:
+        with guard:
+            verified.append(password)
+        return real_matches(stored_hash, password)
+
+    monkeypatch.setattr(registry.users, "password_matches", counting_matches)
+    passwords = [f"guess-{i:02d}" for i in range(BURST - 1)]
+    passwords.insert(BURST // 3, PASSWORD)
+    barrier = threading.Barrier(BURST)
+    results: dict[str, object] = {}
+
+    def attempt(i: int, password: str) -> None:
+        barrier.wait(timeout=60)
+        results[password] = _try(engine, "stat", password, address=f"10.0.1.{i}")
+
+    threads = [threading.Thread(target=attempt, args=(i, p)) for i, p in enumerate(passwords)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == BURST
+    wrong_verified = [p for p in verified if p != PASSWORD]
+    assert len(wrong_verified) == MAX_USER_FAILURES
+    right = results[PASSWORD]
+    if PASSWORD in verified:  # it got a slot before the fifth wrong one locked the account
+        assert right.identity is not None and verified.index(PASSWORD) < MAX_USER_FAILURES
+    else:
+        assert right.identity is None and "locked" in right.message
+    refused = [r for p, r in results.items() if p != PASSWORD and p not in wrong_verified]
+    assert len(refused) == BURST - 1 - MAX_USER_FAILURES and all("locked" in r.message for r in refused)
+    # Once locked, the right password is refused without being verified.
+    verified.clear()
+    after = _try(engine, "stat", PASSWORD)
+    assert after.identity is None and "locked" in after.message and verified == []
+    with session_scope(engine) as s:
+        locks = s.scalars(select(AuditEvent).where(AuditEvent.action == "user_locked")).all()
+        assert len(locks) == 1 and locks[0].after["failures"] == MAX_USER_FAILURES
+
+
+def test_a_success_does_not_clear_the_wrong_passwords_before_it(engine) -> None:
+    t0 = utcnow()
+    for i in range(MAX_USER_FAILURES - 1):
+        _try(engine, "stat", f"guess-{i}", now=t0 + dt.timedelta(seconds=i))
+    assert _try(engine, "stat", PASSWORD, now=t0 + dt.timedelta(seconds=10)).identity is not None
+    last = _try(engine, "stat", "guess-last", now=t0 + dt.timedelta(seconds=11))
+    assert last.identity is None and "locked" in last.message
+    assert _try(engine, "stat", PASSWORD, now=t0 + dt.timedelta(seconds=12)).identity is None

@@ -17,7 +17,17 @@ from imaging.segment import segment_registered_series
 from registry.db import make_engine, session_scope, upgrade
 from registry.home import Home
 from registry.ingest import ingest_directory
-from registry.models import AuditEvent, Center, Instance, Patient, QCDecision, SegmentationRun, Series, Study
+from registry.models import (
+    AuditEvent,
+    Center,
+    ClinicalRecord,
+    Instance,
+    Patient,
+    QCDecision,
+    SegmentationRun,
+    Series,
+    Study,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -132,4 +142,48 @@ def test_two_segment_runs_at_once_keep_one_result_per_series(any_home: Home, tmp
     assert len(runs) == len(uids) and all(n == 1 and status == "done" for _, n, status in runs)  # one result each
     assert set(reports[0].done) | set(reports[1].done) == set(uids)
     assert sum(s.calls for s in segmenters) >= len(uids)
+    engine.dispose()
+
+
+CLINICAL_HEADER = ("center,patient_id,injury_datetime,age,sex,gcs_total,gcs_motor,pupils_unreactive,hypoxia,"
+                   "hypotension,glucose_mmol_l,hemoglobin_g_dl,marshall_ct,tsah,edh,major_extracranial_injury")
+NEW_PATIENTS = 30
+
+
+def _import_in_child(db_url: str, home_root: str, csv: str, barrier, results) -> None:  # noqa: ANN001
+    from registry.clinical_import import import_table
+
+    engine = make_engine(db_url)
+    home = Home.resolve(Path(home_root), db_url)
+    barrier.wait(timeout=60)
+    report = import_table(engine, home, csv, "clinical", create=True)
+    results.put((report.created, report.unchanged, report.patients_new, report.centers_new))
+    engine.dispose()
+
+
+def test_two_clinical_imports_of_the_same_new_patients_both_succeed(any_home: Home, tmp_path: Path) -> None:
+    """Two `import-clinical --create` runs at once, each creating the same new center and patients."""
+    rows = [f"IT777,IT777-{i:04d},2024-03-05T14:30,{20 + i % 60},M,8,4,1,0,1,7.5,13.1,3,1,0,0"
+            for i in range(NEW_PATIENTS)]
+    csv = tmp_path / "clinical.csv"
+    csv.write_text("\n".join([CLINICAL_HEADER, *rows]) + "\n")
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    children = [ctx.Process(target=_import_in_child, args=(any_home.db_url, str(any_home.root), str(csv), barrier,
+                                                           results)) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+    assert [c.exitcode for c in children] == [0, 0]
+    reports = [results.get(timeout=5) for _ in children]
+    assert sum(r[0] for r in reports) == NEW_PATIENTS  # each record created by exactly one of them...
+    assert sum(r[1] for r in reports) == NEW_PATIENTS  # ...and found unchanged by the other
+    assert sum(r[2] for r in reports) == NEW_PATIENTS and sum(r[3] for r in reports) == 1
+    engine = make_engine(any_home.db_url)
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Patient)) == NEW_PATIENTS
+        assert s.scalar(select(func.count()).select_from(ClinicalRecord)) == NEW_PATIENTS
+        assert s.scalar(select(func.count()).select_from(AuditEvent)
+                        .where(AuditEvent.action == "clinical_created")) == NEW_PATIENTS
     engine.dispose()
