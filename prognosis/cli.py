@@ -80,6 +80,13 @@ def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> N
             cells.append(f"{r['p']:.3g}")
             table.add_row(*cells)
         console.print(table)
+    if metrics.get("cutpoint_table"):
+        cuts = Table(title="Cutpoints of P(GOS <= k) = expit(cutpoint + LP), pooled")
+        for col in ("cutpoint", "estimate", "SE", "95% CI"):
+            cuts.add_column(col, justify="left" if col == "cutpoint" else "right")
+        for c in metrics["cutpoint_table"]:
+            cuts.add_row(c["cutpoint"], f"{c['estimate']:.3f}", f"{c['se']:.3f}", f"{c['lower']:.2f}-{c['upper']:.2f}")
+        console.print(cuts)
     shown = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     console.print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 

@@ -96,7 +96,8 @@ class CoefficientModel:
 
     # Attributes estimated separately on each imputed data set: never copied from the first fit.
     _per_imputation: tuple[str, ...] = ("params_", "cov_params_", "dof_", "llf_", "concordance_", "thresholds_",
-                                        "threshold_cov_", "fitter_", "baseline_", "estimation_", "converged_")
+                                        "threshold_cov_", "threshold_dof_", "fitter_", "baseline_", "estimation_",
+                                        "converged_")
 
     def _pool_extra(self, fits: list[CoefficientModel]) -> None:
         """Pool the model's other estimated parameters (cutpoints, baseline hazard); none here."""

@@ -266,7 +266,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 metrics["center_meta"] = meta
                 if isinstance(model, LogisticModel) and d0["center"].nunique() >= 3:
                     try:
-                        metrics["random_intercept"] = random_intercept_model(d0, terms, col, model.params_)
+                        metrics["random_intercept"] = random_intercept_model(data, terms, col, model.params_)
                     except (ValueError, np.linalg.LinAlgError) as exc:
                         extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
         if isinstance(model, LogisticModel) and "shrinkage" in metrics:
@@ -286,6 +286,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             metrics[f"auc_{name}"], metrics[f"auc_{name}_lower"], metrics[f"auc_{name}_upper"] = (
                 d["auc"], d["lower"], d["upper"])
         metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
+        metrics["cutpoint_table"] = model.cutpoint_table.to_dict("records")
         metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
         try:
             extra["brant"] = brant_test(d0, terms)
@@ -298,10 +299,12 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     else:
         metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
         per_term = [f.proportional_hazards_test() for f in fits]
-        ph = pd.DataFrame({"test_statistic": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)
-                                              ["statistic"] for term in per_term[0].index],
-                           "p": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)["p"]
-                                 for term in per_term[0].index]}, index=per_term[0].index)
+        # D2 pools the m chi-squares of each term on its df into an F statistic (reported per df).
+        pooled_terms = {term: d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term],
+                                              int(per_term[0].loc[term, "df"])) for term in per_term[0].index}
+        ph = pd.DataFrame({"test_statistic": [d["statistic"] for d in pooled_terms.values()],
+                           "df": [d["df1"] for d in pooled_terms.values()],
+                           "p": [d["p"] for d in pooled_terms.values()]}, index=per_term[0].index)
         extra["ph_test"] = ph
         global_tests = [f.global_ph_test() for f in fits]
         glob = d2_pooled_chisq([g["statistic"] for g in global_tests], global_tests[0]["df"])

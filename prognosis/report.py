@@ -292,6 +292,13 @@ def coefficients_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
         parts.append(_table(rows, "Pooled over imputations (Rubin's rules); CIs and p with Barnard-Rubin degrees of "
                                   "freedom; FMI: fraction of missing information."))
+        cuts = f["metrics"].get("cutpoint_table")
+        if cuts:
+            parts.append(_table([{"Cutpoint": c["cutpoint"], "Estimate (95% CI)": _ci(c["estimate"], c["lower"],
+                                                                                       c["upper"], 2),
+                                  "SE": _num(c["se"])} for c in cuts],
+                                "Cutpoints of P(GOS ≤ k) = expit(cutpoint + linear predictor), pooled by Rubin's "
+                                "rules (total variance; CI with Barnard-Rubin degrees of freedom)."))
         labelled = coef.assign(term=coef["term"].map(term_label))
         parts.append(figure(forest_figure(labelled, f"{word}s (95% CI)"), f"{_fit_title(f)}: {word.lower()}s."))
     return "".join(parts)
@@ -319,8 +326,9 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
         ri = f["metrics"].get("random_intercept")
         if ri:
             parts.append(f"<p>Sensitivity analysis, logistic model with a random intercept per center "
-                         f"(variational Bayes): between-center SD of the log-odds {_num(ri['center_sd'], 2)} (95% "
-                         f"credible interval {_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
+                         f"(maximum likelihood, Laplace; over {ri.get('m', 1)} imputed data set(s)): between-center "
+                         f"SD of the log-odds {_num(ri['center_sd'], 2)} (95% profile-likelihood interval "
+                         f"{_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
                          f"median odds ratio {_num(ri['median_odds_ratio'], 2)}; largest shift of a fixed effect "
                          f"against the ordinary model "
                          f"{_num(max((abs(r.get('shift') or 0) for r in ri['fixed_effects']), default=0), 2)} on "
@@ -345,8 +353,8 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
             rows = [{"Term": term_label(r["term"]), "χ²": _num(r["test_statistic"], 2), "p": _p(r["p"])}
                     for r in m["ph_test"]]
             parts.append(f"<h3>Proportional hazards: {html.escape(_fit_title(f))}</h3>")
-            parts.append(_table(rows, f"Schoenfeld residual tests (rank time), pooled over imputations (D2). "
-                                      f"Grambsch-Therneau global test: p {_p(m.get('ph_global_p'))}."))
+            parts.append(_table(rows, f"Score tests of each term x g(t), g = 1 - Kaplan-Meier (R's cox.zph), "
+                                      f"pooled over imputations (D2). Global test: p {_p(m.get('ph_global_p'))}."))
         if "nonlinearity" in m:
             rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
                      "p": _p(r["p"])} for r in m["nonlinearity"]]
