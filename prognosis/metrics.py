@@ -73,8 +73,10 @@ def brier(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
-def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> dict[str, float]:
-    """Calibration-in-the-large (intercept with logit(p) as offset; 0 is ideal) and slope (1 is ideal).
+def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series,
+                                with_se: bool = False) -> dict[str, float]:
+    """Calibration-in-the-large (intercept with logit(p) as offset; 0 is ideal) and slope (1 is ideal),
+    with their standard errors (`<name>_se`) when `with_se`.
 
     Cox (Biometrika 1958); Steyerberg, Clinical Prediction Models, ch. 15. Slope < 1 = overfitted.
     """
@@ -82,7 +84,10 @@ def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Se
     lp = logit(np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9))
     slope_fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
     citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
-    return {"calibration_intercept": float(citl.params[0]), "calibration_slope": float(slope_fit.params[1])}
+    out = {"calibration_intercept": float(citl.params[0]), "calibration_slope": float(slope_fit.params[1])}
+    if with_se:
+        out.update(calibration_intercept_se=float(citl.bse[0]), calibration_slope_se=float(slope_fit.bse[1]))
+    return out
 
 
 def calibration_curve_data(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, n_bins: int = 10) -> pd.DataFrame:

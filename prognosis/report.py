@@ -321,7 +321,15 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
         if meta:
             caption += (f" Random-effects pooled AUC {_ci(meta['pooled'], meta['lower'], meta['upper'])}; τ² (logit "
                         f"AUC) {_num(meta['tau2_logit'])}, I² {_num(100 * meta['i2'], 0)}%; 95% prediction interval "
-                        f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}.")
+                        f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}"
+                        + (f"; Hartung-Knapp 95% CI {_num(meta['hk_lower'])} to {_num(meta['hk_upper'])}"
+                           if "hk_lower" in meta else "") + ".")
+        for name, label in (("calibration_intercept", "calibration intercept"), ("calibration_slope",
+                                                                                  "calibration slope")):
+            cal = (f["metrics"].get("center_meta") or {}).get(name)
+            if cal:
+                caption += (f" Pooled {label} {_ci(cal['pooled'], cal['lower'], cal['upper'], 2)} (random effects, "
+                            f"Hartung-Knapp CI), τ² {_num(cal['tau2'])}.")
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>" + _table(rows, caption))
         ri = f["metrics"].get("random_intercept")
         if ri:
