@@ -358,11 +358,13 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
             parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
                                       "GOS ≤ k compared; small p: that term's effect differs across GOS levels."))
         if "ph_test" in m:
-            rows = [{"Term": term_label(r["term"]), "χ²": _num(r["test_statistic"], 2), "p": _p(r["p"])}
+            rows = [{"Term": term_label(r["term"]), "Statistic (df)": f"{_num(r['test_statistic'], 2)} "
+                                                                  f"({int(r.get('df') or 1)})", "p": _p(r["p"])}
                     for r in m["ph_test"]]
             parts.append(f"<h3>Proportional hazards: {html.escape(_fit_title(f))}</h3>")
-            parts.append(_table(rows, f"Score tests of each term x g(t), g = 1 - Kaplan-Meier (R's cox.zph), "
-                                      f"pooled over imputations (D2). Global test: p {_p(m.get('ph_global_p'))}."))
+            parts.append(_table(rows, f"Score tests of each term x g(t), g = 1 - Kaplan-Meier (R's cox.zph); "
+                                      "over m imputations the statistic is D2's F (per df) pooling the m "
+                                      f"chi-squares. Global test: p {_p(m.get('ph_global_p'))}."))
         if "nonlinearity" in m:
             rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
                      "p": _p(r["p"])} for r in m["nonlinearity"]]
