@@ -173,9 +173,11 @@ def fit_random_intercept(x: np.ndarray, y: np.ndarray, group: np.ndarray, beta_s
     if sigma > 1e-6 and profile_drop(0.0) > 0:
         lower = optimize.brentq(profile_drop, 0.0, sigma, xtol=1e-4)
     hi = max(2 * sigma, 0.5)
-    while profile_drop(hi) < 0:
+    while profile_drop(hi) < 0 and hi < 64:
         hi *= 2
-    upper = optimize.brentq(profile_drop, sigma, hi, xtol=1e-4)
+    # A likelihood still flat at an SD of 64 on the log-odds scale (centers with all or no events) has no
+    # finite upper bound.
+    upper = optimize.brentq(profile_drop, sigma, hi, xtol=1e-4) if profile_drop(hi) >= 0 else float("inf")
     modes = sigma * problem.modes(beta_s, sigma)
     return RandomInterceptFit(params=a @ beta_s, cov=a @ cov_s @ a.T, sigma=sigma, sigma_lower=float(lower),
                               sigma_upper=float(upper), modes=modes, loglik=float(loglik), converged=converged)
