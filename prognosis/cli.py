@@ -80,6 +80,13 @@ def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> N
             cells.append(f"{r['p']:.3g}")
             table.add_row(*cells)
         console.print(table)
+    if metrics.get("cutpoint_table"):
+        cuts = Table(title="Cutpoints of P(GOS <= k) = expit(cutpoint + LP), pooled")
+        for col in ("cutpoint", "estimate", "SE", "95% CI"):
+            cuts.add_column(col, justify="left" if col == "cutpoint" else "right")
+        for c in metrics["cutpoint_table"]:
+            cuts.add_row(c["cutpoint"], f"{c['estimate']:.3f}", f"{c['se']:.3f}", f"{c['lower']:.2f}-{c['upper']:.2f}")
+        console.print(cuts)
     shown = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     console.print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
@@ -188,3 +195,36 @@ def report(
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")
         console.print(f"Wrote {path} ({len(fits)} fits, {path.stat().st_size / 1e6:.1f} MB).")
+
+
+@app.command("export-r")
+def export_r_command(
+    ctx: typer.Context,
+    fit_id: int = typer.Argument(..., metavar="FIT", help="ModelFit id (as `prognosis fit` printed it)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the tables and refit.R into."),
+    feature_source: str = typer.Option("auto", "--feature-source", help="Imaging features: the fit's source."),
+) -> None:
+    """Write a fit's analysis tables (its m imputed data sets) and an R script that refits and pools the same model,
+    so that a statistician can reproduce its coefficients, and any figure built on them, in R."""
+    from prognosis.analysis_table import analysis_table_hash
+    from prognosis.export_r import export_r
+    from prognosis.store import analysis_table_from_registry, model_fit_dict
+    from registry.models import ModelFit
+
+    with open_registry(ctx) as (_, engine), session_scope(engine) as session:
+        row = session.get(ModelFit, fit_id)
+        if row is None:
+            raise typer.BadParameter(f"no ModelFit #{fit_id} in the registry (`ctstudy prognosis fit` prints the id "
+                                     "of the fit it records)")
+        fit = model_fit_dict(row)
+        table = analysis_table_from_registry(session, feature_source)
+    if analysis_table_hash(table) != fit["data_hash"]:
+        raise typer.BadParameter(
+            f"the registry's analysis table (snapshot {analysis_table_hash(table)[:12]}) is not the one ModelFit "
+            f"#{fit_id} was fitted on ({fit['data_hash'][:12]}): data were added or changed since, or another "
+            "--feature-source was used. Fit the model again on today's data (`ctstudy prognosis fit ... --refit`) "
+            "and export that fit.")
+    with explained(f"exporting ModelFit #{fit_id} for R"):
+        paths = export_r(table, fit, out)
+    console.print(f"Wrote {len(paths)} files to {out}: run `Rscript refit.R` there (R with rms, survival, ordinal, "
+                  "mice) to refit and pool the model and print R's coefficients beside ctstudy's.")

@@ -71,6 +71,11 @@ class CoefficientModel:
         for f in fits[1:]:
             if not f.params_.index.equals(index):
                 raise ValueError("pool_from: the fits do not have the same parameters")
+        knots = getattr(fits[0], "knots_", None)
+        if any(getattr(f, "knots_", None) != knots for f in fits[1:]):
+            raise ValueError("pool_from: the fits have different spline knots, so their coefficients belong to "
+                             "different bases; fit every imputed data set with the same knots (pass the knot "
+                             "values as age_spline_knots)")
         n = getattr(fits[0], "n_", None)
         pooled = rubin_pool(
             np.stack([f.params_.to_numpy() for f in fits]), np.stack([f.cov_params_.to_numpy() for f in fits]),
@@ -96,7 +101,8 @@ class CoefficientModel:
 
     # Attributes estimated separately on each imputed data set: never copied from the first fit.
     _per_imputation: tuple[str, ...] = ("params_", "cov_params_", "dof_", "llf_", "concordance_", "thresholds_",
-                                        "threshold_cov_", "fitter_", "baseline_", "estimation_", "converged_")
+                                        "threshold_cov_", "threshold_dof_", "fitter_", "baseline_", "estimation_",
+                                        "converged_")
 
     def _pool_extra(self, fits: list[CoefficientModel]) -> None:
         """Pool the model's other estimated parameters (cutpoints, baseline hazard); none here."""

@@ -1,4 +1,4 @@
-"""Cox proportional hazards for time to death (lifelines CoxPHFitter), with the PH check."""
+"""Cox proportional hazards for time to death (lifelines CoxPHFitter), with the PH test of R's cox.zph."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
-from lifelines.statistics import proportional_hazard_test
-from scipy import stats
 
 from prognosis.coefficients import CoefficientModel
 from prognosis.design import check_complete, design_matrix, spline_knots_for
+from prognosis.ph_test import cox_zph, term_groups
 
 # lifelines' ridge penalizer of the fallback fit when the unpenalized one does not converge.
 FALLBACK_PENALIZER = 0.1
@@ -103,30 +102,21 @@ class CoxModel(CoefficientModel):
         risk = np.exp(self.risk_score(df))
         return pd.DataFrame(np.exp(-h0[:, None] * risk[None, :]), index=list(times), columns=df.index)
 
-    def proportional_hazards_test(self) -> pd.DataFrame:
-        """Schoenfeld-residual test per term (rank time transform): statistic and p; small p = PH doubtful."""
+    def _zph(self, transform: str) -> tuple[pd.DataFrame, dict[str, float]]:
         self._check_fitted()
-        result = proportional_hazard_test(self.fitter_, self._train_frame, time_transform="rank")
-        table = result.summary[["test_statistic", "p"]].copy()
-        table.index = [i[0] if isinstance(i, tuple) else i for i in table.index]
-        table.index.name = "term"
-        return table
+        frame = self._train_frame
+        x = frame.drop(columns=["_T", "_E"])
+        return cox_zph(frame["_T"].to_numpy(), frame["_E"].to_numpy(), x.to_numpy(), self.params_.to_numpy(),
+                       term_groups(list(x.columns)), transform)
 
-    def global_ph_test(self) -> dict[str, float]:
-        """Grambsch-Therneau global test of proportional hazards (Biometrika 1994), rank time scale:
-        T = (g'R) (d V) (g'R)' / sum(g - mean g)^2 on p df, with R the unscaled Schoenfeld residuals,
-        V the coefficient covariance and d the number of deaths (the form of R's `cox.zph` before 4.0).
-        Hand-written because lifelines reports only the per-term tests."""
-        self._check_fitted()
-        resid = self.fitter_.compute_residuals(self._train_frame, "schoenfeld")
-        times = self._train_frame.loc[resid.index, "_T"].to_numpy()
-        g = pd.Series(times).rank().to_numpy()
-        g = g - g.mean()
-        u = g @ resid[self.params_.index].to_numpy()
-        d = len(resid)
-        stat = float(d * u @ self.cov_params_.to_numpy() @ u / np.sum(g**2))
-        k = len(self.params_)
-        return {"statistic": stat, "df": k, "p": float(stats.chi2.sf(stat, k))}
+    def proportional_hazards_test(self, transform: str = "km") -> pd.DataFrame:
+        """R's `cox.zph` per term (`prognosis.ph_test`): test_statistic, df and p; small p = PH doubtful."""
+        return self._zph(transform)[0]
+
+    def global_ph_test(self, transform: str = "km") -> dict[str, float]:
+        """R's `cox.zph` global test (Grambsch-Therneau score test on the full information matrix): statistic,
+        df, p."""
+        return self._zph(transform)[1]
 
     def to_spec(self) -> dict[str, Any]:
         """Everything needed to predict again without the data: coefficients, covariance, knots and

@@ -29,10 +29,18 @@ def check_complete(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: missing values in {detail}; impute first (prognosis.imputation) or drop those rows")
 
 
-def spline_knots_for(df: pd.DataFrame, terms: Sequence[str], n_knots: int | None) -> list[float] | None:
-    """Knots of the age spline learned from `df` (None when no spline or no age term)."""
-    if not n_knots or "age" not in terms:
+def spline_knots_for(df: pd.DataFrame, terms: Sequence[str],
+                     n_knots: int | Sequence[float] | None) -> list[float] | None:
+    """Knots of the age spline (None when no spline or no age term): learned from `df` when `n_knots` is a
+    number of knots, or the given knots themselves when it is a sequence (knots fixed once for all the
+    imputed data sets and refits of one model, so that their coefficients belong to one basis)."""
+    if n_knots is None or isinstance(n_knots, int) and not n_knots or "age" not in terms:
         return None
+    if not isinstance(n_knots, int):
+        knots = [float(k) for k in n_knots]
+        if len(knots) < 3 or any(b <= a for a, b in zip(knots, knots[1:], strict=False)):
+            raise ValueError(f"age spline: knots must be at least 3 increasing values, got {knots}")
+        return knots
     return age_spline_knots(df["age"], n_knots)
 
 

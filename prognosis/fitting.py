@@ -44,7 +44,7 @@ from prognosis.ml_models import GradientBoostingModel, PenalizedLogisticModel
 from prognosis.ordinal import OrdinalGOSModel
 from prognosis.rubin import d2_pooled_chisq
 from prognosis.sample_size import events_per_variable, riley_sample_size
-from prognosis.terms import raw_columns_of, terms_of
+from prognosis.terms import age_spline_knots, raw_columns_of, terms_of
 from prognosis.threads import single_threaded_blas
 from prognosis.validation import (
     bootstrap_optimism,
@@ -118,8 +118,27 @@ def fit_settings(outcome: str, feature_set: str, model_kind: str | None, cv: str
             "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
 
 
-def model_factory(outcome: str, model_kind: str, terms: list[str], age_spline_knots: int | None = None):  # noqa: ANN201
-    """A zero-argument constructor of the unfitted model (what cross-validation and bootstrap call)."""
+def fixed_spline_knots(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str,
+                       n_knots: int | None) -> list[float] | None:
+    """The age spline's knots, placed once at Harrell's quantiles of the observed ages of the rows
+    with the outcome (complete cases: of those rows), and used by every imputed data set and every
+    refit, so that the m coefficient vectors Rubin's rules average are of one basis."""
+    if not n_knots or "age" not in terms:
+        return None
+    rows = rows_with_outcome(table, outcome_columns)
+    if imputation == "complete-case":
+        rows = complete_case_table(rows, terms)
+    age = rows["age"].dropna()
+    if age.nunique() < n_knots:
+        raise ValueError(f"age spline: {age.nunique()} distinct observed ages cannot place {n_knots} knots; "
+                         "use fewer knots (--age-spline 3) or no spline")
+    return age_spline_knots(age, n_knots)
+
+
+def model_factory(outcome: str, model_kind: str, terms: list[str],
+                  age_spline_knots: int | list[float] | None = None):  # noqa: ANN201
+    """A zero-argument constructor of the unfitted model (what cross-validation and bootstrap call).
+    `age_spline_knots`: a number of knots (placed on each fit's data) or the knots themselves."""
     if model_kind not in MODEL_KINDS.get(outcome, ()):
         raise ValueError(f"model kind {model_kind!r} does not fit outcome {outcome!r}; "
                          f"choose from {MODEL_KINDS.get(outcome, ())} (outcomes: {OUTCOMES})")
@@ -210,9 +229,10 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
     model_kind = model_kind or MODEL_KINDS[outcome][0]
     terms = terms_of(feature_set)
-    make = model_factory(outcome, model_kind, terms, age_spline_knots)
     outcome_cols = {"mortality": ["died"], "unfavourable": ["unfavourable"], "gos": ["gos_6m"],
                     "survival": ["days_to_death_or_censor", "died"]}[outcome]
+    knots = fixed_spline_knots(table, outcome_cols, terms, imputation, age_spline_knots)
+    make = model_factory(outcome, model_kind, terms, knots)
     data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed,
                                                              imputations)
     if not len(data[0]):
@@ -266,7 +286,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 metrics["center_meta"] = meta
                 if isinstance(model, LogisticModel) and d0["center"].nunique() >= 3:
                     try:
-                        metrics["random_intercept"] = random_intercept_model(d0, terms, col, model.params_)
+                        metrics["random_intercept"] = random_intercept_model(data, terms, col, model.params_)
                     except (ValueError, np.linalg.LinAlgError) as exc:
                         extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
         if isinstance(model, LogisticModel) and "shrinkage" in metrics:
@@ -286,6 +306,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             metrics[f"auc_{name}"], metrics[f"auc_{name}_lower"], metrics[f"auc_{name}_upper"] = (
                 d["auc"], d["lower"], d["upper"])
         metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
+        metrics["cutpoint_table"] = model.cutpoint_table.to_dict("records")
         metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
         try:
             extra["brant"] = brant_test(d0, terms)
@@ -298,10 +319,12 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     else:
         metrics["harrell_c"] = harrell_c(d0["days_to_death_or_censor"], d0["died"], model.risk_score(d0))
         per_term = [f.proportional_hazards_test() for f in fits]
-        ph = pd.DataFrame({"test_statistic": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)
-                                              ["statistic"] for term in per_term[0].index],
-                           "p": [d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term], 1)["p"]
-                                 for term in per_term[0].index]}, index=per_term[0].index)
+        # D2 pools the m chi-squares of each term on its df into an F statistic (reported per df).
+        pooled_terms = {term: d2_pooled_chisq([t.loc[term, "test_statistic"] for t in per_term],
+                                              int(per_term[0].loc[term, "df"])) for term in per_term[0].index}
+        ph = pd.DataFrame({"test_statistic": [d["statistic"] for d in pooled_terms.values()],
+                           "df": [d["df1"] for d in pooled_terms.values()],
+                           "p": [d["p"] for d in pooled_terms.values()]}, index=per_term[0].index)
         extra["ph_test"] = ph
         global_tests = [f.global_ph_test() for f in fits]
         glob = d2_pooled_chisq([g["statistic"] for g in global_tests], global_tests[0]["df"])

@@ -29,8 +29,9 @@ class LogisticModel(CoefficientModel):
     """Binary logistic model on named terms.
 
     Parameters: `terms` (design-term names of prognosis.terms), `outcome` (a 0/1 column of the
-    analysis table, e.g. `died` or `unfavourable`), `age_spline_knots` (None for linear age, or 3-5
-    for a restricted cubic spline of age with knots at Harrell's quantiles), `alpha` for the CIs.
+    analysis table, e.g. `died` or `unfavourable`), `age_spline_knots` (None for linear age, 3-5 for a
+    restricted cubic spline of age with knots at Harrell's quantiles of the fitted data, or the knot
+    values themselves), `alpha` for the CIs.
     """
 
     ratio_name = "odds_ratio"

@@ -73,8 +73,10 @@ def brier(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
-def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series) -> dict[str, float]:
-    """Calibration-in-the-large (intercept with logit(p) as offset; 0 is ideal) and slope (1 is ideal).
+def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series,
+                                with_se: bool = False) -> dict[str, float]:
+    """Calibration-in-the-large (intercept with logit(p) as offset; 0 is ideal) and slope (1 is ideal),
+    with their standard errors (`<name>_se`) when `with_se`.
 
     Cox (Biometrika 1958); Steyerberg, Clinical Prediction Models, ch. 15. Slope < 1 = overfitted.
     """
@@ -82,7 +84,10 @@ def calibration_intercept_slope(y: np.ndarray | pd.Series, p: np.ndarray | pd.Se
     lp = logit(np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9))
     slope_fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
     citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
-    return {"calibration_intercept": float(citl.params[0]), "calibration_slope": float(slope_fit.params[1])}
+    out = {"calibration_intercept": float(citl.params[0]), "calibration_slope": float(slope_fit.params[1])}
+    if with_se:
+        out.update(calibration_intercept_se=float(citl.bse[0]), calibration_slope_se=float(slope_fit.bse[1]))
+    return out
 
 
 def calibration_curve_data(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, n_bins: int = 10) -> pd.DataFrame:
@@ -232,24 +237,37 @@ def net_benefit(y: np.ndarray | pd.Series, risks: dict[str, np.ndarray],
     return pd.DataFrame(out)
 
 
-def random_effects_meta(estimates: np.ndarray, variances: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+def random_effects_meta(estimates: np.ndarray, variances: np.ndarray, alpha: float = 0.05,
+                        hartung_knapp: bool = False) -> dict[str, float]:
     """DerSimonian-Laird random-effects pooling (statsmodels `combine_effects`) with τ² and the 95%
-    prediction interval of a new center's effect (Higgins, Thompson & Spiegelhalter 2009: t with k-2 df)."""
+    prediction interval of a new center's effect (Higgins, Thompson & Spiegelhalter 2009: t with k-2 df).
+
+    `hartung_knapp`: the Hartung-Knapp-Sidik-Jonkman CI (IntHout et al., BMC Med Res Methodol 2014), the
+    SE from the weighted residual spread, sqrt(sum w_i (y_i - mu)^2 / ((k - 1) sum w_i)) with
+    w_i = 1 / (v_i + τ²), and t on k - 1 df: with few centers (k = 5) the normal CI is too narrow.
+    As metafor's `test = "knha"` (no truncation of the SE at the DerSimonian-Laird one)."""
     from statsmodels.stats.meta_analysis import combine_effects
 
     est = np.asarray(estimates, dtype=float)
     var = np.asarray(variances, dtype=float)
     res = combine_effects(est, var, method_re="dl", alpha=alpha)
     pooled, se = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    se_dl = se  # the prediction interval keeps the DerSimonian-Laird SE
     tau2 = float(res.tau2)
-    ci = (pooled - stats.norm.ppf(1 - alpha / 2) * se, pooled + stats.norm.ppf(1 - alpha / 2) * se)
     k = len(est)
+    crit = stats.norm.ppf(1 - alpha / 2)
+    if hartung_knapp and k >= 2:
+        w = 1.0 / (var + tau2)
+        se = float(np.sqrt(np.sum(w * (est - pooled) ** 2) / ((k - 1) * np.sum(w))))
+        crit = stats.t.ppf(1 - alpha / 2, k - 1)
+    ci = (pooled - crit * se, pooled + crit * se)
     if k >= 3:
-        half = stats.t.ppf(1 - alpha / 2, k - 2) * np.sqrt(tau2 + se**2)
+        half = stats.t.ppf(1 - alpha / 2, k - 2) * np.sqrt(tau2 + se_dl**2)
         pi = (pooled - half, pooled + half)
     else:
         pi = (float("nan"), float("nan"))
     q = float(res.q)
     i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
     return {"pooled": pooled, "se": se, "lower": float(ci[0]), "upper": float(ci[1]), "tau2": tau2,
-            "pi_lower": float(pi[0]), "pi_upper": float(pi[1]), "q": q, "i2": i2, "k": k}
+            "pi_lower": float(pi[0]), "pi_upper": float(pi[1]), "q": q, "i2": i2, "k": k,
+            "ci_method": "hartung-knapp" if hartung_knapp and k >= 2 else "normal"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.special import expit
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 
@@ -135,7 +136,13 @@ class OrdinalGOSModel(CoefficientModel):
         self._set_coefficients(result.params.iloc[:k], result.cov_params().iloc[:k, :k])
         self._raw_params = result.params.to_numpy()
         self.thresholds_ = np.asarray(model.transform_threshold_params(result.params.to_numpy()))[1:-1]
-        self.threshold_cov_ = result.cov_params().iloc[k:, k:]
+        # statsmodels estimates (first threshold, log increments of the others); their covariance is
+        # carried to the thresholds themselves by the delta method, theta = J phi with the Jacobian
+        # J[t, s] = d theta_t / d phi_s (1 for the first threshold, exp(phi_s) for s <= t).
+        inc = np.exp(result.params.to_numpy()[k + 1:])
+        jac = np.tril(np.ones((len(inc) + 1, len(inc) + 1))) * np.r_[1.0, inc][None, :]
+        self.threshold_cov_ = pd.DataFrame(jac @ result.cov_params().to_numpy()[k:, k:] @ jac.T)
+        self.threshold_dof_ = np.full(len(self.thresholds_), np.inf)
         self.llf_ = float(result.llf)
         self.n_ = int(len(gos))
         self.converged_ = bool(result.mle_retvals.get("converged", True))
@@ -144,10 +151,13 @@ class OrdinalGOSModel(CoefficientModel):
     def _pool_extra(self, fits: list[CoefficientModel]) -> None:
         """Cutpoints pooled like the coefficients: Rubin means, with their total (co)variance."""
         super()._pool_extra(fits)
+        n = getattr(fits[0], "n_", None)
         pooled = rubin_pool(np.stack([f.thresholds_ for f in fits]),
-                            np.stack([np.asarray(f.threshold_cov_) for f in fits]))
+                            np.stack([np.asarray(f.threshold_cov_) for f in fits]),
+                            dof_complete=(n - len(self.params_) - len(fits[0].thresholds_)) if n else None)
         self.thresholds_ = pooled.params
         self.threshold_cov_ = pd.DataFrame(pooled.cov)
+        self.threshold_dof_ = pooled.dof
 
     def to_spec(self) -> dict[str, Any]:
         """Everything needed to predict again without the data (stored in ModelFit.spec)."""
@@ -185,6 +195,22 @@ class OrdinalGOSModel(CoefficientModel):
 
     def predict_unfavourable(self, df: pd.DataFrame) -> np.ndarray:
         return self.predict_proba(df)[["gos_1", "gos_2", "gos_3"]].sum(axis=1).to_numpy()
+
+    @property
+    def cutpoint_table(self) -> pd.DataFrame:
+        """The cutpoints (`cutpoint_k` of P(GOS <= k) = expit(cutpoint_k + LP), k = 1..4) with their SE and
+        (1 - alpha) CI: Wald on one data set, Rubin's total variance and Barnard-Rubin df when pooled."""
+        self._check_fitted()
+        if not hasattr(self, "threshold_cov_"):
+            raise RuntimeError("OrdinalGOSModel: cutpoint SEs are known only for a fitted model, not one read from "
+                               "a spec")
+        se = np.sqrt(np.diag(np.asarray(self.threshold_cov_, dtype=float)))[::-1]
+        dof = np.asarray(getattr(self, "threshold_dof_", np.full(len(se), np.inf)), dtype=float)[::-1]
+        crit = np.where(np.isinf(dof), stats.norm.ppf(1 - self.alpha / 2),
+                        stats.t.ppf(1 - self.alpha / 2, np.where(np.isinf(dof), 1.0, dof)))
+        cut = self.cutpoints_
+        return pd.DataFrame({"cutpoint": [f"GOS <= {k}" for k in range(1, len(cut) + 1)], "estimate": cut,
+                             "se": se, "lower": cut - crit * se, "upper": cut + crit * se, "dof": dof})
 
     @property
     def cutpoints_(self) -> np.ndarray:

@@ -292,6 +292,13 @@ def coefficients_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
         parts.append(_table(rows, "Pooled over imputations (Rubin's rules); CIs and p with Barnard-Rubin degrees of "
                                   "freedom; FMI: fraction of missing information."))
+        cuts = f["metrics"].get("cutpoint_table")
+        if cuts:
+            parts.append(_table([{"Cutpoint": c["cutpoint"], "Estimate (95% CI)": _ci(c["estimate"], c["lower"],
+                                                                                       c["upper"], 2),
+                                  "SE": _num(c["se"])} for c in cuts],
+                                "Cutpoints of P(GOS ≤ k) = expit(cutpoint + linear predictor), pooled by Rubin's "
+                                "rules (total variance; CI with Barnard-Rubin degrees of freedom)."))
         labelled = coef.assign(term=coef["term"].map(term_label))
         parts.append(figure(forest_figure(labelled, f"{word}s (95% CI)"), f"{_fit_title(f)}: {word.lower()}s."))
     return "".join(parts)
@@ -314,13 +321,22 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
         if meta:
             caption += (f" Random-effects pooled AUC {_ci(meta['pooled'], meta['lower'], meta['upper'])}; τ² (logit "
                         f"AUC) {_num(meta['tau2_logit'])}, I² {_num(100 * meta['i2'], 0)}%; 95% prediction interval "
-                        f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}.")
+                        f"for a new center {_num(meta['pi_lower'])} to {_num(meta['pi_upper'])}"
+                        + (f"; Hartung-Knapp 95% CI {_num(meta['hk_lower'])} to {_num(meta['hk_upper'])}"
+                           if "hk_lower" in meta else "") + ".")
+        for name, label in (("calibration_intercept", "calibration intercept"), ("calibration_slope",
+                                                                                  "calibration slope")):
+            cal = (f["metrics"].get("center_meta") or {}).get(name)
+            if cal:
+                caption += (f" Pooled {label} {_ci(cal['pooled'], cal['lower'], cal['upper'], 2)} (random effects, "
+                            f"Hartung-Knapp CI), τ² {_num(cal['tau2'])}.")
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>" + _table(rows, caption))
         ri = f["metrics"].get("random_intercept")
         if ri:
             parts.append(f"<p>Sensitivity analysis, logistic model with a random intercept per center "
-                         f"(variational Bayes): between-center SD of the log-odds {_num(ri['center_sd'], 2)} (95% "
-                         f"credible interval {_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
+                         f"(maximum likelihood, Laplace; over {ri.get('m', 1)} imputed data set(s)): between-center "
+                         f"SD of the log-odds {_num(ri['center_sd'], 2)} (95% profile-likelihood interval "
+                         f"{_num(ri['center_sd_lower'], 2)} to {_num(ri['center_sd_upper'], 2)}), "
                          f"median odds ratio {_num(ri['median_odds_ratio'], 2)}; largest shift of a fixed effect "
                          f"against the ordinary model "
                          f"{_num(max((abs(r.get('shift') or 0) for r in ri['fixed_effects']), default=0), 2)} on "
@@ -342,11 +358,13 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
             parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
                                       "GOS ≤ k compared; small p: that term's effect differs across GOS levels."))
         if "ph_test" in m:
-            rows = [{"Term": term_label(r["term"]), "χ²": _num(r["test_statistic"], 2), "p": _p(r["p"])}
+            rows = [{"Term": term_label(r["term"]), "Statistic (df)": f"{_num(r['test_statistic'], 2)} "
+                                                                  f"({int(r.get('df') or 1)})", "p": _p(r["p"])}
                     for r in m["ph_test"]]
             parts.append(f"<h3>Proportional hazards: {html.escape(_fit_title(f))}</h3>")
-            parts.append(_table(rows, f"Schoenfeld residual tests (rank time), pooled over imputations (D2). "
-                                      f"Grambsch-Therneau global test: p {_p(m.get('ph_global_p'))}."))
+            parts.append(_table(rows, f"Score tests of each term x g(t), g = 1 - Kaplan-Meier (R's cox.zph); "
+                                      "over m imputations the statistic is D2's F (per df) pooling the m "
+                                      f"chi-squares. Global test: p {_p(m.get('ph_global_p'))}."))
         if "nonlinearity" in m:
             rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
                      "p": _p(r["p"])} for r in m["nonlinearity"]]

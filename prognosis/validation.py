@@ -281,7 +281,8 @@ def per_center_validation(y: np.ndarray, p: np.ndarray, centers: np.ndarray) -> 
     """Internal-external validation per center (Steyerberg & Harrell, J Clin Epidemiol 2016): n, events,
     AUC with DeLong 95% CI, calibration intercept and slope of each held-out center, and their
     random-effects (DerSimonian-Laird) pooling with τ² and a 95% prediction interval. AUCs are pooled
-    on the logit scale (delta-method variance) and back-transformed."""
+    on the logit scale (delta-method variance) and back-transformed, with the Hartung-Knapp CI beside the
+    normal one; calibration intercepts and slopes are pooled likewise (Hartung-Knapp CI)."""
     from scipy.special import expit as _expit
 
     y, p, c = np.asarray(y, float), np.asarray(p, float), np.asarray(centers).astype(str)
@@ -295,7 +296,7 @@ def per_center_validation(y: np.ndarray, p: np.ndarray, centers: np.ndarray) -> 
             row.update(auc=d["auc"], auc_lower=d["lower"], auc_upper=d["upper"], auc_se=d["se"])
             # A tiny center whose recalibration fit fails: its intercept and slope are left blank.
             with contextlib.suppress(ValueError, np.linalg.LinAlgError, PerfectSeparationError):
-                row.update(calibration_intercept_slope(yy, pp))
+                row.update(calibration_intercept_slope(yy, pp, with_se=True))
         rows.append(row)
     table = pd.DataFrame(rows)
     meta: dict[str, Any] = {}
@@ -309,6 +310,18 @@ def per_center_validation(y: np.ndarray, p: np.ndarray, centers: np.ndarray) -> 
                        "upper": float(_expit(res["upper"])), "pi_lower": float(_expit(res["pi_lower"])),
                        "pi_upper": float(_expit(res["pi_upper"])), "tau2_logit": res["tau2"], "i2": res["i2"],
                        "k": res["k"]}
+        hk = random_effects_meta(est, var, hartung_knapp=True)
+        meta["auc"].update(hk_lower=float(_expit(hk["lower"])), hk_upper=float(_expit(hk["upper"])))
+    # Calibration intercept and slope pooled across centers (random effects, Hartung-Knapp CI: few centers).
+    for name in ("calibration_intercept", "calibration_slope"):
+        if f"{name}_se" not in table:
+            continue
+        cal = table.dropna(subset=[name, f"{name}_se"])
+        cal = cal[cal[f"{name}_se"] > 0]
+        if len(cal) >= 2:
+            res = random_effects_meta(cal[name].to_numpy(), cal[f"{name}_se"].to_numpy() ** 2, hartung_knapp=True)
+            meta[name] = {k: res[k] for k in ("pooled", "se", "lower", "upper", "tau2", "i2", "pi_lower", "pi_upper",
+                                              "k", "ci_method")}
     return table, meta
 
 
