@@ -44,7 +44,7 @@ from registry.models import (
 from registry.progress import TOTAL, collection_progress, missing_items
 from registry.store import record_qc_decision, repeated_qc_decision
 from registry.targets import set_targets, stored_targets
-from registry.users import add_user, deactivate_user, users_table
+from registry.users import add_user, deactivate_user, reactivate_user, set_password, unlock_user, users_table
 
 CACHE_TTL_S = 60
 
@@ -624,3 +624,31 @@ def add_dashboard_user(db_url: str, username: str, role: str, password: str, cen
 def deactivate_dashboard_user(db_url: str, username: str, actor: str) -> None:
     with _session(db_url) as s, s.begin():
         deactivate_user(s, username, actor=actor)
+
+
+def reactivate_dashboard_user(db_url: str, username: str, actor: str) -> None:
+    with _session(db_url) as s, s.begin():
+        reactivate_user(s, username, actor=actor)
+
+
+def unlock_dashboard_user(db_url: str, username: str, actor: str) -> None:
+    with _session(db_url) as s, s.begin():
+        unlock_user(s, username, actor=actor)
+
+
+def reset_dashboard_password(db_url: str, username: str, password: str, actor: str) -> None:
+    """An admin sets a user's password (audited; the user's open sessions end); UserError when it is too short."""
+    with _session(db_url) as s, s.begin():
+        set_password(s, username, password, actor=actor)
+
+
+def user_audit(db_url: str, limit: int = 100) -> pd.DataFrame:
+    """What was done to user accounts, newest first: when, who, action, user, before, after (never cached)."""
+    with _session(db_url) as s:
+        df = _frame(s, select(AuditEvent.at.label("when"), AuditEvent.actor.label("who"), AuditEvent.action,
+                              AuditEvent.entity_id.label("user"), AuditEvent.before, AuditEvent.after)
+                    .where(AuditEvent.entity_type == "user")
+                    .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    for col in ("before", "after"):
+        df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
+    return df
