@@ -156,11 +156,12 @@ def report(
     feature_source: str = typer.Option("auto", "--feature-source"),
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
-    from prognosis.analysis_table import missingness_report
+    from prognosis.analysis_table import analysis_table_hash, missingness_report
     from prognosis.fitting import analysis_tables, compare_feature_sets
     from prognosis.impact import impact_validation_table
     from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
     from prognosis.report import report_html
+    from prognosis.staleness import refit_command, stale_fits, stale_notice
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
     from prognosis.terms import terms_of
 
@@ -183,8 +184,15 @@ def report(
             imputed = {o: analysis_tables(table, [c], terms, "mice", m, seed)
                        for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
             impact = impact_validation_table(table, imputed)
-        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table)
+        current = analysis_table_hash(table)
+        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table,
+                                current_hash=current)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")
         console.print(f"Wrote {path} ({len(fits)} fits, {path.stat().st_size / 1e6:.1f} MB).")
+        stale = stale_fits(fits, current)
+        if stale:
+            err.print(f"[yellow]out of date:[/yellow] {stale_notice(stale, current)}")
+            for f in stale:
+                err.print(f"  {refit_command(f)}", soft_wrap=True, highlight=False)
