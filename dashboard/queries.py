@@ -525,18 +525,26 @@ def patient_series(db_url: str, center: str | None, pseudo_id: str) -> pd.DataFr
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def series_features(db_url: str, center: str | None, pseudo_id: str | None = None) -> pd.DataFrame:
     """Imaging biomarkers of every series in scope (or one patient's), one row per series and mask source, the
-    scalar feature values as columns, with center, day and outcome (died, gos_6m, unfavourable = GOS 1-3)."""
+    scalar feature values as columns, with center, day, outcome (died, gos_6m, unfavourable = GOS 1-3) and the
+    model that made the mask (mask_model, `biomarkers.provenance.mask_model`)."""
+    from biomarkers.provenance import mask_model
+
     with _session(db_url) as s:
         patient_filter = [] if pseudo_id is None else [Patient.pseudo_id == pseudo_id]
         df = _frame(s, _scoped(
             select(Series.series_instance_uid.label("series_uid"), Patient.pseudo_id, Center.code.label("center"),
                    Series.days_from_injury, SeriesFeatures.source, SeriesFeatures.definitions_version,
+                   SegmentationRun.model_name, SegmentationRun.model_version,
                    SeriesFeatures.values, Outcome.died, Outcome.gos_6m)
             .select_from(Center).join(Patient, Patient.center_id == Center.id)
             .join(Study, Study.patient_id == Patient.id)
             .join(Series, Series.study_id == Study.id).join(SeriesFeatures, SeriesFeatures.series_id == Series.id)
+            .outerjoin(SegmentationRun, SegmentationRun.id == SeriesFeatures.segmentation_run_id)
             .outerjoin(Outcome, Outcome.patient_id == Patient.id).where(*patient_filter)
             .order_by(Center.code, Patient.pseudo_id, Series.days_from_injury), center))
+    df.insert(df.columns.get_loc("source") + 1, "mask_model",
+              [mask_model(src, name, version) for src, name, version in
+               zip(df["source"], df.pop("model_name"), df.pop("model_version"), strict=True)])
     values = pd.DataFrame(df.pop("values").tolist(), index=df.index) if len(df) else pd.DataFrame(index=df.index)
     df["unfavourable"] = df["gos_6m"].map(lambda g: None if g is None or g != g else bool(g <= 3))
     return df.join(values.drop(columns=[c for c in values.columns if c in df.columns]))
