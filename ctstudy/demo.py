@@ -351,7 +351,7 @@ def demo(
         for outcome, features in DEMO_MODEL_FITS:
             run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
                         "--n-boot", DEMO_BOOTSTRAP)
-        run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP)
+        run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP, "--pdf")
         set_demo_targets(home)
         logins = ensure_demo_users(home, coordinator)
     except DemoStepFailed as exc:

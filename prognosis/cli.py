@@ -154,6 +154,8 @@ def report(
     n_boot: int = typer.Option(200, "--n-boot", min=10),
     seed: int = typer.Option(0, "--seed"),
     feature_source: str = typer.Option("auto", "--feature-source"),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print it to prognosis_report.pdf (needs Chromium installed; "
+                                                  "without it the HTML is written and the command says so)."),
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
     from prognosis.analysis_table import analysis_table_hash, missingness_report
@@ -191,6 +193,15 @@ def report(
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")
         console.print(f"Wrote {path} ({len(fits)} fits, {path.stat().st_size / 1e6:.1f} MB).")
+        if pdf:
+            from prognosis.report_pdf import PdfUnavailable, html_to_pdf
+
+            try:
+                printed = html_to_pdf(path, path.with_suffix(".pdf"))
+            except PdfUnavailable as exc:
+                err.print(f"[yellow]{exc}[/yellow]", soft_wrap=True)
+            else:
+                console.print(f"Wrote {printed} ({printed.stat().st_size / 1e6:.1f} MB).")
         stale = stale_fits(fits, current)
         if stale:
             err.print(f"[yellow]out of date:[/yellow] {stale_notice(stale, current)}")

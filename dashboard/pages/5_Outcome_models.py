@@ -43,6 +43,9 @@ def current_data_hash(db_url: str) -> str | None:
         return None
 
 
+# What `ctstudy prognosis report --out <home>/reports` writes (the demo does).
+REPORT_NAME = "prognosis_report.html"
+
 ident = auth.require_identity()
 home = queries.current_home()
 scope = ident.center_scope
@@ -138,6 +141,24 @@ else:
         st.dataframe(models_view.metrics_display(metrics), hide_index=True, key="om_metrics")
         st.caption(f"Data snapshot {fit['data_hash'][:12]}, validation {fit['cv']}, "
                    f"{len(fit['variables'] or [])} terms.")
+
+    st.subheader("The report")
+    report_html = home.reports_dir / REPORT_NAME
+    if report_html.is_file():
+        written = pd.Timestamp(report_html.stat().st_mtime, unit="s").strftime("%Y-%m-%d %H:%M")
+        r1, r2 = st.columns(2)
+        r1.download_button("Outcome-model report (HTML)", report_html.read_bytes(), REPORT_NAME, "text/html",
+                           key="om_dl_report", help="One self-contained file: opens offline in any browser.")
+        report_pdf = report_html.with_suffix(".pdf")
+        if report_pdf.is_file():
+            r2.download_button("Outcome-model report (PDF)", report_pdf.read_bytes(), report_pdf.name,
+                               "application/pdf", key="om_dl_report_pdf")
+        else:
+            r2.caption("No PDF yet: `ctstudy prognosis report --out DIR --pdf` prints one (needs Chromium).")
+        st.caption(f"Written {written} (UTC); `ctstudy prognosis report --out {home.reports_dir}` writes it again "
+                   "from the latest fits.")
+    else:
+        st.caption(f"No report written yet: `ctstudy prognosis report --out {home.reports_dir} --pdf`.")
 
     st.subheader("Clinical only against clinical + imaging")
     outcomes = [o for o in ("mortality", "unfavourable") if (fits["outcome"] == o).any()]

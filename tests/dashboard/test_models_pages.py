@@ -166,3 +166,19 @@ def test_outcome_models_page_flags_fits_of_older_data_with_the_refit_command(sma
     st.cache_data.clear()
     at = page("5_Outcome_models.py", STAT)
     assert not at.exception and not any("out of date" in w.value for w in at.warning) and not at.code
+
+
+def test_outcome_models_page_offers_the_written_report_for_download(small) -> None:
+    home, _ = small
+    at = page("5_Outcome_models.py", STAT)
+    assert not at.exception
+    assert not any(b.label.startswith("Outcome-model report") for b in at.get("download_button"))
+    assert any("No report written yet" in c.value for c in at.caption)
+    (home.reports_dir / "prognosis_report.html").write_text("<html><body>report</body></html>", encoding="utf-8")
+    at = page("5_Outcome_models.py", STAT)
+    labels = {b.label for b in at.get("download_button")}
+    assert "Outcome-model report (HTML)" in labels and "Outcome-model report (PDF)" not in labels
+    assert any("No PDF yet" in c.value for c in at.caption)
+    (home.reports_dir / "prognosis_report.pdf").write_bytes(b"%PDF-1.4 report")
+    at = page("5_Outcome_models.py", STAT)
+    assert "Outcome-model report (PDF)" in {b.label for b in at.get("download_button")}
