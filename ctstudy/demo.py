@@ -369,4 +369,21 @@ def demo(
     if no_serve:
         console.print(f"Done (--no-serve). Start the dashboard with: ctstudy --home {home.root} dashboard")
         return
-    run_command(home, "dashboard", "--port", free_port(port))
+    serve_in_place_of_demo(home, free_port(port))
+
+
+def dashboard_exec_args(home: Home, port: int) -> list[str]:
+    """The command line of `ctstudy --home HOME --db-url URL dashboard --port PORT`, run by this Python."""
+    return [sys.executable, "-c", "from ctstudy.cli import main; main()", "--home", str(home.root),
+            "--db-url", home.db_url, "dashboard", "--port", str(port)]
+
+
+def serve_in_place_of_demo(home: Home, port: int) -> None:
+    """Replace this process by `ctstudy dashboard` (exec): the pipeline's memory (models, volumes, imported
+    libraries: over a gigabyte) is handed back, rather than held by a parent that only waits for the server."""
+    console.print(Rule(style="dim"))
+    console.print(f"[bold cyan]$ ctstudy dashboard --port {port}[/bold cyan]")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = dashboard_exec_args(home, port)
+    os.execv(args[0], args)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import subprocess
+from pathlib import Path
 
 from rich.console import Console
 from sqlalchemy import select
@@ -67,3 +70,12 @@ def test_piped_demo_output_is_not_wrapped_at_80_columns() -> None:
     Console(file=out, _environ=environ).print(line.strip())
     assert out.getvalue().count("\n") == 1
 
+
+
+def test_the_demo_hands_over_to_a_dashboard_command_that_runs(home) -> None:
+    args = demo.dashboard_exec_args(home, 8765)
+    assert args[-3:] == ["dashboard", "--port", "8765"] and str(home.root) in args
+    shown = subprocess.run([*args, "--help"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(Path(demo.__file__).parents[1])})
+    assert shown.returncode == 0, shown.stderr
+    assert "Serve the dashboard" in shown.stdout
