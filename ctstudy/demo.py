@@ -324,7 +324,8 @@ def demo(
         console.print(Rule(style="dim"))
         console.print(f"coordinator review (stands in for the QC page): {passed} series passed, {failed} failed; "
                       f"{left} of center {coordinator} left waiting for its coordinator (log-in `coord`, below)")
-        run_command(home, "registry", "qc-queue", "--center", coordinator)
+        if coordinator is not None:
+            run_command(home, "registry", "qc-queue", "--center", coordinator)
         run_command(home, "registry", "progress")
         run_command(home, "registry", "missing")
 
