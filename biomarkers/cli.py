@@ -80,22 +80,42 @@ def export(
     source: str = typer.Option("auto", "--source",
                                help="auto (per series: segmentation, else manual, else truth), or one of them."),
 ) -> None:
-    """Write the wide feature table: one row per series, or per patient with --per-patient."""
+    """Write the wide feature table: one row per series, or per patient with --per-patient.
+
+    Numbers are rounded to 6 significant digits; column mask_model (per series) or mask_models (per patient)
+    names the model that made each mask, and the command says when the table mixes models. Beside the file,
+    FILE's name with `.dictionary.csv`: every column's label, unit and definition.
+    """
+    from biomarkers.export_table import patient_mask_models, rounded_table
+    from biomarkers.provenance import mask_models_of_series, mixed_models_notice, with_mask_model
+    from vocabulary.dictionary import columns_dictionary
+
     suffix = "".join(file.suffixes[-1:]).lower()
     if suffix not in (".csv", ".parquet"):
         err.print(f"[red]error:[/red] {file}: the file name must end in .csv or .parquet")
         raise typer.Exit(2)
     with open_registry(ctx) as (_home, engine):
         with session_scope(engine) as session:
-            table = (store.patient_feature_table(session, source) if per_patient
-                     else store.series_feature_table(session, source))
+            series = store.series_feature_table(session, source)
+            if not series.empty:
+                series = with_mask_model(series, mask_models_of_series(session, series["segmentation_run_id"]))
+            table = store.patient_feature_table(session, source) if per_patient else series
         if table.empty:
             err.print("[red]error:[/red] no stored features: run `ctstudy biomarkers extract` first")
             raise typer.Exit(1)
+        if per_patient:
+            table = table.merge(patient_mask_models(series), on=["center", "patient_id"], how="left")
+        table = rounded_table(table)
         file.parent.mkdir(parents=True, exist_ok=True)
         _write(table, file, suffix)
+        codebook = file.with_name(file.name.rsplit(".", 1)[0] + ".dictionary.csv")
+        write_csv(columns_dictionary(table.columns), codebook)
         what = "patients" if per_patient else "series"
-        console.print(f"Wrote {len(table)} {what} x {table.shape[1]} columns to {file}")
+        console.print(f"Wrote {len(table)} {what} x {table.shape[1]} columns to {file}; column labels, units and "
+                      f"definitions in {codebook}")
+        notice = mixed_models_notice(series)
+        if notice:
+            err.print(f"[yellow]mixed models:[/yellow] {notice}", soft_wrap=True, highlight=False)
 
 
 def _write(table: pd.DataFrame, file: Path, suffix: str) -> None:

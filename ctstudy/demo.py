@@ -7,9 +7,13 @@ idempotent: run it again on the same home and every step reports that nothing is
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 import typer
@@ -24,7 +28,23 @@ from registry.models import QC_PASSED, QC_PENDING, Center, Patient, Series, Stud
 from registry.store import record_qc_decision
 from registry.users import add_user
 
-console = Console()
+# Soft wrap: a long line of the demo's own is one line in a log file, never folded at the console's width.
+console = Console(soft_wrap=True)
+# Width of the demo's output when it goes to a file or a pipe (rich assumes 80 columns there): wide enough for
+# the commands' tables and lines to stay whole in a log.
+LOG_COLUMNS = 200
+
+
+def widen_output_when_piped(stream: TextIO = sys.stdout, environ: MutableMapping[str, str] = os.environ) -> bool:
+    """When `stream` is not a terminal and COLUMNS is unset, set COLUMNS to LOG_COLUMNS; True when it did.
+
+    Every rich Console of the commands the demo runs in-process reads COLUMNS when it lays a line out (they are
+    made without a fixed width), so a demo written to a file is not hard-wrapped at 80 columns.
+    """
+    if stream.isatty() or environ.get("COLUMNS"):
+        return False
+    environ["COLUMNS"] = str(LOG_COLUMNS)
+    return True
 
 DEMO_ACTOR = "demo-coordinator"
 # One log-in per role, printed at the end. Demo passwords only: a real deployment creates its
@@ -68,12 +88,32 @@ def run_command(home: Home, *args: str | Path) -> None:
         raise DemoStepFailed(f"`ctstudy {' '.join(words)}` exited with status {code}")
 
 
-def review_pending_series(home: Home, defects_csv: Path) -> tuple[int, int]:
-    """Play the coordinator's visual review of every series pending QC; return (passed, failed).
+# Series of the demo coordinator's center left waiting for review: the last ones to arrive, so that the
+# coordinator opens the Quality-control page (or `registry qc-queue`) on real decisions to take.
+DEMO_LEFT_FOR_REVIEW = 5
+
+
+def coordinator_center(home: Home) -> str | None:
+    """The center of the demo coordinator: the one with the most patients (ties by code)."""
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            return session.scalars(
+                select(Center.code).join(Patient).group_by(Center.code)
+                .order_by(func.count(Patient.id).desc(), Center.code)).first()
+    finally:
+        engine.dispose()
+
+
+def review_pending_series(home: Home, defects_csv: Path, leave_center: str | None = None,
+                          leave: int = DEMO_LEFT_FOR_REVIEW) -> tuple[int, int, int]:
+    """Play the coordinator's visual review of the series pending QC; return (passed, failed, left pending).
 
     A person would look at each series in the dashboard's QC page. Here the synthetic study's own
     defect list stands in for their eyes: series with metal streak artifacts (which no header check
     can see) or with identifiers left in their headers are failed with that reason; the rest pass.
+    The last `leave` series of `leave_center` to arrive stay pending, for the demo coordinator to
+    decide; a second run finds the same ones pending and leaves them again.
     """
     defects = pd.read_csv(defects_csv, dtype=str).fillna("") if defects_csv.exists() else pd.DataFrame()
     metal = set(defects.loc[defects.get("kind", pd.Series(dtype=str)) == "metal_artifact", "series_instance_uid"]) \
@@ -82,8 +122,13 @@ def review_pending_series(home: Home, defects_csv: Path) -> tuple[int, int]:
     passed = failed = 0
     try:
         with session_scope(engine) as session:
-            pending = session.scalars(select(Series).where(Series.qc_status == QC_PENDING)).all()
+            pending = session.scalars(select(Series).where(Series.qc_status == QC_PENDING)
+                                      .order_by(Series.ingested_at, Series.id)).all()
+            kept = [s.id for s in pending if s.study.patient.center.code == leave_center][-leave:] \
+                if leave_center and leave > 0 else []
             for series in pending:
+                if series.id in kept:
+                    continue
                 if series.series_instance_uid in metal:
                     reason = "metal streak artifacts obscure the brain"
                 elif series.phi_tags:
@@ -96,7 +141,7 @@ def review_pending_series(home: Home, defects_csv: Path) -> tuple[int, int]:
                 passed += not reason
     finally:
         engine.dispose()
-    return passed, failed
+    return passed, failed, len(kept)
 
 
 def annotation_batch(study: Path, folder: Path, every: int = 3) -> Path:
@@ -197,15 +242,12 @@ def run_real_center(home: Home) -> None:
     show_real_ct_results(home, uids)
 
 
-def ensure_demo_users(home: Home) -> list[tuple[str, str, str, str]]:
-    """One user per role (the coordinator on the largest center); existing ones are left as they are."""
+def ensure_demo_users(home: Home, largest: str | None) -> list[tuple[str, str, str, str]]:
+    """One user per role (the coordinator on center `largest`); existing ones are left as they are."""
     engine = make_engine(home.db_url)
     rows = []
     try:
         with session_scope(engine) as session:
-            largest = session.scalars(
-                select(Center.code).join(Patient).group_by(Center.code).order_by(func.count(Patient.id).desc())
-            ).first()
             for username, role, password in DEMO_USERS:
                 center = largest if role == "coordinator" else None
                 if session.scalar(select(User.id).where(User.username == username)) is None:
@@ -214,6 +256,29 @@ def ensure_demo_users(home: Home) -> list[tuple[str, str, str, str]]:
     finally:
         engine.dispose()
     return rows
+
+
+def set_demo_targets(home: Home) -> None:
+    """Per-center targets, as the study's admin would set them on the Collection page: each synthetic center
+    owes its share of the study's patients, all of them with a QC-passed scan and segmented. Targets already
+    stored are left as they are."""
+    from registry.targets import TARGET_METRICS, set_target, stored_targets
+
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            stored = stored_targets(session)
+            have = set(zip(stored["center"], stored["metric"], strict=True))
+            patients = dict(session.execute(select(Center.code, func.count(Patient.id)).join(Patient)
+                                            .where(Center.code != REAL_CENTER).group_by(Center.code)).all())
+            for code, n in sorted(patients.items()):
+                # Enrolment still open: each center aims a little beyond what it has sent so far.
+                wanted = {"patients": n + n // 4 + 1, "series_qc_passed": 2 * n, "series_segmented": 2 * n}
+                for metric, value in wanted.items():
+                    if metric in TARGET_METRICS and (code, metric) not in have:
+                        set_target(session, code, metric, value, DEMO_ACTOR)
+    finally:
+        engine.dispose()
 
 
 def free_port(preferred: int) -> int:
@@ -238,6 +303,7 @@ def demo(
     """Generate a synthetic study into the home and run the whole pipeline on it, then serve the dashboard."""
     home: Home = ctx.obj
     study = home.root / "synthetic-study"
+    widen_output_when_piped()
     console.print(f"[bold]ctstudy demo[/bold]: data home {home.root}")
     try:
         run_command(home, "init")
@@ -253,9 +319,13 @@ def demo(
         run_command(home, "registry", "import-clinical", study / "clinical.csv", "--skip-invalid",
                     "--actor", DEMO_ACTOR)
         run_command(home, "registry", "import-outcomes", study / "outcomes.csv", "--actor", DEMO_ACTOR)
-        passed, failed = review_pending_series(home, study / "truth" / "defects.csv")
+        coordinator = coordinator_center(home)
+        passed, failed, left = review_pending_series(home, study / "truth" / "defects.csv", coordinator)
         console.print(Rule(style="dim"))
-        console.print(f"coordinator review (stands in for the QC page): {passed} series passed, {failed} failed")
+        console.print(f"coordinator review (stands in for the QC page): {passed} series passed, {failed} failed; "
+                      f"{left} of center {coordinator} left waiting for its coordinator (log-in `coord`, below)")
+        if coordinator is not None:
+            run_command(home, "registry", "qc-queue", "--center", coordinator)
         run_command(home, "registry", "progress")
         run_command(home, "registry", "missing")
 
@@ -282,8 +352,9 @@ def demo(
         for outcome, features in DEMO_MODEL_FITS:
             run_command(home, "prognosis", "fit", "--outcome", outcome, "--features", features,
                         "--n-boot", DEMO_BOOTSTRAP)
-        run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP)
-        logins = ensure_demo_users(home)
+        run_command(home, "prognosis", "report", "--out", home.reports_dir, "--n-boot", DEMO_BOOTSTRAP, "--pdf")
+        set_demo_targets(home)
+        logins = ensure_demo_users(home, coordinator)
     except DemoStepFailed as exc:
         console.print(f"[red]demo stopped:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -299,4 +370,21 @@ def demo(
     if no_serve:
         console.print(f"Done (--no-serve). Start the dashboard with: ctstudy --home {home.root} dashboard")
         return
-    run_command(home, "dashboard", "--port", free_port(port))
+    serve_in_place_of_demo(home, free_port(port))
+
+
+def dashboard_exec_args(home: Home, port: int) -> list[str]:
+    """The command line of `ctstudy --home HOME --db-url URL dashboard --port PORT`, run by this Python."""
+    return [sys.executable, "-c", "from ctstudy.cli import main; main()", "--home", str(home.root),
+            "--db-url", home.db_url, "dashboard", "--port", str(port)]
+
+
+def serve_in_place_of_demo(home: Home, port: int) -> None:
+    """Replace this process by `ctstudy dashboard` (exec): the pipeline's memory (models, volumes, imported
+    libraries: over a gigabyte) is handed back, rather than held by a parent that only waits for the server."""
+    console.print(Rule(style="dim"))
+    console.print(f"[bold cyan]$ ctstudy dashboard --port {port}[/bold cyan]")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = dashboard_exec_args(home, port)
+    os.execv(args[0], args)

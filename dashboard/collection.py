@@ -21,6 +21,9 @@ COUNT_COLUMNS = [
     "with_clinical", "with_outcome", "with_followup", "series_annotated", "series_segmented",
 ]
 
+# The counts shown above the per-center table, in its order.
+HEADLINE_COLUMNS = ["patients", "series", "qc_passed", "qc_failed", "qc_auto_failed", "qc_pending",
+                    "series_annotated"]
 
 
 def totals_row(counts: pd.DataFrame) -> pd.Series:

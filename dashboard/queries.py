@@ -44,7 +44,7 @@ from registry.models import (
 from registry.progress import TOTAL, collection_progress, missing_items
 from registry.store import record_qc_decision, repeated_qc_decision
 from registry.targets import set_targets, stored_targets
-from registry.users import add_user, deactivate_user, users_table
+from registry.users import add_user, deactivate_user, reactivate_user, set_password, unlock_user, users_table
 
 CACHE_TTL_S = 60
 
@@ -525,18 +525,26 @@ def patient_series(db_url: str, center: str | None, pseudo_id: str) -> pd.DataFr
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def series_features(db_url: str, center: str | None, pseudo_id: str | None = None) -> pd.DataFrame:
     """Imaging biomarkers of every series in scope (or one patient's), one row per series and mask source, the
-    scalar feature values as columns, with center, day and outcome (died, gos_6m, unfavourable = GOS 1-3)."""
+    scalar feature values as columns, with center, day, outcome (died, gos_6m, unfavourable = GOS 1-3) and the
+    model that made the mask (mask_model, `biomarkers.provenance.mask_model`)."""
+    from biomarkers.provenance import mask_model
+
     with _session(db_url) as s:
         patient_filter = [] if pseudo_id is None else [Patient.pseudo_id == pseudo_id]
         df = _frame(s, _scoped(
             select(Series.series_instance_uid.label("series_uid"), Patient.pseudo_id, Center.code.label("center"),
                    Series.days_from_injury, SeriesFeatures.source, SeriesFeatures.definitions_version,
+                   SegmentationRun.model_name, SegmentationRun.model_version,
                    SeriesFeatures.values, Outcome.died, Outcome.gos_6m)
             .select_from(Center).join(Patient, Patient.center_id == Center.id)
             .join(Study, Study.patient_id == Patient.id)
             .join(Series, Series.study_id == Study.id).join(SeriesFeatures, SeriesFeatures.series_id == Series.id)
+            .outerjoin(SegmentationRun, SegmentationRun.id == SeriesFeatures.segmentation_run_id)
             .outerjoin(Outcome, Outcome.patient_id == Patient.id).where(*patient_filter)
             .order_by(Center.code, Patient.pseudo_id, Series.days_from_injury), center))
+    df.insert(df.columns.get_loc("source") + 1, "mask_model",
+              [mask_model(src, name, version) for src, name, version in
+               zip(df["source"], df.pop("model_name"), df.pop("model_version"), strict=True)])
     values = pd.DataFrame(df.pop("values").tolist(), index=df.index) if len(df) else pd.DataFrame(index=df.index)
     df["unfavourable"] = df["gos_6m"].map(lambda g: None if g is None or g != g else bool(g <= 3))
     return df.join(values.drop(columns=[c for c in values.columns if c in df.columns]))
@@ -635,3 +643,31 @@ def add_dashboard_user(db_url: str, username: str, role: str, password: str, cen
 def deactivate_dashboard_user(db_url: str, username: str, actor: str) -> None:
     with _session(db_url) as s, s.begin():
         deactivate_user(s, username, actor=actor)
+
+
+def reactivate_dashboard_user(db_url: str, username: str, actor: str) -> None:
+    with _session(db_url) as s, s.begin():
+        reactivate_user(s, username, actor=actor)
+
+
+def unlock_dashboard_user(db_url: str, username: str, actor: str) -> None:
+    with _session(db_url) as s, s.begin():
+        unlock_user(s, username, actor=actor)
+
+
+def reset_dashboard_password(db_url: str, username: str, password: str, actor: str) -> None:
+    """An admin sets a user's password (audited; the user's open sessions end); UserError when it is too short."""
+    with _session(db_url) as s, s.begin():
+        set_password(s, username, password, actor=actor)
+
+
+def user_audit(db_url: str, limit: int = 100) -> pd.DataFrame:
+    """What was done to user accounts, newest first: when, who, action, user, before, after (never cached)."""
+    with _session(db_url) as s:
+        df = _frame(s, select(AuditEvent.at.label("when"), AuditEvent.actor.label("who"), AuditEvent.action,
+                              AuditEvent.entity_id.label("user"), AuditEvent.before, AuditEvent.after)
+                    .where(AuditEvent.entity_type == "user")
+                    .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    for col in ("before", "after"):
+        df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
+    return df

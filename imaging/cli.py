@@ -161,6 +161,7 @@ def segment(
     gpu: bool | None = GPU_ONLY,
 ) -> None:
     """Segment lesions (IPH, extra-axial, edema, IVH) in QC-passed series; masks under <home>/masks, one run each."""
+    from imaging.biomarker_source import current_biomarker_masks, source_changes
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
 
@@ -182,6 +183,8 @@ def segment(
         except (ValueError, LookupError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
+        with session_scope(engine) as session:
+            current = current_biomarker_masks(session, uids)
         members = len(segmenter.members)
         where = f"on {executor.describe()} (device {device} per worker)" if executor.distributed else f"on {dev}"
         console.print(f"{len(uids)} series; model {segmenter.name} {segmenter.version[:16]}"
@@ -204,6 +207,11 @@ def segment(
             console.print(f"[dim]{uid}: {note}[/dim]")
         for uid, error in report.failed.items():
             err.print(f"[red]failed[/red] {uid}: {error}")
+        changed = source_changes(current, list(report.done), segmenter.name, segmenter.version)
+        for uid, before in changed.items():
+            console.print(f"[yellow]biomarker source changes[/yellow]: series {short_uid(uid)}'s biomarkers were "
+                          f"measured on {before}; `ctstudy biomarkers extract` now measures them on this "
+                          f"{segmenter.name} mask.", soft_wrap=True)
         if report.failed:
             raise typer.Exit(1)
 

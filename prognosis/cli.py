@@ -161,13 +161,16 @@ def report(
     n_boot: int = typer.Option(200, "--n-boot", min=10),
     seed: int = typer.Option(0, "--seed"),
     feature_source: str = typer.Option("auto", "--feature-source"),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print it to prognosis_report.pdf (needs Chromium installed; "
+                                                  "without it the HTML is written and the command says so)."),
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
-    from prognosis.analysis_table import missingness_report
+    from prognosis.analysis_table import analysis_table_hash, missingness_report
     from prognosis.fitting import analysis_tables, compare_feature_sets
     from prognosis.impact import impact_validation_table
     from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
     from prognosis.report import report_html
+    from prognosis.staleness import refit_command, stale_fits, stale_notice
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
     from prognosis.terms import terms_of
 
@@ -190,11 +193,27 @@ def report(
             imputed = {o: analysis_tables(table, [c], terms, "mice", m, seed)
                        for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
             impact = impact_validation_table(table, imputed)
-        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table)
+        current = analysis_table_hash(table)
+        html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table,
+                                current_hash=current)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "prognosis_report.html"
         path.write_text(html_text, encoding="utf-8")
         console.print(f"Wrote {path} ({len(fits)} fits, {path.stat().st_size / 1e6:.1f} MB).")
+        if pdf:
+            from prognosis.report_pdf import PdfUnavailable, html_to_pdf
+
+            try:
+                printed = html_to_pdf(path, path.with_suffix(".pdf"))
+            except PdfUnavailable as exc:
+                err.print(f"[yellow]{exc}[/yellow]", soft_wrap=True)
+            else:
+                console.print(f"Wrote {printed} ({printed.stat().st_size / 1e6:.1f} MB).")
+        stale = stale_fits(fits, current)
+        if stale:
+            err.print(f"[yellow]out of date:[/yellow] {stale_notice(stale, current)}")
+            for f in stale:
+                err.print(f"  {refit_command(f)}", soft_wrap=True, highlight=False)
 
 
 @app.command("export-r")

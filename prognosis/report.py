@@ -32,6 +32,7 @@ from prognosis.plots import (
     roc_figure,
     smooth_calibration_figure,
 )
+from prognosis.staleness import refit_command, stale_fits, stale_notice
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 .3em}td,th{border:1px solid #ccc;padding:3px 7px;
@@ -409,15 +410,29 @@ def tripod_section() -> str:
             + "<p class='caption'>TRIPOD statement (Collins et al., BMJ 2015;350:g7594).</p>")
 
 
+def staleness_section(fits: list[dict[str, Any]], current_hash: str | None) -> str:
+    """A caution naming the fits made on another data snapshot than the analysis table's now, with the commands
+    that refit them; empty when every fit is current (or the current snapshot is not known)."""
+    stale = [] if current_hash is None else stale_fits(fits, current_hash)
+    if not stale:
+        return ""
+    rows = [{"Model": _fit_title(f), "Fitted on data snapshot": f["data_hash"][:12],
+             "Refit with": refit_command(f)} for f in stale]
+    notice = html.escape(stale_notice(stale, current_hash))
+    return f"<div class='caution' id='out-of-date'><b>Out of date.</b> {notice}</div>" + _table(rows)
+
+
 def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, comparison_curves: dict[str, Any],
                 impact: pd.DataFrame | None, km: KaplanMeierByStrata | None, missingness: pd.DataFrame | None,
-                title: str = "ctstudy outcome models", table: pd.DataFrame | None = None) -> str:
-    """The whole report as one HTML string."""
+                title: str = "ctstudy outcome models", table: pd.DataFrame | None = None,
+                current_hash: str | None = None) -> str:
+    """The whole report as one HTML string; with `current_hash` (the analysis table's data snapshot now) it leads
+    with the fits that were made on other data, if any."""
     figure = _Figures()
     n_patients = int(len(table)) if table is not None else max((f["n_patients"] for f in fits), default=0)
     nav = "".join(f"<a href='#{a}'>{t}</a>" for a, t in SECTIONS)
     body = [f"<h1>{html.escape(title)}</h1><p class='note'>Generated {dt.datetime.now():%Y-%m-%d %H:%M} from "
-            f"{len(fits)} stored fits.</p><nav>{nav}</nav>",
+            f"{len(fits)} stored fits.</p><nav>{nav}</nav>", staleness_section(fits, current_hash),
             support_section(fits, n_patients), methods_section(fits, comparison)]
     body.append(f"<h2 id='cohort'>{SECTIONS[2][1]}</h2>")
     if table is not None:

@@ -143,16 +143,25 @@ def group_by_folder(items: list[RejectedItem]) -> dict[tuple[str, str], list[Rej
 @app.command()
 def qc(
     ctx: typer.Context,
-    series_uid: str = typer.Argument(..., help="SeriesInstanceUID"),
+    reference: str = typer.Argument(..., metavar="SERIES",
+                                    help="SeriesInstanceUID, or the short reference shown in lists (…16578426: "
+                                         "the UID's last characters)."),
     passed: bool | None = typer.Option(None, "--pass/--fail", help="The verdict."),
     reason: str | None = typer.Option(None, "--reason", help="Why (required with --fail)."),
     actor: str | None = ACTOR,
 ) -> None:
-    """Record a coordinator's QC decision on one series."""
+    """Record a coordinator's QC decision on one series (`registry qc-queue` lists those awaiting one)."""
+    from registry.qc_queue import SeriesReferenceError, resolve_series_uid
+
     if passed is None:
         err.print("[red]error:[/red] give --pass or --fail")
         raise typer.Exit(2)
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        try:
+            series_uid = resolve_series_uid(session, reference)
+        except SeriesReferenceError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from exc
         status = "passed" if passed else "failed"
         repeated = repeated_qc_decision(session, series_uid, status, reason)
         if repeated is not None:
@@ -185,6 +194,40 @@ def flag_burned_in(ctx: typer.Context, actor: str | None = ACTOR) -> None:
                   "(`ctstudy registry ingest` its original files again)")
     if report.unreadable:
         raise typer.Exit(1)
+
+
+@app.command("qc-queue")
+def qc_queue(
+    ctx: typer.Context,
+    center: str | None = typer.Option(None, "--center", help="Only this center."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+) -> None:
+    """The series awaiting a QC decision (waiting for review, or failed the automatic checks), oldest first.
+
+    Decide one with `ctstudy registry qc REFERENCE --pass` (or `--fail --reason TEXT`).
+    """
+    from registry.qc_queue import qc_queue_rows
+
+    with _engine(ctx) as (_home, engine), session_scope(engine) as session:
+        queue = qc_queue_rows(session, center)
+    if fmt is not OutputFormat.table:  # csv/json keep the codes and the full UIDs
+        _emit(queue, fmt, "")
+        return
+    if not len(queue):
+        console.print("No series awaits a QC decision" + (f" in center {center}." if center else "."))
+        return
+    columns = [c for c in queue.columns if c != "series_uid"]
+    status_at, reasons_at = columns.index("qc_status"), columns.index("qc_reasons")
+    shown = []
+    for row in queue.select(columns).rows:
+        row = list(row)
+        row[status_at] = label(row[status_at], "qc_status")
+        row[reasons_at] = "; ".join(label(code.strip(), "qc_reason") for code in row[reasons_at].split(",")
+                                    if code.strip())
+        shown.append(tuple(row))
+    print_table(console, Rows(tuple(columns), shown),
+                f"{len(shown):,} series awaiting a QC decision" + (f" ({center})" if center else "")
+                + ": ctstudy registry qc REFERENCE --pass | --fail --reason TEXT")
 
 
 def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None,

@@ -150,6 +150,16 @@ def deactivate_user(session: Session, username: str, actor: str = "cli") -> None
                            before={"active": True}, after={"active": False}))
 
 
+def reactivate_user(session: Session, username: str, actor: str = "cli") -> None:
+    """Let a deactivated user log in again (with the password they had; an admin may also set a new one)."""
+    user = _user(session, username)
+    if user.active:
+        return
+    user.active = True
+    session.add(AuditEvent(actor=actor, action="user_reactivated", entity_type="user", entity_id=username,
+                           before={"active": False}, after={"active": True}))
+
+
 def user_rows(session: Session) -> Rows:
     """All users, without their hashes: username, role, center, active, created_at, locked_until (None unless
     a lockout is running now)."""

@@ -18,12 +18,13 @@ from registry.users import (
     add_user,
     deactivate_user,
     login_attempt_rows,
+    reactivate_user,
     set_password,
     unlock_user,
     user_rows,
 )
 
-app = typer.Typer(help="Dashboard users: add, list, deactivate.", no_args_is_help=True)
+app = typer.Typer(help="Dashboard users: add, list, deactivate, reactivate, unlock.", no_args_is_help=True)
 console = Console()
 
 
@@ -71,6 +72,13 @@ def deactivate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Stop a user from logging in and end their open dashboard sessions (the user is kept for the audit trail)."""
     _run(ctx, lambda s: deactivate_user(s, name))
     console.print(f"User [bold]{name}[/bold] deactivated; open dashboard sessions end at their next request.")
+
+
+@app.command("reactivate")
+def reactivate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Let a deactivated user log in again."""
+    _run(ctx, lambda s: reactivate_user(s, name))
+    console.print(f"User [bold]{name}[/bold] reactivated: they can log in again.")
 
 
 @app.command("unlock")

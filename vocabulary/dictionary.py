@@ -122,6 +122,23 @@ _add("series", "phi_tags", "Identifiers in headers", "", "DICOM tags that still 
 _add("series", "n_series", "Series", "", "CT series of the patient.")
 _add("series", "n_series_qc_passed", "Series passed QC", "", "CT series of the patient that passed QC.")
 _add("series", "n_studies", "Studies", "", "CT studies (scanning sessions) of the patient.")
+_add("series", "acquisition_datetime", "Acquisition time", "", "AcquisitionDate and AcquisitionTime of the series "
+     "(DICOM (0008,0022), (0008,0032)).")
+_add("series", "timepoint", "Scan number", "", "The patient's scans numbered 0, 1, ... by day from injury.")
+# Provenance of the biomarkers of a series: which mask they were measured on.
+_add("series", "source", "Mask source", "", "What drew the mask the biomarkers were measured on.",
+     "segmentation (a model), manual (an annotator), truth (a synthetic study's known masks)")
+_add("series", "mask_model", "Mask model", "", "The model that made the mask (name and the first 12 characters of "
+     "its checkpoint hash), or 'manual annotation' / 'truth mask'. Biomarkers of different models are not "
+     "directly comparable.")
+_add("series", "mask_models", "Mask models", "", "The mask models of the patient's scans, ';'-separated.")
+_add("series", "definitions_version", "Biomarker definitions", "", "Version of the biomarker definitions "
+     "(biomarkers.series.DEFINITIONS_VERSION) the values were computed with.")
+_add("series", "mask_sha256", "Mask checksum", "", "SHA-256 of the mask file the values were measured on.")
+_add("series", "segmentation_run_id", "Segmentation run", "", "Registry id of the segmentation run that made the "
+     "mask (empty for manual and truth masks).")
+_add("series", "annotation_id", "Annotation", "", "Registry id of the manual annotation the mask came from.")
+_add("series", "computed_at", "Computed at", "", "When the biomarkers were computed (UTC).")
 _add("series", "scan_days", "Scan days", "days", "Days from injury of the studies with a QC-passed series, "
      "';'-separated.")
 

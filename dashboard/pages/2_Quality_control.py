@@ -167,8 +167,10 @@ with viewer:
 with side:
     if ident.can_qc:
         st.markdown("**Decision**")
-        # Widget keys per series: a verdict or reason given on one series never carries over to the next.
-        with st.form(f"qc_decision_form_{series_uid}", clear_on_submit=True):
+        # Widget keys per series: a verdict or reason given on one series never carries over to the next. The form
+        # keeps what was chosen when the decision is refused (no reason to fail), and is emptied once recorded.
+        form_keys = [f"qc_decision_{series_uid}", f"qc_reasons_pick_{series_uid}", f"qc_note_{series_uid}"]
+        with st.form(f"qc_decision_form_{series_uid}", clear_on_submit=False):
             verdict = st.radio("Verdict", [QC_PASSED, QC_FAILED], index=None, format_func=qc_view.VERDICTS.get,
                                key=f"qc_decision_{series_uid}")
             picked = st.multiselect("Reasons", list(dict.fromkeys([*auto_reasons, *qc_view.COMMON_FAIL_REASONS])),
@@ -197,6 +199,8 @@ with side:
                         st.session_state["qc_flash"] = ("success", f"{ref} marked {verdict} by {ident.username}."
                                                         + (" Next series below." if following else ""))
                     st.session_state["qc_next"] = following
+                    for key in form_keys:
+                        st.session_state.pop(key, None)
                     st.rerun()
     else:
         st.caption(f"As {ident.role} you can review but not record QC decisions.")

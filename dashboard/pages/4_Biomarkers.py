@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from biomarkers import provenance
 from dashboard import auth, biomarker_stats, figures, queries
 
 ident = auth.require_identity()
@@ -31,6 +32,9 @@ if not names:
     st.stop()
 feature = c3.selectbox("Biomarker", names, key="bio_feature")
 st.caption(f"{len(data)} series of {data['pseudo_id'].nunique()} patients · {source} masks")
+mixed = provenance.mixed_models_notice(data)
+if mixed:  # the notice names each model with its number of series
+    st.warning(mixed)
 
 left, right = st.columns(2)
 with left:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from biomarkers.store import SOURCE_PREFERENCE
 from dashboard import auth, biomarker_stats, models_view, queries
-from prognosis import plots
+from prognosis import plots, staleness
 from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
 
 
@@ -27,6 +27,25 @@ def analysis_table(db_url: str, center: str | None) -> pd.DataFrame:
     return table if center is None else table[table["center"] == center].reset_index(drop=True)
 
 
+@st.cache_data(ttl=queries.CACHE_TTL_S, show_spinner=False)
+def current_data_hash(db_url: str) -> str | None:
+    """The data snapshot of the whole study's analysis table now (what `prognosis fit` would record); None without
+    patients."""
+    from sqlalchemy.orm import Session
+
+    from prognosis.analysis_table import analysis_table_hash
+    from prognosis.store import analysis_table_from_registry
+
+    try:
+        with Session(queries.engine_for(db_url)) as session:
+            return analysis_table_hash(analysis_table_from_registry(session))
+    except ValueError:  # no patients yet
+        return None
+
+
+# What `ctstudy prognosis report --out <home>/reports` writes (the demo does).
+REPORT_NAME = "prognosis_report.html"
+
 ident = auth.require_identity()
 home = queries.current_home()
 scope = ident.center_scope
@@ -38,6 +57,12 @@ if fits.empty:
 else:
     st.caption("Validated performance first: cross-validated (imputation inside each fold) or bootstrap-corrected; "
                "apparent figures are optimistic by construction. Models are fitted on the whole study.")
+    current = current_data_hash(home.db_url)
+    latest = fits.drop_duplicates(["outcome", "feature_set", "model_kind", "cv"])  # newest first
+    stale = [] if current is None else staleness.stale_fits(latest.to_dict("records"), current)
+    if stale:
+        st.warning(staleness.stale_notice(stale, current), icon="⚠️")
+        st.code("\n".join(staleness.refit_command(f) for f in stale), language="bash")
     overview = models_view.overview_table(fits)
     st.dataframe(overview, hide_index=True, width="stretch", key="om_overview")
 
@@ -48,6 +73,9 @@ else:
     fit = fits.set_index("id").loc[fit_id]
     fit["id"] = fit_id
     metrics = fit["metrics"] or {}
+    if current is not None and staleness.is_stale(fit, current):
+        st.warning(f"This fit is out of date: it was fitted on data snapshot {fit['data_hash'][:12]}, and the data "
+                   f"have changed since (now {current[:12]}). Refit it with `{staleness.refit_command(fit)}`.")
     for caution in models_view.cautions(fit):
         st.warning(caution)
     auc, what = models_view.validated_auc(metrics)
@@ -113,6 +141,24 @@ else:
         st.dataframe(models_view.metrics_display(metrics), hide_index=True, key="om_metrics")
         st.caption(f"Data snapshot {fit['data_hash'][:12]}, validation {fit['cv']}, "
                    f"{len(fit['variables'] or [])} terms.")
+
+    st.subheader("The report")
+    report_html = home.reports_dir / REPORT_NAME
+    if report_html.is_file():
+        written = pd.Timestamp(report_html.stat().st_mtime, unit="s").strftime("%Y-%m-%d %H:%M")
+        r1, r2 = st.columns(2)
+        r1.download_button("Outcome-model report (HTML)", report_html.read_bytes(), REPORT_NAME, "text/html",
+                           key="om_dl_report", help="One self-contained file: opens offline in any browser.")
+        report_pdf = report_html.with_suffix(".pdf")
+        if report_pdf.is_file():
+            r2.download_button("Outcome-model report (PDF)", report_pdf.read_bytes(), report_pdf.name,
+                               "application/pdf", key="om_dl_report_pdf")
+        else:
+            r2.caption("No PDF yet: `ctstudy prognosis report --out DIR --pdf` prints one (needs Chromium).")
+        st.caption(f"Written {written} (UTC); `ctstudy prognosis report --out {home.reports_dir}` writes it again "
+                   "from the latest fits.")
+    else:
+        st.caption(f"No report written yet: `ctstudy prognosis report --out {home.reports_dir} --pdf`.")
 
     st.subheader("Clinical only against clinical + imaging")
     outcomes = [o for o in ("mortality", "unfavourable") if (fits["outcome"] == o).any()]

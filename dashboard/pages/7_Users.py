@@ -1,12 +1,16 @@
-"""Users (administrators only): who may log in, with which role and center; add and deactivate accounts."""
+"""Users (administrators only): who may log in, with which role and center; add, deactivate (after a confirmation),
+reactivate and unlock accounts, reset a password; every action is in the audit trail shown below."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pandas as pd
 import streamlit as st
 
 from dashboard import auth, queries
 from registry.models import ROLES
-from registry.users import UserError
+from registry.users import MIN_PASSWORD_LENGTH, UserError
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -22,26 +26,78 @@ if flash:
 table = queries.users(home.db_url)
 st.dataframe(table, hide_index=True)
 
+others = [u for u in table["username"] if u != ident.username]  # an admin never locks themselves out here
+active = [u for u in table.loc[table["active"].astype(bool), "username"] if u != ident.username]
+inactive = table.loc[~table["active"].astype(bool), "username"].tolist()
+locked = table.loc[table["locked_until"].notna(), "username"].tolist()
+
+
+def act(action: Callable[[], None], done: str) -> None:
+    """Run an account action; its UserError is shown as is, success is flashed after a rerun."""
+    try:
+        action()
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["users_flash"] = done
+        st.rerun()
+
+
 left, right = st.columns(2)
 with left, st.form("add_user", clear_on_submit=True):
     st.markdown("**Add a user**")
     username = st.text_input("User name", key="u_name")
     role = st.selectbox("Role", ROLES, key="u_role")
     center = st.selectbox("Center (coordinators)", ["", *queries.center_codes(home.db_url)], key="u_center")
-    password = st.text_input("Initial password (at least 8 characters)", type="password", key="u_password")
+    password = st.text_input(f"Initial password (at least {MIN_PASSWORD_LENGTH} characters)", type="password",
+                             key="u_password")
     if st.form_submit_button("Add user"):
-        try:
-            queries.add_dashboard_user(home.db_url, username, role, password, center, ident.username)
-        except UserError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["users_flash"] = f"User {username} added as {role}."
-            st.rerun()
+        act(lambda: queries.add_dashboard_user(home.db_url, username, role, password, center, ident.username),
+            f"User {username} added as {role}.")
 with right, st.form("deactivate_user"):
     st.markdown("**Deactivate a user**")
-    active = [u for u in table.loc[table["active"], "username"] if u != ident.username]
     who = st.selectbox("User", active, key="u_deactivate")
+    sure = st.checkbox("Yes, stop this user from logging in (their open sessions end)", key="u_deactivate_sure")
     if st.form_submit_button("Deactivate", disabled=not active) and who:
-        queries.deactivate_dashboard_user(home.db_url, who, ident.username)
-        st.session_state["users_flash"] = f"User {who} deactivated: they can no longer log in."
-        st.rerun()
+        if not sure:
+            st.error(f"Tick the confirmation to deactivate {who}.")
+        else:
+            act(lambda: queries.deactivate_dashboard_user(home.db_url, who, ident.username),
+                f"User {who} deactivated: they can no longer log in.")
+
+left, middle, right = st.columns(3)
+with left, st.form("reactivate_user"):
+    st.markdown("**Reactivate a user**")
+    back = st.selectbox("User", inactive, key="u_reactivate", placeholder="no deactivated user")
+    if st.form_submit_button("Reactivate", disabled=not inactive) and back:
+        act(lambda: queries.reactivate_dashboard_user(home.db_url, back, ident.username),
+            f"User {back} reactivated: they can log in again.")
+with middle, st.form("unlock_user"):
+    st.markdown("**Unlock a user**")
+    st.caption("Locked after repeated wrong passwords; the lock otherwise lifts by itself.")
+    freed = st.selectbox("User", locked, key="u_unlock", placeholder="no locked user")
+    if st.form_submit_button("Unlock", disabled=not locked) and freed:
+        act(lambda: queries.unlock_dashboard_user(home.db_url, freed, ident.username),
+            f"User {freed} unlocked: they can log in now.")
+with right, st.form("reset_password", clear_on_submit=True):
+    st.markdown("**Reset a password**")
+    whose = st.selectbox("User", others, key="u_reset")
+    new = st.text_input(f"New password (at least {MIN_PASSWORD_LENGTH} characters)", type="password",
+                        key="u_reset_password")
+    again = st.text_input("The new password again", type="password", key="u_reset_again")
+    if st.form_submit_button("Set password", disabled=not others) and whose:
+        if new != again:
+            st.error("The two passwords differ: type the same new password twice.")
+        else:
+            act(lambda: queries.reset_dashboard_password(home.db_url, whose, new, ident.username),
+                f"Password of {whose} reset: their open sessions end; give them the new password.")
+
+st.subheader("Changes to user accounts")
+changes = queries.user_audit(home.db_url)
+if changes.empty:
+    st.caption("No change yet.")
+else:
+    st.dataframe(changes.assign(when=pd.to_datetime(changes["when"])), hide_index=True,
+                 column_config={"when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+                                "who": "Who", "action": "Action", "user": "User", "before": "Before",
+                                "after": "After"})

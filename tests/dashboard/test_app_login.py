@@ -62,7 +62,10 @@ def test_users_page_is_for_admins_and_adds_and_deactivates(small) -> None:
     at.button[0].click().run()
     assert not at.exception and "coord3" in set(at.dataframe[0].value["username"])
     at.selectbox(key="u_deactivate").set_value("inv")
-    at.button[1].click().run()
+    at.button(key="FormSubmitter:deactivate_user-Deactivate").click().run()
+    assert "Tick the confirmation to deactivate inv" in at.error[0].value  # nothing done without it
+    at.checkbox(key="u_deactivate_sure").check()
+    at.button(key="FormSubmitter:deactivate_user-Deactivate").click().run()
     engine = make_engine(home.db_url)
     with Session(engine) as s:
         assert authenticated_identity(s, "coord3", "long-password").center_code == "IT02"

@@ -53,3 +53,16 @@ def test_no_features_says_what_to_run(home, monkeypatch) -> None:
     monkeypatch.setenv("CTSTUDY_DB_URL", home.db_url)
     at = page("4_Biomarkers.py", STAT)
     assert not at.exception and "ctstudy biomarkers extract" in at.info[0].value
+
+
+def test_biomarkers_page_says_when_masks_come_from_different_models(small) -> None:
+    at = page("4_Biomarkers.py", STAT)
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "2 different models" in warning and "not directly comparable" in warning
+    # S1 was segmented by run unet2d v1; the factory's other segmentation features (S2, S5) name no run
+    assert "segmentation (model unknown) (1 series), unet2d v1 (1 series)" in warning  # admission scans
+    at.radio(key="bio_scans").set_value("all").run()
+    assert "segmentation (model unknown) (2 series), unet2d v1 (1 series)" in " ".join(w.value for w in at.warning)
+    at.radio(key="bio_source").set_value("manual").run()
+    assert not any("different models" in w.value for w in at.warning)  # one source, one kind of mask

@@ -8,6 +8,7 @@ from dashboard_apptest import COORD1, STAT, page
 from dashboard_registry_factory import EXPECTED, INJURY
 
 from dashboard import collection, queries
+from vocabulary.dictionary import heading
 
 
 def test_center_counts_match_the_registry(small) -> None:
@@ -66,8 +67,12 @@ def test_collection_page_shows_all_centers_to_a_statistician(small) -> None:
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Patients"] == "5" and metrics["Series"] == "7" and metrics["QC passed"] == "2"
-    assert metrics["QC failed"] == "2" and metrics["QC pending"] == "3" and metrics["Manually annotated"] == "1"
+    assert metrics["QC pending"] == "3" and metrics[heading("series_annotated")] == "1"
     per_center = at.dataframe[0].value
+    total = per_center.set_index("Center").loc["Total"]
+    for name, value in metrics.items():  # every headline count is the table's total under the same heading
+        assert str(total[name]) == value.replace(",", ""), name
+    assert metrics["QC failed"] == "1" and metrics["Auto-failed"] == "1"  # one by a reviewer, one automatic
     assert per_center["Center"].tolist() == ["IT01", "IT02", "Total"]  # headings from the data dictionary
     assert per_center.set_index("Center").loc["Total", "Patients"] == 5
     assert any("Series passed QC: 2 of 2,000" in p.proto.text for p in at.get("progress"))

@@ -139,3 +139,46 @@ def test_overview_formats_numbers_and_opens_on_a_binary_logistic_fit() -> None:
     overview = models_view.overview_table(frame)
     assert overview.iloc[-1]["Outcome"] == "time to death" and overview.iloc[-1]["Validated AUC / C"] == "0.712"
     assert overview.iloc[0]["Model"] == "logistic"
+
+
+def test_outcome_models_page_flags_fits_of_older_data_with_the_refit_command(small) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from prognosis.analysis_table import analysis_table_hash
+    from prognosis.store import analysis_table_from_registry
+    from registry.db import make_engine
+    from registry.models import ModelFit
+
+    home, _ = small
+    at = page("5_Outcome_models.py", STAT)
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "2 model fit(s)" in warnings and "out of date" in warnings  # the factory's fits are of other data
+    assert "This fit is out of date" in warnings
+    assert "ctstudy prognosis fit --outcome mortality --features clinical" in at.code[0].value
+    engine = make_engine(home.db_url)
+    with Session(engine) as s, s.begin():
+        s.execute(update(ModelFit).values(data_hash=analysis_table_hash(analysis_table_from_registry(s))))
+    engine.dispose()
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = page("5_Outcome_models.py", STAT)
+    assert not at.exception and not any("out of date" in w.value for w in at.warning) and not at.code
+
+
+def test_outcome_models_page_offers_the_written_report_for_download(small) -> None:
+    home, _ = small
+    at = page("5_Outcome_models.py", STAT)
+    assert not at.exception
+    assert not any(b.label.startswith("Outcome-model report") for b in at.get("download_button"))
+    assert any("No report written yet" in c.value for c in at.caption)
+    (home.reports_dir / "prognosis_report.html").write_text("<html><body>report</body></html>", encoding="utf-8")
+    at = page("5_Outcome_models.py", STAT)
+    labels = {b.label for b in at.get("download_button")}
+    assert "Outcome-model report (HTML)" in labels and "Outcome-model report (PDF)" not in labels
+    assert any("No PDF yet" in c.value for c in at.caption)
+    (home.reports_dir / "prognosis_report.pdf").write_bytes(b"%PDF-1.4 report")
+    at = page("5_Outcome_models.py", STAT)
+    assert "Outcome-model report (PDF)" in {b.label for b in at.get("download_button")}

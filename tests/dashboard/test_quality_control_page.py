@@ -105,8 +105,8 @@ def test_decision_has_no_default_needs_a_reason_to_fail_moves_on_and_is_never_du
     at.radio(key="qc_decision_" + uids["S3"]).set_value("failed")
     at.button(key="FormSubmitter:qc_decision_form_" + uids["S3"] + "-Record decision").click().run()
     assert any("choose a reason from the list or write one" in e.value for e in at.error)
+    assert at.radio(key="qc_decision_" + uids["S3"]).value == "failed"  # the chosen verdict stays selected
     assert at.multiselect(key="qc_reasons_pick_" + uids["S3"]).options[0] == "Too few slices"  # automatic first
-    at.radio(key="qc_decision_" + uids["S3"]).set_value("failed")
     at.multiselect(key="qc_reasons_pick_" + uids["S3"]).set_value(["Too few slices"])
     at.text_input(key="qc_note_" + uids["S3"]).set_value("repeat scan available")
     at.button(key="FormSubmitter:qc_decision_form_" + uids["S3"] + "-Record decision").click().run()

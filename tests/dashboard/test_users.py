@@ -77,3 +77,63 @@ def test_users_cli_add_list_deactivate(home, engine, centers) -> None:
     assert r.exit_code == 0
     with session_scope(engine) as s:
         assert s.scalar(select(User.active).where(User.username == "bea")) is False
+
+
+def test_users_page_reactivates_unlocks_and_resets_a_password_each_audited(small) -> None:
+    import datetime as dt
+
+    from dashboard_apptest import ADMIN, page
+
+    from registry.db import make_engine
+    from registry.models import utcnow
+
+    home, _ = small
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        deactivate_user(s, "inv", actor="admin")
+        s.scalar(select(User).where(User.username == "stat")).locked_until = utcnow() + dt.timedelta(minutes=10)
+    at = page("7_Users.py", ADMIN)
+    assert not at.exception
+    assert at.selectbox(key="u_reactivate").options == ["inv"] and at.selectbox(key="u_unlock").options == ["stat"]
+    at.button(key="FormSubmitter:reactivate_user-Reactivate").click().run()
+    assert "User inv reactivated" in at.success[0].value
+    at.button(key="FormSubmitter:unlock_user-Unlock").click().run()
+    assert "User stat unlocked" in at.success[0].value
+    at.selectbox(key="u_reset").set_value("coord1")
+    at.text_input(key="u_reset_password").set_value("a-new-password")
+    at.text_input(key="u_reset_again").set_value("another-password")
+    at.button(key="FormSubmitter:reset_password-Set password").click().run()
+    assert "The two passwords differ" in at.error[0].value
+    at.selectbox(key="u_reset").set_value("coord1")
+    at.text_input(key="u_reset_password").set_value("short")
+    at.text_input(key="u_reset_again").set_value("short")
+    at.button(key="FormSubmitter:reset_password-Set password").click().run()
+    assert "too short" in at.error[0].value
+    at.selectbox(key="u_reset").set_value("coord1")
+    at.text_input(key="u_reset_password").set_value("a-new-password")
+    at.text_input(key="u_reset_again").set_value("a-new-password")
+    at.button(key="FormSubmitter:reset_password-Set password").click().run()
+    assert "Password of coord1 reset" in at.success[0].value
+    shown = at.dataframe[-1].value  # the page's own record of what was done to accounts
+    assert {"user_reactivated", "user_unlocked", "password_changed"} <= set(shown["action"])
+    with session_scope(engine) as s:
+        assert authenticated_identity(s, "inv", "password-1") is not None  # back, with their own password
+        assert authenticated_identity(s, "stat", "password-1") is not None  # no longer locked
+        assert authenticated_identity(s, "coord1", "a-new-password") is not None
+        assert authenticated_identity(s, "coord1", "password-1") is None
+        events = s.execute(select(AuditEvent.entity_id, AuditEvent.action).where(
+            AuditEvent.actor == "admin", AuditEvent.action != "user_deactivated")).all()
+        assert sorted(events) == [("coord1", "password_changed"), ("inv", "user_reactivated"),
+                                  ("stat", "user_unlocked")]
+    engine.dispose()
+
+
+def test_users_cli_reactivate(home, engine, centers) -> None:
+    with session_scope(engine) as s:
+        add_user(s, "inv", "investigator", "longenough")
+        deactivate_user(s, "inv", actor="admin1")
+    r = CliRunner().invoke(app, ["--home", str(home.root), "--db-url", home.db_url, "users", "reactivate", "inv"])
+    assert r.exit_code == 0, r.output
+    with session_scope(engine) as s:
+        assert authenticated_identity(s, "inv", "longenough") is not None
+        assert s.scalar(select(AuditEvent.action).order_by(AuditEvent.id.desc()).limit(1)) == "user_reactivated"

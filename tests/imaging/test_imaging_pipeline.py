@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import torch
 from imaging_study import write_study
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
@@ -22,7 +22,7 @@ from imaging.volume import load_series, read_mask, write_mask
 from registry.db import make_engine, session_scope, upgrade
 from registry.home import Home
 from registry.ingest import ingest_directory
-from registry.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series
+from registry.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series, SeriesFeatures
 from registry.store import record_qc_decision
 from vocabulary.labels import LESION_CLASSES
 
@@ -239,3 +239,18 @@ def test_segment_all_of_named_centers_only(study):
     engine.dispose()
     unknown = cli(study, "imaging", "segment", "--all", "--center", "NOPE", "--model", str(study["model"]))
     assert unknown.exit_code == 2 and "no center NOPE" in unknown.output
+
+
+def test_segment_says_when_a_series_biomarkers_change_source(study):
+    uid, model = study["uids"][1], study["model"]
+    engine = make_engine(study["home"].db_url)
+    with session_scope(engine) as session:
+        series = session.scalars(select(Series).where(Series.series_instance_uid == uid)).one()
+        session.execute(delete(SegmentationRun).where(SegmentationRun.series_id == series.id))
+        session.add(SeriesFeatures(series_id=series.id, source="manual", definitions_version="test", values={}))
+    engine.dispose()
+    result = cli(study, "imaging", "segment", "--series", uid, "--model", str(model))
+    assert result.exit_code == 0, result.output
+    assert "biomarker source changes" in result.output and "measured on a manual annotation" in result.output
+    again = cli(study, "imaging", "segment", "--series", uid, "--model", str(model))
+    assert "biomarker source changes" not in again.output  # already done by this model: nothing changes

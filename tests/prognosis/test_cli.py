@@ -60,3 +60,4 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     assert "Multiply imputed" in text or "multiply imputed (m = 2)" in text  # methods from the fit record
     assert "pct_missing" not in text and "n_missing" not in text  # no raw column names
     assert "GCS ≤ 12" in text
+    assert "Out of date." not in text  # the fit is of the data as they are
