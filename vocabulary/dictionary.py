@@ -54,6 +54,11 @@ GROUPS = {
     "qc_reason": "Automatic QC reasons",
     "rejection": "Rejected files",
     "qc_status": "QC status",
+    "mask_source": "Mask sources",
+    "provenance": "Where a value comes from",
+    "summary": "Summary statistics",
+    "user": "Dashboard users",
+    "audit": "Audit trail: actions and what they acted on",
 }
 
 _ENTRIES: list[Entry] = []
@@ -299,6 +304,75 @@ for _name, _label, _definition in (("pending", "Waiting for review", "Passed the
     _add("qc_status", _name, _label, "", _definition)
 
 
+# --- mask sources (biomarkers.store: which mask a feature was measured on) -------------------------------
+_add("identifiers", "source", "Mask source", "", "Which mask the biomarkers were measured on.",
+     "segmentation, manual, truth")
+for _name, _label, _definition in (
+        ("segmentation", "Automatic segmentation", "The latest segmentation run of the series."),
+        ("manual", "Manual annotation", "The latest manual annotation (mask) imported for the series."),
+        ("truth", "Reference mask", "A reference (ground-truth) mask of a synthetic or public study.")):
+    _add("mask_source", _name, _label, "", _definition)
+
+# --- provenance: series, mask and segmentation run behind a value -----------------------------------------
+_V = "provenance"
+_add(_V, "series_ref", "Series reference", "", "The last 8 characters of the SeriesInstanceUID.")
+_add(_V, "acquired", "Acquired", "", "Acquisition date and time of the series (DICOM (0008,002A)), else the "
+     "study's.")
+_add(_V, "mask", "Mask", "", "The mask file the value was measured on, relative to the data home.")
+_add(_V, "mask_sha256", "Mask checksum", "", "The first 12 hexadecimal characters of the mask file's SHA-256.")
+_add(_V, "model_name", "Segmentation model", "", "The network (or ensemble) that made the mask.")
+_add(_V, "model_version", "Model version", "", "Content hash of the model checkpoint (its first 12 characters).")
+_add(_V, "device", "Device", "", "Where the segmentation ran (cpu, cuda).")
+_add(_V, "segmented_at", "Segmented", "", "When the segmentation run finished.")
+_add(_V, "annotator", "Annotator", "", "Who drew the manual mask.")
+_add(_V, "imported_at", "Imported", "", "When the manual mask was imported.")
+_add(_V, "definitions_version", "Feature definitions version", "",
+     "Version of the biomarker definitions the value was computed under.")
+_add(_V, "computed_at", "Computed", "", "When the biomarkers of the series were computed.")
+_add(_V, "lesion_slices", "Slices with the class", "", "Slice numbers (1 = first along the slice normal) "
+     "on which the mask has voxels of the class.")
+_add(_V, "voxels", "Voxels", "", "Mask voxels of the class.")
+_add(_V, "data_hash", "Data snapshot", "", "Hash of the analysis table a model was fitted on.")
+
+# --- summary statistics (Biomarkers page) ----------------------------------------------------------------
+for _name, _label, _definition in (("n", "Series", "Series with a value."),
+                                   ("q1", "Lower quartile", "25th percentile."),
+                                   ("median", "Median", "50th percentile."),
+                                   ("q3", "Upper quartile", "75th percentile.")):
+    _add("summary", _name, _label, "", _definition)
+
+# --- dashboard users (registry.users.user_rows) ---------------------------------------------------------
+for _name, _label, _definition in (("username", "User name", "The name the user logs in with."),
+                                   ("role", "Role", "admin, coordinator, statistician or investigator."),
+                                   ("active", "Active", "Whether the user may log in."),
+                                   ("created_at", "Created", "When the account was made (UTC)."),
+                                   ("locked_until", "Locked until", "End of a running lockout after failed "
+                                    "log-ins (UTC); empty when not locked.")):
+    _add("user", _name, _label, "", _definition)
+
+# --- audit trail (registry.store.audit): actions and the kinds of thing they act on ------------------------
+for _name, _label in (("user_added", "User added"), ("user_deactivated", "User deactivated"),
+                      ("user_locked", "User locked after failed log-ins"), ("user_unlocked", "User unlocked"),
+                      ("password_changed", "Password changed"), ("login_failed", "Log-in failed"),
+                      ("center_created", "Center created"), ("clinical_created", "Clinical record added"),
+                      ("clinical_updated", "Clinical record updated"), ("outcomes_created", "Outcome added"),
+                      ("outcomes_updated", "Outcome updated"), ("import_clinical", "Clinical data imported"),
+                      ("import_outcomes", "Outcomes imported"), ("ingest_dicom", "DICOM ingested"),
+                      ("series_ingested", "Series ingested"), ("series_extended", "Files added to a series"),
+                      ("import_annotation", "Manual mask imported"), ("relabel_annotation", "Manual mask relabelled"),
+                      ("qc_decision", "QC decision"), ("target_set", "Target set"),
+                      ("target_removed", "Target removed"), ("biomarkers.extract", "Biomarkers computed"),
+                      ("ingest_run", "Import run"), ("center_target", "Collection target"),
+                      ("series_features", "Biomarkers of a series"), ("user", "User"), ("patient", "Patient")):
+    _add("audit", _name, _label, "", f"{_label} (audit code `{_name}`).")
+
+# Short column headings for narrow tables (the case viewer's scans): the full heading is the column's tooltip.
+SHORT_LABELS: dict[str, str] = {
+    "days_from_injury": "Day", "source": "Mask", "hematoma_ml": "IPH", "iph_ml": "IPH", "eah_ml": "EAH",
+    "edema_ml": "Edema", "ivh_ml": "IVH", "midline_shift_mm": "Midline shift", "lesion_count": "Lesions",
+    "total_lesion_ml": "Total lesion", "hemorrhage_ml": "Hemorrhage",
+}
+
 # Later entries of the same name in another group stay reachable by group; `ENTRIES` holds the first.
 ENTRIES: dict[str, Entry] = {}
 for _e in _ENTRIES:
@@ -350,6 +424,14 @@ def heading(name: str, group: str | None = None) -> str:
     """A column heading: the label with its unit, 'Hematoma volume on admission (mL)'."""
     u = unit(name, group)
     return f"{label(name, group)} ({u})" if u else label(name, group)
+
+
+def short_heading(name: str, group: str | None = None) -> str:
+    """A narrow column heading, 'IVH (mL)': SHORT_LABELS' abbreviation with the unit, else `heading`."""
+    if name not in SHORT_LABELS:
+        return heading(name, group)
+    u = unit(name, group)
+    return f"{SHORT_LABELS[name]} ({u})" if u and u != "days" else SHORT_LABELS[name]  # "Day" says its unit
 
 
 def describe(name: str, group: str | None = None) -> str:

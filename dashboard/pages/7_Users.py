@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import auth, queries
 from registry.models import ROLES
 from registry.users import UserError
+from vocabulary.dictionary import display_columns
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -20,7 +22,10 @@ flash = st.session_state.pop("users_flash", None)
 if flash:
     st.success(flash)
 table = queries.users(home.db_url)
-st.dataframe(table, hide_index=True)
+shown = table.assign(center=table["center"].fillna("all centers"),
+                     active=table["active"].map({True: "yes", False: "no"}),
+                     locked_until=table["locked_until"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}"))
+st.dataframe(display_columns(shown, "user"), hide_index=True)
 
 left, right = st.columns(2)
 with left, st.form("add_user", clear_on_submit=True):
