@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from vocabulary.dictionary import heading, label, short_uid
+from vocabulary.dictionary import heading, label, short_uid, unit
 from vocabulary.labels import LESION_CLASSES
 
 
@@ -102,7 +102,7 @@ def abc2_scatter_figure(features: pd.DataFrame) -> go.Figure:
     """ABC/2 estimate against segmented hematoma volume, with the line of identity."""
     data = features.dropna(subset=["abc2_ml", "hematoma_ml"])
     fig = px.scatter(data, x="hematoma_ml", y="abc2_ml", color="center", hover_data=["pseudo_id", "days_from_injury"],
-                     labels={"hematoma_ml": f"Segmented {heading('hematoma_ml').lower()}",
+                     labels={"hematoma_ml": f"Segmented {label('hematoma_ml').lower()} ({unit('hematoma_ml')})",
                              "abc2_ml": heading("abc2_ml"),
                              "center": label("center"), "pseudo_id": label("pseudo_id"),
                              "days_from_injury": heading("days_from_injury")})

@@ -23,8 +23,9 @@ def show(db_url: str, root: str, scope: str | None, series_uid: str, source: str
     shown = "unknown" if value is None else f"{value:.2f}"
     st.markdown(f"**{heading(feature)} = {shown}** · {facts['pseudo_id']} · {facts['center']} · "
                 f"{label(source, 'mask_source')}")
-    left, right = st.columns([3, 2])
-    left.dataframe(provenance.facts_table(facts), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    table = provenance.facts_table(facts)
+    left.dataframe(table, hide_index=True, width="stretch", height=_fitting(len(table)))
     with right:
         values = provenance.feature_classes(feature)
         if facts["mask"] is None:
@@ -39,6 +40,12 @@ def show(db_url: str, root: str, scope: str | None, series_uid: str, source: str
             return
         voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0  # as imaging.volume.Volume.voxel_ml
         st.markdown("**Slices that contribute**")
-        st.dataframe(provenance.class_slices(labels, values, voxel_ml), hide_index=True, width="stretch")
+        slices = provenance.class_slices(labels, values, voxel_ml)
+        st.dataframe(slices, hide_index=True, width="stretch", height=_fitting(len(slices)))
         st.caption(f"Slice numbers count from 1 along the slice normal, as in the case viewer ({labels.shape[0]} "
                    "slices).")
+
+
+def _fitting(rows: int) -> int:
+    """A table height in pixels that shows every row without a scroll bar (Streamlit's rows are 35 px)."""
+    return 38 + 35 * rows

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import auth, case_view, figures, imageview, queries
 from dashboard.text import day_text
-from vocabulary.dictionary import label, short_uid
+from vocabulary.dictionary import label, short_heading, short_uid
 from vocabulary.labels import LESION_CLASSES
 
 ident = auth.require_identity()
@@ -54,7 +54,8 @@ else:
     scans = case_view.scan_table(features)
     # Short headings keep every column (IVH, midline shift, lesions) in view; the full heading is each tooltip.
     st.dataframe(scans.table, hide_index=True, column_config={
-        title: st.column_config.Column(help=help_text, width="small") for title, help_text in scans.help.items()})
+        title: st.column_config.Column(help=help_text, width="medium" if title == short_heading("source") else "small")
+        for title, help_text in scans.help.items()})
 
 st.subheader("Slices")
 has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()
