@@ -3,6 +3,7 @@ where a mask has them, and the facts of `queries.value_provenance` as label/valu
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ def slice_ranges(numbers: list[int]) -> str:
 
 def class_slices(labels: np.ndarray, values: tuple[int, ...], voxel_ml: float | None = None) -> pd.DataFrame:
     """Per lesion class in `values`: the slices (1-based, along the slice normal) where the mask has it, their
-    count, the voxels and (with `voxel_ml`) the volume they make up."""
+    count and (with `voxel_ml`) the volume they make up."""
     rows = []
     flat = labels.reshape(labels.shape[0], -1)
     for c in LESION_CLASSES:
@@ -58,8 +59,7 @@ def class_slices(labels: np.ndarray, values: tuple[int, ...], voxel_ml: float | 
             continue
         per_slice = (flat == c.value).sum(axis=1)
         numbers = [int(k) + 1 for k in np.flatnonzero(per_slice)]
-        row = {"Lesion class": c.name, label("lesion_slices"): slice_ranges(numbers), "Slices": len(numbers),
-               label("voxels"): int(per_slice.sum())}
+        row = {"Lesion class": c.name, label("lesion_slices"): slice_ranges(numbers), "Slices": len(numbers)}
         if voxel_ml is not None:
             row["Volume (mL)"] = f"{per_slice.sum() * voxel_ml:.2f}"
         rows.append(row)
@@ -70,8 +70,22 @@ def _when(value: Any) -> str:
     return "unknown" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
 
 
-def facts_table(facts: dict[str, Any]) -> pd.DataFrame:
-    """The series, the features and the mask behind a value, as two columns (what, value) of text."""
+def mask_text(path: str | None, root: str | None) -> str:
+    """A stored mask path as people may see it: relative to the data home (never the server's folders)."""
+    if not path:
+        return "not stored in the registry"
+    p = PurePath(path)
+    if root and p.is_absolute():
+        try:
+            return str(p.relative_to(root))
+        except ValueError:
+            return p.name
+    return str(p)
+
+
+def facts_table(facts: dict[str, Any], root: str | None = None) -> pd.DataFrame:
+    """The series, the features and the mask behind a value, as two columns (what, value) of text; the mask
+    relative to the data home `root`."""
     rows = [(label("series_ref"), short_uid(facts["series_instance_uid"])),
             (label("description"), facts["description"] or ""),
             (label("center"), facts["center"]),
@@ -91,7 +105,7 @@ def facts_table(facts: dict[str, Any]) -> pd.DataFrame:
     elif ann:
         rows += [(label("annotator"), ann["annotator"] or "not recorded"),
                  (label("imported_at"), _when(ann["imported_at"]))]
-    rows += [(label("mask"), facts["mask"] or "not stored in the registry"),
+    rows += [(label("mask"), mask_text(facts["mask"], root)),
              (label("mask_sha256"), (facts["mask_sha256"] or "")[:12] or "not recorded"),
              (label("definitions_version"), facts["definitions_version"]),
              (label("computed_at"), _when(facts["computed_at"]))]

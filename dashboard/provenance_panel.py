@@ -24,7 +24,7 @@ def show(db_url: str, root: str, scope: str | None, series_uid: str, source: str
     st.markdown(f"**{heading(feature)} = {shown}** · {facts['pseudo_id']} · {facts['center']} · "
                 f"{label(source, 'mask_source')}")
     left, right = st.columns(2)
-    table = provenance.facts_table(facts)
+    table = provenance.facts_table(facts, root)
     left.dataframe(table, hide_index=True, width="stretch", height=_fitting(len(table)))
     with right:
         values = provenance.feature_classes(feature)

@@ -334,7 +334,6 @@ _add(_V, "definitions_version", "Feature definitions version", "",
 _add(_V, "computed_at", "Computed", "", "When the biomarkers of the series were computed.")
 _add(_V, "lesion_slices", "Slices with the class", "", "Slice numbers (1 = first along the slice normal) "
      "on which the mask has voxels of the class.")
-_add(_V, "voxels", "Voxels", "", "Mask voxels of the class.")
 _add(_V, "data_hash", "Data snapshot", "", "Hash of the analysis table a model was fitted on.")
 
 # --- summary statistics (Biomarkers page) ----------------------------------------------------------------
