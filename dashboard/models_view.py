@@ -24,7 +24,8 @@ AUC_COLUMNS = {"auc": "AUC (apparent)", "corrected_auc": "AUC (optimism-correcte
 
 
 def fit_label(fit: pd.Series | Any) -> str:
-    return f"#{fit.id} {fit.outcome} · {fit.feature_set} · {fit.model_kind} · n={fit.n_patients}"
+    return (f"#{fit.id} {OUTCOME_NAMES.get(fit.outcome, fit.outcome)} · {fit.feature_set.replace('+', ' + ')} · "
+            f"{fit.model_kind} · {fit.n_patients:,} patients")
 
 
 def fits_overview(fits: pd.DataFrame) -> pd.DataFrame:
