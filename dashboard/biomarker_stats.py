@@ -32,7 +32,7 @@ def summary_by_group(features: pd.DataFrame, feature: str, group: str) -> pd.Dat
     """n, median and quartiles of `feature` per value of `group` (rows with the value missing are left out)."""
     data = features[[group, feature]].dropna()
     out = data.groupby(group)[feature].describe()[["count", "25%", "50%", "75%"]]
-    out.columns = ["n", "q1", "median", "q3"]
+    out.columns = ["n", "q1", "median", "q3"]  # headings from the data dictionary's summary group
     out["n"] = out["n"].astype(int)
     return out.reset_index()
 
@@ -52,3 +52,28 @@ def abc2_agreement(features: pd.DataFrame) -> dict[str, float]:
     r = float(np.corrcoef(pair["abc2_ml"], pair["hematoma_ml"])[0, 1]) if len(pair) > 2 else float("nan")
     return {"n": int(len(pair)), "mean_difference_ml": float(diff.mean()) if len(pair) else float("nan"),
             "sd_difference_ml": float(diff.std()) if len(pair) > 1 else float("nan"), "pearson_r": r}
+
+
+def traceable_values(features: pd.DataFrame, feature: str) -> pd.DataFrame:
+    """The values of `feature` shown on the page, largest first, each with what finds its source: series_uid,
+    source, pseudo_id, center, days_from_injury and value."""
+    data = features.dropna(subset=[feature])
+    out = data[["series_uid", "source", "pseudo_id", "center", "days_from_injury"]].assign(
+        value=data[feature].astype(float))
+    return out.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def quantile_groups(values: pd.Series, n_groups: int, unit: str = "") -> pd.Series:
+    """Quantile groups of a biomarker named by the values they hold: 'Q1: 0–1.2 mL', 'Q2: 1.4–6.0 mL', ...
+
+    The ranges are the smallest and largest value in each group (pandas' interval edges would read
+    '(-0.001, 1.19]'); tied values keep groups from splitting, so there may be fewer than `n_groups`."""
+    codes = pd.qcut(values, n_groups, labels=False, duplicates="drop")
+    suffix = f" {unit}" if unit else ""
+    names = {}
+    for code in sorted(codes.dropna().unique()):
+        members = values[codes == code]
+        low, high = members.min(), members.max()
+        span = f"{low:.3g}" if low == high else f"{low:.3g}–{high:.3g}"
+        names[code] = f"Q{int(code) + 1}: {span}{suffix}"
+    return codes.map(names).astype("string")

@@ -15,6 +15,7 @@ import pandas as pd
 from prognosis.impact import IMPACT_MODELS, impact_risk
 from prognosis.logistic import LogisticModel
 from prognosis.terms import design_terms
+from vocabulary import dictionary
 
 BINARY_OUTCOMES = ("mortality", "unfavourable")
 # AUC figures shown side by side, in this order, when a fit has them.
@@ -23,7 +24,8 @@ AUC_COLUMNS = {"auc": "AUC (apparent)", "corrected_auc": "AUC (optimism-correcte
 
 
 def fit_label(fit: pd.Series | Any) -> str:
-    return f"#{fit.id} {fit.outcome} · {fit.feature_set} · {fit.model_kind} · n={fit.n_patients}"
+    return (f"#{fit.id} {OUTCOME_NAMES.get(fit.outcome, fit.outcome)} · {fit.feature_set.replace('+', ' + ')} · "
+            f"{fit.model_kind} · {fit.n_patients:,} patients")
 
 
 def fits_overview(fits: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +268,8 @@ def metrics_display(metrics: dict[str, Any]) -> pd.DataFrame:
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         text = f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
-        rows.append({"Metric": key.replace("_", " "), "Value": text})
+        name = dictionary.label(key, "model_metric") if dictionary.entry(key, "model_metric") else dictionary.label(key)
+        rows.append({"Metric": name, "Value": text})
     return pd.DataFrame(rows)
 
 

@@ -350,7 +350,8 @@ def qc_history(db_url: str, center: str | None, series_uid: str | None = None, l
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def audit_trail(db_url: str, center: str | None, limit: int = 200) -> pd.DataFrame:
-    """Audit events about series in scope (for a coordinator) or all events (others), newest first."""
+    """Audit events about series in scope (for a coordinator) or all events (others), newest first; `before` and
+    `after` are the stored states (dicts, or None), which `dashboard.words.audit_table` puts into words."""
     with _session(db_url) as s:
         stmt = select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity_type,
                       AuditEvent.entity_id, AuditEvent.before, AuditEvent.after)
@@ -359,10 +360,7 @@ def audit_trail(db_url: str, center: str | None, limit: int = 200) -> pd.DataFra
                 select(Series.series_instance_uid).join(Study, Series.study_id == Study.id)
                 .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id), center)
             stmt = stmt.where(AuditEvent.entity_type == "series", AuditEvent.entity_id.in_(uids.scalar_subquery()))
-        df = _frame(s, stmt.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
-    for col in ("before", "after"):
-        df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
-    return df
+        return _frame(s, stmt.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
 
 
 def series_center(db_url: str, series_uid: str) -> str | None:
@@ -671,3 +669,43 @@ def user_audit(db_url: str, limit: int = 100) -> pd.DataFrame:
     for col in ("before", "after"):
         df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
     return df
+
+
+# --- Provenance: the series, mask and segmentation run behind a biomarker value ------------------------------
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def value_provenance(db_url: str, center: str | None, series_uid: str, source: str) -> dict[str, Any] | None:
+    """Where the biomarkers of one series and mask source come from, or None (unknown, or out of scope):
+    the series (reference, description, center, patient, acquisition date, day, slices, thickness, QC status),
+    the stored features (definitions version, when computed, mask checksum) and the mask behind them: the
+    segmentation run (model name and version, device, when) or the manual annotation (annotator, when
+    imported), with the mask file's path (None for reference masks, which stay in the study's folder)."""
+    with _session(db_url) as s:
+        row = s.execute(_scoped(
+            select(Series.series_instance_uid, Series.description, Center.code.label("center"), Patient.pseudo_id,
+                   func.coalesce(Series.acquisition_datetime, Study.study_datetime).label("acquired"),
+                   Series.days_from_injury, Series.instance_count, Series.slice_thickness, Series.qc_status,
+                   SeriesFeatures.definitions_version, SeriesFeatures.computed_at, SeriesFeatures.mask_sha256,
+                   SeriesFeatures.segmentation_run_id, SeriesFeatures.annotation_id)
+            .select_from(Center).join(Patient, Patient.center_id == Center.id)
+            .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
+            .join(SeriesFeatures, SeriesFeatures.series_id == Series.id)
+            .where(Series.series_instance_uid == series_uid, SeriesFeatures.source == source)
+            .order_by(SeriesFeatures.computed_at.desc(), SeriesFeatures.id.desc()).limit(1), center)).first()
+        if row is None:
+            return None
+        out: dict[str, Any] = dict(row._mapping)
+        out["source"] = source
+        out["run"] = out["annotation"] = None
+        if row.segmentation_run_id is not None:
+            run = s.get(SegmentationRun, row.segmentation_run_id)
+            out["run"] = {"model_name": run.model_name, "model_version": run.model_version, "device": run.device,
+                          "segmented_at": run.finished_at or run.started_at, "mask": run.mask_path,
+                          "members": list(run.model_members or [])}
+        elif row.annotation_id is not None:
+            ann = s.get(ManualAnnotation, row.annotation_id)
+            out["annotation"] = {"annotator": ann.annotator, "imported_at": ann.imported_at, "mask": ann.mask_path,
+                                 "sha256": ann.sha256}
+    holder = out["run"] or out["annotation"]
+    out["mask"] = holder["mask"] if holder else None
+    return out

@@ -20,7 +20,7 @@ from registry.cli_tables import print_table
 from registry.csv_export import write_csv
 from registry.db import session_scope
 from registry.models import QC_AUTO_FAILED, QC_FAILED
-from vocabulary.dictionary import short_uid
+from vocabulary.dictionary import label, short_uid
 
 app = typer.Typer(help="Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate.",
                   no_args_is_help=True)
@@ -516,6 +516,8 @@ def evaluate(
 
 
 def _print(df: pd.DataFrame, title: str) -> None:
+    if "class" in df:  # class keys (iph, eah, ...) by their names in the label map
+        df = df.assign(**{"class": df["class"].map(lambda k: label(k, "lesion_class"))})
     print_table(console, df, title)  # full width when piped: no header or cell cut to "…"
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from registry.cli_support import login_name, open_registry
 from registry.db import session_scope
+from vocabulary.dictionary import entry, label
 
 app = typer.Typer(help="Outcome models: fit, compare, report.", no_args_is_help=True)
 console = Console()
@@ -67,14 +68,17 @@ def explained(what: str) -> Iterator[None]:
 
 
 def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> None:
+    """The coefficient table (terms in words) and the fit's scalar metrics, one labelled line each."""
+    from prognosis.labels import term_label
+
     if summary is not None:
         ratio = next((c for c in ("odds_ratio", "hazard_ratio") if c in summary), None)
         table = Table(title=title)
-        for col in ("term", "coef", ratio, "95% CI", "p"):
+        for col in ("Term", "Coefficient", ratio and ratio.replace("_", " ").capitalize(), "95% CI", "p"):
             if col:
-                table.add_column(col, justify="left" if col == "term" else "right")
+                table.add_column(col, justify="left" if col == "Term" else "right")
         for term, r in summary.iterrows():
-            cells = [str(term), f"{r['coef']:.3f}"]
+            cells = [term_label(str(term)), f"{r['coef']:.3f}"]
             if ratio:
                 cells += [f"{r[ratio]:.2f}", f"{r[f'{ratio}_lower']:.2f}-{r[f'{ratio}_upper']:.2f}"]
             cells.append(f"{r['p']:.3g}")
@@ -88,7 +92,13 @@ def _print_summary(summary: pd.DataFrame | None, metrics: dict, title: str) -> N
             cuts.add_row(c["cutpoint"], f"{c['estimate']:.3f}", f"{c['se']:.3f}", f"{c['lower']:.2f}-{c['upper']:.2f}")
         console.print(cuts)
     shown = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    console.print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    performance = Table(title="Performance", show_header=False)
+    performance.add_column("What")
+    performance.add_column("Value", justify="right")
+    for key, value in shown.items():
+        performance.add_row(label(key, "model_metric") if entry(key, "model_metric") else label(key),
+                            f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
+    console.print(performance)
 
 
 @app.command()
@@ -139,8 +149,8 @@ def fit(
             row = record_model_fit(session, result, login_name())
             fit_id = row.id
         _print_summary(result.summary, result.metrics,
-                       f"{outcome.value} ~ {features.value} ({result.model_kind}, n={result.n_patients}, "
-                       f"events={result.n_events})")
+                       f"{outcome.value} ~ {features.value} ({result.model_kind}; {result.n_patients:,} patients, "
+                       f"{result.n_events:,} events)")
         for key in ("caution", "estimation_note"):
             if key in result.extra:
                 console.print(f"[yellow]caution:[/yellow] {result.extra[key]}")

@@ -100,7 +100,7 @@ def ingest(
                 ("already present", report.already_present), ("conflicts", len(report.conflicts)),
                 ("new series", report.series_new), ("extended series", report.series_updated),
                 ("new patients", report.patients_new)]
-        rows += [(f"series QC {status}", n) for status, n in sorted(report.qc.items())]
+        rows += [(f"series {label(status, 'qc_status').lower()}", n) for status, n in sorted(report.qc.items())]
         rows += [(f"rejected: {label(reason)}", n) for reason, n in report.rejected_by_reason.items()]
         if report.normalized:
             rows.append(("values normalized to their DICOM VR", len(report.normalized)))

@@ -54,6 +54,14 @@ GROUPS = {
     "qc_reason": "Automatic QC reasons",
     "rejection": "Rejected files",
     "qc_status": "QC status",
+    "mask_source": "Mask sources",
+    "provenance": "Where a value comes from",
+    "summary": "Summary statistics",
+    "user": "Dashboard users",
+    "audit": "Audit trail: actions and what they acted on",
+    "lesion_class": "Lesion classes of the label map",
+    "evaluation": "Segmentation evaluation",
+    "model_metric": "Outcome-model performance",
     "model_quality": "Model quality from annotators' corrections",
 }
 
@@ -323,6 +331,153 @@ for _name, _label, _definition in (("pending", "Waiting for review", "Passed the
     _add("qc_status", _name, _label, "", _definition)
 
 
+# --- mask sources (biomarkers.store: which mask a feature was measured on) -------------------------------
+_add("identifiers", "source", "Mask source", "", "Which mask the biomarkers were measured on.",
+     "segmentation, manual, truth")
+for _name, _label, _definition in (
+        ("segmentation", "Automatic segmentation", "The latest segmentation run of the series."),
+        ("manual", "Manual annotation", "The latest manual annotation (mask) imported for the series."),
+        ("truth", "Reference mask", "A reference (ground-truth) mask of a synthetic or public study.")):
+    _add("mask_source", _name, _label, "", _definition)
+
+# --- provenance: series, mask and segmentation run behind a value -----------------------------------------
+_V = "provenance"
+_add(_V, "series_ref", "Series reference", "", "The last 8 characters of the SeriesInstanceUID.")
+_add(_V, "acquired", "Acquired", "", "Acquisition date and time of the series (DICOM (0008,002A)), else the "
+     "study's.")
+_add(_V, "mask", "Mask", "", "The mask file the value was measured on, relative to the data home.")
+_add(_V, "mask_sha256", "Mask checksum", "", "The first 12 hexadecimal characters of the mask file's SHA-256.")
+_add(_V, "model_name", "Segmentation model", "", "The network (or ensemble) that made the mask.")
+_add(_V, "model_version", "Model version", "", "Content hash of the model checkpoint (its first 12 characters).")
+_add(_V, "device", "Device", "", "Where the segmentation ran (cpu, cuda).")
+_add(_V, "segmented_at", "Segmented", "", "When the segmentation run finished.")
+_add(_V, "annotator", "Annotator", "", "Who drew the manual mask.")
+_add(_V, "imported_at", "Imported", "", "When the manual mask was imported.")
+_add(_V, "definitions_version", "Feature definitions version", "",
+     "Version of the biomarker definitions the value was computed under.")
+_add(_V, "computed_at", "Computed", "", "When the biomarkers of the series were computed.")
+_add(_V, "lesion_slices", "Slices with the class", "", "Slice numbers (1 = first along the slice normal) "
+     "on which the mask has voxels of the class.")
+_add(_V, "data_hash", "Data snapshot", "", "Hash of the analysis table a model was fitted on.")
+
+# --- summary statistics (Biomarkers page) ----------------------------------------------------------------
+for _name, _label, _definition in (("n", "Series", "Series with a value."),
+                                   ("q1", "Lower quartile", "25th percentile."),
+                                   ("median", "Median", "50th percentile."),
+                                   ("q3", "Upper quartile", "75th percentile.")):
+    _add("summary", _name, _label, "", _definition)
+
+# --- dashboard users (registry.users.user_rows) ---------------------------------------------------------
+for _name, _label, _definition in (("username", "User name", "The name the user logs in with."),
+                                   ("role", "Role", "admin, coordinator, statistician or investigator."),
+                                   ("active", "Active", "Whether the user may log in."),
+                                   ("created_at", "Created", "When the account was made (UTC)."),
+                                   ("locked_until", "Locked until", "End of a running lockout after failed "
+                                    "log-ins (UTC); empty when not locked.")):
+    _add("user", _name, _label, "", _definition)
+
+# --- audit trail (registry.store.audit): actions and the kinds of thing they act on ------------------------
+for _name, _label in (("user_added", "User added"), ("user_deactivated", "User deactivated"),
+                      ("user_locked", "User locked after failed log-ins"), ("user_unlocked", "User unlocked"),
+                      ("password_changed", "Password changed"), ("login_failed", "Log-in failed"),
+                      ("center_created", "Center created"), ("clinical_created", "Clinical record added"),
+                      ("clinical_updated", "Clinical record updated"), ("outcomes_created", "Outcome added"),
+                      ("outcomes_updated", "Outcome updated"), ("import_clinical", "Clinical data imported"),
+                      ("import_outcomes", "Outcomes imported"), ("ingest_dicom", "DICOM ingested"),
+                      ("series_ingested", "Series ingested"), ("series_extended", "Files added to a series"),
+                      ("import_annotation", "Manual mask imported"), ("relabel_annotation", "Manual mask relabelled"),
+                      ("qc_decision", "QC decision"), ("target_set", "Target set"),
+                      ("target_removed", "Target removed"), ("biomarkers.extract", "Biomarkers computed"),
+                      ("ingest_run", "Import run"), ("center_target", "Collection target"),
+                      ("series_features", "Biomarkers of a series"), ("user", "User"), ("patient", "Patient")):
+    _add("audit", _name, _label, "", f"{_label} (audit code `{_name}`).")
+
+# --- lesion classes (vocabulary.labels), as named in tables that hold a class key per row -------------------
+for _c in LESION_CLASSES:
+    _add("lesion_class", _c.key, _c.name, "", f"{_c.description} Label {_c.value} of the label map.")
+_add("lesion_class", "hemorrhage", "Any hemorrhage (IPH, EAH, IVH)", "",
+     "Labels 1, 2 and 4 of the label map taken together.")
+
+# --- segmentation evaluation (imaging.evaluation: `ctstudy imaging evaluate`) ------------------------------
+_E = "evaluation"
+for _name, _label, _unit, _definition in (
+        ("split", "Split", "", "Training, validation or test series (by a hash of the series UID)."),
+        ("class", "Lesion class", "", "The class of the label map compared, or any hemorrhage."),
+        ("with_class", "Series with the class", "", "Series whose reference mask has the class."),
+        ("dice_mean", "Dice, mean", "", "Mean Dice overlap over series with the class."),
+        ("dice_sd", "Dice, SD", "", "Standard deviation of Dice over series with the class."),
+        ("precision_mean", "Precision, mean", "", "Mean fraction of predicted voxels that are in the reference."),
+        ("recall_mean", "Recall, mean", "", "Mean fraction of reference voxels that were predicted."),
+        ("median_abs_volume_error_ml", "Volume error, median", "mL",
+         "Median |segmented - reference| volume over series."),
+        ("volume_group", "Reference volume", "", "Reference IPH volume group."),
+        ("seg_abs_error_ml_mean", "Segmentation volume error, mean", "mL",
+         "Mean |segmented - reference| IPH volume."),
+        ("seg_abs_error_ml_median", "Segmentation volume error, median", "mL",
+         "Median |segmented - reference| IPH volume."),
+        ("abc2_abs_error_ml_mean", "ABC/2 volume error, mean", "mL",
+         "Mean |ABC/2 - reference| volume of the largest IPH lesion."),
+        ("abc2_abs_error_ml_median", "ABC/2 volume error, median", "mL",
+         "Median |ABC/2 - reference| volume of the largest IPH lesion."),
+        ("segmentation_better", "Segmentation closer than ABC/2", "",
+         "Whether the segmentation's mean volume error is below ABC/2's.")):
+    _add(_E, _name, _label, _unit, _definition)
+
+# --- outcome-model performance (prognosis: `ctstudy prognosis fit`, the Outcome models page) ----------------
+for _name, _label, _definition in (
+        ("n", "Patients", "Patients the model was fitted on."),
+        ("events", "Events", "Patients with the outcome."),
+        ("auc", "AUC (apparent)", "Area under the ROC curve on the data the model was fitted on (optimistic)."),
+        ("auc_lower", "AUC, lower 95% limit", "Lower limit of the apparent AUC's 95% confidence interval."),
+        ("auc_upper", "AUC, upper 95% limit", "Upper limit of the apparent AUC's 95% confidence interval."),
+        ("brier", "Brier score", "Mean squared difference between predicted risk and outcome (apparent)."),
+        ("calibration_slope", "Calibration slope", "Slope of the outcome on the linear predictor (apparent)."),
+        ("calibration_intercept", "Calibration intercept", "Calibration-in-the-large (apparent)."),
+        ("r2_nagelkerke", "Nagelkerke R²", "Nagelkerke's pseudo R² (apparent)."),
+        ("cv_auc", "AUC (cross-validated)", "Mean AUC of the out-of-fold risks over the scored runs."),
+        ("cv_brier", "Brier score (cross-validated)", "Mean Brier score of the out-of-fold risks."),
+        ("cv_calibration_slope", "Calibration slope (cross-validated)", "Calibration slope of the out-of-fold risks."),
+        ("cv_calibration_intercept", "Calibration intercept (cross-validated)",
+         "Calibration intercept of the out-of-fold risks."),
+        ("cv_auc_lower", "AUC (cross-validated), lower 95% limit", "Lower limit of the cross-validated AUC."),
+        ("cv_auc_upper", "AUC (cross-validated), upper 95% limit", "Upper limit of the cross-validated AUC."),
+        ("cv_r2_nagelkerke", "Nagelkerke R² (cross-validated)", "Nagelkerke's R² of the out-of-fold risks."),
+        ("cv_auc_sd_repeats", "AUC (cross-validated), SD over runs", "Spread of the AUC over the scored runs."),
+        ("cv_repeats", "Cross-validation runs scored (repeats x imputations)",
+         "Out-of-fold predictions scored: one per cross-validation repeat and imputed data set, so 2 repeats "
+         "of 5 imputations make 10."),
+        ("corrected_auc", "AUC (optimism-corrected)", "Apparent AUC minus the bootstrap estimate of its optimism."),
+        ("shrinkage", "Shrinkage factor", "Bootstrap-corrected calibration slope, applied to the coefficients."),
+        ("events_per_variable", "Events per model term", "Events divided by the number of model terms."),
+        ("harrell_c", "Harrell's C", "Concordance of predicted and observed survival (apparent)."),
+        ("cv_harrell_c", "Harrell's C (cross-validated)", "Concordance of the out-of-fold predictions."),
+        ("auc_death", "AUC death (ordinal)", "AUC of the ordinal model's risk of death."),
+        ("auc_unfavourable", "AUC unfavourable (ordinal)", "AUC of the ordinal model's risk of GOS 1-3."),
+        ("cv_auc_unfavourable", "AUC unfavourable (ordinal, cross-validated)",
+         "Cross-validated AUC of the ordinal model's risk of GOS 1-3."),
+        ("delta_auc", "AUC gained by imaging", "AUC of clinical + imaging minus AUC of clinical alone."),
+        ("delta_auc_lower", "AUC gained by imaging, lower 95% limit", "Lower limit of the AUC gain."),
+        ("delta_auc_upper", "AUC gained by imaging, upper 95% limit", "Upper limit of the AUC gain."),
+        ("n_imputations", "Imputed data sets", "Multiple imputations the model was fitted on."),
+        ("auc_boot_lower", "AUC, lower bootstrap 95% limit", "Percentile bootstrap lower limit of the AUC."),
+        ("auc_boot_upper", "AUC, upper bootstrap 95% limit", "Percentile bootstrap upper limit of the AUC."),
+        ("optimism", "Optimism of the AUC", "Bootstrap estimate of how much the apparent AUC overstates it."),
+        ("n_boot", "Bootstrap samples", "Bootstrap resamples of the optimism correction."),
+        ("cv_refits_penalized", "Cross-validation refits penalized", "Folds whose model could only be estimated "
+         "with a penalty (separation)."),
+        ("cv_folds_not_estimable", "Cross-validation folds not estimable", "Folds whose model could not be "
+         "estimated; their patients are scored in the other runs."),
+        ("optimizer_warnings", "Optimizer warnings", "Fits whose optimizer reported a problem."),
+        ("smaller_class", "Patients in the smaller outcome class", "Events or non-events, whichever are fewer.")):
+    _add("model_metric", _name, _label, "", _definition)
+
+# Short column headings for narrow tables (the case viewer's scans): the full heading is the column's tooltip.
+SHORT_LABELS: dict[str, str] = {
+    "days_from_injury": "Day", "source": "Mask", "hematoma_ml": "IPH", "iph_ml": "IPH", "eah_ml": "EAH",
+    "edema_ml": "Edema", "ivh_ml": "IVH", "midline_shift_mm": "Midline shift", "lesion_count": "Lesions",
+    "total_lesion_ml": "Total lesion", "hemorrhage_ml": "Hemorrhage",
+}
+
 # --- Model quality: how much annotators changed the model's masks (imaging.correction) -----------
 _MQ = "model_quality"
 _add(_MQ, "corrections", "Corrected series", "",
@@ -396,6 +551,14 @@ def heading(name: str, group: str | None = None) -> str:
     """A column heading: the label with its unit, 'Hematoma volume on admission (mL)'."""
     u = unit(name, group)
     return f"{label(name, group)} ({u})" if u else label(name, group)
+
+
+def short_heading(name: str, group: str | None = None) -> str:
+    """A narrow column heading, 'IVH (mL)': SHORT_LABELS' abbreviation with the unit, else `heading`."""
+    if name not in SHORT_LABELS:
+        return heading(name, group)
+    u = unit(name, group)
+    return f"{SHORT_LABELS[name]} ({u})" if u and u != "days" else SHORT_LABELS[name]  # "Day" says its unit
 
 
 def describe(name: str, group: str | None = None) -> str:

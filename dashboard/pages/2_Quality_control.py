@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, imageview, qc_view, queries, review
+from dashboard import auth, imageview, qc_view, queries, review, words
 from dashboard.text import day_text, number_text
 from registry.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING, QC_STATUSES
 from vocabulary import dictionary
@@ -216,6 +216,4 @@ if len(history):
                                       "automatic": "By"}), hide_index=True)
 
 with st.expander("Audit trail"):
-    st.dataframe(queries.audit_trail(home.db_url, scope).rename(columns={
-        "at": "When", "actor": "Who", "action": "Action", "entity_type": "On", "entity_id": "Which",
-        "before": "Before", "after": "After"}), hide_index=True)
+    st.dataframe(words.audit_table(queries.audit_trail(home.db_url, scope)), hide_index=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, figures, imageview, queries
+from dashboard import auth, case_view, figures, imageview, queries
 from dashboard.text import day_text
-from vocabulary.dictionary import display_columns
+from vocabulary.dictionary import label, short_heading, short_uid
 from vocabulary.labels import LESION_CLASSES
 
 ident = auth.require_identity()
@@ -34,25 +34,33 @@ pseudo_id = st.selectbox("Patient (pseudonymized)", list(label_of), format_func=
 series = queries.patient_series(home.db_url, scope, pseudo_id)
 
 st.subheader("Scans")
-st.plotly_chart(figures.timeline_figure(series), key="case_timeline")
 undated = int(series["days_from_injury"].isna().sum())
-if undated:
-    st.caption(f"{undated} scan(s) not on the timeline: no injury time in this patient's clinical data.")
+if undated == len(series):
+    st.info("No injury time in this patient's clinical data, so no scan has a day from injury: the scans are "
+            "shown in the order they were taken. Import the clinical table with the time of injury "
+            "(`ctstudy registry import-clinical clinical.csv`) to place them on a timeline.")
+else:
+    st.plotly_chart(figures.timeline_figure(series), key="case_timeline")
+    if undated:
+        st.caption(f"{undated} scan(s) not on the timeline: no injury time in this patient's clinical data.")
 
-st.subheader("Hematoma and edema volumes over time")
+st.subheader("Lesion volumes over time")
 features = queries.series_features(home.db_url, scope, pseudo_id)
 if features.empty or "hematoma_ml" not in features:
     st.info("No imaging biomarkers for this patient yet: `ctstudy imaging segment --all`, then "
             "`ctstudy biomarkers extract`.")
 else:
     st.plotly_chart(figures.volumes_over_time_figure(features), key="case_volumes")
-    shown = [c for c in ("days_from_injury", "source", "hematoma_ml", "edema_ml", "eah_ml", "ivh_ml",
-                         "midline_shift_mm", "lesion_count") if c in features]
-    st.dataframe(display_columns(features[shown].round(2)), hide_index=True)
+    scans = case_view.scan_table(features)
+    # Short headings keep every column (IVH, midline shift, lesions) in view; the full heading is each tooltip.
+    st.dataframe(scans.table, hide_index=True, column_config={
+        title: st.column_config.Column(help=help_text, width="medium" if title == short_heading("source") else "small")
+        for title, help_text in scans.help.items()})
 
 st.subheader("Slices")
 has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()
-series_label = {r.series_uid: f"{day_text(r.days_from_injury)} · {r.description or ''} · {r.qc_status}"
+series_label = {r.series_uid: f"{day_text(r.days_from_injury)} · {r.description or ''} · "
+                f"{label(r.qc_status, 'qc_status')} · {short_uid(r.series_uid)}"
                 for r in series.itertuples()}
 uids = list(series_label)
 default = int(has_mask.to_numpy().argmax()) if has_mask.any() else 0
@@ -87,12 +95,28 @@ if source != "none":
         st.error(problem)
 
 n = volume.shape[0]
-# Keyed by series and mask, so that a new choice opens on its own most informative slice.
-index = st.slider("Slice", 1, n, imageview.richest_slice(labels, n) + 1, key=f"case_slice_{series_uid}_{source}") - 1
 level, width = imageview.WINDOW_PRESETS[preset]
+# Keyed by series and mask, so that a new choice opens on its own most informative slice.
+slice_key = f"case_slice_{series_uid}_{source}"
+if slice_key not in st.session_state:
+    st.session_state[slice_key] = imageview.richest_slice(labels, n) + 1
+
+
+def step(by: int) -> None:
+    st.session_state[slice_key] = min(n, max(1, st.session_state[slice_key] + by))
+
+
+s1, s2, s3 = st.columns([1, 10, 1], vertical_alignment="bottom")
+s1.button("◀", key=f"case_prev_{series_uid}", on_click=step, args=(-1,), help="Previous slice",
+          disabled=n < 2)
+index = (s2.slider("Slice", 1, n, key=slice_key, disabled=n < 2) if n > 1 else 1) - 1
+s3.button("▶", key=f"case_next_{series_uid}", on_click=step, args=(1,), help="Next slice", disabled=n < 2)
 image = imageview.overlay_rgb(imageview.windowed_uint8(volume.hu[index], level, width),
                               None if labels is None else labels[index])
-st.image(image, caption=f"slice {index + 1}/{n}", width=512)
+st.plotly_chart(figures.slice_figure(image, volume.spacing[1:]), key="case_slice_image",
+                config={"scrollZoom": True, "displaylogo": False})
+st.caption(f"slice {index + 1}/{n} · {preset} window · drag a box or scroll on the image to zoom, double-click "
+           "to see the whole slice")
 if labels is not None:
     voxel_ml = volume.voxel_ml
     st.markdown(imageview.legend_html(), unsafe_allow_html=True)  # one colour per class, from vocabulary.labels

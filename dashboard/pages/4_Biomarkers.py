@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from biomarkers import provenance
-from dashboard import auth, biomarker_stats, figures, queries
+from dashboard import auth, biomarker_stats, figures, provenance_panel, queries
+from dashboard.text import day_text
+from vocabulary.dictionary import display_columns, heading, label, short_uid
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -21,7 +23,8 @@ if features.empty:
 c1, c2, c3 = st.columns(3)
 sources = sorted(features["source"].unique())
 source = c1.radio("Mask source", sources, horizontal=True, key="bio_source",
-                  index=sources.index("segmentation") if "segmentation" in sources else 0)
+                  index=sources.index("segmentation") if "segmentation" in sources else 0,
+                  format_func=lambda s: label(s, "mask_source"))
 scans = c2.radio("Scans", ["admission", "all"], horizontal=True, key="bio_scans",
                  format_func={"admission": "admission (first) scan", "all": "all scans"}.get)
 data = features[features["source"] == source]
@@ -30,26 +33,42 @@ names = biomarker_stats.numeric_features(data)
 if not names:
     st.info(f"No numeric biomarkers stored for the {source} masks.")
     st.stop()
-feature = c3.selectbox("Biomarker", names, key="bio_feature")
-st.caption(f"{len(data)} series of {data['pseudo_id'].nunique()} patients · {source} masks")
+feature = c3.selectbox("Biomarker", names, key="bio_feature", format_func=heading)
+st.caption(f"{len(data)} series of {data['pseudo_id'].nunique()} patients · {label(source, 'mask_source')}")
 mixed = provenance.mixed_models_notice(data)
 if mixed:  # the notice names each model with its number of series
     st.warning(mixed)
 
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(figures.feature_by_group_figure(data, feature, "center", f"{feature} by center"),
+    st.plotly_chart(figures.feature_by_group_figure(data, feature, "center", f"{heading(feature)} by center"),
                     key="bio_by_center")
-    st.dataframe(biomarker_stats.summary_by_group(data, feature, "center").round(2), hide_index=True)
+    by_center = biomarker_stats.summary_by_group(data, feature, "center").round(2)
+    st.dataframe(display_columns(by_center, "summary"), hide_index=True)
 with right:
-    outcome = st.radio("Outcome", ["mortality", "unfavourable"], horizontal=True, key="bio_outcome")
+    outcome = st.radio("Outcome", ["mortality", "unfavourable"], horizontal=True, key="bio_outcome",
+                       format_func=label)
     labelled = data.assign(outcome=biomarker_stats.outcome_labels(data, outcome))
     if labelled["outcome"].notna().any():
-        st.plotly_chart(figures.feature_by_group_figure(labelled, feature, "outcome", f"{feature} by outcome"),
+        st.plotly_chart(figures.feature_by_group_figure(labelled, feature, "outcome",
+                                                        f"{heading(feature)} by outcome"),
                         key="bio_by_outcome")
-        st.dataframe(biomarker_stats.summary_by_group(labelled, feature, "outcome").round(2), hide_index=True)
+        by_outcome = biomarker_stats.summary_by_group(labelled, feature, "outcome").round(2)
+        st.dataframe(display_columns(by_outcome, "summary"), hide_index=True)
     else:
         st.info("No 6-month outcomes yet: `ctstudy registry import-outcomes outcomes.csv`.")
+
+st.subheader("Where a value comes from")
+traced = biomarker_stats.traceable_values(data, feature)
+trace_label = {i: f"{r.value:.2f} · {r.pseudo_id} · {r.center} · {day_text(r.days_from_injury)} · "
+                  f"{short_uid(r.series_uid)}" for i, r in traced.iterrows()}
+picked = st.selectbox(f"{heading(feature)}: pick a value (largest first) to see its series, mask, model and slices",
+                      list(trace_label), format_func=trace_label.get, index=None, key=f"bio_trace_{feature}",
+                      placeholder="a value shown above")
+if picked is not None:
+    chosen = traced.loc[picked]
+    provenance_panel.show(home.db_url, str(home.root), scope, chosen["series_uid"], chosen["source"], feature,
+                          float(chosen["value"]))
 
 st.subheader("ABC/2 against segmented hematoma volume")
 if {"abc2_ml", "hematoma_ml"} <= set(data.columns):
@@ -61,4 +80,4 @@ if {"abc2_ml", "hematoma_ml"} <= set(data.columns):
     st.plotly_chart(figures.abc2_scatter_figure(data), key="bio_abc2")
     st.caption("ABC/2 is measured on the largest lesion; points above the dashed line are over-estimates.")
 else:
-    st.info("These features have no ABC/2 estimate (abc2_ml): recompute with `ctstudy biomarkers extract`.")
+    st.info(f"These features have no {label('abc2_ml')}: recompute them with `ctstudy biomarkers extract`.")

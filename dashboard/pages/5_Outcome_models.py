@@ -7,9 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from biomarkers.store import SOURCE_PREFERENCE
-from dashboard import auth, biomarker_stats, models_view, queries
+from dashboard import auth, biomarker_stats, models_view, provenance, provenance_panel, queries, words
+from dashboard.text import day_text
 from prognosis import plots, staleness
-from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
+from prognosis.kaplan_meier import kaplan_meier_by_strata
+from vocabulary.dictionary import heading, label, unit
+
+COMPARISON_HEADINGS = {"features": "Predictors", "fit": "Fit", "patients": "Patients"}
+KM_COUNT_HEADINGS = {"stratum": "Group", "n": "Patients", "deaths": "Deaths"}
 
 
 @st.cache_data(ttl=queries.CACHE_TTL_S, show_spinner=False)
@@ -81,7 +86,7 @@ else:
     auc, what = models_view.validated_auc(metrics)
     cols = st.columns(4)
     if auc is not None:
-        cols[0].metric(what.capitalize(), f"{auc:.3f}")
+        cols[0].metric(what[:1].upper() + what[1:], f"{auc:.3f}")
     if isinstance(metrics.get("shrinkage"), int | float):
         cols[1].metric("Shrinkage factor", f"{metrics['shrinkage']:.2f}")
     if isinstance(metrics.get("auc"), int | float):
@@ -121,6 +126,32 @@ else:
         st.dataframe(models_view.coefficient_display(fit), hide_index=True, width="stretch", key="om_coef")
     else:
         st.caption("No coefficient table for this model kind.")
+
+    variables = provenance.imaging_variables(list(fit["variables"] or []))
+    if variables:
+        st.subheader("Where this fit's imaging values come from")
+        features = queries.series_features(home.db_url, scope)
+        source = next((src for src in SOURCE_PREFERENCE if len(features) and (features["source"] == src).any()),
+                      None)
+        p1, p2 = st.columns([2, 3])
+        variable = p1.selectbox("Imaging predictor", variables, format_func=heading, key=f"om_trace_var_{fit_id}")
+        traced = (provenance.patient_values(features[features["source"] == source], variable) if source
+                  else pd.DataFrame())
+        if traced.empty:
+            p2.caption("No stored imaging biomarkers of these patients in your scope.")
+        else:
+            trace_label = {i: f"{r.value:.2f} · {r.pseudo_id} · {r.center} · {day_text(r.days_from_injury)}"
+                           for i, r in traced.iterrows()}
+            picked = p2.selectbox("Patient: pick a value (largest first) to see its series, mask, model and slices",
+                                  list(trace_label), format_func=trace_label.get, index=None,
+                                  key=f"om_trace_{fit_id}_{variable}", placeholder="a patient of the study")
+            if picked is not None:
+                chosen = traced.loc[picked]
+                provenance_panel.show(home.db_url, str(home.root), scope, chosen["series_uid"], chosen["source"],
+                                      variable, float(chosen["value"]))
+            st.caption(f"Fit #{fit_id} was fitted on data snapshot {str(fit['data_hash'])[:12]}: each patient's "
+                       f"value is read from the {label(source, 'mask_source').lower()} of one scan (the first for "
+                       "admission values, the largest for peak values).")
 
     d1, d2, d3 = st.columns(3)
     if len(table):
@@ -164,11 +195,12 @@ else:
     outcomes = [o for o in ("mortality", "unfavourable") if (fits["outcome"] == o).any()]
     if outcomes:
         c1, c2 = st.columns(2)
-        outcome = c1.radio("Outcome", outcomes, horizontal=True, key="om_cmp_outcome")
+        outcome = c1.radio("Outcome", outcomes, horizontal=True, key="om_cmp_outcome", format_func=label)
         kinds = sorted(fits.loc[fits["outcome"] == outcome, "model_kind"].unique())
         kind = c2.radio("Model", kinds, horizontal=True, key="om_cmp_kind")
         comparison = models_view.comparison_table(fits, outcome, kind)
-        st.dataframe(comparison.round(3), hide_index=True, key="om_comparison")
+        st.dataframe(words.blank_missing(comparison.round(3)).rename(columns=COMPARISON_HEADINGS), hide_index=True,
+                     key="om_comparison")
         if set(comparison["features"]) >= {"clinical", "clinical+imaging"}:
             auc = comparison.set_index("features")["AUC"]
             st.metric("AUC gained by adding imaging", f"{auc['clinical+imaging'] - auc['clinical']:+.3f}")
@@ -187,17 +219,18 @@ else:
     admission = biomarker_stats.admission_rows(features[features["source"] == source])
     choices = [c for c in ("hematoma_ml", "edema_ml", "midline_shift_mm", "lesion_count") if c in admission]
     c1, c2 = st.columns(2)
-    biomarker = c1.selectbox("Admission biomarker", choices, key="om_km_feature")
+    biomarker = c1.selectbox("Admission biomarker", choices, key="om_km_feature", format_func=heading)
     n_groups = c2.radio("Groups", [2, 3, 4], index=1, horizontal=True, key="om_km_groups")
     data = admission[["pseudo_id", biomarker]].merge(outcomes_table, on="pseudo_id").dropna(
         subset=[biomarker, "days_to_death_or_censor", "died"])
     if data[biomarker].nunique() < 2:
-        st.caption(f"Too few patients with {biomarker} and an outcome to form strata ({len(data)}).")
+        st.caption(f"Too few patients with {label(biomarker).lower()} and an outcome to form strata ({len(data)}).")
     else:
         data["died"] = data["died"].astype(float)
-        strata = quantile_strata(data[biomarker].astype(float), n_groups, biomarker)
+        strata = biomarker_stats.quantile_groups(data[biomarker].astype(float), n_groups, unit(biomarker))
         km = kaplan_meier_by_strata(data.reset_index(drop=True), strata.reset_index(drop=True))
-        st.plotly_chart(plots.km_figure(km), key="om_km")
-        st.dataframe(km.counts, hide_index=True, key="om_km_counts")
+        st.plotly_chart(plots.km_figure(km, title=f"Survival by {heading(biomarker)} (log-rank p = "
+                                                  f"{km.logrank_p:.2g})"), key="om_km")
+        st.dataframe(km.counts.rename(columns=KM_COUNT_HEADINGS), hide_index=True, key="om_km_counts")
         st.caption(f"Log-rank test across strata: χ² = {km.logrank_statistic:.2f}, p = {km.logrank_p:.3g} "
                    f"({source} masks, admission scan)")

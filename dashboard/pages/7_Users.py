@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import auth, queries
 from registry.models import ROLES
 from registry.users import MIN_PASSWORD_LENGTH, UserError
+from vocabulary.dictionary import display_columns
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -24,7 +25,10 @@ flash = st.session_state.pop("users_flash", None)
 if flash:
     st.success(flash)
 table = queries.users(home.db_url)
-st.dataframe(table, hide_index=True)
+shown = table.assign(center=table["center"].fillna("all centers"),
+                     active=table["active"].map({True: "yes", False: "no"}),
+                     locked_until=table["locked_until"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}"))
+st.dataframe(display_columns(shown, "user"), hide_index=True)
 
 others = [u for u in table["username"] if u != ident.username]  # an admin never locks themselves out here
 active = [u for u in table.loc[table["active"].astype(bool), "username"] if u != ident.username]

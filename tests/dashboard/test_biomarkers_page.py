@@ -30,12 +30,14 @@ def test_biomarkers_page_shows_distributions_and_abc2(small) -> None:
     assert not at.exception
     assert at.radio(key="bio_source").value == "segmentation"
     assert at.selectbox(key="bio_feature").value == "hematoma_ml"  # the main biomarker first
-    by_center = at.dataframe[0].value.set_index("center")
+    assert at.selectbox(key="bio_feature").options[0] == "Hematoma volume (mL)"
+    by_center = at.dataframe[0].value.set_index("Center")
     # admission scans of the segmentation source: pA1 12.5 (IT01), pA2 2.0 (IT02)
-    assert by_center["n"].to_dict() == {"IT01": 1, "IT02": 1}
-    assert by_center.loc["IT01", "median"] == 12.5
-    by_outcome = at.dataframe[1].value.set_index("outcome")
-    assert by_outcome.loc["died", "median"] == 12.5 and by_outcome.loc["survived", "median"] == 2.0
+    assert list(by_center.columns) == ["Series", "Lower quartile", "Median", "Upper quartile"]
+    assert by_center["Series"].to_dict() == {"IT01": 1, "IT02": 1}
+    assert by_center.loc["IT01", "Median"] == 12.5
+    by_outcome = at.dataframe[1].value.set_index("Outcome")
+    assert by_outcome.loc["died", "Median"] == 12.5 and by_outcome.loc["survived", "Median"] == 2.0
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Series"] == "2" and metrics["Mean ABC/2 − segmented"] == "-0.50 mL"  # (11-12.5 + 2.5-2) / 2
     at.radio(key="bio_scans").set_value("all").run()
@@ -45,7 +47,7 @@ def test_biomarkers_page_shows_distributions_and_abc2(small) -> None:
 def test_coordinator_sees_only_own_center_features(small) -> None:
     at = page("4_Biomarkers.py", COORD1)
     assert not at.exception
-    assert set(at.dataframe[0].value["center"]) == {"IT01"}
+    assert set(at.dataframe[0].value["Center"]) == {"IT01"}
 
 
 def test_no_features_says_what_to_run(home, monkeypatch) -> None:

@@ -150,8 +150,7 @@ def test_every_role_in_chromium(server) -> None:
             page.get_by_role("textbox", name="Find a series").press("Enter")
             _settle(page)
             _shot(page, "coordinator_2c_qc_topogram")
-            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Hematoma and edema volumes over time",
-                   SLICE_SHOWN)
+            _visit(page, "Case viewer", "coordinator_3_case_viewer", "Lesion volumes over time", SLICE_SHOWN)
             assert page.get_by_text("not on the timeline").count() == 0  # opens on a dated case with findings
             _visit(page, "Outcome models", "coordinator_4_outcome_models")
             _log_out(page)
@@ -165,6 +164,12 @@ def test_every_role_in_chromium(server) -> None:
                 assert page.get_by_role("button", name="Record decision").count() == 0
                 _visit(page, "Case viewer", f"{role}_3_case_viewer", "Slices", SLICE_SHOWN)
                 _visit(page, "Biomarkers", f"{role}_4_biomarkers")
+                if role == "statistician":  # a value's provenance: open the list, pick the largest value
+                    page.locator('[data-testid="stSelectbox"]').filter(has_text="pick a value").first.click()
+                    page.get_by_role("option").first.click()
+                    page.get_by_text("Slices that contribute").wait_for(timeout=TIMEOUT_MS)
+                    _settle(page)
+                    _shot(page, f"{role}_4b_biomarker_provenance")
                 _visit(page, "Outcome models", f"{role}_5_outcome_models")
                 _visit(page, "Risk calculator", f"{role}_6_risk_calculator")
                 _log_out(page)
@@ -190,4 +195,4 @@ def test_every_role_in_chromium(server) -> None:
     assert decisions[1].code == mine
     assert [(t.actor, t.entity_id, t.after["target"]) for t in targets] == [
         ("admin", f"{mine}:patients", 10), ("admin", f"{mine}:series_qc_passed", 20)]
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 23
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 24

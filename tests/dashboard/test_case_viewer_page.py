@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 from dashboard_apptest import COORD2, STAT, page
 from dashboard_registry_factory import VOXEL_ML, mask_zyx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dashboard import imageview
+from dashboard import case_view, figures, imageview
 from registry.db import make_engine
 from registry.models import Patient, Series, Study
 from vocabulary.labels import LESION_CLASSES
@@ -51,7 +54,7 @@ def test_case_viewer_shows_timeline_volumes_and_masks(small) -> None:
     assert len(at.selectbox(key="case_patient").options) == 5
     assert at.selectbox(key="case_patient").value == "pA1aaaaaaaaaaaaa"  # the largest lesion (S2: 63 mL)
     volumes = at.dataframe[0].value
-    assert sorted(volumes["Hematoma volume (mL)"].tolist()) == [11.0, 12.5, 18.0]  # S1 auto + manual, S2 auto
+    assert sorted(volumes["IPH (mL)"].tolist()) == ["11.0", "12.5", "18.0"]  # S1 auto + manual, S2 auto
     assert at.selectbox(key="case_series_pA1aaaaaaaaaaaaa").value == uids["S1"]  # the series with masks first
     assert at.radio(key=f"case_mask_{uids['S1']}").options == ["automatic", "manual", "none"]
     assert at.slider(key=f"case_slice_{uids['S1']}_automatic").value == 5  # the slice with most lesion voxels
@@ -92,7 +95,6 @@ def test_series_without_files_or_features_says_so(small) -> None:
     at.selectbox(key="case_patient").set_value("pC1ccccccccccccc").run()
     assert not at.exception
     assert any("No imaging biomarkers for this patient yet" in i.value for i in at.info)
-    assert any("1 scan(s) not on the timeline" in c.value for c in at.caption)
     assert at.selectbox(key="case_series_pC1ccccccccccccc").options[0].startswith("day unknown")
     assert any("No image files are registered" in i.value for i in at.info)
 
@@ -102,3 +104,60 @@ def test_coordinator_lists_only_own_center_patients(small) -> None:
     assert not at.exception
     options = at.selectbox(key="case_patient").options  # labels: "pseudo_id · center · n series[ · lesions]"
     assert [o.split(" · ")[:2] for o in options] == [["pA2aaaaaaaaaaaaa", "IT02"], ["pB2bbbbbbbbbbbbb", "IT02"]]
+
+
+def _class_features() -> pd.DataFrame:
+    """Two scans of one patient with every lesion class measured: the second has 45.8 mL of extra-axial blood."""
+    return pd.DataFrame({"series_uid": ["1.2.3", "1.2.4"], "source": ["segmentation"] * 2,
+                         "days_from_injury": [0.2, 2.5], "hematoma_ml": [3.0, 4.0], "iph_ml": [3.0, 4.0],
+                         "eah_ml": [20.0, 45.8], "edema_ml": [1.0, 2.0], "ivh_ml": [0.0, 1.5],
+                         "midline_shift_mm": [2.0, 6.5], "lesion_count": [1.0, 2.0]})
+
+
+def test_volume_chart_draws_every_lesion_class_in_its_colour() -> None:
+    fig = figures.volumes_over_time_figure(_class_features())
+    lines = {t.name: t for t in fig.data}  # legend: class, mask source
+    assert set(lines) == {f"{c.name}, Automatic segmentation" for c in LESION_CLASSES}
+    extra_axial = lines["Extra-axial hemorrhage, Automatic segmentation"]
+    assert list(extra_axial.y) == [20.0, 45.8] and extra_axial.line.color == "#ff7f0e"
+    assert fig.layout.xaxis.title.text == "Day from injury (days)"
+    undated = figures.volumes_over_time_figure(_class_features().assign(days_from_injury=None))
+    assert list(undated.data[0].x) == [1, 2] and "no injury time" in undated.layout.xaxis.title.text
+
+
+def test_scan_table_keeps_ivh_midline_shift_and_lesions_under_short_headings() -> None:
+    scans = case_view.scan_table(_class_features().assign(days_from_injury=[None, 2.5]))
+    assert list(scans.table.columns) == ["Day", "Mask", "IPH (mL)", "EAH (mL)", "Edema (mL)", "IVH (mL)",
+                                         "Midline shift (mm)", "Lesions"]
+    assert sum(len(c) for c in scans.table.columns) < 80  # eight narrow columns fit beside the sidebar
+    assert scans.table.iloc[1].tolist() == ["2.5", "Automatic segmentation", "4.0", "45.8", "2.0", "1.5", "6.5", "2"]
+    assert scans.table.iloc[0, 0] == "unknown"
+    assert "Intraventricular hemorrhage volume" in scans.help["IVH (mL)"]
+    two_class = case_view.scan_table(_class_features().drop(columns=["iph_ml", "eah_ml", "ivh_ml"]))
+    assert two_class.table["IPH (mL)"].tolist() == ["3.0", "4.0"] and two_class.table["EAH (mL)"].tolist() == ["", ""]
+
+
+def test_patient_without_injury_time_gets_a_message_not_an_empty_timeline(small) -> None:
+    at = page("3_Case_viewer.py", STAT)
+    at.selectbox(key="case_patient").set_value("pC1ccccccccccccc").run()
+    assert not at.exception
+    assert any("No injury time in this patient's clinical data" in i.value for i in at.info)
+    assert "case_timeline" not in [getattr(e, "key", None) for e in at._tree if getattr(e, "type", "") != "dataframe"]
+    assert not any(getattr(e.proto, "id", "").endswith("case_timeline") for e in at._tree if hasattr(e, "proto"))
+
+
+def test_slice_viewer_zooms_has_window_presets_and_steps_through_slices(small) -> None:
+    _, uids = small
+    at = page("3_Case_viewer.py", STAT)
+    slider = f"case_slice_{uids['S1']}_automatic"
+    assert at.radio(key="case_window").options == ["brain 40/80", "subdural 75/215", "bone 600/2800"]
+    charts = [json.loads(e.proto.spec) for e in at._tree if hasattr(getattr(e, "proto", None), "spec")]
+    image = next(c for c in charts if c["data"] and c["data"][0]["type"] == "image")
+    assert image["layout"]["dragmode"] == "zoom" and image["data"][0]["source"].startswith("data:image/png")
+    assert image["layout"]["uirevision"]  # the zoom stays while stepping through slices
+    assert at.slider(key=slider).value == 5
+    at.button(key=f"case_next_{uids['S1']}").click().run()
+    assert at.slider(key=slider).value == 6 and any(c.value.startswith("slice 6/8") for c in at.caption)
+    at.button(key=f"case_prev_{uids['S1']}").click().run()
+    at.button(key=f"case_prev_{uids['S1']}").click().run()
+    assert at.slider(key=slider).value == 4

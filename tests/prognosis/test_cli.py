@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import select
@@ -26,7 +27,11 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     res = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "mortality", "--features", "clinical",
                                      "--m", "2", "--n-boot", "20"])
     assert res.exit_code == 0, res.output
-    assert "odds_ratio" in res.output and "Recorded ModelFit #1" in res.output
+    assert "Odds ratio" in res.output and "Recorded ModelFit #1" in res.output
+    # Terms and metrics in words, one metric a line: no `key=value` pairs, no snake_case names.
+    assert "Age (per year)" in res.output and "Events per model term" in res.output
+    assert re.search(r"AUC \(apparent\)\W+0\.\d{3}", res.output)
+    assert not re.search(r"\b[a-z]+_[a-z_0-9]+\b|\w=\d", res.output), res.output
     # Same data snapshot, same settings: the stored fit is reported unchanged, not fitted again.
     again = runner.invoke(app, base + ["prognosis", "fit", "--outcome", "mortality", "--features", "clinical",
                                        "--m", "2", "--n-boot", "20"])

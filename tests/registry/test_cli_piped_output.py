@@ -6,6 +6,7 @@ CliRunner's output is not a terminal, exactly like `ctstudy registry missing --d
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -67,6 +68,7 @@ def test_ingest_summary_and_users_list_piped(home: Home, tmp_path: Path) -> None
     write_non_dicom(src / "notes.txt")
     ingest = _run(home, "registry", "ingest", str(tmp_path / "in"), "--in-place")
     assert "rejected: Not a DICOM file" in ingest and "…" not in ingest
+    assert re.search(r"series (waiting for review|failed automatic checks)", ingest) and "QC auto_failed" not in ingest
     for name in ("coordinator_of_a_center_with_a_long_name", "statistician_two"):
         result = CliRunner().invoke(app, ["--home", str(home.root), "--db-url", home.db_url, "users", "add", name,
                                           "--role", "statistician", "--password", "a long password 1"])
@@ -116,3 +118,17 @@ def test_piped_table_lines_up_its_columns_and_right_aligns_numbers() -> None:
     terminal = io.StringIO()
     print_table(Console(file=terminal, width=60, force_terminal=True, color_system=None), rows, labels=False)
     assert "[red]x" in terminal.getvalue()
+
+
+def test_imaging_evaluate_tables_name_classes_and_columns_in_words(capsys) -> None:  # noqa: ANN001
+    import re
+
+    from imaging import cli as imaging_cli
+
+    frame = pd.DataFrame({"split": ["test", "test"], "class": ["eah", "ivh"], "dice_mean": [0.81, 0.52],
+                          "abc2_abs_error_ml_mean": [1.25, 0.5]})
+    imaging_cli._print(frame, "Segmentation vs truth-dir by split")
+    out = capsys.readouterr().out
+    assert "Extra-axial hemorrhage" in out and "Intraventricular hemorrhage" in out
+    assert "Dice, mean" in out and "ABC/2 volume error, mean (mL)" in out
+    assert not re.search(r"\b[a-z]+_[a-z_0-9]+\b|\b(eah|ivh)\b|Abc2", out), out
