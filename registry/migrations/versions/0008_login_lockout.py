@@ -4,14 +4,14 @@ The lockout reserves a slot in this counter with one conditional UPDATE before a
 verified (registry.users.log_in), which is what makes check-and-count atomic on SQLite and
 PostgreSQL alike. `failures_reset_at` is the start of that window.
 
-Revision ID: 0008_login_lockout
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008_login_lockout'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None

@@ -1,14 +1,14 @@
 """DICOM senders: the calling AE titles the receiver accepts, each registered to one center.
 
-Revision ID: 0008_dicom_senders
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008_dicom_senders'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

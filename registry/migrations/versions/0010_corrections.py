@@ -1,15 +1,15 @@
 """corrections: per-class agreement between a model's mask and the annotator's correction of it.
 
-Revision ID: 0008_corrections
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0008_corrections'
-down_revision = '0007'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
