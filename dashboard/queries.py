@@ -660,14 +660,13 @@ def reset_dashboard_password(db_url: str, username: str, password: str, actor: s
 
 
 def user_audit(db_url: str, limit: int = 100) -> pd.DataFrame:
-    """What was done to user accounts, newest first: when, who, action, user, before, after (never cached)."""
+    """What was done to user accounts, newest first: when, who, action, user, before, after (states as dicts;
+    never cached)."""
     with _session(db_url) as s:
         df = _frame(s, select(AuditEvent.at.label("when"), AuditEvent.actor.label("who"), AuditEvent.action,
                               AuditEvent.entity_id.label("user"), AuditEvent.before, AuditEvent.after)
                     .where(AuditEvent.entity_type == "user")
                     .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
-    for col in ("before", "after"):
-        df[col] = df[col].map(lambda v: "" if not v else ", ".join(f"{k}={v[k]}" for k in v))
     return df
 
 

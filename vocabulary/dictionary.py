@@ -379,6 +379,7 @@ for _name, _label, _definition in (("username", "User name", "The name the user 
 # --- audit trail (registry.store.audit): actions and the kinds of thing they act on ------------------------
 for _name, _label in (("user_added", "User added"), ("user_deactivated", "User deactivated"),
                       ("user_locked", "User locked after failed log-ins"), ("user_unlocked", "User unlocked"),
+                      ("user_reactivated", "User reactivated"),
                       ("password_changed", "Password changed"), ("login_failed", "Log-in failed"),
                       ("center_created", "Center created"), ("clinical_created", "Clinical record added"),
                       ("clinical_updated", "Clinical record updated"), ("outcomes_created", "Outcome added"),

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, queries
+from dashboard import auth, queries, words
 from registry.models import ROLES
 from registry.users import MIN_PASSWORD_LENGTH, UserError
-from vocabulary.dictionary import display_columns
+from vocabulary.dictionary import display_columns, label
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -101,7 +101,11 @@ changes = queries.user_audit(home.db_url)
 if changes.empty:
     st.caption("No change yet.")
 else:
-    st.dataframe(changes.assign(when=pd.to_datetime(changes["when"])), hide_index=True,
+    changes = changes.assign(when=pd.to_datetime(changes["when"]),
+                             action=changes["action"].map(lambda a: label(a, "audit")),
+                             before=changes["before"].map(words.change_text),
+                             after=changes["after"].map(words.change_text))
+    st.dataframe(changes, hide_index=True,
                  column_config={"when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
                                 "who": "Who", "action": "Action", "user": "User", "before": "Before",
                                 "after": "After"})

@@ -115,7 +115,7 @@ def test_users_page_reactivates_unlocks_and_resets_a_password_each_audited(small
     at.button(key="FormSubmitter:reset_password-Set password").click().run()
     assert "Password of coord1 reset" in at.success[0].value
     shown = at.dataframe[-1].value  # the page's own record of what was done to accounts
-    assert {"user_reactivated", "user_unlocked", "password_changed"} <= set(shown["action"])
+    assert {"User reactivated", "User unlocked", "Password changed"} <= set(shown["action"])  # in words
     with session_scope(engine) as s:
         assert authenticated_identity(s, "inv", "password-1") is not None  # back, with their own password
         assert authenticated_identity(s, "stat", "password-1") is not None  # no longer locked
