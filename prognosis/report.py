@@ -97,6 +97,12 @@ def _validated_auc(m: dict[str, Any]) -> float | None:
     return m.get("cv_auc", m.get("corrected_auc", m.get("cv_auc_unfavourable", m.get("cv_harrell_c"))))
 
 
+def _not_usable(m: dict[str, Any]) -> str | None:
+    from prognosis.fitting import unusable_reason
+
+    return m.get("not_usable_for_individual_risks") or unusable_reason(m)
+
+
 def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
     """The lead: sample size against what the models need, validated performance, the caution."""
     binary = [f for f in fits if f["outcome"] in ("mortality", "unfavourable") and f["model_kind"] == "logistic"]
@@ -113,7 +119,8 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                      "Per model term": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
                      "Validated AUC": _num(_validated_auc(m)),
-                     "Shrinkage factor": _num(m.get("shrinkage"))})
+                     "Shrinkage factor": _num(m.get("shrinkage")),
+                     "Individual risks": "not usable" if _not_usable(m) else "usable (shrunken model)"})
     small = bool(needed) and n_patients < min(needed)
     link = (f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results "
             "(prognosis-simulation.md)</a>" if SIMULATION_DOC.exists() else
@@ -243,16 +250,29 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
                      f"{html.escape(str(f['cv']))}; imputation {html.escape(str(f['spec'].get('imputation')))} "
                      f"(m = {f['spec'].get('m')}).</p>")
         validate = m.get("validate")
-        if validate:
+        if validate and "Q" not in validate:
+            parts.append("<p class='caution'>This fit's validate table predates rms's definitions of R², "
+                         "intercept and slope and is not shown: refit it to report them.</p>")
+        elif validate:
             rows = [{"Index": METRIC_LABELS.get(k, k), "Apparent": _num(v["apparent"]),
                      "Optimism": _num(v["optimism"]), "Corrected": _num(v["corrected"])}
                     for k, v in validate.items()]
             if "cv_auc" in m:
                 rows.append({"Index": "AUC, cross-validated", "Apparent": "", "Optimism": "",
                              "Corrected": _num(m["cv_auc"])})
+            bounded = [METRIC_LABELS.get(k, k) for k, v in validate.items() if "corrected_unbounded" in v]
+            separated = m.get("n_boot_separated")
             parts.append(_table(rows, f"Bootstrap validation ({m.get('n_boot')} replicates, imputation repeated in "
-                                      "each; Harrell's rms validate). Apparent calibration is 0/1 by construction; "
-                                      "the corrected slope is the uniform shrinkage factor."))
+                                      "each) with rms validate's definitions: intercept, slope and R² after "
+                                      "recalibrating each refit on the original data. Apparent intercept and slope "
+                                      "are 0 and 1 by construction; the corrected slope is the uniform shrinkage "
+                                      "factor."
+                                      + (f" {separated} of {m.get('n_boot')} refits separated the outcome (some risk "
+                                         "predicted as 0 or 1)." if isinstance(separated, int) else "")
+                                      + (f" Held at the edge of its range: {', '.join(bounded)}." if bounded else "")))
+            if _not_usable(m):
+                parts.append(f"<p class='caution'><b>Not usable for individual risks:</b> "
+                             f"{html.escape(str(_not_usable(m)))}.</p>")
         elif f["outcome"] == "gos":
             parts.append(_table([{"Outcome split": k, "AUC (95% CI)": _ci(m.get(f"auc_{k}"), m.get(f"auc_{k}_lower"),
                                                                            m.get(f"auc_{k}_upper")),

@@ -64,8 +64,10 @@ else:
     validate = models_view.validate_table(metrics)
     if len(validate):
         st.dataframe(validate, hide_index=True, key="om_validate")
-        st.caption("Harrell's bootstrap validation: the corrected calibration slope is the shrinkage factor applied "
-                   "to the risk calculator's model.")
+        st.caption("Harrell's bootstrap validation with rms's definitions: intercept, slope and R² are scored after "
+                   "recalibrating each refit on the original data. The corrected slope is the shrinkage factor "
+                   "applied to the risk calculator's model; at or below 0 the model is not usable for individual "
+                   "risks." + (f" {validate.attrs['separated']}." if validate.attrs.get("separated") else ""))
 
     curves = models_view.fit_curves(fit)
     left, right = st.columns(2)
@@ -123,9 +125,10 @@ else:
         kind = c2.radio("Model", kinds, horizontal=True, key="om_cmp_kind")
         comparison = models_view.comparison_table(fits, outcome, kind)
         st.dataframe(comparison.round(3), hide_index=True, key="om_comparison")
-        if set(comparison["features"]) >= {"clinical", "clinical+imaging"}:
-            auc = comparison.set_index("features")["AUC"]
-            st.metric("AUC gained by adding imaging", f"{auc['clinical+imaging'] - auc['clinical']:+.3f}")
+        gain = models_view.imaging_gain(comparison)
+        if gain is not None:
+            st.metric(f"Change in {gain[1]} from adding imaging", f"{gain[0]:+.3f}")
+            st.caption("From validated AUCs; the apparent AUCs in the table are optimistic and not compared.")
     else:
         st.caption("No mortality or unfavourable-outcome fits to compare.")
 
