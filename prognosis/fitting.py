@@ -17,7 +17,7 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
-from prognosis.assumptions import brant_test, nonlinearity_tests
+from prognosis.assumptions import brant_test, nonlinearity_tests, pooled_over_imputations
 from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
@@ -334,7 +334,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         elif isinstance(model, LogisticModel) and "shrinkage" in metrics:
             extra["shrunk_model"] = model.shrunk(metrics["shrinkage"], data)
         if isinstance(model, LogisticModel):
-            extra["nonlinearity"] = nonlinearity_tests(d0, terms, col)
+            extra["nonlinearity"] = pooled_over_imputations(data, lambda d: nonlinearity_tests(d, terms, col))
             validated_r2 = metrics.get("validate", {}).get("r2_nagelkerke", {}).get("corrected")
             prevalence = float(y.mean())
             max_r2 = 1 - np.exp(2 * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))
@@ -350,7 +350,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["cutpoints"] = [float(c) for c in model.cutpoints_]
         metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
         try:
-            extra["brant"] = brant_test(d0, terms)
+            extra["brant"] = pooled_over_imputations(data, lambda d: brant_test(d, terms))
             metrics["brant_omnibus_p"] = float(extra["brant"].iloc[0]["p"])
         except (np.linalg.LinAlgError, ValueError) as exc:
             extra["brant_note"] = f"Brant test not estimable on these data ({exc})"

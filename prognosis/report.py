@@ -97,6 +97,15 @@ def _validated_auc(m: dict[str, Any]) -> float | None:
     return m.get("cv_auc", m.get("corrected_auc", m.get("cv_auc_unfavourable", m.get("cv_harrell_c"))))
 
 
+def _estimation(m: dict[str, Any]) -> str:
+    """How the model was estimated, in a few words: ridge with its penalty, or maximum likelihood."""
+    estimation = m.get("estimation") or {}
+    if estimation.get("penalty_chosen_by") == "cv":
+        return f"ridge, penalty {_num(estimation.get('penalty'), 2)} by cross-validation"
+    choice = m.get("estimation_choice") or {}
+    return "maximum likelihood" if choice or m.get("validate") else "–"
+
+
 def _not_usable(m: dict[str, Any]) -> str | None:
     from prognosis.fitting import unusable_reason
 
@@ -119,6 +128,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                      "Per model term": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
                      "Validated AUC": _num(_validated_auc(m)),
+                     "Estimation": _estimation(m),
                      "Shrinkage factor": _num(m.get("shrinkage")),
                      "Individual risks": "not usable" if _not_usable(m) else "usable (shrunken model)"})
     small = bool(needed) and n_patients < min(needed)
@@ -142,8 +152,18 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
     if rows:
         parts.append(_table(rows, "Patients needed: the largest of Riley et al.'s three criteria (BMJ 2020) for "
                                   "expected shrinkage ≥ 0.9, optimism in R² ≤ 0.05 and the overall risk within "
-                                  "±0.05, with the bootstrap-corrected R². Shrinkage factor: bootstrap-corrected "
+                                  "±0.05, with the bootstrap-corrected R². Estimation: a model whose sample falls "
+                                  "short of Riley's criteria (anticipated R² 15 % of its maximum) or of 10 patients "
+                                  "of the smaller outcome class per parameter is fitted by ridge penalized "
+                                  "likelihood, its penalty chosen by 5-fold cross-validation on each imputed data "
+                                  "set and again inside every cross-validation fold and bootstrap refit; "
+                                  "coefficients pooled over the imputations by Rubin's rules and validated as the "
+                                  "maximum-likelihood models are. Shrinkage factor: bootstrap-corrected "
                                   "calibration slope, applied to the risk calculator's model."))
+    for f in binary:
+        choice = (f["metrics"].get("estimation_choice") or {}).get("reason")
+        if choice:
+            parts.append(f"<p class='note'>{html.escape(_fit_title(f))}: {html.escape(choice)}.</p>")
     for f in fits:
         for caution in f["metrics"].get("cautions", []):
             parts.append(f"<div class='caution'><b>{html.escape(_fit_title(f))}:</b> {html.escape(caution)}</div>")
@@ -351,16 +371,31 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+POOLED_TEST_NOTE = ("Run on each imputed data set and pooled over all m by D2 (Li, Meng, Raghunathan & Rubin "
+                    "1991): F on (df, df2), with the range of the per-imputation χ².")
+
+
+def _pooled_statistic(r: dict[str, Any]) -> str:
+    """'F(3, 41) = 1.20 (χ² 2.9 to 4.4 over 5)' for a D2-pooled test row, 'χ² 3.10 (3)' for one data set."""
+    df2 = r.get("df2")
+    if (r.get("m") or 1) > 1 and df2 is not None:
+        df2_text = _num(df2, 0) if np.isfinite(df2) else "∞"
+        return (f"F({int(r['df'])}, {df2_text}) = {_num(r['chi2'], 2)} (χ² {_num(r.get('chi2_min'), 1)} to "
+                f"{_num(r.get('chi2_max'), 1)} over {int(r['m'])})")
+    return f"χ² {_num(r['chi2'], 2)} ({int(r['df'])})"
+
+
 def assumptions_section(fits: list[dict[str, Any]]) -> str:
     parts = [f"<h2 id='assumptions'>{SECTIONS[7][1]}</h2>"]
     for f in fits:
         m = f["metrics"]
         if "brant" in m:
             rows = [{"Term": "all terms" if r["term"] == "omnibus" else term_label(r["term"]),
-                     "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})", "p": _p(r["p"])} for r in m["brant"]]
+                     "Statistic": _pooled_statistic(r), "p": _p(r["p"])} for r in m["brant"]]
             parts.append(f"<h3>Proportional odds: {html.escape(_fit_title(f))}</h3>")
             parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
-                                      "GOS ≤ k compared; small p: that term's effect differs across GOS levels."))
+                                      "GOS ≤ k compared; small p: that term's effect differs across GOS levels. "
+                                      + POOLED_TEST_NOTE))
         if "ph_test" in m:
             rows = [{"Term": term_label(r["term"]), "χ²": _num(r["test_statistic"], 2), "p": _p(r["p"])}
                     for r in m["ph_test"]]
@@ -368,11 +403,12 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
             parts.append(_table(rows, f"Schoenfeld residual tests (rank time), pooled over imputations (D2). "
                                       f"Grambsch-Therneau global test: p {_p(m.get('ph_global_p'))}."))
         if "nonlinearity" in m:
-            rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
+            rows = [{"Term": term_label(r["term"]), "Statistic": _pooled_statistic(r),
                      "p": _p(r["p"])} for r in m["nonlinearity"]]
             parts.append(f"<h3>Non-linearity: {html.escape(_fit_title(f))}</h3>")
             parts.append(_table(rows, "Each continuous term as a restricted cubic spline (4 knots), Wald test of the "
-                                      "non-linear terms; small p: keep the spline rather than the linear term."))
+                                      "non-linear terms; small p: keep the spline rather than the linear term. "
+                                      + POOLED_TEST_NOTE))
     return "".join(parts)
 
 

@@ -175,7 +175,8 @@ def cross_validated_predictions(make_model: Callable[[], BinaryModel], df: pd.Da
 def cross_validated_metrics(y: np.ndarray | pd.Series, oof: pd.DataFrame, centers: pd.Series | None = None
                             ) -> dict[str, Any]:
     """CV metrics: per-repeat AUC / Brier / calibration averaged over repeats (with the AUC's spread),
-    plus, for leave-one-center-out, the AUC within each held-out center."""
+    plus, for leave-one-center-out, the AUC within each held-out center of the risks averaged over the
+    imputations (as `per_center_validation`)."""
     y = np.asarray(y, dtype=float)
     per = []
     for c in oof.columns:
@@ -192,12 +193,14 @@ def cross_validated_metrics(y: np.ndarray | pd.Series, oof: pd.DataFrame, center
     out["cv_auc_sd_repeats"] = float(frame["auc"].std(ddof=1)) if len(frame) > 1 else 0.0
     out["cv_repeats"] = len(frame)
     if centers is not None:
+        # Each patient's out-of-fold risk averaged over repeats and imputations, as the per-center
+        # table (`per_center_validation`) scores it: one definition of a center's AUC.
         c = np.asarray(centers).astype(str)
-        first = oof.iloc[:, 0].to_numpy()
+        risk = oof.mean(axis=1).to_numpy()
         out["cv_auc_by_center"] = {
-            name: auc(y[c == name], first[c == name])
+            name: auc(y[c == name], risk[c == name])
             for name in np.unique(c)
-            if 0 < y[c == name].sum() < (c == name).sum() and np.isfinite(first[c == name]).all()
+            if 0 < y[c == name].sum() < (c == name).sum() and np.isfinite(risk[c == name]).all()
         }
     out.update(fold_note_metrics(list(oof.attrs.get("refit_notes", []))))
     return out
