@@ -299,8 +299,10 @@ def coefficient_display(fit: pd.Series | Any) -> pd.DataFrame:
                         f"{word} (95% CI)": [f"{r:.2f} ({a:.2f} to {b:.2f})" for r, a, b in
                                              zip(table[ratio], table[lo], table[hi], strict=True)],
                         "p": table["p"].map(p_text)})
-    if "fmi" in table:
-        out["Fraction of missing information"] = table["fmi"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    for column, name in (("lambda", "Variance share from missing data (λ)"),
+                         ("riv", "Relative increase in variance (riv)"), ("fmi", "Fraction of missing information")):
+        if column in table:
+            out[name] = table[column].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
     return out
 
 

@@ -90,6 +90,8 @@ class CoefficientModel:
             pd.Series(pooled.dof, index=index),
         )
         self.fmi_ = pd.Series(pooled.fmi, index=index)
+        self.riv_ = pd.Series(pooled.riv, index=index)
+        self.lambda_ = pd.Series(pooled.lam, index=index)
         self.n_imputations_ = pooled.m
         self._pool_extra(fits)
         return self

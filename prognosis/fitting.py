@@ -403,7 +403,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["estimation"] = estimation
     summary = model.summary if isinstance(model, CoefficientModel) else None
     if summary is not None and hasattr(model, "fmi_"):
-        summary = summary.assign(fmi=model.fmi_)
+        # mice's per-term diagnostics of the pooling: lambda, riv and FMI (van Buuren 2018, 2.3.5-2.3.6).
+        summary = summary.assign(fmi=model.fmi_, riv=getattr(model, "riv_", np.nan),
+                                 **{"lambda": getattr(model, "lambda_", np.nan)})
     return FitResult(outcome=outcome, feature_set=feature_set, model_kind=model_kind, cv=cv, imputation=imputation,
                      model=model, summary=summary, metrics=metrics, curves=curves, n_patients=int(len(d0)),
                      n_events=n_events, variables=terms, data_hash=analysis_table_hash(table), spec=spec, extra=extra)

@@ -47,7 +47,7 @@ SIMULATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "prognosis-simul
 SECTIONS = (("support", "What the data can support"), ("methods", "Methods"), ("cohort", "Cohort and missing data"),
             ("added-value", "Do CT biomarkers add?"), ("performance", "Validated performance"),
             ("coefficients", "Coefficients"), ("centers", "Centers"), ("assumptions", "Assumptions"),
-            ("survival", "Survival"), ("tripod", "TRIPOD checklist"))
+            ("survival", "Survival"), ("tripod", "TRIPOD+AI checklist"))
 
 
 class _Figures:
@@ -327,11 +327,14 @@ def coefficients_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
         word = "Odds ratio" if ratio == "odds_ratio" else "Hazard ratio"
         rows = [{"Term": term_label(r["term"]),
                  f"{word} (95% CI)": _ci(r[ratio], r[f"{ratio}_lower"], r[f"{ratio}_upper"], 2),
-                 "p": _p(r["p"]), "FMI": _num(r.get("fmi"), 2) if "fmi" in r else "–"}
+                 "p": _p(r["p"]), "λ": _num(r.get("lambda"), 2), "riv": _num(r.get("riv"), 2),
+                 "FMI": _num(r.get("fmi"), 2) if "fmi" in r else "–"}
                 for _, r in coef.iterrows() if r["term"] != "const"]
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
         parts.append(_table(rows, "Pooled over imputations (Rubin's rules); CIs and p with Barnard-Rubin degrees of "
-                                  "freedom; FMI: fraction of missing information."))
+                                  "freedom; λ: share of the total variance due to the missing data; riv: relative "
+                                  "increase in variance due to it; FMI: fraction of missing information (mice's "
+                                  "names, van Buuren 2018, 2.3)."))
         labelled = coef.assign(term=coef["term"].map(term_label))
         parts.append(figure(forest_figure(labelled, f"{word}s (95% CI)"), f"{_fit_title(f)}: {word.lower()}s."))
     return "".join(parts)
@@ -412,39 +415,68 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+# TRIPOD+AI (Collins et al., BMJ 2024;385:e078378): each item, the report section that answers it (None:
+# not addressed by this report, what the manuscript must supply) and what there answers it.
+TRIPOD_AI_ITEMS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("1", "Title", None, "Not addressed: the report's title is generic; the manuscript's title names the model, "
+                         "population and outcome"),
+    ("2", "Abstract", None, "Not addressed (TRIPOD+AI for Abstracts)"),
+    ("3a-c", "Background: context, rationale, disparities", None, "Not addressed"),
+    ("4", "Objectives", "added-value", "Whether CT biomarkers add to the clinical predictors"),
+    ("5a-b", "Data sources and dates", "cohort", "Registry data snapshot and centers; collection dates not "
+                                                 "reported"),
+    ("6a-c", "Participants: setting, eligibility, treatment", "cohort",
+     "Patients with the outcome, per center; IMPACT applied to GCS ≤ 12; treatments not addressed"),
+    ("7", "Data preparation", None, "Not addressed: image QC and segmentation are documented outside this report"),
+    ("8a-c", "Outcome: definition, time horizon, blinding", "methods",
+     "6-month GOS, mortality, time to death; blinding of outcome assessment not addressed"),
+    ("9a-c", "Predictors: choice, definition, blinding", "coefficients",
+     "Terms with labels and units; blinding of predictor assessment not addressed"),
+    ("10", "Sample size", "support", "Riley's criteria and events per parameter (smaller class)"),
+    ("11", "Missing data", "cohort", "Missingness by variable and pattern; multiple imputation in Methods"),
+    ("12a", "Data used for development and evaluation", "methods",
+     "All patients; cross-validation and bootstrap with imputation inside"),
+    ("12b", "Predictor handling (functional form)", "assumptions", "Spline tests of non-linearity pooled over "
+                                                                    "imputations"),
+    ("12c", "Model type, building, tuning, internal validation", "support",
+     "Ridge or maximum likelihood and why; the penalty chosen by cross-validation, again in every refit"),
+    ("12d", "Heterogeneity across clusters", "centers", "Leave-one-center-out, per-center table, random effects"),
+    ("12e", "Performance measures", "performance", "rms validate indexes; calibration curve of cross-validated "
+                                                   "risks"),
+    ("12f", "Model updating or recalibration", "performance", "Uniform shrinkage from the corrected slope"),
+    ("12g", "Comparison with existing models", "added-value", "IMPACT with its published coefficients"),
+    ("13", "Class imbalance", None, "Not addressed (no rebalancing is done; outcome rates in the cohort section)"),
+    ("14", "Fairness", None, "Not addressed"),
+    ("15", "Model output and thresholds", "added-value", "Predicted risks; decision curve over thresholds"),
+    ("16", "Training versus evaluation data", "centers", "Held-out centers against the others"),
+    ("17", "Ethical approval", None, "Not addressed"),
+    ("18a-f", "Funding, conflicts, protocol, registration, data and code", "methods",
+     "Software versions, commit and seed; funding, conflicts, protocol, registration and data sharing not "
+     "addressed"),
+    ("19", "Patient and public involvement", None, "Not addressed"),
+    ("20a-c", "Participants: flow, characteristics, missing data", "cohort", "Counts per center, missing data"),
+    ("21", "Model development: participants and events per analysis", "performance",
+     "Patients and events of each fit"),
+    ("22", "Model specification", "coefficients", "Full pooled coefficients; the stored spec predicts again"),
+    ("23a", "Model performance with CIs", "performance",
+     "Optimism-corrected indexes; AUC CIs with the comparison (Do CT biomarkers add?)"),
+    ("23b", "Performance in key subgroups", "centers", "Per held-out center"),
+    ("24", "Model updating results", "performance", "Shrinkage factor; models with factor ≤ 0 marked not usable"),
+    ("25", "Interpretation", "added-value", "Against IMPACT and treat-all / treat-none"),
+    ("26", "Limitations", "support", "Sample size against Riley's criteria, cautions; assumption checks"),
+    ("27a-c", "Usability: poor or missing input, users, future research", None, "Not addressed"),
+)
+
+
 def tripod_section() -> str:
-    """TRIPOD (Collins et al., BMJ 2015) items for development and validation, and where each is answered."""
-    items = (
-        ("1-2", "Title and abstract", "support", "Outcomes, predictors, sample and validated performance"),
-        ("3a-b", "Background and objectives", "added-value", "Whether CT biomarkers add to clinical predictors"),
-        ("4a-b", "Source of data, dates", "cohort", "Registry data snapshot (hash), centers"),
-        ("5a-c", "Participants, setting, eligibility", "cohort", "Patients with the outcome; IMPACT on GCS ≤ 12"),
-        ("6a-b", "Outcome definition and blinding", "methods", "6-month GOS, mortality, time to death"),
-        ("7a-b", "Predictors", "coefficients", "Terms with labels and units"),
-        ("8", "Sample size", "support", "Riley's criteria, events per variable (smaller class)"),
-        ("9", "Missing data", "cohort", "Missingness by variable and pattern; multiple imputation (methods)"),
-        ("10a-b", "Model building and internal validation", "methods", "Imputation inside folds and bootstrap"),
-        ("10c-d", "Performance measures, model comparison", "performance", "rms-validate table; D1, ΔAUC, NRI"),
-        ("10e", "Model updating / recalibration", "performance", "Uniform shrinkage for the calculator model"),
-        ("11", "Risk groups", "added-value", "Decision curve over threshold probabilities"),
-        ("12", "Development vs validation differences", "centers", "Leave-one-center-out per center"),
-        ("13a-c", "Participants flow, characteristics", "cohort", "Counts per center, missing data"),
-        ("14a-b", "Model development results", "coefficients", "Pooled coefficients with CIs and FMI"),
-        ("15a-b", "Model specification, how to use", "coefficients", "Full coefficients; stored spec predicts again"),
-        ("16", "Model performance", "performance", "Discrimination, calibration (loess with band)"),
-        ("17", "Model updating", "performance", "Shrinkage factor"),
-        ("18", "Limitations", "support", "Small-sample cautions, assumption checks"),
-        ("19a-b", "Interpretation", "added-value", "Against IMPACT and treat-all/none"),
-        ("20", "Implications", "support", "What the sample can support"),
-        ("21", "Supplementary information", "methods", "Software versions, commit, seed"),
-        ("22", "Funding", None, "Not recorded by ctstudy: state it in the manuscript"),
-    )
-    rows = [{"TRIPOD item": k, "Topic": topic,
-             "Where answered": (f"<a href='#{anchor}'>{dict(SECTIONS)[anchor]}</a>" if anchor else "–"),
-             "What": what} for k, topic, anchor, what in items]
+    """The TRIPOD+AI checklist: each item with the report section that answers it, or 'not addressed'."""
+    rows = [{"TRIPOD+AI item": k, "Topic": topic,
+             "Where answered": (f"<a href='#{anchor}'>{dict(SECTIONS)[anchor]}</a>" if anchor else "not addressed"),
+             "What": what} for k, topic, anchor, what in TRIPOD_AI_ITEMS]
     frame = pd.DataFrame(rows)
     return (f"<h2 id='tripod'>{SECTIONS[9][1]}</h2>" + frame.to_html(index=False, border=0, escape=False)
-            + "<p class='caption'>TRIPOD statement (Collins et al., BMJ 2015;350:g7594).</p>")
+            + "<p class='caption'>TRIPOD+AI statement (Collins et al., BMJ 2024;385:e078378). Items marked "
+              "'not addressed' are the manuscript's to answer.</p>")
 
 
 def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, comparison_curves: dict[str, Any],
