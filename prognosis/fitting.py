@@ -304,6 +304,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         if model_kind != "boosting":
             # Refitting boosted trees n_boot times costs minutes; their validation is the CV below.
             optimism = bootstrap_optimism(make, raw, col, n_boot, seed, impute=impute, originals=data, model=model)
+            if "calibrate" in optimism:
+                curves["calibrate"] = optimism.pop("calibrate")
             metrics.update({k: v for k, v in optimism.items() if k != "apparent_auc"})
         curves["roc"] = roc_curve_data(y, p)
         curves["calibration"] = calibration_curve_data(y, p)

@@ -25,6 +25,7 @@ from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, term_label
 from prognosis.metrics import net_benefit
 from prognosis.plots import (
+    calibrate_figure,
     decision_curve_figure,
     forest_figure,
     km_figure,
@@ -312,6 +313,10 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
                                                           pd.DataFrame(curves.get("cv_calibration", []))),
                                 f"{_fit_title(f)}: calibration of cross-validated risks, loess with 95% "
                                 "bootstrap band; grey points: tenths of predicted risk."))
+        if "calibrate" in curves:
+            parts.append(figure(calibrate_figure(pd.DataFrame(curves["calibrate"])),
+                                f"{_fit_title(f)}: apparent and optimism-corrected calibration (as rms calibrate, "
+                                f"{m.get('n_boot')} bootstrap refits; spline logistic recalibration of each)."))
     return "".join(parts)
 
 

@@ -19,6 +19,7 @@ from scipy import stats
 from sklearn.model_selection import LeaveOneGroupOut, RepeatedStratifiedKFold
 from statsmodels.tools.sm_exceptions import PerfectSeparationError
 
+from prognosis.calibrate import corrected_calibration_curve
 from prognosis.metrics import (
     auc,
     auc_delong,
@@ -225,7 +226,8 @@ def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, 
     its refit (the imputation is part of the model building that the bootstrap repeats), and the
     original data are the m completed `originals`, used in turn; `model` is the fitted (pooled)
     model whose apparent performance is corrected. The corrected slope is the uniform shrinkage
-    factor (van Houwelingen & le Cessie 1990). A corrected index with a fixed range (AUC, R², Brier)
+    factor (van Houwelingen & le Cessie 1990). `calibrate` holds the optimism-corrected calibration
+    curve from the same refits (`prognosis.calibrate`). A corrected index with a fixed range (AUC, R², Brier)
     is held inside it (`corrected_unbounded` keeps the raw difference). Replicates whose refit
     separates the outcome are counted (`n_boot_separated`) and kept, as rms keeps them.
     """
@@ -268,7 +270,11 @@ def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, 
     # rms's Emax row: 0 apparent, and the calibration error of the corrected intercept and slope.
     e = emax(table["calibration_intercept"]["corrected"], table["calibration_slope"]["corrected"])
     table["emax"] = {"apparent": 0.0, "optimism": e, "corrected": e}
-    return {"apparent_auc": apparent["auc"], "optimism": table["auc"]["optimism"],
+    out: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):  # predictions with too few distinct values: no curve
+        apparent_pairs = [(o[outcome].astype(float).to_numpy(), full.predict_proba(o)) for o in originals]
+        out["calibrate"] = corrected_calibration_curve(apparent_pairs, y[idx], p_boot, y_orig, p_orig)
+    return {**out, "apparent_auc": apparent["auc"], "optimism": table["auc"]["optimism"],
             "corrected_auc": table["auc"]["corrected"], "n_boot": int(len(idx)), "validate": table,
             "n_boot_separated": int(separated.sum()), "n_boot_penalized_refits": int(penalized_refits),
             "n_boot_not_estimable": int(n_boot - len(idx)),

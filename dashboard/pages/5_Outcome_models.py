@@ -79,6 +79,10 @@ else:
                                                                curves.get("cv_calibration")), key="om_calibration")
         else:
             right.plotly_chart(plots.calibration_figure(calibration), key="om_calibration")
+        if "calibrate" in curves:
+            left.plotly_chart(plots.calibrate_figure(curves["calibrate"]), key="om_calibrate")
+            left.caption(f"Optimism-corrected calibration (as rms calibrate) from the {metrics.get('n_boot')} "
+                         "bootstrap refits of the validate table.")
     else:
         st.caption("Ordinal and Cox models are judged by the AUCs of death / unfavourable outcome or Harrell's C "
                    "above; ROC and calibration curves are drawn for the binary models.")

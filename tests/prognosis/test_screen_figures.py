@@ -76,3 +76,22 @@ def test_a_shrunken_model_re_estimates_its_intercept_from_the_observed_rate() ->
     model.params_["const"] = -1e6  # a separated fit's intercept, far on the flat part of the curve
     shrunk = model.shrunk(0.5, [table])
     assert np.mean(shrunk.predict_proba(table)) == pytest.approx(table["died"].mean(), abs=1e-6)
+
+
+def test_the_corrected_calibration_curve_is_flatter_than_the_apparent_on_a_small_sample() -> None:
+    from prognosis.calibrate import corrected_calibration_curve
+    from prognosis.metrics import stratified_bootstrap_indices
+    from tests.prognosis.prognosis_study import complete_table
+
+    table = complete_table(simulate_tabular(150, seed=8))
+    model = LogisticModel(terms_of("clinical+imaging"), "died").fit(table)
+    y = table["died"].to_numpy(float)
+    idx = stratified_bootstrap_indices(y, 100, 0)
+    p_boot, p_orig = model.bootstrap_risks(table, idx)
+    curve = corrected_calibration_curve([(y, model.predict_proba(table))], y[idx], p_boot,
+                                        np.broadcast_to(y, p_orig.shape), p_orig)
+    assert len(curve) == 50 and curve["corrected"].between(0, 1).all()
+    # Overfitting: apparent risks near the diagonal, corrected ones pulled toward the average (slope < 1).
+    rise = lambda column: float(curve[column].iloc[-1] - curve[column].iloc[0])  # noqa: E731
+    spread = float(curve["predicted"].iloc[-1] - curve["predicted"].iloc[0])
+    assert rise("corrected") < 0.85 * rise("apparent") and rise("apparent") == pytest.approx(spread, rel=0.25)
