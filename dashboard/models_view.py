@@ -208,6 +208,16 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     return out
 
 
+def estimation_text(metrics: dict[str, Any], model_kind: str) -> str:
+    """How a fit was estimated, in words: ridge with a cross-validated penalty, or maximum likelihood."""
+    estimation = metrics.get("estimation") or {}
+    if estimation.get("penalty_chosen_by") == "cv":
+        return f"ridge, penalty {estimation.get('penalty', float('nan')):.2g} chosen by cross-validation"
+    if model_kind in ("logistic", "ordinal", "cox"):
+        return "ridge fallback (separation)" if estimation.get("method") == "ridge" else "maximum likelihood"
+    return model_kind
+
+
 def not_usable(fit: pd.Series | Any) -> str | None:
     """Why the fit must not give individual risks (corrected calibration slope, the shrinkage factor,
     at or below 0), or None; read from the fit's metrics, so fits recorded before the mark carry it too."""
@@ -233,6 +243,7 @@ def overview_table(fits: pd.DataFrame) -> pd.DataFrame:
             "Validated AUC / C": f"{auc:.3f}" if auc is not None else "–",
             "How validated": what or "not validated",
             "Shrinkage": f"{shrink:.2f}" if isinstance(shrink, int | float) else "–",
+            "Estimation": estimation_text(m, fit.model_kind),
             "Individual risks": ("not usable" if fit.outcome in BINARY_OUTCOMES and not_usable(fit)
                                  else "usable" if fit.outcome in BINARY_OUTCOMES else "–"),
             "Patients (events)": f"{fit.n_patients:,} ({fit.n_events:,})" if fit.n_events is not None

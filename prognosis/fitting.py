@@ -238,7 +238,10 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
             + (f"; Riley's criteria ask for at least {riley['n_required']} patients "
                f"({riley['events_required']} events) for this model" if riley else "")
             + (f"; {len(optimizer)} optimizer warnings (non-convergence or separation) in the refits"
-               if optimizer else ""))
+               if optimizer else "")
+            + ("; fitted by ridge penalized likelihood, its penalty chosen by cross-validation, which pulls the "
+               "coefficients toward 0" if (result.metrics.get("estimation") or {}).get("penalty_chosen_by") == "cv"
+               else ""))
     return result
 
 

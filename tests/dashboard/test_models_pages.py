@@ -178,3 +178,13 @@ def test_the_risk_calculator_refuses_a_model_with_shrinkage_at_or_below_0(home, 
     assert any("refused by the calculator" in e.value and "-0.18" in e.value for e in at.error)
     sources = set(at.dataframe[0].value["source"])
     assert not any(s.startswith("fitted") for s in sources) and "IMPACT core" in sources
+
+
+def test_the_overview_says_how_each_model_was_estimated() -> None:
+    fits = _fits_frame()
+    ridge = fits.iloc[0].copy()
+    ridge["metrics"] = {**ridge["metrics"], "estimation": {"method": "ridge", "penalty": 31.6,
+                                                           "penalty_chosen_by": "cv"}}
+    overview = models_view.overview_table(pd.DataFrame([ridge, fits.iloc[1]])).set_index("Fit")
+    assert overview.loc[f"#{ridge['id']}", "Estimation"] == "ridge, penalty 32 chosen by cross-validation"
+    assert overview.loc[f"#{fits.iloc[1]['id']}", "Estimation"] == "maximum likelihood"
