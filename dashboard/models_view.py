@@ -198,7 +198,7 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     out = list(metrics.get("cautions") or [])
     epv = metrics.get("events_per_variable")
     if not out and isinstance(epv, int | float) and epv < 10:
-        out.append(f"{epv:.1f} events per model term (fewer than 10): estimates are unstable and intervals wide.")
+        out.append(f"{epv:.1f} events per model parameter (fewer than 10): estimates are unstable and intervals wide.")
     if _get(fit, "outcome") in BINARY_OUTCOMES and not_usable(fit):
         out.append(f"Not usable for individual risks: {not_usable(fit)}.")
     auc, what = validated_auc(metrics)

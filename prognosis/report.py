@@ -126,7 +126,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
             needed.append(riley["n_required"])
         rows.append({"Model": _fit_title(f), "Patients": _num(f["n_patients"]),
                      "Smaller outcome class": _num(m.get("smaller_class")),
-                     "Per model term": _num(m.get("events_per_variable"), 1),
+                     "Per model parameter": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
                      "Validated AUC": _num(_validated_auc(m)),
                      "Estimation": _estimation(m),
@@ -141,7 +141,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
         parts.append(
             f"<div class='lead'><b>These {n_patients:,} patients can support only a first look.</b> Riley's "
             f"sample-size criteria ask for at least {min(needed):,} patients for the smallest model below; with fewer "
-            "than 10 patients in the smaller outcome class per model term, coefficients are unstable, "
+            "than 10 patients in the smaller outcome class per model parameter, coefficients are unstable, "
             "apparent AUCs are optimistic, and cross-validated AUCs vary widely from one random split to "
             "another (a validated AUC near 0.5 here says little about the method). Read the validated "
             "(cross-validated or bootstrap-corrected) figures, not the apparent ones, and use the shrunken "

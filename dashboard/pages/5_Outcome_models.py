@@ -59,7 +59,7 @@ else:
     if isinstance(metrics.get("auc"), int | float):
         cols[2].metric("AUC (apparent)", f"{metrics['auc']:.3f}")
     if isinstance(metrics.get("events_per_variable"), int | float):
-        cols[3].metric("Events per model term", f"{metrics['events_per_variable']:.1f}")
+        cols[3].metric("Events per model parameter", f"{metrics['events_per_variable']:.1f}")
 
     validate = models_view.validate_table(metrics)
     if len(validate):

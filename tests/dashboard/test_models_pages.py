@@ -119,7 +119,7 @@ def test_cautions_weak_models_and_the_shrunken_calculator_model() -> None:
     fit = fits.iloc[0].copy()
     fit["metrics"] = {**fit["metrics"], "cv_auc": 0.436, "events_per_variable": 1.9}
     words = " ".join(models_view.cautions(fit))
-    assert "0.436" in words and "below 0.6" in words and "1.9 events per model term" in words
+    assert "0.436" in words and "below 0.6" in words and "1.9 events per model parameter" in words
     assert models_view.validated_auc(fit["metrics"]) == (0.436, "cross-validated AUC")
     good = fits.iloc[1]
     assert not [c for c in models_view.cautions(good) if "below" in c]
