@@ -329,7 +329,11 @@ def metrics_display(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def calculator_spec(fit: pd.Series | Any) -> tuple[dict[str, Any], bool]:
-    """The model spec the calculator predicts from: the shrunken one when the fit has it (True), else the fit's own."""
+    """The model spec the calculator predicts from: the shrunken one when the fit has it (True), else the fit's own.
+    Raises ValueError, saying why, for a fit not usable for individual risks (`not_usable`)."""
+    reason = not_usable(fit)
+    if reason:
+        raise ValueError(f"fit #{_get(fit, 'id')} is not usable for individual risks: {reason}")
     spec = _get(fit, "spec") or {}
     if isinstance(spec.get("model_shrunk"), dict):
         return spec["model_shrunk"], True

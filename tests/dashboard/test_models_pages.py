@@ -165,6 +165,8 @@ def test_a_model_with_shrinkage_at_or_below_0_is_marked_not_usable_everywhere() 
     assert sorted(overview["Individual risks"]) == ["not usable", "usable"]
     with pytest.raises(ValueError, match="not positive"):
         LogisticModel.from_spec(broken["spec"]["model"]).shrunk(-0.18, [])
+    with pytest.raises(ValueError, match="not usable for individual risks"):
+        models_view.calculator_spec(broken)
 
 
 def test_the_risk_calculator_refuses_a_model_with_shrinkage_at_or_below_0(home, monkeypatch) -> None:
