@@ -16,6 +16,7 @@ from scipy import stats
 from scipy.special import expit
 
 from prognosis.design import design_matrix
+from prognosis.logistic import ml_logit
 from prognosis.rubin import d2_pooled_chisq
 from prognosis.terms import age_spline_basis
 
@@ -36,9 +37,9 @@ def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") 
     betas, infos, probs = [], [], []
     for k in cuts:
         yk = (gos <= k).astype(float)
-        res = sm.Logit(yk, xs).fit(disp=0, method="newton", maxiter=100)
-        pk = expit(xs @ res.params)
-        betas.append(res.params)
+        params = ml_logit(xs, yk, max_iter=100)[0]  # statsmodels' Logit Newton fit, without its set-up
+        pk = expit(xs @ params)
+        betas.append(params)
         infos.append(np.linalg.inv((xs * (pk * (1 - pk))[:, None]).T @ xs))
         probs.append(pk)
     kk, p = len(cuts), xs.shape[1]
@@ -97,10 +98,14 @@ def nonlinearity_tests(df: pd.DataFrame, terms: Sequence[str], outcome: str, n_k
         spline.columns = [f"{term}_rcs{i + 1}" for i in range(spline.shape[1])]
         x = sm.add_constant(pd.concat([base, spline], axis=1), has_constant="add")
         try:
-            res = sm.Logit(y, x).fit(disp=0, method="newton", maxiter=100)
-            test = res.wald_test(np.eye(len(x.columns))[[x.columns.get_loc(c) for c in spline.columns]], scalar=True)
-            rows.append({"term": term, "chi2": float(test.statistic), "df": int(spline.shape[1]),
-                         "p": float(test.pvalue), "note": f"{len(knots)} knots"})
+            # ml_logit is statsmodels' Logit Newton fit step for step, without its per-fit set-up: the
+            # test runs for every continuous term on each of the m imputed data sets.
+            params, cov, _, _ = ml_logit(x.to_numpy(float), y, max_iter=100)
+            cols = [x.columns.get_loc(c) for c in spline.columns]
+            b = params[cols]
+            stat = float(b @ np.linalg.solve(cov[np.ix_(cols, cols)], b))
+            rows.append({"term": term, "chi2": stat, "df": int(spline.shape[1]),
+                         "p": float(stats.chi2.sf(stat, len(cols))), "note": f"{len(knots)} knots"})
         except (np.linalg.LinAlgError, ValueError) as exc:
             rows.append({"term": term, "chi2": np.nan, "df": int(spline.shape[1]), "p": np.nan,
                          "note": f"not estimable ({exc})"})

@@ -46,3 +46,19 @@ def test_one_data_set_passes_through_and_identical_ones_pool_to_it() -> None:
     # No between-imputation variance: D2 is the chi-square over its df, with the chi-square's p.
     assert row["chi2"] == pytest.approx(one["chi2"] / one["df"])
     assert row["p"] == pytest.approx(stats.chi2.sf(one["chi2"], one["df"]))
+
+
+def test_the_spline_wald_test_matches_statsmodels() -> None:
+    import statsmodels.api as sm
+
+    from prognosis.terms import age_spline_basis, age_spline_knots
+
+    table = _curved(5)
+    ours = nonlinearity_tests(table, ["age", "glucose_mmol_l"], "died").set_index("term").loc["glucose_mmol_l"]
+    spline = age_spline_basis(table["glucose_mmol_l"], age_spline_knots(table["glucose_mmol_l"], 4)).drop(
+        columns="age")
+    x = sm.add_constant(pd.concat([table[["age", "glucose_mmol_l"]], spline], axis=1))
+    res = sm.Logit(table["died"], x).fit(disp=0, method="newton")
+    test = res.wald_test(np.eye(x.shape[1])[[x.columns.get_loc(c) for c in spline.columns]], scalar=True)
+    assert ours["chi2"] == pytest.approx(float(test.statistic), rel=1e-6)
+    assert ours["p"] == pytest.approx(float(test.pvalue), rel=1e-6)
