@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prognosis.fitting import unusable_reason
 from prognosis.impact import IMPACT_MODELS, impact_risk
 from prognosis.logistic import LogisticModel
 from prognosis.terms import design_terms
@@ -90,17 +91,34 @@ def latest_by_feature_set(fits: pd.DataFrame, outcome: str) -> pd.DataFrame:
 
 
 def comparison_table(fits: pd.DataFrame, outcome: str, model_kind: str) -> pd.DataFrame:
-    """Clinical-only against clinical+imaging (and any other feature set) for one outcome and model kind."""
+    """Clinical-only against clinical+imaging (and any other feature set) for one outcome and model kind:
+    validated AUC first (`validated_auc`), the apparent one beside it, labelled as apparent."""
     latest = latest_by_feature_set(fits, outcome)
     latest = latest[latest["model_kind"] == model_kind]
     rows = []
     for fit in latest.itertuples():
         m = fit.metrics or {}
+        auc, what = validated_auc(m)
         rows.append({"features": fit.feature_set, "fit": fit.id, "patients": fit.n_patients,
-                     "AUC": m.get("auc"), "AUC lower": m.get("auc_lower"), "AUC upper": m.get("auc_upper"),
+                     "validated AUC": auc, "how validated": what or "not validated",
                      "optimism-corrected AUC": m.get("corrected_auc"), "cross-validated AUC": m.get("cv_auc"),
-                     "Brier": m.get("brier")})
+                     "AUC (apparent)": m.get("auc"), "AUC lower (apparent)": m.get("auc_lower"),
+                     "AUC upper (apparent)": m.get("auc_upper"), "Brier (apparent)": m.get("brier")})
     return pd.DataFrame(rows)
+
+
+def imaging_gain(comparison: pd.DataFrame) -> tuple[float, str] | None:
+    """The headline of adding imaging: the difference of the two models' validated AUCs and what they are,
+    or None unless both are validated the same way (a cross-validated AUC minus an optimism-corrected
+    one is not a gain)."""
+    rows = comparison.set_index("features")
+    if not {"clinical", "clinical+imaging"} <= set(rows.index):
+        return None
+    base, full = rows.loc["clinical"], rows.loc["clinical+imaging"]
+    if base["how validated"] != full["how validated"] or pd.isna(base["validated AUC"]) or pd.isna(
+            full["validated AUC"]):
+        return None
+    return float(full["validated AUC"] - base["validated AUC"]), str(full["how validated"])
 
 
 def logistic_fits(fits: pd.DataFrame) -> pd.DataFrame:
@@ -182,12 +200,31 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     out = list(metrics.get("cautions") or [])
     epv = metrics.get("events_per_variable")
     if not out and isinstance(epv, int | float) and epv < 10:
-        out.append(f"{epv:.1f} events per model term (fewer than 10): estimates are unstable and intervals wide.")
+        out.append(f"{epv:.1f} events per model parameter (fewer than 10): estimates are unstable and intervals wide.")
+    if _get(fit, "outcome") in BINARY_OUTCOMES and not_usable(fit):
+        out.append(f"Not usable for individual risks: {not_usable(fit)}.")
     auc, what = validated_auc(metrics)
     if auc is not None and auc < MIN_CALCULATOR_AUC and _get(fit, "outcome") in BINARY_OUTCOMES:
         out.append(f"Its {what} is {auc:.3f}, below {MIN_CALCULATOR_AUC}: it barely separates patients who "
                    "have the outcome from those who do not; do not use its risks for individual patients.")
     return out
+
+
+def estimation_text(metrics: dict[str, Any], model_kind: str) -> str:
+    """How a fit was estimated, in words: ridge with a cross-validated penalty, or maximum likelihood."""
+    estimation = metrics.get("estimation") or {}
+    if estimation.get("penalty_chosen_by") == "cv":
+        return f"ridge, penalty {estimation.get('penalty', float('nan')):.2g} chosen by cross-validation"
+    if model_kind in ("logistic", "ordinal", "cox"):
+        return "ridge fallback (separation)" if estimation.get("method") == "ridge" else "maximum likelihood"
+    return model_kind
+
+
+def not_usable(fit: pd.Series | Any) -> str | None:
+    """Why the fit must not give individual risks (corrected calibration slope, the shrinkage factor,
+    at or below 0), or None; read from the fit's metrics, so fits recorded before the mark carry it too."""
+    metrics = _get(fit, "metrics") or {}
+    return metrics.get("not_usable_for_individual_risks") or unusable_reason(metrics)
 
 
 def _get(fit: pd.Series | Any, key: str) -> Any:
@@ -208,6 +245,9 @@ def overview_table(fits: pd.DataFrame) -> pd.DataFrame:
             "Validated AUC / C": f"{auc:.3f}" if auc is not None else "–",
             "How validated": what or "not validated",
             "Shrinkage": f"{shrink:.2f}" if isinstance(shrink, int | float) else "–",
+            "Estimation": estimation_text(m, fit.model_kind),
+            "Individual risks": ("not usable" if fit.outcome in BINARY_OUTCOMES and not_usable(fit)
+                                 else "usable" if fit.outcome in BINARY_OUTCOMES else "–"),
             "Patients (events)": f"{fit.n_patients:,} ({fit.n_events:,})" if fit.n_events is not None
             else f"{fit.n_patients:,}",
             "Caution": "yes" if cautions(fit) else "",
@@ -230,12 +270,28 @@ def default_fit_id(fits: pd.DataFrame) -> int:
 
 
 def validate_table(metrics: dict[str, Any]) -> pd.DataFrame:
-    """Harrell's validate table (apparent, optimism, corrected) as formatted text, if the fit has it."""
+    """Harrell's validate table (apparent, optimism, corrected; rms's definitions) as formatted text, if the
+    fit has it. A corrected value held at the edge of its range says so; a table recorded under other
+    definitions (no D, U, Q or g) is not shown, only the instruction to refit."""
     from prognosis.labels import METRIC_LABELS
 
-    rows = [{"Index": METRIC_LABELS.get(k, k), "Apparent": f"{v['apparent']:.3f}", "Optimism": f"{v['optimism']:+.3f}",
-             "Corrected": f"{v['corrected']:.3f}"} for k, v in (metrics.get("validate") or {}).items()]
-    return pd.DataFrame(rows)
+    validate = metrics.get("validate") or {}
+    if validate and "Q" not in validate:
+        return pd.DataFrame([{"Index": "This fit's validate table predates rms's definitions of R², intercept "
+                                       "and slope: refit it (`ctstudy prognosis fit`) to see them."}])
+    rows = []
+    for k, v in validate.items():
+        note = (f"{v['corrected_unbounded']:.3f} before bounding to the index's range"
+                if "corrected_unbounded" in v else "")
+        rows.append({"Index": METRIC_LABELS.get(k, k), "Apparent": f"{v['apparent']:.3f}",
+                     "Optimism": f"{v['optimism']:+.3f}", "Corrected": f"{v['corrected']:.3f}", "Note": note})
+    frame = pd.DataFrame(rows)
+    if len(frame) and not frame["Note"].any():
+        frame = frame.drop(columns="Note")
+    if isinstance(metrics.get("n_boot_separated"), int) and len(frame):
+        frame.attrs["separated"] = (f"{metrics['n_boot_separated']} of {metrics.get('n_boot')} bootstrap refits "
+                                    "separated the outcome (some risk predicted as 0 or 1)")
+    return frame
 
 
 def coefficient_display(fit: pd.Series | Any) -> pd.DataFrame:
@@ -256,8 +312,10 @@ def coefficient_display(fit: pd.Series | Any) -> pd.DataFrame:
                         f"{word} (95% CI)": [f"{r:.2f} ({a:.2f} to {b:.2f})" for r, a, b in
                                              zip(table[ratio], table[lo], table[hi], strict=True)],
                         "p": table["p"].map(p_text)})
-    if "fmi" in table:
-        out["Fraction of missing information"] = table["fmi"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    for column, name in (("lambda", "Variance share from missing data (λ)"),
+                         ("riv", "Relative increase in variance (riv)"), ("fmi", "Fraction of missing information")):
+        if column in table:
+            out[name] = table[column].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
     return out
 
 
@@ -274,7 +332,11 @@ def metrics_display(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def calculator_spec(fit: pd.Series | Any) -> tuple[dict[str, Any], bool]:
-    """The model spec the calculator predicts from: the shrunken one when the fit has it (True), else the fit's own."""
+    """The model spec the calculator predicts from: the shrunken one when the fit has it (True), else the fit's own.
+    Raises ValueError, saying why, for a fit not usable for individual risks (`not_usable`)."""
+    reason = not_usable(fit)
+    if reason:
+        raise ValueError(f"fit #{_get(fit, 'id')} is not usable for individual risks: {reason}")
     spec = _get(fit, "spec") or {}
     if isinstance(spec.get("model_shrunk"), dict):
         return spec["model_shrunk"], True

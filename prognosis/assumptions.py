@@ -7,7 +7,7 @@ knots and design (prognosis.terms' restricted cubic spline, Harrell's form).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,8 @@ from scipy import stats
 from scipy.special import expit
 
 from prognosis.design import design_matrix
+from prognosis.logistic import ml_logit
+from prognosis.rubin import d2_pooled_chisq
 from prognosis.terms import age_spline_basis
 
 # Continuous predictors checked for non-linearity, by the design term that enters the model.
@@ -35,9 +37,9 @@ def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") 
     betas, infos, probs = [], [], []
     for k in cuts:
         yk = (gos <= k).astype(float)
-        res = sm.Logit(yk, xs).fit(disp=0, method="newton", maxiter=100)
-        pk = expit(xs @ res.params)
-        betas.append(res.params)
+        params = ml_logit(xs, yk, max_iter=100)[0]  # statsmodels' Logit Newton fit, without its set-up
+        pk = expit(xs @ params)
+        betas.append(params)
         infos.append(np.linalg.inv((xs * (pk * (1 - pk))[:, None]).T @ xs))
         probs.append(pk)
     kk, p = len(cuts), xs.shape[1]
@@ -96,11 +98,37 @@ def nonlinearity_tests(df: pd.DataFrame, terms: Sequence[str], outcome: str, n_k
         spline.columns = [f"{term}_rcs{i + 1}" for i in range(spline.shape[1])]
         x = sm.add_constant(pd.concat([base, spline], axis=1), has_constant="add")
         try:
-            res = sm.Logit(y, x).fit(disp=0, method="newton", maxiter=100)
-            test = res.wald_test(np.eye(len(x.columns))[[x.columns.get_loc(c) for c in spline.columns]], scalar=True)
-            rows.append({"term": term, "chi2": float(test.statistic), "df": int(spline.shape[1]),
-                         "p": float(test.pvalue), "note": f"{len(knots)} knots"})
+            # ml_logit is statsmodels' Logit Newton fit step for step, without its per-fit set-up: the
+            # test runs for every continuous term on each of the m imputed data sets.
+            params, cov, _, _ = ml_logit(x.to_numpy(float), y, max_iter=100)
+            cols = [x.columns.get_loc(c) for c in spline.columns]
+            b = params[cols]
+            stat = float(b @ np.linalg.solve(cov[np.ix_(cols, cols)], b))
+            rows.append({"term": term, "chi2": stat, "df": int(spline.shape[1]),
+                         "p": float(stats.chi2.sf(stat, len(cols))), "note": f"{len(knots)} knots"})
         except (np.linalg.LinAlgError, ValueError) as exc:
             rows.append({"term": term, "chi2": np.nan, "df": int(spline.shape[1]), "p": np.nan,
                          "note": f"not estimable ({exc})"})
+    return pd.DataFrame(rows)
+
+
+def pooled_over_imputations(tables: Sequence[pd.DataFrame], test: Callable[[pd.DataFrame], pd.DataFrame]
+                            ) -> pd.DataFrame:
+    """A chi-square test table (`term`, `chi2`, `df`, `p`; `brant_test`, `nonlinearity_tests`) run on
+    each of the m imputed data sets and pooled per term by D2 (Li, Meng, Raghunathan & Rubin 1991;
+    `prognosis.rubin.d2_pooled_chisq`), as the proportional-hazards test is. `chi2` becomes the pooled
+    D2 statistic (an F on `df` and `df2`), with the per-imputation range beside it; a term not
+    estimable on some data sets is pooled over the others, and `m` says over how many."""
+    per = [test(t).set_index("term") for t in tables]
+    rows = []
+    for term in per[0].index:
+        found = [t.loc[term] for t in per if term in t.index and np.isfinite(t.loc[term, "chi2"])]
+        row = {"term": term, **{k: v for k, v in per[0].loc[term].items() if k not in ("chi2", "p")}}
+        if not found:
+            rows.append({**row, "chi2": np.nan, "p": np.nan, "m": 0})
+            continue
+        chi2 = [float(r["chi2"]) for r in found]
+        pooled = d2_pooled_chisq(chi2, int(found[0]["df"]))
+        rows.append({**row, "chi2": pooled["statistic"], "df2": pooled["df2"], "p": pooled["p"], "m": pooled["m"],
+                     "chi2_min": min(chi2), "chi2_max": max(chi2)})
     return pd.DataFrame(rows)

@@ -113,6 +113,9 @@ def fit(
     model: ModelKind = typer.Option(ModelKind.auto, "--model",
                                     help="Binary outcomes: logistic (default), penalized (L2) or boosting."),
     age_spline: int | None = typer.Option(None, "--age-spline", help="Restricted cubic spline of age with 3-5 knots."),
+    penalty: str = typer.Option("auto", "--penalty",
+                                help="Logistic models: auto (ridge with a cross-validated penalty when the sample "
+                                     "falls short of Riley's criteria or 10 events per parameter) | none | ridge."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap repetitions."),
     seed: int = typer.Option(0, "--seed"),
     feature_source: str = typer.Option("auto", "--feature-source", help="Imaging features: auto | truth | "
@@ -124,9 +127,12 @@ def fit(
     A fit of the same data snapshot with the same settings is not repeated: the stored one is
     reported unchanged (use --refit to fit and record it again)."""
     from prognosis.analysis_table import analysis_table_hash
-    from prognosis.fitting import fit_outcome_model, fit_settings
+    from prognosis.fitting import PENALTIES, fit_outcome_model, fit_settings
     from prognosis.store import analysis_table_from_registry, find_same_fit, record_model_fit
 
+    if penalty not in PENALTIES:
+        console.print(f"[red]error:[/red] --penalty must be one of {', '.join(PENALTIES)}, got {penalty!r}")
+        raise typer.Exit(2)
     kind = None if model == ModelKind.auto else model.value
     cv_name = None if cv == CV.none else cv.value
     with open_registry(ctx) as (_, engine):
@@ -134,7 +140,7 @@ def fit(
             table = analysis_table_from_registry(session, feature_source)
             data_hash = analysis_table_hash(table)
             settings = fit_settings(outcome.value, features.value, kind, cv_name, imputation.value, m, 5, 2, n_boot,
-                                    seed, age_spline)
+                                    seed, age_spline, penalty)
             same = None if refit else find_same_fit(session, data_hash, settings)
             if same is not None:
                 console.print(f"unchanged: ModelFit #{same.id} already fits {outcome.value} on {features.value} with "
@@ -144,13 +150,16 @@ def fit(
         with console.status(f"{what[0].upper()}{what[1:]}..."), explained(what):
             result = fit_outcome_model(
                 table, outcome.value, features.value, kind, cv=cv_name, imputation=imputation.value, m=m,
-                n_boot=n_boot, seed=seed, age_spline_knots=age_spline)
+                n_boot=n_boot, seed=seed, age_spline_knots=age_spline, penalty=penalty)
         with session_scope(engine) as session:
             row = record_model_fit(session, result, login_name())
             fit_id = row.id
         _print_summary(result.summary, result.metrics,
                        f"{outcome.value} ~ {features.value} ({result.model_kind}; {result.n_patients:,} patients, "
                        f"{result.n_events:,} events)")
+        choice = result.metrics.get("estimation_choice")
+        if choice:
+            console.print(f"estimation: {choice['reason']}")
         for key in ("caution", "estimation_note"):
             if key in result.extra:
                 console.print(f"[yellow]caution:[/yellow] {result.extra[key]}")

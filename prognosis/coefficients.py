@@ -95,6 +95,8 @@ class CoefficientModel:
             pd.Series(pooled.dof, index=index),
         )
         self.fmi_ = pd.Series(pooled.fmi, index=index)
+        self.riv_ = pd.Series(pooled.riv, index=index)
+        self.lambda_ = pd.Series(pooled.lam, index=index)
         self.n_imputations_ = pooled.m
         self._pool_extra(fits)
         return self
@@ -110,3 +112,7 @@ class CoefficientModel:
         notes = [f.estimation_ for f in fits if getattr(f, "estimation_", {}).get("method", "maximum likelihood")
                  != "maximum likelihood"]
         self.estimation_ = notes[0] if notes else {"method": "maximum likelihood"}
+        penalties = [f.estimation_["penalty"] for f in fits if "penalty" in getattr(f, "estimation_", {})]
+        if notes and len(penalties) == len(fits) and len(fits) > 1:
+            self.estimation_ = {**notes[0], "penalty": float(np.median(penalties)),
+                                "penalty_by_imputation": penalties}

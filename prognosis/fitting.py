@@ -17,7 +17,7 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
-from prognosis.assumptions import brant_test, nonlinearity_tests
+from prognosis.assumptions import brant_test, nonlinearity_tests, pooled_over_imputations
 from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
@@ -110,12 +110,13 @@ def imputer_for(terms: list[str], imputations: ImputationCache | None = None):  
 
 def fit_settings(outcome: str, feature_set: str, model_kind: str | None, cv: str | None, imputation: str, m: int,
                  n_splits: int, n_repeats: int, n_boot: int, seed: int,
-                 age_spline_knots: int | None) -> dict[str, Any]:
+                 age_spline_knots: int | None, penalty: str = "auto") -> dict[str, Any]:
     """The settings that, with the data snapshot, determine a fit: stored in its spec, and what
     `prognosis fit` compares to recognise a fit already made (same data + same settings = same fit)."""
     return {"outcome": outcome, "model_kind": model_kind or MODEL_KINDS[outcome][0], "feature_set": feature_set,
             "cv": cv, "imputation": imputation, "m": m if imputation == "mice" else None, "n_splits": n_splits,
-            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots}
+            "n_repeats": n_repeats, "n_boot": n_boot, "seed": seed, "age_spline_knots": age_spline_knots,
+            "penalty": penalty, "validate_definitions": "rms"}
 
 
 def fixed_spline_knots(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str,
@@ -135,17 +136,18 @@ def fixed_spline_knots(table: pd.DataFrame, outcome_columns: list[str], terms: l
     return age_spline_knots(age, n_knots)
 
 
-def model_factory(outcome: str, model_kind: str, terms: list[str],
-                  age_spline_knots: int | list[float] | None = None):  # noqa: ANN201
+def model_factory(outcome: str, model_kind: str, terms: list[str],  # noqa: ANN201
+                  age_spline_knots: int | list[float] | None = None, penalty: str | float | None = None):
     """A zero-argument constructor of the unfitted model (what cross-validation and bootstrap call).
-    `age_spline_knots`: a number of knots (placed on each fit's data) or the knots themselves."""
+    `age_spline_knots`: a number of knots (placed on each fit's data) or the knots themselves; `penalty`:
+    see `LogisticModel` (logistic models only)."""
     if model_kind not in MODEL_KINDS.get(outcome, ()):
         raise ValueError(f"model kind {model_kind!r} does not fit outcome {outcome!r}; "
                          f"choose from {MODEL_KINDS.get(outcome, ())} (outcomes: {OUTCOMES})")
     if outcome in BINARY_COLUMN:
         col = BINARY_COLUMN[outcome]
         if model_kind == "logistic":
-            return partial(LogisticModel, terms, col, age_spline_knots)
+            return partial(LogisticModel, terms, col, age_spline_knots, penalty=penalty)
         if model_kind == "penalized":
             return partial(PenalizedLogisticModel, terms, col)
         return partial(GradientBoostingModel, terms, col)
@@ -156,6 +158,55 @@ def model_factory(outcome: str, model_kind: str, terms: list[str],
 
 # Events per variable below which logistic estimates are unstable (Peduzzi et al., J Clin Epidemiol 1996).
 MIN_EVENTS_PER_VARIABLE = 10
+PENALTIES = ("auto", "none", "ridge")
+
+
+def n_parameters(terms: list[str], age_spline_knots: int | list[float] | None = None) -> int:
+    """Regression parameters of a model on `terms` besides the intercept: one per term, and the extra
+    columns of a restricted cubic spline of age (knots - 2; the knots given as a number or as their values)."""
+    knots = len(age_spline_knots) if isinstance(age_spline_knots, list | tuple) else age_spline_knots
+    return len(terms) + (knots - 2 if knots and "age" in terms else 0)
+
+
+def penalty_decision(d: pd.DataFrame, outcome_column: str, n_params: int, penalty: str) -> dict[str, Any]:
+    """Maximum likelihood or ridge for a binary logistic model, and why. `auto` penalizes when the
+    sample falls short of Riley's criteria (anticipated R² 15 % of its maximum, their default before
+    any fit) or has fewer than 10 patients of the smaller outcome class per parameter: the
+    pre-specified alternative to a model too big for its data (Riley et al., BMJ 2020)."""
+    if penalty not in PENALTIES:
+        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+    y = d[outcome_column].astype(float).to_numpy()
+    prevalence = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    max_r2 = 1 - np.exp(2 * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))
+    riley = riley_sample_size(n_params, prevalence, 0.15 * max_r2)
+    epp = events_per_variable(len(y), int(y.sum()), n_params)["events_per_variable"]
+    short = len(y) < riley["n_required"] or epp < MIN_EVENTS_PER_VARIABLE
+    penalized = penalty == "ridge" or (penalty == "auto" and short)
+    why = (f"{len(y):,} patients and {epp:.1f} of the smaller outcome class per parameter ({n_params} parameters) "
+           f"against Riley's {riley['n_required']:,} patients (anticipated R² 15 % of its maximum) and "
+           f"{MIN_EVENTS_PER_VARIABLE} per parameter")
+    method = ("ridge penalized likelihood, penalty chosen by 5-fold cross-validation on each imputed data set "
+              "(the median held fixed in the validation refits)" if penalized else "maximum likelihood")
+    reason = (f"{method}: requested" if penalty != "auto" else
+              f"{method}: {why}, {'short of' if short else 'meeting'} them")
+    return {"penalized": penalized, "method": method, "reason": reason, "riley_a_priori": riley,
+            "events_per_parameter": epp}
+
+
+def unusable_reason(metrics: dict[str, Any]) -> str | None:
+    """Why a binary model's risks must not be given to individual patients, or None: a bootstrap-corrected
+    calibration slope (the uniform shrinkage factor) at or below 0 says that, on new patients of this
+    study, its linear predictor carries no information or ranks them the wrong way round; no shrunken
+    version of it exists (multiplying every coefficient by a factor <= 0 leaves the intercept alone or
+    reverses the model)."""
+    slope = (metrics.get("validate") or {}).get("calibration_slope", {}).get("corrected")
+    factor = metrics.get("shrinkage")
+    value = slope if isinstance(slope, int | float) else factor
+    if isinstance(value, int | float) and value <= 0:
+        return (f"its bootstrap-corrected calibration slope (shrinkage factor) is {value:.2f}, at or below 0: "
+                "on new patients its predictions carry no information about the outcome or point the wrong "
+                "way; fit a smaller or penalized model on more patients")
+    return None
 
 
 OPTIMIZER_WARNINGS = (ConvergenceWarning, PerfectSeparationWarning, HessianInversionWarning, RuntimeWarning)
@@ -193,19 +244,24 @@ def fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, model
         # categories has no such single count, so no caution is derived from the deaths alone.
         return result
     # EPV counts the smaller outcome class (the survivors, when most patients die).
-    epv = events_per_variable(result.n_patients, result.n_events, len(result.variables))
+    epv = events_per_variable(result.n_patients, result.n_events,
+                              n_parameters(result.variables, result.spec.get("age_spline_knots")))
     result.metrics["events_per_variable"] = epv["events_per_variable"]
     result.metrics["smaller_class"] = epv["smaller_class"]
     if result.metrics["events_per_variable"] < MIN_EVENTS_PER_VARIABLE:
         riley = result.metrics.get("riley")
         result.extra["caution"] = (
-            f"{epv['smaller_class']} patients in the smaller outcome class for {len(result.variables)} terms "
+            f"{epv['smaller_class']} patients in the smaller outcome class for "
+            f"{n_parameters(result.variables, result.spec.get('age_spline_knots'))} parameters "
             f"({result.metrics['events_per_variable']:.1f} per variable, fewer than {MIN_EVENTS_PER_VARIABLE}): "
             "estimates are unstable and CIs wide"
             + (f"; Riley's criteria ask for at least {riley['n_required']} patients "
                f"({riley['events_required']} events) for this model" if riley else "")
             + (f"; {len(optimizer)} optimizer warnings (non-convergence or separation) in the refits"
-               if optimizer else ""))
+               if optimizer else "")
+            + ("; fitted by ridge penalized likelihood, its penalty chosen by cross-validation, which pulls the "
+               "coefficients toward 0" if (result.metrics.get("estimation") or {}).get("penalty_chosen_by") == "cv"
+               else ""))
     return result
 
 
@@ -214,7 +270,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                        cv: str | None = "kfold", imputation: str = "mice", m: int = 5, n_splits: int = 5,
                        n_repeats: int = 2, n_boot: int = 200, seed: int = 0,
                        age_spline_knots: int | None = None, tables: list[pd.DataFrame] | None = None,
-                       imputations: ImputationCache | None = None) -> FitResult:
+                       imputations: ImputationCache | None = None, penalty: str = "auto") -> FitResult:
     """Fit one outcome model on the analysis table and validate it.
 
     Binary outcomes: coefficients pooled over the m imputations; apparent metrics, bootstrap
@@ -232,11 +288,15 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     outcome_cols = {"mortality": ["died"], "unfavourable": ["unfavourable"], "gos": ["gos_6m"],
                     "survival": ["days_to_death_or_censor", "died"]}[outcome]
     knots = fixed_spline_knots(table, outcome_cols, terms, imputation, age_spline_knots)
-    make = model_factory(outcome, model_kind, terms, knots)
     data = tables if tables is not None else analysis_tables(table, outcome_cols, terms, imputation, m, seed,
                                                              imputations)
     if not len(data[0]):
         raise ValueError(f"no patients with {outcome_cols} and {imputation} predictors to fit {outcome}")
+    decision = None
+    if outcome in BINARY_COLUMN and model_kind == "logistic":
+        decision = penalty_decision(data[0], BINARY_COLUMN[outcome], n_parameters(terms, age_spline_knots), penalty)
+    make = model_factory(outcome, model_kind, terms, knots,
+                         penalty="cv" if decision and decision["penalized"] else None)
     # Validation repeats the whole model building, imputation included, inside each fold and each
     # bootstrap replicate: it starts from the raw rows (with their gaps) and the in-fold imputer.
     if imputation == "mice":
@@ -249,6 +309,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         model = make().pool_from(fits)
     d0 = data[0]
     metrics: dict[str, Any] = {}
+    if decision:
+        metrics["estimation_choice"] = {k: v for k, v in decision.items() if k != "riley_a_priori"}
+        metrics["riley_a_priori"] = decision["riley_a_priori"]
     curves: dict[str, pd.DataFrame] = {}
     extra: dict[str, Any] = {}
     n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
@@ -265,6 +328,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         if model_kind != "boosting":
             # Refitting boosted trees n_boot times costs minutes; their validation is the CV below.
             optimism = bootstrap_optimism(make, raw, col, n_boot, seed, impute=impute, originals=data, model=model)
+            if "calibrate" in optimism:
+                curves["calibrate"] = optimism.pop("calibrate")
             metrics.update({k: v for k, v in optimism.items() if k != "apparent_auc"})
         curves["roc"] = roc_curve_data(y, p)
         curves["calibration"] = calibration_curve_data(y, p)
@@ -289,10 +354,13 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                         metrics["random_intercept"] = random_intercept_model(data, terms, col, model.params_)
                     except (ValueError, np.linalg.LinAlgError) as exc:
                         extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
-        if isinstance(model, LogisticModel) and "shrinkage" in metrics:
+        reason = unusable_reason(metrics)
+        if reason:
+            metrics["not_usable_for_individual_risks"] = reason
+        elif isinstance(model, LogisticModel) and "shrinkage" in metrics:
             extra["shrunk_model"] = model.shrunk(metrics["shrinkage"], data)
         if isinstance(model, LogisticModel):
-            extra["nonlinearity"] = nonlinearity_tests(d0, terms, col)
+            extra["nonlinearity"] = pooled_over_imputations(data, lambda d: nonlinearity_tests(d, terms, col))
             validated_r2 = metrics.get("validate", {}).get("r2_nagelkerke", {}).get("corrected")
             prevalence = float(y.mean())
             max_r2 = 1 - np.exp(2 * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))
@@ -309,7 +377,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["cutpoint_table"] = model.cutpoint_table.to_dict("records")
         metrics["cutpoints_by_imputation"] = [[float(c) for c in f.cutpoints_] for f in fits]
         try:
-            extra["brant"] = brant_test(d0, terms)
+            extra["brant"] = pooled_over_imputations(data, lambda d: brant_test(d, terms))
             metrics["brant_omnibus_p"] = float(extra["brant"].iloc[0]["p"])
         except (np.linalg.LinAlgError, ValueError) as exc:
             extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
@@ -344,7 +412,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             # about 10 s of bench/prognosis_bench.py's CPU time.
             metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))
     spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
-                           n_splits, n_repeats, n_boot, seed, age_spline_knots), "terms": terms}
+                           n_splits, n_repeats, n_boot, seed, age_spline_knots, penalty), "terms": terms}
     spec["provenance"] = provenance()
     if imputation == "mice":
         spec["imputation_settings"] = imputation_settings(len(data), seed)
@@ -354,7 +422,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         spec["model_shrunk"] = extra["shrunk_model"].to_spec()
         spec["model_shrunk"]["shrinkage"] = metrics["shrinkage"]
     estimation = getattr(model, "estimation_", None) or {}
-    if estimation.get("method", "maximum likelihood") != "maximum likelihood":
+    if estimation.get("penalty_chosen_by") == "cv":
+        metrics["estimation"] = estimation
+    elif estimation.get("method", "maximum likelihood") != "maximum likelihood":
         extra["estimation_note"] = (f"the maximum-likelihood fit does not exist on these data "
                                     f"({estimation.get('reason')}); coefficients are from a "
                                     f"{estimation['method']} fit (penalty {estimation.get('penalty')}), "
@@ -362,7 +432,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["estimation"] = estimation
     summary = model.summary if isinstance(model, CoefficientModel) else None
     if summary is not None and hasattr(model, "fmi_"):
-        summary = summary.assign(fmi=model.fmi_)
+        # mice's per-term diagnostics of the pooling: lambda, riv and FMI (van Buuren 2018, 2.3.5-2.3.6).
+        summary = summary.assign(fmi=model.fmi_, riv=getattr(model, "riv_", np.nan),
+                                 **{"lambda": getattr(model, "lambda_", np.nan)})
     return FitResult(outcome=outcome, feature_set=feature_set, model_kind=model_kind, cv=cv, imputation=imputation,
                      model=model, summary=summary, metrics=metrics, curves=curves, n_patients=int(len(d0)),
                      n_events=n_events, variables=terms, data_hash=analysis_table_hash(table), spec=spec, extra=extra)

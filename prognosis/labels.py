@@ -30,8 +30,11 @@ TERM_LABELS: dict[str, tuple[str, str]] = {
 }
 
 METRIC_LABELS: dict[str, str] = {
-    "auc": "AUC (c-statistic)", "calibration_slope": "Calibration slope", "calibration_intercept":
-    "Calibration intercept", "brier": "Brier score", "r2_nagelkerke": "Nagelkerke R²",
+    "auc": "AUC (c-statistic)", "calibration_slope": "Slope (rms: after recalibration on the test sample)",
+    "calibration_intercept": "Intercept (rms: after recalibration on the test sample)", "brier": "Brier score (B)",
+    "r2_nagelkerke": "Nagelkerke R² (rms: after recalibration on the test sample)",
+    "emax": "Emax (largest calibration error, 0-1 risk)", "D": "Discrimination index D",
+    "U": "Unreliability index U", "Q": "Quality index Q = D - U", "g": "g-index (Gini mean difference, log-odds)",
 }
 
 OUTCOME_LABELS = {"mortality": "6-month mortality", "unfavourable": "Unfavourable outcome (GOS 1-3) at 6 months",

@@ -31,17 +31,24 @@ class LogisticModel(CoefficientModel):
     Parameters: `terms` (design-term names of prognosis.terms), `outcome` (a 0/1 column of the
     analysis table, e.g. `died` or `unfavourable`), `age_spline_knots` (None for linear age, 3-5 for a
     restricted cubic spline of age with knots at Harrell's quantiles of the fitted data, or the knot
-    values themselves), `alpha` for the CIs.
+    values themselves), `alpha` for the CIs,
+    `penalty` None for maximum likelihood, "cv" for ridge (L2) penalized likelihood with its penalty
+    chosen by cross-validation (`prognosis.ridge_penalty`), what a model with few events per
+    parameter is fitted with, or a number: ridge with that penalty (how the validation refits such a
+    model, with the penalty chosen on the data held fixed, as rms `validate` refits a penalized `lrm`).
     """
 
     ratio_name = "odds_ratio"
 
     def __init__(self, terms: Sequence[str], outcome: str = "died", age_spline_knots: int | None = None,
-                 alpha: float = 0.05) -> None:
+                 alpha: float = 0.05, penalty: str | float | None = None) -> None:
+        if not (penalty is None or penalty == "cv" or (isinstance(penalty, int | float) and penalty >= 0)):
+            raise ValueError(f"LogisticModel: penalty must be None, 'cv' or a number >= 0, got {penalty!r}")
         self.terms = list(terms)
         self.outcome = outcome
         self.age_spline_knots = age_spline_knots
         self.alpha = alpha
+        self.penalty = penalty
 
     def design(self, df: pd.DataFrame) -> pd.DataFrame:
         """The design matrix with intercept (`const`) for rows of df, using the fitted spline knots."""
@@ -62,6 +69,19 @@ class LogisticModel(CoefficientModel):
         self.n_events_ = int(y.sum())
         unidentified = unidentified_terms(x)
         self.estimation_ = {"method": "maximum likelihood"}
+        if self.penalty is not None:
+            from prognosis.ridge_penalty import choose_ridge_penalty  # it builds on ridge_logit below
+
+            chosen = self.penalty == "cv"
+            penalty = choose_ridge_penalty(x.to_numpy(), y) if chosen else float(self.penalty)
+            params, cov, llf = ridge_logit(x.to_numpy(), y, penalty)
+            self._set_coefficients(pd.Series(params, index=x.columns),
+                                   pd.DataFrame(cov, index=x.columns, columns=x.columns))
+            self.llf_, self.converged_ = llf, True
+            self.estimation_ = {"method": "ridge", "penalty": penalty, "terms": [],
+                                "penalty_chosen_by": "cv" if chosen else "fixed",
+                                "reason": "penalty chosen by cross-validation" if chosen else "penalty given"}
+            return self
         if not unidentified:
             try:
                 params, cov, llf, converged = ml_logit(x.to_numpy(), y, start_params)
@@ -119,7 +139,10 @@ class LogisticModel(CoefficientModel):
         calculator uses: its risks are less extreme than the raw fit's, as they should be on a small sample.
         """
         self._check_fitted()
-        factor = float(np.clip(factor, 0.0, 1.0))
+        if not factor > 0:
+            raise ValueError(f"shrinkage factor {factor:.3g} is not positive: a model whose corrected calibration "
+                             "slope is <= 0 has no shrunken version to give individual risks from")
+        factor = float(min(factor, 1.0))
         out = LogisticModel(self.terms, self.outcome, self.age_spline_knots, self.alpha)
         out.knots_ = self.knots_
         params = self.params_.copy()
@@ -129,7 +152,10 @@ class LogisticModel(CoefficientModel):
             x = self.design(d)
             offset = x.drop(columns="const").to_numpy() @ params.drop("const").to_numpy()
             y = d[self.outcome].astype(float).to_numpy()
-            a = float(params["const"])
+            # From the observed log-odds, not the fitted intercept: a fit that separated has an
+            # intercept far out on the flat part of the logistic curve, from where Newton diverges.
+            rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+            a = float(np.log(rate / (1 - rate)) - offset.mean())
             for _ in range(50):
                 q = expit(a + offset)
                 step = float((y - q).sum() / max((q * (1 - q)).sum(), 1e-12))
@@ -155,6 +181,18 @@ class LogisticModel(CoefficientModel):
         y = df[self.outcome].astype(float).to_numpy()
         start = self.params_.to_numpy()
         on_sample, on_all = np.empty(indices.shape), np.empty((len(indices), len(y)))
+        if isinstance(self.penalty, int | float):  # the same penalty on each resample, from this fit's estimate
+            for b, rows in enumerate(indices):
+                beta = ridge_logit(x[rows], y[rows], float(self.penalty), start=start)[0]
+                on_sample[b], on_all[b] = expit(x[rows] @ beta), expit(x @ beta)
+            return on_sample, on_all
+        if self.penalty is not None:  # the penalty is chosen afresh on each resample, as on the data
+            for b, rows in enumerate(indices):
+                sample = df.iloc[rows]
+                refit = LogisticModel(self.terms, self.outcome, self.age_spline_knots, self.alpha,
+                                      self.penalty).fit(sample)
+                on_sample[b], on_all[b] = refit.predict_proba(sample), refit.predict_proba(df)
+            return on_sample, on_all
         for b, rows in enumerate(indices):
             beta = newton_logit(x[rows], y[rows], start)
             on_sample[b] = expit(x[rows] @ beta)
@@ -311,7 +349,7 @@ def separating_terms(x: pd.DataFrame, y: np.ndarray) -> dict[str, str]:
 
 
 def ridge_logit(x: np.ndarray, y: np.ndarray, penalty: float, max_iter: int = 100,
-                tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray, float]:
+                tol: float = 1e-8, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """L2-penalized logistic fit (intercept `x[:, 0]` unpenalized, other columns penalized on their SD
     scale): (coefficients, covariance = inverse penalized information, unpenalized log-likelihood).
 
@@ -322,13 +360,20 @@ def ridge_logit(x: np.ndarray, y: np.ndarray, penalty: float, max_iter: int = 10
     weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0) ** 2, 1.0)
     weights[0] = 0.0
     pen = np.diag(penalty * weights)
-    beta = np.zeros(x.shape[1])
-    mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
-    beta[0] = np.log(mean / (1 - mean))
+    if start is None:
+        beta = np.zeros(x.shape[1])
+        mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+        beta[0] = np.log(mean / (1 - mean))
+    else:
+        beta = np.asarray(start, dtype=float).copy()
     for _ in range(max_iter):
         p, info = fitted_and_information(x, beta)
         info += pen
-        step = np.linalg.lstsq(info, x.T @ (y - p) - pen @ beta, rcond=None)[0]
+        gradient = x.T @ (y - p) - pen @ beta
+        try:  # the penalized information is positive definite unless a column does not vary
+            step = np.linalg.solve(info, gradient)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(info, gradient, rcond=None)[0]
         beta += step
         if np.max(np.abs(step)) < tol:
             break

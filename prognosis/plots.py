@@ -138,3 +138,18 @@ def missing_pattern_figure(table: pd.DataFrame, columns: list[str], labels: dict
                       **{**_LAYOUT, "height": max(300, 26 * len(y) + 160)})
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def calibrate_figure(table: pd.DataFrame, title: str = "Calibration, optimism-corrected") -> go.Figure:
+    """rms `calibrate`'s plot: apparent and bias-corrected observed risk against predicted risk
+    (`prognosis.calibrate.corrected_calibration_curve`), with the ideal line."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=table["predicted"], y=table["apparent"], mode="lines", name="apparent",
+                             line={"dash": "dash"}))
+    fig.add_trace(go.Scatter(x=table["predicted"], y=table["corrected"], mode="lines", name="bias-corrected"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name="ideal", showlegend=False))
+    fig.update_layout(title=title, xaxis_title="predicted risk", yaxis_title="observed risk", **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return fig

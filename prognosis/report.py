@@ -25,6 +25,7 @@ from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, term_label
 from prognosis.metrics import net_benefit
 from prognosis.plots import (
+    calibrate_figure,
     decision_curve_figure,
     forest_figure,
     km_figure,
@@ -48,7 +49,7 @@ SIMULATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "prognosis-simul
 SECTIONS = (("support", "What the data can support"), ("methods", "Methods"), ("cohort", "Cohort and missing data"),
             ("added-value", "Do CT biomarkers add?"), ("performance", "Validated performance"),
             ("coefficients", "Coefficients"), ("centers", "Centers"), ("assumptions", "Assumptions"),
-            ("survival", "Survival"), ("tripod", "TRIPOD checklist"))
+            ("survival", "Survival"), ("tripod", "TRIPOD+AI checklist"))
 
 
 class _Figures:
@@ -98,6 +99,21 @@ def _validated_auc(m: dict[str, Any]) -> float | None:
     return m.get("cv_auc", m.get("corrected_auc", m.get("cv_auc_unfavourable", m.get("cv_harrell_c"))))
 
 
+def _estimation(m: dict[str, Any]) -> str:
+    """How the model was estimated, in a few words: ridge with its penalty, or maximum likelihood."""
+    estimation = m.get("estimation") or {}
+    if estimation.get("penalty_chosen_by") == "cv":
+        return f"ridge, penalty {_num(estimation.get('penalty'), 2)} by cross-validation"
+    choice = m.get("estimation_choice") or {}
+    return "maximum likelihood" if choice or m.get("validate") else "–"
+
+
+def _not_usable(m: dict[str, Any]) -> str | None:
+    from prognosis.fitting import unusable_reason
+
+    return m.get("not_usable_for_individual_risks") or unusable_reason(m)
+
+
 def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
     """The lead: sample size against what the models need, validated performance, the caution."""
     binary = [f for f in fits if f["outcome"] in ("mortality", "unfavourable") and f["model_kind"] == "logistic"]
@@ -111,10 +127,12 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
             needed.append(riley["n_required"])
         rows.append({"Model": _fit_title(f), "Patients": _num(f["n_patients"]),
                      "Smaller outcome class": _num(m.get("smaller_class")),
-                     "Per model term": _num(m.get("events_per_variable"), 1),
+                     "Per model parameter": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
                      "Validated AUC": _num(_validated_auc(m)),
-                     "Shrinkage factor": _num(m.get("shrinkage"))})
+                     "Estimation": _estimation(m),
+                     "Shrinkage factor": _num(m.get("shrinkage")),
+                     "Individual risks": "not usable" if _not_usable(m) else "usable (shrunken model)"})
     small = bool(needed) and n_patients < min(needed)
     link = (f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results "
             "(prognosis-simulation.md)</a>" if SIMULATION_DOC.exists() else
@@ -124,7 +142,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
         parts.append(
             f"<div class='lead'><b>These {n_patients:,} patients can support only a first look.</b> Riley's "
             f"sample-size criteria ask for at least {min(needed):,} patients for the smallest model below; with fewer "
-            "than 10 patients in the smaller outcome class per model term, coefficients are unstable, "
+            "than 10 patients in the smaller outcome class per model parameter, coefficients are unstable, "
             "apparent AUCs are optimistic, and cross-validated AUCs vary widely from one random split to "
             "another (a validated AUC near 0.5 here says little about the method). Read the validated "
             "(cross-validated or bootstrap-corrected) figures, not the apparent ones, and use the shrunken "
@@ -136,8 +154,18 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
     if rows:
         parts.append(_table(rows, "Patients needed: the largest of Riley et al.'s three criteria (BMJ 2020) for "
                                   "expected shrinkage ≥ 0.9, optimism in R² ≤ 0.05 and the overall risk within "
-                                  "±0.05, with the bootstrap-corrected R². Shrinkage factor: bootstrap-corrected "
+                                  "±0.05, with the bootstrap-corrected R². Estimation: a model whose sample falls "
+                                  "short of Riley's criteria (anticipated R² 15 % of its maximum) or of 10 patients "
+                                  "of the smaller outcome class per parameter is fitted by ridge penalized "
+                                  "likelihood, its penalty chosen by 5-fold cross-validation on each imputed data "
+                                  "set and again inside every cross-validation fold and bootstrap refit; "
+                                  "coefficients pooled over the imputations by Rubin's rules and validated as the "
+                                  "maximum-likelihood models are. Shrinkage factor: bootstrap-corrected "
                                   "calibration slope, applied to the risk calculator's model."))
+    for f in binary:
+        choice = (f["metrics"].get("estimation_choice") or {}).get("reason")
+        if choice:
+            parts.append(f"<p class='note'>{html.escape(_fit_title(f))}: {html.escape(choice)}.</p>")
     for f in fits:
         for caution in f["metrics"].get("cautions", []):
             parts.append(f"<div class='caution'><b>{html.escape(_fit_title(f))}:</b> {html.escape(caution)}</div>")
@@ -244,16 +272,29 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
                      f"{html.escape(str(f['cv']))}; imputation {html.escape(str(f['spec'].get('imputation')))} "
                      f"(m = {f['spec'].get('m')}).</p>")
         validate = m.get("validate")
-        if validate:
+        if validate and "Q" not in validate:
+            parts.append("<p class='caution'>This fit's validate table predates rms's definitions of R², "
+                         "intercept and slope and is not shown: refit it to report them.</p>")
+        elif validate:
             rows = [{"Index": METRIC_LABELS.get(k, k), "Apparent": _num(v["apparent"]),
                      "Optimism": _num(v["optimism"]), "Corrected": _num(v["corrected"])}
                     for k, v in validate.items()]
             if "cv_auc" in m:
                 rows.append({"Index": "AUC, cross-validated", "Apparent": "", "Optimism": "",
                              "Corrected": _num(m["cv_auc"])})
+            bounded = [METRIC_LABELS.get(k, k) for k, v in validate.items() if "corrected_unbounded" in v]
+            separated = m.get("n_boot_separated")
             parts.append(_table(rows, f"Bootstrap validation ({m.get('n_boot')} replicates, imputation repeated in "
-                                      "each; Harrell's rms validate). Apparent calibration is 0/1 by construction; "
-                                      "the corrected slope is the uniform shrinkage factor."))
+                                      "each) with rms validate's definitions: intercept, slope and R² after "
+                                      "recalibrating each refit on the original data. Apparent intercept and slope "
+                                      "are 0 and 1 by construction; the corrected slope is the uniform shrinkage "
+                                      "factor."
+                                      + (f" {separated} of {m.get('n_boot')} refits separated the outcome (some risk "
+                                         "predicted as 0 or 1)." if isinstance(separated, int) else "")
+                                      + (f" Held at the edge of its range: {', '.join(bounded)}." if bounded else "")))
+            if _not_usable(m):
+                parts.append(f"<p class='caution'><b>Not usable for individual risks:</b> "
+                             f"{html.escape(str(_not_usable(m)))}.</p>")
         elif f["outcome"] == "gos":
             parts.append(_table([{"Outcome split": k, "AUC (95% CI)": _ci(m.get(f"auc_{k}"), m.get(f"auc_{k}_lower"),
                                                                            m.get(f"auc_{k}_upper")),
@@ -273,6 +314,10 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
                                                           pd.DataFrame(curves.get("cv_calibration", []))),
                                 f"{_fit_title(f)}: calibration of cross-validated risks, loess with 95% "
                                 "bootstrap band; grey points: tenths of predicted risk."))
+        if "calibrate" in curves:
+            parts.append(figure(calibrate_figure(pd.DataFrame(curves["calibrate"])),
+                                f"{_fit_title(f)}: apparent and optimism-corrected calibration (as rms calibrate, "
+                                f"{m.get('n_boot')} bootstrap refits; spline logistic recalibration of each)."))
     return "".join(parts)
 
 
@@ -288,11 +333,14 @@ def coefficients_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
         word = "Odds ratio" if ratio == "odds_ratio" else "Hazard ratio"
         rows = [{"Term": term_label(r["term"]),
                  f"{word} (95% CI)": _ci(r[ratio], r[f"{ratio}_lower"], r[f"{ratio}_upper"], 2),
-                 "p": _p(r["p"]), "FMI": _num(r.get("fmi"), 2) if "fmi" in r else "–"}
+                 "p": _p(r["p"]), "λ": _num(r.get("lambda"), 2), "riv": _num(r.get("riv"), 2),
+                 "FMI": _num(r.get("fmi"), 2) if "fmi" in r else "–"}
                 for _, r in coef.iterrows() if r["term"] != "const"]
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
         parts.append(_table(rows, "Pooled over imputations (Rubin's rules); CIs and p with Barnard-Rubin degrees of "
-                                  "freedom; FMI: fraction of missing information."))
+                                  "freedom; λ: share of the total variance due to the missing data; riv: relative "
+                                  "increase in variance due to it; FMI: fraction of missing information (mice's "
+                                  "names, van Buuren 2018, 2.3)."))
         cuts = f["metrics"].get("cutpoint_table")
         if cuts:
             parts.append(_table([{"Cutpoint": c["cutpoint"], "Estimate (95% CI)": _ci(c["estimate"], c["lower"],
@@ -348,16 +396,31 @@ def centers_section(fits: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+POOLED_TEST_NOTE = ("Run on each imputed data set and pooled over all m by D2 (Li, Meng, Raghunathan & Rubin "
+                    "1991): F on (df, df2), with the range of the per-imputation χ².")
+
+
+def _pooled_statistic(r: dict[str, Any]) -> str:
+    """'F(3, 41) = 1.20 (χ² 2.9 to 4.4 over 5)' for a D2-pooled test row, 'χ² 3.10 (3)' for one data set."""
+    df2 = r.get("df2")
+    if (r.get("m") or 1) > 1 and df2 is not None:
+        df2_text = _num(df2, 0) if np.isfinite(df2) else "∞"
+        return (f"F({int(r['df'])}, {df2_text}) = {_num(r['chi2'], 2)} (χ² {_num(r.get('chi2_min'), 1)} to "
+                f"{_num(r.get('chi2_max'), 1)} over {int(r['m'])})")
+    return f"χ² {_num(r['chi2'], 2)} ({int(r['df'])})"
+
+
 def assumptions_section(fits: list[dict[str, Any]]) -> str:
     parts = [f"<h2 id='assumptions'>{SECTIONS[7][1]}</h2>"]
     for f in fits:
         m = f["metrics"]
         if "brant" in m:
             rows = [{"Term": "all terms" if r["term"] == "omnibus" else term_label(r["term"]),
-                     "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})", "p": _p(r["p"])} for r in m["brant"]]
+                     "Statistic": _pooled_statistic(r), "p": _p(r["p"])} for r in m["brant"]]
             parts.append(f"<h3>Proportional odds: {html.escape(_fit_title(f))}</h3>")
             parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
-                                      "GOS ≤ k compared; small p: that term's effect differs across GOS levels."))
+                                      "GOS ≤ k compared; small p: that term's effect differs across GOS levels. "
+                                      + POOLED_TEST_NOTE))
         if "ph_test" in m:
             rows = [{"Term": term_label(r["term"]), "Statistic (df)": f"{_num(r['test_statistic'], 2)} "
                                                                   f"({int(r.get('df') or 1)})", "p": _p(r["p"])}
@@ -367,47 +430,77 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
                                       "over m imputations the statistic is D2's F (per df) pooling the m "
                                       f"chi-squares. Global test: p {_p(m.get('ph_global_p'))}."))
         if "nonlinearity" in m:
-            rows = [{"Term": term_label(r["term"]), "χ² (df)": f"{_num(r['chi2'], 2)} ({int(r['df'])})",
+            rows = [{"Term": term_label(r["term"]), "Statistic": _pooled_statistic(r),
                      "p": _p(r["p"])} for r in m["nonlinearity"]]
             parts.append(f"<h3>Non-linearity: {html.escape(_fit_title(f))}</h3>")
             parts.append(_table(rows, "Each continuous term as a restricted cubic spline (4 knots), Wald test of the "
-                                      "non-linear terms; small p: keep the spline rather than the linear term."))
+                                      "non-linear terms; small p: keep the spline rather than the linear term. "
+                                      + POOLED_TEST_NOTE))
     return "".join(parts)
 
 
+# TRIPOD+AI (Collins et al., BMJ 2024;385:e078378): each item, the report section that answers it (None:
+# not addressed by this report, what the manuscript must supply) and what there answers it.
+TRIPOD_AI_ITEMS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("1", "Title", None, "Not addressed: the report's title is generic; the manuscript's title names the model, "
+                         "population and outcome"),
+    ("2", "Abstract", None, "Not addressed (TRIPOD+AI for Abstracts)"),
+    ("3a-c", "Background: context, rationale, disparities", None, "Not addressed"),
+    ("4", "Objectives", "added-value", "Whether CT biomarkers add to the clinical predictors"),
+    ("5a-b", "Data sources and dates", "cohort", "Registry data snapshot and centers; collection dates not "
+                                                 "reported"),
+    ("6a-c", "Participants: setting, eligibility, treatment", "cohort",
+     "Patients with the outcome, per center; IMPACT applied to GCS ≤ 12; treatments not addressed"),
+    ("7", "Data preparation", None, "Not addressed: image QC and segmentation are documented outside this report"),
+    ("8a-c", "Outcome: definition, time horizon, blinding", "methods",
+     "6-month GOS, mortality, time to death; blinding of outcome assessment not addressed"),
+    ("9a-c", "Predictors: choice, definition, blinding", "coefficients",
+     "Terms with labels and units; blinding of predictor assessment not addressed"),
+    ("10", "Sample size", "support", "Riley's criteria and events per parameter (smaller class)"),
+    ("11", "Missing data", "cohort", "Missingness by variable and pattern; multiple imputation in Methods"),
+    ("12a", "Data used for development and evaluation", "methods",
+     "All patients; cross-validation and bootstrap with imputation inside"),
+    ("12b", "Predictor handling (functional form)", "assumptions", "Spline tests of non-linearity pooled over "
+                                                                    "imputations"),
+    ("12c", "Model type, building, tuning, internal validation", "support",
+     "Ridge or maximum likelihood and why; the penalty chosen by cross-validation, again in every refit"),
+    ("12d", "Heterogeneity across clusters", "centers", "Leave-one-center-out, per-center table, random effects"),
+    ("12e", "Performance measures", "performance", "rms validate indexes; calibration curve of cross-validated "
+                                                   "risks"),
+    ("12f", "Model updating or recalibration", "performance", "Uniform shrinkage from the corrected slope"),
+    ("12g", "Comparison with existing models", "added-value", "IMPACT with its published coefficients"),
+    ("13", "Class imbalance", None, "Not addressed (no rebalancing is done; outcome rates in the cohort section)"),
+    ("14", "Fairness", None, "Not addressed"),
+    ("15", "Model output and thresholds", "added-value", "Predicted risks; decision curve over thresholds"),
+    ("16", "Training versus evaluation data", "centers", "Held-out centers against the others"),
+    ("17", "Ethical approval", None, "Not addressed"),
+    ("18a-f", "Funding, conflicts, protocol, registration, data and code", "methods",
+     "Software versions, commit and seed; funding, conflicts, protocol, registration and data sharing not "
+     "addressed"),
+    ("19", "Patient and public involvement", None, "Not addressed"),
+    ("20a-c", "Participants: flow, characteristics, missing data", "cohort", "Counts per center, missing data"),
+    ("21", "Model development: participants and events per analysis", "performance",
+     "Patients and events of each fit"),
+    ("22", "Model specification", "coefficients", "Full pooled coefficients; the stored spec predicts again"),
+    ("23a", "Model performance with CIs", "performance",
+     "Optimism-corrected indexes; AUC CIs with the comparison (Do CT biomarkers add?)"),
+    ("23b", "Performance in key subgroups", "centers", "Per held-out center"),
+    ("24", "Model updating results", "performance", "Shrinkage factor; models with factor ≤ 0 marked not usable"),
+    ("25", "Interpretation", "added-value", "Against IMPACT and treat-all / treat-none"),
+    ("26", "Limitations", "support", "Sample size against Riley's criteria, cautions; assumption checks"),
+    ("27a-c", "Usability: poor or missing input, users, future research", None, "Not addressed"),
+)
+
+
 def tripod_section() -> str:
-    """TRIPOD (Collins et al., BMJ 2015) items for development and validation, and where each is answered."""
-    items = (
-        ("1-2", "Title and abstract", "support", "Outcomes, predictors, sample and validated performance"),
-        ("3a-b", "Background and objectives", "added-value", "Whether CT biomarkers add to clinical predictors"),
-        ("4a-b", "Source of data, dates", "cohort", "Registry data snapshot (hash), centers"),
-        ("5a-c", "Participants, setting, eligibility", "cohort", "Patients with the outcome; IMPACT on GCS ≤ 12"),
-        ("6a-b", "Outcome definition and blinding", "methods", "6-month GOS, mortality, time to death"),
-        ("7a-b", "Predictors", "coefficients", "Terms with labels and units"),
-        ("8", "Sample size", "support", "Riley's criteria, events per variable (smaller class)"),
-        ("9", "Missing data", "cohort", "Missingness by variable and pattern; multiple imputation (methods)"),
-        ("10a-b", "Model building and internal validation", "methods", "Imputation inside folds and bootstrap"),
-        ("10c-d", "Performance measures, model comparison", "performance", "rms-validate table; D1, ΔAUC, NRI"),
-        ("10e", "Model updating / recalibration", "performance", "Uniform shrinkage for the calculator model"),
-        ("11", "Risk groups", "added-value", "Decision curve over threshold probabilities"),
-        ("12", "Development vs validation differences", "centers", "Leave-one-center-out per center"),
-        ("13a-c", "Participants flow, characteristics", "cohort", "Counts per center, missing data"),
-        ("14a-b", "Model development results", "coefficients", "Pooled coefficients with CIs and FMI"),
-        ("15a-b", "Model specification, how to use", "coefficients", "Full coefficients; stored spec predicts again"),
-        ("16", "Model performance", "performance", "Discrimination, calibration (loess with band)"),
-        ("17", "Model updating", "performance", "Shrinkage factor"),
-        ("18", "Limitations", "support", "Small-sample cautions, assumption checks"),
-        ("19a-b", "Interpretation", "added-value", "Against IMPACT and treat-all/none"),
-        ("20", "Implications", "support", "What the sample can support"),
-        ("21", "Supplementary information", "methods", "Software versions, commit, seed"),
-        ("22", "Funding", None, "Not recorded by ctstudy: state it in the manuscript"),
-    )
-    rows = [{"TRIPOD item": k, "Topic": topic,
-             "Where answered": (f"<a href='#{anchor}'>{dict(SECTIONS)[anchor]}</a>" if anchor else "–"),
-             "What": what} for k, topic, anchor, what in items]
+    """The TRIPOD+AI checklist: each item with the report section that answers it, or 'not addressed'."""
+    rows = [{"TRIPOD+AI item": k, "Topic": topic,
+             "Where answered": (f"<a href='#{anchor}'>{dict(SECTIONS)[anchor]}</a>" if anchor else "not addressed"),
+             "What": what} for k, topic, anchor, what in TRIPOD_AI_ITEMS]
     frame = pd.DataFrame(rows)
     return (f"<h2 id='tripod'>{SECTIONS[9][1]}</h2>" + frame.to_html(index=False, border=0, escape=False)
-            + "<p class='caption'>TRIPOD statement (Collins et al., BMJ 2015;350:g7594).</p>")
+            + "<p class='caption'>TRIPOD+AI statement (Collins et al., BMJ 2024;385:e078378). Items marked "
+              "'not addressed' are the manuscript's to answer.</p>")
 
 
 def staleness_section(fits: list[dict[str, Any]], current_hash: str | None) -> str:

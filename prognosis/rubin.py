@@ -20,6 +20,8 @@ class PooledEstimates:
     dof: np.ndarray  # Rubin's degrees of freedom per parameter (Barnard-Rubin when the complete-data df is known)
     fmi: np.ndarray  # fraction of missing information per parameter, (r + 2/(df + 3)) / (r + 1)
     m: int
+    riv: np.ndarray | None = None  # relative increase in variance due to nonresponse, (1 + 1/m) B / W (mice `riv`)
+    lam: np.ndarray | None = None  # proportion of the total variance due to nonresponse, (1 + 1/m) B / T (`lambda`)
 
 
 def rubin_pool(estimates: np.ndarray, covariances: np.ndarray, dof_complete: float | None = None) -> PooledEstimates:
@@ -48,7 +50,8 @@ def rubin_pool(estimates: np.ndarray, covariances: np.ndarray, dof_complete: flo
             dof = np.where(b_diag > 0, 1.0 / (1.0 / dof + 1.0 / dof_obs), dof_obs)
         finite = np.where(np.isfinite(dof), dof, 1e12)
         fmi = np.where(b_diag > 0, (r + 2.0 / (finite + 3.0)) / (r + 1.0), 0.0)
-    return PooledEstimates(params=q_bar, cov=t, dof=dof, fmi=fmi, m=m)
+        lam_all = np.where(t_diag > 0, (1.0 + 1.0 / m) * b_diag / t_diag, 0.0)
+    return PooledEstimates(params=q_bar, cov=t, dof=dof, fmi=fmi, m=m, riv=np.where(b_diag > 0, r, 0.0), lam=lam_all)
 
 
 def d2_pooled_chisq(statistics: np.ndarray | list[float], df: int) -> dict[str, float]:

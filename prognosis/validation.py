@@ -19,6 +19,7 @@ from scipy import stats
 from sklearn.model_selection import LeaveOneGroupOut, RepeatedStratifiedKFold
 from statsmodels.tools.sm_exceptions import PerfectSeparationError
 
+from prognosis.calibrate import corrected_calibration_curve
 from prognosis.metrics import (
     auc,
     auc_delong,
@@ -27,10 +28,10 @@ from prognosis.metrics import (
     calibration_intercept_slope,
     net_reclassification,
     random_effects_meta,
-    rowwise_performance,
     stratified_bootstrap_indices,
 )
 from prognosis.threads import single_threaded_blas
+from prognosis.validate_indexes import INDEX_RANGES, VALIDATE_INDEXES, emax, validate_indexes
 
 CV_KINDS = ("kfold", "center")
 
@@ -72,6 +73,8 @@ def fit_fold(make_model: Callable[[], Any], train: pd.DataFrame, where: str) -> 
         return None, {"where": where, "n_train": int(len(train)), "status": "not estimable",
                       "reason": f"{type(exc).__name__}: {exc}"}
     estimation = getattr(model, "estimation_", None) or {}
+    if estimation.get("penalty_chosen_by"):  # penalized by design, not a fallback
+        return model, None
     if estimation.get("method", "maximum likelihood") != "maximum likelihood":
         return model, {"where": where, "n_train": int(len(train)), "status": f"{estimation['method']} refit",
                        "terms": list(estimation.get("terms", [])), "reason": estimation.get("reason", "")}
@@ -173,7 +176,8 @@ def cross_validated_predictions(make_model: Callable[[], BinaryModel], df: pd.Da
 def cross_validated_metrics(y: np.ndarray | pd.Series, oof: pd.DataFrame, centers: pd.Series | None = None
                             ) -> dict[str, Any]:
     """CV metrics: per-repeat AUC / Brier / calibration averaged over repeats (with the AUC's spread),
-    plus, for leave-one-center-out, the AUC within each held-out center."""
+    plus, for leave-one-center-out, the AUC within each held-out center of the risks averaged over the
+    imputations (as `per_center_validation`)."""
     y = np.asarray(y, dtype=float)
     per = []
     for c in oof.columns:
@@ -190,41 +194,51 @@ def cross_validated_metrics(y: np.ndarray | pd.Series, oof: pd.DataFrame, center
     out["cv_auc_sd_repeats"] = float(frame["auc"].std(ddof=1)) if len(frame) > 1 else 0.0
     out["cv_repeats"] = len(frame)
     if centers is not None:
+        # Each patient's out-of-fold risk averaged over repeats and imputations, as the per-center
+        # table (`per_center_validation`) scores it: one definition of a center's AUC.
         c = np.asarray(centers).astype(str)
-        first = oof.iloc[:, 0].to_numpy()
+        risk = oof.mean(axis=1).to_numpy()
         out["cv_auc_by_center"] = {
-            name: auc(y[c == name], first[c == name])
+            name: auc(y[c == name], risk[c == name])
             for name in np.unique(c)
-            if 0 < y[c == name].sum() < (c == name).sum() and np.isfinite(first[c == name]).all()
+            if 0 < y[c == name].sum() < (c == name).sum() and np.isfinite(risk[c == name]).all()
         }
     out.update(fold_note_metrics(list(oof.attrs.get("refit_notes", []))))
     return out
 
 
-VALIDATE_INDEXES = ("auc", "calibration_slope", "calibration_intercept", "brier", "r2_nagelkerke")
+# A replicate's refit separates the outcome when it predicts some resampled patient's risk within
+# this distance of 0 or 1 (a linear predictor beyond about ±18.4): the maximum-likelihood estimate
+# does not exist and the coefficients run off toward infinity.
+SEPARATION_RISK = 1e-8
 
 
 @single_threaded_blas
 def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, outcome: str, n_boot: int = 200,
                        seed: int = 0, impute: Imputer | None = None, originals: list[pd.DataFrame] | None = None,
                        model: BinaryModel | None = None) -> dict[str, Any]:
-    """Harrell's bootstrap validation (Harrell, Lee & Mark, Stat Med 1996; rms `validate`): apparent,
-    optimism and corrected AUC, calibration slope and intercept, Brier score and Nagelkerke R².
+    """Harrell's bootstrap validation (Harrell, Lee & Mark, Stat Med 1996) with the indexes of rms
+    `validate` as rms defines them (`prognosis.validate_indexes`): AUC, Nagelkerke R², intercept and
+    slope (after recalibration on the test sample), Emax, D, U, Q, Brier score and g.
 
     Each replicate refits on a resample; optimism = mean(index on its resample - index on the
     original data). With `impute`, df holds the raw rows and each resample is imputed afresh before
     its refit (the imputation is part of the model building that the bootstrap repeats), and the
     original data are the m completed `originals`, used in turn; `model` is the fitted (pooled)
     model whose apparent performance is corrected. The corrected slope is the uniform shrinkage
-    factor (van Houwelingen & le Cessie 1990).
+    factor (van Houwelingen & le Cessie 1990). `calibrate` holds the optimism-corrected calibration
+    curve from the same refits (`prognosis.calibrate`). A corrected index with a fixed range (AUC, R², Brier)
+    is held inside it (`corrected_unbounded` keeps the raw difference). Replicates whose refit
+    separates the outcome are counted (`n_boot_separated`) and kept, as rms keeps them.
     """
     originals = originals if originals is not None else [df]
     full = model if model is not None else make_model().fit(originals[0])
     y = originals[0][outcome].astype(float).to_numpy()
-    apparent_rows = [rowwise_performance(o[outcome].astype(float).to_numpy()[None, :],
-                                         full.predict_proba(o)[None, :]) for o in originals]
+    apparent_rows = [validate_indexes(o[outcome].astype(float).to_numpy(), full.predict_proba(o), recalibrate=False)
+                     for o in originals]
     apparent = {k: float(np.mean([a[k][0] for a in apparent_rows])) for k in VALIDATE_INDEXES}
     idx = stratified_bootstrap_indices(y, n_boot, seed)
+    penalized_refits = 0
     if impute is None and hasattr(full, "bootstrap_risks"):
         p_boot, p_orig = full.bootstrap_risks(df, idx)
         y_orig = np.broadcast_to(y, p_orig.shape)
@@ -236,24 +250,43 @@ def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, 
             sample = df.iloc[idx[b]].reset_index(drop=True)
             if impute is not None:
                 sample = impute(sample, np.ones(len(sample), bool), seed * 100_003 + b, 1)[0]
-            refit, _ = fit_fold(make_model, sample, f"bootstrap replicate {b + 1}")
+            refit, note = fit_fold(make_model, sample, f"bootstrap replicate {b + 1}")
             if refit is None:
                 keep[b] = False
                 continue
+            penalized_refits += note is not None
             original = originals[b % len(originals)]
             p_orig[b] = refit.predict_proba(original)
             y_orig[b] = original[outcome].astype(float).to_numpy()
             p_boot[b] = refit.predict_proba(sample)
         idx, p_orig, p_boot, y_orig = idx[keep], p_orig[keep], p_boot[keep], y_orig[keep]
-    on_boot = rowwise_performance(y[idx], p_boot)
-    on_orig = rowwise_performance(y_orig, p_orig)
+    separated = (np.minimum(p_boot, 1 - p_boot) < SEPARATION_RISK).any(axis=1)
+    on_boot = validate_indexes(y[idx], p_boot, recalibrate=False)
+    on_orig = validate_indexes(y_orig, p_orig, recalibrate=True)
     table = {}
     for k in VALIDATE_INDEXES:
         optimism = float(np.nanmean(on_boot[k] - on_orig[k]))
-        table[k] = {"apparent": apparent[k], "optimism": optimism, "corrected": apparent[k] - optimism}
-    return {"apparent_auc": apparent["auc"], "optimism": table["auc"]["optimism"],
+        table[k] = bounded({"apparent": apparent[k], "optimism": optimism, "corrected": apparent[k] - optimism}, k)
+    # rms's Emax row: 0 apparent, and the calibration error of the corrected intercept and slope.
+    e = emax(table["calibration_intercept"]["corrected"], table["calibration_slope"]["corrected"])
+    table["emax"] = {"apparent": 0.0, "optimism": e, "corrected": e}
+    out: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):  # predictions with too few distinct values: no curve
+        apparent_pairs = [(o[outcome].astype(float).to_numpy(), full.predict_proba(o)) for o in originals]
+        out["calibrate"] = corrected_calibration_curve(apparent_pairs, y[idx], p_boot, y_orig, p_orig)
+    return {**out, "apparent_auc": apparent["auc"], "optimism": table["auc"]["optimism"],
             "corrected_auc": table["auc"]["corrected"], "n_boot": int(len(idx)), "validate": table,
+            "n_boot_separated": int(separated.sum()), "n_boot_penalized_refits": int(penalized_refits),
+            "n_boot_not_estimable": int(n_boot - len(idx)),
             "shrinkage": float(min(1.0, table["calibration_slope"]["corrected"]))}
+
+
+def bounded(row: dict[str, float], index: str) -> dict[str, Any]:
+    """A validate row with its corrected value held inside the index's range (`INDEX_RANGES`)."""
+    low, high = INDEX_RANGES.get(index, (-np.inf, np.inf))
+    if low <= row["corrected"] <= high:
+        return row
+    return {**row, "corrected": float(np.clip(row["corrected"], low, high)), "corrected_unbounded": row["corrected"]}
 
 
 def d1_pooled_wald(estimates: np.ndarray, covariances: np.ndarray) -> dict[str, float]:

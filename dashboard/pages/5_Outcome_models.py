@@ -92,13 +92,15 @@ else:
     if isinstance(metrics.get("auc"), int | float):
         cols[2].metric("AUC (apparent)", f"{metrics['auc']:.3f}")
     if isinstance(metrics.get("events_per_variable"), int | float):
-        cols[3].metric("Events per model term", f"{metrics['events_per_variable']:.1f}")
+        cols[3].metric("Events per model parameter", f"{metrics['events_per_variable']:.1f}")
 
     validate = models_view.validate_table(metrics)
     if len(validate):
         st.dataframe(validate, hide_index=True, key="om_validate")
-        st.caption("Harrell's bootstrap validation: the corrected calibration slope is the shrinkage factor applied "
-                   "to the risk calculator's model.")
+        st.caption("Harrell's bootstrap validation with rms's definitions: intercept, slope and R² are scored after "
+                   "recalibrating each refit on the original data. The corrected slope is the shrinkage factor "
+                   "applied to the risk calculator's model; at or below 0 the model is not usable for individual "
+                   "risks." + (f" {validate.attrs['separated']}." if validate.attrs.get("separated") else ""))
 
     curves = models_view.fit_curves(fit)
     left, right = st.columns(2)
@@ -110,6 +112,10 @@ else:
                                                                curves.get("cv_calibration")), key="om_calibration")
         else:
             right.plotly_chart(plots.calibration_figure(calibration), key="om_calibration")
+        if "calibrate" in curves:
+            left.plotly_chart(plots.calibrate_figure(curves["calibrate"]), key="om_calibrate")
+            left.caption(f"Optimism-corrected calibration (as rms calibrate) from the {metrics.get('n_boot')} "
+                         "bootstrap refits of the validate table.")
     else:
         st.caption("Ordinal and Cox models are judged by the AUCs of death / unfavourable outcome or Harrell's C "
                    "above; ROC and calibration curves are drawn for the binary models.")
@@ -201,9 +207,10 @@ else:
         comparison = models_view.comparison_table(fits, outcome, kind)
         st.dataframe(words.blank_missing(comparison.round(3)).rename(columns=COMPARISON_HEADINGS), hide_index=True,
                      key="om_comparison")
-        if set(comparison["features"]) >= {"clinical", "clinical+imaging"}:
-            auc = comparison.set_index("features")["AUC"]
-            st.metric("AUC gained by adding imaging", f"{auc['clinical+imaging'] - auc['clinical']:+.3f}")
+        gain = models_view.imaging_gain(comparison)
+        if gain is not None:
+            st.metric(f"Change in {gain[1]} from adding imaging", f"{gain[0]:+.3f}")
+            st.caption("From validated AUCs; the apparent AUCs in the table are optimistic and not compared.")
     else:
         st.caption("No mortality or unfavourable-outcome fits to compare.")
 

@@ -95,6 +95,10 @@ if len(logistic):
         weak = auc is not None and auc < models_view.MIN_CALCULATOR_AUC
         for caution in models_view.cautions(fit):
             st.warning(f"Fit #{fit['id']} ({outcome}): {caution}")
+        unusable = models_view.not_usable(fit)
+        if unusable:
+            st.error(f"Fit #{fit['id']} ({outcome}) is refused by the calculator: {unusable}.")
+            continue
         if weak and not show_weak:
             st.error(f"Fit #{fit['id']} ({outcome}) is not offered as a calculator: its {what} is {auc:.3f}, below "
                      f"{models_view.MIN_CALCULATOR_AUC}. Tick the box above to see its risks anyway.")
@@ -123,7 +127,8 @@ st.plotly_chart(figures.risk_figure(risks), key="risk_chart")
 st.dataframe(models_view.risk_table(risks), hide_index=True)
 if used:
     st.caption("Fitted models used: " + "; ".join(used) + ". Shrunken: coefficients multiplied by the bootstrap-"
-               "corrected calibration slope (Harrell), so risks are less extreme than the raw fit's.")
+               "corrected calibration slope (Harrell), a factor between 0 and 1, so risks lie closer to the average "
+               "risk than the raw fit's. A model whose factor is at or below 0 is refused.")
 st.caption("Fitted models: 95% interval from the coefficient covariance (logit scale). IMPACT (Steyerberg et al., "
            "PLoS Med 2008; the calculator's coefficient document): published coefficients without covariance, "
            "hence no interval; developed on patients with GCS 12 or less.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 from dashboard_apptest import COORD1, INV, STAT, page
 from dashboard_registry_factory import model_fits
 
@@ -49,7 +50,10 @@ def test_comparison_and_forest_inputs() -> None:
     fits = _fits_frame()
     cmp = models_view.comparison_table(fits, "mortality", "logistic").set_index("features")
     assert set(cmp.index) == {"clinical", "clinical+imaging"}
-    assert cmp.loc["clinical+imaging", "AUC"] > cmp.loc["clinical", "AUC"]  # imaging carries signal in fit_data
+    apparent = cmp["AUC (apparent)"]
+    assert apparent["clinical+imaging"] > apparent["clinical"]  # imaging carries signal in fit_data
+    assert (cmp["how validated"] == "cross-validated AUC").all()
+    assert (cmp["validated AUC"] == cmp["cross-validated AUC"]).all()
     table = models_view.coefficient_table(fits.iloc[0])
     assert "const" not in set(table["term"]) and models_view.ratio_columns(table) == (
         "odds_ratio", "odds_ratio_lower", "odds_ratio_upper")
@@ -68,9 +72,11 @@ def test_outcome_models_page(small) -> None:
     coef = next(d.value for d in at.dataframe if "Term" in d.value.columns)
     assert "Age (per year)" in set(coef["Term"]) and all("(" in v for v in coef.iloc[:, 1])
     assert {b.label for b in at.get("download_button")} >= {"Coefficients (CSV)", "Analysis table (CSV)"}
-    gained = {m.label: m.value for m in at.metric}["AUC gained by adding imaging"]
-    cmp = models_view.comparison_table(_fits_frame(), "mortality", "logistic").set_index("features")["AUC"]
-    assert gained == f"{cmp['clinical+imaging'] - cmp['clinical']:+.3f}"
+    # The headline compares validated AUCs, never apparent ones.
+    gained = {m.label: m.value for m in at.metric}["Change in cross-validated AUC from adding imaging"]
+    cmp = models_view.comparison_table(_fits_frame(), "mortality", "logistic").set_index("features")
+    cv = cmp["cross-validated AUC"]
+    assert gained == f"{cv['clinical+imaging'] - cv['clinical']:+.3f}"
     assert any("Log-rank" in c.value for c in at.caption)
 
 
@@ -113,7 +119,7 @@ def test_cautions_weak_models_and_the_shrunken_calculator_model() -> None:
     fit = fits.iloc[0].copy()
     fit["metrics"] = {**fit["metrics"], "cv_auc": 0.436, "events_per_variable": 1.9}
     words = " ".join(models_view.cautions(fit))
-    assert "0.436" in words and "below 0.6" in words and "1.9 events per model term" in words
+    assert "0.436" in words and "below 0.6" in words and "1.9 events per model parameter" in words
     assert models_view.validated_auc(fit["metrics"]) == (0.436, "cross-validated AUC")
     good = fits.iloc[1]
     assert not [c for c in models_view.cautions(good) if "below" in c]
@@ -182,3 +188,48 @@ def test_outcome_models_page_offers_the_written_report_for_download(small) -> No
     (home.reports_dir / "prognosis_report.pdf").write_bytes(b"%PDF-1.4 report")
     at = page("5_Outcome_models.py", STAT)
     assert "Outcome-model report (PDF)" in {b.label for b in at.get("download_button")}
+
+
+def _broken(fit: pd.Series) -> pd.Series:
+    """The fit with a bootstrap-corrected calibration slope (shrinkage factor) below 0."""
+    fit = fit.copy()
+    fit["metrics"] = {**fit["metrics"], "shrinkage": -0.18,
+                      "validate": {"calibration_slope": {"apparent": 1.0, "optimism": 1.18, "corrected": -0.18}}}
+    return fit
+
+
+def test_a_model_with_shrinkage_at_or_below_0_is_marked_not_usable_everywhere() -> None:
+    fits = _fits_frame()
+    broken = _broken(fits.iloc[0])
+    assert "-0.18" in models_view.not_usable(broken)
+    assert any(c.startswith("Not usable for individual risks") for c in models_view.cautions(broken))
+    assert models_view.not_usable(fits.iloc[1]) is None
+    overview = models_view.overview_table(pd.DataFrame([broken, fits.iloc[1]]))
+    assert sorted(overview["Individual risks"]) == ["not usable", "usable"]
+    with pytest.raises(ValueError, match="not positive"):
+        LogisticModel.from_spec(broken["spec"]["model"]).shrunk(-0.18, [])
+    with pytest.raises(ValueError, match="not usable for individual risks"):
+        models_view.calculator_spec(broken)
+
+
+def test_the_risk_calculator_refuses_a_model_with_shrinkage_at_or_below_0(home, monkeypatch) -> None:
+    monkeypatch.setenv("CTSTUDY_HOME", str(home.root))
+    monkeypatch.setenv("CTSTUDY_DB_URL", home.db_url)
+    fits = _fits_frame()
+    broken = pd.DataFrame([_broken(fit) for _, fit in fits.iterrows()]).reset_index(drop=True)
+    monkeypatch.setattr("dashboard.queries.model_fits", lambda db_url: broken)
+    at = page("6_Risk_calculator.py", STAT)
+    assert not at.exception
+    assert any("refused by the calculator" in e.value and "-0.18" in e.value for e in at.error)
+    sources = set(at.dataframe[0].value["source"])
+    assert not any(s.startswith("fitted") for s in sources) and "IMPACT core" in sources
+
+
+def test_the_overview_says_how_each_model_was_estimated() -> None:
+    fits = _fits_frame()
+    ridge = fits.iloc[0].copy()
+    ridge["metrics"] = {**ridge["metrics"], "estimation": {"method": "ridge", "penalty": 31.6,
+                                                           "penalty_chosen_by": "cv"}}
+    overview = models_view.overview_table(pd.DataFrame([ridge, fits.iloc[1]])).set_index("Fit")
+    assert overview.loc[f"#{ridge['id']}", "Estimation"] == "ridge, penalty 32 chosen by cross-validation"
+    assert overview.loc[f"#{fits.iloc[1]['id']}", "Estimation"] == "maximum likelihood"

@@ -58,7 +58,7 @@ def test_fit_records_a_model_fit_and_report_embeds_everything(home: Home, tmp_pa
     assert text.count("<script") >= 3 and "<script src=" not in text  # plotly inlined, no network
     assert "IMPACT core+ct+lab" in text and "Missing-data patterns" in text
     for section in ("What the data can support", "Methods", "Validated performance", "Coefficients", "Centers",
-                    "Assumptions", "TRIPOD checklist"):
+                    "Assumptions", "TRIPOD+AI checklist"):
         assert f">{section}</h2>" in text, section
     # The lead states the sample against Riley's criteria and links the simulation's results.
     assert "Riley" in text and "prognosis-simulation.md" in text

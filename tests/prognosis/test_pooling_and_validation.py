@@ -243,7 +243,7 @@ def test_fit_record_has_provenance_shrunk_calculator_and_validate_table() -> Non
     assert 0 < factor <= 1
     np.testing.assert_allclose(shrunk.params_.drop("const"), res.model.params_.drop("const") * factor)
     assert set(res.metrics["validate"]) == {"auc", "calibration_slope", "calibration_intercept", "brier",
-                                            "r2_nagelkerke"}
+                                            "r2_nagelkerke", "emax", "D", "U", "Q", "g"}
     assert len(res.curves["per_center"]) == obs["center"].nunique() and "auc" in res.metrics["center_meta"]
     assert {"predicted", "observed", "lower", "upper"} <= set(res.curves["cv_calibration_smooth"])
 
