@@ -40,21 +40,29 @@ def r_script(spec: dict[str, Any], outcome: str, n_tables: int) -> str:
     terms = list(spec["terms"])
     knots = (spec.get("model") or {}).get("knots")
     rhs = _rhs(terms, knots)
-    if kind == "logistic":
+    penalties = _ridge_penalties(spec, n_tables)
+    if kind == "logistic" and penalties:
+        # ctstudy's ridge is lrm's penalized likelihood (prognosis.logistic.ridge_logit): the same penalty on
+        # each imputed data set gives the same estimates and covariance.
+        fit = f"lrm({BINARY_COLUMN[outcome]} ~ {rhs}, data = d, penalty = penalties[i], x = TRUE, y = TRUE)"
+    elif kind == "logistic":
         fit = f"glm({BINARY_COLUMN[outcome]} ~ {rhs}, family = binomial, data = d)"
     elif kind == "ordinal":
         # ctstudy fits 6 - GOS (a positive coefficient = a worse outcome); clm's logit P(Y <= j) = theta_j - x'b.
         fit = f"clm(factor(6 - gos_6m, levels = 1:5, ordered = TRUE) ~ {rhs}, data = d)"
     else:
         fit = f"coxph(Surv(days_to_death_or_censor, died) ~ {rhs}, data = d, ties = 'efron')"
-    return f"""# Refit of a ctstudy model in R: {kind} model of {outcome} on {', '.join(terms)}.
+    estimation = ("ridge penalized likelihood, each data set's penalty as ctstudy chose it: "
+                  + ", ".join(f"{p:.6g}" for p in penalties)) if penalties else "maximum likelihood"
+    return f"""# Refit of a ctstudy model in R: {kind} model of {outcome} on {', '.join(terms)}; {estimation}.
 # Run from this folder: Rscript refit.R   (R packages: rms, survival, ordinal, mice)
 # Each imputed_<i>.csv is one of the {n_tables} data set(s) ctstudy fitted; the model is refitted on each and
 # the coefficients pooled by Rubin's rules (Barnard-Rubin df with complete-data df n - k), as ctstudy does.
 suppressPackageStartupMessages({{library(rms); library(survival); library(ordinal); library(mice)}})
 if (!exists("export_dir")) export_dir <- "."
 sets <- lapply(seq_len({n_tables}), function(i) read.csv(file.path(export_dir, sprintf("imputed_%d.csv", i))))
-fits <- lapply(sets, function(d) {fit})
+penalties <- c({", ".join(repr(float(p)) for p in penalties) or "0"})
+fits <- lapply(seq_along(sets), function(i) {{ d <- sets[[i]]; {fit} }})
 beta <- function(f) if (inherits(f, "clm")) f$beta else coef(f)
 cov <- function(f) {{ v <- vcov(f); b <- names(beta(f)); v[b, b, drop = FALSE] }}
 est <- sapply(fits, beta)
@@ -73,6 +81,17 @@ table <- data.frame(term = ours$term, r_estimate = pooled[, 1], r_se = pooled[, 
 print(table, digits = 5)
 result <- list(term = table$term, r_estimate = table$r_estimate, r_se = table$r_se, r_df = table$r_df)
 """
+
+
+def _ridge_penalties(spec: dict[str, Any], n_tables: int) -> list[float]:
+    """The ridge penalty of each imputed data set's fit, or [] for a maximum-likelihood fit."""
+    estimation = (spec.get("model") or {}).get("estimation") or {}
+    if estimation.get("method") != "ridge" or estimation.get("terms"):  # a fallback on some terms: not lrm's
+        return []
+    by_set = estimation.get("penalty_by_imputation") or [estimation["penalty"]] * n_tables
+    if len(by_set) != n_tables:
+        raise ValueError(f"export-r: the fit records {len(by_set)} ridge penalties for {n_tables} data sets")
+    return [float(p) for p in by_set]
 
 
 def export_r(table: pd.DataFrame, fit: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -353,11 +353,13 @@ def ridge_logit(x: np.ndarray, y: np.ndarray, penalty: float, max_iter: int = 10
     """L2-penalized logistic fit (intercept `x[:, 0]` unpenalized, other columns penalized on their SD
     scale): (coefficients, covariance = inverse penalized information, unpenalized log-likelihood).
 
+    The penalized log-likelihood is rms `lrm`'s with `penalty`: log L - 0.5 x penalty x sum_j var(x_j) b_j^2,
+    var with n - 1, i.e. a N(0, 1/penalty) prior on each per-SD log-odds ratio b_j sd(x_j); its covariance is
+    lrm's default (`var.penalty = "simple"`), so `prognosis export-r` refits a penalized model in R exactly.
     Hand-written because statsmodels' `fit_regularized` gives no covariance and scikit-learn's
     LogisticRegression neither; the penalized Newton step is a few lines.
     """
-    sd = x.std(axis=0)
-    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0) ** 2, 1.0)
+    weights = x.var(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1])
     weights[0] = 0.0
     pen = np.diag(penalty * weights)
     if start is None:
