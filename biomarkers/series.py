@@ -29,6 +29,8 @@ Scalar features:
   (NaN when a range), their _low, _high and _missing, and each component's value and source
   (ct_<component>, ct_<component>_source); here from the measurements alone (tSAH unknown, evacuation
   not recorded); `biomarkers.review_components` applies reviewer-set components when features are stored.
+- scan-level hemorrhage (biomarkers.ich_probability): ich_probability, p_<class>_present (probabilities
+  calibrated on segmented volumes) and ich_detected (0/1 at the calibration's operating point)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from biomarkers.density import mean_hu
 from biomarkers.extra_axial import extra_axial_features
 from biomarkers.extra_axial_shape import epidural_subdural_ml
 from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
+from biomarkers.ich_probability import presence_probabilities
 from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labelled_lesions, lesion_table
 from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
 from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
@@ -55,7 +58,8 @@ from imaging.abc2 import abc2_ml
 
 # Not number-like, so that CSV readers keep it a string. v2: the four-class label map (per-class volumes,
 # extra-axial collection and thickness, IVH present). v3: epidural/subdural split, basal cisterns, and the
-# Marshall, Rotterdam and Helsinki CT classifications with their components' sources.
+# Marshall, Rotterdam and Helsinki CT classifications with their components' sources, and the calibrated
+# scan-level hemorrhage probabilities.
 DEFINITIONS_VERSION = "v3"
 
 
@@ -149,6 +153,7 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
         values["hematoma_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == HEMATOMA)
         values["edema_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == EDEMA)
     values.update(ct_score_features(measured_components(values, settings.min_lesion_ml)))
+    values.update(presence_probabilities(values))
     return values, lesions
 
 

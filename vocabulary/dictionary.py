@@ -233,6 +233,16 @@ for _name, (_label, _values) in _COMPONENTS.items():
          "used it (measured, reviewer-set or from the clinical record).", _values)
     _add(_B, f"ct_{_name}_source", f"{_label}, source", "", "Where the component's value came from.",
          "measured, reviewer, clinical_record, not_recorded (taken as no), unknown")
+_add(_B, "ich_probability", "Probability of intracranial hemorrhage", "probability",
+     "Calibrated probability that the scan holds any hemorrhage (labels 1, 2, 4): a logistic function of "
+     "ln(segmented hemorrhage mL + 0.05) fitted on segmentations with known truth "
+     "(biomarkers/data/ich_calibration.json, bench/ich_detection_bench.py --fit).")
+_add(_B, "ich_detected", "Hemorrhage detected", "", "ich_probability at or above the operating point stored with "
+     "the calibration.", "0 no, 1 yes")
+for _c in LESION_CLASSES:
+    _add(_B, f"p_{_c.key}_present", f"Probability of {_c.name.lower()}", "probability",
+         f"Calibrated probability that the scan holds {_c.name.lower()} (label {_c.value}), from its segmented "
+         "volume as for ich_probability.")
 
 # --- imaging biomarkers per patient (biomarkers.timecourse; docs/data-formats.md) --------------------
 _P = "biomarker_patient"
@@ -260,6 +270,22 @@ _add(_P, "adm_eah_max_thickness_mm", "Extra-axial collection thickness on admiss
      "Maximum thickness of the extra-axial hemorrhage on the first scan.")
 _add(_P, "adm_ivh_present", "Intraventricular hemorrhage on admission", "", "At least 0.05 mL of IVH on the "
      "first scan.", "0 no, 1 yes")
+_add(_P, "adm_marshall_ct_class", "Marshall CT class on admission", "", "marshall_ct_class of the first scan; "
+     "empty when unknown components make it a range.", "1-6 (I-VI)")
+_add(_P, "adm_marshall_ct_class_missing", "Marshall CT class on admission, unknown components", "",
+     "Components that are unknown and change the admission Marshall class.")
+_add(_P, "adm_rotterdam_ct_score", "Rotterdam CT score on admission", "", "rotterdam_ct_score of the first scan.",
+     "1-6")
+_add(_P, "adm_helsinki_ct_score", "Helsinki CT score on admission", "", "helsinki_ct_score of the first scan.",
+     "-3 to 14")
+_add(_P, "adm_ct_edh", "Epidural hematoma on admission", "", "The EDH component of the first scan's CT "
+     "classifications.", "0 no, 1 yes")
+_add(_P, "adm_ct_edh_source", "Epidural hematoma on admission, source", "", "Where the component came from.",
+     "measured, reviewer, clinical_record, not_recorded, unknown")
+_add(_P, "adm_ct_tsah", "tSAH on admission", "", "The tSAH component of the first scan's CT classifications.",
+     "0 no, 1 yes, empty if unknown")
+_add(_P, "adm_ct_tsah_source", "tSAH on admission, source", "", "Where the component came from.",
+     "measured, reviewer, clinical_record, not_recorded, unknown")
 _add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
 
