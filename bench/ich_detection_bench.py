@@ -55,7 +55,7 @@ def fit(seed: int, patients: int, normals: int) -> None:
 
     from synthetic.centers import center_profiles
     from synthetic.cohort import simulate_cohort
-    from synthetic.phantom import Grid, normal_series, render_series
+    from synthetic.phantom import Grid, SeriesSpec, render_series
 
     segmenter = open_segmenter("phantom", torch.device("cpu"))
     profiles = center_profiles(3)
@@ -67,7 +67,9 @@ def fit(seed: int, patients: int, normals: int) -> None:
             rng = np.random.default_rng(np.random.SeedSequence([seed, 5, plan.patient_seed, t]))
             renders.append(render_series(plan.series_spec(t, center.noise_sigma()),
                                          Grid.centered(256, center.fov_mm, center.slice_thickness_mm), rng))
-    renders += [normal_series(seed=seed * 100 + k) for k in range(normals)]
+    # Normal heads as the synthetic study renders them (basal cisterns drawn).
+    renders += [render_series(SeriesSpec(render_cisterns=True), Grid.centered(256, 230.0, 5.0),
+                              np.random.default_rng(seed * 100 + k)) for k in range(normals)]
     rows, t0 = [], time.perf_counter()
     for r in renders:
         labels, _ = segmenter.segment(volume_of(np.round(r.hu), r.spacing))
@@ -125,7 +127,7 @@ def measure(model: str, limit: int | None) -> None:
         rows.append({"scan": f"CT-ICH {s.patient}/{s.slice}", "hemorrhage": (s.patient, s.slice) not in no_bleed,
                      "ich_probability": p["ich_probability"], "seconds": time.perf_counter() - t0})
     if GE_HEAD.is_dir():
-        vol = load_series(sorted(GE_HEAD.glob("*.dcm")))
+        vol = load_series(sorted(GE_HEAD.glob("*.dcm")), correct_tilt=True, allow_irregular=True)
         t0 = time.perf_counter()
         labels, _ = segmenter.segment(vol)
         p = presence_probabilities(segmented_volumes(labels, vol.spacing), cal)

@@ -48,8 +48,12 @@ def is_lentiform(thickness_mm: float, volume_ml: float) -> bool:
 
 
 def epidural_subdural_ml(labels: np.ndarray, spacing: Sequence[float], min_ml: float = MIN_LESION_ML,
-                         connectivity: int = CONNECTIVITY) -> dict[str, float]:
-    """`edh_ml`, `sdh_ml` (mL) and `edh_count`, `sdh_count` over the extra-axial collections of a label map."""
+                         connectivity: int = CONNECTIVITY, largest_thickness_mm: float | None = None
+                         ) -> dict[str, float]:
+    """`edh_ml`, `sdh_ml` (mL) and `edh_count`, `sdh_count` over the extra-axial collections of a label map.
+
+    `largest_thickness_mm`, when given, is the largest collection's thickness already measured
+    (`eah_max_thickness_mm`): its distance transforms are then not repeated."""
     out = {"edh_ml": 0.0, "sdh_ml": 0.0, "edh_count": 0, "sdh_count": 0}
     box = bounding_box(labels == EAH)
     if box is None:
@@ -58,7 +62,9 @@ def epidural_subdural_ml(labels: np.ndarray, spacing: Sequence[float], min_ml: f
     vml = voxel_volume_ml(spacing)
     for k, n in enumerate(counts, start=1):
         volume = float(n) * vml
-        kind = "edh" if is_lentiform(max_thickness_mm(lab == k, spacing), volume) else "sdh"
+        thickness = largest_thickness_mm if k == 1 and largest_thickness_mm is not None else \
+            max_thickness_mm(lab == k, spacing)
+        kind = "edh" if is_lentiform(thickness, volume) else "sdh"
         out[f"{kind}_ml"] += volume
         out[f"{kind}_count"] += 1
     return out

@@ -94,7 +94,8 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     values.update(class_volumes_ml(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1), vml))
     eah, largest_eah = extra_axial_features(labels, spacing_t, settings.min_lesion_ml, settings.connectivity)
     values.update(eah)
-    values.update(epidural_subdural_ml(labels, spacing_t, settings.min_lesion_ml, settings.connectivity))
+    values.update(epidural_subdural_ml(labels, spacing_t, settings.min_lesion_ml, settings.connectivity,
+                                       largest_thickness_mm=eah["eah_max_thickness_mm"] if eah["eah_count"] else None))
 
     stride = inplane_stride(spacing_t, settings.tissue_pixel_mm)
     tissue = tissue_masks(hu, labels, stride, settings.thresholds)

@@ -98,7 +98,8 @@ class PatientPlan:
         return SeriesSpec(hematomas=hematomas, extra_axial=extra, intraventricular=ivh, head=self.head,
                           head_offset_mm=self.head_offsets_mm[timepoint], head_yaw_deg=self.head_yaw_deg[timepoint],
                           noise_sigma_hu=noise_sigma_hu,
-                          swelling_ml=self.swelling_ml[timepoint] if self.swelling_ml else 0.0)
+                          swelling_ml=self.swelling_ml[timepoint] if self.swelling_ml else 0.0,
+                          render_cisterns=True)
 
 
 @dataclass(frozen=True)

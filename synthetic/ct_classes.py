@@ -19,6 +19,8 @@ def true_ct_classes(r: RenderedSeries, tsah: bool, evacuated: bool) -> dict[str,
     """`basal_cisterns`, `edh_ml`, `sdh_ml`, `tsah`, `evacuated`, `marshall_ct_class`, `rotterdam_ct_score`,
     `helsinki_ct_score` of one rendered series."""
     cisterns = r.basal_cisterns
+    if cisterns not in ("present", "compressed", "absent"):
+        raise ValueError("true CT classes need the basal cisterns rendered: SeriesSpec(render_cisterns=True)")
     mass = max([les.volume_ml for les in r.lesions] + [r.extra_axial_ml])
     edh, sdh, ivh, ich = r.epidural_ml > 0, r.subdural_ml > 0, r.ivh_ml > 0, r.hematoma_ml > 0
     visible = ich or r.extra_axial_ml > 0 or ivh or r.edema_ml > 0

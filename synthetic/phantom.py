@@ -30,7 +30,9 @@ effect narrows it: with M = M_left + M_right + diffuse swelling (mL), the ring's
 
 and the cisterns are "present" while the width is at least half the normal one, "absent" under
 CISTERN_ABSENT_MM (one pixel or less: nothing a reader can see), "compressed" in between
-(`RenderedSeries.basal_cisterns`). Diffuse swelling (`SeriesSpec.swelling_ml`) compresses the
+(`RenderedSeries.basal_cisterns`). They are rendered only when `SeriesSpec.render_cisterns` is on (the
+synthetic study's cohort turns it on; the shipped phantom model never saw them). Diffuse swelling
+(`SeriesSpec.swelling_ml`) compresses the
 cisterns and adds no midline shift.
 
 Extra-axial collections have one of two shapes (`ExtraAxial.shape`): "crescentic" (subdural-like: a
@@ -216,6 +218,9 @@ class SeriesSpec:
     noise_sigma_hu: float = 4.0
     noise_correlation_px: float = 0.7
     swelling_ml: float = 0.0  # diffuse brain swelling: compresses the basal cisterns, no midline shift
+    # Render the basal cisterns. Off unless asked (the cohort of a synthetic study asks): the shipped phantom
+    # model (imaging/default_model) was trained on heads without them and reads their CSF as edema.
+    render_cisterns: bool = False
 
     def cistern_width_mm(self) -> float:
         """Width of the CSF ring of the basal cisterns (see the module doc)."""
@@ -223,7 +228,10 @@ class SeriesSpec:
         return CISTERN_WIDTH_MM * max(0.0, 1.0 - (left + right + self.swelling_ml) / CISTERN_EFFACING_ML)
 
     def basal_cisterns(self) -> str:
-        """present | compressed | absent, from the rendered ring width (see the module doc)."""
+        """present | compressed | absent, from the rendered ring width (see the module doc); not_rendered when
+        `render_cisterns` is off."""
+        if not self.render_cisterns:
+            return "not_rendered"
         width = self.cistern_width_mm()
         if width >= 0.5 * CISTERN_WIDTH_MM:
             return "present"
@@ -376,7 +384,8 @@ def render_series(spec: SeriesSpec, grid: Grid, rng: np.random.Generator) -> Ren
 
     ivh = spec.intraventricular if spec.intraventricular is not None and spec.intraventricular.volume_ml > 0 else None
     hu, brain, ventricles = _anatomy_hu(q, head, shift, left_mass, right_mass, grid.pixel_spacing[1],
-                                        want_ventricles=ivh is not None, cistern_width_mm=spec.cistern_width_mm())
+                                        want_ventricles=ivh is not None,
+                                        cistern_width_mm=spec.cistern_width_mm() if spec.render_cisterns else None)
     labels = np.zeros(grid.shape, dtype=np.uint8)
     owner = np.zeros(grid.shape, dtype=np.int16)  # which hematoma (1-based) an IPH/edema voxel belongs to
     vv = grid.voxel_volume_ml
@@ -453,7 +462,7 @@ def _paint_ellipsoid(hu: np.ndarray, value: float, where: np.ndarray, ux, y, z, 
 
 
 def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: float, dx: float,
-                want_ventricles: bool = False, cistern_width_mm: float = CISTERN_WIDTH_MM
+                want_ventricles: bool = False, cistern_width_mm: float | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Noise-free HU of the normal (but displaced) head, the brain mask (inside the CSF rim) and, when
     asked (only IVH needs it), the ventricles' mask."""
@@ -493,7 +502,7 @@ def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: 
         _paint_ellipsoid(hu, HU_DEEP_GREY, brain, ux, y, z, (sign * 0.13 * ax, 0.12 * ay, -0.02 * az),
                          (0.10 * ax, 0.12 * ay, 0.11 * az))
     # Basal cisterns: a CSF ring of cistern_width_mm around the midbrain (an ellipsoid 20 mm tall).
-    if cistern_width_mm > 0:
+    if cistern_width_mm is not None and cistern_width_mm > 0:
         centre, midbrain = (0.0, 0.12 * ay, -0.32 * az), (11.0, 9.0, 10.0)
         _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, centre,
                          (midbrain[0] + cistern_width_mm, midbrain[1] + cistern_width_mm, midbrain[2]))

@@ -41,7 +41,8 @@ def test_no_extra_axial_blood_gives_zero_epidural_and_subdural() -> None:
     (0.0, "present", 128, 5.0), (45.0, "compressed", 128, 5.0), (80.0, "absent", 128, 5.0),
     (45.0, "compressed", 256, 2.5)])
 def test_basal_cisterns_follow_the_phantom_compression(swelling_ml, expected, matrix, thickness) -> None:
-    spec = P.SeriesSpec(swelling_ml=swelling_ml, head_offset_mm=(3.0, -4.0, 2.0), head_yaw_deg=4.0)
+    spec = P.SeriesSpec(swelling_ml=swelling_ml, head_offset_mm=(3.0, -4.0, 2.0), head_yaw_deg=4.0,
+                        render_cisterns=True)
     assert spec.basal_cisterns() == expected
     r = render(spec, matrix, thickness)
     values, _ = series_features(r.hu, r.labels, r.spacing, r.affine)
@@ -49,7 +50,7 @@ def test_basal_cisterns_follow_the_phantom_compression(swelling_ml, expected, ma
 
 
 def test_cisterns_are_unknown_with_the_reason_when_the_scan_misses_their_level() -> None:
-    r = render(P.SeriesSpec())
+    r = render(P.SeriesSpec(render_cisterns=True))
     first = int(np.argmax(r.grid.slice_positions()[:, 2] > 0))  # keep only the slices above the head centre
     affine = np.array(r.affine)
     affine[2, 3] += first * r.grid.slice_thickness

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import synthetic.phantom as P
 from synthetic.centers import center_profiles
@@ -17,18 +18,23 @@ def render(spec: P.SeriesSpec) -> P.RenderedSeries:
 
 
 def test_true_classes_of_typical_scans() -> None:
-    normal = true_ct_classes(render(P.SeriesSpec()), tsah=False, evacuated=False)
+    normal = true_ct_classes(render(P.SeriesSpec(render_cisterns=True)), tsah=False, evacuated=False)
     assert normal["basal_cisterns"] == "present"
     assert (normal["marshall_ct_class"], normal["rotterdam_ct_score"], normal["helsinki_ct_score"]) == (1, 2, 0)
-    edh = true_ct_classes(render(P.SeriesSpec(extra_axial=P.ExtraAxial("left", 40.0, shape="lentiform"))),
-                          tsah=True, evacuated=False)
+    lens = P.SeriesSpec(extra_axial=P.ExtraAxial("left", 40.0, shape="lentiform"), render_cisterns=True)
+    edh = true_ct_classes(render(lens), tsah=True, evacuated=False)
     assert edh["edh_ml"] > 39.0 and edh["sdh_ml"] == 0.0
     # 40 mL: a 6 mm shift (+1), cisterns compressed (+1), EDH present (0), tSAH (+1), plus 1.
     assert edh["basal_cisterns"] == "compressed"
     assert edh["marshall_ct_class"] == 6 and edh["rotterdam_ct_score"] == 4
-    swollen = true_ct_classes(render(P.SeriesSpec(swelling_ml=80.0)), tsah=False, evacuated=False)
+    swollen = true_ct_classes(render(P.SeriesSpec(swelling_ml=80.0, render_cisterns=True)), tsah=False, evacuated=False)
     assert swollen["basal_cisterns"] == "absent" and swollen["marshall_ct_class"] == 3
     assert swollen["rotterdam_ct_score"] == 4 and swollen["helsinki_ct_score"] == 5
+
+
+def test_true_classes_need_the_cisterns_rendered() -> None:
+    with pytest.raises(ValueError, match="render_cisterns=True"):
+        true_ct_classes(render(P.SeriesSpec()), tsah=False, evacuated=False)
 
 
 def test_cohort_epidurals_are_lentiform_and_match_the_clinical_edh() -> None:
