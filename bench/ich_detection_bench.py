@@ -127,7 +127,12 @@ def measure(model: str, limit: int | None) -> None:
         rows.append({"scan": f"CT-ICH {s.patient}/{s.slice}", "hemorrhage": (s.patient, s.slice) not in no_bleed,
                      "ich_probability": p["ich_probability"], "seconds": time.perf_counter() - t0})
     if GE_HEAD.is_dir():
-        vol = load_series(sorted(GE_HEAD.glob("*.dcm")), correct_tilt=True, allow_irregular=True)
+        from imaging.regrid import regular_grid, regular_volume, slice_step_for_resampling
+
+        received = load_series(sorted(GE_HEAD.glob("*.dcm")), allow_irregular=True)
+        # Irregular slice steps and a tilted gantry: resampled to a regular grid, as `imaging segment --resample`.
+        grid = regular_grid(received, (slice_step_for_resampling(received), *received.spacing[1:]))
+        vol = regular_volume(received, grid)
         t0 = time.perf_counter()
         labels, _ = segmenter.segment(vol)
         p = presence_probabilities(segmented_volumes(labels, vol.spacing), cal)
