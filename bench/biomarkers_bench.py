@@ -6,6 +6,12 @@ the same run: the same features with tissue masks and midline on the full-resolu
 box. The 1,000-series figure is extrapolated from a measured sample of distinct phantoms (stated
 in the output). The machine is shared: the load average is printed with the figures.
 
+The CT classifications' share: all features with and without the parts the classifications add
+(epidural/subdural split, basal cisterns, the Marshall/Rotterdam/Helsinki scores and the scan-level
+hemorrhage probabilities), on a 512x512x40 scan with a hematoma, an epidural and IVH; the added time
+is printed as a percentage of the rest (target < 10 %). `biomarkers extract` also reads the DICOM
+files and the mask, so the share of its time is smaller still.
+
     .venv/bin/python bench/biomarkers_bench.py [--repeats 7] [--sample 12]
 """
 
@@ -115,7 +121,43 @@ def main() -> None:
     print(f"256x256x32: median {med * 1000:.0f} ms per series over a sample of {len(sample)} distinct phantoms "
           f"(0-2 hematomas each, 3 repeats each); 1,000 series extrapolated: {med * 1000:.0f} s of features "
           f"on one core (DICOM reading and mask decoding not included)")
+    scores_share(args.repeats)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def scores_share(repeats: int) -> None:
+    """All features with and without the CT classifications' parts (see the module doc)."""
+    spec = P.SeriesSpec(hematomas=(P.hematoma(30, "left", "frontal"),),
+                        extra_axial=P.ExtraAxial("right", 25.0, shape="lentiform"),
+                        intraventricular=P.Intraventricular(3.0))
+    r = P.render_series(spec, P.Grid.centered(512, 230.0, 3.3, z_range_mm=(-52.0, 78.0)), np.random.default_rng(1))
+    added = ("epidural_subdural_ml", "basal_cisterns", "ct_score_features", "measured_components",
+             "presence_probabilities")
+    added = tuple(name for name in added if hasattr(series_mod, name))
+    originals = {name: getattr(series_mod, name) for name in added}
+
+    def without() -> None:
+        for name in added:
+            setattr(series_mod, name, lambda *a, **k: {})
+        try:
+            series_features(r.hu, r.labels, r.spacing, r.affine)
+        finally:
+            for name, fn in originals.items():
+                setattr(series_mod, name, fn)
+
+    # Alternated, and the fastest of each kept: on a shared machine the load changes between runs, and the
+    # fastest run is the one least disturbed by it.
+    full = lambda: series_features(r.hu, r.labels, r.spacing, r.affine)  # noqa: E731
+    full(), without()
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(repeats):
+        for key, fn in (("with", full), ("without", without)):
+            t = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t)
+    with_all, base = min(times["with"]), min(times["without"])
+    print(f"CT classifications ({', '.join(added)}): all features {with_all:.3f} s, without them {base:.3f} s "
+          f"(fastest of {repeats}, alternated): they add {100 * (with_all - base) / base:.1f} % (target < 10 %)")
 
 
 if __name__ == "__main__":

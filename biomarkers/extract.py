@@ -4,6 +4,9 @@ Each series is read (DICOM through imaging.volume, mask through imaging.volume w
 checked), computed and committed on its own, so a bad file costs only its own series: it is
 reported with its SeriesInstanceUID and the reason, and the features already stored stay.
 
+The CT classifications take the components a reviewer or the clinical record set for the series
+(`biomarkers.review_components`) when the features are stored.
+
 The computation runs where the `executor` sends it (`cluster.executor`: this process by default,
 one Dask task per series with `--scheduler`); the features are stored here, by the client, one
 transaction per series.
@@ -20,7 +23,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from biomarkers import store
+from biomarkers import review_components, store
 from biomarkers.series import DEFINITIONS_VERSION, FeatureSettings, series_features
 from cluster.executor import Executor
 from imaging import store as imaging_store
@@ -86,7 +89,9 @@ def extract_features(engine: Engine, jobs: list[store.MaskJob], actor: str = "cl
         if result.error is None:
             sha, values, lesions = result.value
             run_in_transaction(engine, lambda session, job=job, sha=sha, values=values, lesions=lesions:
-                               store.save_features(session, job, sha, values, lesions))
+                               store.save_features(session, job, sha, with_set_components(session, job, values,
+                                                                                          settings),
+                                                   lesions))
             report.computed.append(job.series_instance_uid)
         else:
             report.failed.append((job.series_instance_uid, result.error))
@@ -97,6 +102,14 @@ def extract_features(engine: Engine, jobs: list[store.MaskJob], actor: str = "cl
               after={"definitions_version": DEFINITIONS_VERSION, "computed": len(report.computed),
                      "skipped": len(report.skipped), "failed": len(report.failed)})
     return report
+
+
+def with_set_components(session, job: store.MaskJob, values: dict[str, Any],
+                        settings: FeatureSettings) -> dict[str, Any]:
+    """The features with the CT-classification components a reviewer or the clinical record set for the series
+    (`biomarkers.review_components`) in place of the measured ones."""
+    overrides = review_components.component_overrides(session, job.series_id)
+    return review_components.apply_components(values, overrides, settings.min_lesion_ml) if overrides else values
 
 
 def features_from_files(task: FeatureTask, settings: FeatureSettings) -> tuple[str, dict[str, Any], pd.DataFrame]:

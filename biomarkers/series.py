@@ -22,6 +22,15 @@ Scalar features:
   _left_ml/_right_ml halves, lesion_left_ml / lesion_right_ml (hematoma + edema, exact, full resolution)
 - asymmetry indexes (L - R) / ((L + R) / 2): asymmetry_parenchyma, asymmetry_ventricles, asymmetry_lesion
 - density (HU): parenchyma_mean_hu, hematoma_mean_hu, edema_mean_hu
+- epidural / subdural (biomarkers.extra_axial_shape): edh_ml, sdh_ml, edh_count, sdh_count
+- basal cisterns (biomarkers.cisterns): basal_cisterns (present | compressed | absent | unknown),
+  basal_cisterns_reason, cistern_csf_ml, cistern_csf_ratio
+- CT classifications (biomarkers.ct_scores): marshall_ct_class, rotterdam_ct_score, helsinki_ct_score
+  (NaN when a range), their _low, _high and _missing, and each component's value and source
+  (ct_<component>, ct_<component>_source); here from the measurements alone (tSAH unknown, evacuation
+  not recorded); `biomarkers.review_components` applies reviewer-set components when features are stored.
+- scan-level hemorrhage (biomarkers.ich_probability): ich_probability, p_<class>_present (probabilities
+  calibrated on segmented volumes) and ich_detected (0/1 at the calibration's operating point)
 """
 
 from __future__ import annotations
@@ -34,9 +43,13 @@ import numpy as np
 import pandas as pd
 
 from biomarkers.asymmetry import asymmetry_index, side_volumes_ml
+from biomarkers.cisterns import basal_cisterns
+from biomarkers.ct_scores import ct_score_features, measured_components
 from biomarkers.density import mean_hu
 from biomarkers.extra_axial import extra_axial_features
+from biomarkers.extra_axial_shape import epidural_subdural_ml
 from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
+from biomarkers.ich_probability import presence_probabilities
 from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labelled_lesions, lesion_table
 from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
 from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
@@ -44,8 +57,10 @@ from biomarkers.volume import EDEMA, HEMATOMA, MAX_LABEL, checked_labels, class_
 from imaging.abc2 import abc2_ml
 
 # Not number-like, so that CSV readers keep it a string. v2: the four-class label map (per-class volumes,
-# extra-axial collection and thickness, IVH present).
-DEFINITIONS_VERSION = "v2"
+# extra-axial collection and thickness, IVH present). v3: epidural/subdural split, basal cisterns, and the
+# Marshall, Rotterdam and Helsinki CT classifications with their components' sources, and the calibrated
+# scan-level hemorrhage probabilities.
+DEFINITIONS_VERSION = "v3"
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,8 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     values.update(class_volumes_ml(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1), vml))
     eah, largest_eah = extra_axial_features(labels, spacing_t, settings.min_lesion_ml, settings.connectivity)
     values.update(eah)
+    values.update(epidural_subdural_ml(labels, spacing_t, settings.min_lesion_ml, settings.connectivity,
+                                       largest_thickness_mm=eah["eah_max_thickness_mm"] if eah["eah_count"] else None))
 
     stride = inplane_stride(spacing_t, settings.tissue_pixel_mm)
     tissue = tissue_masks(hu, labels, stride, settings.thresholds)
@@ -87,6 +104,7 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     values.update({f"midline_normal_{k}": float(v) for k, v in zip("xyz", plane.normal_mm, strict=True)})
     ventricles = lateral_ventricles(tissue.csf, tissue.intracranial, plane, stride, spacing_t)
     values.update(midline_shift(ventricles, plane, stride, spacing_t))
+    values.update(basal_cisterns(tissue.csf, tissue.intracranial, ventricles, plane, stride, spacing_t, affine_a))
     values["eah_largest_left"] = float("nan")
     if largest_eah is not None:
         centroid = np.argwhere(largest_eah).mean(axis=0)
@@ -135,6 +153,8 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
     else:
         values["hematoma_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == HEMATOMA)
         values["edema_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == EDEMA)
+    values.update(ct_score_features(measured_components(values, settings.min_lesion_ml)))
+    values.update(presence_probabilities(values))
     return values, lesions
 
 

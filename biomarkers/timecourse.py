@@ -114,3 +114,23 @@ def patient_level_features(series_table: pd.DataFrame, keys: list[str] | None = 
     for name, col in ADMISSION_CLASS_FEATURES.items():
         out[name] = pd.to_numeric(first[col], errors="raise") if col in first.columns else np.nan
     return out[PATIENT_FEATURES]
+
+
+# The CT classifications of the admission scan and the components IMPACT uses: patient-level name -> series column.
+ADMISSION_CT_FEATURES = {
+    "adm_marshall_ct_class": "marshall_ct_class", "adm_marshall_ct_class_missing": "marshall_ct_class_missing",
+    "adm_rotterdam_ct_score": "rotterdam_ct_score", "adm_helsinki_ct_score": "helsinki_ct_score",
+    "adm_ct_edh": "ct_edh", "adm_ct_edh_source": "ct_edh_source",
+    "adm_ct_tsah": "ct_tsah", "adm_ct_tsah_source": "ct_tsah_source",
+}
+
+
+def admission_ct_classes(series_table: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """The admission scan's CT classifications and EDH/tSAH components with their sources, one row per patient
+    (indexed by the patient key); columns of ADMISSION_CT_FEATURES, missing where the series table lacks them."""
+    keys = keys or patient_keys(series_table)
+    first = ordered_scans(series_table, keys).groupby(keys, sort=True).nth(0).set_index(keys)
+    out = pd.DataFrame(index=first.index)
+    for name, col in ADMISSION_CT_FEATURES.items():
+        out[name] = first[col] if col in first.columns else np.nan
+    return out

@@ -372,6 +372,25 @@ class SeriesFeatures(Base):
     __table_args__ = (UniqueConstraint("series_id", "source", "definitions_version"),)
 
 
+class ScoreComponentReview(Base):
+    """A CT-classification component set by a reviewer for one series (basal cisterns, tSAH, evacuation, EDH).
+
+    Every setting is a row (the history stays); the latest per (series, component) is the one the scores use.
+    `value` is the component's value as text: present | compressed | absent for the cisterns, yes | no for the
+    others, or `unset` to return the component to what is measured.
+    """
+
+    __tablename__ = "score_component_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    component: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str | None] = mapped_column(Text)
+    set_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ModelFit(Base):
     """An outcome model fit: what data (snapshot hash), which variables, what came out."""
 

@@ -14,6 +14,10 @@ Lesion evolution (days t from injury), per intraparenchymal hematoma:
   with r0 0.3-0.8, rp 1.0-2.5, tau 8-14 days: it grows over the first days, then recedes.
 Extra-axial (subdural-like) collections in about 1 in 5: those over 30 mL are evacuated after the
 admission scan in 70 % (Marshall V; absent on follow-up), the others resorb (half-life 20 days).
+An extra-axial collection is lentiform (epidural-like) in about 3 in 10, crescentic (subdural-like) otherwise;
+the clinical `edh` is 1 exactly when it is lentiform. Diffuse brain swelling (compressing the basal
+cisterns, see synthetic.phantom) in about 1 in 5, more often the more severe: 20-70 mL on admission, from
+day 5 halving every 5 days. Shape and swelling come from random streams of their own.
 Intraventricular hemorrhage in about 1 in 5 (more often the more severe): 0.5-12 mL on admission,
 cleared with a half-life of 3-6 days. It is drawn from a random stream of its own, so that adding
 it left every other variable of every patient (and so the outcomes) as it was.
@@ -74,6 +78,8 @@ class PatientPlan:
     patient_seed: int
     ivh_ml: tuple[float, ...] = ()  # per scan; empty: no intraventricular blood
     ivh_density_hu: float = 60.0
+    extra_axial_shape: str = "crescentic"  # or "lentiform" (synthetic.phantom.ExtraAxial.shape)
+    swelling_ml: tuple[float, ...] = ()  # per scan; empty: no diffuse swelling
 
     def series_spec(self, timepoint: int, noise_sigma_hu: float) -> SeriesSpec:
         """What the phantom renders for this patient's scan number `timepoint`."""
@@ -83,14 +89,17 @@ class PatientPlan:
             for les in self.lesions)
         extra = None
         if self.extra_axial_side is not None and self.extra_axial_ml[timepoint] > 0:
-            extra = ExtraAxial(self.extra_axial_side, self.extra_axial_ml[timepoint], self.extra_axial_density_hu)
+            extra = ExtraAxial(self.extra_axial_side, self.extra_axial_ml[timepoint], self.extra_axial_density_hu,
+                               shape=self.extra_axial_shape)
         ivh = None
         if self.ivh_ml and self.ivh_ml[timepoint] > 0:
             ivh = Intraventricular(self.ivh_ml[timepoint], self.ivh_density_hu,
                                    shape_seed=self.patient_seed % 1_000_003)
         return SeriesSpec(hematomas=hematomas, extra_axial=extra, intraventricular=ivh, head=self.head,
                           head_offset_mm=self.head_offsets_mm[timepoint], head_yaw_deg=self.head_yaw_deg[timepoint],
-                          noise_sigma_hu=noise_sigma_hu)
+                          noise_sigma_hu=noise_sigma_hu,
+                          swelling_ml=self.swelling_ml[timepoint] if self.swelling_ml else 0.0,
+                          render_cisterns=True)
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,8 @@ def _simulate_patient(center: str, pid: str, start: dt.datetime, pseed: int,
                        lesions=lesions, extra_axial_side=extra_side, extra_axial_ml=tuple(float(v) for v in extra),
                        extra_axial_density_hu=extra_density, evacuated=evacuated, head=head,
                        head_offsets_mm=offsets, head_yaw_deg=yaws, patient_seed=pseed,
-                       **_ivh_plan(severity, days, pseed))
+                       **_ivh_plan(severity, days, pseed), **_swelling_plan(severity, days, pseed),
+                       extra_axial_shape=_extra_axial_shape(pseed))
 
     adm_mass = sum(les.volume_ml[0] + les.edema_ml[0] for les in lesions) + float(extra[0])
     m_latent = 0.75 * severity + 0.25 * (math.log1p(adm_mass) - 1.6) + rng.normal(0, 0.6)
@@ -238,7 +248,8 @@ def _simulate_patient(center: str, pid: str, start: dt.datetime, pseed: int,
     hemoglobin = float(np.clip(rng.normal(13.8 - 0.8 * extracranial - 0.6 * hypotension - 0.9 * (sex == "F"), 1.5),
                                5.0, 19.0))
     tsah = int(rng.random() < _expit(-0.3 + 0.7 * severity))
-    edh = int(rng.random() < 0.10)
+    rng.random()  # a draw once used for EDH: kept so that every variable drawn after it stays as it was
+    edh = int(extra_side is not None and plan.extra_axial_shape == "lentiform")
     shift = abs(plan.series_spec(0, 0.0).midline_shift_signed_mm())
     marshall = _marshall_class(lesions, float(extra[0]), shift, evacuated, severity, tsah, rng)
     row = {"center": center, "patient_id": pid, "injury_datetime": injury.strftime("%Y-%m-%dT%H:%M"), "age": age,
@@ -259,6 +270,21 @@ def _ivh_plan(severity: float, days: np.ndarray, pseed: int) -> dict:
     vol = v0 * np.exp(-math.log(2) * (days - days[0]) / half_life)
     vol = np.where(vol < 0.2, 0.0, vol)  # cleared
     return {"ivh_ml": tuple(float(v) for v in vol), "ivh_density_hu": float(rng.uniform(52.0, 72.0))}
+
+
+def _extra_axial_shape(pseed: int) -> str:
+    """Lentiform (epidural-like) in about 3 in 10, from its own stream (see the module doc)."""
+    return "lentiform" if np.random.default_rng(np.random.SeedSequence([pseed, 5])).random() < 0.3 else "crescentic"
+
+
+def _swelling_plan(severity: float, days: np.ndarray, pseed: int) -> dict:
+    """Diffuse swelling over the scans, from its own stream (see the module doc)."""
+    rng = np.random.default_rng(np.random.SeedSequence([pseed, 6]))
+    if rng.random() >= _expit(-1.8 + 0.9 * severity):
+        return {}
+    s0 = float(rng.uniform(20.0, 70.0))
+    vol = s0 * np.exp(-math.log(2) * np.maximum(0.0, days - 5.0) / 5.0)
+    return {"swelling_ml": tuple(float(v) for v in vol)}
 
 
 def _marshall_class(lesions, extra_ml: float, shift: float, evacuated: bool, severity: float, tsah: int,

@@ -22,6 +22,23 @@ to zero at the skull, so the anterior and posterior falx attachments stay on the
 as a radiologist measures it. The ipsilateral lateral ventricle is compressed to a width factor
 max(0.3, 1 - 0.01 * M_side). Intraventricular blood takes the place of CSF and adds no mass.
 
+Basal (perimesencephalic) cisterns: a ring of CSF around the midbrain, about 35 mm below the lateral
+ventricles' bodies (head-frame z = -0.32 x the z semi-axis), CISTERN_WIDTH_MM wide in a normal head. Mass
+effect narrows it: with M = M_left + M_right + diffuse swelling (mL), the ring's width is
+
+    width_mm = CISTERN_WIDTH_MM * max(0, 1 - M / CISTERN_EFFACING_ML)
+
+and the cisterns are "present" while the width is at least half the normal one, "absent" under
+CISTERN_ABSENT_MM (one pixel or less: nothing a reader can see), "compressed" in between
+(`RenderedSeries.basal_cisterns`). They are rendered only when `SeriesSpec.render_cisterns` is on (the
+synthetic study's cohort turns it on; the shipped phantom model never saw them). Diffuse swelling
+(`SeriesSpec.swelling_ml`) compresses the
+cisterns and adds no midline shift.
+
+Extra-axial collections have one of two shapes (`ExtraAxial.shape`): "crescentic" (subdural-like: a
+thin crescent spreading along the inner table) or "lentiform" (epidural-like: a biconvex lens, thick
+and short).
+
 Labels follow the project's label map (`vocabulary.labels`): 1 IPH (the hematomas), 2 EAH (the
 subdural-like collection along the inner table), 3 perilesional edema, 4 IVH (blood layering in
 the dependent, posterior parts of the ventricles, as in a supine patient).
@@ -55,6 +72,11 @@ HU_GREY = 40.0
 HU_WHITE = 25.0
 HU_DEEP_GREY = 37.0
 HU_FALX = 55.0
+CISTERN_WIDTH_MM = 5.0
+CISTERN_EFFACING_ML = 70.0
+CISTERN_ABSENT_MM = 1.0
+CISTERN_STATES = ("present", "compressed", "absent")
+EXTRA_AXIAL_SHAPES = ("crescentic", "lentiform")
 HEMATOMA_HU_RANGE = (50.0, 90.0)  # every blood label: IPH, EAH, IVH
 EDEMA_HU_RANGE = (10.0, 25.0)
 
@@ -153,12 +175,18 @@ class Hematoma:
 
 @dataclass(frozen=True)
 class ExtraAxial:
-    """A subdural-like crescent along the inner table of one side (label 2, EAH)."""
+    """An extra-axial collection along the inner table of one side (label 2, EAH): a subdural-like crescent
+    (`shape="crescentic"`) or an epidural-like biconvex lens (`shape="lentiform"`)."""
 
     side: str
     volume_ml: float
     density_hu: float = 65.0
     direction: tuple[float, float, float] = (1.0, -0.15, 0.35)  # head frame, x mirrored for the right side
+    shape: str = "crescentic"
+
+    def __post_init__(self) -> None:
+        if self.shape not in EXTRA_AXIAL_SHAPES:
+            raise ValueError(f"ExtraAxial.shape must be one of {EXTRA_AXIAL_SHAPES}, not {self.shape!r}")
 
 
 @dataclass(frozen=True)
@@ -189,6 +217,25 @@ class SeriesSpec:
     head_yaw_deg: float = 0.0  # rotation about the patient z axis (positive turns the nose to the left)
     noise_sigma_hu: float = 4.0
     noise_correlation_px: float = 0.7
+    swelling_ml: float = 0.0  # diffuse brain swelling: compresses the basal cisterns, no midline shift
+    # Render the basal cisterns. Off unless asked (the cohort of a synthetic study asks): the shipped phantom
+    # model (imaging/default_model) was trained on heads without them and reads their CSF as edema.
+    render_cisterns: bool = False
+
+    def cistern_width_mm(self) -> float:
+        """Width of the CSF ring of the basal cisterns (see the module doc)."""
+        left, right = self.mass_ml()
+        return CISTERN_WIDTH_MM * max(0.0, 1.0 - (left + right + self.swelling_ml) / CISTERN_EFFACING_ML)
+
+    def basal_cisterns(self) -> str:
+        """present | compressed | absent, from the rendered ring width (see the module doc); not_rendered when
+        `render_cisterns` is off."""
+        if not self.render_cisterns:
+            return "not_rendered"
+        width = self.cistern_width_mm()
+        if width >= 0.5 * CISTERN_WIDTH_MM:
+            return "present"
+        return "compressed" if width >= CISTERN_ABSENT_MM else "absent"
 
     def mass_ml(self) -> tuple[float, float]:
         """(left, right) space-occupying volume in mL: hematoma + edema + extra-axial."""
@@ -234,6 +281,22 @@ class RenderedSeries:
     midline_shift_signed_mm: float  # positive toward the patient's left
     lesions: tuple[LesionTruth, ...]
     extra_axial_ml: float  # EAH (label 2) voxels x voxel volume
+
+    @property
+    def basal_cisterns(self) -> str:
+        """present | compressed | absent (see the module doc)."""
+        return self.spec.basal_cisterns()
+
+    @property
+    def epidural_ml(self) -> float:
+        """The extra-axial volume when the collection is lentiform (epidural-like), else 0."""
+        ea = self.spec.extra_axial
+        return self.extra_axial_ml if ea is not None and ea.shape == "lentiform" else 0.0
+
+    @property
+    def subdural_ml(self) -> float:
+        """The extra-axial volume when the collection is crescentic (subdural-like), else 0."""
+        return self.extra_axial_ml - self.epidural_ml
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -321,7 +384,8 @@ def render_series(spec: SeriesSpec, grid: Grid, rng: np.random.Generator) -> Ren
 
     ivh = spec.intraventricular if spec.intraventricular is not None and spec.intraventricular.volume_ml > 0 else None
     hu, brain, ventricles = _anatomy_hu(q, head, shift, left_mass, right_mass, grid.pixel_spacing[1],
-                                        want_ventricles=ivh is not None)
+                                        want_ventricles=ivh is not None,
+                                        cistern_width_mm=spec.cistern_width_mm() if spec.render_cisterns else None)
     labels = np.zeros(grid.shape, dtype=np.uint8)
     owner = np.zeros(grid.shape, dtype=np.int16)  # which hematoma (1-based) an IPH/edema voxel belongs to
     vv = grid.voxel_volume_ml
@@ -398,7 +462,8 @@ def _paint_ellipsoid(hu: np.ndarray, value: float, where: np.ndarray, ux, y, z, 
 
 
 def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: float, dx: float,
-                want_ventricles: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                want_ventricles: bool = False, cistern_width_mm: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Noise-free HU of the normal (but displaced) head, the brain mask (inside the CSF rim) and, when
     asked (only IVH needs it), the ventricles' mask."""
     x, y, z = q
@@ -436,6 +501,20 @@ def _anatomy_hu(q, head: HeadShape, shift: float, left_mass: float, right_mass: 
                          (0.12 * ax, 0.17 * ay, 0.14 * az))
         _paint_ellipsoid(hu, HU_DEEP_GREY, brain, ux, y, z, (sign * 0.13 * ax, 0.12 * ay, -0.02 * az),
                          (0.10 * ax, 0.12 * ay, 0.11 * az))
+    # Basal cisterns: a CSF ring of cistern_width_mm around the midbrain (an ellipsoid 20 mm tall).
+    if cistern_width_mm is not None and cistern_width_mm > 0:
+        centre, midbrain = (0.0, 0.12 * ay, -0.32 * az), (11.0, 9.0, 10.0)
+        _paint_ellipsoid(hu, HU_CSF, brain, ux, y, z, centre,
+                         (midbrain[0] + cistern_width_mm, midbrain[1] + cistern_width_mm, midbrain[2]))
+        _paint_ellipsoid(hu, HU_WHITE, brain, ux, y, z, centre, midbrain)
+        # The ambient cisterns open laterally into the subarachnoid space: a 6 mm CSF channel on each side
+        # from the ring to the inner table, 12 mm tall, while the ring is visible, so that the cisterns are
+        # never mistaken for a ventricle.
+        zs = np.flatnonzero(np.abs(z[:, 0, 0] - centre[2]) <= 6.0)
+        if len(zs) and cistern_width_mm >= CISTERN_ABSENT_MM:
+            sl = slice(zs[0], zs[-1] + 1)
+            channel = (np.abs(y - centre[1]) <= 3.0) & (np.abs(ux) >= midbrain[0])
+            hu[sl][intracranial[sl] & channel] = HU_CSF
     ellipsoids = []
     for sign, mass in ((1.0, left_mass), (-1.0, right_mass)):
         width = max(MIN_VENTRICLE_WIDTH_FACTOR, 1 - VENTRICLE_COMPRESSION_PER_ML * mass)
@@ -581,9 +660,14 @@ def _place_extra_axial(ea: ExtraAxial, q, head: HeadShape, labels, hu, vv: float
     s = np.sqrt((x / ax) ** 2 + (y / ay) ** 2 + (z / az) ** 2)
     depth = r * (1 - 1 / np.maximum(s, np.float32(1e-3)))  # <= 0 inside the inner table
     cos_angle = (x * d[0] + y * d[1] + z * d[2]) / r
-    weight = np.clip(cos_angle, 0, None) ** 1.5
-    # Thickest where the direction meets the skull, thinning toward the crescent's tips.
-    score = (weight - (-depth) / 25.0).astype(np.float32)
+    if ea.shape == "lentiform":
+        # A lens: thickness falls steeply with the angle from its centre, so it is thick and short.
+        weight = np.clip(cos_angle, 0, None) ** 20
+        score = (weight - (-depth) / 45.0).astype(np.float32)
+    else:
+        weight = np.clip(cos_angle, 0, None) ** 1.5
+        # Thickest where the direction meets the skull, thinning toward the crescent's tips.
+        score = (weight - (-depth) / 25.0).astype(np.float32)
     allowed = (depth <= 0) & (labels == 0) & (weight > 0.05)
     idx = np.nonzero(allowed)
     if len(idx[0]) == 0:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from synthetic.centers import CenterProfile, center_profiles
 from synthetic.cohort import PatientPlan, simulate_cohort
+from synthetic.ct_classes import true_ct_classes
 from synthetic.defects import (
     DEFECT_KINDS,
     EXPECTED_REASONS,
@@ -56,8 +57,9 @@ CLASS_VOLUME_COLUMNS = tuple(f"{c.key}_ml" for c in LESION_CLASSES)
 SERIES_COLUMNS = ("center", "patient_id", "study_instance_uid", "series_instance_uid", "timepoint", "days_from_injury",
                   "hematoma_ml", "edema_ml", "extra_axial_ml", *(c for c in CLASS_VOLUME_COLUMNS if c != "edema_ml"),
                   "hemorrhage_ml", "lesion_count", "side", "lesion_centroids_mm",
-                  "midline_shift_mm", "rows", "columns", "slices", "pixel_spacing_mm", "slice_thickness_mm",
-                  "dicom_folder")
+                  "midline_shift_mm", "basal_cisterns", "edh_ml", "sdh_ml", "tsah", "evacuated",
+                  "marshall_ct_class", "rotterdam_ct_score", "helsinki_ct_score", "rows", "columns", "slices",
+                  "pixel_spacing_mm", "slice_thickness_mm", "dicom_folder")
 DEFECT_COLUMNS = ("kind", "center", "patient_id", "series_instance_uid", "path", "expected_reason")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -97,7 +99,7 @@ def write_mask(path: Path, labels: np.ndarray, affine_lps: np.ndarray) -> None:
 
 
 def _series_row(plan: PatientPlan, t: int, r: RenderedSeries, study_uid: str, series_uid: str,
-                folder: str) -> tuple[dict, dict]:
+                folder: str, tsah: bool) -> tuple[dict, dict]:
     present = [les for les in r.lesions if les.volume_ml > 0]
     largest = max(present, key=lambda les: les.volume_ml) if present else None
     g = r.grid
@@ -111,7 +113,7 @@ def _series_row(plan: PatientPlan, t: int, r: RenderedSeries, study_uid: str, se
               "lesion_centroids_mm": json.dumps([[round(v, 2) for v in les.centroid_mm] for les in present]),
               "rows": g.rows, "columns": g.columns, "slices": g.slices,
               "pixel_spacing_mm": round(g.pixel_spacing[0], 6), "slice_thickness_mm": g.slice_thickness,
-              "dicom_folder": folder}
+              "dicom_folder": folder, **true_ct_classes(r, tsah, plan.evacuated)}
     timepoint = {**common, "largest_lesion_left": float(largest.side == "left") if largest else np.nan}
     return series, timepoint
 
@@ -152,8 +154,10 @@ def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: 
         for plan in cohort.plans:
             center = by_code[plan.center]
             sex = cohort.clinical_complete.set_index("patient_id").at[plan.patient_id, "sex"]
+            tsah = bool(cohort.clinical_complete.set_index("patient_id").at[plan.patient_id, "tsah"])
             for t in range(len(plan.scan_days)):
-                s_row, t_row = _render_and_write(out, plan, t, center, matrix, seed, sex, hosts, defect_rows)
+                s_row, t_row = _render_and_write(out, plan, t, center, matrix, seed, sex, hosts, defect_rows,
+                                                 tsah)
                 series_rows.append(s_row)
                 tp_rows.append(t_row)
                 done += 1
@@ -190,7 +194,7 @@ def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: 
 
 
 def _render_and_write(out: Path, plan: PatientPlan, t: int, center: CenterProfile, matrix: int, seed: int, sex: str,
-                      hosts: dict[str, PatientPlan], defect_rows: list[dict]) -> tuple[dict, dict]:
+                      hosts: dict[str, PatientPlan], defect_rows: list[dict], tsah: bool) -> tuple[dict, dict]:
     spec = plan.series_spec(t, center.noise_sigma())
     grid = Grid.centered(matrix, center.fov_mm, center.slice_thickness_mm)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 5, plan.patient_seed, t]))
@@ -219,7 +223,7 @@ def _render_and_write(out: Path, plan: PatientPlan, t: int, center: CenterProfil
         defect_rows.append(_defect("phi_in_header", plan, series_uid, rel))
     if t == 0:
         _series_level_defects(out, plan, r, header, study_dir, hosts, defect_rows, seed)
-    return _series_row(plan, t, r, study_uid, series_uid, rel)
+    return _series_row(plan, t, r, study_uid, series_uid, rel, tsah)
 
 
 def _defect(kind: str, plan: PatientPlan, series_uid: str, path: str) -> dict:

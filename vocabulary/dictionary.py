@@ -202,6 +202,73 @@ _add(_B, "eah_max_thickness_mm", "Extra-axial collection, maximum thickness", "m
 _add(_B, "ivh_present", "Intraventricular hemorrhage present", "", "At least 0.05 mL of label 4.", "0 no, 1 yes")
 _add(_B, "hemorrhage_ml", "Hemorrhage volume (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together (labels 1, 2 and 4).")
+_add(_B, "edh_ml", "Epidural hematoma volume", "mL",
+     "Extra-axial collections (label 2) that are lentiform: shape index t / sqrt(V / t) >= 0.35, with t the "
+     "maximal in-plane thickness (mm) and V the volume (mm3) of the collection (biomarkers.extra_axial_shape; "
+     "all phantom collections of 5-60 mL classified right; not measured on real epidurals).")
+_add(_B, "sdh_ml", "Subdural hematoma volume", "mL",
+     "Extra-axial collections (label 2) that are crescentic: shape index below 0.35 (see edh_ml).")
+_add(_B, "edh_count", "Epidural collections", "", "Extra-axial collections of at least 0.05 mL classified lentiform.")
+_add(_B, "sdh_count", "Subdural collections", "", "Extra-axial collections of at least 0.05 mL classified "
+     "crescentic.")
+_add(_B, "basal_cisterns", "Basal cisterns", "", "State of the perimesencephalic cisterns from the CSF volume in "
+     "a window 25-45 mm below the lateral ventricles, within 18 mm of the midline, against the normal volume "
+     "(biomarkers.cisterns); unknown where the window cannot be placed or the scan does not reach it.",
+     "present, compressed, absent, unknown")
+_add(_B, "basal_cisterns_reason", "Why the basal cisterns are unknown", "", "Empty when they were measured.")
+_add(_B, "cistern_csf_ml", "Basal cistern CSF volume", "mL", "CSF (-10 to 15 HU after a 3x3 mean) in the "
+     "cistern window.")
+_add(_B, "cistern_csf_ratio", "Basal cistern CSF, ratio to normal", "ratio", "cistern_csf_ml / 5 mL (the "
+     "normal volume of the synthetic heads): present >= 0.5, absent < 0.1, compressed in between.")
+_SCORE_TEXT = {
+    "marshall_ct_class": ("Marshall CT class", "Marshall et al., J Neurosurg 1991: I no visible pathology; II "
+                          "cisterns present, shift 0-5 mm, no high/mixed-density lesion > 25 mL; III cisterns "
+                          "compressed or absent; IV shift > 5 mm; V evacuated mass lesion; VI non-evacuated "
+                          "lesion > 25 mL.", "1-6 (I-VI)"),
+    "rotterdam_ct_score": ("Rotterdam CT score", "Maas et al., Neurosurgery 2005: basal cisterns normal 0 / "
+                           "compressed 1 / absent 2; midline shift > 5 mm 1; epidural mass absent 1; IVH or tSAH "
+                           "present 1; sum + 1.", "1-6"),
+    "helsinki_ct_score": ("Helsinki CT score", "Raj et al., Neurosurgery 2014: SDH +2, ICH +2, EDH -3, mass "
+                          "lesion > 25 mL +2, IVH +3, suprasellar cisterns compressed +1 / obliterated +5.",
+                          "-3 to 14"),
+}
+for _name, (_label, _definition, _values) in _SCORE_TEXT.items():
+    _add(_B, _name, _label, "", _definition + " Empty when unknown components make it a range (see _low, _high).",
+         _values)
+    _add(_B, f"{_name}_low", f"{_label}, lowest possible", "", f"The lowest {_label} over the values the unknown "
+         "components could take; equals the score when it is known.", _values)
+    _add(_B, f"{_name}_high", f"{_label}, highest possible", "", f"The highest {_label} over the values the "
+         "unknown components could take; equals the score when it is known.", _values)
+    _add(_B, f"{_name}_missing", f"{_label}, unknown components", "", "Comma-separated components that are "
+         "unknown and change the score; empty when it is known.")
+_COMPONENTS = {
+    "basal_cisterns": ("Basal cisterns used in the scores", "present, compressed, absent, empty if unknown"),
+    "midline_shift_over_5mm": ("Midline shift over 5 mm", "0 no, 1 yes, empty if unknown"),
+    "mass_lesion_over_25ml": ("Mass lesion over 25 mL", "0 no, 1 yes: the largest intraparenchymal hematoma "
+                              "or extra-axial collection"),
+    "evacuated": ("Evacuated mass lesion", "0 no, 1 yes"),
+    "tsah": ("Traumatic subarachnoid hemorrhage", "0 no, 1 yes, empty if unknown (not measurable: no class)"),
+    "ivh": ("Intraventricular hemorrhage", "0 no, 1 yes"),
+    "edh": ("Epidural hematoma", "0 no, 1 yes"),
+    "sdh": ("Subdural hematoma", "0 no, 1 yes"),
+    "ich": ("Intracerebral hematoma", "0 no, 1 yes"),
+    "visible_pathology": ("Visible pathology", "0 no, 1 yes: any blood or edema of at least 0.05 mL"),
+}
+for _name, (_label, _values) in _COMPONENTS.items():
+    _add(_B, f"ct_{_name}", _label, "", f"The {_label.lower()} component of the CT classifications, as they "
+         "used it (measured, reviewer-set or from the clinical record).", _values)
+    _add(_B, f"ct_{_name}_source", f"{_label}, source", "", "Where the component's value came from.",
+         "measured, reviewer, clinical_record, not_recorded (taken as no), unknown")
+_add(_B, "ich_probability", "Probability of intracranial hemorrhage", "probability",
+     "Calibrated probability that the scan holds any hemorrhage (labels 1, 2, 4): a logistic function of "
+     "ln(segmented hemorrhage mL + 0.05) fitted on segmentations with known truth "
+     "(biomarkers/data/ich_calibration.json, bench/ich_detection_bench.py --fit).")
+_add(_B, "ich_detected", "Hemorrhage detected", "", "ich_probability at or above the operating point stored with "
+     "the calibration.", "0 no, 1 yes")
+for _c in LESION_CLASSES:
+    _add(_B, f"p_{_c.key}_present", f"Probability of {_c.name.lower()}", "probability",
+         f"Calibrated probability that the scan holds {_c.name.lower()} (label {_c.value}), from its segmented "
+         "volume as for ich_probability.")
 
 # --- imaging biomarkers per patient (biomarkers.timecourse; docs/data-formats.md) --------------------
 _P = "biomarker_patient"
@@ -229,6 +296,22 @@ _add(_P, "adm_eah_max_thickness_mm", "Extra-axial collection thickness on admiss
      "Maximum thickness of the extra-axial hemorrhage on the first scan.")
 _add(_P, "adm_ivh_present", "Intraventricular hemorrhage on admission", "", "At least 0.05 mL of IVH on the "
      "first scan.", "0 no, 1 yes")
+_add(_P, "adm_marshall_ct_class", "Marshall CT class on admission", "", "marshall_ct_class of the first scan; "
+     "empty when unknown components make it a range.", "1-6 (I-VI)")
+_add(_P, "adm_marshall_ct_class_missing", "Marshall CT class on admission, unknown components", "",
+     "Components that are unknown and change the admission Marshall class.")
+_add(_P, "adm_rotterdam_ct_score", "Rotterdam CT score on admission", "", "rotterdam_ct_score of the first scan.",
+     "1-6")
+_add(_P, "adm_helsinki_ct_score", "Helsinki CT score on admission", "", "helsinki_ct_score of the first scan.",
+     "-3 to 14")
+_add(_P, "adm_ct_edh", "Epidural hematoma on admission", "", "The EDH component of the first scan's CT "
+     "classifications.", "0 no, 1 yes")
+_add(_P, "adm_ct_edh_source", "Epidural hematoma on admission, source", "", "Where the component came from.",
+     "measured, reviewer, clinical_record, not_recorded, unknown")
+_add(_P, "adm_ct_tsah", "tSAH on admission", "", "The tSAH component of the first scan's CT classifications.",
+     "0 no, 1 yes, empty if unknown")
+_add(_P, "adm_ct_tsah_source", "tSAH on admission, source", "", "Where the component came from.",
+     "measured, reviewer, clinical_record, not_recorded, unknown")
 _add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, case_view, figures, imageview, queries
+from dashboard import auth, case_view, figures, imageview, queries, score_panel
 from dashboard.text import day_text
 from vocabulary.dictionary import label, short_heading, short_uid
 from vocabulary.labels import LESION_CLASSES
@@ -56,6 +56,33 @@ else:
     st.dataframe(scans.table, hide_index=True, column_config={
         title: st.column_config.Column(help=help_text, width="medium" if title == short_heading("source") else "small")
         for title, help_text in scans.help.items()})
+
+st.subheader("CT classifications")
+if features.empty or "marshall_ct_class_low" not in features:
+    st.info("No CT classifications for this patient yet: `ctstudy biomarkers extract` computes them.")
+else:
+    scored = features[features["marshall_ct_class_low"].notna()].reset_index(drop=True)
+    score_label = {i: f"{day_text(r.days_from_injury)} · {r.source}" for i, r in enumerate(scored.itertuples())}
+    pick = st.selectbox("Scan", list(score_label), format_func=score_label.get, key=f"case_scores_{pseudo_id}")
+    row = scored.iloc[pick].to_dict()
+    c = st.columns(2)
+    c[0].dataframe(score_panel.score_rows(row), hide_index=True)
+    c[1].dataframe(score_panel.component_rows(row), hide_index=True)
+    if ident.can_qc:
+        st.markdown("**Set a component** (audited; shown as reviewer-entered)")
+        component = st.selectbox("Component", list(score_panel.COMPONENT_CHOICES), key=f"case_component_{pseudo_id}",
+                                 format_func=lambda n: score_panel.label(f"ct_{n}"))
+        with st.form(f"score_component_{pseudo_id}_{pick}"):
+            fc = st.columns(2)
+            value = fc[0].selectbox("Value", score_panel.COMPONENT_CHOICES[component])
+            note = fc[1].text_input("Note (optional)")
+            if st.form_submit_button("Save component"):
+                try:
+                    score_panel.set_series_component(home.db_url, row["series_uid"], component, value,
+                                                     ident.username, scope, note)
+                    st.success(f"{score_panel.label(f'ct_{component}')} set to {value}.")
+                except (ValueError, PermissionError, LookupError) as exc:
+                    st.error(str(exc))
 
 st.subheader("Slices")
 has_mask = series["auto_mask"].notna() | series["manual_mask"].notna()

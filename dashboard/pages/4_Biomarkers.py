@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from biomarkers import provenance
-from dashboard import auth, biomarker_stats, figures, provenance_panel, queries
+from dashboard import auth, biomarker_stats, figures, provenance_panel, queries, score_panel
 from dashboard.text import day_text
 from vocabulary.dictionary import display_columns, heading, label, short_uid
 
@@ -57,6 +57,21 @@ with right:
         st.dataframe(display_columns(by_outcome, "summary"), hide_index=True)
     else:
         st.info("No 6-month outcomes yet: `ctstudy registry import-outcomes outcomes.csv`.")
+
+st.subheader("Outcome by CT class")
+outcome_column = {"mortality": "died", "unfavourable": "unfavourable"}[outcome]
+by_class = st.columns(2)
+for col, score in zip(by_class, ("marshall_ct_class", "rotterdam_ct_score"), strict=True):
+    table = score_panel.outcome_by_class(data, score, outcome_column)
+    with col:
+        if table.empty:
+            st.info(f"No series with a known {score_panel.label(score)} and an outcome.")
+            continue
+        st.plotly_chart(score_panel.outcome_by_class_figure(table, score_panel.label(score), outcome),
+                        key=f"bio_outcome_by_{score}")
+        unknown = int(data[score].isna().sum()) if score in data else len(data)
+        if unknown:
+            st.caption(f"{unknown} series left out: their {score_panel.label(score)} is a range (a component unknown).")
 
 st.subheader("Where a value comes from")
 traced = biomarker_stats.traceable_values(data, feature)

@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from biomarkers.store import SOURCE_PREFERENCE
-from biomarkers.timecourse import patient_level_features
+from biomarkers.timecourse import admission_ct_classes, patient_level_features
 from dashboard import auth, figures, models_view, queries
+from prognosis.ct_inputs import impact_ct_inputs
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -20,7 +21,7 @@ st.caption("Predicted risks support, never replace, clinical judgement; they are
 
 source = st.radio("Values from", ["entered", "patient"], horizontal=True, key="risk_source",
                   format_func={"entered": "values I enter", "patient": "a patient in the registry"}.get)
-clinical = imaging = None
+clinical = imaging = admission_ct = None
 suffix = "manual"
 if source == "patient":
     patients = queries.patients(home.db_url, scope)
@@ -38,11 +39,20 @@ if source == "patient":
     feats = feats[feats["source"] == available[0]] if available else feats
     needed = {"days_from_injury", "hematoma_ml", "edema_ml", "lesion_count", "midline_shift_mm", "largest_lesion_left"}
     if len(feats) and needed <= set(feats.columns):
-        imaging = patient_level_features(feats.rename(columns={"pseudo_id": "patient_id"})).iloc[0].to_dict()
+        named = feats.rename(columns={"pseudo_id": "patient_id"})
+        imaging = patient_level_features(named).iloc[0].to_dict()
+        admission_ct = admission_ct_classes(named).iloc[0].to_dict()
     else:
         st.caption("No imaging biomarkers for this patient: imaging values are defaults.")
 
 values = models_view.prefill(clinical, imaging)
+if source == "patient":
+    # IMPACT's CT predictors from the computed CT classifications where known (prognosis.ct_inputs), with sources.
+    ct_values, ct_sources = impact_ct_inputs(clinical, admission_ct)
+    values.update({k: v for k, v in ct_values.items() if v is not None})
+    st.caption("CT predictors: " + "; ".join(
+        f"{name} {ct_values[key] if ct_values[key] is not None else 'not known (default shown)'} from "
+        f"{ct_sources[key]}" for key, name in (("marshall_ct", "Marshall class"), ("edh", "EDH"), ("tsah", "tSAH"))))
 with st.form("risk_inputs"):
     st.markdown("**Admission (IMPACT predictors)**")
     c = st.columns(5)
