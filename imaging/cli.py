@@ -143,10 +143,11 @@ def segment(
     series: list[str] | None = typer.Option(None, "--series", help="SeriesInstanceUID (repeatable)."),
     centers: list[str] | None = typer.Option(None, "--center",
                                              help="With --all: only this center's series (repeatable)."),
-    model_spec: str = typer.Option("blast-ct", "--model",
-                                   help="blast-ct (BLAST-CT's networks, trained on real TBI CT: the default for real "
-                                        "studies), phantom (the demo's phantom-trained U-Net, never saw a patient) "
-                                        "or a checkpoint path."),
+    model_spec: str = typer.Option("study", "--model",
+                                   help="study (the default: the study's promoted model from `imaging adapt --promote` "
+                                        "when there is one, else blast-ct), blast-ct (BLAST-CT's networks, trained on "
+                                        "real TBI CT), phantom (the demo's phantom-trained U-Net, never saw a "
+                                        "patient) or a checkpoint path."),
     ensemble: int | None = typer.Option(None, "--ensemble", min=1,
                                         help="blast-ct: networks averaged in probability (default 1; each adds "
                                              "one network's time; up to the 5 shipped)."),
@@ -172,6 +173,10 @@ def segment(
         # On a cluster the model is opened here on the CPU and each worker moves it to its own device.
         dev = select_device("cpu" if executor.distributed else device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" and not executor.distributed else None
+        from imaging.adapt_study import resolve_default_spec
+
+        with session_scope(engine) as session:
+            model_spec = resolve_default_spec(session, model_spec)
         try:
             segmenter = open_segmenter(model_spec, dev, batch_size=batch_size, ensemble=ensemble)
         except (ValueError, FileNotFoundError) as exc:
@@ -367,6 +372,85 @@ def export_seg(
         seg.save_as(out)
         console.print(f"DICOM SEG of {series_uid} ({int((labels > 0).any(axis=(1, 2)).sum())} slices with findings, "
                       f"model {run.model_version[:16]}) written to {out}")
+
+
+@app.command()
+def adapt(
+    ctx: typer.Context,
+    from_spec: str | None = typer.Option(None, "--from",
+                                         help="The U-Net to start from: a checkpoint path or phantom (default: the "
+                                              "study's promoted model, else <home>/models/student.pt from "
+                                              "`imaging distill`)."),
+    holdout_fraction: float = typer.Option(0.3, "--holdout-fraction", min=0.05, max=0.9,
+                                           help="Annotated patients held out per center to compare before and after."),
+    pseudo_per_annotated: float = typer.Option(1.0, "--pseudo-per-annotated", min=0.0,
+                                               help="Unannotated series (labelled by the starting model) per "
+                                                    "annotated training series, at most."),
+    epochs: int = typer.Option(12, "--epochs", min=1),
+    steps_per_epoch: int = typer.Option(30, "--steps-per-epoch", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the fine-tuning."),
+    seed: int = typer.Option(1, "--seed", help="Seeds the held-out draw, the pseudo-labelled draw and training."),
+    promote: bool = typer.Option(False, "--promote",
+                                 help="Make the new model the study's default, only if it is better on the held-out "
+                                      "annotated patients."),
+    min_gain: float = typer.Option(0.0, "--min-gain", min=0.0,
+                                   help="Better means a held-out score above the start's by more than this."),
+    device: str = DEVICE,
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who adapts (recorded); default the login name."),
+) -> None:
+    """Fine-tune the fast U-Net on the study's annotations; compare it with its start on held-out patients.
+
+    The last line printed is the new model's spec for `ctstudy imaging segment --model`.
+    """
+    from imaging.adapt import AdaptOptions
+    from imaging.adapt_study import adapt_study
+    from imaging.inference import UNetSegmenter
+    from imaging.train import TrainingConfig
+    from registry.cli_support import login_name
+
+    dev = select_device(device)
+    n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
+    options = AdaptOptions(holdout_fraction=holdout_fraction, pseudo_per_annotated=pseudo_per_annotated, seed=seed,
+                           min_gain=min_gain,
+                           training=TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                                   batch_size=batch_size, lr=lr))
+
+    def segmenter(model):  # noqa: ANN001, ANN202 - the study's own inference path, prepared once per model
+        unet = UNetSegmenter(model, dev)
+        return lambda volume: unet.segment(volume)[0]
+
+    console.print(f"Adapting on {dev}" + (f" ({n_threads} threads)" if n_threads else "") + ".")
+    columns = (TextColumn("adapt"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with open_registry(ctx) as (home, engine), Progress(*columns, console=console) as bar:
+        task = bar.add_task("adapt", total=epochs * steps_per_epoch, last="")
+        done = adapt_study(engine, home, from_spec, options, dev, actor=actor or login_name(), promote=promote,
+                           segmenter=segmenter,
+                           on_step=lambda e, _s, loss: bar.update(task, advance=1, last=f"epoch {e} loss {loss:.3f}"))
+    result, data = done.result, done.result.card["data"]
+    for uid, why in done.skipped.items():
+        err.print(f"[yellow]left out[/yellow] {short_uid(uid)}: {why}")
+    console.print(f"Trained on {sum(data['annotated_training_series'].values())} annotated and "
+                  f"{sum(data['pseudo_labelled_series'].values())} pseudo-labelled series; "
+                  f"{data['held_out_patients']} annotated patients held out.")
+    table = result.per_class.pivot_table(index="class", columns="comparison", values="dice_pooled", sort=False)
+    table = table.reindex(columns=["before", "after"]).reset_index()
+    from vocabulary.labels import BY_KEY
+
+    table["class"] = table["class"].map(lambda k: BY_KEY[k].name if k in BY_KEY else "Any hemorrhage")
+    _print(table.rename(columns={"class": "Lesion class", "before": "Pooled Dice before",
+                                 "after": "Pooled Dice after"}).round(3),
+           "Held-out annotated patients: the starting model and the adapted one")
+    verdict = "better" if result.improved else "not better"
+    console.print(f"Score (mean pooled Dice over the classes the held-out annotations hold): "
+                  f"{result.score_before:.3f} before, {result.score_after:.3f} after: {verdict}.")
+    if promote:
+        console.print("Promoted: the study's default for `imaging segment`." if done.promoted else
+                      "Not promoted: it is not better than its start on the held-out patients.")
+    console.print(f"Model card: {done.path.parent / 'model_card.md'}")
+    typer.echo(str(done.path))  # whole on one line, never folded: scripts read it for `segment --model`
 
 
 @app.command("export-correction")

@@ -24,6 +24,7 @@ from registry.models import (
     SegmentationRun,
     Series,
     Study,
+    StudyModel,
 )
 from registry.models import RUN_FAILED as RUN_FAILED  # re-exported: segment.py records failures as store.RUN_FAILED
 
@@ -214,3 +215,44 @@ def uncorrected_segmented_series(session: Session, center: str, limit: int,
          .where(Center.code == center, Series.id.in_(done), Series.id.not_in(annotated))
          .order_by(Series.id).limit(limit))
     return list(session.scalars(q))
+
+
+def register_model(session: Session, *, version: str, name: str, path: Path, parent_version: str | None,
+                   card: dict, actor: str) -> StudyModel:
+    """Record a model the study made (the same version again updates its path and card)."""
+    row = session.scalars(select(StudyModel).where(StudyModel.version == version)).one_or_none()
+    if row is None:
+        row = StudyModel(version=version, created_by=actor)
+        session.add(row)
+    row.name, row.path, row.parent_version, row.card = name, str(path), parent_version, card
+    session.flush()
+    return row
+
+
+def promote_model(session: Session, version: str) -> StudyModel:
+    """Make a registered model the study's default for `imaging segment`."""
+    row = session.scalars(select(StudyModel).where(StudyModel.version == version)).one_or_none()
+    if row is None:
+        raise LookupError(f"no study model of version {version[:16]}: `ctstudy imaging adapt` registers them")
+    row.promoted_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    session.flush()
+    return row
+
+
+def promoted_model(session: Session) -> StudyModel | None:
+    """The study's default segmentation model: the last one promoted, if any."""
+    return session.scalars(select(StudyModel).where(StudyModel.promoted_at.is_not(None))
+                           .order_by(StudyModel.promoted_at.desc(), StudyModel.id.desc())).first()
+
+
+def adaptation_candidates(session: Session) -> list[dict]:
+    """QC-passed series with their patient key, center and latest manual annotation (None when unannotated)."""
+    latest = {series.id: ann for series, ann in latest_annotations(session)}
+    rows = session.execute(
+        select(Series.id, Series.series_instance_uid, Patient.id, Center.code)
+        .join(Study, Study.id == Series.study_id).join(Patient, Patient.id == Study.patient_id)
+        .join(Center, Center.id == Patient.center_id)
+        .where((Series.qc_status == QC_PASSED) | Series.id.in_(latest))
+        .order_by(Series.id)).all()
+    return [{"series_id": sid, "series_instance_uid": uid, "patient_key": f"{center}:{pid}", "center": center,
+             "annotation": latest[sid].mask_path if sid in latest else None} for sid, uid, pid, center in rows]

@@ -35,6 +35,7 @@ from monai.losses import DiceCELoss
 
 from imaging.model import _LEGACY_CLASS_NAMES, DEFAULT_NET, LABEL_MAP, SegmentationModel, build_unet
 from imaging.preprocess import Preprocessing
+from vocabulary.labels import UNANNOTATED
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _crop_centres(y: torch.Tensor, focus: Sequence[int | None], patch: int,
         if focus[i] is not None:
             fg = torch.nonzero(y[i] == focus[i]) if focus[i] != ANY_LESION else None
             if fg is None or not len(fg):
-                fg = torch.nonzero(y[i] > 0)
+                fg = torch.nonzero((y[i] > 0) & (y[i] != UNANNOTATED))
         if fg is not None and len(fg):
             cy, cx = fg[int(rng.integers(len(fg)))].tolist()
             cy += int(rng.integers(-half // 2, half // 2 + 1))
@@ -167,14 +168,35 @@ def _crop_centres(y: torch.Tensor, focus: Sequence[int | None], patch: int,
 
 def _dice_by_class(pred: np.ndarray, truth: np.ndarray, label_map: dict[int, str] | None = None) -> dict[str, float]:
     out = {}
+    annotated = truth != UNANNOTATED
     for k, name in (label_map or LABEL_MAP).items():
         if k == 0:
             continue
-        t, p = truth == k, pred == k
+        t, p = truth == k, (pred == k) & annotated
         if t.sum() == 0:
             continue
         out[name] = 2.0 * float(np.logical_and(t, p).sum()) / float(t.sum() + p.sum())
     return out
+
+
+def masked_dice_ce(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """Dice + cross-entropy over the annotated voxels only (`target` (B, 1, H, W); UNANNOTATED voxels skipped).
+
+    The same terms as MONAI's `DiceCELoss(to_onehot_y=True, softmax=True, batch=True)` (background included,
+    Dice averaged over classes, smoothing 1e-5), each restricted to the voxels someone annotated: MONAI's
+    losses have no ignore label for the Dice part.
+    """
+    valid = target != UNANNOTATED
+    labels = torch.where(valid, target, torch.zeros_like(target))[:, 0]
+    mask = valid.to(logits.dtype)
+    if not bool(valid.any()):
+        return logits.sum() * 0.0  # nothing annotated in this batch: no gradient, no NaN
+    ce = F.cross_entropy(logits, labels, reduction="none")[valid[:, 0]].mean()
+    prob = torch.softmax(logits, 1) * mask
+    onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype) * mask
+    inter = (prob * onehot).sum((0, 2, 3))
+    denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    return (1.0 - (2.0 * inter + smooth) / (denom + smooth)).mean() + ce
 
 
 NEW_CLASS_BIAS = -2.0  # logit offset of a class the initial model lacks: it starts out less likely than its source
@@ -324,7 +346,8 @@ def train_model(
                         focus.append(ANY_LESION)
                 else:
                     picks.append(pool[int(rng.integers(len(pool)))])
-                    focus.append(ANY_LESION if train[picks[-1][0]].labels[picks[-1][1]].any() else None)
+                    lab = train[picks[-1][0]].labels[picks[-1][1]]
+                    focus.append(ANY_LESION if ((lab > 0) & (lab != UNANNOTATED)).any() else None)
             x = np.stack([pre.channels(train[i].images, np.array([z]))[0] for i, z in picks]).astype(np.float32) / 255
             y = np.stack([train[i].labels[z] for i, z in picks])
             xt, yt = _augment(torch.from_numpy(x), torch.from_numpy(y), cfg, gen)
@@ -335,7 +358,8 @@ def train_model(
                               enumerate(centres)])[:, None].to(device)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(net(xt), yt)
+                partial = bool((yt == UNANNOTATED).any())
+                loss = masked_dice_ce(net(xt).float(), yt) if partial else loss_fn(net(xt), yt)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()

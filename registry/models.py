@@ -350,6 +350,25 @@ class CorrectionAgreement(Base):
     __table_args__ = (UniqueConstraint("annotation_id", "segmentation_run_id", "lesion_class"),)
 
 
+class StudyModel(Base):
+    """A segmentation model the study made for itself (`imaging adapt`): a folder with weights and a model card.
+
+    `promoted_at` is set when it became the study's default for `imaging segment` (the latest promoted one is).
+    """
+
+    __tablename__ = "study_model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)  # checkpoint SHA-256
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    parent_version: Mapped[str | None] = mapped_column(String(64))  # the model it was adapted from
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
 class SeriesFeatures(Base):
     """Imaging biomarkers of one series from one mask source, under one feature-definitions version.
 

@@ -68,6 +68,9 @@ LABEL_MAP: dict[int, str] = {BACKGROUND: "background", **{c.value: c.key for c i
 N_CLASSES = len(LABEL_MAP)  # including background
 ALLOWED_LABELS = frozenset(LABEL_MAP)
 HEMORRHAGE_LABELS = (IPH, EAH, IVH)
+# In training labels: a voxel nobody annotated (a slice or class the annotator left out). The loss skips it,
+# and so does every Dice computed against such labels; it is never a class and never written to a mask.
+UNANNOTATED = 255
 
 # Masks written before the four-class map: 0 background, 1 hematoma, 2 edema.
 LEGACY_TWO_CLASS = {BACKGROUND: BACKGROUND, 1: IPH, 2: EDEMA}

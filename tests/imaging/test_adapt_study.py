@@ -1,0 +1,93 @@
+"""`imaging adapt` on a small registered study: held-out patients, a registered model with its card, promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from imaging_study import write_study
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from ctstudy.cli import app
+from imaging.adapt_study import resolve_default_spec
+from imaging.model import file_sha256
+from registry.annotations import import_annotations
+from registry.db import make_engine, session_scope, upgrade
+from registry.home import Home
+from registry.ingest import ingest_directory
+from registry.models import StudyModel
+from registry.store import record_qc_decision
+
+runner = CliRunner()
+TINY = ("--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--threads", "2")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp_path = tmp_path_factory.mktemp("adapt")
+    records = write_study(tmp_path / "study", patients=5, seed=11, matrix=48)
+    home = Home.resolve(tmp_path / "home")
+    home.ensure()
+    upgrade(home.db_url)
+    engine = make_engine(home.db_url)
+    ingest_directory(engine, home, tmp_path / "study" / "dicom", actor="test")
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    uids = [r["series_instance_uid"] for r in records]
+    with session_scope(engine) as session:
+        for uid in uids:
+            record_qc_decision(session, uid, "passed", None, "test")
+        for uid in uids[:4]:  # four annotated patients, one series left for pseudo-labels
+            (annotations / f"{uid}.nii.gz").write_bytes(
+                (tmp_path / "study" / "truth" / "masks" / f"{uid}.nii.gz").read_bytes())
+        import_annotations(session, annotations, home.masks_dir, "test", "reader")
+    engine.dispose()
+    return {"home": home, "uids": uids}
+
+
+def cli(study: dict, *args: str):
+    return runner.invoke(app, ["--home", str(study["home"].root), *args], catch_exceptions=False)
+
+
+def test_adapt_registers_a_model_with_its_card_and_prints_its_spec_last(study):
+    result = cli(study, "imaging", "adapt", "--from", "phantom", "--promote", *TINY)
+    assert result.exit_code == 0, result.output
+    spec = Path(result.output.strip().splitlines()[-1])
+    assert spec.is_file() and spec.name == "model.pt"
+    card = json.loads((spec.parent / "model_card.json").read_text())
+    assert card["data"]["held_out_patients"] == 1  # round(4 x 0.3) of the one center's annotated patients
+    assert sum(card["data"]["annotated_training_series"].values()) == 3
+    assert sum(card["data"]["pseudo_labelled_series"].values()) == 1
+    assert (spec.parent / "model_card.md").read_text().startswith("# unet2d-adapted from")
+    said = " ".join(result.output.split())
+    assert "Pooled Dice before" in said and "Pooled Dice after" in said
+    engine = make_engine(study["home"].db_url)
+    with session_scope(engine) as session:
+        row = session.scalars(select(StudyModel).where(StudyModel.version == file_sha256(spec))).one()
+        assert row.path == str(spec)
+        # Promoted exactly when the held-out score went up; the default segment model follows.
+        assert (row.promoted_at is not None) == card["validation"]["improved"]
+        expected = str(spec) if card["validation"]["improved"] else "blast-ct"
+        assert resolve_default_spec(session, None) == expected
+    engine.dispose()
+
+
+def test_a_model_no_better_on_held_out_patients_is_not_promoted(study):
+    result = cli(study, "imaging", "adapt", "--from", "phantom", "--promote", "--min-gain", "1", "--seed", "2", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "Not promoted" in " ".join(result.output.split())
+    spec = Path(result.output.strip().splitlines()[-1])
+    engine = make_engine(study["home"].db_url)
+    with session_scope(engine) as session:
+        row = session.scalars(select(StudyModel).where(StudyModel.version == file_sha256(spec))).one()
+        assert row.promoted_at is None
+        assert resolve_default_spec(session, None) != str(spec)
+    engine.dispose()
+
+
+def test_adapting_from_blast_ct_says_to_distil_first(study):
+    result = runner.invoke(app, ["--home", str(study["home"].root), "imaging", "adapt", "--from", "blast-ct", *TINY])
+    assert result.exit_code != 0
+    assert "distil" in " ".join(result.output.split())
