@@ -13,7 +13,7 @@ import pandas as pd
 import statsmodels.api as sm
 from lifelines.utils import concordance_index
 from scipy import stats
-from scipy.special import expit, logit
+from scipy.special import logit
 from sklearn.metrics import roc_curve
 
 
@@ -160,46 +160,6 @@ def harrell_c(duration: np.ndarray | pd.Series, event: np.ndarray | pd.Series,
               risk: np.ndarray | pd.Series) -> float:
     """Harrell's concordance index for a risk score (higher = earlier event), via lifelines."""
     return float(concordance_index(np.asarray(duration), -np.asarray(risk, dtype=float), np.asarray(event)))
-
-
-def rowwise_performance(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
-    """Harrell's `validate` indexes of each row of (outcome, risk) matrices (one per bootstrap
-    replicate): AUC, calibration slope and intercept (logistic recalibration on logit p, by a few
-    vectorized Newton steps), Brier score and Nagelkerke R²."""
-    y = np.asarray(y, dtype=float)
-    p = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
-    lp = logit(p)
-    n = y.shape[1]
-    # Slope and intercept: y ~ a + b * lp, batched 2x2 Newton from (0, 1).
-    # Steps are capped (a replicate refitted on separated data predicts 0/1, so its logits are
-    # extreme and an undamped Newton step from (0, 1) overshoots).
-    coef = np.tile(np.array([0.0, 1.0]), (len(y), 1))
-    for _ in range(50):
-        q = expit(coef[:, :1] + coef[:, 1:] * lp)
-        w = np.maximum(q * (1 - q), 1e-12)
-        g = np.stack([(y - q).sum(1), ((y - q) * lp).sum(1)], axis=1)
-        wl = (w * lp).sum(1)
-        h = np.stack([np.stack([w.sum(1), wl], 1), np.stack([wl, (w * lp * lp).sum(1)], 1)], 1)
-        step = np.linalg.solve(h + 1e-10 * np.eye(2), g[..., None])[..., 0]
-        step *= np.minimum(1.0, 1.0 / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
-        coef += step
-        if np.nanmax(np.abs(step)) < 1e-8:
-            break
-    # Calibration in the large: y ~ a + offset(lp), batched 1-d Newton from 0.
-    a = np.zeros((len(y), 1))
-    for _ in range(50):
-        q = expit(a + lp)
-        step = np.clip((y - q).sum(1) / np.maximum((q * (1 - q)).sum(1), 1e-12), -1.0, 1.0)[:, None]
-        a += step
-        if np.nanmax(np.abs(step)) < 1e-8:
-            break
-    llf = (y * np.log(p) + (1 - y) * np.log(1 - p)).sum(1)
-    ybar = np.clip(y.mean(1), 1e-9, 1 - 1e-9)
-    llf0 = n * (ybar * np.log(ybar) + (1 - ybar) * np.log(1 - ybar))
-    r2_cs = 1 - np.exp(2 * (llf0 - llf) / n)
-    r2_max = 1 - np.exp(2 * llf0 / n)
-    return {"auc": rowwise_aucs(y, p), "calibration_slope": coef[:, 1], "calibration_intercept": a[:, 0],
-            "brier": ((p - y) ** 2).mean(1), "r2_nagelkerke": r2_cs / r2_max}
 
 
 def loess_calibration(y: np.ndarray | pd.Series, p: np.ndarray | pd.Series, n_boot: int = 100, seed: int = 0,
