@@ -21,7 +21,7 @@ else:
         st.Page("pages/2_Quality_control.py", title="Quality control", icon=":material/fact_check:"),
         st.Page("pages/3_Case_viewer.py", title="Case viewer", icon=":material/radiology:"),
         st.Page("pages/4_Biomarkers.py", title="Biomarkers", icon=":material/scatter_plot:"),
-        st.Page("pages/8_Model_quality.py", title="Model quality", icon=":material/rule:"),
+        st.Page("pages/9_Model_quality.py", title="Model quality", icon=":material/rule:"),
         st.Page("pages/5_Outcome_models.py", title="Outcome models", icon=":material/monitoring:"),
         st.Page("pages/6_Risk_calculator.py", title="Risk calculator", icon=":material/calculate:"),
     ]

@@ -32,7 +32,7 @@ def test_page_shows_each_class_in_words_with_the_stored_dice(small) -> None:
     home, _ = small
     changes = {c["class"]: c for c in _import_the_factory_correction(home)}
     assert changes["edema"]["corrected_ml"] == 0 and changes["edema"]["model_ml"] > 0
-    at = page("8_Model_quality.py", STAT)
+    at = page("9_Model_quality.py", STAT)
     assert not at.exception
     summary = at.dataframe[0].value
     by_class = summary.set_index("Lesion class")
@@ -47,8 +47,8 @@ def test_page_shows_each_class_in_words_with_the_stored_dice(small) -> None:
 def test_coordinators_see_their_own_center_only(small) -> None:
     home, _ = small
     _import_the_factory_correction(home)
-    own = page("8_Model_quality.py", COORD1)
+    own = page("9_Model_quality.py", COORD1)
     assert not own.exception and set(own.dataframe[0].value["Center"]) == {"IT01"}
-    other = page("8_Model_quality.py", COORD2)
+    other = page("9_Model_quality.py", COORD2)
     assert not other.exception and not other.dataframe
     assert "No corrections imported yet" in other.info[0].value
