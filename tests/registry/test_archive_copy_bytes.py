@@ -1,10 +1,12 @@
-"""Archive copies written by ingest's parallel writer processes are byte for byte the reference copies.
+"""Archive copies are byte for byte the copies pydicom's own writer makes of `deidentified`'s dataset.
 
-The reference is `registry.deidentify.deidentified_bytes` run in the test's own process on the source
-bytes: one pydicom read, `deidentified`, one pydicom write. Sources cover what centers send: plain files,
-RLE-compressed (encapsulated) pixel data, files with no preamble and no file meta (implicit VR), a value
-of odd length, and elements after Pixel Data (a private tag and data set trailing padding FFFC,FFFC).
-The registry rows of a parallel ingest equal those of a one-process ingest under the same key.
+The reference is `registry.deidentify.deidentified_bytes_reencoded`: one pydicom read, `deidentified`, one
+`dcmwrite`. Ingest writes its copies with `deidentified_bytes` (element encodings remembered across files,
+`registry.dicom_encoding`) in parallel writer processes. Sources cover what centers send: plain files,
+RLE-compressed (encapsulated) pixel data, files with no preamble and no file meta (implicit VR), explicit
+VR big endian, a value of odd length, elements after Pixel Data (a private tag and data set trailing
+padding FFFC,FFFC), and the identifiers `test_phi` plants. The registry rows of a parallel ingest equal
+those of a one-process ingest under the same key.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import RLELossless
 from registry_dicom_factory import write_series
 from sqlalchemy import select
+from test_phi import plant, plant_forged
 
 import registry.ingest as ingest_module
 from registry.db import make_engine, session_scope, upgrade
-from registry.deidentify import deidentified_bytes
+from registry.deidentify import deidentified_bytes, deidentified_bytes_reencoded
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import Instance, Patient, Series, Study
@@ -112,7 +115,7 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
     key = home.secret()
     for sha, source in sources.items():
         copy = (home.archive_dir / rows[sha][0]).read_bytes()
-        assert copy == deidentified_bytes(source.read_bytes(), key, pseudonyms[sha]), source.name
+        assert copy == deidentified_bytes_reencoded(source.read_bytes(), key, pseudonyms[sha]), source.name
         ds = pydicom.dcmread(home.archive_dir / rows[sha][0])
         assert ds.PixelData == pydicom.dcmread(source, force=True).PixelData, source.name
         assert 0x7FE11001 not in ds and 0xFFFCFFFC not in ds and 0x7FE10010 not in ds
@@ -134,3 +137,22 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
         assert (other.archive_dir / rel).read_bytes() == (home.archive_dir / rel).read_bytes()
     engine.dispose()
     other_engine.dispose()
+
+
+def test_remembered_encodings_write_the_reference_bytes(tmp_path: Path) -> None:
+    kinds = _source_folder(tmp_path / "in")
+    big_endian = write_series(tmp_path / "be", "be", patient_id="IT064-0006", n_slices=3)
+    for path in big_endian:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SeriesDescription = "AXIAL HEAD Müller"
+        dcmwrite(path, ds, implicit_vr=False, little_endian=False, enforce_file_format=True)
+    sources = [p for files in kinds.values() for p in files] + big_endian
+    sources += plant(tmp_path / "phi") + plant_forged(tmp_path / "forged")
+    key = b"k" * 32
+    # Twice over, in two orders: the second pass writes from remembered encodings only.
+    for path in sources + sources[::-1]:
+        data = path.read_bytes()
+        assert deidentified_bytes(data, key, "PSEUDO-1") == deidentified_bytes_reencoded(data, key, "PSEUDO-1"), path
+        assert deidentified_bytes(data, key, "PSEUDO-2") == deidentified_bytes_reencoded(data, key, "PSEUDO-2"), path
