@@ -7,8 +7,9 @@ encoding is made by pydicom itself (`Dataset.__getitem__` + `write_data_element`
 and remembered, keyed by everything the encoding depends on: the tag, the element as stored (VR, length,
 value bytes, its encoding) or its value when set in memory, the output encoding and the character sets.
 Elements whose
-encoding depends on other elements (VRs such as "US or SS" resolved from Pixel Representation), sequences,
-private and unknown tags and long values (Pixel Data) always go through pydicom.
+encoding depends on other elements (VRs such as "US or SS" resolved from Pixel Representation), sequences
+read from the file or holding more than short text, private and unknown tags and long values (Pixel Data)
+always go through pydicom.
 
 The preamble and file meta information are written by `pydicom.dcmwrite` itself (from the dataset's file
 meta and its SOP Class and Instance UIDs, all that part depends on); the elements follow in tag order,
@@ -106,11 +107,12 @@ def _frozen(value: object) -> Hashable:
 
 
 def _tag_is_remembered(tag: BaseTag) -> bool:
-    """Whether a tag's encoding depends only on its own element: public, known, one VR, no sequence."""
+    """Whether a tag's encoding depends only on its own element: public, known, one VR (a sequence's
+    only when it is set in memory with text items, see `_items_key`)."""
     known = _tag_remembered.get(tag)
     if known is None:
         known = (not tag.is_private and datadict.dictionary_has_tag(tag) and tag != 0x00080005
-                 and datadict.dictionary_VR(tag) not in AMBIGUOUS_VR and datadict.dictionary_VR(tag) != "SQ")
+                 and datadict.dictionary_VR(tag) not in AMBIGUOUS_VR)
         _tag_remembered[tag] = known
     return known
 
@@ -121,15 +123,35 @@ def _key(elem: DataElement | RawDataElement, context: Hashable) -> Hashable | No
         return None
     if isinstance(elem, RawDataElement):
         value = elem.value
+        if datadict.dictionary_VR(elem.tag) == "SQ" or elem.VR == "SQ":
+            return None  # read from the file: its items are decoded with their parents' context
         if value is None or len(value) > MAX_REMEMBERED_VALUE or elem.length == 0xFFFFFFFF:
             return None
         return (elem.tag, elem.VR, elem.length, bytes(value), elem.is_implicit_VR, elem.is_little_endian, context)
     value = elem.value
+    if elem.VR == "SQ":
+        items = _items_key(elem)
+        return None if items is None else (elem.tag, "SQ", elem.is_undefined_length, items, context)
     if type(value) is str and len(value) <= MAX_REMEMBERED_VALUE:
         return (elem.tag, elem.VR, "set", value, context)
     if isinstance(value, MultiValue) and all(type(v) is str for v in value) and sum(map(len, value)) <= 1024:
         return (elem.tag, elem.VR, "set", tuple(value), context)
     return None
+
+
+def _items_key(sequence: DataElement) -> Hashable | None:
+    """A sequence set in memory whose items hold only short text elements: its items' content, else None."""
+    items = []
+    for item in sequence.value:
+        entries = []
+        for tag in sorted(item._dict):
+            elem = item._dict[tag]
+            if (isinstance(elem, RawDataElement) or not _tag_is_remembered(elem.tag) or type(elem.value) is not str
+                    or len(elem.value) > MAX_REMEMBERED_VALUE):
+                return None
+            entries.append((tag, elem.VR, elem.value))
+        items.append((item.is_undefined_length_sequence_item, tuple(entries)))
+    return tuple(items)
 
 
 def _written(elem: DataElement, implicit: bool, little: bool, charset: object) -> bytes:
