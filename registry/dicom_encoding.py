@@ -39,7 +39,7 @@ from pydicom.valuerep import AMBIGUOUS_VR
 
 MIRRORED_PYDICOM = "3.0."
 MAX_REMEMBERED_VALUE = 1024  # bytes: header values repeat, pixel data does not and is costly to key on
-MAX_REMEMBERED = 50_000  # element encodings per process (each under ~1 kB)
+MAX_REMEMBERED = 20_000  # element encodings per process (key and bytes each under ~2 kB): at most ~40 MB
 
 _remembered: dict[Hashable, bytes] = {}
 _tag_remembered: dict[int, bool] = {}
