@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,12 +261,21 @@ def _ingest_files(
     writers = None
     if not in_place and workers > 1 and sum(map(len, groups.values())) >= ARCHIVE_PARALLEL_MIN_FILES:
         writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
+    # A series' copies are flushed to disk in this thread while its rows are prepared (fsync waits on the
+    # disk, not the CPU); the flush is awaited before the rows commit.
+    flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
                       headers: list[InstanceHeader] = headers) -> IngestReport:
             attempt = IngestReport(run_id=report.run_id)
-            _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                          report=attempt, thresholds=thresholds, writers=writers)
+            flushes: list[Future[None]] = []
+            try:
+                _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
+                              report=attempt, thresholds=thresholds, writers=writers, flusher=flusher,
+                              flushes=flushes)
+            finally:
+                for flush in flushes:
+                    flush.result()  # the copies are on disk before their rows commit
             return attempt
 
         try:
@@ -445,9 +454,14 @@ def _read_one(path: Path) -> InstanceHeader | RejectedFile:
 def _store_series(
     session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
     in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
-    writers: ProcessPoolExecutor | None = None,
+    writers: ProcessPoolExecutor | None = None, flusher: ThreadPoolExecutor | None = None,
+    flushes: list[Future[None]] | None = None,
 ) -> None:
-    """Store one series' new instances, geometry and automatic QC (the caller commits)."""
+    """Store one series' new instances, geometry and automatic QC (the caller commits).
+
+    The flush of the archive copies written is handed to `flusher` and appended to `flushes`, for the
+    caller to await before committing (without a flusher, the copies are flushed here).
+    """
     headers = _consistent_members(headers, report)
     first = headers[0]
     uid = first.series_instance_uid
@@ -499,7 +513,11 @@ def _store_series(
     if in_place:
         stored = _link_in_place(new, series_dir, key)
     else:
-        stored = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id, writers)
+        stored, written = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id, writers)
+        if written and flusher is not None and flushes is not None:
+            flushes.append(flusher.submit(fsync_files, written, series_dir))
+        elif written:
+            fsync_files(written, series_dir)
         new = [h for h in new if h.sop_instance_uid in stored]
         if not new:
             session.rollback()
@@ -631,14 +649,17 @@ def _new_instances(session: Session, headers: list[InstanceHeader], report: Inge
 
 
 def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport, key: bytes,
-                       pseudonym: str, writers: ProcessPoolExecutor | None = None) -> dict[str, str]:
-    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`; {sop: archived path}.
+                       pseudonym: str, writers: ProcessPoolExecutor | None = None,
+                       ) -> tuple[dict[str, str], list[str]]:
+    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`.
+
+    Returns {sop: archived path} and the paths written anew (an identical copy already there is kept),
+    which the caller flushes to disk (`registry.archive_copy.fsync_files`) before committing their rows.
 
     Each copy is made by `registry.archive_copy.write_archive_copy` (source checked against the hash
     taken when the header was read, idempotent, atomic), in the `writers` process pool when given:
     re-encoding the header is pydicom work that holds the GIL, so processes share it out and threads
-    would not. The series' new files and their folder are then flushed to disk together (one batch of
-    fsync calls per series) before the caller commits their registry rows.
+    would not.
     """
     series_dir.mkdir(parents=True, exist_ok=True)
     jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"), key,
@@ -658,9 +679,7 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
             stored[h.sop_instance_uid] = job.target
             if result.outcome == WRITTEN:
                 written.append(job.target)
-    if written:
-        fsync_files(written, series_dir)
-    return stored
+    return stored, written
 
 
 def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:
