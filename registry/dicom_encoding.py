@@ -42,6 +42,7 @@ MAX_REMEMBERED_VALUE = 1024  # bytes: header values repeat, pixel data does not 
 MAX_REMEMBERED = 20_000  # element encodings per process (key and bytes each under ~2 kB): at most ~40 MB
 
 _remembered: dict[Hashable, bytes] = {}
+_prefixes: dict[Hashable, tuple[bytes, int, bool] | None] = {}  # None: not made from a remembered one
 _tag_remembered: dict[int, bool] = {}
 
 
@@ -65,16 +66,7 @@ def encoded_file(ds: Dataset) -> bytes:
         return dcmwrite_bytes(ds)
     implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
 
-    # Preamble and file meta: dcmwrite reads only these of the dataset to write them.
-    shell = Dataset()
-    shell.file_meta = ds.file_meta
-    shell.preamble = ds.preamble
-    for keyword in ("SOPClassUID", "SOPInstanceUID"):
-        if keyword in ds:
-            shell[keyword] = ds[keyword]
-    shell_bytes = dcmwrite_bytes(shell)
-    meta_length = struct.unpack("<I", shell_bytes[140:144])[0]  # (0002,0000) UL right after "DICM"
-    prefix = shell_bytes[: 144 + meta_length]
+    prefix = _file_prefix(ds)
 
     # What dcmwrite and then write_dataset do before writing the elements, in the same order.
     if "PixelData" in ds:
@@ -95,9 +87,62 @@ def encoded_file(ds: Dataset) -> bytes:
             made = _written(ds[tag], implicit, little, charset)
             if len(_remembered) >= MAX_REMEMBERED:
                 _remembered.clear()
+                _prefixes.clear()
             _remembered[key] = made
         parts.append(made)
     return b"".join(parts)
+
+
+def _written_prefix(ds: Dataset) -> bytes:
+    """Preamble, "DICM" and file meta as dcmwrite writes them: it reads only these of the dataset to do so."""
+    shell = Dataset()
+    shell.file_meta = ds.file_meta
+    shell.preamble = ds.preamble
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        if keyword in ds:
+            shell[keyword] = ds[keyword]
+    made = dcmwrite_bytes(shell)
+    meta_length = struct.unpack("<I", made[140:144])[0]  # (0002,0000) UL right after "DICM"
+    return made[: 144 + meta_length]
+
+
+def _file_prefix(ds: Dataset) -> bytes:
+    """`_written_prefix(ds)`, made from a remembered one where only the SOP Instance UID differs.
+
+    Files of one series share their file meta but for (0002,0003), whose value has the same length for
+    every mapped UID of one length: that element's value is replaced in place (the group length does not
+    change). A remembered prefix is used only after it reproduced a second file's pydicom-written prefix.
+    """
+    meta = ds.file_meta
+    uid, sop = meta.get("MediaStorageSOPInstanceUID"), ds.get("SOPInstanceUID")
+    others = []
+    for tag in sorted(meta._dict):
+        elem = meta._dict[tag]
+        if tag == 0x00020003:
+            continue
+        if isinstance(elem, RawDataElement) or not isinstance(elem.value, str | bytes):
+            return _written_prefix(ds)
+        others.append((tag, elem.VR, elem.value))
+    if not isinstance(uid, str) or uid != sop or not uid.isascii():
+        return _written_prefix(ds)
+    value = uid.encode("ascii") + (b"\0" if len(uid) % 2 else b"")
+    key = (bytes(ds.preamble), tuple(others), str(ds.get("SOPClassUID")), len(value))
+    if key not in _prefixes:
+        made = _written_prefix(ds)
+        element = b"\x02\x00\x03\x00UI" + struct.pack("<H", len(value)) + value
+        at = made.find(element)
+        _prefixes[key] = (made, at + 8, False) if at >= 0 and made.count(element) == 1 else None
+        return made
+    known = _prefixes[key]
+    if known is None:
+        return _written_prefix(ds)
+    template, at, checked = known
+    candidate = template[:at] + value + template[at + len(value):]
+    if not checked:
+        made = _written_prefix(ds)
+        _prefixes[key] = (template, at, True) if made == candidate else None
+        return made
+    return candidate
 
 
 def _frozen(value: object) -> Hashable:
