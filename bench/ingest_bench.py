@@ -5,7 +5,8 @@ Prints (median of repeats, measured in this run):
 - files/s of the naive way: pydicom.dcmread of every file with its pixels, plus .pixel_array,
 - their ratio;
 - files/s of the default ingest, which writes a de-identified copy of every file into the archive
-  (DICOM PS3.15 Annex E basic profile), and its ratio to the naive way;
+  (DICOM PS3.15 Annex E basic profile; copies written by as many processes as readers), and its ratio
+  to the naive way, with the load average before and after (the machine may be shared);
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
   when reachable (CTSTUDY_TEST_PG_URL or the local server), on PostgreSQL.
 
@@ -145,6 +146,11 @@ def time_progress(db_url: str, repeats: int = 5) -> tuple[float, float]:
     return result[0], result[1]
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: the figures above are only comparable at similar loads."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=125)
@@ -161,7 +167,7 @@ def main() -> None:
         n = write_study_folder(folder, args.series, args.slices, args.matrix)
         files = sorted(folder.rglob("*.dcm"))
         print(f"{n} CT files ({args.series} series x {args.slices} slices, {args.matrix}x{args.matrix}), "
-              f"{os.cpu_count()} CPUs")
+              f"{os.cpu_count()} CPUs, load average {_load()}")
 
         naive = statistics.median(time_naive(files, args.repeats))
         results = {}
@@ -173,8 +179,8 @@ def main() -> None:
         for workers, seconds in results.items():
             print(f"ingest --in-place, {workers} reader process(es): {n / seconds:8.0f} files/s  ({seconds:.2f} s)"
                   f"  = {naive / seconds:.2f} x naive")
-        print(f"ingest, de-identified archive copies, 2 readers: {n / archive:8.0f} files/s  ({archive:.2f} s)"
-              f"  = {naive / archive:.2f} x naive")
+        print(f"ingest, de-identified archive copies, 2 readers and writers: {n / archive:8.0f} files/s  "
+              f"({archive:.2f} s)  = {naive / archive:.2f} x naive  (load average now {_load()})")
 
         sqlite_url = f"sqlite:///{work / 'progress.sqlite'}"
         fill_registry(sqlite_url)

@@ -62,7 +62,7 @@ def ingest(
     directory: Path = typer.Argument(..., help="Folder of DICOM files: DIR/<CENTER>/... unless --center."),
     center: str | None = typer.Option(None, "--center", help="Center code of every file (else the first folder)."),
     in_place: bool = typer.Option(False, "--in-place", help="Index the files where they are; do not copy."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers (large folders only)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes reading headers and writing archive copies."),
     show_paths: bool = typer.Option(False, "--show-paths",
                                     help="Name rejected files by their full path (folder names may identify "
                                          "patients: by default they are shown as CENTER/file-<token>)."),

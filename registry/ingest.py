@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +41,9 @@ import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from registry.archive_copy import CHANGED, FAILED, WRITTEN, ArchiveJob, fsync_files, write_archive_copy
 from registry.db import run_in_transaction, session_scope
-from registry.deidentify import deidentified_bytes, mapped_uid
+from registry.deidentify import mapped_uid
 from registry.dicom_headers import UNREADABLE, ZIP_ARCHIVE, InstanceHeader, RejectedFile, read_instance_header
 from registry.header_validation import valid_center_code
 from registry.home import Home
@@ -94,6 +95,7 @@ SYMLINK_LOOP = "symlink_loop"
 ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
 
 PARALLEL_MIN_FILES = 500
+ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs several ms of pydicom work; a pool starts in ~50 ms
 CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
 ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
 
@@ -254,12 +256,26 @@ def _ingest_files(
             groups[group].extend(headers)
 
     total = len(groups)
+    # Archive copies are written by worker processes (`_copy_into_archive`) when there are enough of them
+    # to pay for starting the pool.
+    writers = None
+    if not in_place and workers > 1 and sum(map(len, groups.values())) >= ARCHIVE_PARALLEL_MIN_FILES:
+        writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
+    # A series' copies are flushed to disk in this thread while its rows are prepared (fsync waits on the
+    # disk, not the CPU); the flush is awaited before the rows commit.
+    flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
                       headers: list[InstanceHeader] = headers) -> IngestReport:
             attempt = IngestReport(run_id=report.run_id)
-            _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                          report=attempt, thresholds=thresholds)
+            flushes: list[Future[None]] = []
+            try:
+                _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
+                              report=attempt, thresholds=thresholds, writers=writers, flusher=flusher,
+                              flushes=flushes)
+            finally:
+                for flush in flushes:
+                    flush.result()  # the copies are on disk before their rows commit
             return attempt
 
         try:
@@ -438,8 +454,14 @@ def _read_one(path: Path) -> InstanceHeader | RejectedFile:
 def _store_series(
     session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
     in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
+    writers: ProcessPoolExecutor | None = None, flusher: ThreadPoolExecutor | None = None,
+    flushes: list[Future[None]] | None = None,
 ) -> None:
-    """Store one series' new instances, geometry and automatic QC (the caller commits)."""
+    """Store one series' new instances, geometry and automatic QC (the caller commits).
+
+    The flush of the archive copies written is handed to `flusher` and appended to `flushes`, for the
+    caller to await before committing (without a flusher, the copies are flushed here).
+    """
     headers = _consistent_members(headers, report)
     first = headers[0]
     uid = first.series_instance_uid
@@ -491,7 +513,11 @@ def _store_series(
     if in_place:
         stored = _link_in_place(new, series_dir, key)
     else:
-        stored = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id)
+        stored, written = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id, writers)
+        if written and flusher is not None and flushes is not None:
+            flushes.append(flusher.submit(fsync_files, written, series_dir))
+        elif written:
+            fsync_files(written, series_dir)
         new = [h for h in new if h.sop_instance_uid in stored]
         if not new:
             session.rollback()
@@ -623,37 +649,37 @@ def _new_instances(session: Session, headers: list[InstanceHeader], report: Inge
 
 
 def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport, key: bytes,
-                       pseudonym: str) -> dict[str, str]:
-    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`; {sop: archived path}.
+                       pseudonym: str, writers: ProcessPoolExecutor | None = None,
+                       ) -> tuple[dict[str, str], list[str]]:
+    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`.
 
-    The source bytes are checked against the hash taken when the header was read. Copies are
-    idempotent (de-identification is deterministic under the home key: an identical copy already
-    there is kept) and atomic (temporary name `*.tmp<PID>`, then rename), so an interrupted ingest
-    leaves nothing half-written under a final name, and its debris is removed at the next start.
+    Returns {sop: archived path} and the paths written anew (an identical copy already there is kept),
+    which the caller flushes to disk (`registry.archive_copy.fsync_files`) before committing their rows.
+
+    Each copy is made by `registry.archive_copy.write_archive_copy` (source checked against the hash
+    taken when the header was read, idempotent, atomic), in the `writers` process pool when given:
+    re-encoding the header is pydicom work that holds the GIL, so processes share it out and threads
+    would not.
     """
     series_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"), key,
+                       pseudonym) for h in headers]
+    results = writers.map(write_archive_copy, jobs, chunksize=8) if writers is not None else map(
+        write_archive_copy, jobs)
     stored: dict[str, str] = {}
-    for h in headers:
-        target = series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"
-        data = Path(h.path).read_bytes()
-        if hashlib.sha256(data).hexdigest() != h.sha256:
+    written: list[str] = []
+    for h, job, result in zip(headers, jobs, results, strict=True):
+        if result.outcome == CHANGED:
             report.rejected.append(RejectedItem(h.path, CHANGED_DURING_INGEST,
                                                 "file bytes changed between reading and copying; ingest again"))
-            continue
-        try:
-            copy = deidentified_bytes(data, key, pseudonym)
-        except Exception as exc:  # noqa: BLE001 - a file pydicom can index but not rewrite is rejected alone
+        elif result.outcome == FAILED:
             report.rejected.append(RejectedItem(h.path, ARCHIVE_FAILED,
-                                                f"the de-identified copy cannot be written ({type(exc).__name__})"))
-            continue
-        if target.exists() and target.stat().st_size == len(copy) and target.read_bytes() == copy:
-            stored[h.sop_instance_uid] = str(target)
-            continue
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(copy)
-        os.replace(tmp, target)
-        stored[h.sop_instance_uid] = str(target)
-    return stored
+                                                f"the de-identified copy cannot be written ({result.detail})"))
+        else:
+            stored[h.sop_instance_uid] = job.target
+            if result.outcome == WRITTEN:
+                written.append(job.target)
+    return stored, written
 
 
 def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:
