@@ -118,8 +118,8 @@ def deidentified(ds: Dataset, key: bytes, pseudonym: str) -> Dataset:
     out = Dataset()
     for tag in list(ds._dict) if hasattr(ds, "_dict") else ds:
         if tag in KEPT_TAGS:
-            # The element as read (undecoded when still raw): copying it unconverted is what keeps
-            # de-identification at the speed of a file copy rather than of a full decode and re-encode.
+            # The element as read (undecoded when still raw): no value is converted here; the writer
+            # encodes the header again (registry.dicom_encoding reuses the encodings it has already made).
             out[tag] = ds.get_item(tag)
     for keyword in UID_KEYWORDS:
         value = ds.get(keyword)
