@@ -732,12 +732,3 @@ def _stored_headers(session: Session, series: Series) -> list[InstanceHeader]:
 
 def _reject_all(headers: list[InstanceHeader], report: IngestReport, reason: str, detail: str) -> None:
     report.rejected.extend(RejectedItem(h.path, reason, detail) for h in headers)
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
