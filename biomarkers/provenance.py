@@ -67,5 +67,5 @@ def mixed_models_notice(table: pd.DataFrame) -> str:
     parts = ", ".join(f"{r.mask_model} ({r.series:,} series)" for r in mix.itertuples())
     return (f"These biomarkers were measured on masks made by {len(mix)} different models or sources: {parts}. "
             "Volumes and counts from different models are not directly comparable; compare series of one model "
-            "(the export's mask model column), or segment every series with the same model (`ctstudy imaging segment --all "
-            "--model NAME`) and extract again.")
+            "(the export's mask model column), or segment every series with the same model "
+            "(`ctstudy imaging segment --all --model NAME`) and extract again.")

@@ -25,7 +25,6 @@ by its target's folder.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
