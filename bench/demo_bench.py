@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/demo_bench.py [--patients N] [--centers N] [--keep DIR]
     .venv/bin/python bench/demo_bench.py --unet-threads   # the demo's phantom U-Net: 1 vs 2 threads per series
+    .venv/bin/python bench/demo_bench.py --prepare        # tracing the U-Net once: with / without torch's check
 
 Runs the demo in this process (as `ctstudy --home TMP demo --no-serve` does) with every step timed: each
 `ctstudy ...` command the demo runs, and the demo's own steps between them (the coordinator's review, the
@@ -119,15 +120,54 @@ def unet_threads(repeats: int = 3) -> None:
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
+PREPARE = """
+import resource, sys, time, torch
+from imaging.model import DEFAULT_MODEL_PATH, load_model
+torch.set_num_threads(1)
+model = load_model(DEFAULT_MODEL_PATH)
+net = model.net.eval().to(memory_format=torch.channels_last)
+pre = model.preprocessing
+x = torch.rand(16, pre.in_channels, pre.size, pre.size).contiguous(memory_format=torch.channels_last)
+r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+with torch.no_grad():
+    torch.jit.freeze(torch.jit.trace(net, x, check_trace=sys.argv[1] == "1"))
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, time.perf_counter() - t0)
+"""
+
+
+def prepare(repeats: int = 3) -> None:
+    """CPU and wall seconds to trace and freeze the phantom U-Net (one thread), with and without torch's trace
+    check, each in a fresh process (the check's imports are paid once per process), interleaved."""
+    import statistics
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(repeats):
+        for check in runs:
+            out = subprocess.run([sys.executable, "-c", PREPARE, "1" if check else "0"], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            runs[check].append((float(out[0]), float(out[1])))
+    for check, rows in runs.items():
+        print(f"trace + freeze the phantom U-Net, check_trace={check}: CPU "
+              f"{statistics.median(c for c, _ in rows):.1f} s, wall {statistics.median(w for _, w in rows):.1f} s "
+              f"(medians of {repeats} processes; load average {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=None, help="demo --patients (default: the demo's)")
     ap.add_argument("--centers", type=int, default=None, help="demo --centers (default: the demo's)")
     ap.add_argument("--keep", type=Path, default=None, help="home folder to use and keep (default: a temporary one)")
+    ap.add_argument("--prepare", action="store_true", help="only time the U-Net's trace, with and without check")
     ap.add_argument("--unet-threads", action="store_true", help="only compare the phantom U-Net's thread counts")
     a = ap.parse_args()
     if a.unet_threads:
         unet_threads()
+        return
+    if a.prepare:
+        prepare()
         return
     load0 = os.getloadavg()
     c0, t0 = cpu_seconds(), time.perf_counter()
