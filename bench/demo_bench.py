@@ -58,6 +58,8 @@ def command_name(home, *args) -> str:  # noqa: ANN001
     shown = [w for w in words[:3] if not w.startswith("/")]
     if words[:2] == ["imaging", "segment"]:
         shown = [*words[:2], *words[2:4]]
+    elif words[:2] == ["prognosis", "fit"]:
+        shown = [*words[:2], words[3], words[5]]  # the outcome and the features
     return " ".join(shown)
 
 
