@@ -157,6 +157,8 @@ def annotation_batch(study: Path, folder: Path, every: int = 3) -> Path:
 
 
 REAL_CENTER = "CTICH"
+# Intra-op threads of the demo's phantom U-Net (see the segmentation step in `demo`).
+PHANTOM_THREADS = 1
 
 
 def real_center_series(home: Home) -> list[tuple[str, str]]:
@@ -341,7 +343,10 @@ def demo(
                       "phantoms only; real studies use the default, blast-ct)")
         # Only the synthetic centers: the real center below is segmented by the real-CT model alone.
         synthetic_centers = sorted(p.name for p in (study / "dicom").iterdir() if p.is_dir())
-        run_command(home, "imaging", "segment", "--all", "--model", "phantom",
+        # One thread: the phantom U-Net is small (27 slices of 256 x 256 per series), so a second intra-op thread
+        # mostly waits at its barriers; on 2 cores one thread took 0.38 CPU s and 1.41 s per series against 1.12 CPU
+        # s and 3.38 s for two (`bench/demo_bench.py --unet-threads`, docs/benchmarks.md).
+        run_command(home, "imaging", "segment", "--all", "--model", "phantom", "--threads", PHANTOM_THREADS,
                     *(w for code in synthetic_centers for w in ("--center", code)))
         run_command(home, "imaging", "evaluate", "--against", "truth-dir", "--truth-dir", study / "truth")
         # The real center joins before the biomarkers and models, so that a second run finds every

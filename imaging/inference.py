@@ -78,7 +78,12 @@ class UNetSegmenter:
                 try:
                     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                         warnings.simplefilter("ignore")
-                        traced = torch.jit.trace(net, example.to(memory_format=torch.channels_last))
+                        # check_trace off: the check runs the network twice more and imports
+                        # torch.distributed.tensor to compare the outputs: about 80 % of the preparation's time
+                        # (bench/demo_bench.py --prepare). The labels are compared with the eager network's by
+                        # tests/imaging/test_inference.py.
+                        traced = torch.jit.trace(net, example.to(memory_format=torch.channels_last),
+                                                 check_trace=False)
                         net = torch.jit.freeze(traced)  # folds BatchNorm into the preceding convolutions
                 except Exception:  # noqa: BLE001 - tracing is an optimization; eager gives the same labels
                     net = self.model.net.eval().to(memory_format=torch.channels_last)
