@@ -33,7 +33,8 @@ def select_device(spec: str = "auto") -> torch.device:
 
 def set_cpu_threads(threads: int | None = None) -> int:
     """Intra-op threads = the cores this process may use (not the machine's count), unless given."""
-    n = threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = threads or available
     torch.set_num_threads(max(1, int(n)))
     return torch.get_num_threads()
 
