@@ -424,6 +424,15 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     estimation = getattr(model, "estimation_", None) or {}
     if estimation.get("penalty_chosen_by") == "cv":
         metrics["estimation"] = estimation
+    elif estimation.get("method") == "firth":
+        where = (f" on imputed data set(s) {', '.join(map(str, estimation['data_sets']))} of "
+                 f"{estimation['n_data_sets']}" if estimation.get("data_sets") else "")
+        terms = ", ".join(estimation.get("terms") or []) or "the terms together"
+        extra["estimation_note"] = (f"the outcome is separated ({terms}){where}: the maximum-likelihood estimate is "
+                                    "infinite there, so those fits used Firth's penalized likelihood (Jeffreys "
+                                    "prior), finite and less biased; estimates pooled by Rubin's rules and "
+                                    "validated with Firth refits where a refit separates")
+        metrics["estimation"] = estimation
     elif estimation.get("method", "maximum likelihood") != "maximum likelihood":
         extra["estimation_note"] = (f"the maximum-likelihood fit does not exist on these data "
                                     f"({estimation.get('reason')}); coefficients are from a "

@@ -104,6 +104,10 @@ def _estimation(m: dict[str, Any]) -> str:
     estimation = m.get("estimation") or {}
     if estimation.get("penalty_chosen_by") == "cv":
         return f"ridge, penalty {_num(estimation.get('penalty'), 2)} by cross-validation"
+    if estimation.get("method") == "firth":
+        sets = estimation.get("data_sets")
+        where = f" on {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
+        return f"Firth's penalized likelihood (separation{where})"
     choice = m.get("estimation_choice") or {}
     return "maximum likelihood" if choice or m.get("validate") else "–"
 
@@ -197,10 +201,17 @@ def methods_section(fits: list[dict[str, Any]], comparison: pd.DataFrame | None)
         f"{spec.get('n_repeats', 2)} times and by Harrell's bootstrap ({spec.get('n_boot')} replicates), with the "
         "imputation repeated inside every fold and replicate so that no held-out patient was imputed from their own "
         "outcome; cross-validated risks were evaluated on every imputed data set and averaged. Refits that the data "
-        "could not estimate by maximum likelihood (a category absent from a fold, separation) were refitted with a "
-        "weak ridge penalty and are listed with the fit. Calibration is shown as a loess curve of out-of-fold risks "
+        "could not estimate by maximum likelihood were refitted with Firth's penalized likelihood where the outcome "
+        "was separated (Firth 1993; Heinze & Schemper 2002) and with a weak ridge penalty where a category was "
+        "absent, and are listed with the fit. Calibration is shown as a loess curve of out-of-fold risks "
         "with a bootstrap band. Leave-one-center-out validation, where run, was pooled across centers by "
         "DerSimonian-Laird random-effects meta-analysis with a 95% prediction interval. ")
+    firth = [f for f in fits if (f["metrics"].get("estimation") or {}).get("method") == "firth"]
+    if firth:
+        text.append(f"The outcome was separated in the data of {len(firth)} model(s) "
+                    f"({', '.join(_fit_title(f) for f in firth)}): their maximum-likelihood estimates are infinite, "
+                    "so they were fitted by Firth's penalized likelihood (Jeffreys prior) on the data sets "
+                    "concerned, pooled and validated as the others. ")
     text.append(f"Seed {spec.get('seed')}; ctstudy {prov.get('ctstudy') or '?'} (commit "
                 f"{(prov.get('git_commit') or '?')[:12]}), Python {prov.get('python', '?')}, statsmodels "
                 f"{pk.get('statsmodels', '?')}, scikit-learn {pk.get('scikit-learn', '?')}, lifelines "
