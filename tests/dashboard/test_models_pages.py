@@ -233,3 +233,13 @@ def test_the_overview_says_how_each_model_was_estimated() -> None:
     overview = models_view.overview_table(pd.DataFrame([ridge, fits.iloc[1]])).set_index("Fit")
     assert overview.loc[f"#{ridge['id']}", "Estimation"] == "ridge, penalty 32 chosen by cross-validation"
     assert overview.loc[f"#{fits.iloc[1]['id']}", "Estimation"] == "maximum likelihood"
+
+
+def test_the_overview_says_which_fits_used_firth_under_separation() -> None:
+    fits = _fits_frame()
+    firth = fits.iloc[0].copy()
+    firth["metrics"] = {**firth["metrics"], "estimation": {"method": "firth", "terms": ["hypoxia"],
+                                                           "data_sets": [1, 3], "n_data_sets": 5}}
+    overview = models_view.overview_table(pd.DataFrame([firth])).set_index("Fit")
+    assert overview.loc[f"#{firth['id']}", "Estimation"] == \
+        "Firth's penalized likelihood (separation in 2 of 5 imputed data sets)"
