@@ -28,6 +28,7 @@ from prognosis.imputation import (
     imputation_settings,
     multiply_imputed_tables,
 )
+from prognosis.imputation_diagnostics import imputation_diagnostics
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
     auc,
@@ -313,6 +314,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["estimation_choice"] = {k: v for k, v in decision.items() if k != "riley_a_priori"}
         metrics["riley_a_priori"] = decision["riley_a_priori"]
     curves: dict[str, pd.DataFrame] = {}
+    if imputation == "mice" and tables is None:  # mice's trace and observed-against-imputed plots
+        curves.update(imputation_diagnostics(raw, len(data), seed, tuple(raw_columns_of(terms)), imputations))
     extra: dict[str, Any] = {}
     n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
     m_cv = len(data)

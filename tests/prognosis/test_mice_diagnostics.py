@@ -1,11 +1,17 @@
-"""Per-term diagnostics of the pooling over imputations, with mice's names and definitions: λ, riv, FMI."""
+"""mice's diagnostics: per-term λ, riv and FMI of the pooling over imputations, with mice's names and
+definitions; trace of the imputed values' mean per iteration and chain; observed against imputed distributions."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from prognosis.analysis_table import build_analysis_table, rows_with_outcome
+from prognosis.imputation import IMPUTED_COLUMNS, ITERATIONS, multiply_imputed_tables
+from prognosis.imputation_diagnostics import BINS, imputation_diagnostics
 from prognosis.rubin import rubin_pool
+from synthetic.outcomes import simulate_tabular
 
 
 def test_lambda_and_riv_follow_their_definitions() -> None:
@@ -21,3 +27,50 @@ def test_lambda_and_riv_follow_their_definitions() -> None:
     # The FMI's large-sample limit is λ: (r + 2 / (df + 3)) / (r + 1) -> r / (r + 1) = λ.
     assert pooled.lam[0] == pytest.approx(pooled.riv[0] / (1 + pooled.riv[0]))
     assert pooled.fmi[0] > pooled.lam[0]
+
+
+def _rows_with_gaps(n: int = 120, seed: int = 4) -> pd.DataFrame:
+    study = simulate_tabular(n, seed=seed)
+    return rows_with_outcome(build_analysis_table(study.clinical, study.outcomes, study.patient_level), ["died"])
+
+
+def test_the_trace_is_the_mean_and_sd_of_the_imputed_values_at_each_iteration() -> None:
+    rows = _rows_with_gaps()
+    plain = multiply_imputed_tables(rows, m=2, seed=7)
+    trace: list[dict] = []
+    traced = multiply_imputed_tables(rows, m=2, seed=7, trace=trace)
+    for a, b in zip(plain, traced, strict=True):  # recording changes no draw
+        pd.testing.assert_frame_equal(a, b)
+    frame = pd.DataFrame(trace)
+    variable = "glucose_mmol_l"
+    gaps = rows[variable].isna()
+    assert gaps.sum() > 1
+    assert len(frame) == 2 * ITERATIONS * frame["variable"].nunique()
+    assert set(frame["variable"]) == {c for c in IMPUTED_COLUMNS if c in rows and rows[c].isna().any()}
+    # The last iteration's values are the completed tables' imputed values: checked by hand.
+    for chain, table in enumerate(traced, start=1):
+        last = frame[(frame["variable"] == variable) & (frame["chain"] == chain)
+                     & (frame["iteration"] == ITERATIONS)].iloc[0]
+        assert last["mean"] == pytest.approx(table.loc[gaps, variable].mean())
+        assert last["sd"] == pytest.approx(table.loc[gaps, variable].std(ddof=1))
+    # The first iteration's are those of a chain stopped after one iteration (same seed, same draws so far).
+    one = multiply_imputed_tables(rows, m=1, seed=7, max_iter=1)[0]
+    first = frame.query("variable == @variable and chain == 1 and iteration == 1").iloc[0]
+    assert first["mean"] == pytest.approx(one.loc[gaps, variable].mean())
+
+
+def test_observed_and_imputed_distributions_are_binned_shares() -> None:
+    rows = _rows_with_gaps()
+    out = imputation_diagnostics(rows, m=3, seed=7)
+    dist = out["imputation_distribution"]
+    assert set(dist["group"]) == {"observed", "imputation 1", "imputation 2", "imputation 3"}
+    shares = dist.groupby(["variable", "group"])["share"].sum()
+    np.testing.assert_allclose(shares.to_numpy(), 1.0)
+    # The Marshall CT class is a code: binned by value, shares as counted by hand.
+    marshall = dist.query("variable == 'marshall_ct'")
+    observed = marshall.query("group == 'observed'").set_index("lower")["share"]
+    counted = rows["marshall_ct"].dropna().value_counts(normalize=True)
+    np.testing.assert_allclose(observed.reindex(counted.index).to_numpy(), counted.to_numpy())
+    assert (marshall["lower"] == marshall["upper"]).all()
+    assert (dist.query("variable == 'glucose_mmol_l'").groupby("group").size() == BINS).all()
+    assert len(out["imputation_trace"]) == 3 * ITERATIONS * dist["variable"].nunique()
