@@ -10,6 +10,7 @@ import pytest
 from prognosis.analysis_table import build_analysis_table, rows_with_outcome
 from prognosis.imputation import IMPUTED_COLUMNS, ITERATIONS, multiply_imputed_tables
 from prognosis.imputation_diagnostics import BINS, imputation_diagnostics
+from prognosis.report import performance_section
 from prognosis.rubin import rubin_pool
 from synthetic.outcomes import simulate_tabular
 
@@ -74,3 +75,27 @@ def test_observed_and_imputed_distributions_are_binned_shares() -> None:
     assert (marshall["lower"] == marshall["upper"]).all()
     assert (dist.query("variable == 'glucose_mmol_l'").groupby("group").size() == BINS).all()
     assert len(out["imputation_trace"]) == 3 * ITERATIONS * dist["variable"].nunique()
+
+
+def test_the_report_draws_the_trace_and_distributions_once_per_outcome_with_dictionary_labels() -> None:
+    rows = _rows_with_gaps()
+    curves = {k: v.to_dict("records") for k, v in imputation_diagnostics(rows, m=3, seed=7).items()}
+    fits = [{"id": i, "outcome": "mortality", "feature_set": fs, "model_kind": "logistic", "n_patients": len(rows),
+             "n_events": 30, "cv": "kfold", "spec": {"imputation": "mice", "m": 3}, "metrics": {"curves": curves}}
+            for i, fs in ((1, "clinical"), (2, "clinical+imaging"))]
+    drawn: list[tuple] = []
+
+    def figure(fig, caption: str) -> str:  # noqa: ANN001
+        drawn.append((fig, caption))
+        return caption
+
+    performance_section(fits, figure)
+    trace = [fig for fig, caption in drawn if "each iteration" in caption]
+    dist = [fig for fig, caption in drawn if "Observed values" in caption]
+    assert len(trace) == 1 and len(dist) == 1  # the two models share one imputation
+    titles = {a.text for a in trace[0].layout.annotations}
+    assert {"Glucose", "Marshall CT class"} <= titles and not any("_" in t for t in titles)
+    first_panel = [t for t in trace[0].data if t.xaxis == "x"]  # one line per chain
+    assert len(first_panel) == 3 and all(list(t.x) == list(range(1, ITERATIONS + 1)) for t in first_panel)
+    colours = {t.line.color for t in dist[0].data}
+    assert len(colours) == 2  # observed in one colour, every imputation in the other
