@@ -69,6 +69,14 @@ def fit_curves(fit: pd.Series | Any) -> dict[str, pd.DataFrame]:
     return {}
 
 
+def imputation_labels(curves: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Dictionary labels of the variables in a fit's imputation diagnostics (trace and distributions)."""
+    from vocabulary.dictionary import label
+
+    trace = curves.get("imputation_trace")
+    return {v: label(v) for v in trace["variable"].unique()} if trace is not None else {}
+
+
 def named_curves(curves: dict[str, pd.DataFrame], metrics: dict[str, Any]
                  ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """(ROC curves, calibration curves) keyed by the legend names prognosis.plots shows, AUC in the ROC names."""
