@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from r_reference import run_r
 
+from prognosis.export_r import r_script
 from prognosis.logistic import LogisticModel, firth_logit
 
 TERMS = ["age", "hypoxia", "glucose_mmol_l"]
@@ -89,3 +90,23 @@ def test_bootstrap_refits_that_separate_use_firth() -> None:
     on_sample, on_all = model.bootstrap_risks(df, indices)
     assert model.bootstrap_firth_refits_ > 0  # resamples keep the hypoxic deaths: they separate too
     assert np.isfinite(on_all).all() and (np.minimum(on_all, 1 - on_all) > 1e-6).all()
+
+
+def test_export_r_refits_firth_on_the_separated_data_sets_with_brglm2(tmp_path: Path) -> None:
+    separated = separated_patients()
+    plain = separated.copy()
+    plain.loc[plain.index[plain["hypoxia"] == 1][:2], "died"] = 0
+    sets = [separated, plain, separated]
+    pooled = LogisticModel(TERMS, "died").pool_from([LogisticModel(TERMS, "died").fit(d) for d in sets])
+    out = tmp_path / "export"
+    out.mkdir()
+    for i, d in enumerate(sets, start=1):
+        d.to_csv(out / f"imputed_{i}.csv", index=False)
+    pd.DataFrame({"term": pooled.params_.index, "coef": pooled.params_.to_numpy(),
+                  "se": pooled.standard_errors_.to_numpy()}).to_csv(out / "ctstudy_coefficients.csv", index=False)
+    script = r_script({"model_kind": "logistic", "terms": TERMS, "model": pooled.to_spec()}, "mortality", 3)
+    assert "brglmFit" in script and "firth_sets <- c(1, 3)" in script
+    r = run_r(f'export_dir <- "{out.as_posix()}"\n' + script, {}, tmp_path / "r",
+              packages=("rms", "survival", "ordinal", "mice", "brglm2"))
+    np.testing.assert_allclose(r["r_estimate"], pooled.params_.to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(r["r_se"], pooled.standard_errors_.to_numpy(), rtol=1e-3)
