@@ -110,3 +110,21 @@ def test_export_r_refits_firth_on_the_separated_data_sets_with_brglm2(tmp_path: 
               packages=("rms", "survival", "ordinal", "mice", "brglm2"))
     np.testing.assert_allclose(r["r_estimate"], pooled.params_.to_numpy(), atol=1e-4)
     np.testing.assert_allclose(r["r_se"], pooled.standard_errors_.to_numpy(), rtol=1e-3)
+
+
+def test_a_fit_whose_data_separate_says_firth_was_used_and_validates_with_firth_refits() -> None:
+    from prognosis.analysis_table import build_analysis_table
+    from prognosis.fitting import fit_outcome_model
+    from synthetic.outcomes import simulate_tabular
+
+    study = simulate_tabular(200, seed=0)
+    table = build_analysis_table(study.clinical, study.outcomes, study.patient_level)
+    table.loc[table["hypoxia"] == 1, "died"] = 1  # every hypoxic patient died
+    result = fit_outcome_model(table, "mortality", "clinical", m=2, cv=None, n_boot=10, seed=0, penalty="none")
+    estimation = result.metrics["estimation"]
+    assert estimation["method"] == "firth" and estimation["terms"] == ["hypoxia"]
+    assert estimation["data_sets"] == [1, 2] and estimation["n_data_sets"] == 2
+    assert "Firth's penalized likelihood" in result.extra["estimation_note"]
+    assert result.metrics["n_boot_penalized_refits"] > 0  # the bootstrap refits separate too, and use Firth
+    assert result.spec["model"]["estimation"]["method"] == "firth"
+    assert np.isfinite(result.model.params_.to_numpy()).all()
