@@ -30,7 +30,7 @@ browser-deps:
 # (dciodvfy). The product never needs them to run; their tests skip with a reason where they are absent,
 # except in CI (CTSTUDY_REQUIRE_R=1, CTSTUDY_REQUIRE_DICOM_PEERS=1).
 PEER_PKGS := r-base-core r-cran-rms r-cran-mice r-cran-survival r-cran-ordinal r-cran-metafor r-cran-lme4 \
-             r-cran-mitml r-cran-jsonlite dcmtk orthanc dicom3tools
+             r-cran-mitml r-cran-jsonlite r-cran-brglm2 dcmtk orthanc dicom3tools
 test-peers:
 	@missing=$$(for p in $(PEER_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

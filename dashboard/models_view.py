@@ -69,6 +69,14 @@ def fit_curves(fit: pd.Series | Any) -> dict[str, pd.DataFrame]:
     return {}
 
 
+def imputation_labels(curves: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Dictionary labels of the variables in a fit's imputation diagnostics (trace and distributions)."""
+    from vocabulary.dictionary import label
+
+    trace = curves.get("imputation_trace")
+    return {v: label(v) for v in trace["variable"].unique()} if trace is not None else {}
+
+
 def named_curves(curves: dict[str, pd.DataFrame], metrics: dict[str, Any]
                  ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """(ROC curves, calibration curves) keyed by the legend names prognosis.plots shows, AUC in the ROC names."""
@@ -211,12 +219,17 @@ def cautions(fit: pd.Series | Any) -> list[str]:
 
 
 def estimation_text(metrics: dict[str, Any], model_kind: str) -> str:
-    """How a fit was estimated, in words: ridge with a cross-validated penalty, or maximum likelihood."""
+    """How a fit was estimated, in words: ridge with a cross-validated penalty, Firth's penalized
+    likelihood under separation, or maximum likelihood."""
     estimation = metrics.get("estimation") or {}
     if estimation.get("penalty_chosen_by") == "cv":
         return f"ridge, penalty {estimation.get('penalty', float('nan')):.2g} chosen by cross-validation"
+    if estimation.get("method") == "firth":
+        sets = estimation.get("data_sets")
+        where = f" in {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
+        return f"Firth's penalized likelihood (separation{where})"
     if model_kind in ("logistic", "ordinal", "cox"):
-        return "ridge fallback (separation)" if estimation.get("method") == "ridge" else "maximum likelihood"
+        return "ridge fallback (a category absent)" if estimation.get("method") == "ridge" else "maximum likelihood"
     return model_kind
 
 

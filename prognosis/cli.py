@@ -167,7 +167,8 @@ def fit(
         if refits:
             console.print(f"[yellow]note:[/yellow] {refits} cross-validation refit(s) could not be estimated by "
                           "maximum likelihood (a category absent from the fold, or separation); they were "
-                          "refitted with a ridge penalty or left out, as listed in the fit's metrics "
+                          "refitted with Firth's penalized likelihood (separation), a weak ridge penalty (an "
+                          "absent category) or left out, as listed in the fit's metrics "
                           "(cv_refit_notes).")
         console.print(f"Recorded ModelFit #{fit_id} (data snapshot {result.data_hash[:12]}).")
 

@@ -112,6 +112,12 @@ class CoefficientModel:
         notes = [f.estimation_ for f in fits if getattr(f, "estimation_", {}).get("method", "maximum likelihood")
                  != "maximum likelihood"]
         self.estimation_ = notes[0] if notes else {"method": "maximum likelihood"}
+        if notes and notes[0].get("method") == "firth":
+            # Which imputed data sets separated (numbered from 1) and on which terms: the others kept
+            # maximum likelihood, and the pooled estimate combines both.
+            firth = [i + 1 for i, f in enumerate(fits) if getattr(f, "estimation_", {}).get("method") == "firth"]
+            terms = sorted({t for f in fits for t in getattr(f, "estimation_", {}).get("terms", [])})
+            self.estimation_ = {**notes[0], "terms": terms, "data_sets": firth, "n_data_sets": len(fits)}
         penalties = [f.estimation_["penalty"] for f in fits if "penalty" in getattr(f, "estimation_", {})]
         if notes and len(penalties) == len(fits) and len(fits) > 1:
             self.estimation_ = {**notes[0], "penalty": float(np.median(penalties)),

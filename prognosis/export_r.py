@@ -41,10 +41,17 @@ def r_script(spec: dict[str, Any], outcome: str, n_tables: int) -> str:
     knots = (spec.get("model") or {}).get("knots")
     rhs = _rhs(terms, knots)
     penalties = _ridge_penalties(spec, n_tables)
+    firth_sets = _firth_sets(spec, n_tables)
     if kind == "logistic" and penalties:
         # ctstudy's ridge is lrm's penalized likelihood (prognosis.logistic.ridge_logit): the same penalty on
         # each imputed data set gives the same estimates and covariance.
         fit = f"lrm({BINARY_COLUMN[outcome]} ~ {rhs}, data = d, penalty = penalties[i], x = TRUE, y = TRUE)"
+    elif kind == "logistic" and firth_sets:
+        # ctstudy's Firth fit (prognosis.logistic.firth_logit) is brglm2's bias reduction for logistic
+        # regression, on the imputed data sets that separated; the others by maximum likelihood.
+        fit = (f"if (i %in% firth_sets) glm({BINARY_COLUMN[outcome]} ~ {rhs}, family = binomial, data = d, "
+               f"method = brglm2::brglmFit, type = 'AS_mean') "
+               f"else glm({BINARY_COLUMN[outcome]} ~ {rhs}, family = binomial, data = d)")
     elif kind == "logistic":
         fit = f"glm({BINARY_COLUMN[outcome]} ~ {rhs}, family = binomial, data = d)"
     elif kind == "ordinal":
@@ -54,14 +61,18 @@ def r_script(spec: dict[str, Any], outcome: str, n_tables: int) -> str:
         fit = f"coxph(Surv(days_to_death_or_censor, died) ~ {rhs}, data = d, ties = 'efron')"
     estimation = ("ridge penalized likelihood, each data set's penalty as ctstudy chose it: "
                   + ", ".join(f"{p:.6g}" for p in penalties)) if penalties else "maximum likelihood"
+    if firth_sets and kind == "logistic":
+        estimation = ("Firth's penalized likelihood (brglm2) on data set(s) " + ", ".join(map(str, firth_sets))
+                      + ", where the outcome is separated; maximum likelihood on the others")
     return f"""# Refit of a ctstudy model in R: {kind} model of {outcome} on {', '.join(terms)}; {estimation}.
-# Run from this folder: Rscript refit.R   (R packages: rms, survival, ordinal, mice)
+# Run from this folder: Rscript refit.R   (R packages: rms, survival, ordinal, mice; brglm2 for a Firth fit)
 # Each imputed_<i>.csv is one of the {n_tables} data set(s) ctstudy fitted; the model is refitted on each and
 # the coefficients pooled by Rubin's rules (Barnard-Rubin df with complete-data df n - k), as ctstudy does.
 suppressPackageStartupMessages({{library(rms); library(survival); library(ordinal); library(mice)}})
 if (!exists("export_dir")) export_dir <- "."
 sets <- lapply(seq_len({n_tables}), function(i) read.csv(file.path(export_dir, sprintf("imputed_%d.csv", i))))
 penalties <- c({", ".join(repr(float(p)) for p in penalties) or "0"})
+firth_sets <- c({", ".join(str(int(i)) for i in firth_sets)})
 fits <- lapply(seq_along(sets), function(i) {{ d <- sets[[i]]; {fit} }})
 beta <- function(f) if (inherits(f, "clm")) f$beta else coef(f)
 cov <- function(f) {{ v <- vcov(f); b <- names(beta(f)); v[b, b, drop = FALSE] }}
@@ -81,6 +92,14 @@ table <- data.frame(term = ours$term, r_estimate = pooled[, 1], r_se = pooled[, 
 print(table, digits = 5)
 result <- list(term = table$term, r_estimate = table$r_estimate, r_se = table$r_se, r_df = table$r_df)
 """
+
+
+def _firth_sets(spec: dict[str, Any], n_tables: int) -> list[int]:
+    """The imputed data sets (from 1) that ctstudy fitted by Firth's penalized likelihood, or []."""
+    estimation = (spec.get("model") or {}).get("estimation") or {}
+    if estimation.get("method") != "firth":
+        return []
+    return [int(i) for i in estimation.get("data_sets") or range(1, n_tables + 1)]
 
 
 def _ridge_penalties(spec: dict[str, Any], n_tables: int) -> list[float]:

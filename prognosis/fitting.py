@@ -28,6 +28,7 @@ from prognosis.imputation import (
     imputation_settings,
     multiply_imputed_tables,
 )
+from prognosis.imputation_diagnostics import imputation_diagnostics
 from prognosis.logistic import LogisticModel
 from prognosis.metrics import (
     auc,
@@ -313,6 +314,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["estimation_choice"] = {k: v for k, v in decision.items() if k != "riley_a_priori"}
         metrics["riley_a_priori"] = decision["riley_a_priori"]
     curves: dict[str, pd.DataFrame] = {}
+    if imputation == "mice" and tables is None:  # mice's trace and observed-against-imputed plots
+        curves.update(imputation_diagnostics(raw, len(data), seed, tuple(raw_columns_of(terms)), imputations))
     extra: dict[str, Any] = {}
     n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
     m_cv = len(data)
@@ -423,6 +426,15 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         spec["model_shrunk"]["shrinkage"] = metrics["shrinkage"]
     estimation = getattr(model, "estimation_", None) or {}
     if estimation.get("penalty_chosen_by") == "cv":
+        metrics["estimation"] = estimation
+    elif estimation.get("method") == "firth":
+        where = (f" on imputed data set(s) {', '.join(map(str, estimation['data_sets']))} of "
+                 f"{estimation['n_data_sets']}" if estimation.get("data_sets") else "")
+        terms = ", ".join(estimation.get("terms") or []) or "the terms together"
+        extra["estimation_note"] = (f"the outcome is separated ({terms}){where}: the maximum-likelihood estimate is "
+                                    "infinite there, so those fits used Firth's penalized likelihood (Jeffreys "
+                                    "prior), finite and less biased; estimates pooled by Rubin's rules and "
+                                    "validated with Firth refits where a refit separates")
         metrics["estimation"] = estimation
     elif estimation.get("method", "maximum likelihood") != "maximum likelihood":
         extra["estimation_note"] = (f"the maximum-likelihood fit does not exist on these data "

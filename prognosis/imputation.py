@@ -46,9 +46,11 @@ def imputation_settings(m: int, seed: int) -> dict[str, object]:
             "log_scale": list(LOG_SCALE), "in_fold": True}
 
 
-def _pmm_draws(work: np.ndarray, fixed: np.ndarray, rng: np.random.Generator, n_iter: int) -> np.ndarray:
+def _pmm_draws(work: np.ndarray, fixed: np.ndarray, rng: np.random.Generator, n_iter: int,
+               snapshots: list[np.ndarray] | None = None) -> np.ndarray:
     """Fill the NaNs of `work` (n, p) by chained PMM on the other columns and `fixed` (n, q), complete.
-    The chain starts from random observed values.
+    The chain starts from random observed values. With `snapshots`, a copy of the filled columns after
+    each iteration is appended to it (what mice's trace plots are drawn from); the draws are the same.
 
     Each step regresses one column on all the others over its observed rows. Rather than building
     that design and its cross-products anew (n x p^2 per step, with the copies), the cross-products
@@ -112,6 +114,8 @@ def _pmm_draws(work: np.ndarray, fixed: np.ndarray, rng: np.random.Generator, n_
             x[miss, j] = a[miss, c] = y_obs[order[pick]]
             cross[:, c] = cross[c, :] = a.T @ a[:, c]
             sums[c] = a[:, c].sum()
+        if snapshots is not None:
+            snapshots.append(x.copy())
     return x
 
 
@@ -129,6 +133,7 @@ class ImputationCache:
 
     def __init__(self) -> None:
         self._draws: dict[tuple, np.ndarray] = {}
+        self.diagnostics: dict[tuple, dict[str, pd.DataFrame]] = {}  # prognosis.imputation_diagnostics's, by rows
         self.hits = 0
         self.misses = 0
 
@@ -156,7 +161,8 @@ class ImputationCache:
 def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_iter: int = ITERATIONS,
                             columns: tuple[str, ...] = IMPUTED_COLUMNS, required: tuple[str, ...] = (),
                             outcome_known: np.ndarray | pd.Series | None = None,
-                            cache: ImputationCache | None = None) -> list[pd.DataFrame]:
+                            cache: ImputationCache | None = None,
+                            trace: list[dict[str, object]] | None = None) -> list[pd.DataFrame]:
     """m copies of the analysis table with the raw predictors imputed and the design terms recomputed.
 
     `required` raw columns (those of the model's terms) must have observed values; other columns
@@ -164,7 +170,10 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
     `outcome_known` (bool per row, default all) marks the rows whose outcomes may inform the
     imputation; the others' outcomes are hidden from it (and kept unchanged in the output).
     Draw i of a seed is the same whatever m (a call with m = 1 gives the first of m = 5); `cache`
-    keeps draws for other models imputing the same rows (`ImputationCache`).
+    keeps draws for other models imputing the same rows (`ImputationCache`). With `trace`, every
+    draw is made afresh (the same draws) and one row per imputed variable, chain (imputation, from 1)
+    and iteration (from 1) is appended to it: the mean and SD of that variable's imputed values on its
+    own scale after that iteration (mice's `imp$chainMean`, `imp$chainVar`).
     """
     if m < 1:
         raise ValueError(f"multiple imputation: m must be >= 1, got {m}")
@@ -198,10 +207,13 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
     key = ImputationCache.key(cols, aux, values, fixed, max_iter) if cache is not None else None
     tables = []
     for i in range(m):
-        imputed = cache.get(key, seed, i) if cache is not None else None
+        imputed = cache.get(key, seed, i) if cache is not None and trace is None else None
         if imputed is None:
             rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
-            filled = _pmm_draws(values, fixed, rng, max_iter)[:, :len(cols)]
+            snapshots: list[np.ndarray] | None = [] if trace is not None else None
+            filled = _pmm_draws(values, fixed, rng, max_iter, snapshots)[:, :len(cols)]
+            if trace is not None:
+                trace.extend(_chain_trace(snapshots, cols, gaps, i + 1))
             for j, c in enumerate(cols):
                 if c in LOG_SCALE:
                     filled[:, j] = np.clip(np.expm1(filled[:, j]), 0, None)
@@ -210,6 +222,23 @@ def multiply_imputed_tables(table: pd.DataFrame, m: int = 5, seed: int = 0, max_
                 cache.put(key, seed, i, imputed)
         tables.append(_completed_table(table, cols, observed, gaps, imputed))
     return tables
+
+
+def _chain_trace(snapshots: list[np.ndarray], cols: list[str], gaps: np.ndarray,
+                 chain: int) -> list[dict[str, object]]:
+    """Mean and SD of each variable's imputed values after each iteration of one chain, on the
+    variable's own scale (volumes back from log1p)."""
+    rows: list[dict[str, object]] = []
+    for iteration, x in enumerate(snapshots, start=1):
+        for j, c in enumerate(cols):
+            if not gaps[:, j].any():
+                continue
+            values = x[gaps[:, j], j]
+            if c in LOG_SCALE:
+                values = np.clip(np.expm1(values), 0, None)
+            rows.append({"variable": c, "chain": chain, "iteration": iteration, "mean": float(values.mean()),
+                         "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0})
+    return rows
 
 
 def _completed_table(table: pd.DataFrame, cols: list[str], observed: np.ndarray, gaps: np.ndarray,

@@ -1,6 +1,7 @@
 """Logistic regression for a binary 6-month outcome (death, unfavourable GOS 1-3): maximum likelihood
-by Newton-Raphson exactly as statsmodels' Logit fits it (`ml_logit`), with a ridge fallback where the
-estimate does not exist.
+by Newton-Raphson exactly as statsmodels' Logit fits it (`ml_logit`); under separation, where the
+maximum-likelihood estimate is infinite, Firth's penalized likelihood (`firth_logit`); where a term cannot
+be estimated at all (a category nobody in the rows has), a weak ridge.
 
 Odds ratios with Wald 95% CIs; `predict_interval` gives a patient's risk with an interval from the
 coefficient covariance on the logit scale (delta method), which is what the dashboard's risk
@@ -84,26 +85,37 @@ class LogisticModel(CoefficientModel):
             return self
         if not unidentified:
             try:
-                params, cov, llf, converged = ml_logit(x.to_numpy(), y, start_params)
-                if np.isfinite(cov).all() and np.isfinite(params).all():
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    params, cov, llf, converged = ml_logit(x.to_numpy(), y, start_params)
+                separated = any(issubclass(w.category, PerfectSeparationWarning) for w in caught) or not converged
+                for w in caught:  # passed on to the fit record's optimizer-warning count, unless Firth takes over
+                    if not separated:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                if separated:
+                    reason = ("maximum likelihood does not converge: the estimate is infinite (separation)"
+                              if not converged else "perfect prediction (separation)")
+                elif np.isfinite(cov).all() and np.isfinite(params).all():
                     self._set_coefficients(pd.Series(params, index=x.columns),
                                            pd.DataFrame(cov, index=x.columns, columns=x.columns))
                     self.llf_ = llf
                     self.converged_ = converged
                     return self
-                reason = "the information matrix is not invertible (separation or collinearity)"
+                else:
+                    reason = "the information matrix is not invertible (separation or collinearity)"
             except np.linalg.LinAlgError as exc:
                 reason = f"maximum likelihood failed ({type(exc).__name__}: {exc})"
-            unidentified = separating_terms(x, y)
-            reason += "; " + ("; ".join(f"{t}: {why}" for t, why in unidentified.items()) if unidentified
+            separating = separating_terms(x, y)
+            reason += "; " + ("; ".join(f"{t}: {why}" for t, why in separating.items()) if separating
                               else "separation or near-collinearity")
+            return self._fit_firth(x, y, list(separating), reason)
         else:
             reason = "; ".join(f"{term}: {why}" for term, why in unidentified.items())
         # A small sample (a 60-patient study, one cross-validation fold of it) can lack a category
-        # entirely (no patient with GCS motor 2) or separate the outcome perfectly: the maximum
-        # likelihood estimate then does not exist. A weak ridge penalty on the standardized terms
-        # (what a N(0, 1) prior on each per-SD log-odds ratio does) still gives finite estimates,
-        # pulls the unidentified terms to 0 and leaves the others nearly as they were.
+        # entirely (no patient with GCS motor 2): that coefficient is not identified by any likelihood,
+        # Firth's included (its information matrix is singular). A weak ridge penalty on the
+        # standardized terms (what a N(0, 1) prior on each per-SD log-odds ratio does) still gives
+        # finite estimates, holds the unidentified terms at 0 and leaves the others nearly as they were.
         params, cov, llf = ridge_logit(x.to_numpy(), y, RIDGE_PENALTY)
         self._set_coefficients(pd.Series(params, index=x.columns),
                                pd.DataFrame(cov, index=x.columns, columns=x.columns))
@@ -111,6 +123,25 @@ class LogisticModel(CoefficientModel):
         self.converged_ = True
         self.estimation_ = {"method": "ridge", "penalty": RIDGE_PENALTY, "terms": list(unidentified),
                             "reason": reason}
+        return self
+
+    def _fit_firth(self, x: pd.DataFrame, y: np.ndarray, terms: list[str], reason: str) -> LogisticModel:
+        """Firth's penalized-likelihood fit, for data that separate the outcome (Heinze & Schemper 2002);
+        where even that information matrix is singular (near-collinear terms), the weak ridge."""
+        try:
+            params, cov, llf, converged = firth_logit(x.to_numpy(), y)
+        except np.linalg.LinAlgError as exc:
+            params, cov, llf = ridge_logit(x.to_numpy(), y, RIDGE_PENALTY)
+            self._set_coefficients(pd.Series(params, index=x.columns),
+                                   pd.DataFrame(cov, index=x.columns, columns=x.columns))
+            self.llf_, self.converged_ = llf, True
+            self.estimation_ = {"method": "ridge", "penalty": RIDGE_PENALTY, "terms": terms,
+                                "reason": f"{reason}; Firth's fit failed ({exc})"}
+            return self
+        self._set_coefficients(pd.Series(params, index=x.columns),
+                               pd.DataFrame(cov, index=x.columns, columns=x.columns))
+        self.llf_, self.converged_ = llf, converged
+        self.estimation_ = {"method": "firth", "terms": terms, "reason": reason}
         return self
 
     def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
@@ -193,8 +224,15 @@ class LogisticModel(CoefficientModel):
                                       self.penalty).fit(sample)
                 on_sample[b], on_all[b] = refit.predict_proba(sample), refit.predict_proba(df)
             return on_sample, on_all
+        self.bootstrap_firth_refits_ = 0
         for b, rows in enumerate(indices):
-            beta = newton_logit(x[rows], y[rows], start)
+            beta, converged = newton_logit(x[rows], y[rows], start, report_convergence=True)
+            if not converged:  # the resample separates: Firth's fit, as the fit itself would use
+                try:
+                    beta = firth_logit(x[rows], y[rows])[0]
+                    self.bootstrap_firth_refits_ += 1
+                except np.linalg.LinAlgError:  # a category absent from the resample: the Newton estimate stays
+                    pass
             on_sample[b] = expit(x[rows] @ beta)
             on_all[b] = expit(x @ beta)
         return on_sample, on_all
@@ -263,12 +301,14 @@ def ml_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None, max_
     return beta, cov, llf, converged
 
 
-def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int = 25, tol: float = 1e-8) -> np.ndarray:
+def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int = 25, tol: float = 1e-8,
+                 report_convergence: bool = False) -> np.ndarray | tuple[np.ndarray, bool]:
     """Maximum-likelihood logistic coefficients by Newton-Raphson from `start`.
 
     Hand-written for the bootstrap only: from the full-data estimate a resample converges in 3-4
     steps of one small linear solve each, while each statsmodels fit also pays its model set-up
-    (a rank-revealing QR, wrappers), several times the cost of the steps themselves.
+    (a rank-revealing QR, wrappers), several times the cost of the steps themselves. With
+    `report_convergence`, (coefficients, converged): a resample that separates the outcome never converges.
     """
     beta = start.astype(float).copy()
     for _ in range(max_iter):
@@ -283,8 +323,56 @@ def newton_logit(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int 
             step = np.linalg.lstsq(hessian, score, rcond=None)[0]
         beta += step
         if np.max(np.abs(step)) < tol:
+            return (beta, True) if report_convergence else beta
+    return (beta, False) if report_convergence else beta
+
+
+def firth_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100,
+                tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """Firth's penalized-likelihood logistic fit: (coefficients, covariance, log-likelihood, converged).
+
+    Maximizes log L(b) + 0.5 log det I(b), the Jeffreys-prior penalty (Firth 1993), which is finite
+    where the outcome is separated and the maximum-likelihood estimate is infinite (Heinze & Schemper
+    2002). Newton steps on the modified score X'(y - p + h (1/2 - p)), h the diagonal of the hat matrix
+    W^1/2 X (X'WX)^-1 X' W^1/2, with logistf's step cap (5) and step halving on the penalized
+    log-likelihood; the covariance is the inverse information at the estimate, as logistf and R's brglm2
+    (`type = "AS_mean"`, the same estimates for logistic regression) report it. Hand-written because
+    statsmodels has no Firth fit, and the fit is these few lines of linear algebra.
+    A singular information matrix (a term that does not vary) raises LinAlgError.
+    """
+
+    def penalized(beta: np.ndarray) -> float:
+        eta = x @ beta
+        p = expit(eta)
+        sign, logdet = np.linalg.slogdet((x * (p * (1 - p))[:, None]).T @ x)
+        loglik = -float(np.sum(np.logaddexp(0.0, -(2 * y - 1) * eta)))
+        return loglik + 0.5 * logdet if sign > 0 else -np.inf
+
+    beta = np.zeros(x.shape[1])
+    mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+    beta[0] = np.log(mean / (1 - mean))
+    current = penalized(beta)
+    converged = False
+    for _ in range(max_iter):
+        p, info = fitted_and_information(x, beta)
+        cov = np.linalg.inv(info)
+        hat = np.einsum("ij,jk,ik->i", x, cov, x) * p * (1 - p)
+        step = cov @ (x.T @ (y - p + hat * (0.5 - p)))
+        largest = np.max(np.abs(step))
+        if largest > 5.0:
+            step *= 5.0 / largest
+        for _ in range(30):
+            trial = penalized(beta + step)
+            if trial >= current - 1e-12:
+                break
+            step /= 2
+        beta, current = beta + step, trial
+        if np.max(np.abs(step)) < tol:
+            converged = True
             break
-    return beta
+    cov = np.linalg.inv(fitted_and_information(x, beta)[1])
+    llf = -float(np.sum(np.logaddexp(0.0, -(2 * y - 1) * (x @ beta))))
+    return beta, cov, llf, converged
 
 
 # Ridge penalty of the fallback fit, on standardized terms (a N(0, 1/penalty) prior on per-SD log-odds).

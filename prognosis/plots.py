@@ -153,3 +153,54 @@ def calibrate_figure(table: pd.DataFrame, title: str = "Calibration, optimism-co
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1])
     return fig
+
+
+def _panels(variables: list[str], labels: dict[str, str] | None, columns: int = 3) -> tuple[go.Figure, int]:
+    from plotly.subplots import make_subplots
+
+    rows = max(1, -(-len(variables) // columns))
+    titles = [(labels or {}).get(v, v) for v in variables]
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.5 / rows if rows > 1 else 0.1)
+    return fig, rows
+
+
+def imputation_trace_figure(trace: pd.DataFrame, labels: dict[str, str] | None = None,
+                            title: str = "Imputation trace: mean of the imputed values") -> go.Figure:
+    """mice's `plot(imp)`: per imputed variable, the mean of its imputed values after each iteration,
+    one line per chain (`prognosis.imputation_diagnostics`); chains that intermingle without a trend
+    have converged. `labels` maps variable names to their dictionary labels."""
+    variables = list(dict.fromkeys(trace["variable"]))
+    fig, rows = _panels(variables, labels)
+    for k, variable in enumerate(variables):
+        part = trace[trace["variable"] == variable]
+        for chain, line in part.groupby("chain"):
+            fig.add_trace(go.Scatter(x=line["iteration"], y=line["mean"], mode="lines+markers",
+                                     name=f"chain {chain}", legendgroup=f"chain {chain}", showlegend=k == 0),
+                          row=k // 3 + 1, col=k % 3 + 1)
+    fig.update_layout(title=title, **{**_LAYOUT, "height": 260 * rows + 80})
+    fig.update_xaxes(title_text="iteration", dtick=1)
+    return fig
+
+
+def observed_imputed_figure(distribution: pd.DataFrame, labels: dict[str, str] | None = None,
+                            title: str = "Observed and imputed values") -> go.Figure:
+    """mice's `densityplot`/`stripplot`: per imputed variable, the share of values in each bin (each value,
+    for codes and flags) among the observed values (blue) and among each imputation's imputed values
+    (red, one line per imputation); imputed values far from the observed ones deserve a look."""
+    variables = list(dict.fromkeys(distribution["variable"]))
+    fig, rows = _panels(variables, labels)
+    for k, variable in enumerate(variables):
+        part = distribution[distribution["variable"] == variable]
+        for group, bins in part.groupby("group", sort=False):
+            observed = group == "observed"
+            fig.add_trace(go.Scatter(
+                x=(bins["lower"] + bins["upper"]) / 2, y=bins["share"], mode="lines+markers",
+                name="observed" if observed else "imputed", legendgroup=group if observed else "imputed",
+                showlegend=k == 0 and group in ("observed", "imputation 1"),
+                line={"color": "#1f4e9c" if observed else "#c0392b", "width": 3 if observed else 1},
+                marker={"size": 5 if observed else 3}, hovertext=group),
+                row=k // 3 + 1, col=k % 3 + 1)
+    fig.update_layout(title=title, **{**_LAYOUT, "height": 260 * rows + 80})
+    fig.update_yaxes(title_text="share")
+    return fig

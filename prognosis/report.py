@@ -28,12 +28,15 @@ from prognosis.plots import (
     calibrate_figure,
     decision_curve_figure,
     forest_figure,
+    imputation_trace_figure,
     km_figure,
     missing_pattern_figure,
+    observed_imputed_figure,
     roc_figure,
     smooth_calibration_figure,
 )
 from prognosis.staleness import refit_command, stale_fits, stale_notice
+from vocabulary.dictionary import label as variable_label
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 .3em}td,th{border:1px solid #ccc;padding:3px 7px;
@@ -104,6 +107,10 @@ def _estimation(m: dict[str, Any]) -> str:
     estimation = m.get("estimation") or {}
     if estimation.get("penalty_chosen_by") == "cv":
         return f"ridge, penalty {_num(estimation.get('penalty'), 2)} by cross-validation"
+    if estimation.get("method") == "firth":
+        sets = estimation.get("data_sets")
+        where = f" on {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
+        return f"Firth's penalized likelihood (separation{where})"
     choice = m.get("estimation_choice") or {}
     return "maximum likelihood" if choice or m.get("validate") else "–"
 
@@ -197,10 +204,17 @@ def methods_section(fits: list[dict[str, Any]], comparison: pd.DataFrame | None)
         f"{spec.get('n_repeats', 2)} times and by Harrell's bootstrap ({spec.get('n_boot')} replicates), with the "
         "imputation repeated inside every fold and replicate so that no held-out patient was imputed from their own "
         "outcome; cross-validated risks were evaluated on every imputed data set and averaged. Refits that the data "
-        "could not estimate by maximum likelihood (a category absent from a fold, separation) were refitted with a "
-        "weak ridge penalty and are listed with the fit. Calibration is shown as a loess curve of out-of-fold risks "
+        "could not estimate by maximum likelihood were refitted with Firth's penalized likelihood where the outcome "
+        "was separated (Firth 1993; Heinze & Schemper 2002) and with a weak ridge penalty where a category was "
+        "absent, and are listed with the fit. Calibration is shown as a loess curve of out-of-fold risks "
         "with a bootstrap band. Leave-one-center-out validation, where run, was pooled across centers by "
         "DerSimonian-Laird random-effects meta-analysis with a 95% prediction interval. ")
+    firth = [f for f in fits if (f["metrics"].get("estimation") or {}).get("method") == "firth"]
+    if firth:
+        text.append(f"The outcome was separated in the data of {len(firth)} model(s) "
+                    f"({', '.join(_fit_title(f) for f in firth)}): their maximum-likelihood estimates are infinite, "
+                    "so they were fitted by Firth's penalized likelihood (Jeffreys prior) on the data sets "
+                    "concerned, pooled and validated as the others. ")
     text.append(f"Seed {spec.get('seed')}; ctstudy {prov.get('ctstudy') or '?'} (commit "
                 f"{(prov.get('git_commit') or '?')[:12]}), Python {prov.get('python', '?')}, statsmodels "
                 f"{pk.get('statsmodels', '?')}, scikit-learn {pk.get('scikit-learn', '?')}, lifelines "
@@ -263,8 +277,29 @@ def comparison_section(comparison: pd.DataFrame | None, curves: dict[str, Any], 
     return "".join(parts)
 
 
+def imputation_figures(fit: dict[str, Any], figure: _Figures) -> str:
+    """mice's trace plot and observed-against-imputed plot of the imputation a fit used, if it kept them."""
+    curves = fit["metrics"].get("curves", {})
+    if not len(curves.get("imputation_trace", [])):
+        return ""
+    trace = pd.DataFrame(curves["imputation_trace"])
+    labels = {v: variable_label(v) for v in trace["variable"].unique()}
+    outcome = OUTCOME_LABELS.get(fit["outcome"], fit["outcome"])
+    parts = [figure(imputation_trace_figure(trace, labels),
+                    f"Imputation of the patients with a known {outcome.lower()} outcome: mean of each variable's "
+                    "imputed values after each iteration, one line per imputation (chain); chains that "
+                    "intermingle without a trend have converged (as mice's plot).")]
+    if len(curves.get("imputation_distribution", [])):
+        parts.append(figure(observed_imputed_figure(pd.DataFrame(curves["imputation_distribution"]), labels),
+                            "Observed values (blue) against each imputation's imputed values (red), share per bin "
+                            "or per value (as mice's densityplot and stripplot): imputed values unlike any observed "
+                            "ones would question the imputation model or the missing-at-random assumption."))
+    return "".join(parts)
+
+
 def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
     parts = [f"<h2 id='performance'>{SECTIONS[4][1]}</h2>"]
+    imputations_shown: set[str] = set()
     for f in fits:
         m = f["metrics"]
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
@@ -306,8 +341,9 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
                                   "Cross-validated C": _num(m.get("cv_harrell_c"))}]))
         refits = (m.get("cv_refits_penalized") or 0) + (m.get("cv_folds_not_estimable") or 0)
         if refits:
-            parts.append(f"<p class='note'>{refits} cross-validation refit(s) needed the ridge fallback or could not "
-                         "be estimated (listed in the fit record).</p>")
+            parts.append(f"<p class='note'>{refits} cross-validation refit(s) needed Firth's penalized likelihood "
+                         "(separation), the ridge fallback (an absent category) or could not be estimated (listed "
+                         "in the fit record).</p>")
         curves = m.get("curves", {})
         if "cv_calibration_smooth" in curves:
             parts.append(figure(smooth_calibration_figure(pd.DataFrame(curves["cv_calibration_smooth"]),
@@ -318,6 +354,10 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
             parts.append(figure(calibrate_figure(pd.DataFrame(curves["calibrate"])),
                                 f"{_fit_title(f)}: apparent and optimism-corrected calibration (as rms calibrate, "
                                 f"{m.get('n_boot')} bootstrap refits; spline logistic recalibration of each)."))
+        if f["outcome"] not in imputations_shown and len(curves.get("imputation_trace", [])):
+            # One outcome's models share their imputation (same rows, m and seed): shown once.
+            imputations_shown.add(f["outcome"])
+            parts.append(imputation_figures(f, figure))
     return "".join(parts)
 
 

@@ -228,8 +228,10 @@ def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, 
     model whose apparent performance is corrected. The corrected slope is the uniform shrinkage
     factor (van Houwelingen & le Cessie 1990). `calibrate` holds the optimism-corrected calibration
     curve from the same refits (`prognosis.calibrate`). A corrected index with a fixed range (AUC, R², Brier)
-    is held inside it (`corrected_unbounded` keeps the raw difference). Replicates whose refit
-    separates the outcome are counted (`n_boot_separated`) and kept, as rms keeps them.
+    is held inside it (`corrected_unbounded` keeps the raw difference). A replicate whose
+    maximum-likelihood refit separates the outcome is refitted by Firth's penalized likelihood, as the
+    fit itself is (`n_boot_penalized_refits`); replicates whose risks still reach 0 or 1 are counted
+    (`n_boot_separated`) and kept, as rms keeps them.
     """
     originals = originals if originals is not None else [df]
     full = model if model is not None else make_model().fit(originals[0])
@@ -241,6 +243,7 @@ def bootstrap_optimism(make_model: Callable[[], BinaryModel], df: pd.DataFrame, 
     penalized_refits = 0
     if impute is None and hasattr(full, "bootstrap_risks"):
         p_boot, p_orig = full.bootstrap_risks(df, idx)
+        penalized_refits = int(getattr(full, "bootstrap_firth_refits_", 0))
         y_orig = np.broadcast_to(y, p_orig.shape)
     else:
         p_orig, p_boot = np.full((n_boot, len(df)), np.nan), np.full((n_boot, len(df)), np.nan)

@@ -174,6 +174,17 @@ else:
     if len(analysis):
         d3.download_button("Analysis table (CSV)", analysis.to_csv(index=False), "analysis_table.csv", "text/csv",
                            key="om_dl_table")
+    if "imputation_trace" in curves:
+        with st.expander("Imputation diagnostics"):
+            labels = models_view.imputation_labels(curves)
+            st.plotly_chart(plots.imputation_trace_figure(curves["imputation_trace"], labels), key="om_imp_trace")
+            st.caption("Mean of each variable's imputed values after each iteration, one line per imputation "
+                       "(chain): chains that intermingle without a trend have converged.")
+            if "imputation_distribution" in curves:
+                st.plotly_chart(plots.observed_imputed_figure(curves["imputation_distribution"], labels),
+                                key="om_imp_dist")
+                st.caption("Observed values (blue) against each imputation's imputed values (red): imputed values "
+                           "unlike any observed ones would question the imputation model.")
     with st.expander("All metrics of this fit"):
         st.dataframe(models_view.metrics_display(metrics), hide_index=True, key="om_metrics")
         st.caption(f"Data snapshot {fit['data_hash'][:12]}, validation {fit['cv']}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -233,3 +234,37 @@ def test_the_overview_says_how_each_model_was_estimated() -> None:
     overview = models_view.overview_table(pd.DataFrame([ridge, fits.iloc[1]])).set_index("Fit")
     assert overview.loc[f"#{ridge['id']}", "Estimation"] == "ridge, penalty 32 chosen by cross-validation"
     assert overview.loc[f"#{fits.iloc[1]['id']}", "Estimation"] == "maximum likelihood"
+
+
+def test_the_overview_says_which_fits_used_firth_under_separation() -> None:
+    fits = _fits_frame()
+    firth = fits.iloc[0].copy()
+    firth["metrics"] = {**firth["metrics"], "estimation": {"method": "firth", "terms": ["hypoxia"],
+                                                           "data_sets": [1, 3], "n_data_sets": 5}}
+    overview = models_view.overview_table(pd.DataFrame([firth])).set_index("Fit")
+    assert overview.loc[f"#{firth['id']}", "Estimation"] == \
+        "Firth's penalized likelihood (separation in 2 of 5 imputed data sets)"
+
+
+def test_the_outcome_models_page_shows_the_imputation_diagnostics_with_labels(home, monkeypatch) -> None:
+    from prognosis.imputation_diagnostics import imputation_diagnostics
+
+    monkeypatch.setenv("CTSTUDY_HOME", str(home.root))
+    monkeypatch.setenv("CTSTUDY_DB_URL", home.db_url)
+    fits = _fits_frame()
+    rows = pd.DataFrame({"glucose_mmol_l": [5.0, 6.1, None, 7.3, 8.0, None, 6.6, 5.5],
+                         "hypoxia": [0, 1, 0, None, 0, 1, 0, 0], "died": [0, 1, 0, 1, 0, 1, 0, 0]})
+    diagnostics = imputation_diagnostics(rows, m=2, seed=0)
+    fits.at[0, "metrics"] = {**fits.iloc[0]["metrics"], "curves": {
+        **fits.iloc[0]["metrics"]["curves"], **{k: v.to_dict("records") for k, v in diagnostics.items()}}}
+    fits["variables"] = [list(c["term"] for c in f if c["term"] != "const") for f in fits["coefficients"]]
+    fits["data_hash"] = "0" * 64
+    monkeypatch.setattr("dashboard.queries.model_fits", lambda db_url: fits)
+    at = page("5_Outcome_models.py", STAT)
+    assert not at.exception
+    charts = [c for c in at.get("plotly_chart") if "Imputation trace" in c.proto.spec
+              or "Observed and imputed" in c.proto.spec]
+    assert len(charts) == 2
+    for chart in charts:  # one panel per imputed variable, titled with its dictionary label
+        titles = {a["text"] for a in json.loads(chart.proto.spec)["layout"]["annotations"]}
+        assert titles == {"Glucose", "Hypoxia"}
