@@ -26,7 +26,7 @@ app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exc
 # module gives (tests/ctstudy checks that they agree).
 LAZY_COMMANDS.update({
     "registry": LazyCommand("registry.cli:app", "The study registry: ingest, QC, collection progress, export."),
-    "users": LazyCommand("registry.users_cli:app", "Dashboard users: add, list, deactivate."),
+    "users": LazyCommand("registry.users_cli:app", "Dashboard users: add, list, deactivate, reactivate, unlock."),
     "db": LazyCommand("registry.db_cli:app", "The registry database: schema upgrade and downgrade, backups."),
     "imaging": LazyCommand("imaging.cli:app",
                           "Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate."),

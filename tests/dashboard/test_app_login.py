@@ -49,7 +49,7 @@ def test_users_page_is_for_admins_and_adds_and_deactivates(small) -> None:
     home, _ = small
     assert "Only administrators" in page("7_Users.py", COORD1).error[0].value
     at = page("7_Users.py", ADMIN)
-    assert set(at.dataframe[0].value["username"]) == {"coord1", "coord2", "stat", "inv", "admin"}
+    assert set(at.dataframe[0].value["User name"]) == {"coord1", "coord2", "stat", "inv", "admin"}
     at.text_input(key="u_name").set_value("coord3")
     at.selectbox(key="u_role").set_value("coordinator")
     at.text_input(key="u_password").set_value("long-password")
@@ -60,7 +60,7 @@ def test_users_page_is_for_admins_and_adds_and_deactivates(small) -> None:
     at.selectbox(key="u_center").set_value("IT02")
     at.text_input(key="u_password").set_value("long-password")
     at.button[0].click().run()
-    assert not at.exception and "coord3" in set(at.dataframe[0].value["username"])
+    assert not at.exception and "coord3" in set(at.dataframe[0].value["User name"])
     at.selectbox(key="u_deactivate").set_value("inv")
     at.button(key="FormSubmitter:deactivate_user-Deactivate").click().run()
     assert "Tick the confirmation to deactivate inv" in at.error[0].value  # nothing done without it
