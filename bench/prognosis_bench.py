@@ -3,8 +3,8 @@
 Prints wall times (median of repeats where cheap), the machine's load average, and for the two
 hot spots the ratio against the naive way measured in the same run: bootstrap AUCs by a loop over
 sklearn's roc_auc_score vs one vectorized rank computation; optimism-bootstrap refits by
-statsmodels Logit per replicate vs a warm-started Newton on the prebuilt design. Since issue 12
-every fit imputes inside each CV fold and bootstrap replicate (m = 5 in CV); the models of one study
+statsmodels Logit per replicate vs a warm-started Newton on the prebuilt design. Every fit
+imputes inside each CV fold and bootstrap replicate (m = 5 in CV); the models of one study
 share those imputations (prognosis.imputation.ImputationCache: each drawn once, same results), and
 the bench prints how many were drawn and how many reused. Target: everything within 2 minutes on an
 idle machine. With --write-doc it also writes what the methods recover

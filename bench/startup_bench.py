@@ -1,4 +1,4 @@
-"""Start-up time of `ctstudy` commands, against importing every package's command line up front (as before).
+"""Start-up time of `ctstudy` commands, against importing every package's command line up front.
 
 Prints, for each command, the median wall time of REPEATS runs in a fresh process, and the ratio to the
 eager import of every `cli.py` (what `ctstudy --help` paid before command groups loaded lazily), measured in

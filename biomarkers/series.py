@@ -3,7 +3,7 @@
 `series_features(hu, labels, spacing, affine)` returns `(values, lesions)`: a flat dict of scalar
 features (names below) and the per-lesion table of `biomarkers.lesions`. Labels are those of
 `vocabulary.labels`; "hematoma" keeps CREACTIVE's meaning, IPH (label 1), and the lesion table,
-lesion count, ABC/2 and lesion sides are about hematoma lesions and their edema, as before. The feature definitions
+lesion count, ABC/2 and lesion sides are about hematoma lesions and their edema. The feature definitions
 are versioned by `DEFINITIONS_VERSION`: change it whenever a definition or default changes, so
 that stored features are recomputed (`ctstudy biomarkers extract` skips only current ones).
 

@@ -365,7 +365,7 @@ def export_seg(
         paths = store.instance_paths(session, s)
         vol = load_series(paths)
         labels = read_mask_for(run.mask_path, vol)
-        # Only pseudonymous identity in the SEG (issue 15): the key and the patient's pseudonym.
+        # Only pseudonymous identity in the SEG: the key and the patient's pseudonym.
         seg = segmentation_dataset(paths, labels, vol.sop_instance_uids, run.model_name, run.model_version,
                                    identity=(home.secret(), store.patient_pseudo_id(session, s)))
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -411,7 +411,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                 "mortality logistic model does not assume proportional hazards.")
         if cv:
             # Every fold evaluated on all m in-fold imputations, as the binary and ordinal models are
-            # (issue 12: validation pools over the m data sets); m lifelines refits per fold cost
+            # (validation pools over the m data sets); m lifelines refits per fold cost
             # about 10 s of bench/prognosis_bench.py's CPU time.
             metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))
     spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,

@@ -114,7 +114,7 @@ class OrdinalGOSModel(CoefficientModel):
         # Start from zero coefficients and the marginal cumulative logits. Newton-Raphson on the exact
         # derivatives converges in a handful of steps (and more tightly than BFGS's gradient tolerance);
         # where it does not (a small sample lacking a level, whose threshold increment heads to 0),
-        # BFGS from the same start, as before, with its warnings counted as usual.
+        # BFGS from the same start, with its warnings counted as usual.
         start = np.zeros(x.shape[1] + 4)
         cum = np.clip(np.cumsum(np.bincount(worse.cat.codes, minlength=5))[:4] / len(worse), 1e-3, 1 - 1e-3)
         thresholds = np.log(cum / (1 - cum))

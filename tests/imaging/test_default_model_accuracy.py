@@ -1,4 +1,4 @@
-"""The committed default model on phantoms it never saw: a small version of issue 4's accuracy targets.
+"""The committed default model on phantoms it never saw: a small version of the study's accuracy targets.
 
 The full check is `ctstudy imaging evaluate --against truth-dir` on a whole synthetic study of
 another seed (README, Imaging); this one renders eight series in memory (two slice thicknesses,

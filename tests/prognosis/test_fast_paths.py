@@ -1,4 +1,4 @@
-"""Each fast path of the validation (issue 12: everything within 2 minutes) against the straightforward
+"""Each fast path of the validation (everything within 2 minutes) against the straightforward
 computation it replaces: same numbers, so the speed costs no statistics."""
 
 from __future__ import annotations

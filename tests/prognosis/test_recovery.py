@@ -1,4 +1,4 @@
-"""Done-when checks of issue 6 on a synthetic study of 2,500 patients with a known generating model.
+"""What the methods recover on a synthetic study of 2,500 patients with a known generating model.
 
 Coverage is checked honestly: with 32 CIs (16 terms x 2 outcomes) at 95 %, a single draw misses at
 least one ~80 % of the time, so the fast test uses Bonferroni-adjusted CIs (family-wise 95 %),

@@ -1,4 +1,4 @@
-"""A command that lists its failures and exits 1 ends with its own words, not a bare "error: 1" (issue 15, 3)."""
+"""A command that lists its failures and exits 1 ends with its own words, not a bare "error: 1"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A malformed-DICOM corpus, generated here, ingested on SQLite and PostgreSQL (issue 15, items 1-4).
+"""A malformed-DICOM corpus, generated here, ingested on SQLite and PostgreSQL.
 
 For every case: no traceback, a reason naming the file or the tag, everything good in the same run
 stored, nothing stored before changed (a coordinator's verdict included).
