@@ -547,6 +547,27 @@ for _name, _label, _definition in (
         ("auc_boot_upper", "AUC, upper bootstrap 95% limit", "Percentile bootstrap upper limit of the AUC."),
         ("optimism", "Optimism of the AUC", "Bootstrap estimate of how much the apparent AUC overstates it."),
         ("n_boot", "Bootstrap samples", "Bootstrap resamples of the optimism correction."),
+        ("auc_death_lower", "AUC death (ordinal), lower 95% limit", "Lower limit of the ordinal model's AUC of death."),
+        ("auc_death_upper", "AUC death (ordinal), upper 95% limit", "Upper limit of the ordinal model's AUC of death."),
+        ("auc_unfavourable_lower", "AUC unfavourable (ordinal), lower 95% limit",
+         "Lower limit of the ordinal model's AUC of GOS 1-3."),
+        ("auc_unfavourable_upper", "AUC unfavourable (ordinal), upper 95% limit",
+         "Upper limit of the ordinal model's AUC of GOS 1-3."),
+        ("cv_auc_death", "AUC death (ordinal, cross-validated)", "Cross-validated AUC of the ordinal model's risk of "
+         "death."),
+        ("brant_omnibus_p", "Brant test of proportional odds, p (all terms)",
+         "p-value of Brant's omnibus test, pooled over the imputed data sets (D2)."),
+        ("ph_global_p", "Proportional-hazards test, p (global)",
+         "p-value of the global Grambsch-Therneau score test (survival's cox.zph), pooled over the imputations."),
+        ("ph_global_statistic", "Proportional-hazards test, statistic (global)",
+         "Statistic of the global cox.zph score test, pooled over the imputed data sets (D2)."),
+        ("ph_min_p", "Proportional-hazards test, smallest p of a term", "The smallest per-term cox.zph p-value."),
+        ("n_boot_separated", "Bootstrap refits that separate", "Bootstrap refits whose risks reach 0 or 1 on "
+         "some patient (kept, as rms keeps them)."),
+        ("n_boot_penalized_refits", "Bootstrap refits by Firth", "Bootstrap refits that separated under maximum "
+         "likelihood and were refitted by Firth's penalized likelihood."),
+        ("n_boot_not_estimable", "Bootstrap refits not estimable", "Bootstrap resamples whose model could not be "
+         "estimated (left out of the optimism)."),
         ("cv_refits_penalized", "Cross-validation refits penalized", "Folds whose model could only be estimated "
          "with a penalty (separation)."),
         ("cv_folds_not_estimable", "Cross-validation folds not estimable", "Folds whose model could not be "
