@@ -52,3 +52,22 @@ def spooled_files(spool: Path) -> int:
     if not spool.is_dir():
         return 0
     return sum(1 for p in spool.rglob("*.dcm") if not p.name.startswith("."))
+
+
+def series_by_center(home) -> dict[str, list[tuple[str, int]]]:  # noqa: ANN001 - registry.home.Home
+    """The registry's series per center code: (SeriesInstanceUID, instance count), sorted."""
+    from sqlalchemy import select
+
+    from registry.db import make_engine, session_scope
+    from registry.models import Center, Patient, Series, Study
+
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        rows = s.execute(select(Center.code, Series.series_instance_uid, Series.instance_count)
+                         .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
+                         .join(Series, Series.study_id == Study.id)).all()
+    engine.dispose()
+    out: dict[str, list[tuple[str, int]]] = {}
+    for code, series_uid, n in sorted(rows):
+        out.setdefault(code, []).append((series_uid, n))
+    return out

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 from registry_dicom_factory import series_uid_of, write_series
-from registry_dicom_peers import free_port, require_tool, wait_for_port
-from sqlalchemy import select
+from registry_dicom_peers import free_port, require_tool, series_by_center, wait_for_port
 
-from registry.db import make_engine, session_scope
+from registry.db import make_engine
 from registry.dicom.pull import Pacs, pull
 from registry.home import Home
-from registry.models import Center, Patient, Series, Study
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,19 +69,6 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
         log.close()
 
 
-def series_of(home: Home) -> dict[str, list[tuple[str, int]]]:
-    engine = make_engine(home.db_url)
-    with session_scope(engine) as s:
-        rows = s.execute(select(Center.code, Series.series_instance_uid, Series.instance_count)
-                         .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-                         .join(Series, Series.study_id == Study.id)).all()
-    engine.dispose()
-    out: dict[str, list[tuple[str, int]]] = {}
-    for code, series_uid, n in sorted(rows):
-        out.setdefault(code, []).append((series_uid, n))
-    return out
-
-
 def test_pull_of_one_patient_fetches_their_series_only_and_a_repeat_fetches_nothing(
         home: Home, orthanc: Orthanc) -> None:
     pacs = orthanc.pacs
@@ -98,7 +83,7 @@ def test_pull_of_one_patient_fetches_their_series_only_and_a_repeat_fetches_noth
     assert (shown["studies found"], shown["instances found"], shown["already present"], shown["fetched"]) == \
         ("2", "18", "0", "18"), cli.stdout
     expected = sorted([(series_uid_of("pull-1a"), 10), (series_uid_of("pull-1f"), 8)])
-    assert series_of(home) == {"IT064": expected}
+    assert series_by_center(home) == {"IT064": expected}
 
     engine = make_engine(home.db_url)
     try:
@@ -112,7 +97,7 @@ def test_pull_of_one_patient_fetches_their_series_only_and_a_repeat_fetches_noth
         assert other.ingest.new_instances == 6 and other.retrieve_failures == []
     finally:
         engine.dispose()
-    assert series_of(home) == {"IT064": sorted([*expected, (series_uid_of("pull-2"), 6)])}
+    assert series_by_center(home) == {"IT064": sorted([*expected, (series_uid_of("pull-2"), 6)])}
 
 
 def test_pacs_address_and_query_list_are_read_with_errors_naming_what_is_wrong(tmp_path: Path) -> None:

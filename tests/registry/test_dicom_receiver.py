@@ -14,14 +14,14 @@ from pathlib import Path
 import pydicom
 import pytest
 from registry_dicom_factory import series_uid_of, uid, write_series, write_without
-from registry_dicom_peers import free_port, require_tool, spooled_files, wait_for_port
+from registry_dicom_peers import free_port, require_tool, series_by_center, spooled_files, wait_for_port
 from sqlalchemy import func, select
 
 from registry.db import make_engine, session_scope
 from registry.dicom.receiver import Receiver
 from registry.dicom.senders import add_sender
 from registry.home import Home
-from registry.models import AuditEvent, Center, Instance, Patient, Rejection, Series, Study
+from registry.models import AuditEvent, Instance, Patient, Rejection, Series
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,19 +52,6 @@ def receiver(home: Home) -> Iterator[tuple[Receiver, int]]:
     finally:
         r.stop()
         engine.dispose()
-
-
-def series_by_center(home: Home) -> dict[str, list[tuple[str, int]]]:
-    engine = make_engine(home.db_url)
-    with session_scope(engine) as s:
-        rows = s.execute(select(Center.code, Series.series_instance_uid, Series.instance_count)
-                         .join(Patient, Patient.center_id == Center.id).join(Study, Study.patient_id == Patient.id)
-                         .join(Series, Series.study_id == Study.id)).all()
-    engine.dispose()
-    out: dict[str, list[tuple[str, int]]] = {}
-    for code, series_uid, n in sorted(rows):
-        out.setdefault(code, []).append((series_uid, n))
-    return out
 
 
 def registry_snapshot(home: Home) -> dict[str, object]:
