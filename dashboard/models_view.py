@@ -14,6 +14,7 @@ import pandas as pd
 
 from prognosis.fitting import unusable_reason
 from prognosis.impact import IMPACT_MODELS, impact_risk
+from prognosis.labels import estimation_text
 from prognosis.logistic import LogisticModel
 from prognosis.terms import design_terms
 from vocabulary import dictionary
@@ -216,21 +217,6 @@ def cautions(fit: pd.Series | Any) -> list[str]:
         out.append(f"Its {what} is {auc:.3f}, below {MIN_CALCULATOR_AUC}: it barely separates patients who "
                    "have the outcome from those who do not; do not use its risks for individual patients.")
     return out
-
-
-def estimation_text(metrics: dict[str, Any], model_kind: str) -> str:
-    """How a fit was estimated, in words: ridge with a cross-validated penalty, Firth's penalized
-    likelihood under separation, or maximum likelihood."""
-    estimation = metrics.get("estimation") or {}
-    if estimation.get("penalty_chosen_by") == "cv":
-        return f"ridge, penalty {estimation.get('penalty', float('nan')):.2g} chosen by cross-validation"
-    if estimation.get("method") == "firth":
-        sets = estimation.get("data_sets")
-        where = f" in {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
-        return f"Firth's penalized likelihood (separation{where})"
-    if model_kind in ("logistic", "ordinal", "cox"):
-        return "ridge fallback (a category absent)" if estimation.get("method") == "ridge" else "maximum likelihood"
-    return model_kind
 
 
 def not_usable(fit: pd.Series | Any) -> str | None:

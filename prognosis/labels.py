@@ -7,6 +7,8 @@ prognosis's own and are named here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from vocabulary import dictionary
 
 TERM_LABELS: dict[str, tuple[str, str]] = {
@@ -51,3 +53,24 @@ def term_label(name: str) -> str:
         if name.endswith(suffix):
             return f"{term_label(name[: -len(suffix)])}, spline term {suffix[-1]}"
     return dictionary.heading(name)
+
+
+def estimation_text(metrics: dict[str, Any], model_kind: str | None = None) -> str:
+    """How a fit was estimated, in words, from its metrics: ridge with a cross-validated penalty, Firth's
+    penalized likelihood under separation, the ridge fallback for an absent category, or maximum likelihood.
+    Empty when the metrics do not say (fits stored before the estimation was recorded) and no model kind is
+    given."""
+    estimation = metrics.get("estimation") or {}
+    if estimation.get("penalty_chosen_by") == "cv":
+        return f"ridge, penalty {estimation.get('penalty', float('nan')):.2g} chosen by cross-validation"
+    if estimation.get("method") == "firth":
+        sets = estimation.get("data_sets")
+        where = f" in {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
+        return f"Firth's penalized likelihood (separation{where})"
+    if estimation.get("method") == "ridge":
+        return "ridge fallback (a category absent)"
+    if model_kind is not None and model_kind not in ("logistic", "ordinal", "cox"):
+        return model_kind  # scikit-learn's penalized logistic or gradient boosting: its kind says how
+    if estimation or metrics.get("estimation_choice") or metrics.get("validate") or model_kind:
+        return "maximum likelihood"
+    return ""

@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from prognosis.kaplan_meier import KaplanMeierByStrata
-from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, term_label
+from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
 from prognosis.metrics import net_benefit
 from prognosis.plots import (
     calibrate_figure,
@@ -102,19 +102,6 @@ def _validated_auc(m: dict[str, Any]) -> float | None:
     return m.get("cv_auc", m.get("corrected_auc", m.get("cv_auc_unfavourable", m.get("cv_harrell_c"))))
 
 
-def _estimation(m: dict[str, Any]) -> str:
-    """How the model was estimated, in a few words: ridge with its penalty, or maximum likelihood."""
-    estimation = m.get("estimation") or {}
-    if estimation.get("penalty_chosen_by") == "cv":
-        return f"ridge, penalty {_num(estimation.get('penalty'), 2)} by cross-validation"
-    if estimation.get("method") == "firth":
-        sets = estimation.get("data_sets")
-        where = f" on {len(sets)} of {estimation.get('n_data_sets')} imputed data sets" if sets else ""
-        return f"Firth's penalized likelihood (separation{where})"
-    choice = m.get("estimation_choice") or {}
-    return "maximum likelihood" if choice or m.get("validate") else "–"
-
-
 def _not_usable(m: dict[str, Any]) -> str | None:
     from prognosis.fitting import unusable_reason
 
@@ -137,7 +124,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                      "Per model parameter": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
                      "Validated AUC": _num(_validated_auc(m)),
-                     "Estimation": _estimation(m),
+                     "Estimation": estimation_text(m) or "–",
                      "Shrinkage factor": _num(m.get("shrinkage")),
                      "Individual risks": "not usable" if _not_usable(m) else "usable (shrunken model)"})
     small = bool(needed) and n_patients < min(needed)

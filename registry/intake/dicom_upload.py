@@ -1,7 +1,7 @@
 """A dashboard upload of DICOM (several files, or zips of a CD export) -> one spool batch -> the one ingest.
 
-Names inside an upload are not kept: each file is spooled as `upload-NNNNNN.dcm` and the uploader is
-shown their own names beside the verdicts (in this session only; names may identify patients). A zip
+Names inside an upload are not kept: each file is spooled as `upload-NNNNNN.dcm`, and the uploader sees
+their own file names beside the verdicts on the page, never stored (names may identify patients). A zip
 is read member by member against the size limit (counted on the bytes actually read, so a zip that
 lies about its sizes is stopped too); folders, hidden files and macOS resource forks are skipped.
 """
