@@ -3,8 +3,9 @@
 A reviewer may set a component the biomarkers cannot measure, or correct one they measured
 (`biomarkers.ct_scores.REVIEWABLE`: basal cisterns, tSAH, evacuation, EDH). Each setting is a
 `ScoreComponentReview` row (the latest per series and component counts; `unset` returns the component
-to what is measured) and an audit event. The clinical record's tSAH, where the center recorded one,
-is the component's value when no reviewer has set it (source `clinical_record`).
+to what is measured) and an audit event. The clinical record's tSAH and evacuated mass lesion (its
+surgery field), where the center recorded them, are the components' values when no reviewer has set them
+(source `clinical_record`).
 
 `apply_components` is the pure part: the score features of `biomarkers.ct_scores` recomputed from a
 series' stored features with those components in place. `set_component` stores a setting and rescores
@@ -66,13 +67,22 @@ def apply_components(values: Mapping[str, Any], overrides: Mapping[str, Componen
 
 
 def component_overrides(session: Session, series_id: int) -> dict[str, Component]:
-    """The components set for a series: the clinical record's tSAH, then the latest reviewer settings."""
+    """The components set for a series: the clinical record's tSAH and evacuation, then the latest reviewer
+    settings.
+
+    Evacuation is the patient's, not the scan's: Marshall et al. 1991 class V is "any lesion surgically
+    evacuated", so every scan of a patient whose record says a mass lesion was evacuated is class V, and a record
+    that says none was makes the component a recorded "no" rather than `not_recorded`."""
     out: dict[str, Component] = {}
-    tsah = session.execute(select(ClinicalRecord.tsah).join(Patient, Patient.id == ClinicalRecord.patient_id)
-                           .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
-                           .where(Series.id == series_id)).scalar_one_or_none()
+    record = session.execute(select(ClinicalRecord.tsah, ClinicalRecord.evacuated_mass_lesion)
+                             .join(Patient, Patient.id == ClinicalRecord.patient_id)
+                             .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
+                             .where(Series.id == series_id)).one_or_none()
+    tsah, evacuated = record if record is not None else (None, None)
     if tsah is not None:
         out["tsah"] = Component(bool(tsah), CLINICAL_RECORD)
+    if evacuated is not None:
+        out["evacuated"] = Component(bool(evacuated), CLINICAL_RECORD)
     rows = session.scalars(select(ScoreComponentReview).where(ScoreComponentReview.series_id == series_id)
                            .order_by(ScoreComponentReview.set_at, ScoreComponentReview.id)).all()
     latest = {row.component: row for row in rows}

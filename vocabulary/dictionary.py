@@ -105,6 +105,10 @@ _add("clinical", "tsah", "Traumatic SAH", "", "Traumatic subarachnoid hemorrhage
 _add("clinical", "edh", "Epidural hematoma", "", "Epidural hematoma on admission CT.", "0 no, 1 yes")
 _add("clinical", "major_extracranial_injury", "Major extracranial injury", "", "Major extracranial injury "
      "(CRASH definition).", "0 no, 1 yes")
+_add("clinical", "evacuated_mass_lesion", "Evacuated mass lesion", "", "A mass lesion surgically evacuated "
+     "(craniotomy or burr-hole evacuation of a hematoma), from the clinical record's surgery field; optional "
+     "column. Makes the patient's Marshall CT class V (Marshall et al. 1991), source clinical record.",
+     "0 no, 1 yes")
 
 # --- outcomes (outcomes.csv) and derived --------------------------------------------------------
 _add("outcome", "gos_6m", "GOS at 6 months", "", "Glasgow Outcome Scale at 6 months.",
