@@ -318,6 +318,12 @@ _add(_P, "adm_ct_tsah_source", "tSAH on admission, source", "", "Where the compo
      "measured, reviewer, clinical_record, not_recorded, unknown")
 _add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
+# The analysis table's IMPACT CT predictors (marshall_ct, edh, tsah) and where each came from (prognosis.ct_inputs).
+for _name, _label in (("marshall_ct", "Marshall CT class"), ("edh", "Epidural hematoma"), ("tsah", "Traumatic SAH")):
+    _add(_P, f"{_name}_source", f"{_label}, source", "",
+         f"Where the analysis table's {_name} came from: the admission scan's computed CT classification where it "
+         "is known (not a range), with the source of the component in brackets, else the clinical record.",
+         "computed (...), clinical record, unknown")
 
 # --- collection counts (registry.progress, dashboard) -----------------------------------------------
 _C = "collection"
