@@ -79,6 +79,10 @@ def test_outcome_models_page(small) -> None:
     cv = cmp["cross-validated AUC"]
     assert gained == f"{cv['clinical+imaging'] - cv['clinical']:+.3f}"
     assert any("Log-rank" in c.value for c in at.caption)
+    # Where the CT predictors came from: no scan of this registry has a computed class, so the clinical record.
+    sources = next(d.value for d in at.dataframe if "CT predictor" in d.value.columns).set_index("CT predictor")
+    assert sources.loc["Marshall CT class", "Computed from the admission scan"] == 0
+    assert sources.loc["Marshall CT class", "Clinical record"] > 0
 
 
 def test_outcome_models_page_without_fits_says_what_to_run(home, monkeypatch) -> None:
