@@ -62,8 +62,8 @@ def impact_ct_table(table: pd.DataFrame, admission: pd.DataFrame) -> pd.DataFram
     `impact_ct_inputs` does from `admission` (admission_ct_classes with center, patient_id columns), and
     marshall_ct_source, edh_source, tsah_source added.
 
-    Column-wise rather than `impact_ct_inputs` per row: the same choice and the same source texts, at
-    tens of thousands of patients in milliseconds.
+    Column-wise rather than `impact_ct_inputs` per row (the same choice and the same source texts), since the
+    registry's table may hold tens of thousands of patients.
     """
     key = ["center", "patient_id"]
     missing = [c for c in key if c not in table.columns]
