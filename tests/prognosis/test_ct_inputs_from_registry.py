@@ -1,5 +1,6 @@
 """The analysis table read from the registry takes IMPACT's CT predictors from the admission scan's computed
-classification where it is known, says so per patient, and the IMPACT validation and the report use it."""
+classification where it is known, says so per patient, and `prognosis fit`, the IMPACT validation and the report
+use it."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from prognosis.analysis_table import build_analysis_table
+from prognosis.analysis_table import analysis_table_hash, build_analysis_table
 from prognosis.ct_inputs import ct_source_counts
 from prognosis.impact import impact_validation_table
 from prognosis.report import report_html
 from prognosis.store import analysis_table_from_registry, registry_frames
 from registry.db import make_engine, session_scope
 from registry.home import Home
+from registry.models import ModelFit
 from registry.pseudonym import pseudo_id
 
 runner = CliRunner()
@@ -108,3 +111,16 @@ def test_the_registry_table_uses_computed_marshall_classes_and_says_so(home: Hom
 
     html = report_html([], None, {}, impact_validation_table(table), None, None, table=table)
     assert "Where the CT predictors came from" in html and "Computed from the admission scan" in html
+
+    # `prognosis fit` fits this table: its recorded data snapshot is the hash of the table with computed classes.
+    result = runner.invoke(app, ["--home", str(home.root), "--db-url", home.db_url, "prognosis", "fit", "--outcome",
+                                 "unfavourable", "--features", "clinical", "--cv", "none", "--m", "1", "--n-boot", "10",
+                                 "--penalty", "none"])
+    assert result.exit_code == 0, result.output
+    engine = make_engine(home.db_url)
+    try:
+        with session_scope(engine) as session:
+            fit = session.scalars(select(ModelFit)).one()
+            assert fit.data_hash == analysis_table_hash(table) != analysis_table_hash(on_record)
+    finally:
+        engine.dispose()
