@@ -64,7 +64,8 @@ def test_the_table_makes_the_per_patient_choice_for_every_row() -> None:
         "adm_marshall_ct_class_missing": rng.choice(["", "tsah", "basal_cisterns,tsah"], n),
         "adm_ct_edh": maybe(rng.integers(0, 2, n), 0.9), "adm_ct_edh_source": rng.choice(["measured", "reviewer"], n),
         "adm_ct_tsah": maybe(rng.integers(0, 2, n), 0.5),
-        "adm_ct_tsah_source": rng.choice(["clinical_record", "reviewer", "unknown"], n)}).iloc[: n - 20]  # some unscanned
+        "adm_ct_tsah_source": rng.choice(["clinical_record", "reviewer", "unknown"], n),
+    }).iloc[: n - 20]  # the last 20 patients have no scan
     got = impact_ct_table(table, admission)
     adm = admission.set_index(["center", "patient_id"])
     for i, row in table.iterrows():

@@ -105,9 +105,9 @@ def test_the_registry_table_uses_computed_marshall_classes_and_says_so(home: Hom
     assert (on_record.set_index("patient_id")["marshall_ct"] == record.reindex(by_patient.index)).all()
     ours, theirs = (impact_validation_table(t).set_index(["outcome", "model"]) for t in (table, on_record))
     assert ours.loc[("mortality", "IMPACT core+ct"), "n"] == len(table)
-    assert np.allclose(ours.loc[(slice(None), "IMPACT core"), "brier"], theirs.loc[(slice(None), "IMPACT core"), "brier"])
-    assert not np.allclose(ours.loc[(slice(None), "IMPACT core+ct"), "brier"],
-                           theirs.loc[(slice(None), "IMPACT core+ct"), "brier"])
+    core, core_ct = (slice(None), "IMPACT core"), (slice(None), "IMPACT core+ct")
+    assert np.allclose(ours.loc[core, "brier"], theirs.loc[core, "brier"])
+    assert not np.allclose(ours.loc[core_ct, "brier"], theirs.loc[core_ct, "brier"])
 
     html = report_html([], None, {}, impact_validation_table(table), None, None, table=table)
     assert "Where the CT predictors came from" in html and "Computed from the admission scan" in html
