@@ -72,7 +72,11 @@ def extract_features(engine: Engine, jobs: list[store.MaskJob], actor: str = "cl
             uid = job.series_instance_uid
             try:
                 sha = store.file_sha256(job.mask_path)
-                if not force and store.is_current(store.stored_features(session, job.series_id, job.source), job, sha):
+                stored = store.stored_features(session, job.series_id, job.source)
+                if not force and store.is_current(stored, job, sha):
+                    # The mask is unchanged, but a component set since (a clinical record's tSAH or surgery
+                    # field imported after extraction) may change the scores: those are recomputed in place.
+                    review_components.rescore_if_changed(session, stored, settings.min_lesion_ml)
                     report.skipped.append(uid)
                     advance(uid)
                     continue

@@ -104,6 +104,18 @@ def rescore_stored(session: Session, series_id: int, version: str = DEFINITIONS_
     return len(rows)
 
 
+def rescore_if_changed(session: Session, row: SeriesFeatures, min_ml: float = MIN_LESION_ML) -> bool:
+    """Rescore one stored feature row when the components set for its series (a clinical record imported or
+    changed after extraction, for example its evacuated mass lesion) would change what is stored; whether it did."""
+    overrides = component_overrides(session, row.series_id)
+    rescored = jsonable(apply_components(_from_json(row.values), overrides, min_ml))
+    if rescored == row.values:
+        return False
+    row.values = rescored
+    session.flush()
+    return True
+
+
 def _from_json(values: Mapping[str, Any]) -> dict[str, Any]:
     """Stored JSON values with null (a missing number or category) as NaN, as the features had it."""
     return {k: (float("nan") if v is None else v) for k, v in values.items()}
