@@ -69,6 +69,6 @@ def test_without_the_surgery_field_evacuation_is_not_recorded_until_it_is(home: 
     try:
         with session_scope(engine) as session:
             rows = session.scalars(select(SeriesFeatures)).all()
-            assert rows and not any(rescore_if_changed(session, row) for row in rows)
+            assert rows and rescore_if_changed(session, rows) == 0
     finally:
         engine.dispose()
