@@ -4,7 +4,8 @@ IMPACT core+CT (Steyerberg et al., PLoS Med 2008; shared ANCHORS.md) codes the M
 EDH. `biomarkers` computes the Marshall class and EDH from the admission scan and carries tSAH where the
 clinical record or a reviewer gave it (`biomarkers.timecourse.admission_ct_classes`). Per predictor:
 
-- Marshall class: the computed class where it is known (not a range), else the clinical record's;
+- Marshall class: the computed class where it is known (not a range; V where the clinical record's surgery
+  field says a mass lesion was evacuated), else the clinical record's;
 - EDH: the computed component (measured from the scan, or reviewer-set), else the clinical record's;
 - tSAH: the computed component where known (reviewer-set or from the clinical record), else the record's.
 
