@@ -273,7 +273,7 @@ def before_and_after(db_url: str) -> dict[str, tuple[Callable[[], object], Calla
     the straightforward versions are the references the tests compare the new queries with."""
     import test_scale_queries_match_reference as ref
 
-    from biomarkers.timecourse import patient_level_features
+    from biomarkers.timecourse import admission_ct_classes, patient_level_features
     from dashboard import collection, qc_view, queries
     from prognosis.analysis_table import build_analysis_table
     from prognosis.store import analysis_table_from_registry
@@ -308,8 +308,9 @@ def before_and_after(db_url: str) -> dict[str, tuple[Callable[[], object], Calla
 
     def analysis_before(session) -> object:  # noqa: ANN001
         clinical, outcomes = ref._reference_clinical_outcomes(session)
-        return build_analysis_table(clinical, outcomes,
-                                    patient_level_features(ref._reference_series_features(session)).reset_index())
+        series = ref._reference_series_features(session)
+        return build_analysis_table(clinical, outcomes, patient_level_features(series).reset_index(),
+                                    admission_ct_classes(series).reset_index())
 
     return {
         "QC queue: all rows + pandas order vs counts + first page in SQL": (qc_before, qc_now),

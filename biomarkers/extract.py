@@ -68,11 +68,14 @@ def extract_features(engine: Engine, jobs: list[store.MaskJob], actor: str = "cl
 
     tasks: list[FeatureTask] = []
     with session_scope(engine) as session:
+        current = []
         for job in jobs:
             uid = job.series_instance_uid
             try:
                 sha = store.file_sha256(job.mask_path)
-                if not force and store.is_current(store.stored_features(session, job.series_id, job.source), job, sha):
+                stored = store.stored_features(session, job.series_id, job.source)
+                if not force and store.is_current(stored, job, sha):
+                    current.append(stored)
                     report.skipped.append(uid)
                     advance(uid)
                     continue
@@ -82,6 +85,9 @@ def extract_features(engine: Engine, jobs: list[store.MaskJob], actor: str = "cl
                 advance(uid)
                 continue
             tasks.append(FeatureTask(job, tuple(paths)))
+        # Masks unchanged, but a component set since (a clinical record's tSAH or surgery field imported after
+        # extraction, a reviewer's setting) may change the scores: those are recomputed in place.
+        review_components.rescore_if_changed(session, current, settings.min_lesion_ml)
 
     for result in executor.map_per_series(features_from_files, tasks, args=(settings,), label="features",
                                           key_of=lambda task: task.job.series_instance_uid):

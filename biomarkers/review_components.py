@@ -3,8 +3,9 @@
 A reviewer may set a component the biomarkers cannot measure, or correct one they measured
 (`biomarkers.ct_scores.REVIEWABLE`: basal cisterns, tSAH, evacuation, EDH). Each setting is a
 `ScoreComponentReview` row (the latest per series and component counts; `unset` returns the component
-to what is measured) and an audit event. The clinical record's tSAH, where the center recorded one,
-is the component's value when no reviewer has set it (source `clinical_record`).
+to what is measured) and an audit event. The clinical record's tSAH and evacuated mass lesion (its
+surgery field), where the center recorded them, are the components' values when no reviewer has set them
+(source `clinical_record`).
 
 `apply_components` is the pure part: the score features of `biomarkers.ct_scores` recomputed from a
 series' stored features with those components in place. `set_component` stores a setting and rescores
@@ -33,7 +34,7 @@ from biomarkers.ct_scores import (
 from biomarkers.lesions import MIN_LESION_ML
 from biomarkers.series import DEFINITIONS_VERSION
 from biomarkers.store import jsonable
-from registry.models import ClinicalRecord, Patient, ScoreComponentReview, Series, SeriesFeatures, Study
+from registry.models import ClinicalRecord, ScoreComponentReview, Series, SeriesFeatures, Study
 from registry.store import audit
 
 UNSET = "unset"
@@ -66,20 +67,36 @@ def apply_components(values: Mapping[str, Any], overrides: Mapping[str, Componen
 
 
 def component_overrides(session: Session, series_id: int) -> dict[str, Component]:
-    """The components set for a series: the clinical record's tSAH, then the latest reviewer settings."""
-    out: dict[str, Component] = {}
-    tsah = session.execute(select(ClinicalRecord.tsah).join(Patient, Patient.id == ClinicalRecord.patient_id)
-                           .join(Study, Study.patient_id == Patient.id).join(Series, Series.study_id == Study.id)
-                           .where(Series.id == series_id)).scalar_one_or_none()
-    if tsah is not None:
-        out["tsah"] = Component(bool(tsah), CLINICAL_RECORD)
-    rows = session.scalars(select(ScoreComponentReview).where(ScoreComponentReview.series_id == series_id)
-                           .order_by(ScoreComponentReview.set_at, ScoreComponentReview.id)).all()
-    latest = {row.component: row for row in rows}
-    for name, row in latest.items():
-        value = parse_value(name, row.value)
-        if value is not None:
-            out[name] = Component(value, REVIEWER)
+    """The components set for a series: the clinical record's tSAH and evacuation, then the latest reviewer
+    settings.
+
+    Evacuation is the patient's, not the scan's: Marshall et al. 1991 class V is "any lesion surgically
+    evacuated", so every scan of a patient whose record says a mass lesion was evacuated is class V, and a record
+    that says none was makes the component a recorded "no" rather than `not_recorded`."""
+    return components_set_for(session, [series_id])[series_id]
+
+
+def components_set_for(session: Session, series_ids: list[int]) -> dict[int, dict[str, Component]]:
+    """`component_overrides` of many series in two queries (ids in chunks that every database accepts)."""
+    out: dict[int, dict[str, Component]] = {sid: {} for sid in series_ids}
+    for i in range(0, len(series_ids), 5000):
+        chunk = series_ids[i:i + 5000]
+        records = session.execute(select(Series.id, ClinicalRecord.tsah, ClinicalRecord.evacuated_mass_lesion)
+                                  .join(Study, Series.study_id == Study.id)
+                                  .join(ClinicalRecord, ClinicalRecord.patient_id == Study.patient_id)
+                                  .where(Series.id.in_(chunk))).all()
+        for sid, tsah, evacuated in records:
+            if tsah is not None:
+                out[sid]["tsah"] = Component(bool(tsah), CLINICAL_RECORD)
+            if evacuated is not None:
+                out[sid]["evacuated"] = Component(bool(evacuated), CLINICAL_RECORD)
+        reviews = session.scalars(select(ScoreComponentReview).where(ScoreComponentReview.series_id.in_(chunk))
+                                  .order_by(ScoreComponentReview.set_at, ScoreComponentReview.id)).all()
+        latest = {(row.series_id, row.component): row for row in reviews}
+        for (sid, name), row in latest.items():
+            value = parse_value(name, row.value)
+            if value is not None:  # `unset`: the record's value, or what is measured, stays
+                out[sid][name] = Component(value, REVIEWER)
     return out
 
 
@@ -92,6 +109,20 @@ def rescore_stored(session: Session, series_id: int, version: str = DEFINITIONS_
         row.values = jsonable(apply_components(_from_json(row.values), overrides))
     session.flush()
     return len(rows)
+
+
+def rescore_if_changed(session: Session, rows: list[SeriesFeatures], min_ml: float = MIN_LESION_ML) -> int:
+    """Rescore the stored feature rows whose series' set components (a clinical record imported or changed after
+    extraction, for example its evacuated mass lesion) would change what is stored; how many were."""
+    sets = components_set_for(session, sorted({row.series_id for row in rows}))
+    changed = 0
+    for row in rows:
+        rescored = jsonable(apply_components(_from_json(row.values), sets[row.series_id], min_ml))
+        if rescored != row.values:
+            row.values = rescored
+            changed += 1
+    session.flush()
+    return changed
 
 
 def _from_json(values: Mapping[str, Any]) -> dict[str, Any]:

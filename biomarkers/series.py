@@ -28,7 +28,8 @@ Scalar features:
 - CT classifications (biomarkers.ct_scores): marshall_ct_class, rotterdam_ct_score, helsinki_ct_score
   (NaN when a range), their _low, _high and _missing, and each component's value and source
   (ct_<component>, ct_<component>_source); here from the measurements alone (tSAH unknown, evacuation
-  not recorded); `biomarkers.review_components` applies reviewer-set components when features are stored.
+  not recorded); `biomarkers.review_components` applies the components the clinical record (tSAH, evacuated
+  mass lesion) and reviewers set when features are stored.
 - scan-level hemorrhage (biomarkers.ich_probability): ich_probability, p_<class>_present (probabilities
   calibrated on segmented volumes) and ich_detected (0/1 at the calibration's operating point)
 """

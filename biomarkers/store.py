@@ -21,7 +21,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from biomarkers.series import DEFINITIONS_VERSION
-from biomarkers.timecourse import PATIENT_FEATURES, patient_level_features
+from biomarkers.timecourse import ADMISSION_CT_FEATURES, PATIENT_FEATURES, admission_ct_classes, patient_level_features
 from imaging import store as imaging_store
 from registry.db import bulk_read
 from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
@@ -218,25 +218,29 @@ def series_feature_table(session: Session, source: str = "auto", version: str = 
     return table
 
 
-def patient_feature_table(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION) -> pd.DataFrame:
-    """The patient-level features (columns `center`, `patient_id` + biomarkers.timecourse.PATIENT_FEATURES).
+def patient_feature_table(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION,
+                          with_ct_classes: bool = False) -> pd.DataFrame:
+    """The patient-level features (columns `center`, `patient_id` + biomarkers.timecourse.PATIENT_FEATURES),
+    and with `with_ct_classes` the admission scan's CT classifications (timecourse.ADMISSION_CT_FEATURES) after them.
 
     What `patient_level_features(series_feature_table(...))` gives, computed on the integer patient id (the scans
     ordered as there, ties by series UID) and only then named and ordered by center and pseudonym: grouping and
     sorting 100,000 rows on two string keys cost most of the time.
     """
+    columns = [*PATIENT_FEATURES, *(ADMISSION_CT_FEATURES if with_ct_classes else ())]
     scans = _feature_rows(session, {
         "_patient": Patient.id, "series_instance_uid": Series.series_instance_uid,
         "days_from_injury": Series.days_from_injury, "acquisition_datetime": Series.acquisition_datetime},
         source, version)
     if scans.empty:
-        return pd.DataFrame(columns=["center", "patient_id", *PATIENT_FEATURES])
+        return pd.DataFrame(columns=["center", "patient_id", *columns])
     scans = scans.sort_values(["_patient", *_SCAN_ORDER], na_position="last", kind="stable").reset_index(drop=True)
     scans["timepoint"] = scans.groupby("_patient").cumcount()
     features = patient_level_features(scans, keys=["_patient"])
+    if with_ct_classes:
+        features = features.join(admission_ct_classes(scans, keys=["_patient"]))
     names = pd.DataFrame(session.connection().execute(
         select(Patient.id, Center.code, Patient.pseudo_id).join(Center, Center.id == Patient.center_id)).all(),
         columns=["_patient", "center", "patient_id"]).set_index("_patient")
     features = names.join(features, how="inner")
-    return features.sort_values(["center", "patient_id"]).reset_index(drop=True)[["center", "patient_id",
-                                                                                  *PATIENT_FEATURES]]
+    return features.sort_values(["center", "patient_id"]).reset_index(drop=True)[["center", "patient_id", *columns]]

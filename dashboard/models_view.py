@@ -173,6 +173,29 @@ def prefill(clinical: dict[str, Any] | None, imaging: dict[str, Any] | None) -> 
     return values
 
 
+CT_INPUT_NAMES = {"marshall_ct": "Marshall class", "edh": "EDH", "tsah": "tSAH"}
+TYPED = "typed"
+
+
+def ct_input_labels(used: dict[str, Any], prefilled: dict[str, Any],
+                    sources: dict[str, str] | None) -> dict[str, str]:
+    """Where each IMPACT CT predictor the calculator used came from: the prefilled value's source
+    (`prognosis.ct_inputs`: computed, clinical record) while the value is the one prefilled, "typed" where the
+    user changed it, entered it with no patient (`sources` None) or it was a default for an unknown value."""
+    labels = {}
+    for key in CT_INPUT_NAMES:
+        source = (sources or {}).get(key)
+        kept = source is not None and not source.startswith("unknown") and used.get(key) == prefilled.get(key)
+        labels[key] = source if kept else TYPED
+    return labels
+
+
+def ct_input_caption(used: dict[str, Any], labels: dict[str, str]) -> str:
+    """'CT predictors used: Marshall class 3 (computed (measured components)); EDH 0 (typed); ...'."""
+    return "CT predictors used: " + "; ".join(f"{name} {used.get(key)} ({labels[key]})"
+                                                for key, name in CT_INPUT_NAMES.items())
+
+
 def risk_table(risks: pd.DataFrame) -> pd.DataFrame:
     """Risks as text per source (rows, in the given order) and outcome: '23.4% (15.1%–34.2%)', 'n/a' if unknown."""
     def text(r: pd.Series) -> str:

@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from prognosis.ct_inputs import SOURCE_COLUMNS, impact_ct_table
 from prognosis.terms import CLINICAL_RAW, IMAGING_RAW, design_terms
 
 KEY = ["center", "patient_id"]
@@ -18,6 +19,9 @@ IMAGING_COLUMNS = (
     "peak_hematoma_ml", "peak_edema_ml", "peak_edema_day", "last_hematoma_ml", "last_edema_ml",
     "hematoma_expansion_ml", "hematoma_expansion_pct", "significant_expansion", "edema_growth_ml_per_day", "n_scans",
 )
+# The admission scan's computed CT classifications the table carries beside the IMPACT CT predictors chosen
+# from them (prognosis.ct_inputs) and those predictors' sources.
+ADMISSION_CT_COLUMNS = ("adm_marshall_ct_class", "adm_rotterdam_ct_score", "adm_helsinki_ct_score")
 OUTCOME_COLUMNS = ("gos_6m", "unfavourable", "died", "days_to_death_or_censor")
 REPORTED_VARIABLES = (*CLINICAL_RAW, "marshall_ct", "tsah", "edh", *IMAGING_RAW, "gos_6m", "died",
                       "days_to_death_or_censor")
@@ -36,8 +40,14 @@ def _keyed(df: pd.DataFrame, what: str) -> pd.DataFrame:
 
 
 def build_analysis_table(clinical: pd.DataFrame, outcomes: pd.DataFrame,
-                         patient_features: pd.DataFrame | None = None) -> pd.DataFrame:
+                         patient_features: pd.DataFrame | None = None,
+                         admission_ct: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per patient of `clinical`: raw predictors, imaging features, design terms and outcomes.
+
+    With `admission_ct` (`biomarkers.timecourse.admission_ct_classes` with center, patient_id columns; may
+    be empty), marshall_ct, edh and tsah are the admission scan's computed values where known and the
+    clinical record's otherwise (`prognosis.ct_inputs.impact_ct_table`), with marshall_ct_source,
+    edh_source, tsah_source saying which, and the computed ADMISSION_CT_COLUMNS are carried too.
 
     `unfavourable` is GOS 1-3; `died` is taken from the outcomes (or GOS 1 where `died` is empty).
     Patients without outcome or imaging rows are kept with missing values (see missingness_report).
@@ -48,6 +58,8 @@ def build_analysis_table(clinical: pd.DataFrame, outcomes: pd.DataFrame,
         raise ValueError(f"clinical: unknown column(s) {unknown_clin}")
     out = _keyed(outcomes, "outcomes")
     table = clin.drop(columns=[c for c in ("injury_datetime",) if c in clin.columns])
+    if admission_ct is not None:
+        table = _with_computed_ct(table, admission_ct)
     if patient_features is not None and len(patient_features):
         feats = _keyed(patient_features, "patient features")
         feats = feats[[c for c in IMAGING_COLUMNS if c in feats.columns]]
@@ -70,6 +82,19 @@ def build_analysis_table(clinical: pd.DataFrame, outcomes: pd.DataFrame,
     # Empty `adm_lesion_left` on a lesion-free scan means "no left lesion", not unknown (prognosis.terms).
     table["adm_lesion_left"] = terms["adm_lesion_left"]
     return table.sort_index(kind="stable").reset_index()  # by center and patient: the index's codes, sorted once
+
+
+def _with_computed_ct(table: pd.DataFrame, admission_ct: pd.DataFrame) -> pd.DataFrame:
+    """`table` (keyed) with the IMPACT CT predictors chosen from the admission scan's computed classes."""
+    for name in ("marshall_ct", "edh", "tsah"):
+        if name not in table:
+            table[name] = np.nan
+    chosen = impact_ct_table(table.reset_index(), admission_ct).set_index(KEY)
+    adm = _keyed(admission_ct, "admission CT classes") if len(admission_ct) else pd.DataFrame(index=table.index)
+    for col in ADMISSION_CT_COLUMNS:
+        chosen[col] = (pd.to_numeric(adm[col], errors="coerce").reindex(chosen.index) if col in adm.columns
+                       else np.nan)
+    return chosen[[*table.columns, *SOURCE_COLUMNS, *ADMISSION_CT_COLUMNS]]
 
 
 def missingness_report(table: pd.DataFrame, variables: tuple[str, ...] = REPORTED_VARIABLES) -> pd.DataFrame:

@@ -4,7 +4,8 @@ IMPACT core+CT (Steyerberg et al., PLoS Med 2008; shared ANCHORS.md) codes the M
 EDH. `biomarkers` computes the Marshall class and EDH from the admission scan and carries tSAH where the
 clinical record or a reviewer gave it (`biomarkers.timecourse.admission_ct_classes`). Per predictor:
 
-- Marshall class: the computed class where it is known (not a range), else the clinical record's;
+- Marshall class: the computed class where it is known (not a range; V where the clinical record's surgery
+  field says a mass lesion was evacuated), else the clinical record's;
 - EDH: the computed component (measured from the scan, or reviewer-set), else the clinical record's;
 - tSAH: the computed component where known (reviewer-set or from the clinical record), else the record's.
 
@@ -23,6 +24,11 @@ import pandas as pd
 COMPUTED = "computed"
 RECORD = "clinical record"
 UNKNOWN = "unknown"
+_PICKS = (("marshall_ct", "adm_marshall_ct_class", None),
+          ("edh", "adm_ct_edh", "adm_ct_edh_source"),
+          ("tsah", "adm_ct_tsah", "adm_ct_tsah_source"))
+IMPACT_CT_PREDICTORS = tuple(name for name, _, _ in _PICKS)
+SOURCE_COLUMNS = tuple(f"{name}_source" for name in IMPACT_CT_PREDICTORS)
 
 
 def _known(value: Any) -> bool:
@@ -35,10 +41,7 @@ def impact_ct_inputs(clinical: Mapping[str, Any] | None,
     clinical, admission = clinical or {}, admission or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    picks = (("marshall_ct", "adm_marshall_ct_class", None),
-             ("edh", "adm_ct_edh", "adm_ct_edh_source"),
-             ("tsah", "adm_ct_tsah", "adm_ct_tsah_source"))
-    for name, computed, source_col in picks:
+    for name, computed, source_col in _PICKS:
         if _known(admission.get(computed)):
             values[name] = int(admission[computed])
             detail = admission.get(source_col) if source_col else "measured components"
@@ -58,16 +61,64 @@ def impact_ct_inputs(clinical: Mapping[str, Any] | None,
 def impact_ct_table(table: pd.DataFrame, admission: pd.DataFrame) -> pd.DataFrame:
     """`table` (an analysis table with center, patient_id) with marshall_ct, edh, tsah taken as
     `impact_ct_inputs` does from `admission` (admission_ct_classes with center, patient_id columns), and
-    marshall_ct_source, edh_source, tsah_source added."""
-    adm = admission.set_index(["center", "patient_id"]) if len(admission) else admission
+    marshall_ct_source, edh_source, tsah_source added.
+
+    Column-wise rather than `impact_ct_inputs` per row (the same choice and the same source texts), since the
+    registry's table may hold tens of thousands of patients.
+    """
+    key = ["center", "patient_id"]
+    missing = [c for c in key if c not in table.columns]
+    if missing:
+        raise ValueError(f"impact_ct_table: the table lacks key column(s) {missing}")
     out = table.copy()
-    rows = []
-    for center, pid, *clin in out[["center", "patient_id", "marshall_ct", "edh", "tsah"]].itertuples(index=False):
-        a = adm.loc[(center, pid)].to_dict() if len(adm) and (center, pid) in adm.index else {}
-        values, sources = impact_ct_inputs(dict(zip(("marshall_ct", "edh", "tsah"), clin, strict=True)), a)
-        rows.append({**values, **{f"{k}_source": v for k, v in sources.items()}})
-    chosen = pd.DataFrame(rows, index=out.index)
-    for name in ("marshall_ct", "edh", "tsah"):
-        out[name] = pd.to_numeric(chosen[name], errors="coerce")
-        out[f"{name}_source"] = chosen[f"{name}_source"]
+    if len(admission):
+        absent = [c for c in key if c not in admission.columns]
+        if absent:
+            raise ValueError(f"impact_ct_table: the admission CT classes lack key column(s) {absent}")
+        adm = admission.drop_duplicates(key).set_index(key).reindex(pd.MultiIndex.from_frame(out[key]))
+    else:
+        adm = pd.DataFrame(index=pd.MultiIndex.from_frame(out[key]))
+    adm = adm.set_axis(out.index)
+
+    def col(name: str) -> pd.Series:
+        return adm[name] if name in adm.columns else pd.Series(np.nan, index=out.index, dtype=object)
+
+    for name, computed_col, source_col in _PICKS:
+        computed = pd.to_numeric(col(computed_col), errors="coerce")
+        record = pd.to_numeric(out[name], errors="coerce") if name in out else pd.Series(np.nan, index=out.index)
+        use = computed.notna()
+        if source_col:
+            detail = col(source_col).astype(object)
+            known_detail = detail.map(_known) & (detail.astype(str) != "")
+            computed_text = (f"{COMPUTED} (" + detail.astype(str) + ")").where(known_detail, COMPUTED)
+        else:
+            computed_text = pd.Series(f"{COMPUTED} (measured components)", index=out.index)
+        source = pd.Series(np.where(use, computed_text, np.where(record.notna(), RECORD, UNKNOWN)),
+                           index=out.index, dtype=object)
+        if name == "marshall_ct":
+            why = col("adm_marshall_ct_class_missing").astype(object)
+            ranged = ~use & why.map(_known) & (why.astype(str) != "")
+            source = source.where(~ranged, source + "; the computed class is a range (" + why.astype(str)
+                                  + " unknown)")
+        out[name] = computed.where(use, record)
+        out[f"{name}_source"] = source
     return out
+
+
+_PREDICTOR_WORDS = {"marshall_ct": "Marshall CT class", "edh": "Epidural hematoma", "tsah": "Traumatic SAH"}
+
+
+def ct_source_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per IMPACT CT predictor, how many patients' values are computed from the admission scan, taken from the
+    clinical record, or unknown: columns predictor, computed, clinical record, unknown (empty when the table
+    has no source columns)."""
+    rows = []
+    for name in IMPACT_CT_PREDICTORS:
+        col = f"{name}_source"
+        if col not in table:
+            continue
+        kind = table[col].astype(str).str.split(" ", n=1).str[0].map(
+            {"computed": COMPUTED, "clinical": RECORD, "unknown": UNKNOWN})
+        rows.append({"predictor": _PREDICTOR_WORDS[name],
+                     **{k: int((kind == k).sum()) for k in (COMPUTED, RECORD, UNKNOWN)}})
+    return pd.DataFrame(rows, columns=["predictor", COMPUTED, RECORD, UNKNOWN])

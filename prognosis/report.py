@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from prognosis.ct_inputs import ct_source_counts
 from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
 from prognosis.metrics import net_benefit
@@ -210,7 +211,7 @@ def methods_section(fits: list[dict[str, Any]], comparison: pd.DataFrame | None)
 
 
 def comparison_section(comparison: pd.DataFrame | None, curves: dict[str, Any], impact: pd.DataFrame | None,
-                       figure: _Figures) -> str:
+                       figure: _Figures, ct_sources: pd.DataFrame | None = None) -> str:
     parts = [f"<h2 id='added-value'>{SECTIONS[3][1]}</h2>"]
     if comparison is None or not len(comparison):
         parts.append("<p>No imaging features yet: no comparison.</p>")
@@ -261,6 +262,14 @@ def comparison_section(comparison: pd.DataFrame | None, curves: dict[str, Any], 
         parts.append(_table(rows, "IMPACT models with their published coefficients (calculator coefficient document "
                                   "of Steyerberg et al., PLoS Med 2008), applied to patients with GCS ≤ 12 as "
                                   "developed; a missing motor score is coded 'untestable/missing'."))
+    if ct_sources is not None and len(ct_sources):
+        rows = [{"CT predictor": r["predictor"], "Computed from the admission scan": _num(int(r["computed"])),
+                 "Clinical record": _num(int(r["clinical record"])), "Unknown": _num(int(r["unknown"]))}
+                for _, r in ct_sources.iterrows()]
+        parts.append("<h3>Where the CT predictors came from</h3>")
+        parts.append(_table(rows, "Patients per source of the Marshall class, EDH and tSAH that the models and "
+                                  "IMPACT core+CT use: the admission scan's computed classification where it is "
+                                  "known (not a range), else the clinical record's."))
     return "".join(parts)
 
 
@@ -576,7 +585,8 @@ def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, com
                         and c != "pct_missing"})
             rows.append(row)
         body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."))
-    body.append(comparison_section(comparison, comparison_curves, impact, figure))
+    ct_sources = ct_source_counts(table) if table is not None else None
+    body.append(comparison_section(comparison, comparison_curves, impact, figure, ct_sources))
     body.append(performance_section(fits, figure))
     body.append(coefficients_section(fits, figure))
     body.append(centers_section(fits))

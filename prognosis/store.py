@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, case, false, select, true
 from sqlalchemy.orm import Session
 
 from biomarkers.store import patient_feature_table
+from biomarkers.timecourse import ADMISSION_CT_FEATURES
 from prognosis.analysis_table import build_analysis_table
 from prognosis.fitting import FitResult
 from registry.db import bulk_read
@@ -23,8 +24,11 @@ _CLINICAL_FIELDS = ("age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive",
                     "glucose_mmol_l", "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury")
 
 
-def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(clinical, outcomes, patient features) of every patient, keyed by center code and pseudonymous id."""
+def registry_frames(session: Session, feature_source: str = "auto",
+                    with_ct_classes: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(clinical, outcomes, patient features) of every patient, keyed by center code and pseudonymous id; with
+    `with_ct_classes` the patient features carry the admission scan's CT classifications too
+    (`biomarkers.timecourse.ADMISSION_CT_FEATURES`)."""
     # Plain columns, not ORM objects, straight into frames (yes/no as 1.0/0.0 in SQL): at 20,000 patients building
     # ClinicalRecord/Outcome objects and a dict per patient took seconds.
     def column(attr):  # noqa: ANN001, ANN202 - a column, yes/no ones as 1.0 / 0.0 / NULL
@@ -48,17 +52,23 @@ def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.
         clin[col] = pd.to_numeric(clin[col], errors="raise")
     for col in ("gos_6m", "died", "days_to_death_or_censor"):
         outc[col] = pd.to_numeric(outc[col], errors="raise")
-    return clin, outc, patient_feature_table(session, feature_source)
+    return clin, outc, patient_feature_table(session, feature_source, with_ct_classes=with_ct_classes)
 
 
 def analysis_table_from_registry(session: Session, feature_source: str = "auto") -> pd.DataFrame:
-    """The analysis table of every registered patient (imaging features from `feature_source`)."""
+    """The analysis table of every registered patient (imaging features from `feature_source`).
+
+    Its Marshall class, EDH and tSAH are the admission scan's computed values where known, else the clinical
+    record's, each with a `*_source` column (`prognosis.ct_inputs`): what `prognosis fit`, the IMPACT
+    validation and the report use."""
     with bulk_read():  # tens of thousands of rows and values, no reference cycles
-        clinical, outcomes, features = registry_frames(session, feature_source)
+        clinical, outcomes, features = registry_frames(session, feature_source, with_ct_classes=True)
         if clinical.empty:
             raise ValueError("the registry has no patients: import clinical data and outcomes first "
                              "(ctstudy registry import-clinical / import-outcomes)")
-        return build_analysis_table(clinical, outcomes, features)
+        admission_ct = features[["center", "patient_id", *ADMISSION_CT_FEATURES]]
+        return build_analysis_table(clinical, outcomes, features.drop(columns=list(ADMISSION_CT_FEATURES)),
+                                    admission_ct)
 
 
 def jsonable(value: Any) -> Any:

@@ -42,7 +42,7 @@ from registry.stored_names import path_token, value_kind
 from registry.table_reading import read_table_as_text
 
 RECORD_MODELS = {"clinical": ClinicalRecord, "outcomes": Outcome}
-BOOL_FIELDS = {"hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"}
+BOOL_FIELDS = {"hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "evacuated_mass_lesion", "died"}
 
 
 class CSVValidationError(ValueError):

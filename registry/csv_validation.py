@@ -50,8 +50,10 @@ def _whole() -> pa.Check:
     return pa.Check(lambda s: s == np.round(s), element_wise=False, ignore_na=True, error="a whole number")
 
 
-def _flag(what: str) -> pa.Column:
-    return pa.Column(float, pa.Check.isin([0, 1], error=f"{what}: 0 (no) or 1 (yes)"), nullable=True)
+def _flag(what: str, required: bool = True) -> pa.Column:
+    """A 0/1 column; `required=False`: a file may leave the column out."""
+    return pa.Column(float, pa.Check.isin([0, 1], error=f"{what}: 0 (no) or 1 (yes)"), nullable=True,
+                     required=required)
 
 
 def _injury_not_in_future(s: pd.Series) -> pd.Series:
@@ -87,6 +89,8 @@ CLINICAL_SCHEMA = pa.DataFrameSchema(
         "tsah": _flag("tsah"),
         "edh": _flag("edh"),
         "major_extracranial_injury": _flag("major_extracranial_injury"),
+        # Optional column: whether a mass lesion was surgically evacuated (Marshall class V).
+        "evacuated_mass_lesion": _flag("evacuated_mass_lesion", required=False),
     },
     checks=[
         # GCS total = eye (1-4) + verbal (1-5) + motor (1-6), so total - motor lies between 2 and 9.
@@ -123,6 +127,7 @@ COLUMN_TYPES: dict[str, str] = {
     "gcs_total": INTEGER, "gcs_motor": INTEGER, "pupils_unreactive": INTEGER, "marshall_ct": INTEGER,
     "gos_6m": INTEGER,
     "hypoxia": FLAG, "hypotension": FLAG, "tsah": FLAG, "edh": FLAG, "major_extracranial_injury": FLAG, "died": FLAG,
+    "evacuated_mass_lesion": FLAG,
 }
 _NORMALIZE: dict[str, Callable[[str], str]] = {
     "center": normalized_center, "patient_id": normalized_patient_id, "sex": str.upper,
@@ -168,12 +173,14 @@ def validate_table(table: pd.DataFrame, kind: str) -> ValidatedTable:
             rule = f"unknown column (expected: {', '.join(expected)})"
             errors.append({"row": 1, "column": column, "value": "", "rule": rule})
     for column in expected:
-        if column not in columns:
+        if column not in columns and schema.columns[column].required:
             errors.append({"row": 1, "column": column, "value": "", "rule": "missing column"})
     header_errors = bool(errors)
     if header_errors:
         return ValidatedTable(valid=pd.DataFrame(columns=["row", *expected]),
                               errors=pd.DataFrame(errors, columns=ERROR_COLUMNS), header_errors=True)
+    # An optional column the file leaves out is not read at all: an import then leaves its stored values alone.
+    expected = [c for c in expected if c in columns]
 
     text = table[expected].copy()
     text.index = pd.RangeIndex(FIRST_DATA_LINE, FIRST_DATA_LINE + len(text))

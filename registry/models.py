@@ -114,6 +114,7 @@ class ClinicalRecord(Base):
     tsah: Mapped[bool | None] = mapped_column(Boolean)
     edh: Mapped[bool | None] = mapped_column(Boolean)
     major_extracranial_injury: Mapped[bool | None] = mapped_column(Boolean)
+    evacuated_mass_lesion: Mapped[bool | None] = mapped_column(Boolean)  # surgery: Marshall class V
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="clinical")

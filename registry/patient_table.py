@@ -14,7 +14,7 @@ from registry.models import QC_PASSED, Center, ClinicalRecord, Outcome, Patient,
 
 CLINICAL_EXPORT = [
     "age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension", "glucose_mmol_l",
-    "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury",
+    "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury", "evacuated_mass_lesion",
 ]
 OUTCOME_EXPORT = ["gos_6m", "died", "days_to_death_or_censor"]
 
@@ -60,7 +60,7 @@ def patient_table(session: Session) -> pd.DataFrame:
         table = table.merge(joined, left_on="patient_key", right_index=True, how="left")
     else:
         table["scan_days"] = None
-    for c in ("hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "died"):
+    for c in ("hypoxia", "hypotension", "tsah", "edh", "major_extracranial_injury", "evacuated_mass_lesion", "died"):
         table[c] = table[c].astype("boolean").astype("Int64")
     for c in ("gcs_total", "gcs_motor", "pupils_unreactive", "marshall_ct", "gos_6m"):
         table[c] = table[c].astype("Int64")

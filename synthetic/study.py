@@ -170,6 +170,9 @@ def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: 
 
     tab = outcomes_for_cohort(cohort, timepoints, seed)
     clinical = tab.clinical.copy()
+    # The clinical record's surgery field: the mass lesions the plans evacuate (Marshall class V in the truth).
+    evacuated = {p.patient_id: int(p.evacuated) for p in cohort.plans}
+    clinical["evacuated_mass_lesion"] = clinical["patient_id"].map(evacuated)
     if defects:
         host = _defect_hosts(cohort.plans, seed)["invalid_value"]
         clinical.loc[clinical["patient_id"] == host.patient_id, "gcs_motor"] = 9

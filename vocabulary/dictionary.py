@@ -105,6 +105,10 @@ _add("clinical", "tsah", "Traumatic SAH", "", "Traumatic subarachnoid hemorrhage
 _add("clinical", "edh", "Epidural hematoma", "", "Epidural hematoma on admission CT.", "0 no, 1 yes")
 _add("clinical", "major_extracranial_injury", "Major extracranial injury", "", "Major extracranial injury "
      "(CRASH definition).", "0 no, 1 yes")
+_add("clinical", "evacuated_mass_lesion", "Evacuated mass lesion", "", "A mass lesion surgically evacuated "
+     "(craniotomy or burr-hole evacuation of a hematoma), from the clinical record's surgery field; optional "
+     "column. Makes the patient's Marshall CT class V (Marshall et al. 1991), source clinical record.",
+     "0 no, 1 yes")
 
 # --- outcomes (outcomes.csv) and derived --------------------------------------------------------
 _add("outcome", "gos_6m", "GOS at 6 months", "", "Glasgow Outcome Scale at 6 months.",
@@ -314,6 +318,12 @@ _add(_P, "adm_ct_tsah_source", "tSAH on admission, source", "", "Where the compo
      "measured, reviewer, clinical_record, not_recorded, unknown")
 _add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
+# The analysis table's IMPACT CT predictors (marshall_ct, edh, tsah) and where each came from (prognosis.ct_inputs).
+for _name, _label in (("marshall_ct", "Marshall CT class"), ("edh", "Epidural hematoma"), ("tsah", "Traumatic SAH")):
+    _add(_P, f"{_name}_source", f"{_label}, source", "",
+         f"Where the analysis table's {_name} came from: the admission scan's computed CT classification where it "
+         "is known (not a range), with the source of the component in brackets, else the clinical record.",
+         "computed (...), clinical record, unknown")
 
 # --- collection counts (registry.progress, dashboard) -----------------------------------------------
 _C = "collection"

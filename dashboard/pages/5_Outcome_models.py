@@ -10,6 +10,7 @@ from biomarkers.store import SOURCE_PREFERENCE
 from dashboard import auth, biomarker_stats, models_view, provenance, provenance_panel, queries, words
 from dashboard.text import day_text
 from prognosis import plots, staleness
+from prognosis.ct_inputs import ct_source_counts
 from prognosis.kaplan_meier import kaplan_meier_by_strata
 from vocabulary.dictionary import heading, label, unit
 
@@ -174,6 +175,14 @@ else:
     if len(analysis):
         d3.download_button("Analysis table (CSV)", analysis.to_csv(index=False), "analysis_table.csv", "text/csv",
                            key="om_dl_table")
+        sources = ct_source_counts(analysis)
+        if len(sources):
+            st.dataframe(sources.rename(columns={"predictor": "CT predictor", "computed": "Computed from the "
+                                                 "admission scan", "clinical record": "Clinical record",
+                                                 "unknown": "Unknown"}), hide_index=True)
+            st.caption("Where the models' CT predictors came from, in patients: the admission scan's computed CT "
+                       "classification where it is known, else the clinical record's. The analysis table says "
+                       "which for each patient.")
     if "imputation_trace" in curves:
         with st.expander("Imputation diagnostics"):
             labels = models_view.imputation_labels(curves)

@@ -46,13 +46,15 @@ if source == "patient":
         st.caption("No imaging biomarkers for this patient: imaging values are defaults.")
 
 values = models_view.prefill(clinical, imaging)
+ct_sources = None
 if source == "patient":
     # IMPACT's CT predictors from the computed CT classifications where known (prognosis.ct_inputs), with sources.
     ct_values, ct_sources = impact_ct_inputs(clinical, admission_ct)
     values.update({k: v for k, v in ct_values.items() if v is not None})
-    st.caption("CT predictors: " + "; ".join(
+    st.caption("CT predictors of this patient: " + "; ".join(
         f"{name} {ct_values[key] if ct_values[key] is not None else 'not known (default shown)'} from "
-        f"{ct_sources[key]}" for key, name in (("marshall_ct", "Marshall class"), ("edh", "EDH"), ("tsah", "tSAH"))))
+        f"{ct_sources[key]}" for key, name in models_view.CT_INPUT_NAMES.items()))
+prefilled = dict(values)
 with st.form("risk_inputs"):
     st.markdown("**Admission (IMPACT predictors)**")
     c = st.columns(5)
@@ -87,6 +89,9 @@ with st.form("risk_inputs"):
                                                   key=f"r_left_{suffix}"))
     st.form_submit_button("Calculate")
 
+st.caption(models_view.ct_input_caption(values, models_view.ct_input_labels(values, prefilled, ct_sources)),
+           help="Computed: from the admission scan's CT classification; clinical record: the center's record; "
+                "typed: a value entered or changed here.")
 rows = []
 used: list[str] = []
 fits = queries.model_fits(home.db_url)

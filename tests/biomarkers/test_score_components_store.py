@@ -48,10 +48,10 @@ def test_scores_from_truth_masks_agree_with_truth_and_a_reviewer_component_resco
     assert len(got) == len(truth)
     clinical = pd.read_csv(study / "clinical.csv").set_index("patient_id")["tsah"]
     known_tsah = got["patient_id_truth"].map(clinical).notna()
-    # Evacuation is not in the clinical record: it is taken as not done, so compare where none was done.
-    kept = got[(got["evacuated"] == 0)]
-    assert ((kept["marshall_ct_class_low"] <= kept["marshall_ct_class_truth"])
-            & (kept["marshall_ct_class_truth"] <= kept["marshall_ct_class_high"])).all()
+    # Evacuation comes from the clinical record's surgery field (none of these patients had one).
+    assert ((got["marshall_ct_class_low"] <= got["marshall_ct_class_truth"])
+            & (got["marshall_ct_class_truth"] <= got["marshall_ct_class_high"])).all()
+    assert (got["ct_evacuated_source"] == "clinical_record").all() and (got["ct_evacuated"] == 0).all()
     assert (got.loc[known_tsah, "ct_tsah_source"] == "clinical_record").all()
     assert (got.loc[~known_tsah, "ct_tsah_source"] == "unknown").all()
 

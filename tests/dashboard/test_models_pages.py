@@ -79,6 +79,10 @@ def test_outcome_models_page(small) -> None:
     cv = cmp["cross-validated AUC"]
     assert gained == f"{cv['clinical+imaging'] - cv['clinical']:+.3f}"
     assert any("Log-rank" in c.value for c in at.caption)
+    # Where the CT predictors came from: no scan of this registry has a computed class, so the clinical record.
+    sources = next(d.value for d in at.dataframe if "CT predictor" in d.value.columns).set_index("CT predictor")
+    assert sources.loc["Marshall CT class", "Computed from the admission scan"] == 0
+    assert sources.loc["Marshall CT class", "Clinical record"] > 0
 
 
 def test_outcome_models_page_without_fits_says_what_to_run(home, monkeypatch) -> None:
@@ -268,3 +272,27 @@ def test_the_outcome_models_page_shows_the_imputation_diagnostics_with_labels(ho
     for chart in charts:  # one panel per imputed variable, titled with its dictionary label
         titles = {a["text"] for a in json.loads(chart.proto.spec)["layout"]["annotations"]}
         assert titles == {"Glucose", "Hypoxia"}
+
+
+def test_ct_inputs_are_labelled_by_source_and_a_changed_value_as_typed() -> None:
+    prefilled = {"marshall_ct": 6, "edh": 1, "tsah": 0}
+    sources = {"marshall_ct": "computed (measured components)", "edh": "computed (measured)",
+               "tsah": "unknown"}
+    labels = models_view.ct_input_labels({"marshall_ct": 6, "edh": 0, "tsah": 0}, prefilled, sources)
+    # Kept as prefilled: its source; changed by the user: typed; a default for an unknown value: typed.
+    assert labels == {"marshall_ct": "computed (measured components)", "edh": "typed", "tsah": "typed"}
+    assert set(models_view.ct_input_labels(prefilled, prefilled, None).values()) == {"typed"}
+    assert models_view.ct_input_caption(prefilled, labels).startswith(
+        "CT predictors used: Marshall class 6 (computed (measured components)); EDH 1 (typed)")
+
+
+def test_risk_calculator_labels_a_patients_ct_inputs_and_a_typed_one(small) -> None:
+    at = page("6_Risk_calculator.py", COORD1)
+    at.radio(key="risk_source").set_value("patient").run()
+    at.selectbox(key="risk_patient").set_value("pA1aaaaaaaaaaaaa").run()
+    used = [c.value for c in at.caption if c.value.startswith("CT predictors used")]
+    assert used and "Marshall class 3 (clinical record)" in used[0]  # no computed class on this patient's scans
+    at.selectbox(key="r_marshall_pA1aaaaaaaaaaaaa").set_value(5)
+    next(b for b in at.button if b.label == "Calculate").click().run()
+    used = [c.value for c in at.caption if c.value.startswith("CT predictors used")]
+    assert not at.exception and "Marshall class 5 (typed)" in used[0]

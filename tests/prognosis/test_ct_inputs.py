@@ -49,3 +49,29 @@ def test_impact_core_ct_uses_the_computed_marshall_class() -> None:
     risk_record = impact_risk(table, "core+ct", "mortality")
     risk_computed = impact_risk(got, "core+ct", "mortality")
     assert risk_computed.iloc[0] != risk_record.iloc[0]
+
+
+def test_the_table_makes_the_per_patient_choice_for_every_row() -> None:
+    """impact_ct_table, column-wise, gives what impact_ct_inputs gives patient by patient: values and sources."""
+    rng = np.random.default_rng(3)
+    n = 300
+    ids = [f"p{i}" for i in range(n)]
+    maybe = lambda values, p: np.where(rng.random(n) < p, values, np.nan)  # noqa: E731
+    table = pd.DataFrame({"center": "A", "patient_id": ids, "marshall_ct": maybe(rng.integers(1, 7, n), 0.8),
+                          "edh": maybe(rng.integers(0, 2, n), 0.8), "tsah": maybe(rng.integers(0, 2, n), 0.8)})
+    admission = pd.DataFrame({
+        "center": "A", "patient_id": ids, "adm_marshall_ct_class": maybe(rng.integers(1, 7, n), 0.6),
+        "adm_marshall_ct_class_missing": rng.choice(["", "tsah", "basal_cisterns,tsah"], n),
+        "adm_ct_edh": maybe(rng.integers(0, 2, n), 0.9), "adm_ct_edh_source": rng.choice(["measured", "reviewer"], n),
+        "adm_ct_tsah": maybe(rng.integers(0, 2, n), 0.5),
+        "adm_ct_tsah_source": rng.choice(["clinical_record", "reviewer", "unknown"], n),
+    }).iloc[: n - 20]  # the last 20 patients have no scan
+    got = impact_ct_table(table, admission)
+    adm = admission.set_index(["center", "patient_id"])
+    for i, row in table.iterrows():
+        key = (row["center"], row["patient_id"])
+        values, sources = impact_ct_inputs(row[["marshall_ct", "edh", "tsah"]].to_dict(),
+                                           adm.loc[key].to_dict() if key in adm.index else None)
+        for name in ("marshall_ct", "edh", "tsah"):
+            assert (values[name] is None and np.isnan(got.at[i, name])) or values[name] == got.at[i, name]
+            assert sources[name] == got.at[i, f"{name}_source"], (i, name)

@@ -145,3 +145,23 @@ def test_injury_datetime_with_offset_is_kept_as_wall_time(home: Home, tmp_path: 
     with session_scope(engine) as s:
         assert s.scalars(select(ClinicalRecord.injury_datetime)).one() == dt.datetime(2024, 3, 5, 14, 30)
     engine.dispose()
+
+
+def test_evacuated_mass_lesion_is_an_optional_checked_column(home: Home, tmp_path: Path) -> None:
+    engine = make_engine(home.db_url)
+    with_column = HEADER + ",evacuated_mass_lesion"
+    bad = write_csv(tmp_path / "bad.csv", with_column, GOOD_1 + ",2")
+    with pytest.raises(CSVValidationError) as caught:
+        import_table(engine, home, bad, "clinical", create=True)
+    err = caught.value.errors.iloc[0]
+    assert (err["column"], err["value"]) == ("evacuated_mass_lesion", "2") and "0 (no) or 1 (yes)" in err["rule"]
+    import_table(engine, home, write_csv(tmp_path / "a.csv", with_column, GOOD_1 + ",1", GOOD_2 + ","),
+                 "clinical", create=True)
+    # A file without the column imports, and leaves the stored surgery field as it was, even with blank_clears.
+    import_table(engine, home, write_csv(tmp_path / "b.csv", HEADER, GOOD_1, GOOD_2), "clinical", blank_clears=True)
+    with session_scope(engine) as s:
+        stored = dict(s.execute(select(Patient.pseudo_id, ClinicalRecord.evacuated_mass_lesion)
+                                .join(ClinicalRecord, ClinicalRecord.patient_id == Patient.id)).all())
+    key = home.secret()
+    assert stored == {pseudo_id(key, "IT064", "IT064-0001"): True, pseudo_id(key, "IT064", "IT064-0002"): None}
+    engine.dispose()

@@ -277,7 +277,7 @@ def test_qc_queue_decodes_reasons_and_identifiers_as_the_reference(filled: str) 
 
 def test_analysis_table_frames_are_the_reference(filled: str) -> None:
     from biomarkers.store import patient_feature_table, series_feature_table
-    from biomarkers.timecourse import patient_level_features
+    from biomarkers.timecourse import admission_ct_classes, patient_level_features
     from prognosis.analysis_table import build_analysis_table
     from prognosis.store import analysis_table_from_registry, registry_frames
 
@@ -294,7 +294,8 @@ def test_analysis_table_frames_are_the_reference(filled: str) -> None:
     # reference gives through the pure functions.
     ref_patients = patient_level_features(ref_series).reset_index()
     pd.testing.assert_frame_equal(patients, ref_patients)
-    pd.testing.assert_frame_equal(table, build_analysis_table(ref_clin, ref_outc, ref_patients))
+    ref_ct = admission_ct_classes(ref_series).reset_index()
+    pd.testing.assert_frame_equal(table, build_analysis_table(ref_clin, ref_outc, ref_patients, ref_ct))
     keys = ["center", "patient_id"]
     pd.testing.assert_frame_equal(_by_key(clin, keys), _by_key(ref_clin, keys))
     pd.testing.assert_frame_equal(_by_key(outc, keys), _by_key(ref_outc, keys))
