@@ -25,6 +25,12 @@ _CLINICAL_FIELDS = ("age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive",
 
 def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(clinical, outcomes, patient features) of every patient, keyed by center code and pseudonymous id."""
+    clin, outc = registry_frames_without_features(session)
+    return clin, outc, patient_feature_table(session, feature_source)
+
+
+def registry_frames_without_features(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clinical, outcomes) of every patient, keyed by center code and pseudonymous id."""
     # Plain columns, not ORM objects, straight into frames (yes/no as 1.0/0.0 in SQL): at 20,000 patients building
     # ClinicalRecord/Outcome objects and a dict per patient took seconds.
     def column(attr):  # noqa: ANN001, ANN202 - a column, yes/no ones as 1.0 / 0.0 / NULL
@@ -48,7 +54,7 @@ def registry_frames(session: Session, feature_source: str = "auto") -> tuple[pd.
         clin[col] = pd.to_numeric(clin[col], errors="raise")
     for col in ("gos_6m", "died", "days_to_death_or_censor"):
         outc[col] = pd.to_numeric(outc[col], errors="raise")
-    return clin, outc, patient_feature_table(session, feature_source)
+    return clin, outc
 
 
 def analysis_table_from_registry(session: Session, feature_source: str = "auto") -> pd.DataFrame:
