@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, literal, not_, or_, select, union_all
+from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
@@ -155,32 +155,30 @@ def arrival_counts(db_url: str, center: str | None, basis: str = "received") -> 
     """Arrivals per day, counted by the database: one row per (center, kind, date) with `n`, the same counts as
     grouping `arrival_events` by day (`collection.daily_counts`), without sending every series' row to Python.
 
-    Read from each patient's series per day (`registry.summary.arrivals`, kept in step with the series): series per
-    day and (scanned) each patient's first scan day both come from those rows, summed per center.
+    Read from each patient's series per day (`registry.summary.arrivals`, kept in step with the series), summed per
+    center and day in one pass: series per day, and (scanned) patients on their first scan day.
     """
     if basis not in ARRIVAL_BASES:
         raise ValueError(f"basis must be one of {ARRIVAL_BASES}, not {basis!r}")
-    days = (select(Patient.center_id, PatientArrivalDay.patient_id, PatientArrivalDay.day, PatientArrivalDay.series)
-            .join(Patient, Patient.id == PatientArrivalDay.patient_id).where(PatientArrivalDay.basis == basis))
+    days = (select(Patient.center_id, PatientArrivalDay.day, func.sum(PatientArrivalDay.series).label("series"),
+                   func.sum(PatientArrivalDay.first_day).label("patients"))
+            .join(Patient, Patient.id == PatientArrivalDay.patient_id).where(PatientArrivalDay.basis == basis)
+            .group_by(Patient.center_id, PatientArrivalDay.day))
     if center is not None:
         days = days.join(Center, Center.id == Patient.center_id).where(Center.code == center)
-    days = days.cte("patient_days")
-    series = (select(days.c.center_id, literal("series").label("kind"), days.c.day,
-                     func.sum(days.c.series).label("n")).group_by(days.c.center_id, days.c.day))
-    if basis == "scanned":  # a patient arrives on the day of their first scan
-        first = (select(days.c.center_id, func.min(days.c.day).label("day"))
-                 .group_by(days.c.center_id, days.c.patient_id).subquery())
-        patients = select(first.c.center_id, literal("patients").label("kind"), first.c.day,
-                          func.count().label("n")).group_by(first.c.center_id, first.c.day)
-    else:  # when first registered
-        created = func.date(Patient.created_at)
-        patients = _scoped(select(Patient.center_id, literal("patients").label("kind"), created.label("day"),
-                                  func.count().label("n")).join(Center, Center.id == Patient.center_id)
-                           .group_by(Patient.center_id, created), center)
+    created = func.date(Patient.created_at)  # received: a patient arrives when first registered
+    registered = _scoped(select(Patient.center_id, created.label("day"), func.count().label("n"))
+                         .join(Center, Center.id == Patient.center_id).group_by(Patient.center_id, created), center)
     with _session(db_url) as s, s.begin():
         series_counts.refresh(s)
-        daily = _frame(s, union_all(patients, series))
+        per_day = _frame(s, days)
+        patients = (per_day[["center_id", "day", "patients"]].rename(columns={"patients": "n"})
+                    if basis == "scanned" else _frame(s, registered))
         codes = dict(s.execute(select(Center.id, Center.code)).all())
+    daily = pd.concat([patients.assign(kind="patients"),
+                       per_day[["center_id", "day", "series"]].rename(columns={"series": "n"}).assign(kind="series")],
+                      ignore_index=True)
+    daily = daily[daily["n"].astype(int) > 0].reset_index(drop=True)
     daily = daily.rename(columns={"day": "date"})
     daily["center"] = daily["center_id"].map(codes)
     daily["date"] = pd.to_datetime(daily["date"])

@@ -545,8 +545,9 @@ class PatientSeriesCounts(Base):
 
 class PatientArrivalDay(Base):
     """One patient's series per day (`registry.summary.arrivals`), by `basis`: `scanned` (the day acquired, else
-    the study's day; undated series are left out) or `received` (the day ingested). Stored with the patient's
-    PatientSeriesCounts, at its revision."""
+    the study's day; undated series are left out) or `received` (the day ingested), and whether it is the
+    patient's first such day (when a patient arrives, scanned). Stored with the patient's PatientSeriesCounts, at
+    its revision."""
 
     __tablename__ = "patient_arrival_day"
 
@@ -554,6 +555,7 @@ class PatientArrivalDay(Base):
     basis: Mapped[str] = mapped_column(String(8), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     series: Mapped[int] = mapped_column(Integer)
+    first_day: Mapped[int] = mapped_column(Integer)  # 1 on the patient's earliest day of this basis, else 0
 
 
 class PatientFeatureSummary(Base):

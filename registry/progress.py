@@ -13,7 +13,7 @@ import datetime as dt
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, bindparam, case, distinct, exists, func, select
+from sqlalchemy import Select, and_, bindparam, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from registry.db import bulk_read
@@ -138,18 +138,24 @@ def missing_item_rows(session: Session, center: str | None = None) -> Rows:
     items: list[tuple[str, str, str, str, str]] = []  # center, pseudo_id, item, reason, detail
 
     def add(item: str, query: Select, reason: str = "") -> None:
-        for row in _mappings(session, query):
-            items.append((row["center"], row["pseudo_id"], item, row.get("reason", reason), row.get("detail", "")))
+        with bulk_read():  # plain tuples by column position: looking absent keys up in row mappings cost more
+            result = session.connection().execute(query)
+            keys = list(result.keys())
+            rows = result.all()
+        at = {k: keys.index(k) for k in ("center", "pseudo_id", "reason", "detail") if k in keys}
+        c, p, r, d = at["center"], at["pseudo_id"], at.get("reason"), at.get("detail")
+        items.extend((row[c], row[p], item, reason if r is None else row[r], "" if d is None else row[d])
+                     for row in rows)
 
-    has_series = select(Study.patient_id).where(exists().where(Series.study_id == Study.id))
-    add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
+    series_counts.refresh(session)  # the per-patient summaries read below, brought up to date
+    with_ct = select(PatientSeriesCounts.patient_id).where(PatientSeriesCounts.series > 0)
+    add("no_ct", base.where(Patient.id.not_in(with_ct)), "clinical data or outcome arrived, no CT series")
     add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no row in clinical.csv")
     add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no row in outcomes.csv")
 
     # The admission scan is the patient's earliest study (ties and undated last, then by study id); it owes a
     # QC-passed series. Read from the per-patient summaries (`series_counts.admission_scans` is the full query), so
     # only the owed studies come back, not one row per study or series of the registry.
-    series_counts.refresh(session)
     owed = _mappings(session, (
         select(Center.code.label("center"), Patient.pseudo_id, Study.id.label("study_id"), Study.study_instance_uid)
         .select_from(PatientSeriesCounts).join(Study, Study.id == PatientSeriesCounts.admission_study_id)

@@ -1,5 +1,6 @@
-"""Each patient's series per day, by when they were scanned and when they were received: the Collection page's
-arrival curves, stored per patient (`PatientArrivalDay`) with the patient's series counts (`series_counts`).
+"""Each patient's series per day, by when they were scanned and when they were received, and the patient's first
+such day: the Collection page's arrival curves, stored per patient (`PatientArrivalDay`) with the patient's
+series counts (`series_counts`).
 
 `per_patient_days` is the full query: series counted per study and day first (one pass over the series table,
 no join), an undated series taking its study's date when scanned, then summed per patient and day.
@@ -50,8 +51,15 @@ def store(session: Session, stale: dict[int, int], patients: Sequence[int] | Non
     for start in range(0, len(ids), revisions.WHOLE_REGISTRY_ABOVE):  # IN lists of bounded length
         connection.execute(delete(PatientArrivalDay).where(
             PatientArrivalDay.patient_id.in_(ids[start:start + revisions.WHOLE_REGISTRY_ABOVE])))
-    rows = [{"patient_id": r.patient_id, "basis": basis, "day": _date(r.day), "series": int(r.series)}
-            for basis in BASES for r in connection.execute(per_patient_days(basis, patients))
-            if r.patient_id in stale]
+    rows = []
+    for basis in BASES:
+        days: dict[int, list[tuple[dt.date, int]]] = {}
+        for r in connection.execute(per_patient_days(basis, patients)):
+            if r.patient_id in stale:
+                days.setdefault(r.patient_id, []).append((_date(r.day), int(r.series)))
+        for patient_id, counted in days.items():
+            first = min(day for day, _ in counted)
+            rows += [{"patient_id": patient_id, "basis": basis, "day": day, "series": n, "first_day": int(day == first)}
+                     for day, n in counted]
     if rows:
         connection.execute(PatientArrivalDay.__table__.insert(), rows)

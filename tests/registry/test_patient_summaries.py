@@ -60,10 +60,14 @@ def assert_summaries_are_the_full_queries(engine) -> None:  # noqa: ANN001
                    PatientSeriesCounts.admission_passed).where(PatientSeriesCounts.series > 0))}
         assert stored == _rows(s, series_counts.admission_scans())
         for basis in arrivals.BASES:
-            days = {(p, str(d)[:10], n) for p, d, n in s.execute(
-                select(PatientArrivalDay.patient_id, PatientArrivalDay.day, PatientArrivalDay.series)
-                .where(PatientArrivalDay.basis == basis))}
-            assert days == {(p, str(d)[:10], n) for p, d, n in _rows(s, arrivals.per_patient_days(basis))}, basis
+            days = {(p, str(d)[:10], n, first) for p, d, n, first in s.execute(
+                select(PatientArrivalDay.patient_id, PatientArrivalDay.day, PatientArrivalDay.series,
+                       PatientArrivalDay.first_day).where(PatientArrivalDay.basis == basis))}
+            full = {(p, str(d)[:10], n) for p, d, n in _rows(s, arrivals.per_patient_days(basis))}
+            first = {}
+            for p, d, _ in full:
+                first[p] = min(first.get(p, d), d)
+            assert days == {(p, d, n, int(d == first[p])) for p, d, n in full}, basis
         features = patient_summary.read(s).sort_index()
         full = patient_features_by_id(s).sort_index()
         pd.testing.assert_frame_equal(features, full, check_names=False)

@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('basis', sa.String(length=8), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('series', sa.Integer(), nullable=False),
+    sa.Column('first_day', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_patient_arrival_day_patient_id_patient'),
                             ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('patient_id', 'basis', 'day', name=op.f('pk_patient_arrival_day'))
