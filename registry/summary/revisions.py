@@ -17,11 +17,17 @@ WHOLE_REGISTRY_ABOVE = 2000
 
 def stale_patients(session: Session, summary: type, *also_stale: ColumnElement[bool]) -> dict[int, int]:
     """Patient id -> current revision, for every patient whose `summary` row is missing, was computed at another
-    revision, or matches any of `also_stale` (e.g. made under other definitions)."""
+    revision, or matches any of `also_stale` (e.g. made under other definitions).
+
+    On PostgreSQL their revision rows stay locked until the caller's transaction ends: a second reader refreshing
+    the same patients waits and then finds them current, and a write to one of them waits for the refresh (its
+    new revision then makes the row out of date again). SQLite serialises writers by itself.
+    """
     rows = session.connection().execute(
         select(PatientRevision.patient_id, PatientRevision.revision)
         .outerjoin(summary, summary.patient_id == PatientRevision.patient_id)
-        .where(or_(summary.revision.is_(None), summary.revision != PatientRevision.revision, *also_stale))).all()
+        .where(or_(summary.revision.is_(None), summary.revision != PatientRevision.revision, *also_stale))
+        .order_by(PatientRevision.patient_id).with_for_update(of=PatientRevision.__table__)).all()
     return dict(rows)
 
 
