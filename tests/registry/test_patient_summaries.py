@@ -196,3 +196,35 @@ def test_features_stored_under_other_definitions_are_recomputed(registry: Home, 
             assert np.isfinite(patient_summary.read(s)["n_scans"]).all()
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_readers_refreshing_at_once_both_finish_with_the_full_queries(registry: Home) -> None:
+    """Two dashboard reads that find the same patients out of date: the second waits for the first's refresh
+    (row locks on PostgreSQL) instead of failing on the rows the first inserted."""
+    if not registry.db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers by itself")
+    import threading
+
+    engine = make_engine(registry.db_url)
+    try:
+        started, errors = threading.Barrier(2), []
+
+        def read() -> None:
+            try:
+                with Session(engine) as s, s.begin():
+                    started.wait(timeout=30)
+                    series_counts.refresh(s)
+                    patient_summary.refresh(s)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert_summaries_are_the_full_queries(engine)
+    finally:
+        engine.dispose()
