@@ -25,6 +25,7 @@ from biomarkers.timecourse import ADMISSION_CT_FEATURES, PATIENT_FEATURES, admis
 from imaging import store as imaging_store
 from registry.db import bulk_read
 from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
+from registry.summary import revisions
 
 SOURCE_SEGMENTATION = "segmentation"
 SOURCE_MANUAL = "manual"
@@ -137,7 +138,8 @@ def save_features(session: Session, job: MaskJob, mask_sha256: str, values: dict
     return row
 
 
-def _feature_rows(session: Session, columns: dict[str, Any], source: str, version: str) -> pd.DataFrame:
+def _feature_rows(session: Session, columns: dict[str, Any], source: str, version: str,
+                  patients: list[int] | None = None) -> pd.DataFrame:
     """One row per series with features of `version` (per series the first source of SOURCE_PREFERENCE, or only
     `source`): `columns` (name -> column expression) and every scalar feature of `values`; `_series_id` too.
 
@@ -154,6 +156,8 @@ def _feature_rows(session: Session, columns: dict[str, Any], source: str, versio
          .where(SeriesFeatures.definitions_version == version))
     if source != "auto":
         q = q.where(SeriesFeatures.source == source)
+    if patients is not None:
+        q = revisions.restricted(q, Patient.id, patients)
     with bulk_read():
         result = session.connection().execute(q)
         base = pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
@@ -220,25 +224,74 @@ def series_feature_table(session: Session, source: str = "auto", version: str = 
 
 def patient_feature_table(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION,
                           with_ct_classes: bool = False) -> pd.DataFrame:
-    """The patient-level features (columns `center`, `patient_id` + biomarkers.timecourse.PATIENT_FEATURES),
-    and with `with_ct_classes` the admission scan's CT classifications (timecourse.ADMISSION_CT_FEATURES) after them.
+    """The patient-level features (columns `center`, `patient_id` + biomarkers.timecourse.PATIENT_FEATURES; every
+    feature a float, `n_scans` an integer), and with `with_ct_classes` the admission scan's CT classifications
+    (timecourse.ADMISSION_CT_FEATURES) after them; sorted by center and pseudonym.
 
-    What `patient_level_features(series_feature_table(...))` gives, computed on the integer patient id (the scans
-    ordered as there, ties by series UID) and only then named and ordered by center and pseudonym: grouping and
-    sorting 100,000 rows on two string keys cost most of the time.
+    What `patient_level_features(series_feature_table(...))` gives. The default (`auto`, the current definitions)
+    is read from the per-patient summaries (`biomarkers.patient_summary`), recomputed first for the patients whose
+    rows changed; any other source or version is computed from every series (`patient_features_by_id`).
     """
-    columns = [*PATIENT_FEATURES, *(ADMISSION_CT_FEATURES if with_ct_classes else ())]
+    if source == "auto" and version == DEFINITIONS_VERSION:
+        from biomarkers import patient_summary  # it reads through this module's full query
+
+        features = patient_summary.read(session, with_ct_classes=with_ct_classes)
+    else:
+        features = patient_features_by_id(session, source, version, with_ct_classes=with_ct_classes)
+    return named_patient_features(session, features, with_ct_classes)
+
+
+def patient_features_by_id(session: Session, source: str = "auto", version: str = DEFINITIONS_VERSION,
+                           patients: list[int] | None = None, with_ct_classes: bool = False) -> pd.DataFrame:
+    """The patient-level features of every patient with series features (or at least those of `patients`, by
+    patient id), computed from their series' features: indexed by patient id, columns PATIENT_FEATURES (every
+    feature a float, `n_scans` an integer), and with `with_ct_classes` ADMISSION_CT_FEATURES after them.
+
+    Computed on the integer patient id (the scans ordered as in `series_feature_table`, ties by series UID): grouping
+    and sorting 100,000 rows on two string keys cost most of the time.
+    """
+    columns = feature_columns(with_ct_classes)
     scans = _feature_rows(session, {
         "_patient": Patient.id, "series_instance_uid": Series.series_instance_uid,
         "days_from_injury": Series.days_from_injury, "acquisition_datetime": Series.acquisition_datetime},
-        source, version)
+        source, version, patients)
     if scans.empty:
-        return pd.DataFrame(columns=["center", "patient_id", *columns])
+        return with_feature_types(pd.DataFrame(columns=columns, index=pd.Index([], name="_patient")))
     scans = scans.sort_values(["_patient", *_SCAN_ORDER], na_position="last", kind="stable").reset_index(drop=True)
     scans["timepoint"] = scans.groupby("_patient").cumcount()
     features = patient_level_features(scans, keys=["_patient"])
     if with_ct_classes:
         features = features.join(admission_ct_classes(scans, keys=["_patient"]))
+    return with_feature_types(features)
+
+
+def feature_columns(with_ct_classes: bool = False) -> list[str]:
+    """PATIENT_FEATURES, and with `with_ct_classes` ADMISSION_CT_FEATURES after them."""
+    return [*PATIENT_FEATURES, *(ADMISSION_CT_FEATURES if with_ct_classes else ())]
+
+
+# The admission CT classifications' text columns (the rest are numbers).
+_CT_TEXT = ("adm_marshall_ct_class_missing", "adm_ct_edh_source", "adm_ct_tsah_source")
+
+
+def with_feature_types(features: pd.DataFrame) -> pd.DataFrame:
+    """PATIENT_FEATURES as numbers: floats, `n_scans` an integer (whether a count column comes out as integers
+    otherwise depends on which patients are in the table); the admission CT classifications present as floats,
+    their sources and missing components as text or None."""
+    types = {c: ("int64" if c == "n_scans" else "float64") for c in PATIENT_FEATURES}
+    types.update({c: "float64" for c in ADMISSION_CT_FEATURES if c in features.columns and c not in _CT_TEXT})
+    out = features.astype(types)
+    for c in _CT_TEXT:
+        if c in out.columns:
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
+    return out
+
+
+def named_patient_features(session: Session, features: pd.DataFrame, with_ct_classes: bool = False) -> pd.DataFrame:
+    """Patient features indexed by patient id named by `center` and `patient_id` (pseudonym), sorted by them."""
+    columns = feature_columns(with_ct_classes)
+    if features.empty:
+        return pd.DataFrame(columns=["center", "patient_id", *columns])
     names = pd.DataFrame(session.connection().execute(
         select(Patient.id, Center.code, Patient.pseudo_id).join(Center, Center.id == Patient.center_id)).all(),
         columns=["_patient", "center", "patient_id"]).set_index("_patient")

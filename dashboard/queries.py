@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, literal, not_, or_, select, union_all
+from sqlalchemy import Engine, Select, Text, and_, case, cast, distinct, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from dashboard.collection import COUNT_COLUMNS
@@ -34,6 +34,7 @@ from registry.models import (
     ModelFit,
     Outcome,
     Patient,
+    PatientArrivalDay,
     QCDecision,
     SegmentationRun,
     Series,
@@ -43,6 +44,7 @@ from registry.models import (
 )
 from registry.progress import TOTAL, collection_progress, missing_items
 from registry.store import record_qc_decision, repeated_qc_decision
+from registry.summary import series_counts
 from registry.targets import set_targets, stored_targets
 from registry.users import add_user, deactivate_user, reactivate_user, set_password, unlock_user, users_table
 
@@ -89,7 +91,7 @@ _PROGRESS_RENAME = {"qc_failed_manual": "qc_failed", "qc_failed_auto": "qc_auto_
 def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
     """Per center in scope: `registry.progress.collection_progress` (patients, series by QC status and segmented,
     clinical data, outcome, follow-up) plus manually annotated series (columns `collection.COUNT_COLUMNS`)."""
-    with _session(db_url) as s:
+    with _session(db_url) as s, s.begin():  # the summaries it brings up to date are kept
         progress = collection_progress(s, count_segmented=True).rename(columns=_PROGRESS_RENAME)
         annotated = _frame(s, _scoped(
             select(Center.code.label("center"),
@@ -108,7 +110,7 @@ def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def owed_items(db_url: str, center: str | None) -> pd.DataFrame:
     """What centers in scope still owe, one row per patient or series and item (`registry.progress.missing_items`)."""
-    with _session(db_url) as s:
+    with _session(db_url) as s, s.begin():  # the summaries it brings up to date are kept
         return missing_items(s, center)
 
 
@@ -153,42 +155,30 @@ def arrival_counts(db_url: str, center: str | None, basis: str = "received") -> 
     """Arrivals per day, counted by the database: one row per (center, kind, date) with `n`, the same counts as
     grouping `arrival_events` by day (`collection.daily_counts`), without sending every series' row to Python.
 
-    One statement and one pass over the series: they are counted per study and day first (no join), an undated
-    series takes its study's date, and only those per-study counts are joined to their patient's center; series
-    per day and (scanned) each patient's first scan day both come from them.
+    Read from each patient's series per day (`registry.summary.arrivals`, kept in step with the series), summed per
+    center and day in one pass: series per day, and (scanned) patients on their first scan day.
     """
     if basis not in ARRIVAL_BASES:
         raise ValueError(f"basis must be one of {ARRIVAL_BASES}, not {basis!r}")
-    scanned = basis == "scanned"
-    day = func.date(Series.acquisition_datetime if scanned else Series.ingested_at)
-    per_study_day = select(Series.study_id, day.label("day"), func.count().label("n")).group_by(Series.study_id, day)
-    if center is not None:  # a coordinator's page reads their center's series only (through the indexes)
-        per_study_day = per_study_day.where(Series.study_id.in_(_scoped(
-            select(Study.id).join(Patient, Patient.id == Study.patient_id).join(Center, Center.id == Patient.center_id),
-            center)))
-    per_study_day = per_study_day.subquery()
-    dated = func.coalesce(per_study_day.c.day, func.date(Study.study_datetime)) if scanned else per_study_day.c.day
-    rows = (select(Patient.center_id, Study.patient_id, dated.label("day"), per_study_day.c.n)
-            .join(Study, Study.id == per_study_day.c.study_id).join(Patient, Patient.id == Study.patient_id)
-            .where(dated.is_not(None)))
+    days = (select(Patient.center_id, PatientArrivalDay.day, func.sum(PatientArrivalDay.series).label("series"),
+                   func.sum(PatientArrivalDay.first_day).label("patients"))
+            .join(Patient, Patient.id == PatientArrivalDay.patient_id).where(PatientArrivalDay.basis == basis)
+            .group_by(Patient.center_id, PatientArrivalDay.day))
     if center is not None:
-        rows = rows.join(Center, Center.id == Patient.center_id).where(Center.code == center)
-    rows = rows.cte("dated_rows")
-    series = (select(rows.c.center_id, literal("series").label("kind"), rows.c.day, func.sum(rows.c.n).label("n"))
-              .group_by(rows.c.center_id, rows.c.day))
-    if scanned:  # a patient arrives on the day of their first scan
-        first = (select(rows.c.center_id, func.min(rows.c.day).label("day"))
-                 .group_by(rows.c.center_id, rows.c.patient_id).subquery())
-        patients = select(first.c.center_id, literal("patients").label("kind"), first.c.day,
-                          func.count().label("n")).group_by(first.c.center_id, first.c.day)
-    else:  # when first registered
-        created = func.date(Patient.created_at)
-        patients = _scoped(select(Patient.center_id, literal("patients").label("kind"), created.label("day"),
-                                  func.count().label("n")).join(Center, Center.id == Patient.center_id)
-                           .group_by(Patient.center_id, created), center)
-    with _session(db_url) as s:
-        daily = _frame(s, union_all(patients, series))
+        days = days.join(Center, Center.id == Patient.center_id).where(Center.code == center)
+    created = func.date(Patient.created_at)  # received: a patient arrives when first registered
+    registered = _scoped(select(Patient.center_id, created.label("day"), func.count().label("n"))
+                         .join(Center, Center.id == Patient.center_id).group_by(Patient.center_id, created), center)
+    with _session(db_url) as s, s.begin():
+        series_counts.refresh(s)
+        per_day = _frame(s, days)
+        patients = (per_day[["center_id", "day", "patients"]].rename(columns={"patients": "n"})
+                    if basis == "scanned" else _frame(s, registered))
         codes = dict(s.execute(select(Center.id, Center.code)).all())
+    daily = pd.concat([patients.assign(kind="patients"),
+                       per_day[["center_id", "day", "series"]].rename(columns={"series": "n"}).assign(kind="series")],
+                      ignore_index=True)
+    daily = daily[daily["n"].astype(int) > 0].reset_index(drop=True)
     daily = daily.rename(columns={"day": "date"})
     daily["center"] = daily["center_id"].map(codes)
     daily["date"] = pd.to_datetime(daily["date"])

@@ -29,6 +29,12 @@ def registry_frames(session: Session, feature_source: str = "auto",
     """(clinical, outcomes, patient features) of every patient, keyed by center code and pseudonymous id; with
     `with_ct_classes` the patient features carry the admission scan's CT classifications too
     (`biomarkers.timecourse.ADMISSION_CT_FEATURES`)."""
+    clin, outc = registry_frames_without_features(session)
+    return clin, outc, patient_feature_table(session, feature_source, with_ct_classes=with_ct_classes)
+
+
+def registry_frames_without_features(session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clinical, outcomes) of every patient, keyed by center code and pseudonymous id."""
     # Plain columns, not ORM objects, straight into frames (yes/no as 1.0/0.0 in SQL): at 20,000 patients building
     # ClinicalRecord/Outcome objects and a dict per patient took seconds.
     def column(attr):  # noqa: ANN001, ANN202 - a column, yes/no ones as 1.0 / 0.0 / NULL
@@ -52,7 +58,7 @@ def registry_frames(session: Session, feature_source: str = "auto",
         clin[col] = pd.to_numeric(clin[col], errors="raise")
     for col in ("gos_6m", "died", "days_to_death_or_censor"):
         outc[col] = pd.to_numeric(outc[col], errors="raise")
-    return clin, outc, patient_feature_table(session, feature_source, with_ct_classes=with_ct_classes)
+    return clin, outc
 
 
 def analysis_table_from_registry(session: Session, feature_source: str = "auto") -> pd.DataFrame:

@@ -6,7 +6,8 @@
   with `pg_restore --clean --dbname URL FILE`); otherwise a folder with one CSV file per table
   written by `COPY ... TO STDOUT (FORMAT csv, HEADER)`, plus `schema_revision.txt` (restore: create
   the schema at that revision with `ctstudy db upgrade REV`, then `\\copy TABLE FROM 'TABLE.csv' CSV
-  HEADER` for each table, parents first).
+  HEADER` for each table, parents first). The per-patient summaries (`registry.summary.TABLES`) are not
+  exported: the restored rows recreate them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine, MetaData, func, inspect, select
 from sqlalchemy.engine import make_url
 
+from registry import summary
 from registry.db import current_revision
 from registry.models import utcnow
 
@@ -93,7 +95,7 @@ def _pg_dump(url: str, target: Path) -> Path | None:
 def _per_table_export(engine: Engine, folder: Path, revision: str | None) -> Path:
     folder.mkdir(parents=True)
     (folder / "schema_revision.txt").write_text(f"{revision}\n")
-    names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+    names = [t for t in inspect(engine).get_table_names() if t != "alembic_version" and t not in summary.TABLES]
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:

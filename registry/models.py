@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -506,3 +507,66 @@ class DicomSender(Base):
     created_by: Mapped[str] = mapped_column(String(100))
 
     center: Mapped[Center] = relationship()
+
+
+class PatientRevision(Base):
+    """How many times a patient's imaging rows have changed: bumped by database triggers (migration 0014) on every
+    insert, update or delete of the patient's studies, series, segmentation runs and series features.
+
+    The per-patient summaries below record the revision they were computed at; a summary whose revision differs
+    (or that is missing) is recomputed before it is read, so a summary never shows anything but what the full
+    query over the rows would.
+    """
+
+    __tablename__ = "patient_revision"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+class PatientSeriesCounts(Base):
+    """One patient's series counted as the Collection page counts them (`registry.summary.series_counts`), at
+    `revision` of PatientRevision."""
+
+    __tablename__ = "patient_series_counts"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    series: Mapped[int] = mapped_column(Integer)
+    qc_passed: Mapped[int] = mapped_column(Integer)
+    qc_failed_auto: Mapped[int] = mapped_column(Integer)
+    qc_failed_manual: Mapped[int] = mapped_column(Integer)
+    qc_pending: Mapped[int] = mapped_column(Integer)
+    segmented: Mapped[int] = mapped_column(Integer)
+    usable_studies: Mapped[int] = mapped_column(Integer)  # studies with a series passed or pending QC
+    # The admission scan: the patient's earliest study with a series, and how many of its series passed QC.
+    admission_study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    admission_passed: Mapped[int] = mapped_column(Integer)
+
+
+class PatientArrivalDay(Base):
+    """One patient's series per day (`registry.summary.arrivals`), by `basis`: `scanned` (the day acquired, else
+    the study's day; undated series are left out) or `received` (the day ingested), and whether it is the
+    patient's first such day (when a patient arrives, scanned). Stored with the patient's PatientSeriesCounts, at
+    its revision."""
+
+    __tablename__ = "patient_arrival_day"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True)
+    basis: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    series: Mapped[int] = mapped_column(Integer)
+    first_day: Mapped[int] = mapped_column(Integer)  # 1 on the patient's earliest day of this basis, else 0
+
+
+class PatientFeatureSummary(Base):
+    """One patient's patient-level imaging features (`biomarkers.patient_summary`), at `revision` of
+    PatientRevision and under the feature definitions named by `definitions`; `values` is a JSON object (NULL:
+    the patient has no series features)."""
+
+    __tablename__ = "patient_feature_summary"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    definitions: Mapped[str] = mapped_column(String(64))
+    values: Mapped[str | None] = mapped_column(Text)

@@ -13,26 +13,24 @@ import datetime as dt
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, bindparam, case, distinct, exists, func, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from registry.db import bulk_read
 from registry.models import (
     QC_AUTO_FAILED,
     QC_FAILED,
-    QC_PASSED,
     QC_PENDING,
-    RUN_DONE,
     Center,
     ClinicalRecord,
     Outcome,
     Patient,
-    QCDecision,
-    SegmentationRun,
+    PatientSeriesCounts,
     Series,
     Study,
 )
 from registry.rows import Rows
+from registry.summary import series_counts
 from vocabulary import dictionary
 
 if TYPE_CHECKING:
@@ -55,56 +53,13 @@ def _cutoff(as_of: dt.date | dt.datetime | None) -> dt.datetime | None:
     return dt.datetime.combine(as_of, dt.time()) + dt.timedelta(days=1)
 
 
-def _series_status(cutoff: dt.datetime | None) -> Select:
-    """One row per series arrived by `cutoff`: series id, study id and the QC status then (no join when `cutoff`
-    is None: the counts below aggregate series per study first and join the 40 times smaller result upwards)."""
-    base = select(Series.id.label("series_id"), Series.study_id)
-    if cutoff is None:
-        return base.add_columns(Series.qc_status.label("status"))
-    # The status as of the date is that of the latest decision taken by then (every series gets an
-    # automatic one at ingest); decision ids grow with time, so max(id) is the latest.
-    latest = (
-        select(QCDecision.series_id, func.max(QCDecision.id).label("decision_id"))
-        .where(QCDecision.decided_at < cutoff)
-        .group_by(QCDecision.series_id)
-        .subquery()
-    )
-    return (
-        base.add_columns(func.coalesce(QCDecision.status, literal(QC_PENDING)).label("status"))
-        .outerjoin(latest, latest.c.series_id == Series.id)
-        .outerjoin(QCDecision, QCDecision.id == latest.c.decision_id)
-        .where(Series.ingested_at < cutoff)
-    )
-
-
 def _series_counts(cutoff: dt.datetime | None, count_segmented: bool) -> Select:
     """Per center id, in one statement: patients with a CT, series by QC status, patients with a follow-up scan
-    (a second study with a series that has not failed QC) and, when asked, series with a finished segmentation.
-
-    Series are counted per study first (one pass over the series table, no join), then per patient, then per
-    center: joining 100,000 series to their study and patient before grouping cost several times more, and so
-    did reading the series once per count.
+    (a second study with a series that has not failed QC) and, when asked, series with a finished segmentation:
+    the full query over every series (`series_counts.per_patient_counts`), summed per center.
     """
-    status = _series_status(cutoff).subquery()
-
-    def n_status(*values: str):  # noqa: ANN202 - a SQL expression
-        return func.sum(case((status.c.status.in_(values), 1), else_=0))
-
-    per_study = (select(status.c.study_id, func.count().label("series"),
-                        n_status(QC_PASSED).label("qc_passed"), n_status(QC_AUTO_FAILED).label("qc_failed_auto"),
-                        n_status(QC_FAILED).label("qc_failed_manual"), n_status(QC_PENDING).label("qc_pending"),
-                        func.max(case((status.c.status.in_((QC_PASSED, QC_PENDING)), 1), else_=0)).label("usable"))
-                 .group_by(status.c.study_id))
-    if count_segmented:
-        done = select(SegmentationRun.series_id).where(SegmentationRun.status == RUN_DONE).distinct().subquery()
-        per_study = (per_study.add_columns(func.count(done.c.series_id).label("segmented"))
-                     .outerjoin(done, done.c.series_id == status.c.series_id))
-    per_study = per_study.subquery()
-    counted = ["series", "qc_passed", "qc_failed_auto", "qc_failed_manual", "qc_pending"] + (
-        ["segmented"] if count_segmented else [])
-    per_patient = (select(Study.patient_id, *(func.sum(per_study.c[c]).label(c) for c in counted),
-                          func.sum(per_study.c.usable).label("usable_studies"))
-                   .join(per_study, per_study.c.study_id == Study.id).group_by(Study.patient_id).subquery())
+    per_patient = series_counts.per_patient_counts(cutoff, count_segmented).subquery()
+    counted = [*series_counts.STATUS_COUNTS, *(["segmented"] if count_segmented else [])]
     return (select(Patient.center_id, func.count().label("with_ct"),
                    *(func.sum(per_patient.c[c]).label(c) for c in counted),
                    func.sum(case((per_patient.c.usable_studies >= 2, 1), else_=0)).label("with_follow_up"))
@@ -139,8 +94,12 @@ def progress_rows(session: Session, as_of: dt.date | dt.datetime | None = None, 
         .outerjoin(Outcome, outcome_on)
         .group_by(Center.id, Center.code)
     ).mappings().all()
-    series = {row["center_id"]: row for row in
-              connection.execute(_series_counts(cutoff, count_segmented)).mappings().all()}
+    if cutoff is None:  # the current counts: per patient, kept in step with the series (registry.summary)
+        series_counts.refresh(session)
+        per_center = series_counts.per_center(count_segmented)
+    else:
+        per_center = _series_counts(cutoff, count_segmented)
+    series = {row["center_id"]: row for row in connection.execute(per_center).mappings().all()}
     columns = PROGRESS_COLUMNS + (["series_segmented"] if count_segmented else [])
     counts = columns[1:]
 
@@ -179,46 +138,29 @@ def missing_item_rows(session: Session, center: str | None = None) -> Rows:
     items: list[tuple[str, str, str, str, str]] = []  # center, pseudo_id, item, reason, detail
 
     def add(item: str, query: Select, reason: str = "") -> None:
-        for row in _mappings(session, query):
-            items.append((row["center"], row["pseudo_id"], item, row.get("reason", reason), row.get("detail", "")))
+        with bulk_read():  # plain tuples by column position: looking absent keys up in row mappings cost more
+            result = session.connection().execute(query)
+            keys = list(result.keys())
+            rows = result.all()
+        at = {k: keys.index(k) for k in ("center", "pseudo_id", "reason", "detail") if k in keys}
+        c, p, r, d = at["center"], at["pseudo_id"], at.get("reason"), at.get("detail")
+        items.extend((row[c], row[p], item, reason if r is None else row[r], "" if d is None else row[d])
+                     for row in rows)
 
-    has_series = select(Study.patient_id).where(exists().where(Series.study_id == Study.id))
-    add("no_ct", base.where(Patient.id.not_in(has_series)), "clinical data or outcome arrived, no CT series")
+    series_counts.refresh(session)  # the per-patient summaries read below, brought up to date
+    with_ct = select(PatientSeriesCounts.patient_id).where(PatientSeriesCounts.series > 0)
+    add("no_ct", base.where(Patient.id.not_in(with_ct)), "clinical data or outcome arrived, no CT series")
     add("no_clinical", base.where(Patient.id.not_in(select(ClinicalRecord.patient_id))), "no row in clinical.csv")
     add("no_outcome", base.where(Patient.id.not_in(select(Outcome.patient_id))), "no row in outcomes.csv")
 
     # The admission scan is the patient's earliest study (ties and undated last, then by study id); it owes a
-    # QC-passed series. Ranked in SQL (a window over per-study aggregates) so that only the owed studies come back,
-    # not one row per study of the registry. The series are aggregated per study first (one pass, no join): a
-    # study's date is its earliest series' acquisition, or the study's own date where that is earlier and some
-    # series is undated (what the earliest of each series' acquisition-else-study date is).
-    counted = (select(Series.study_id, func.sum(case((Series.qc_status == QC_PASSED, 1), else_=0)).label("passed"),
-                      func.min(Series.acquisition_datetime).label("first_acquired"),
-                      func.sum(case((Series.acquisition_datetime.is_(None), 1), else_=0)).label("undated"))
-               .group_by(Series.study_id))
-    if center:  # one center's series only, found through the indexes
-        counted = counted.where(Series.study_id.in_(
-            select(Study.id).join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
-            .where(*patient_filter)))
-    counted = counted.subquery()
-    when = case((and_(counted.c.undated > 0, Study.study_datetime.is_not(None),
-                      or_(counted.c.first_acquired.is_(None), Study.study_datetime < counted.c.first_acquired)),
-                 Study.study_datetime), else_=counted.c.first_acquired)
-    per_study = (
-        select(Study.id.label("study_id"), counted.c.passed,
-               func.row_number().over(partition_by=Study.patient_id,
-                                      order_by=(when.asc().nulls_last(), Study.id)).label("rank"))
-        .join(counted, counted.c.study_id == Study.id)
-    )
-    if center:
-        per_study = per_study.join(Patient, Study.patient_id == Patient.id).join(
-            Center, Patient.center_id == Center.id).where(*patient_filter)
-    ranked = per_study.subquery()
+    # QC-passed series. Read from the per-patient summaries (`series_counts.admission_scans` is the full query), so
+    # only the owed studies come back, not one row per study or series of the registry.
     owed = _mappings(session, (
         select(Center.code.label("center"), Patient.pseudo_id, Study.id.label("study_id"), Study.study_instance_uid)
-        .select_from(ranked).join(Study, Study.id == ranked.c.study_id)
-        .join(Patient, Study.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
-        .where(ranked.c.rank == 1, ranked.c.passed == 0)))
+        .select_from(PatientSeriesCounts).join(Study, Study.id == PatientSeriesCounts.admission_study_id)
+        .join(Patient, PatientSeriesCounts.patient_id == Patient.id).join(Center, Patient.center_id == Center.id)
+        .where(PatientSeriesCounts.admission_passed == 0, *patient_filter)))
     why = _study_qc_reasons(session, [row["study_id"] for row in owed])
     items += [(row["center"], row["pseudo_id"], "no_qc_passed_admission_scan", why.get(row["study_id"], ""),
                row["study_instance_uid"]) for row in owed]

@@ -26,7 +26,7 @@ def analysis_table(db_url: str, center: str | None) -> pd.DataFrame:
     from prognosis.store import analysis_table_from_registry
 
     try:
-        with Session(queries.engine_for(db_url)) as session:
+        with Session(queries.engine_for(db_url)) as session, session.begin():  # commits the summaries the read updates
             table = analysis_table_from_registry(session)
     except ValueError:  # no patients yet
         return pd.DataFrame()
@@ -43,7 +43,7 @@ def current_data_hash(db_url: str) -> str | None:
     from prognosis.store import analysis_table_from_registry
 
     try:
-        with Session(queries.engine_for(db_url)) as session:
+        with Session(queries.engine_for(db_url)) as session, session.begin():  # commits the summaries the read updates
             return analysis_table_hash(analysis_table_from_registry(session))
     except ValueError:  # no patients yet
         return None

@@ -81,6 +81,8 @@ def test_postgresql_backup_without_pg_dump_is_a_per_table_export(pg_url: str, tm
     assert (saved.path / "schema_revision.txt").read_text().strip() == current_revision(engine)
     users = (saved.path / "app_user.csv").read_text().splitlines()
     assert users[0].startswith("id,username") and ",adm," in users[1]
+    # The per-patient summaries are derived: restoring the other tables recreates them (registry.summary).
+    assert (saved.path / "patient.csv").exists() and not (saved.path / "patient_revision.csv").exists()
     with session_scope(engine) as s:
         assert s.scalars(select(User.username)).all() == ["adm"]
     engine.dispose()

@@ -68,7 +68,8 @@ def _fill(engine: Engine) -> None:
         for table in meta.sorted_tables:
             if table.name == "alembic_version" or conn.scalar(select(table).limit(1)) is not None:
                 continue
-            row = {c.name: 1 if c.primary_key else _value(c, table.name) for c in table.columns}
+            row = {c.name: 1 if c.primary_key and isinstance(c.type, Integer) else _value(c, table.name)
+                   for c in table.columns}
             conn.execute(insert(table), [row])
 
 

@@ -276,7 +276,7 @@ def test_qc_queue_decodes_reasons_and_identifiers_as_the_reference(filled: str) 
 
 
 def test_analysis_table_frames_are_the_reference(filled: str) -> None:
-    from biomarkers.store import patient_feature_table, series_feature_table
+    from biomarkers.store import patient_feature_table, series_feature_table, with_feature_types
     from biomarkers.timecourse import admission_ct_classes, patient_level_features
     from prognosis.analysis_table import build_analysis_table
     from prognosis.store import analysis_table_from_registry, registry_frames
@@ -290,9 +290,9 @@ def test_analysis_table_frames_are_the_reference(filled: str) -> None:
         patients = patient_feature_table(s)
         table = analysis_table_from_registry(s)
     engine.dispose()
-    # The patient features (on integer patient ids) and the analysis table are exactly what the per-series
-    # reference gives through the pure functions.
-    ref_patients = patient_level_features(ref_series).reset_index()
+    # The patient features (on integer patient ids, as numbers) and the analysis table are exactly what the
+    # per-series reference gives through the pure functions.
+    ref_patients = with_feature_types(patient_level_features(ref_series)).reset_index()
     pd.testing.assert_frame_equal(patients, ref_patients)
     ref_ct = admission_ct_classes(ref_series).reset_index()
     pd.testing.assert_frame_equal(table, build_analysis_table(ref_clin, ref_outc, ref_patients, ref_ct))
