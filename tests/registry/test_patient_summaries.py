@@ -68,9 +68,10 @@ def assert_summaries_are_the_full_queries(engine) -> None:  # noqa: ANN001
             for p, d, _ in full:
                 first[p] = min(first.get(p, d), d)
             assert days == {(p, d, n, int(d == first[p])) for p, d, n in full}, basis
-        features = patient_summary.read(s).sort_index()
-        full = patient_features_by_id(s).sort_index()
-        pd.testing.assert_frame_equal(features, full, check_names=False)
+        for with_ct in (False, True):  # the admission CT classifications are stored beside the features
+            features = patient_summary.read(s, with_ct_classes=with_ct).sort_index()
+            full = patient_features_by_id(s, with_ct_classes=with_ct).sort_index()
+            pd.testing.assert_frame_equal(features, full, check_names=False)
 
 
 @pytest.fixture()
@@ -126,7 +127,11 @@ def test_summaries_follow_every_kind_of_write(registry: Home, tmp_path: Path) ->
                                  .order_by(SeriesFeatures.id).limit(1)).one()
             old = s.get(Series, featured.series_id)
             values = {"hematoma_ml": 41.5, "edema_ml": 12.25, "lesion_count": 2, "midline_shift_mm": 3.5,
-                      "largest_lesion_ml": 30.0, "largest_lesion_left": 1.0}
+                      "largest_lesion_ml": 30.0, "largest_lesion_left": 1.0,
+                      # the CT classifications (text components beside numbers) are summarised too
+                      "marshall_ct_class": 6, "marshall_ct_class_missing": None, "rotterdam_ct_score": 4,
+                      "helsinki_ct_score": 5, "ct_edh": 0, "ct_edh_source": "measured", "ct_tsah": None,
+                      "ct_tsah_source": "unknown"}
             for series in (fresh, old):
                 job = MaskJob(series.id, series.series_instance_uid, "segmentation", Path("/masks/y.nii.gz"))
                 save_features(s, job, "f" * 64, values, pd.DataFrame())
