@@ -265,8 +265,8 @@ def test_unreadable_folder_is_reported(home: Home, tmp_path: Path, monkeypatch) 
     locked.mkdir()
     real_scandir = os.scandir
 
-    def scandir(path):  # root ignores permissions: simulate the folder a coordinator cannot read
-        if Path(path) == locked:
+    def scandir(path="."):  # root ignores permissions: simulate the folder a coordinator cannot read
+        if not isinstance(path, int) and Path(path) == locked:  # (an int: a folder opened by rmtree)
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
