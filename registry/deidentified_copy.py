@@ -3,11 +3,12 @@
 `deidentify.deidentified_bytes` parses the whole file again and has pydicom write every element, Pixel Data
 included. Here the header dataset that header reading parsed up to Pixel Data (`dicom_headers.parse_instance`)
 goes through the same profile (`deidentify.deidentified`) and the same writer (`dicom_encoding.encoded_file`),
-and the source's Pixel Data element follows byte for byte: the profile keeps Pixel Data and drops every
-element after it, so the copy is the de-identified header followed by that one element.
+reusing the previous file's parts where they agree (`registry.deidentified_header`), and the source's Pixel
+Data element follows byte for byte: the profile keeps Pixel Data and drops every element after it, so the
+copy is the de-identified header followed by that one element.
 
 The source bytes are copied only where they are exactly what pydicom writes for that element; otherwise
-(`pixel_element_span` returns None) the copy is made the present way, from the whole file:
+(`pixel_element_span` returns None) the copy is made from the whole file (`deidentified_bytes`):
 - little-endian, not deflated, a public transfer syntax whose VR encoding (implicit or explicit) is the one
   the data set was read with (pydicom writes the copy in the file meta's syntax);
 - explicit VR OB or OW with zero reserved bytes (pydicom would rewrite UN as OB/OW);
@@ -26,8 +27,8 @@ import struct
 import pydicom
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from registry.deidentify import deidentified, deidentified_bytes
-from registry.dicom_encoding import encoded_file
+from registry.deidentified_header import header_bytes
+from registry.deidentify import deidentified_bytes
 from registry.dicom_headers import ParsedInstance
 
 PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
@@ -43,8 +44,7 @@ def deidentified_copy(parsed: ParsedInstance, key: bytes, pseudonym: str) -> byt
     if span is None:
         return deidentified_bytes(parsed.data, key, pseudonym)
     start, end = span
-    header = encoded_file(deidentified(parsed.dataset, key, pseudonym))
-    return header + parsed.data[start:end]
+    return header_bytes(parsed.dataset, key, pseudonym) + parsed.data[start:end]
 
 
 def pixel_element_span(ds: pydicom.Dataset, data: bytes, offset: int) -> tuple[int, int] | None:
