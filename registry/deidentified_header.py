@@ -16,7 +16,8 @@ makes only the others, each as the whole way makes it:
 The context is everything else the output depends on: the key and pseudonym, the encoding and transfer
 syntax, the SOP Class (file meta), the character set, the elements whose VR depends on other elements
 (and those they depend on), and which elements the profile reads are present. A file that differs in
-any of these, or in which a mapped UID or a cleaned description comes out empty, goes the whole way.
+any of these, in which a mapped UID or a cleaned description comes out empty, or which has one where the
+remembered copy has none, goes the whole way (and is remembered in its turn).
 """
 
 from __future__ import annotations
@@ -183,6 +184,9 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
             setattr(probe, DESCRIPTION_TAGS[tag], cleaned)
             made = written_element(probe[tag], implicit, little, probe.get("SpecificCharacterSet", default_encoding))
             remade[tag] = made
+    if not remade.keys() <= old.keys():
+        # An element the template's copy lacks (a description its file had cleaned away, a UID it had empty).
+        return None
     return prefix + b"".join(remade.get(tag, made) for tag, made in template.parts)
 
 

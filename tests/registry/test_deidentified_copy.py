@@ -124,6 +124,45 @@ def test_copies_from_one_read_are_the_whole_file_bytes(sources: dict[str, list[P
             assert all(span is None for span in spans), kind
 
 
+def _varied_series(root: Path) -> list[Path]:
+    """One series whose files differ from each other in what the profile reads, one thing at a time."""
+    files = write_series(root, "varied", patient_id="IT064-0012", n_slices=12)
+    changes: list[dict[str, object]] = [
+        {},
+        {"SeriesDescription": "HEAD Rossi Mario"},  # cleaned to the technical words
+        {"SeriesDescription": "Rossi Mario"},  # cleaned to nothing: the element leaves the copy
+        {"SmallestImagePixelValue": 3, "LargestImagePixelValue": 900},  # US or SS, after PixelRepresentation
+        {"SmallestImagePixelValue": 5, "LargestImagePixelValue": 901},
+        {"SpecificCharacterSet": "ISO_IR 100", "StudyDescription": "Kopf Müller"},
+        {"PatientName": "Verdi^Anna", "InstitutionName": "Niguarda"},  # dropped by the profile
+        {"WindowCenter": "45", "WindowWidth": "90"},
+        {"FrameOfReferenceUID": "1.2.826.0.1.3680043.10.1289.77"},
+        {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1289.78"},
+        {"ImageType": "DERIVED\\SECONDARY\\AXIAL"},
+        {},
+    ]
+    for path, change in zip(files, changes, strict=True):
+        ds = pydicom.dcmread(path)
+        change = {"SmallestImagePixelValue": 0, "LargestImagePixelValue": 1000, **change}
+        for keyword, value in change.items():
+            if keyword.endswith("ImagePixelValue"):
+                ds.add_new(keyword, "SS", value)  # signed pixels (PixelRepresentation 1)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+    return files
+
+
+def test_a_series_whose_files_differ_copies_each_as_the_whole_file_way(tmp_path: Path) -> None:
+    files = _varied_series(tmp_path / "varied")
+    # Twice through, the second time backwards: each file follows another that differs from it.
+    for path in files + files[::-1]:
+        parsed = parse_instance(path)
+        assert pixel_element_span(parsed.dataset, parsed.data, parsed.pixel_offset) is not None
+        assert deidentified_copy(parsed, KEY, "PSEUDO-3") == deidentified_bytes_reencoded(
+            parsed.data, KEY, "PSEUDO-3"), path.name
+
+
 def _rows(engine, home: Home) -> dict[str, list[tuple]]:
     """Every row ingest writes, ids and times left out, archive paths relative to the archive."""
     def relative(path: str | None) -> str | None:
