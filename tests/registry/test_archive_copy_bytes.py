@@ -5,8 +5,8 @@ The reference is `registry.deidentify.deidentified_bytes_reencoded`: one pydicom
 (`registry.deidentified_copy`, element encodings remembered across files by `registry.dicom_encoding`).
 Sources cover what centers send: plain files, RLE-compressed (encapsulated) pixel data, files with no
 preamble and no file meta (implicit VR), explicit VR big endian, a value of odd length, elements after
-Pixel Data (a private tag and data set trailing padding FFFC,FFFC), and the identifiers `test_phi` plants. The registry rows of a parallel ingest equal
-those of a one-process ingest under the same key.
+Pixel Data (a private tag and data set trailing padding FFFC,FFFC), and the identifiers `test_phi` plants.
+The registry rows of a parallel ingest equal those of a one-process ingest under the same key.
 """
 
 from __future__ import annotations
