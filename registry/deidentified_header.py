@@ -63,6 +63,9 @@ class _Template:
     little: bool
     context: Hashable  # `dicom_encoding.encoding_context` of the copy
 
+    def __post_init__(self) -> None:
+        self.by_tag = dict(self.parts)
+
 
 _templates: dict[Hashable, _Template] = {}
 
@@ -117,7 +120,7 @@ def _context(ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashabl
     # The file meta holds the mapped SOP Instance UID: files whose mapped UIDs differ in padded length
     # (a 2.25 number of 37 digits or fewer) have file meta of another length, made from another template.
     sop = sources.get(SOP_INSTANCE_UID)
-    sop_length = (len(mapped_uid(key, sop[2].decode("ascii", "replace"))) + 1) // 2 if sop and sop[2] else None
+    sop_length = (len(_mapped(key, sop[2].decode("ascii", "replace"))) + 1) // 2 if sop and sop[2] else None
     return (key, pseudonym, ds.original_encoding, meta_part, tuple(sorted(fixed)), frozenset(sources), sop_length)
 
 
@@ -136,7 +139,7 @@ def _value_at(prefix: bytes, uid: str) -> tuple[int, int]:
 def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[int, Hashable]) -> bytes | None:
     changed = [tag for tag, source in sources.items() if source is None or template.sources.get(tag) != source]
     implicit, little = template.implicit, template.little
-    old = dict(template.parts)
+    old = template.by_tag
     prefix = template.prefix
     remade: dict[int, bytes] = {}
     probe: Dataset | None = None  # what the copy holds of the other changed elements, see `_probe`
@@ -159,7 +162,7 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
             value = ds.get(UID_TAGS[tag])
             if not value:
                 return None
-            mapped = mapped_uid(key, str(value))
+            mapped = _mapped(key, str(value))
             encoded = mapped.encode("ascii") + (b"\0" if len(mapped) % 2 else b"")
             if tag == SOP_INSTANCE_UID:
                 if template.sop_at < 0 or len(encoded) != template.sop_length:
@@ -191,6 +194,17 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
 
 
 _UI_HEADER = 8
+_mapped_uids: dict[tuple[bytes, str], str] = {}
+
+
+def _mapped(key: bytes, uid: str) -> str:
+    """`mapped_uid(key, uid)`, remembered: the context and the copy both need a file's mapped SOP UID."""
+    mapped = _mapped_uids.get((key, uid))
+    if mapped is None:
+        if len(_mapped_uids) >= 4096:
+            _mapped_uids.clear()
+        mapped = _mapped_uids[(key, uid)] = mapped_uid(key, uid)
+    return mapped
 
 
 def _probe(ds: Dataset) -> Dataset:
