@@ -460,7 +460,9 @@ def _read_and_group(
         if stager is None:
             results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
         else:
-            jobs = [(str(path), code, str(Path(stager.folder) / f"{len(staged or ()) + n}.dcm"))
+            # A folder of its own for each reading (the folder's files, then the zips' members): names never meet.
+            folder = Path(tempfile.mkdtemp(dir=stager.folder))
+            jobs = [(str(path), code, str(folder / f"{n}.dcm"))
                     for n, (path, code) in enumerate(zip(todo, centers, strict=True))]
             read = functools.partial(_read_and_stage, key=stager.key)
             # Small chunks: each file now costs its copy too, and the two processes should end together.

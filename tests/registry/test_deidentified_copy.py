@@ -8,13 +8,15 @@ identifiers, an encapsulated value holding the delimiter's tag bytes inside a fr
 ends it, item by item), and the Pixel Data elements whose bytes pydicom would not write as they are (odd
 length, UN VR, big endian, a delimiter of non-zero length), which must go the whole-file way. An ingest
 staging its copies and one writing every copy from the source file alone leave the same archive files and
-the same registry rows.
+the same registry rows; zip members, staged after the folder's files, keep copies of their own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
+import zipfile
 from pathlib import Path
 
 import pydicom
@@ -235,3 +237,27 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
         assert (home.archive_dir / rel).read_bytes() == (other.archive_dir / rel).read_bytes(), rel
     engine.dispose()
     other_engine.dispose()
+
+
+def test_zip_members_staged_after_rejected_files_keep_their_own_copies(home: Home, tmp_path: Path) -> None:
+    center = tmp_path / "in" / "IT064"
+    plain = write_series(center / "plain", "plain-z", patient_id="IT064-0013", n_slices=4)
+    zipped = write_series(tmp_path / "export", "zipped-z", patient_id="IT064-0014", n_slices=4)
+    # Read before the series folder: a zip (read after the folder, member by member) and a file rejected.
+    with zipfile.ZipFile(center / "cd.zip", "w") as zf:
+        for n, path in enumerate(zipped):
+            zf.write(path, f"IMG{n}")
+    (center / "notes.dcm").write_text("not a DICOM file")
+    engine = make_engine(home.db_url)
+    report = ingest_directory(engine, home, tmp_path / "in", workers=1)
+    assert report.rejected_by_reason == {"not_dicom": 1} and report.new_instances == 8
+    key = home.secret()
+    by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in plain + zipped}
+    with session_scope(engine) as s:
+        rows = s.execute(select(Instance.sha256, Instance.file_path, Patient.pseudo_id)
+                         .join(Series, Instance.series_id == Series.id).join(Study, Series.study_id == Study.id)
+                         .join(Patient, Study.patient_id == Patient.id)).all()
+    assert {sha for sha, _, _ in rows} == set(by_sha)
+    for sha, path, pseudonym in rows:
+        assert Path(path).read_bytes() == deidentified_bytes_reencoded(by_sha[sha].read_bytes(), key, pseudonym)
+    engine.dispose()
