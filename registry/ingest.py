@@ -267,7 +267,7 @@ def _ingest_files(
     stager: Stager | None = None
     if not in_place and not (executor is not None and executor.distributed):
         stager = Stager(key, cleanup.enter_context(tempfile.TemporaryDirectory(
-            prefix=f"{os.getpid()}-", dir=_made(home.staging_dir))))
+            prefix=f"{os.getpid()}-", dir=_made(home.staging_dir))), str(home.archive_dir))
     staged: dict[str, StagedCopy] = {}
     groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged)
     origins: dict[str, tuple[str, int]] = {}
@@ -406,6 +406,17 @@ class Stager:
 
     key: bytes
     folder: str
+    archive: str  # the archive folder: a file whose copy is already there is not staged again
+
+
+def series_folder(key: bytes, center_code: str, pseudonym: str, study_uid: str, series_uid: str) -> Path:
+    """Where a series' copies lie below the archive (its links below the in-place folder): pseudonymous."""
+    return Path(center_code) / pseudonym / mapped_uid(key, study_uid) / mapped_uid(key, series_uid)
+
+
+def instance_name(key: bytes, sop_uid: str) -> str:
+    """An instance's file name in its series folder."""
+    return f"{mapped_uid(key, sop_uid)}.dcm"
 
 
 def _read_and_group(
@@ -464,7 +475,7 @@ def _read_and_group(
             folder = Path(tempfile.mkdtemp(dir=stager.folder))
             jobs = [(str(path), code, str(folder / f"{n}.dcm"))
                     for n, (path, code) in enumerate(zip(todo, centers, strict=True))]
-            read = functools.partial(_read_and_stage, key=stager.key)
+            read = functools.partial(_read_and_stage, key=stager.key, archive=stager.archive)
             # Small chunks: each file now costs its copy too, and the two processes should end together.
             pairs = pool.map(read, jobs, chunksize=16) if parallel else map(read, jobs)
             results = (_kept_staged(pair, staged) for pair in pairs)
@@ -504,19 +515,24 @@ def _kept_staged(pair: tuple[InstanceHeader | RejectedFile, StagedCopy | None],
     return result
 
 
-def _read_and_stage(job: tuple[str, str, str], *, key: bytes
+def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
                     ) -> tuple[InstanceHeader | RejectedFile, StagedCopy | None]:
     """`_read_one` of a (path, center code, staging path) job, and the file's de-identified copy staged
-    from the same read under the pseudonym of its PatientID at that center."""
+    from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
+    its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
     parsed = _read_one(Path(path), parse_instance)
     if isinstance(parsed, RejectedFile):
         return parsed, None
+    header = parsed.header
     try:
-        pseudonym = pseudo_id(key, code, parsed.header.patient_id)
+        pseudonym = pseudo_id(key, code, header.patient_id)
     except ValueError:
-        return parsed.header, None
-    return parsed.header, stage_archive_copy(parsed, key, pseudonym, target)
+        return header, None
+    folder = series_folder(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
+    if os.path.exists(os.path.join(archive, folder, instance_name(key, header.sop_instance_uid))):
+        return header, None
+    return header, stage_archive_copy(parsed, key, pseudonym, target)
 
 
 def _read_one(path: Path, read: Callable[[Path], T] = read_instance_header) -> T | RejectedFile:
@@ -592,7 +608,7 @@ def _store_series(
             session.rollback()
             return
 
-    layout = Path(center_code) / patient.pseudo_id / mapped_uid(key, first.study_instance_uid) / mapped_uid(key, uid)
+    layout = series_folder(key, center_code, patient.pseudo_id, first.study_instance_uid, uid)
     series_dir = (home.in_place_dir if in_place else home.archive_dir) / layout
     if in_place:
         stored = _link_in_place(new, series_dir, key)
@@ -752,7 +768,7 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
     """
     series_dir.mkdir(parents=True, exist_ok=True)
     staged = staged or {}
-    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"), key,
+    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / instance_name(key, h.sop_instance_uid)), key,
                        pseudonym) for h in headers]
     placed = {job.source: place_staged_copy(staged.pop(job.source), job.target) for job in jobs
               if job.source in staged and staged[job.source].pseudonym == pseudonym}
@@ -789,7 +805,7 @@ def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) 
     series_dir.mkdir(parents=True, exist_ok=True)
     stored: dict[str, str] = {}
     for h in headers:
-        link = series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"
+        link = series_dir / instance_name(key, h.sop_instance_uid)
         target = os.path.abspath(h.path)
         if not (link.is_symlink() and os.readlink(link) == target):
             tmp = link.with_suffix(f".tmp{os.getpid()}")

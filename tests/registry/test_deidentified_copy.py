@@ -210,6 +210,7 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
 
     whole_file_copies = []
     real_write = ingest_module.write_archive_copy
+    real_stage = ingest_module.stage_archive_copy
 
     def counted_write(job: archive_copy.ArchiveJob) -> archive_copy.ArchiveResult:
         whole_file_copies.append(job.source)
@@ -235,6 +236,19 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
     assert len(copies) == staged_report.new_instances
     for rel in copies:
         assert (home.archive_dir / rel).read_bytes() == (other.archive_dir / rel).read_bytes(), rel
+
+    # Ingested again: every copy is already in the archive, so none is made again.
+    staged_again = []
+    whole_file_copies.clear()
+
+    def counted_stage(*args, **kwargs):
+        staged_again.append(args)
+        return real_stage(*args, **kwargs)
+    monkeypatch.setattr(ingest_module, "stage_archive_copy", counted_stage)
+    again = ingest_directory(engine, home, folder, workers=1)
+    assert again.new_instances == 0
+    assert again.already_present == staged_report.new_instances + staged_report.already_present
+    assert staged_again == [] and whole_file_copies == []
     engine.dispose()
     other_engine.dispose()
 
