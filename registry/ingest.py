@@ -296,10 +296,11 @@ def _ingest_files(
     # A series' copies are flushed to disk in this thread while its rows are prepared (fsync waits on the
     # disk, not the CPU); the flush is awaited before the rows commit.
     flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
+    staged_flush: Future[None] | None = None
     if staged and flusher is not None and stager is not None:
         # The staged copies are made durable together, before the first series' flush (the flusher runs
         # its work in order), so that each series only flushes the folder its copies were moved into.
-        flusher.submit(flush_filesystem, stager.folder)
+        staged_flush = flusher.submit(flush_filesystem, stager.folder)
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
                       headers: list[InstanceHeader] = headers) -> IngestReport:
@@ -310,7 +311,7 @@ def _ingest_files(
                               report=attempt, thresholds=thresholds, writers=writers, flusher=flusher,
                               flushes=flushes, staged=staged)
             finally:
-                for flush in flushes:
+                for flush in [staged_flush, *flushes] if staged_flush is not None else flushes:
                     flush.result()  # the copies are on disk before their rows commit
             return attempt
 
