@@ -5,8 +5,13 @@ Prints (median of repeats, measured in this run):
 - files/s of the naive way: pydicom.dcmread of every file with its pixels, plus .pixel_array,
 - their ratio;
 - files/s of the default ingest, which writes a de-identified copy of every file into the archive
-  (DICOM PS3.15 Annex E basic profile; copies written by as many processes as readers), and its ratio
-  to the naive way, with the load average before and after (the machine may be shared);
+  (DICOM PS3.15 Annex E basic profile; each copy made by the reader processes from the read that
+  indexed the file), and its ratio to the naive way, with the load average before and after (the
+  machine may be shared);
+- the same ingest with every copy made from the source file again, by the writer processes (the
+  whole-file way: `registry.archive_copy.write_archive_copy`), byte for byte the same archive;
+- for each, the CPU seconds (this process and its worker processes) beside the wall seconds: on a
+  shared machine the wall ratio follows the load, the CPU ratio much less.
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
   when reachable (CTSTUDY_TEST_PG_URL or the local server), on PostgreSQL.
 
@@ -22,6 +27,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pydicom
@@ -76,29 +82,45 @@ def write_study_folder(root: Path, n_series: int, n_slices: int, matrix: int = 6
     return n
 
 
-def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int, in_place: bool = True) -> list[float]:
-    times = []
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished child processes (the ingest's worker pools)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int, in_place: bool = True,
+                         label: str = "") -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds) of each repeat of an ingest of `folder` into a fresh home."""
+    times, cpus = [], []
     for r in range(repeats):
-        home = Home.resolve(workdir / f"home-{workers}-{r}-{'in-place' if in_place else 'archive'}")
+        home = Home.resolve(workdir / f"home-{workers}-{r}-{'in-place' if in_place else 'archive'}{label}")
         home.ensure()
         upgrade(home.db_url)
         engine = make_engine(home.db_url)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         report = ingest_directory(engine, home, folder, in_place=in_place, actor="bench", workers=workers)
         times.append(time.perf_counter() - start)
+        cpus.append(_cpu() - cpu)
         assert report.rejected == [] and report.new_instances > 0
         engine.dispose()
-    return times
+    return times, cpus
 
 
-def time_naive(files: list[Path], repeats: int) -> list[float]:
-    times = []
+def time_whole_file_copies(folder: Path, workdir: Path, repeats: int, workers: int) -> tuple[list[float], list[float]]:
+    """The default ingest with no copy staged while reading: every copy made from the source file again."""
+    with mock.patch("registry.ingest.stage_archive_copy", return_value=None):
+        return time_in_place_ingest(folder, workdir, repeats, workers, in_place=False, label="-whole-file")
+
+
+def time_naive(files: list[Path], repeats: int) -> tuple[list[float], list[float]]:
+    times, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         for path in files:
             pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding the pixels is the point
         times.append(time.perf_counter() - start)
-    return times
+        cpus.append(_cpu() - cpu)
+    return times, cpus
 
 
 def fill_registry(db_url: str, n_patients: int = 1000, n_series: int = 5000, n_centers: int = 19) -> None:
@@ -169,18 +191,26 @@ def main() -> None:
         print(f"{n} CT files ({args.series} series x {args.slices} slices, {args.matrix}x{args.matrix}), "
               f"{os.cpu_count()} CPUs, load average {_load()}")
 
-        naive = statistics.median(time_naive(files, args.repeats))
+        naive, naive_cpu = map(statistics.median, time_naive(files, args.repeats))
         results = {}
         for workers in (1, 2):
-            results[workers] = statistics.median(time_in_place_ingest(folder, work, args.repeats, workers))
+            results[workers] = statistics.median(time_in_place_ingest(folder, work, args.repeats, workers)[0])
         print(f"naive dcmread + pixel_array:              {n / naive:8.0f} files/s  ({naive:.2f} s, "
-              f"median of {args.repeats})")
-        archive = statistics.median(time_in_place_ingest(folder, work, args.repeats, 2, in_place=False))
+              f"{naive_cpu:.2f} CPU s, median of {args.repeats})")
+        archive, archive_cpu = map(statistics.median,
+                                   time_in_place_ingest(folder, work, args.repeats, 2, in_place=False))
+        whole, whole_cpu = map(statistics.median, time_whole_file_copies(folder, work, args.repeats, 2))
         for workers, seconds in results.items():
             print(f"ingest --in-place, {workers} reader process(es): {n / seconds:8.0f} files/s  ({seconds:.2f} s)"
                   f"  = {naive / seconds:.2f} x naive")
-        print(f"ingest, de-identified archive copies, 2 readers and writers: {n / archive:8.0f} files/s  "
-              f"({archive:.2f} s)  = {naive / archive:.2f} x naive  (load average now {_load()})")
+        print(f"ingest, de-identified archive copies made while reading, 2 processes: {n / archive:8.0f} files/s  "
+              f"({archive:.2f} s)  = {naive / archive:.2f} x naive; CPU {archive_cpu:.2f} s = "
+              f"{naive_cpu / archive_cpu:.2f} x naive's CPU")
+        print(f"ingest, copies made from the source file again (whole-file way):  {n / whole:8.0f} files/s  "
+              f"({whole:.2f} s)  = {naive / whole:.2f} x naive; CPU {whole_cpu:.2f} s = "
+              f"{naive_cpu / whole_cpu:.2f} x naive's CPU")
+        print(f"copies made while reading against the whole-file way: {whole / archive:.2f} x wall, "
+              f"{whole_cpu / archive_cpu:.2f} x CPU  (load average now {_load()})")
 
         sqlite_url = f"sqlite:///{work / 'progress.sqlite'}"
         fill_registry(sqlite_url)

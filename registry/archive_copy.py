@@ -1,26 +1,41 @@
 """One archive copy: a source DICOM file's de-identified bytes written under the archive, and the flush to disk.
 
-`write_archive_copy` is a pure job over paths (picklable in and out) so that ingest can run it in worker
-processes. The copy is checked against the source hash taken when the header was read, idempotent (an
-identical copy already at the target is kept: de-identification is deterministic under the home key)
-and atomic (temporary name `*.tmp<PID>`, then rename: an interrupted ingest leaves nothing half-written
-under a final name, and `registry.ingest_runs.remove_archive_debris` removes the temporary files of
-processes that are gone).
+Ingest makes most copies while it reads the files (`stage_archive_copy`: from the bytes it read and the
+header it parsed, `registry.deidentified_copy`), into a staging folder; once the file's series is stored,
+`place_staged_copy` moves the copy to its archive name. The copy was made from the very bytes that were
+hashed, so it needs no second read of the source.
 
-`fsync_files` flushes a batch of written copies and their folder: ingest calls it once per series,
-before that series' registry rows are committed, so that a committed row never names a copy still only
-in the page cache.
+`write_archive_copy`, the copy made from the source file alone, serves the files without a staged copy
+(read on a cluster, or a patient pseudonym other than the one staged with). It is a pure job over paths
+(picklable in and out) so that ingest can run it in worker processes. The copy is checked against the
+source hash taken when the header was read. Both ways are idempotent (an identical copy already at the
+target is kept: de-identification is deterministic under the home key) and atomic (a rename to the final
+name, from the staging folder or from a temporary name `*.tmp<PID>`: an interrupted ingest leaves nothing
+half-written under a final name; `registry.ingest_runs.remove_archive_debris` removes the temporary files
+of processes that are gone, and ingest their staging folders).
+
+`flush_filesystem` makes every staged copy durable at once, after reading and before any series is
+stored (one journal commit instead of one per file: an fsync costs milliseconds, a copy's work less).
+`fsync_files` flushes a batch of copies written one by one and their folder (which also holds the names of
+the staged copies moved there): ingest calls it once per series, before that series' registry rows are
+committed, so that a committed row never names a copy still only in the page cache.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.deidentified_copy import deidentified_copy
 from registry.deidentify import deidentified_bytes
+from registry.dicom_headers import ParsedInstance
 
 WRITTEN = "written"  # a new copy was written
 KEPT = "kept"  # an identical copy was already there
@@ -62,6 +77,71 @@ def write_archive_copy(job: ArchiveJob) -> ArchiveResult:
     tmp.write_bytes(copy)
     os.replace(tmp, target)
     return ArchiveResult(WRITTEN)
+
+
+@dataclass(frozen=True)
+class StagedCopy:
+    path: str  # the de-identified copy, in the staging folder
+    pseudonym: str  # the patient pseudonym written into it
+
+
+def stage_archive_copy(parsed: ParsedInstance, key: bytes, pseudonym: str, path: str) -> StagedCopy | None:
+    """Write the de-identified copy of the file `parsed` was read from at `path`; None when it cannot be made
+    (the file is then copied by `write_archive_copy`, which rejects it with the reason if it fails again)."""
+    try:
+        copy = deidentified_copy(parsed, key, pseudonym)
+    except Exception:  # noqa: BLE001 - the verdict on such a file is `write_archive_copy`'s
+        return None
+    try:
+        Path(path).write_bytes(copy)
+    except OSError:
+        return None
+    return StagedCopy(path, pseudonym)
+
+
+def place_staged_copy(staged: StagedCopy, target: str) -> ArchiveResult:
+    """Move a staged copy to its archive name `target` (atomically: a rename); an identical copy already
+    there is kept and the staged one removed."""
+    source, destination = Path(staged.path), Path(target)
+    try:
+        if destination.stat().st_size == source.stat().st_size and destination.read_bytes() == source.read_bytes():
+            source.unlink()
+            return ArchiveResult(KEPT)
+    except FileNotFoundError:
+        pass
+    try:
+        os.replace(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # The staging folder lies on another disk than the archive (a linked archive folder).
+        tmp = destination.with_suffix(f".tmp{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+        source.unlink()
+    return ArchiveResult(WRITTEN)
+
+
+def flush_filesystem(folder: str | Path) -> None:
+    """Write everything cached for the filesystem holding `folder` to disk and wait for it (Linux `syncfs`;
+    `sync` of every filesystem elsewhere). Called through ctypes: Python's `os` has `sync` but not `syncfs`."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True).syncfs if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_libc_syncfs = _find_syncfs()
 
 
 def fsync_files(paths: Iterable[str], folder: Path) -> None:

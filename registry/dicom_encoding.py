@@ -58,12 +58,22 @@ def encoded_file(ds: Dataset) -> bytes:
 
     Changes `ds` as pydicom's writer would (elements decoded, ambiguous VRs resolved, Pixel Data's length).
     """
+    parts = encoded_parts(ds)
+    if parts is None:
+        return dcmwrite_bytes(ds)
+    prefix, elements = parts
+    return prefix + b"".join(made for _tag, made in elements)
+
+
+def encoded_parts(ds: Dataset) -> tuple[bytes, list[tuple[int, bytes]]] | None:
+    """`encoded_file(ds)` in its parts: the preamble and file meta, then each element's bytes with its tag,
+    in file order; None where `encoded_file` hands the dataset to `dcmwrite` whole."""
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if (not pydicom.__version__.startswith(MIRRORED_PYDICOM) or syntax is None or syntax.is_private
             or not syntax.is_transfer_syntax or syntax == DeflatedExplicitVRLittleEndian
             or None not in ds.original_encoding or getattr(ds, "preamble", None) is None
             or any(tag >> 16 in (0, 2) for tag in ds._dict)):
-        return dcmwrite_bytes(ds)
+        return None
     implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
 
     prefix = _file_prefix(ds)
@@ -73,24 +83,39 @@ def encoded_file(ds: Dataset) -> bytes:
         ds["PixelData"].is_undefined_length = syntax.is_compressed
     correct_ambiguous_vr(ds, little)
     charset = ds.get("SpecificCharacterSet", default_encoding)
-    context = (implicit, little, _frozen(charset), _frozen(ds._character_set))
-    parts = [prefix]
+    context = encoding_context(ds, implicit, little)
+    parts: list[tuple[int, bytes]] = []
     for tag in sorted(ds.keys()):
         if tag.element == 0 and tag.group > 6:
             continue  # group lengths are not written
-        key = _key(ds.get_item(tag), context)
+        key, made = remembered_element(ds.get_item(tag), context)
         if key is None:
-            parts.append(_written(ds[tag], implicit, little, charset))
+            parts.append((tag, written_element(ds[tag], implicit, little, charset)))
             continue
-        made = _remembered.get(key)
         if made is None:
-            made = _written(ds[tag], implicit, little, charset)
-            if len(_remembered) >= MAX_REMEMBERED:
-                _remembered.clear()
-                _prefixes.clear()
-            _remembered[key] = made
-        parts.append(made)
-    return b"".join(parts)
+            made = written_element(ds[tag], implicit, little, charset)
+            remember_element(key, made)
+        parts.append((tag, made))
+    return prefix, parts
+
+
+def encoding_context(ds: Dataset, implicit: bool, little: bool) -> Hashable:
+    """What an element's encoding in `ds` depends on besides the element: the encoding and character sets."""
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    return (implicit, little, _frozen(charset), _frozen(ds._character_set))
+
+
+def remembered_element(elem: DataElement | RawDataElement, context: Hashable) -> tuple[Hashable | None, bytes | None]:
+    """(the key of `elem`'s encoding in `context`, the encoding when made before); (None, None): not remembered."""
+    key = _key(elem, context)
+    return key, (None if key is None else _remembered.get(key))
+
+
+def remember_element(key: Hashable, made: bytes) -> None:
+    if len(_remembered) >= MAX_REMEMBERED:
+        _remembered.clear()
+        _prefixes.clear()
+    _remembered[key] = made
 
 
 def _written_prefix(ds: Dataset) -> bytes:
@@ -199,7 +224,7 @@ def _items_key(sequence: DataElement) -> Hashable | None:
     return tuple(items)
 
 
-def _written(elem: DataElement, implicit: bool, little: bool, charset: object) -> bytes:
+def written_element(elem: DataElement, implicit: bool, little: bool, charset: object) -> bytes:
     """`elem` as `write_data_element` writes it in this encoding and character set."""
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = implicit, little

@@ -144,8 +144,24 @@ class InstanceHeader:
     notes: tuple[str, ...] = ()  # values normalized to fit their VR ("<tag>: <what was done>")
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedInstance:
+    """One file read once: its header facts, the dataset parsed up to Pixel Data, its bytes and where
+    Pixel Data starts (what an archive copy is made from without reading or parsing the file again)."""
+
+    header: InstanceHeader
+    dataset: pydicom.Dataset
+    data: bytes
+    pixel_offset: int
+
+
 def read_instance_header(path: Path | str, *, with_hash: bool = True) -> InstanceHeader:
     """Parse one file's header (pixels skipped) and hash its bytes; raises `RejectedFile`."""
+    return parse_instance(path, with_hash=with_hash).header
+
+
+def parse_instance(path: Path | str, *, with_hash: bool = True) -> ParsedInstance:
+    """`read_instance_header`'s one read and parse of `path`, with the dataset and bytes it was made from."""
     path = Path(path)
     # One read serves both the hash and the parse: the file is touched once.
     data = path.read_bytes()
@@ -154,9 +170,6 @@ def read_instance_header(path: Path | str, *, with_hash: bool = True) -> Instanc
     ds = _parse(fp, data, path)
     pixel_offset = fp.tell()
     transfer_syntax = _transfer_syntax(ds, path)
-    # pydicom stops quietly at the end of the data: a file cut inside its header parses into a dataset
-    # without pixels, and often without UIDs or with a half value. Any verdict on such a file but "not
-    # CT" is really "truncated".
     if pixel_offset >= len(data):
         # pydicom stops quietly at the end of the data: a file cut inside its header parses into a dataset
         # without pixels, often without UIDs or with a half value. Any verdict on it but "not CT" is
@@ -173,13 +186,14 @@ def read_instance_header(path: Path | str, *, with_hash: bool = True) -> Instanc
     # The pixel data check first: a file cut inside its pixels is "truncated", whatever else it lacks.
     mismatch = _check_pixel_data_complete(ds, data, pixel_offset, path)
     try:
-        return _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch)
+        header = _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch)
     except RejectedFile:
         raise
     except InvalidValue as exc:
         raise RejectedFile(path, INVALID_VALUE, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a malformed value (e.g. DS 'abc') of a tag outside the geometry checks
         raise RejectedFile(path, UNREADABLE, f"malformed header value: {type(exc).__name__}") from None
+    return ParsedInstance(header, ds, data, pixel_offset)
 
 
 def _parse(fp: io.BytesIO, data: bytes, path: Path) -> pydicom.Dataset:

@@ -49,6 +49,12 @@ class Home:
         return self.root / "unpacking"
 
     @property
+    def staging_dir(self) -> Path:
+        """De-identified copies made while an ingest reads its files, one folder per ingest, moved into the
+        archive once their series is stored (beside the archive: a move is a rename on the same disk)."""
+        return self.root / "staging"
+
+    @property
     def masks_dir(self) -> Path:
         """NIfTI masks: manual annotations and segmentation outputs."""
         return self.root / "masks"

@@ -10,7 +10,9 @@ series are found "already present", the interrupted one is redone from scratch.
 A known SOPInstanceUID with different bytes is a conflict: reported and recorded, never overwritten.
 
 Archived copies are de-identified on the way in (`registry.deidentify`: DICOM PS3.15 Annex E basic
-profile, full dates retained), every file, whatever its header says of itself. Files indexed
+profile, full dates retained), every file, whatever its header says of itself. Each file is read once:
+the copy is made from the bytes and header that reading took (`registry.deidentified_copy`), staged
+beside the archive, and moved to its archive name when its series is stored. Files indexed
 `--in-place` stay as they are (identifiable where they lie); the data home links to each under the
 archive's pseudonymous layout (`Home.in_place_dir`) and the registry keeps only that link. A failure
 while storing one series (a database error included) rejects that series' files with the reason and the
@@ -25,6 +27,7 @@ by its target's folder.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import tempfile
@@ -34,16 +37,35 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from registry.archive_copy import CHANGED, FAILED, WRITTEN, ArchiveJob, fsync_files, write_archive_copy
+from registry.archive_copy import (
+    CHANGED,
+    FAILED,
+    WRITTEN,
+    ArchiveJob,
+    ArchiveResult,
+    StagedCopy,
+    flush_filesystem,
+    fsync_files,
+    place_staged_copy,
+    stage_archive_copy,
+    write_archive_copy,
+)
 from registry.db import run_in_transaction, session_scope
 from registry.deidentify import mapped_uid
-from registry.dicom_headers import UNREADABLE, ZIP_ARCHIVE, InstanceHeader, RejectedFile, read_instance_header
+from registry.dicom_headers import (
+    UNREADABLE,
+    ZIP_ARCHIVE,
+    InstanceHeader,
+    RejectedFile,
+    parse_instance,
+    read_instance_header,
+)
 from registry.header_validation import valid_center_code
 from registry.home import Home
 from registry.ingest_runs import (
@@ -94,9 +116,10 @@ SYMLINK_LOOP = "symlink_loop"
 ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
 
 PARALLEL_MIN_FILES = 500
-ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs several ms of pydicom work; a pool starts in ~50 ms
+ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms
 CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
 ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -207,7 +230,8 @@ def ingest_directory(
         session.flush()
         report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
     report.debris_removed = sum(len(remove_archive_debris(folder)) for folder in (home.archive_dir, home.in_place_dir))
-    _remove_unpacking_debris(home.unpack_dir)
+    _remove_dead_ingests_folders(home.unpack_dir)
+    _remove_dead_ingests_folders(home.staging_dir)
     with ExitStack() as cleanup:
         _ingest_files(engine, home, key, root, report, cleanup, center=center, in_place=in_place, actor=actor,
                       progress=progress, thresholds=thresholds, workers=workers, executor=executor)
@@ -238,7 +262,14 @@ def _ingest_files(
     files = list(dicom_candidate_files(root, unreadable))
     report.rejected.extend(unreadable)
     report.files_seen = len(files)
-    groups = _read_and_group(files, root, center, report, progress, workers, executor)
+    # The de-identified copies are made while the files are read, except on a cluster (whose workers
+    # read the files but do not hold the home key).
+    stager: Stager | None = None
+    if not in_place and not (executor is not None and executor.distributed):
+        stager = Stager(key, cleanup.enter_context(tempfile.TemporaryDirectory(
+            prefix=f"{os.getpid()}-", dir=_made(home.staging_dir))), str(home.archive_dir))
+    staged: dict[str, StagedCopy] = {}
+    groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged)
     origins: dict[str, tuple[str, int]] = {}
     if not in_place and any(r.reason == ZIP_ARCHIVE for r in report.rejected):
         unpack_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
@@ -251,18 +282,25 @@ def _ingest_files(
             if progress:
                 progress(phase, before + done, before + total)
         # Members are read here, not on a cluster: they lie in this machine's data home.
-        for group, headers in _read_and_group(members, unpack_root, None, report, member_progress, workers).items():
+        for group, headers in _read_and_group(members, unpack_root, None, report, member_progress, workers,
+                                              stager=stager, staged=staged).items():
             groups[group].extend(headers)
 
     total = len(groups)
-    # Archive copies are written by worker processes (`_copy_into_archive`) when there are enough of them
-    # to pay for starting the pool.
+    # Copies not staged while reading are written by worker processes (`_copy_into_archive`) when there
+    # are enough of them to pay for starting the pool.
     writers = None
-    if not in_place and workers > 1 and sum(map(len, groups.values())) >= ARCHIVE_PARALLEL_MIN_FILES:
+    unstaged = sum(h.path not in staged for headers in groups.values() for h in headers)
+    if not in_place and workers > 1 and unstaged >= ARCHIVE_PARALLEL_MIN_FILES:
         writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
     # A series' copies are flushed to disk in this thread while its rows are prepared (fsync waits on the
     # disk, not the CPU); the flush is awaited before the rows commit.
     flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
+    staged_flush: Future[None] | None = None
+    if staged and flusher is not None and stager is not None:
+        # The staged copies are made durable together, before the first series' flush (the flusher runs
+        # its work in order), so that each series only flushes the folder its copies were moved into.
+        staged_flush = flusher.submit(flush_filesystem, stager.folder)
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
                       headers: list[InstanceHeader] = headers) -> IngestReport:
@@ -271,9 +309,9 @@ def _ingest_files(
             try:
                 _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
                               report=attempt, thresholds=thresholds, writers=writers, flusher=flusher,
-                              flushes=flushes)
+                              flushes=flushes, staged=staged)
             finally:
-                for flush in flushes:
+                for flush in [staged_flush, *flushes] if staged_flush is not None else flushes:
                     flush.result()  # the copies are on disk before their rows commit
             return attempt
 
@@ -335,11 +373,12 @@ def _named_by_archive(item: RejectedItem, origins: dict[str, tuple[str, int]]) -
     return RejectedItem(origin[0], item.reason, f"zip member {origin[1]}: {item.detail}")
 
 
-def _remove_unpacking_debris(unpack_dir: Path) -> None:
-    """Remove the unpacking folders (`<PID>-*`) of ingests whose process is gone (killed before cleaning up)."""
-    if not unpack_dir.is_dir():
+def _remove_dead_ingests_folders(parent: Path) -> None:
+    """Remove the unpacking or staging folders (`<PID>-*`) of ingests whose process is gone (killed before
+    cleaning up)."""
+    if not parent.is_dir():
         return
-    for folder in unpack_dir.iterdir():
+    for folder in parent.iterdir():
         pid = folder.name.split("-", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
@@ -362,11 +401,35 @@ def stored_rejection_path(key: bytes, root: Path, path: str) -> str:
     return f"{head}/{token}" if head else token
 
 
+@dataclass(frozen=True)
+class Stager:
+    """Where and under which key the files' de-identified copies are made while they are read."""
+
+    key: bytes
+    folder: str
+    archive: str  # the archive folder: a file whose copy is already there is not staged again
+
+
+def series_folder(key: bytes, center_code: str, pseudonym: str, study_uid: str, series_uid: str) -> Path:
+    """Where a series' copies lie below the archive (its links below the in-place folder): pseudonymous."""
+    return Path(center_code) / pseudonym / mapped_uid(key, study_uid) / mapped_uid(key, series_uid)
+
+
+def instance_name(key: bytes, sop_uid: str) -> str:
+    """An instance's file name in its series folder."""
+    return f"{mapped_uid(key, sop_uid)}.dcm"
+
+
 def _read_and_group(
     files: list[Path], root: Path, center: str | None, report: IngestReport,
     progress: ProgressCallback | None, workers: int, executor: Executor | None = None,
+    stager: Stager | None = None, staged: dict[str, StagedCopy] | None = None,
 ) -> dict[tuple[str, str], list[InstanceHeader]]:
-    """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected."""
+    """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected.
+
+    With a `stager`, each file's de-identified copy is made from the same read (`_read_and_stage`) and
+    recorded in `staged` under the file's path.
+    """
     centers: list[str | None] = []
     todo: list[Path] = []
     for path in files:
@@ -389,7 +452,7 @@ def _read_and_group(
     groups: dict[tuple[str, str], list[InstanceHeader]] = defaultdict(list)
     # Header parsing is pure Python (GIL-bound): threads do not help, processes do. Small folders are
     # read in this process, where starting workers would cost more than it saves.
-    parallel = workers > 1 and len(todo) >= PARALLEL_MIN_FILES
+    parallel = workers > 1 and len(todo) >= (ARCHIVE_PARALLEL_MIN_FILES if stager else PARALLEL_MIN_FILES)
     def keep(code: str, result: InstanceHeader | RejectedFile) -> None:
         if isinstance(result, RejectedFile):
             report.rejected.append(RejectedItem(result.path, result.reason, result.detail))
@@ -406,7 +469,17 @@ def _read_and_group(
         return groups
     pool_context = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if parallel else nullcontext()
     with pool_context as pool:
-        results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
+        if stager is None:
+            results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
+        else:
+            # A folder of its own for each reading (the folder's files, then the zips' members): names never meet.
+            folder = Path(tempfile.mkdtemp(dir=stager.folder))
+            jobs = [(str(path), code, str(folder / f"{n}.dcm"))
+                    for n, (path, code) in enumerate(zip(todo, centers, strict=True))]
+            read = functools.partial(_read_and_stage, key=stager.key, archive=stager.archive)
+            # Small chunks: each file now costs its copy too, and the two processes should end together.
+            pairs = pool.map(read, jobs, chunksize=16) if parallel else map(read, jobs)
+            results = (_kept_staged(pair, staged) for pair in pairs)
         for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
             keep(code, result)
             if progress and (done % 50 == 0 or done == len(todo)):
@@ -435,10 +508,39 @@ def _read_batch(batch: tuple[int, list[Path]]) -> list[InstanceHeader | Rejected
     return [_read_one(path) for path in batch[1]]
 
 
-def _read_one(path: Path) -> InstanceHeader | RejectedFile:
-    """One file's header, or the rejection (returned, not raised, so that it crosses process boundaries)."""
+def _kept_staged(pair: tuple[InstanceHeader | RejectedFile, StagedCopy | None],
+                 staged: dict[str, StagedCopy] | None) -> InstanceHeader | RejectedFile:
+    result, copy = pair
+    if copy is not None and staged is not None and isinstance(result, InstanceHeader):
+        staged[result.path] = copy
+    return result
+
+
+def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
+                    ) -> tuple[InstanceHeader | RejectedFile, StagedCopy | None]:
+    """`_read_one` of a (path, center code, staging path) job, and the file's de-identified copy staged
+    from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
+    its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
+    path, code, target = job
+    parsed = _read_one(Path(path), parse_instance)
+    if isinstance(parsed, RejectedFile):
+        return parsed, None
+    header = parsed.header
     try:
-        return read_instance_header(path)
+        pseudonym = pseudo_id(key, code, header.patient_id)
+    except ValueError:
+        return header, None
+    folder = series_folder(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
+    if os.path.exists(os.path.join(archive, folder, instance_name(key, header.sop_instance_uid))):
+        return header, None
+    return header, stage_archive_copy(parsed, key, pseudonym, target)
+
+
+def _read_one(path: Path, read: Callable[[Path], T] = read_instance_header) -> T | RejectedFile:
+    """One file's header (or what `read` makes of the file), or the rejection (returned, not raised, so
+    that it crosses process boundaries)."""
+    try:
+        return read(path)
     except RejectedFile as exc:
         return exc
     except OSError as exc:
@@ -454,7 +556,7 @@ def _store_series(
     session: Session, home: Home, key: bytes, center_code: str, headers: list[InstanceHeader], *,
     in_place: bool, actor: str, report: IngestReport, thresholds: QCThresholds | None,
     writers: ProcessPoolExecutor | None = None, flusher: ThreadPoolExecutor | None = None,
-    flushes: list[Future[None]] | None = None,
+    flushes: list[Future[None]] | None = None, staged: dict[str, StagedCopy] | None = None,
 ) -> None:
     """Store one series' new instances, geometry and automatic QC (the caller commits).
 
@@ -507,15 +609,16 @@ def _store_series(
             session.rollback()
             return
 
-    layout = Path(center_code) / patient.pseudo_id / mapped_uid(key, first.study_instance_uid) / mapped_uid(key, uid)
+    layout = series_folder(key, center_code, patient.pseudo_id, first.study_instance_uid, uid)
     series_dir = (home.in_place_dir if in_place else home.archive_dir) / layout
     if in_place:
         stored = _link_in_place(new, series_dir, key)
     else:
-        stored, written = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id, writers)
-        if written and flusher is not None and flushes is not None:
+        stored, written, moved = _copy_into_archive(new, series_dir, report, key, patient.pseudo_id, writers,
+                                                    staged)
+        if (written or moved) and flusher is not None and flushes is not None:
             flushes.append(flusher.submit(fsync_files, written, series_dir))
-        elif written:
+        elif written or moved:
             fsync_files(written, series_dir)
         new = [h for h in new if h.sop_instance_uid in stored]
         if not new:
@@ -649,24 +752,35 @@ def _new_instances(session: Session, headers: list[InstanceHeader], report: Inge
 
 def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: IngestReport, key: bytes,
                        pseudonym: str, writers: ProcessPoolExecutor | None = None,
-                       ) -> tuple[dict[str, str], list[str]]:
-    """Write each file's de-identified copy to `<series_dir>/<mapped SOPInstanceUID>.dcm`.
+                       staged: dict[str, StagedCopy] | None = None,
+                       ) -> tuple[dict[str, str], list[str], list[str]]:
+    """Put each file's de-identified copy at `<series_dir>/<mapped SOPInstanceUID>.dcm`.
 
-    Returns {sop: archived path} and the paths written anew (an identical copy already there is kept),
-    which the caller flushes to disk (`registry.archive_copy.fsync_files`) before committing their rows.
+    Returns {sop: archived path}, the paths written anew and the paths of staged copies moved there (an
+    identical copy already there is kept, in neither list): the caller flushes the written copies and the
+    folder to disk (`registry.archive_copy.fsync_files`) before committing their rows (the staged copies'
+    bytes were flushed after reading, `registry.archive_copy.flush_filesystem`).
 
-    Each copy is made by `registry.archive_copy.write_archive_copy` (source checked against the hash
-    taken when the header was read, idempotent, atomic), in the `writers` process pool when given:
-    re-encoding the header is pydicom work that holds the GIL, so processes share it out and threads
-    would not.
+    A copy staged while the file was read under this `pseudonym` is moved into place
+    (`registry.archive_copy.place_staged_copy`). The others are made by
+    `registry.archive_copy.write_archive_copy` (source checked against the hash taken when the header
+    was read, idempotent, atomic), in the `writers` process pool when given: re-encoding the header is
+    pydicom work that holds the GIL, so processes share it out and threads would not.
     """
     series_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"), key,
+    staged = staged or {}
+    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / instance_name(key, h.sop_instance_uid)), key,
                        pseudonym) for h in headers]
-    results = writers.map(write_archive_copy, jobs, chunksize=8) if writers is not None else map(
-        write_archive_copy, jobs)
+    placed = {job.source: place_staged_copy(staged.pop(job.source), job.target) for job in jobs
+              if job.source in staged and staged[job.source].pseudonym == pseudonym}
+    rest = [job for job in jobs if job.source not in placed]
+    written_by_pool = iter(writers.map(write_archive_copy, rest, chunksize=8) if writers is not None and rest
+                           else map(write_archive_copy, rest))
+    results: list[ArchiveResult] = [placed[job.source] if job.source in placed else next(written_by_pool)
+                                    for job in jobs]
     stored: dict[str, str] = {}
     written: list[str] = []
+    moved: list[str] = []
     for h, job, result in zip(headers, jobs, results, strict=True):
         if result.outcome == CHANGED:
             report.rejected.append(RejectedItem(h.path, CHANGED_DURING_INGEST,
@@ -677,8 +791,8 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
         else:
             stored[h.sop_instance_uid] = job.target
             if result.outcome == WRITTEN:
-                written.append(job.target)
-    return stored, written
+                (moved if job.source in placed else written).append(job.target)
+    return stored, written, moved
 
 
 def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:
@@ -692,7 +806,7 @@ def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) 
     series_dir.mkdir(parents=True, exist_ok=True)
     stored: dict[str, str] = {}
     for h in headers:
-        link = series_dir / f"{mapped_uid(key, h.sop_instance_uid)}.dcm"
+        link = series_dir / instance_name(key, h.sop_instance_uid)
         target = os.path.abspath(h.path)
         if not (link.is_symlink() and os.readlink(link) == target):
             tmp = link.with_suffix(f".tmp{os.getpid()}")

@@ -1,12 +1,12 @@
 """Archive copies are byte for byte the copies pydicom's own writer makes of `deidentified`'s dataset.
 
 The reference is `registry.deidentify.deidentified_bytes_reencoded`: one pydicom read, `deidentified`, one
-`dcmwrite`. Ingest writes its copies with `deidentified_bytes` (element encodings remembered across files,
-`registry.dicom_encoding`) in parallel writer processes. Sources cover what centers send: plain files,
-RLE-compressed (encapsulated) pixel data, files with no preamble and no file meta (implicit VR), explicit
-VR big endian, a value of odd length, elements after Pixel Data (a private tag and data set trailing
-padding FFFC,FFFC), and the identifiers `test_phi` plants. The registry rows of a parallel ingest equal
-those of a one-process ingest under the same key.
+`dcmwrite`. Ingest makes its copies in its reader processes, from the read that indexed each file
+(`registry.deidentified_copy`, element encodings remembered across files by `registry.dicom_encoding`).
+Sources cover what centers send: plain files, RLE-compressed (encapsulated) pixel data, files with no
+preamble and no file meta (implicit VR), explicit VR big endian, a value of odd length, elements after
+Pixel Data (a private tag and data set trailing padding FFFC,FFFC), and the identifiers `test_phi` plants.
+The registry rows of a parallel ingest equal those of a one-process ingest under the same key.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
         home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kinds = _source_folder(tmp_path / "in")
     sources = {hashlib.sha256(p.read_bytes()).hexdigest(): p for files in kinds.values() for p in files}
-    # The folder is small: let the writer pool start anyway, so that the processes write every copy.
+    # The folder is small: let the process pool start anyway, so that the processes make every copy.
     monkeypatch.setattr(ingest_module, "ARCHIVE_PARALLEL_MIN_FILES", 1)
     pools = []
     real_pool = ingest_module.ProcessPoolExecutor
@@ -109,7 +109,7 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
     engine = make_engine(home.db_url)
     report = ingest_directory(engine, home, tmp_path / "in", workers=2)
     assert report.rejected == [] and report.new_instances == 20
-    assert pools == [2], "the archive copies were not written by the writer processes"
+    assert pools == [2], "the archive copies were not made by worker processes"
     rows, pseudonyms = _archive(engine, home)
     assert set(rows) == set(sources)
     key = home.secret()
@@ -122,7 +122,7 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
     assert all(str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) == RLELossless for p in
                (home.archive_dir / rows[hashlib.sha256(f.read_bytes()).hexdigest()][0] for f in kinds["rle"]))
 
-    # The same sources under the same key, copies written in this process: the same rows, the same bytes.
+    # The same sources under the same key, copies made in this process: the same rows, the same bytes.
     other = Home.resolve(tmp_path / "other")
     other.root.mkdir(parents=True)
     shutil.copyfile(home.secret_path, other.secret_path)
@@ -130,7 +130,7 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
     upgrade(other.db_url)
     other_engine = make_engine(other.db_url)
     assert ingest_directory(other_engine, other, tmp_path / "in", workers=1).new_instances == 20
-    assert pools == [2], "a one-process ingest started writer processes"
+    assert pools == [2], "a one-process ingest started worker processes"
     other_rows, other_pseudonyms = _archive(other_engine, other)
     assert other_rows == rows and other_pseudonyms == pseudonyms
     for rel, *_ in rows.values():

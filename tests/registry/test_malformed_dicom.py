@@ -265,8 +265,8 @@ def test_unreadable_folder_is_reported(home: Home, tmp_path: Path, monkeypatch) 
     locked.mkdir()
     real_scandir = os.scandir
 
-    def scandir(path):  # root ignores permissions: simulate the folder a coordinator cannot read
-        if Path(path) == locked:
+    def scandir(path="."):  # root ignores permissions: simulate the folder a coordinator cannot read
+        if not isinstance(path, int) and Path(path) == locked:  # (an int: a folder opened by rmtree)
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
@@ -291,9 +291,17 @@ def test_killed_runs_are_marked_interrupted_and_debris_removed(home: Home, tmp_p
     debris.parent.mkdir(parents=True)
     debris.write_bytes(b"half")
     live.write_bytes(b"being written")
+    # Copies a killed ingest staged while reading, and those of a live one.
+    dead_staging = home.staging_dir / f"{dead_pid}-abc"
+    live_staging = home.staging_dir / f"{os.getpid()}-def"
+    for folder in (dead_staging, live_staging):
+        folder.mkdir(parents=True)
+        (folder / "0.dcm").write_bytes(b"staged")
     write_case(tmp_path / "in" / "IT064" / "a", "a")
     report = ingest_directory(engine, home, tmp_path / "in")
     assert report.debris_removed == 1 and not debris.exists() and live.exists()
+    assert not dead_staging.exists() and (live_staging / "0.dcm").exists()
+    assert sorted(home.staging_dir.iterdir()) == [live_staging]  # this run's own staging folder is gone too
     with session_scope(engine) as s:
         statuses = s.scalars(select(IngestRun.status).order_by(IngestRun.id)).all()
     assert statuses == ["interrupted", "running", "done"] and report.interrupted_runs == [1]
