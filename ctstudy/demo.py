@@ -278,9 +278,13 @@ def set_demo_targets(home: Home) -> None:
             have = set(zip(stored["center"], stored["metric"], strict=True))
             patients = dict(session.execute(select(Center.code, func.count(Patient.id)).join(Patient)
                                             .where(Center.code != REAL_CENTER).group_by(Center.code)).all())
+            # Series are owed by the patients with images only (not by those with clinical data alone).
+            imaged = dict(session.execute(select(Center.code, func.count(func.distinct(Patient.id))).join(Patient)
+                                          .join(Study).where(Center.code != REAL_CENTER).group_by(Center.code)).all())
             for code, n in sorted(patients.items()):
                 # Enrolment still open: each center aims a little beyond what it has sent so far.
-                wanted = {"patients": n + n // 4 + 1, "series_qc_passed": 2 * n, "series_segmented": 2 * n}
+                scans = 2 * max(1, imaged.get(code, 0))
+                wanted = {"patients": n + n // 4 + 1, "series_qc_passed": scans, "series_segmented": scans}
                 for metric, value in wanted.items():
                     if metric in TARGET_METRICS and (code, metric) not in have:
                         set_target(session, code, metric, value, DEMO_ACTOR)
