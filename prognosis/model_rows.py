@@ -13,7 +13,8 @@ there is no image to measure. So
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -64,3 +65,14 @@ def rows_description(terms: Sequence[str], n_patients: int, n_without_scan: int 
         return (f"{n_patients:,} patients with the outcome, {n_without_scan:,} of them without CT images "
                 "(clinical data only; imaging variables left out of their imputation)")
     return f"{n_patients:,} patients with the outcome"
+
+
+def fitted_on(spec: Mapping[str, Any] | None) -> str:
+    """Which patients a stored fit used, in a few words, from its spec ("–" for a fit recorded without it)."""
+    spec = spec or {}
+    if "n_without_scan" not in spec:
+        return "–"
+    if uses_imaging(spec.get("terms") or ()):
+        return "patients with an admission CT"
+    n = int(spec["n_without_scan"])
+    return f"all patients with the outcome ({n:,} without CT)" if n else "all patients with the outcome"

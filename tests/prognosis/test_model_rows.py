@@ -11,7 +11,8 @@ import pytest
 from ctstudy.demo import DEMO_TABULAR_PATIENTS
 from prognosis.analysis_table import build_analysis_table
 from prognosis.fitting import analysis_tables, fit_outcome_model, n_parameters, penalty_decision
-from prognosis.model_rows import has_admission_scan, model_rows
+from prognosis.model_rows import fitted_on, has_admission_scan, model_rows
+from prognosis.report import support_section
 from prognosis.sample_size import riley_sample_size
 from prognosis.terms import IMAGING_RAW, terms_of
 from synthetic.centers import center_profiles
@@ -64,8 +65,14 @@ def test_rows_follow_the_terms():
     assert list(model_rows(table, ["died"], terms_of("imaging"))["patient_id"]) == ["a", "d"]
 
 
-def test_the_demo_sizes_clinical_models_meet_rileys_criteria_and_imaging_models_are_penalized():
-    table = _study_table(60, DEMO_TABULAR_PATIENTS, seed=0)
+@pytest.fixture(scope="module")
+def demo_table() -> pd.DataFrame:
+    """A study of the demo's size: 60 imaged patients and the demo's patients without images."""
+    return _study_table(60, DEMO_TABULAR_PATIENTS, seed=0)
+
+
+def test_the_demo_sizes_clinical_models_meet_rileys_criteria_and_imaging_models_are_penalized(demo_table):
+    table = demo_table
     for outcome, col in (("mortality", "died"), ("unfavourable", "unfavourable")):
         clinical = model_rows(table, [col], terms_of("clinical"))
         k = n_parameters(terms_of("clinical"))
@@ -77,3 +84,22 @@ def test_the_demo_sizes_clinical_models_meet_rileys_criteria_and_imaging_models_
         imaging = model_rows(table, [col], terms_of("clinical+imaging"))
         assert len(imaging) <= 60
         assert penalty_decision(imaging, col, n_parameters(terms_of("clinical+imaging")), "auto")["penalized"]
+
+
+def test_report_says_which_models_meet_the_criteria_and_on_which_patients(demo_table):
+    fits = []
+    for i, features in enumerate(("clinical", "clinical+imaging"), start=1):
+        r = fit_outcome_model(demo_table, "mortality", features, cv=None, m=2, n_boot=20, seed=0)
+        fits.append({"id": i, "outcome": r.outcome, "feature_set": r.feature_set, "model_kind": r.model_kind,
+                     "n_patients": r.n_patients, "n_events": r.n_events, "metrics": r.metrics, "spec": r.spec})
+    clinical, imaging = fits
+    assert clinical["n_patients"] >= clinical["metrics"]["riley"]["n_required"]
+    assert imaging["n_patients"] < imaging["metrics"]["riley"]["n_required"]
+    assert imaging["metrics"]["estimation"]["penalty_chosen_by"] == "cv"
+    assert fitted_on(clinical["spec"]) == f"all patients with the outcome ({DEMO_TABULAR_PATIENTS:,} without CT)"
+    assert fitted_on(imaging["spec"]) == "patients with an admission CT"
+    html_text = support_section(fits, len(demo_table))
+    assert "can support only a first look" not in html_text
+    assert "criteria are met by 6-month mortality" in html_text and "fit #1), fitted on 1,060 patients" in html_text
+    assert "and not by 6-month mortality" in html_text and "fit #2), fitted on 60 patients" in html_text
+    assert "patients with an admission CT" in html_text
