@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
 from prognosis.metrics import net_benefit
-from prognosis.model_rows import fitted_on
+from prognosis.model_rows import fitted_on, has_admission_scan
 from prognosis.plots import (
     calibrate_figure,
     decision_curve_figure,
@@ -598,7 +598,11 @@ def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, com
             row.update({f"{c[4:]} (%)": _num(r[c], 1) for c in miss.columns if c.startswith("pct_")
                         and c != "pct_missing"})
             rows.append(row)
-        body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."))
+        no_ct = int((~has_admission_scan(table)).sum()) if table is not None else 0
+        body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."
+                           + (f" The imaging variables are absent by design for the {no_ct:,} patients without an "
+                              "admission CT: models with imaging terms are fitted on the others only, and no "
+                              "imaging value is imputed for them." if no_ct else "")))
     body.append(comparison_section(comparison, comparison_curves, impact, figure))
     body.append(performance_section(fits, figure))
     body.append(coefficients_section(fits, figure))
