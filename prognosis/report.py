@@ -598,7 +598,8 @@ def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, com
             row.update({f"{c[4:]} (%)": _num(r[c], 1) for c in miss.columns if c.startswith("pct_")
                         and c != "pct_missing"})
             rows.append(row)
-        no_ct = int((~has_admission_scan(table)).sum()) if table is not None else 0
+        scanned = has_admission_scan(table) if table is not None else None
+        no_ct = int((~scanned).sum()) if scanned is not None and scanned.any() else 0
         body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."
                            + (f" The imaging variables are absent by design for the {no_ct:,} patients without an "
                               "admission CT: models with imaging terms are fitted on the others only, and no "
