@@ -338,6 +338,10 @@ def demo(
             run_command(home, "registry", "import-clinical", study / "clinical_tabular.csv", "--create",
                         "--actor", DEMO_ACTOR)
             run_command(home, "registry", "import-outcomes", study / "outcomes_tabular.csv", "--actor", DEMO_ACTOR)
+            console.print(Rule(style="dim"))
+            console.print("patients without images: clinical data and outcomes of the patients whose CT was read at "
+                          "their center but not sent (`No CT received` below); the clinical outcome models use them, "
+                          "the models with imaging terms do not")
         coordinator = coordinator_center(home)
         passed, failed, left = review_pending_series(home, study / "truth" / "defects.csv", coordinator)
         console.print(Rule(style="dim"))
