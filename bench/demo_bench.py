@@ -1,6 +1,7 @@
 """CPU seconds per step of `ctstudy demo --no-serve` on a fresh home, and an idle 2-core wall estimate.
 
-    .venv/bin/python bench/demo_bench.py [--patients N] [--centers N] [--keep DIR]
+    .venv/bin/python bench/demo_bench.py [--patients N] [--centers N] [--tabular-patients N] [--keep DIR]
+    .venv/bin/python bench/demo_bench.py --compare-tabular   # the demo without, then with its patients without images
     .venv/bin/python bench/demo_bench.py --unet-threads   # the demo's phantom U-Net: 1 vs 2 threads per series
     .venv/bin/python bench/demo_bench.py --prepare        # tracing the U-Net once: with / without torch's check
 
@@ -63,7 +64,7 @@ def command_name(home, *args) -> str:  # noqa: ANN001
     return " ".join(shown)
 
 
-def run_demo(root: Path, patients: int | None, centers: int | None) -> StepClock:
+def run_demo(root: Path, patients: int | None, centers: int | None, tabular_patients: int | None = None) -> StepClock:
     clock = StepClock()
     demo_module.run_command = clock.timed(command_name, demo_module.run_command)
     for name in ("review_pending_series", "show_real_ct_results", "annotation_batch", "set_demo_targets",
@@ -79,6 +80,8 @@ def run_demo(root: Path, patients: int | None, centers: int | None) -> StepClock
         args += ["--patients", str(patients)]
     if centers:
         args += ["--centers", str(centers)]
+    if tabular_patients is not None:
+        args += ["--tabular-patients", str(tabular_patients)]
     sys.argv = args
     try:
         main(ends_process=False)
@@ -157,10 +160,37 @@ def prepare(repeats: int = 3) -> None:
               f"(medians of {repeats} processes; load average {os.getloadavg()[0]:.1f})")
 
 
+def compare_tabular() -> None:
+    """The whole demo twice, each in a fresh process and home: with no patients without images (the imaged study
+    alone), then with the demo's default number of them; both per-step tables, then the totals and their ratio."""
+    import subprocess
+
+    totals = {}
+    for n in (0, demo_module.DEMO_TABULAR_PATIENTS):
+        out = subprocess.run([sys.executable, __file__, "--tabular-patients", str(n)], check=True,
+                             capture_output=True, text=True).stdout
+        table = out[out.index("\nstep "):]
+        print(f"--- demo with {n} patients without images ---{table}")
+        whole = next(line for line in table.splitlines() if line.startswith("whole demo"))
+        totals[n] = [float(v) for v in whole.split()[-2:]]
+        fits = [line for line in table.splitlines() if line.startswith(("prognosis", "registry import"))]
+        totals[f"{n} fits"] = sum(float(line.split()[-2]) for line in fits)
+    (c0, w0), (c1, w1) = totals[0], totals[demo_module.DEMO_TABULAR_PATIENTS]
+    f0, f1 = totals["0 fits"], totals[f"{demo_module.DEMO_TABULAR_PATIENTS} fits"]
+    print(f"whole demo CPU s: {c0:.1f} without, {c1:.1f} with {demo_module.DEMO_TABULAR_PATIENTS} patients without "
+          f"images: ratio {c1 / c0:.2f} (wall {w0:.0f} s and {w1:.0f} s under the load printed above)")
+    print(f"imports and prognosis steps CPU s: {f0:.1f} without, {f1:.1f} with: ratio {f1 / max(f0, 1e-9):.2f}")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=None, help="demo --patients (default: the demo's)")
     ap.add_argument("--centers", type=int, default=None, help="demo --centers (default: the demo's)")
+    ap.add_argument("--tabular-patients", type=int, default=None,
+                    help="demo --tabular-patients (default: the demo's)")
+    ap.add_argument("--compare-tabular", action="store_true",
+                    help="the demo with 0 and with its default number of patients without images, one after the other")
     ap.add_argument("--keep", type=Path, default=None, help="home folder to use and keep (default: a temporary one)")
     ap.add_argument("--prepare", action="store_true", help="only time the U-Net's trace, with and without check")
     ap.add_argument("--unet-threads", action="store_true", help="only compare the phantom U-Net's thread counts")
@@ -171,11 +201,14 @@ def main() -> None:
     if a.prepare:
         prepare()
         return
+    if a.compare_tabular:
+        compare_tabular()
+        return
     load0 = os.getloadavg()
     c0, t0 = cpu_seconds(), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or Path(tmp) / "home"
-        clock = run_demo(root, a.patients, a.centers)
+        clock = run_demo(root, a.patients, a.centers, a.tabular_patients)
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - t0
     load1 = os.getloadavg()
     print("\nstep                                                  CPU s    wall s")

@@ -16,6 +16,7 @@ from prognosis.fitting import unusable_reason
 from prognosis.impact import IMPACT_MODELS, impact_risk
 from prognosis.labels import estimation_text
 from prognosis.logistic import LogisticModel
+from prognosis.model_rows import fitted_on
 from prognosis.terms import design_terms
 from vocabulary import dictionary
 
@@ -272,6 +273,7 @@ def overview_table(fits: pd.DataFrame) -> pd.DataFrame:
                                  else "usable" if fit.outcome in BINARY_OUTCOMES else "–"),
             "Patients (events)": f"{fit.n_patients:,} ({fit.n_events:,})" if fit.n_events is not None
             else f"{fit.n_patients:,}",
+            "Fitted on": fitted_on(getattr(fit, "spec", None)),
             "Caution": "yes" if cautions(fit) else "",
             "_order": (fit.outcome not in BINARY_OUTCOMES, KIND_ORDER.get(fit.model_kind, 9), fit.outcome, -fit.id),
         })

@@ -157,6 +157,8 @@ def fit(
         _print_summary(result.summary, result.metrics,
                        f"{outcome.value} ~ {features.value} ({result.model_kind}; {result.n_patients:,} patients, "
                        f"{result.n_events:,} events)")
+        if result.spec.get("rows"):
+            console.print(f"fitted on: {result.spec['rows']}")
         choice = result.metrics.get("estimation_choice")
         if choice:
             console.print(f"estimation: {choice['reason']}")

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
-from prognosis.analysis_table import analysis_table_hash, rows_with_outcome
+from prognosis.analysis_table import analysis_table_hash
 from prognosis.assumptions import brant_test, nonlinearity_tests, pooled_over_imputations
 from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
 from prognosis.impact import impact_risk
 from prognosis.imputation import (
+    IMPUTED_COLUMNS,
     ImputationCache,
     complete_case_table,
     imputation_settings,
@@ -42,6 +43,7 @@ from prognosis.metrics import (
     stratified_bootstrap_indices,
 )
 from prognosis.ml_models import GradientBoostingModel, PenalizedLogisticModel
+from prognosis.model_rows import has_admission_scan, imputed_columns, model_rows, rows_description
 from prognosis.ordinal import OrdinalGOSModel
 from prognosis.rubin import d2_pooled_chisq
 from prognosis.sample_size import events_per_variable, riley_sample_size
@@ -86,24 +88,28 @@ class FitResult:
 
 def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list[str], imputation: str, m: int,
                     seed: int, imputations: ImputationCache | None = None) -> list[pd.DataFrame]:
-    """The data sets a model is fitted on: m imputed tables, or the complete cases (a list of one)."""
-    rows = rows_with_outcome(table, outcome_columns)
+    """The data sets a model is fitted on (`prognosis.model_rows`): m imputed tables, or the complete cases
+    (a list of one)."""
+    rows = model_rows(table, outcome_columns, terms)
     if imputation == "mice":
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=tuple(raw_columns_of(terms)),
-                                       cache=imputations)
+        return multiply_imputed_tables(rows, m=m, seed=seed, columns=imputed_columns(rows, terms),
+                                       required=tuple(raw_columns_of(terms)), cache=imputations)
     if imputation == "complete-case":
         return [complete_case_table(rows, terms)]
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
 
 
-def imputer_for(terms: list[str], imputations: ImputationCache | None = None):  # noqa: ANN201
+def imputer_for(terms: list[str], imputations: ImputationCache | None = None,  # noqa: ANN201
+                columns: tuple[str, ...] | None = None):
     """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same
     chained-equations PMM as the fit, on the given rows, with the outcomes of rows not `known` hidden.
+    `columns`: the variables the fit's imputation uses (`model_rows.imputed_columns` of all its rows).
     With `imputations`, a fold or replicate another model has already imputed is not imputed again."""
     required = tuple(raw_columns_of(terms))
+    columns = columns if columns is not None else IMPUTED_COLUMNS
 
     def impute(rows: pd.DataFrame, known: np.ndarray, seed: int, m: int) -> list[pd.DataFrame]:
-        return multiply_imputed_tables(rows, m=m, seed=seed, required=required, outcome_known=known,
+        return multiply_imputed_tables(rows, m=m, seed=seed, columns=columns, required=required, outcome_known=known,
                                        cache=imputations)
 
     return impute
@@ -127,7 +133,7 @@ def fixed_spline_knots(table: pd.DataFrame, outcome_columns: list[str], terms: l
     refit, so that the m coefficient vectors Rubin's rules average are of one basis."""
     if not n_knots or "age" not in terms:
         return None
-    rows = rows_with_outcome(table, outcome_columns)
+    rows = model_rows(table, outcome_columns, terms)
     if imputation == "complete-case":
         rows = complete_case_table(rows, terms)
     age = rows["age"].dropna()
@@ -301,7 +307,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
     # Validation repeats the whole model building, imputation included, inside each fold and each
     # bootstrap replicate: it starts from the raw rows (with their gaps) and the in-fold imputer.
     if imputation == "mice":
-        raw, impute = rows_with_outcome(table, outcome_cols), imputer_for(terms, imputations)
+        raw = model_rows(table, outcome_cols, terms)
+        impute = imputer_for(terms, imputations, imputed_columns(raw, terms))
     else:
         raw, impute = data[0], None
     fits = [make().fit(d) for d in data]
@@ -315,7 +322,8 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
         metrics["riley_a_priori"] = decision["riley_a_priori"]
     curves: dict[str, pd.DataFrame] = {}
     if imputation == "mice" and tables is None:  # mice's trace and observed-against-imputed plots
-        curves.update(imputation_diagnostics(raw, len(data), seed, tuple(raw_columns_of(terms)), imputations))
+        curves.update(imputation_diagnostics(raw, len(data), seed, tuple(raw_columns_of(terms)), imputations,
+                                             columns=imputed_columns(raw, terms)))
     extra: dict[str, Any] = {}
     n_events = int(d0[outcome_cols[-1] if outcome != "gos" else "died"].sum())
     m_cv = len(data)
@@ -416,6 +424,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             metrics.update(_cv_cox(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))
     spec = {**fit_settings(outcome, feature_set, model_kind, cv, imputation, len(data) if imputation == "mice" else 1,
                            n_splits, n_repeats, n_boot, seed, age_spline_knots, penalty), "terms": terms}
+    n_without_scan = int((~has_admission_scan(d0)).sum())
+    spec["rows"] = rows_description(terms, int(len(d0)), n_without_scan)
+    spec["n_without_scan"] = n_without_scan
     spec["provenance"] = provenance()
     if imputation == "mice":
         spec["imputation_settings"] = imputation_settings(len(data), seed)
@@ -535,8 +546,9 @@ def compare_feature_sets(table: pd.DataFrame, outcomes: tuple[str, ...] = ("mort
     for outcome in outcomes:
         col = BINARY_COLUMN[outcome]
         data = analysis_tables(table, [col], terms_of(full), imputation, m, seed, imputations)
-        raw = rows_with_outcome(table, [col]) if imputation == "mice" else data[0]
-        impute = imputer_for(terms_of(full), imputations) if imputation == "mice" else None
+        raw = model_rows(table, [col], terms_of(full)) if imputation == "mice" else data[0]
+        impute = (imputer_for(terms_of(full), imputations, imputed_columns(raw, terms_of(full)))
+                  if imputation == "mice" else None)
         make_b = model_factory(outcome, "logistic", terms_of(base))
         make_f = model_factory(outcome, "logistic", terms_of(full))
         with optimizer_warnings_counted() as optimizer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prognosis.imputation import ITERATIONS, ImputationCache, multiply_imputed_tables
+from prognosis.imputation import IMPUTED_COLUMNS, ITERATIONS, ImputationCache, multiply_imputed_tables
 
 BINS = 15
 CODE_LEVELS = 12  # a variable with at most this many distinct observed values is binned by value (codes, flags)
@@ -20,15 +20,18 @@ CODE_LEVELS = 12  # a variable with at most this many distinct observed values i
 
 def imputation_diagnostics(rows: pd.DataFrame, m: int, seed: int, required: tuple[str, ...] = (),
                            cache: ImputationCache | None = None,
-                           max_iter: int = ITERATIONS) -> dict[str, pd.DataFrame]:
+                           max_iter: int = ITERATIONS,
+                           columns: tuple[str, ...] = IMPUTED_COLUMNS) -> dict[str, pd.DataFrame]:
     """{"imputation_trace": variable, chain, iteration, mean, sd; "imputation_distribution": variable,
     group ("observed" or "imputation k"), lower, upper, share} for the imputation a fit uses (the same
-    rows, m and seed give the same draws). With `cache`, computed once per rows, m and seed."""
-    key = (int(pd.util.hash_pandas_object(rows, index=False).sum()), tuple(rows.columns), m, seed, max_iter)
+    rows, m, seed and `columns` give the same draws). With `cache`, computed once per rows, m, seed and columns."""
+    key = (int(pd.util.hash_pandas_object(rows, index=False).sum()), tuple(rows.columns), m, seed, max_iter,
+           tuple(columns))
     if cache is not None and key in cache.diagnostics:
         return cache.diagnostics[key]
     trace: list[dict[str, object]] = []
-    tables = multiply_imputed_tables(rows, m=m, seed=seed, max_iter=max_iter, required=required, trace=trace)
+    tables = multiply_imputed_tables(rows, m=m, seed=seed, max_iter=max_iter, columns=columns, required=required,
+                                     trace=trace)
     trace_frame = pd.DataFrame(trace, columns=["variable", "chain", "iteration", "mean", "sd"])
     variables = list(dict.fromkeys(trace_frame["variable"]))
     out = {"imputation_trace": trace_frame,

@@ -25,6 +25,7 @@ from prognosis.ct_inputs import ct_source_counts
 from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
 from prognosis.metrics import net_benefit
+from prognosis.model_rows import fitted_on, has_admission_scan
 from prognosis.plots import (
     calibrate_figure,
     decision_curve_figure,
@@ -109,6 +110,15 @@ def _not_usable(m: dict[str, Any]) -> str | None:
     return m.get("not_usable_for_individual_risks") or unusable_reason(m)
 
 
+def _titles(fits: list[dict[str, Any]]) -> str:
+    return html.escape("; ".join(_fit_title(f) for f in fits))
+
+
+def _patient_counts(fits: list[dict[str, Any]]) -> str:
+    counts = sorted({int(f["n_patients"]) for f in fits})
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+
+
 def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
     """The lead: sample size against what the models need, validated performance, the caution."""
     binary = [f for f in fits if f["outcome"] in ("mortality", "unfavourable") and f["model_kind"] == "logistic"]
@@ -120,7 +130,7 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
         riley = m.get("riley") or {}
         if riley:
             needed.append(riley["n_required"])
-        rows.append({"Model": _fit_title(f), "Patients": _num(f["n_patients"]),
+        rows.append({"Model": _fit_title(f), "Fitted on": fitted_on(f.get("spec")), "Patients": _num(f["n_patients"]),
                      "Smaller outcome class": _num(m.get("smaller_class")),
                      "Per model parameter": _num(m.get("events_per_variable"), 1),
                      "Patients needed (Riley)": _num(riley.get("n_required")),
@@ -128,7 +138,8 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                      "Estimation": estimation_text(m) or "–",
                      "Shrinkage factor": _num(m.get("shrinkage")),
                      "Individual risks": "not usable" if _not_usable(m) else "usable (shrunken model)"})
-    small = bool(needed) and n_patients < min(needed)
+    short = [f for f in binary if (f["metrics"].get("riley") or {}).get("n_required", 0) > f["n_patients"]]
+    small = bool(short) and len(short) == len(binary)
     link = (f"<a href='{SIMULATION_DOC.as_uri()}'>the 2,000-patient simulation's results "
             "(prognosis-simulation.md)</a>" if SIMULATION_DOC.exists() else
             "the 2,000-patient simulation's results, which <code>python bench/prognosis_bench.py --write-doc</code> "
@@ -142,6 +153,16 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
             "another (a validated AUC near 0.5 here says little about the method). Read the validated "
             "(cross-validated or bootstrap-corrected) figures, not the apparent ones, and use the shrunken "
             f"model for individual risks. What these methods recover when the sample is adequate: {link}.</div>")
+    elif short:
+        met = [f for f in binary if f not in short]
+        parts.append(
+            f"<div class='lead'>Riley's sample-size criteria are met by {_titles(met)}, fitted on "
+            f"{_patient_counts(met)} patients, and not by {_titles(short)}, fitted on {_patient_counts(short)} "
+            f"patients (they ask for {min(f['metrics']['riley']['n_required'] for f in short):,} or more). Models "
+            "with imaging terms are fitted only on the patients with an admission CT and its biomarkers: imaging is "
+            "never imputed for a patient without a scan. A model short of the criteria is fitted by ridge "
+            "penalized likelihood (see Estimation below); read its validated figures, not the apparent ones, and "
+            f"use the shrunken model for individual risks. Method checks on simulated data: {link}.</div>")
     else:
         parts.append(f"<div class='lead'>The sample meets Riley's criteria for the models below; performance is "
                      f"reported as validated (cross-validated and bootstrap-corrected). Method checks on simulated "
@@ -299,7 +320,9 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
     for f in fits:
         m = f["metrics"]
         parts.append(f"<h3>{html.escape(_fit_title(f))}</h3>")
-        parts.append(f"<p class='note'>{f['n_patients']:,} patients, {f['n_events']:,} events; validation "
+        rows_note = (f["spec"] or {}).get("rows")
+        parts.append(f"<p class='note'>{f['n_patients']:,} patients, {f['n_events']:,} events"
+                     f"{' (' + html.escape(str(rows_note)) + ')' if rows_note else ''}; validation "
                      f"{html.escape(str(f['cv']))}; imputation {html.escape(str(f['spec'].get('imputation')))} "
                      f"(m = {f['spec'].get('m')}).</p>")
         validate = m.get("validate")
@@ -584,7 +607,12 @@ def report_html(fits: list[dict[str, Any]], comparison: pd.DataFrame | None, com
             row.update({f"{c[4:]} (%)": _num(r[c], 1) for c in miss.columns if c.startswith("pct_")
                         and c != "pct_missing"})
             rows.append(row)
-        body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."))
+        scanned = has_admission_scan(table) if table is not None else None
+        no_ct = int((~scanned).sum()) if scanned is not None and scanned.any() else 0
+        body.append(_table(rows, "Missing values per variable: count, % overall and % in each center."
+                           + (f" The imaging variables are absent by design for the {no_ct:,} patients without an "
+                              "admission CT: models with imaging terms are fitted on the others only, and no "
+                              "imaging value is imputed for them." if no_ct else "")))
     ct_sources = ct_source_counts(table) if table is not None else None
     body.append(comparison_section(comparison, comparison_curves, impact, figure, ct_sources))
     body.append(performance_section(fits, figure))

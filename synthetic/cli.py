@@ -22,6 +22,9 @@ def synth(
     defects: bool = typer.Option(False, "--defects", help="Add what QC must catch; listed in truth/defects.csv."),
     tabular_only: bool = typer.Option(False, "--tabular-only",
                                       help="No images: clinical, outcomes and true features only (fast)."),
+    tabular_patients: int = typer.Option(0, "--tabular-patients", min=0,
+                                         help="As many more patients without images (clinical data and outcomes "
+                                              "only, IDs <CENTER>-T...): clinical_tabular.csv, outcomes_tabular.csv."),
 ) -> None:
     """Write a synthetic multi-center TBI head-CT study with known truth."""
     try:
@@ -33,7 +36,8 @@ def synth(
                 bar.update(task, completed=done, total=total, description=f"rendering {what}")
 
             summary = generate_study(out, centers=centers, patients=patients, seed=seed, matrix=matrix,
-                                     defects=defects, tabular_only=tabular_only, progress=report)
+                                     defects=defects, tabular_only=tabular_only, progress=report,
+                                     tabular_patients=tabular_patients)
     except (FileExistsError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -44,6 +48,11 @@ def synth(
                   + (" (tabular only: no images)" if tabular_only else ""))
     console.print(f"  died {int(rates['died'].sum())} ({rates['died'].mean():.0%}), "
                   f"GOS 1-3 {int((rates['gos_6m'] <= 3).sum())} of {int(rates['gos_6m'].notna().sum())} known")
+    if summary.unscanned is not None:
+        more = summary.unscanned.outcomes
+        console.print(f"  {len(more)} more patients without images (clinical_tabular.csv, outcomes_tabular.csv): "
+                      f"died {int(more['died'].sum())} ({more['died'].mean():.0%}), "
+                      f"GOS 1-3 {int((more['gos_6m'] <= 3).sum())} of {int(more['gos_6m'].notna().sum())} known")
     if defects:
         console.print(f"  {summary.defects} defects listed in {summary.truth_dir / 'defects.csv'}")
     console.print(f"  truth in {summary.truth_dir} (series.csv, masks/, patient_features.csv, outcome_model.json)")

@@ -177,8 +177,10 @@ def _scan_days(severity: float, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.asarray(days), 3)
 
 
-def simulate_cohort(n_patients: int, seed: int, centers: tuple[CenterProfile, ...]) -> Cohort:
-    """Patients spread over `centers`, with lesion plans and complete clinical data (no missing values yet)."""
+def simulate_cohort(n_patients: int, seed: int, centers: tuple[CenterProfile, ...], id_tag: str = "") -> Cohort:
+    """Patients spread over `centers`, with lesion plans and complete clinical data (no missing values yet).
+
+    Patient IDs are `<CENTER>-<id_tag><number>`: cohorts with different tags never share an ID."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     counts = patients_per_center(n_patients, centers, rng)
     plans: list[PatientPlan] = []
@@ -188,7 +190,7 @@ def simulate_cohort(n_patients: int, seed: int, centers: tuple[CenterProfile, ..
         # Centers number their patients with gaps (screened, excluded, other studies).
         numbers = np.sort(rng.choice(np.arange(1, 3 * count + 10), size=count, replace=False))
         for number in numbers:
-            pid = f"{center.code}-{int(number):04d}"
+            pid = f"{center.code}-{id_tag}{int(number):04d}"
             pseed = int(rng.integers(2**31))
             prng = np.random.default_rng(np.random.SeedSequence([seed, 2, pseed]))
             plan, row = _simulate_patient(center.code, pid, start, pseed, prng)

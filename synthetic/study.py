@@ -6,6 +6,9 @@ Layout (docs/data-formats.md):
     out/clinical.csv   out/outcomes.csv
     out/truth/series.csv  out/truth/masks/<SeriesInstanceUID>.nii.gz  out/truth/patient_features.csv
     out/truth/patient_level.csv  out/truth/oracle.csv  out/truth/outcome_model.json  out/truth/defects.csv
+    with tabular_patients > 0 (patients without images, synthetic.tabular_cohort):
+    out/clinical_tabular.csv  out/outcomes_tabular.csv
+    out/truth/tabular_patient_level.csv  out/truth/tabular_oracle.csv
 
 Each scan is one study with one axial series (series number 2). With `defects=True` some studies
 get extra series (localizer, a resent copy with missing slices, one with metal streaks), one
@@ -48,6 +51,7 @@ from synthetic.dicom_writer import SeriesHeader, uid, write_series
 from synthetic.features import TIMEPOINT_COLUMNS, side_of, timepoint_table_from_plans
 from synthetic.outcomes import TabularStudy, outcomes_for_cohort
 from synthetic.phantom import Grid, RenderedSeries, render_series
+from synthetic.tabular_cohort import tabular_cohort
 from vocabulary.labels import HEMORRHAGE_LABELS, LESION_CLASSES, NIFTI_DESCRIPTION, NIFTI_INTENT_NAME
 
 # One volume column per class of the label map (`iph_ml`, `eah_ml`, `edema_ml`, `ivh_ml`); `hematoma_ml`
@@ -77,6 +81,7 @@ class StudySummary:
     seconds: float
     defects: int
     tabular: TabularStudy
+    unscanned: TabularStudy | None = None  # the patients without images (tabular_patients > 0)
 
     @property
     def truth_dir(self) -> Path:
@@ -126,15 +131,20 @@ def _defect_hosts(plans: tuple[PatientPlan, ...], seed: int) -> dict[str, Patien
 
 
 def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: int = 0, matrix: int = 256,
-                   defects: bool = False, tabular_only: bool = False, progress: Progress | None = None
-                   ) -> StudySummary:
-    """Write a synthetic study under `out` (which must not exist or be empty) and return its summary."""
+                   defects: bool = False, tabular_only: bool = False, progress: Progress | None = None,
+                   tabular_patients: int = 0) -> StudySummary:
+    """Write a synthetic study under `out` (which must not exist or be empty) and return its summary.
+
+    `tabular_patients`: as many more patients with clinical data and outcomes but no images, in
+    clinical_tabular.csv and outcomes_tabular.csv (synthetic.tabular_cohort)."""
     t0 = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: choose a new folder (nothing was written)")
     if matrix not in (128, 256, 512):
         raise ValueError(f"--matrix must be 128, 256 or 512, not {matrix}")
+    if tabular_patients < 0:
+        raise ValueError(f"--tabular-patients must be 0 or more, not {tabular_patients}")
     profiles = center_profiles(centers)
     by_code = {c.code: c for c in profiles}
     cohort = simulate_cohort(patients, seed, profiles)
@@ -189,11 +199,17 @@ def generate_study(out: Path | str, centers: int = 5, patients: int = 60, seed: 
         # Full precision: volumes must equal voxel counts x voxel volume when read back.
         pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS)).to_csv(truth_dir / "series.csv", index=False)
     pd.DataFrame(defect_rows, columns=list(DEFECT_COLUMNS)).to_csv(truth_dir / "defects.csv", index=False)
+    unscanned = tabular_cohort(tabular_patients, seed, profiles) if tabular_patients else None
+    if unscanned is not None:
+        unscanned.clinical.to_csv(out / "clinical_tabular.csv", index=False)
+        unscanned.outcomes.to_csv(out / "outcomes_tabular.csv", index=False)
+        unscanned.patient_level.to_csv(truth_dir / "tabular_patient_level.csv", index=False, float_format="%.4f")
+        unscanned.truth.to_csv(truth_dir / "tabular_oracle.csv", index=False, float_format="%.6f")
 
     files = [p for p in out.rglob("*") if p.is_file()]
     return StudySummary(out=out, patients=len(cohort.plans), centers=len(profiles), series=n_series,
                         files=len(files), bytes=sum(p.stat().st_size for p in files),
-                        seconds=time.perf_counter() - t0, defects=len(defect_rows), tabular=tab)
+                        seconds=time.perf_counter() - t0, defects=len(defect_rows), tabular=tab, unscanned=unscanned)
 
 
 def _render_and_write(out: Path, plan: PatientPlan, t: int, center: CenterProfile, matrix: int, seed: int, sex: str,
