@@ -188,13 +188,12 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: latest fits, clinical vs clinical+imaging, IMPACT, Kaplan-Meier."""
     from prognosis.analysis_table import analysis_table_hash, missingness_report
-    from prognosis.fitting import analysis_tables, compare_feature_sets
+    from prognosis.fitting import compare_feature_sets, impact_scoring_tables
     from prognosis.impact import impact_validation_table
     from prognosis.kaplan_meier import kaplan_meier_by_strata, quantile_strata
     from prognosis.report import report_html
     from prognosis.staleness import refit_command, stale_fits, stale_notice
     from prognosis.store import analysis_table_from_registry, latest_model_fits, model_fit_dict
-    from prognosis.terms import terms_of
 
     with open_registry(ctx) as (_, engine):
         with session_scope(engine) as session:
@@ -211,9 +210,7 @@ def report(
         km = (kaplan_meier_by_strata(known, quantile_strata(known["adm_hematoma_ml"], 3, "hematoma mL"))
               if len(known) else None)
         with explained(f"scoring the IMPACT models on the imputed rows ({len(table)} patients, m={m})"):
-            terms = terms_of("clinical+imaging" if table["adm_hematoma_ml"].notna().any() else "clinical")
-            imputed = {o: analysis_tables(table, [c], terms, "mice", m, seed)
-                       for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
+            imputed = impact_scoring_tables(table, m, seed)
             impact = impact_validation_table(table, imputed)
         current = analysis_table_hash(table)
         html_text = report_html(fits, comparison, curves, impact, km, missingness_report(table), table=table,

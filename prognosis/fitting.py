@@ -99,6 +99,16 @@ def analysis_tables(table: pd.DataFrame, outcome_columns: list[str], terms: list
     raise ValueError(f"imputation must be one of {IMPUTATIONS}, got {imputation!r}")
 
 
+def impact_scoring_tables(table: pd.DataFrame, m: int, seed: int,
+                          imputations: ImputationCache | None = None) -> dict[str, list[pd.DataFrame]]:
+    """{outcome: m imputed tables} IMPACT's models are scored on (`impact.impact_validation_table`): the rows our
+    clinical models use, every patient with the outcome whether scanned or not, since IMPACT's predictors are
+    clinical with the CT classes (computed from the admission scan or taken from the record)."""
+    terms = terms_of("clinical")
+    return {o: analysis_tables(table, [c], terms, "mice", m, seed, imputations)
+            for o, c in (("mortality", "died"), ("unfavourable", "unfavourable"))}
+
+
 def imputer_for(terms: list[str], imputations: ImputationCache | None = None,  # noqa: ANN201
                 columns: tuple[str, ...] | None = None):
     """The in-fold imputer of cross-validation and the bootstrap (`validation.Imputer`): the same

@@ -103,3 +103,17 @@ def test_report_says_which_models_meet_the_criteria_and_on_which_patients(demo_t
     assert "criteria are met by 6-month mortality" in html_text and "fit #1), fitted on 1,060 patients" in html_text
     assert "and not by 6-month mortality" in html_text and "fit #2), fitted on 60 patients" in html_text
     assert "patients with an admission CT" in html_text
+
+
+def test_impact_is_scored_on_every_patient_with_the_outcome_scanned_or_not(table):
+    from prognosis.fitting import impact_scoring_tables
+    from prognosis.impact import impact_validation_table
+
+    imputed = impact_scoring_tables(table, m=2, seed=1)
+    for outcome, col in (("mortality", "died"), ("unfavourable", "unfavourable")):
+        for d in imputed[outcome]:
+            assert set(d["patient_id"]) == set(table.loc[table[col].notna(), "patient_id"])
+    scored = impact_validation_table(table, imputed)
+    eligible = int(((table["gcs_total"] <= 12) & table["died"].notna()).sum())
+    core = scored.set_index(["outcome", "model"]).loc[("mortality", "IMPACT core"), "n"]
+    assert core > 80 and core <= eligible  # the unscanned patients are scored too, not only the 80 with CT
