@@ -71,3 +71,14 @@ def engine(home: Home):
     eng = make_engine(home.db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def small_scored_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-center, 8-patient synthetic study at 128 x 128 (seed 11; its patient SI009-0001's lesion is evacuated),
+    generated once for the tests of CT classes in the registry. Tests read it and never write into it."""
+    from synthetic.study import generate_study
+
+    out = tmp_path_factory.mktemp("small-scored-study") / "s"
+    generate_study(out, centers=2, patients=8, seed=11, matrix=128)
+    return out

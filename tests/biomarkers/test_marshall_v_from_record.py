@@ -26,12 +26,8 @@ def cli(home: Home, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthetic.study import generate_study
-
-    out = tmp_path_factory.mktemp("study") / "s"
-    generate_study(out, centers=2, patients=8, seed=11, matrix=128)  # patient SI009-0001's lesion is evacuated
-    return out
+def study(small_scored_study: Path) -> Path:
+    return small_scored_study
 
 
 def _scores(home: Home, study: Path, clinical: Path, out: Path) -> pd.DataFrame:
