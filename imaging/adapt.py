@@ -57,8 +57,9 @@ class AdaptOptions:
     pseudo_per_annotated: float = 1.0
     min_gain: float = 0.0
     seed: int = 1
+    held_out: frozenset[str] | None = None  # patients to hold out, instead of drawing them by `holdout_fraction`
     training: TrainingConfig = field(default_factory=lambda: TrainingConfig(
-        epochs=12, steps_per_epoch=30, batch_size=8, lr=1e-3, val_fraction=0.2))
+        epochs=12, steps_per_epoch=30, batch_size=8, lr=1e-3, val_fraction=0.2, freeze_batchnorm=True))
 
 
 @dataclass
@@ -130,8 +131,8 @@ def adapt(initial: SegmentationModel, scans: Sequence[Scan], segmenter: Callable
     `segmenter(model)` gives the function that labels a volume with a model (the study's inference path).
     """
     opts = options or AdaptOptions()
-    held = holdout_patients(((s.center, s.patient_key) for s in scans if s.labels is not None),
-                            opts.holdout_fraction, opts.seed)
+    held = set(opts.held_out) if opts.held_out is not None else holdout_patients(
+        ((s.center, s.patient_key) for s in scans if s.labels is not None), opts.holdout_fraction, opts.seed)
     held_out = [s for s in scans if s.patient_key in held and s.labels is not None]
     annotated = [s for s in scans if s.patient_key not in held and s.labels is not None]
     if len({s.patient_key for s in annotated}) < 2:
