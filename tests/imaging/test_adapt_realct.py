@@ -46,8 +46,15 @@ def _adapt(tmp: Path, lr: float):  # noqa: ANN202
     return adapt(load_model(), _scans(tmp), _segmenter, options, "cpu")
 
 
-@pytest.mark.slow
-def test_adapting_raises_dice_on_real_ct_slices_it_never_saw(tmp_path: Path) -> None:
+@pytest.fixture()
+def one_thread():  # noqa: ANN201 - small patches: one thread is faster than two fighting a loaded machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_adapting_raises_dice_on_real_ct_slices_it_never_saw(tmp_path: Path, one_thread) -> None:  # noqa: ANN001
     result = _adapt(tmp_path, lr=1e-3)
     assert result.card["data"]["held_out_series"] == {"CTICH": 1}
     assert result.score_after > result.score_before + MARGIN, (result.score_before, result.score_after)
