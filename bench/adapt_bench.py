@@ -10,6 +10,7 @@ adapted one is printed with the CPU seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -24,7 +25,6 @@ from realct_scans import ct_ich_patient_scans  # noqa: E402
 from imaging.adapt import AdaptOptions, adapt  # noqa: E402
 from imaging.inference import UNetSegmenter  # noqa: E402
 from imaging.model import DEFAULT_MODEL_PATH, load_model  # noqa: E402
-from imaging.train import TrainingConfig  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +49,8 @@ def main() -> None:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = adapt(initial, scans, segmenter, AdaptOptions(
             holdout_fraction=a.holdout_fraction, seed=a.seed,
-            training=TrainingConfig(epochs=a.epochs, steps_per_epoch=a.steps, batch_size=8, lr=a.lr)), device)
+            training=dataclasses.replace(AdaptOptions().training, epochs=a.epochs, steps_per_epoch=a.steps,
+                                         lr=a.lr)), device)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     table = result.per_class.pivot_table(index="class", columns="comparison", values="dice_pooled", sort=False)
     print(table.reindex(columns=["before", "after"]).round(3).to_string())

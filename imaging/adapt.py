@@ -3,12 +3,18 @@
 Pure: volumes and label arrays in, a model and its held-out figures out; no database.
 
 - **Held out first.** Annotated patients are held out per center (`holdout_fraction`, at least one in each
-  center with two or more annotated patients, seeded) before anything is trained; nothing of theirs,
-  annotated or not, is used for training. The starting model and the adapted one are scored on them with
-  the same function, so before and after are comparable.
+  center with two or more annotated patients, seeded; or the patients named in `held_out`) before anything
+  is trained; nothing of theirs, annotated or not, is used for training. The starting model and the adapted
+  one are scored on them with the same function, so before and after are comparable.
 - **Few labels.** Training starts from the starting model's weights (fine-tuning, same network and
   preprocessing). Its loss counts only annotated voxels: labels may hold `vocabulary.labels.UNANNOTATED`
   where an annotator left a slice or class out (`imaging.train.masked_dice_ce`).
+- **Never worse on validation.** BatchNorm keeps the starting model's statistics and weights
+  (`TrainingConfig.freeze_batchnorm`): a few lesion-centred patches of a new source would otherwise rewrite the
+  normalisation every layer relies on. The starting weights are scored on the validation patients (carved from
+  the training patients) as epoch 0 and compete with every trained epoch, so adapting returns the start when no
+  epoch validates better (on the five CT-ICH patients, each with another kind of hemorrhage, that is what
+  happens: training patients gain, others lose; docs/benchmarks.md).
 - **Unannotated series** of the training patients contribute the starting model's own labels
   (self-training), at most `pseudo_per_annotated` of them per annotated training series, drawn by seed, so
   the annotations stay the larger share; they go through the same CT augmentation as the annotated ones

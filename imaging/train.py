@@ -15,7 +15,8 @@
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
 - validation Dice per series on the network grid after each epoch; the best epoch is kept;
 - optionally warm-started from another checkpoint (`initial`), also one of another label map (the
-  two-class U-Net): see `warm_start_state`.
+  two-class U-Net): see `warm_start_state`; then the initial weights are validated as epoch 0 and kept
+  unless a trained epoch validates better, and `freeze_batchnorm` keeps their BatchNorm statistics.
 Deterministic for a given seed on CPU.
 """
 
