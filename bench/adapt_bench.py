@@ -1,11 +1,8 @@
 """Adapting the fast U-Net on real CT: the 36 CT-ICH slices (5 patients) as one center's annotated scans.
 
-Each patient's slices are one scan; the hemorrhage mask is labelled with the slice's type from
-`hemorrhage_diagnosis.csv` (epidural and subdural: extra-axial; intraparenchymal; intraventricular), and
-with `UNANNOTATED` where a slice holds several types or subarachnoid blood (no class of the label map), so
-the loss skips what the public masks cannot tell apart. Annotated patients are held out as `imaging adapt`
-holds them out (seeded), and the held-out pooled Dice of the starting model and the adapted one is printed
-with the CPU seconds.
+Each patient's slices are one scan, labelled as `bench/realct_scans.py` says. Annotated patients are held
+out as `imaging adapt` holds them out (seeded), and the held-out pooled Dice of the starting model and the
+adapted one is printed with the CPU seconds.
 
     python bench/adapt_bench.py [--from phantom|PATH] [--seed 7] [--epochs 6] [--steps 20]
 """
@@ -13,37 +10,21 @@ with the CPU seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ctstudy import ct_ich
-from imaging.adapt import AdaptOptions, Scan, adapt
-from imaging.inference import UNetSegmenter
-from imaging.model import DEFAULT_MODEL_PATH, load_model
-from imaging.train import TrainingConfig
-from imaging.volume import load_series
-from vocabulary.labels import EAH, IPH, IVH, UNANNOTATED
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realct_scans import ct_ich_patient_scans  # noqa: E402
 
-TYPE_CLASS = {"Epidural": EAH, "Subdural": EAH, "Intraparenchymal": IPH, "Intraventricular": IVH}
-
-
-def ct_ich_scans(tmp: Path) -> list[Scan]:
-    scans = []
-    for patient in sorted({s.patient for s in ct_ich.slice_index()}):
-        slices = ct_ich.patient_slices(patient)
-        volume = load_series(ct_ich.write_series(slices, tmp / f"p{patient}"), allow_irregular=True)
-        blood = ct_ich.truth_masks(slices)
-        labels = np.zeros(blood.shape, np.uint8)
-        for k, s in enumerate(slices):
-            kinds = {TYPE_CLASS.get(t, UNANNOTATED) for t in s.types if t in TYPE_CLASS or t == "Subarachnoid"}
-            labels[k][blood[k]] = kinds.pop() if len(kinds) == 1 else UNANNOTATED
-        scans.append(Scan(f"ctich-{patient}", f"CTICH-{patient}", "CTICH", volume, labels))
-    return scans
+from imaging.adapt import AdaptOptions, adapt  # noqa: E402
+from imaging.inference import UNetSegmenter  # noqa: E402
+from imaging.model import DEFAULT_MODEL_PATH, load_model  # noqa: E402
 
 
 def main() -> None:
@@ -64,11 +45,12 @@ def main() -> None:
         return lambda volume: unet.segment(volume)[0]
 
     with tempfile.TemporaryDirectory() as tmp:
-        scans = ct_ich_scans(Path(tmp))
+        scans = ct_ich_patient_scans(Path(tmp))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = adapt(initial, scans, segmenter, AdaptOptions(
             holdout_fraction=a.holdout_fraction, seed=a.seed,
-            training=TrainingConfig(epochs=a.epochs, steps_per_epoch=a.steps, batch_size=8, lr=a.lr)), device)
+            training=dataclasses.replace(AdaptOptions().training, epochs=a.epochs, steps_per_epoch=a.steps,
+                                         lr=a.lr)), device)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     table = result.per_class.pivot_table(index="class", columns="comparison", values="dice_pooled", sort=False)
     print(table.reindex(columns=["before", "after"]).round(3).to_string())

@@ -29,6 +29,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_ROOT_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from vocabulary.labels import EAH, IPH, IVH, UNANNOTATED
+
 CT_ICH_DIR = Path(__file__).parent / "data" / "ct_ich"
 WINDOW_LOW_HU, WINDOW_WIDTH_HU = -20.0, 120.0
 ASSUMED_PIXEL_SPACING_MM = 0.36
@@ -82,6 +84,21 @@ def hu_of_grey(grey: np.ndarray) -> np.ndarray:
 def truth_masks(slices: list[CtIchSlice], folder: Path = CT_ICH_DIR) -> np.ndarray:
     """(z, y, x) bool hemorrhage masks of `slices`, in the order given (slice number order)."""
     return np.stack([hemorrhage_mask(folder / "masks" / (Path(s.file).stem + ".png")) for s in slices])
+
+
+# A slice's hemorrhage type (hemorrhage_diagnosis.csv) as a class of the label map; subarachnoid has none.
+TYPE_CLASS = {"Epidural": EAH, "Subdural": EAH, "Intraparenchymal": IPH, "Intraventricular": IVH}
+
+
+def class_labels(slices: list[CtIchSlice], folder: Path = CT_ICH_DIR) -> np.ndarray:
+    """(z, y, x) uint8 truth in the label map: each slice's hemorrhage as the class its type names, and
+    `UNANNOTATED` where the slice holds several types or subarachnoid blood (the masks do not tell them apart)."""
+    blood = truth_masks(slices, folder)
+    labels = np.zeros(blood.shape, np.uint8)
+    for k, s in enumerate(slices):
+        kinds = {TYPE_CLASS.get(t, UNANNOTATED) for t in s.types if t in TYPE_CLASS or t == "Subarachnoid"}
+        labels[k][blood[k]] = kinds.pop() if len(kinds) == 1 else UNANNOTATED
+    return labels
 
 
 def _uid(*parts: object) -> str:

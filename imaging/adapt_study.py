@@ -78,8 +78,8 @@ def study_scans(engine: Engine, options: AdaptOptions) -> tuple[list[Scan], dict
         paths = {c["series_instance_uid"]: store.instance_paths(session, store.series_by_uid(
             session, c["series_instance_uid"])) for c in candidates}
     annotated = [c for c in candidates if c["annotation"]]
-    held = holdout_patients(((c["center"], c["patient_key"]) for c in annotated), options.holdout_fraction,
-                            options.seed)
+    held = set(options.held_out) if options.held_out is not None else holdout_patients(
+        ((c["center"], c["patient_key"]) for c in annotated), options.holdout_fraction, options.seed)
     n_train = sum(c["patient_key"] not in held for c in annotated)
     pool = [c for c in candidates if not c["annotation"] and c["patient_key"] not in held]
     n_pseudo = min(len(pool), int(round(options.pseudo_per_annotated * n_train)))

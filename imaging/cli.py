@@ -391,6 +391,9 @@ def adapt(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the fine-tuning."),
     seed: int = typer.Option(1, "--seed", help="Seeds the held-out draw, the pseudo-labelled draw and training."),
+    train_batchnorm: bool = typer.Option(False, "--train-batchnorm",
+                                         help="Let BatchNorm re-estimate its statistics on the study's patches "
+                                              "(default: kept from the starting model)."),
     promote: bool = typer.Option(False, "--promote",
                                  help="Make the new model the study's default, only if it is better on the held-out "
                                       "annotated patients."),
@@ -415,7 +418,8 @@ def adapt(
     options = AdaptOptions(holdout_fraction=holdout_fraction, pseudo_per_annotated=pseudo_per_annotated, seed=seed,
                            min_gain=min_gain,
                            training=TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                                   batch_size=batch_size, lr=lr))
+                                                   batch_size=batch_size, lr=lr,
+                                                   freeze_batchnorm=not train_batchnorm))
 
     def segmenter(model):  # noqa: ANN001, ANN202 - the study's own inference path, prepared once per model
         unet = UNetSegmenter(model, dev)

@@ -15,7 +15,8 @@
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
 - validation Dice per series on the network grid after each epoch; the best epoch is kept;
 - optionally warm-started from another checkpoint (`initial`), also one of another label map (the
-  two-class U-Net): see `warm_start_state`.
+  two-class U-Net): see `warm_start_state`; then the initial weights are validated as epoch 0 and kept
+  unless a trained epoch validates better, and `freeze_batchnorm` keeps their BatchNorm statistics.
 Deterministic for a given seed on CPU.
 """
 
@@ -75,6 +76,9 @@ class TrainingConfig:
     intensity_gain: float = 0.08
     intensity_offset: float = 0.04
     noise_sigma: float = 0.02
+    # Fine-tuning: keep BatchNorm's running statistics (and affine weights) of the initial model, so that a few
+    # lesion-centred patches of a new source do not rewrite the normalisation the whole network relies on.
+    freeze_batchnorm: bool = False
     net: dict = field(default_factory=lambda: dict(DEFAULT_NET))
 
 
@@ -247,6 +251,15 @@ def warm_start_state(initial: SegmentationModel, net: torch.nn.Module) -> dict[s
     return out
 
 
+def _train_mode(net: torch.nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode; with `freeze_batchnorm`, BatchNorm layers stay in eval mode (running statistics kept)."""
+    net.train()
+    if freeze_batchnorm:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def _validate(net: torch.nn.Module, data: Sequence[_Prepared], pre: Preprocessing, device: torch.device,
               batch_size: int, label_map: dict[int, str] | None = None) -> dict[str, float]:
     """Mean Dice per class over validation series that have that class (network grid)."""
@@ -264,7 +277,6 @@ def _validate(net: torch.nn.Module, data: Sequence[_Prepared], pre: Preprocessin
                     pred[chunk] = net(x).argmax(1).to(torch.uint8).cpu().numpy()
             for name, v in _dice_by_class(pred, d.labels, label_map).items():
                 per_class.setdefault(name, []).append(v)
-    net.train()
     return {name: float(np.mean(v)) for name, v in per_class.items()}
 
 
@@ -317,8 +329,12 @@ def train_model(
                              f"({initial.preprocessing.to_dict()}); pass the same --size and --context-slices")
         net.load_state_dict(warm_start_state(initial, net))
     net = net.to(device)
+    if cfg.freeze_batchnorm:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.requires_grad_(False)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
                                                 pct_start=min(0.3, max(0.1, 2.5 / total)))
@@ -328,10 +344,19 @@ def train_model(
 
     best: tuple[float, dict, int, dict] | None = None
     history = []
+    if initial is not None and val:
+        # Epoch 0: the initial weights compete with every trained epoch on the validation patients, so
+        # fine-tuning never returns a model that validates worse than the one it started from.
+        val_dice = _validate(net, val, pre, device, cfg.batch_size, classes)
+        history.append({"epoch": 0, "loss": float("nan"), "val_dice": val_dice, "seconds": 0.0})
+        if on_epoch:
+            on_epoch(EpochReport(0, float("nan"), val_dice, 0.0))
+        best = (float(np.mean(list(val_dice.values()))) if val_dice else -math.inf,
+                copy.deepcopy(net.state_dict()), 0, val_dice)
     half = cfg.patch // 2
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        net.train()
+        _train_mode(net, cfg.freeze_batchnorm)
         losses = []
         for step in range(cfg.steps_per_epoch):
             picks, focus = [], []

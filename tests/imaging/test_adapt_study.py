@@ -60,6 +60,7 @@ def test_adapt_registers_a_model_with_its_card_and_prints_its_spec_last(study):
     assert card["data"]["held_out_patients"] == 1  # round(4 x 0.3) of the one center's annotated patients
     assert sum(card["data"]["annotated_training_series"].values()) == 3
     assert sum(card["data"]["pseudo_labelled_series"].values()) == 1
+    assert card["training"]["freeze_batchnorm"] is True  # the starting model's BatchNorm statistics kept
     assert (spec.parent / "model_card.md").read_text().startswith("# unet2d-adapted from")
     said = " ".join(result.output.split())
     assert "Pooled Dice before" in said and "Pooled Dice after" in said

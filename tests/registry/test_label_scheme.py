@@ -127,6 +127,23 @@ def test_two_class_mask_with_labels_outside_it_is_rejected_by_name(registered, t
     assert path.endswith(f"{uid}.nii.gz") and reason == "unreadable_mask" and "[3]" in detail and "two-class" in detail
 
 
+def test_a_mask_marking_unannotated_voxels_is_rejected_so_biomarkers_never_count_them(registered,
+                                                                                 tmp_path: Path) -> None:
+    """`UNANNOTATED` (255) is a training-label value only: stored, it would be read as lesion (labels > 0)."""
+    home, engine, uid = registered
+    partial = np.zeros(SHAPE, np.uint8)
+    partial[1, 3, 3] = L.IPH
+    partial[2:] = L.UNANNOTATED  # the annotator left the last slices out
+    src = tmp_path / "ann"
+    src.mkdir()
+    _mask(partial, src / f"{uid}.nii.gz")
+    with session_scope(engine) as session:
+        report = import_annotations(session, src, home.masks_dir, "tester")
+        assert session.scalars(select(ManualAnnotation)).all() == []
+    (path, reason, detail), = report.rejected
+    assert reason == "unreadable_mask" and f"[{L.UNANNOTATED}]" in detail and not report.imported
+
+
 def test_migration_0002_converts_stored_two_class_masks_and_downgrade_restores_them(registered,
                                                                                     tmp_path: Path) -> None:
     home, engine, uid = registered

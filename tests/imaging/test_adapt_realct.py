@@ -1,0 +1,61 @@
+"""Adapting on real CT (the CT-ICH subdural hematoma of patient 81): annotations must raise the Dice on slices
+the adaptation never saw.
+
+Patient 81's 15 slices are cut into three blocks of five contiguous slices, each a scan of its own "patient"
+key: the first two are the annotated training scans (one of them the validation split), the last is held out.
+This holds out slices, not patients: on the five CT-ICH patients, each with another kind of hemorrhage,
+leaving whole patients out gives no gain (docs/benchmarks.md, `bench/adapt_curve_bench.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctstudy import ct_ich
+from imaging.adapt import AdaptOptions, Scan, adapt
+from imaging.inference import UNetSegmenter
+from imaging.model import load_model
+from imaging.volume import load_series
+
+BLOCKS = {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}
+HELD_OUT = frozenset({"81-c"})
+MARGIN = 0.05
+
+
+def _scans(tmp: Path) -> list[Scan]:
+    scans = []
+    for key, numbers in BLOCKS.items():
+        slices = ct_ich.patient_slices(81, numbers)
+        volume = load_series(ct_ich.write_series(slices, tmp / key), allow_irregular=True)
+        scans.append(Scan(f"ctich-{key}", key, "CTICH", volume, ct_ich.class_labels(slices)))
+    return scans
+
+
+def _segmenter(model):  # noqa: ANN001, ANN202
+    unet = UNetSegmenter(model, torch.device("cpu"))
+    return lambda volume: unet.segment(volume)[0]
+
+
+def _adapt(tmp: Path, lr: float):  # noqa: ANN202
+    options = AdaptOptions(seed=1, held_out=HELD_OUT)
+    options.training = dataclasses.replace(options.training, epochs=4, steps_per_epoch=15, lr=lr)
+    return adapt(load_model(), _scans(tmp), _segmenter, options, "cpu")
+
+
+@pytest.fixture()
+def one_thread():  # noqa: ANN201 - small patches: one thread is faster than two fighting a loaded machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_adapting_raises_dice_on_real_ct_slices_it_never_saw(tmp_path: Path, one_thread) -> None:  # noqa: ANN001
+    result = _adapt(tmp_path, lr=1e-3)
+    assert result.card["data"]["held_out_series"] == {"CTICH": 1}
+    assert result.score_after > result.score_before + MARGIN, (result.score_before, result.score_after)
+    assert result.improved
