@@ -58,6 +58,9 @@ def checked_units(units: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"units table holds no unit of the sets {FIT_SETS}")
     fit["types"] = fit["types"].fillna("").astype(str)
     fit["hemorrhage"] = fit["hemorrhage"].astype(str).str.lower().isin(["true", "1"])
+    if fit["hemorrhage"].all() or not fit["hemorrhage"].any():
+        raise ValueError(f"units table holds only units {'with' if fit['hemorrhage'].all() else 'without'} "
+                         "hemorrhage: a calibration needs both (is the GE normal head missing?)")
     return fit.reset_index(drop=True)
 
 

@@ -68,6 +68,9 @@ def test_the_shipped_blast_ct_calibration_is_the_fit_on_the_cached_units() -> No
         "specificity"]
 
 
-def test_a_units_table_without_the_needed_columns_is_named() -> None:
+def test_a_units_table_without_the_needed_columns_or_without_negatives_is_named() -> None:
     with pytest.raises(ValueError, match=r"units table lacks columns \['types'"):
         fit_real_calibration(pd.DataFrame({"set": [], "patient": [], "hemorrhage": []}), "m", "v")
+    units = pd.read_csv(UNITS, dtype={"patient": str, "types": str})
+    with pytest.raises(ValueError, match="only units with hemorrhage: a calibration needs both"):
+        fit_real_calibration(units[units["patient"] != "GE"], "m", "v")
