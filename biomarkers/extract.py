@@ -123,5 +123,6 @@ def features_from_files(task: FeatureTask, settings: FeatureSettings) -> tuple[s
     sha = store.file_sha256(task.job.mask_path)
     volume = load_series(list(task.paths))
     labels = read_mask_for(task.job.mask_path, volume)
-    values, lesions = series_features(volume.hu, labels, volume.spacing, volume.affine, settings)
+    values, lesions = series_features(volume.hu, labels, volume.spacing, volume.affine, settings,
+                                      model_name=task.job.model_name, model_version=task.job.model_version)
     return sha, values, lesions

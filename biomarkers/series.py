@@ -31,7 +31,9 @@ Scalar features:
   not recorded); `biomarkers.review_components` applies the components the clinical record (tSAH, evacuated
   mass lesion) and reviewers set when features are stored.
 - scan-level hemorrhage (biomarkers.ich_probability): ich_probability, p_<class>_present (probabilities
-  calibrated on segmented volumes) and ich_detected (0/1 at the calibration's operating point)
+  calibrated on segmented volumes, with the calibration of the model that made the mask) and ich_detected
+  (0/1 at the calibration's operating point); ich_calibration (the model whose calibration was used, or
+  "none") and ich_probability_reason (why the probabilities are NaN, else "")
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from biomarkers.density import mean_hu
 from biomarkers.extra_axial import extra_axial_features
 from biomarkers.extra_axial_shape import epidural_subdural_ml
 from biomarkers.geometry import checked_affine, patient_bbox_mm, voxel_volume_ml
-from biomarkers.ich_probability import presence_probabilities
+from biomarkers.ich_probability import model_presence_probabilities
 from biomarkers.lesions import CONNECTIVITY, MIN_LESION_ML, bounding_box, labelled_lesions, lesion_table
 from biomarkers.midline import MidlinePlane, ideal_midline_plane, lateral_ventricles, midline_shift
 from biomarkers.tissue import TissueThresholds, inplane_stride, tissue_masks
@@ -60,8 +62,9 @@ from imaging.abc2 import abc2_ml
 # Not number-like, so that CSV readers keep it a string. v2: the four-class label map (per-class volumes,
 # extra-axial collection and thickness, IVH present). v3: epidural/subdural split, basal cisterns, and the
 # Marshall, Rotterdam and Helsinki CT classifications with their components' sources, and the calibrated
-# scan-level hemorrhage probabilities.
-DEFINITIONS_VERSION = "v3"
+# scan-level hemorrhage probabilities. v4: the hemorrhage probabilities with the calibration of the model that
+# made the mask (NaN, with the reason, for a model without one), ich_calibration and ich_probability_reason.
+DEFINITIONS_VERSION = "v4"
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,13 @@ def _checked_inputs(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
 
 
 def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float], affine: np.ndarray | None = None,
-                    settings: FeatureSettings = FeatureSettings()) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Scalar features and the per-lesion table of one series (see the module doc for names and units)."""
+                    settings: FeatureSettings = FeatureSettings(), model_name: str | None = None,
+                    model_version: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Scalar features and the per-lesion table of one series (see the module doc for names and units).
+
+    `model_name` / `model_version`: the segmentation model that made `labels` (None for a manual annotation or a
+    truth mask), whose calibration gives the scan-level hemorrhage probabilities.
+    """
     labels, spacing_t = _checked_inputs(hu, labels, spacing)
     affine_a = checked_affine(affine, spacing_t)
     vml = voxel_volume_ml(spacing_t)
@@ -155,7 +163,7 @@ def series_features(hu: np.ndarray, labels: np.ndarray, spacing: Sequence[float]
         values["hematoma_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == HEMATOMA)
         values["edema_mean_hu"] = mean_hu(hu[lbox], labels[lbox] == EDEMA)
     values.update(ct_score_features(measured_components(values, settings.min_lesion_ml)))
-    values.update(presence_probabilities(values))
+    values.update(model_presence_probabilities(values, model_name, model_version))
     return values, lesions
 
 

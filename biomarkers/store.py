@@ -46,6 +46,8 @@ class MaskJob:
     mask_path: Path
     segmentation_run_id: int | None = None
     annotation_id: int | None = None
+    model_name: str | None = None  # the segmentation model that made the mask (None: annotation or truth)
+    model_version: str | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -92,7 +94,8 @@ def mask_jobs(session: Session, source: str = "auto", truth_dir: Path | None = N
                                       .where(Series.id.in_(list(latest)))).all())
         for sid, run in latest.items():
             jobs[sid] = MaskJob(sid, uid_of[sid], SOURCE_SEGMENTATION, Path(run.mask_path),
-                                segmentation_run_id=run.id)
+                                segmentation_run_id=run.id, model_name=run.model_name,
+                                model_version=run.model_version)
     return [jobs[k] for k in sorted(jobs)]
 
 

@@ -265,14 +265,23 @@ for _name, (_label, _values) in _COMPONENTS.items():
          "measured, reviewer, clinical_record, not_recorded (taken as no), unknown")
 _add(_B, "ich_probability", "Probability of intracranial hemorrhage", "probability",
      "Calibrated probability that the scan holds any hemorrhage (labels 1, 2, 4): a logistic function of "
-     "ln(segmented hemorrhage mL + 0.05) fitted on segmentations with known truth "
-     "(biomarkers/data/ich_calibration.json, bench/ich_detection_bench.py --fit).")
+     "ln(segmented hemorrhage mL + 0.05) with the calibration of the segmentation model (name and version) that "
+     "made the mask, fitted on that model's segmentations with known truth "
+     "(biomarkers/data/ich_calibration_<model>.json, bench/ich_detection_bench.py --fit --model M). NaN for a "
+     "mask of a model without its own calibration, a manual annotation or a truth mask (see "
+     "ich_probability_reason).")
 _add(_B, "ich_detected", "Hemorrhage detected", "", "ich_probability at or above the operating point stored with "
-     "the calibration.", "0 no, 1 yes")
+     "the calibration of the model that made the mask; NaN where ich_probability is.", "0 no, 1 yes")
+_add(_B, "ich_calibration", "Hemorrhage calibration used", "", "The segmentation model (name and the first 12 "
+     "characters of its version) whose calibration gave ich_probability, ich_detected and p_<class>_present.",
+     "model name and version, or none")
+_add(_B, "ich_probability_reason", "Why no hemorrhage probability", "", "Why ich_probability and "
+     "p_<class>_present are NaN (for example 'no calibration for model X'); empty when they are computed.")
 for _c in LESION_CLASSES:
     _add(_B, f"p_{_c.key}_present", f"Probability of {_c.name.lower()}", "probability",
          f"Calibrated probability that the scan holds {_c.name.lower()} (label {_c.value}), from its segmented "
-         "volume as for ich_probability.")
+         "volume as for ich_probability, with the same model's calibration; NaN where that calibration has no "
+         "truth for the class (BLAST-CT's has none for edema).")
 
 # --- imaging biomarkers per patient (biomarkers.timecourse; docs/data-formats.md) --------------------
 _P = "biomarker_patient"

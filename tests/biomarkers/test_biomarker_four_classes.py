@@ -42,7 +42,7 @@ def test_per_class_volumes_match_the_phantom_truth(all_classes: P.RenderedSeries
     assert values["eah_largest_left"] == 0.0  # a right-sided collection
     assert 4.0 < values["eah_max_thickness_mm"] < 30.0
     assert values["ivh_present"] == 1.0
-    assert DEFINITIONS_VERSION == "v3"
+    assert DEFINITIONS_VERSION == "v4"
 
 
 def test_without_extra_axial_or_ventricular_blood() -> None:

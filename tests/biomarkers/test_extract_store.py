@@ -163,3 +163,33 @@ def test_feature_values_decode_as_json_loads_does(texts: list[str | None]) -> No
     pd.testing.assert_frame_equal(got.where(got.notna(), None), expected.where(expected.notna(), None))
     for column in got.columns:
         assert [type(v) for v in got[column].dropna()] == [type(v) for v in expected[column].dropna()], column
+
+
+def test_a_segmentation_gets_the_hemorrhage_calibration_of_its_own_model(home: Home, study: Path) -> None:
+    import datetime as dt
+
+    from biomarkers.ich_probability import calibration_path, load_calibration, presence_probabilities
+    from imaging.store import RUN_DONE, record_run
+
+    registered(home, study)
+    blast = load_calibration(calibration_path("blast-ct"))
+    models = [("blast-ct", blast["model"]["version"]), ("distilled", "d" * 64)]
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as session:
+        series = session.query(Series).order_by(Series.id).limit(2).all()
+        for s, (name, version) in zip(series, models, strict=True):
+            record_run(session, s, model_name=name, model_version=version, device="cpu", status=RUN_DONE,
+                       mask_path=study / "truth" / "masks" / f"{s.series_instance_uid}.nii.gz", seconds=1.0,
+                       timings=None, error=None, started_at=dt.datetime(2026, 1, 1))
+        ids = [s.id for s in series]
+    code, out = cli(home, "biomarkers", "extract")
+    assert code == 0 and "2 computed" in out, out
+    with session_scope(engine) as session:
+        values = {r.series_id: dict(r.values) for r in session.query(SeriesFeatures)}
+    engine.dispose()
+    calibrated, uncalibrated = values[ids[0]], values[ids[1]]
+    assert calibrated["ich_calibration"] == f"blast-ct {blast['model']['version'][:12]}"
+    assert calibrated["ich_probability"] == pytest.approx(
+        presence_probabilities(calibrated, blast)["ich_probability"])
+    assert uncalibrated["ich_calibration"] == "none" and uncalibrated["ich_probability"] is None
+    assert uncalibrated["ich_probability_reason"] == "no calibration for model distilled dddddddddddd"
