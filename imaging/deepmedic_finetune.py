@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from imaging.adapt import (
     AdaptOptions,
@@ -227,6 +228,22 @@ def _classify(net: DeepMedic, feats: np.ndarray, device: torch.device, chunk: in
     return np.concatenate(out) if out else np.zeros(0, np.uint8)
 
 
+def classifier_logits(net: DeepMedic, feats: torch.Tensor) -> torch.Tensor:
+    """Logits (N, classes) of the fully connected layers on pathway features (N, 150), differentiably.
+
+    The same operations as `net.fully_connected` (BatchNorm with its running statistics -> PReLU -> 1x1x1
+    convolution, plus the input when widths match), written out of place: the inference blocks apply the
+    PReLU in place, which autograd cannot differentiate for the published (negative) slopes.
+    """
+    h = feats
+    for block in net.fully_connected:
+        z = F.batch_norm(h, block.bn.running_mean, block.bn.running_var, block.bn.weight, block.bn.bias,
+                         training=False, eps=block.bn.eps)
+        out = F.linear(F.prelu(z, block.prelu.weight), block.conv.weight[:, :, 0, 0, 0])
+        h = out + h if out.shape[1] == h.shape[1] else out
+    return h
+
+
 def _sample(feats: np.ndarray, labels: np.ndarray, tuning: DeepMedicTuning,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """All annotated lesion voxels and a seeded draw of annotated background ones, capped per scan."""
@@ -282,8 +299,8 @@ def fine_tune(initial: DeepMedicCheckpoint, train: Sequence[tuple[np.ndarray, np
         t0, losses = time.perf_counter(), []
         for step in range(tuning.steps_per_epoch):
             idx = torch.from_numpy(rng.integers(0, len(x), min(tuning.batch_voxels, len(x))))
-            logits = net.fully_connected(x[idx].to(device)[:, :, None, None, None])  # (N, 5, 1, 1, 1)
-            loss = masked_dice_ce(logits[:, :, 0, 0, 0].T[None, :, :, None], y[idx].to(device)[None, None, :, None])
+            logits = classifier_logits(net, x[idx].to(device))  # (N, classes)
+            loss = masked_dice_ce(logits.T[None, :, :, None], y[idx].to(device)[None, None, :, None])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -23,7 +23,9 @@ from imaging.deepmedic_finetune import (
     adapt_deepmedic,
     blast_ct_start,
     checkpoint_segmenter,
+    classifier_logits,
     is_deepmedic_checkpoint,
+    network,
 )
 from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct
 from imaging.model import file_sha256
@@ -98,6 +100,14 @@ def test_with_nothing_learned_the_start_is_kept_and_not_better(scans, one_thread
     result = _adapt(scans, 0.0)
     assert result.card["fine_tuning"]["best_epoch"] == 0
     assert result.score_after == result.score_before and not result.improved
+
+
+def test_the_trained_classifier_computes_what_the_inference_layers_do() -> None:
+    net = network(blast_ct_start(), CPU)
+    feats = torch.randn(64, 150, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = net.fully_connected(feats[:, :, None, None, None])[:, :, 0, 0, 0]
+    assert torch.allclose(classifier_logits(net, feats), expected, atol=1e-4)
 
 
 def test_a_tuning_that_trains_no_layer_is_refused() -> None:
