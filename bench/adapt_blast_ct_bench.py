@@ -6,7 +6,11 @@ patients' scans with `imaging adapt`'s DeepMedic defaults (one training patient 
 prints the pooled Dice on the held-out patients before and after, per class and for any hemorrhage, the best
 epoch (0: the start kept), the CPU seconds and wall time of adapting, and the load average.
 
+`--within`: slices held out within patient 81 instead (the test's setting, `tests/imaging/test_adapt_blast_ct.py`):
+its slices 13-17 train, 18-22 validate, 23-27 are held out; 4 epochs of 15 steps.
+
     python bench/adapt_blast_ct_bench.py [--folds 77+79,78+81] [--epochs N] [--steps N] [--lr X] [--threads N]
+    python bench/adapt_blast_ct_bench.py --within [--lr X]
 """
 
 from __future__ import annotations
@@ -24,8 +28,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realct_scans import ct_ich_patient_scans  # noqa: E402
 
-from imaging.adapt import AdaptOptions  # noqa: E402
+from ctstudy import ct_ich  # noqa: E402
+from imaging.adapt import AdaptOptions, Scan  # noqa: E402
 from imaging.deepmedic_finetune import DeepMedicTuning, adapt_deepmedic, blast_ct_start  # noqa: E402
+from imaging.volume import load_series  # noqa: E402
+
+
+def within_81(tmp: Path) -> list[Scan]:
+    """Patient 81's slices 13-27 in three blocks of five, each a scan with a "patient" key of its own."""
+    out = []
+    for key, numbers in {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}.items():
+        slices = ct_ich.patient_slices(81, numbers)
+        volume = load_series(ct_ich.write_series(slices, tmp / key), allow_irregular=True)
+        out.append(Scan(f"ctich-{key}", f"CTICH-{key}", "CTICH", volume, ct_ich.class_labels(slices)))
+    return out
 
 
 def main() -> None:
@@ -37,16 +53,19 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=None, help="fully connected layers that train (1-3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--within", action="store_true", help="hold out slices of patient 81 (the test's setting)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.within:
+        a.folds, a.epochs, a.steps = "81-c", a.epochs or 4, a.steps or 15
     given = {k: v for k, v in {"epochs": a.epochs, "steps_per_epoch": a.steps, "lr": a.lr,
                                "trainable_layers": a.layers}.items() if v is not None}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        scans = ct_ich_patient_scans(Path(tmp))
+        scans = within_81(Path(tmp)) if a.within else ct_ich_patient_scans(Path(tmp))
         for fold in a.folds.split(","):
             held = frozenset(f"CTICH-{p.strip()}" for p in fold.split("+"))
-            tuning = DeepMedicTuning(seed=a.seed, **given)
+            tuning = DeepMedicTuning(seed=a.seed, **given, **({"val_fraction": 0.5} if a.within else {}))
             cpu0, wall0 = time.process_time(), time.perf_counter()
             result = adapt_deepmedic(blast_ct_start(), scans, AdaptOptions(seed=a.seed, held_out=held), tuning)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -304,7 +304,7 @@ def fine_tune(initial: DeepMedicCheckpoint, train: Sequence[tuple[np.ndarray, np
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if on_step:
                 on_step(epoch, step, losses[-1])
         score = validation_score(_classify(net, val_f, device), val_y)
