@@ -127,10 +127,10 @@ class DeepMedicCheckpoint:
 
 
 def is_deepmedic_checkpoint(path: Path | str) -> bool:
-    """A state dict file beside a `config.json` that names the DeepMedic architecture."""
+    """A `.pt` state dict file beside a `config.json` that names the DeepMedic architecture."""
     path = Path(path)
     cfg = path.parent / CHECKPOINT_CONFIG
-    if not (path.is_file() and cfg.is_file()):
+    if not (path.suffix == ".pt" and path.is_file() and cfg.is_file()):
         return False
     try:
         return "DeepMedic" in json.loads(cfg.read_text()).get("model", {})
