@@ -337,7 +337,7 @@ def adapt_deepmedic(initial: DeepMedicCheckpoint, scans: Sequence[Scan], options
         raise ValueError(f"after holding out {len(held)} patient(s), annotated scans of "
                          f"{len({s.patient_key for s in annotated})} patient(s) are left to train on: adapting "
                          "needs at least 2 (its own validation split); import more annotations")
-    candidates = sorted((s for s in scans if s.labels is None and s.patient_key in train_keys),
+    candidates = sorted((s for s in scans if s.labels is None and s.patient_key not in held | val_keys),
                         key=lambda s: s.series_instance_uid)
     rng = np.random.default_rng(options.seed)
     n_train = sum(s.patient_key in train_keys for s in annotated)

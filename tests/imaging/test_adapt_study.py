@@ -90,9 +90,9 @@ def test_a_model_no_better_on_held_out_patients_is_not_promoted(study):
 
 @pytest.fixture(scope="module")
 def thick_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Five patients, four annotated, in 10 mm slices: few planes for BLAST-CT's network to compute."""
+    """Five patients, four annotated, in 15 mm slices: few planes for BLAST-CT's network to compute."""
     tmp_path = tmp_path_factory.mktemp("adapt_blast_ct")
-    records = write_study(tmp_path / "study", patients=5, seed=13, matrix=48, slice_thickness=10.0)
+    records = write_study(tmp_path / "study", patients=5, seed=13, matrix=48, slice_thickness=15.0)
     home = Home.resolve(tmp_path / "home")
     home.ensure()
     upgrade(home.db_url)
