@@ -29,8 +29,10 @@ from imaging.deepmedic_finetune import (
 )
 from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct
 from imaging.model import file_sha256
+from imaging.regrid import labels_to_grid, received_planes, regular_grid
 from imaging.segmenters import open_segmenter
 from imaging.volume import Volume, load_series
+from vocabulary.labels import UNANNOTATED
 
 BLOCKS = {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}
 HELD_OUT = frozenset({"81-c"})
@@ -131,3 +133,19 @@ def test_the_trained_classifier_computes_what_the_inference_layers_do() -> None:
 def test_a_tuning_that_trains_no_layer_is_refused() -> None:
     with pytest.raises(ValueError, match="trainable_layers must be 1-3"):
         dataclasses.replace(DeepMedicTuning(), trainable_layers=0)
+
+
+def test_annotations_go_onto_the_1mm_grid_on_each_slice_plane_only() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (3, 24, 20)).astype(np.uint8)
+    affine = np.diag([0.5, 0.5, 3.0, 1.0])
+    volume = Volume(hu=np.zeros(labels.shape, np.float32), spacing=(3.0, 0.5, 0.5), affine=affine,
+                    positions=np.array([[0.0, 0.0, 3.0 * k] for k in range(3)]),
+                    sop_instance_uids=("1", "2", "3"))
+    grid = regular_grid(volume, (1.0, 1.0, 1.0))
+    on_grid = labels_to_grid(labels, grid, volume, UNANNOTATED)
+    planes = received_planes(grid, volume)
+    assert on_grid.shape == grid.shape and list(planes) == [0, 3, 6]
+    assert (np.delete(on_grid, planes, axis=0) == UNANNOTATED).all()
+    # Nearest neighbour: each 1 mm voxel takes a received pixel's label (no blend of classes).
+    assert np.array_equal(on_grid[planes], labels[:, ::2, ::2][:, : grid.shape[1], : grid.shape[2]])
