@@ -15,7 +15,8 @@ half-written under a final name; `registry.ingest_runs.remove_archive_debris` re
 of processes that are gone, and ingest their staging folders).
 
 `flush_filesystem` makes every staged copy durable at once, after reading and before any series is
-stored (one journal commit instead of one per file: an fsync costs milliseconds, a copy's work less).
+stored (one journal commit instead of one per file: an fsync costs milliseconds, a copy's work less);
+ingest also calls it while reading goes on, so that the one after reading finds little left to write.
 `fsync_files` flushes a batch of copies written one by one and their folder (which also holds the names of
 the staged copies moved there): ingest calls it once per series, before that series' registry rows are
 committed, so that a committed row never names a copy still only in the page cache.

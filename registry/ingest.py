@@ -302,8 +302,9 @@ def _ingest_files(
         writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
     staged_flush: Future[None] | None = None
     if staged and flusher is not None and stager is not None:
-        # The staged copies are made durable together, before the first series' flush (the flusher runs
-        # its work in order), so that each series only flushes the folder its copies were moved into.
+        # The staged copies are made durable together (those flushed while reading already were), before
+        # the first series' flush (the flusher runs its work in order), so that each series only flushes
+        # the folder its copies were moved into.
         staged_flush = flusher.submit(flush_filesystem, stager.folder)
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
