@@ -118,6 +118,7 @@ def test_a_new_user_corrects_ten_series_adapts_sees_the_gain_and_segments_with_t
     assert evaluated["dice"].to_dict() == pytest.approx(agreed)
 
     said = run(home, "imaging", "adapt", "--promote", *ADAPT)
+    print(said)  # the before/after table the user reads (pytest -s shows it)
     match = re.search(r"([0-9.]+) before, ([0-9.]+) after: better", said)
     assert match, said
     before, after = float(match.group(1)), float(match.group(2))
