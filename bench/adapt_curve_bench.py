@@ -60,24 +60,38 @@ SHIFTED_NOISE_HU, SHIFTED_GRAIN_PX, SHIFTED_SLICE_MM = 10.0, 1.4, 2.5
 REGIONS = ("frontal", "temporal", "parietal", "occipital", "basal_ganglia")
 
 
+def shifted_scanner_grid(matrix: int):  # noqa: ANN201 - synthetic.phantom.Grid, imported where used
+    """The shifted scanner's grid: `matrix` pixels over 230 mm, 2.5 mm slices from -30 to 60 mm."""
+    from synthetic import phantom as P
+
+    return P.Grid.centered(matrix, 230.0, SHIFTED_SLICE_MM, z_range_mm=(-30.0, 60.0))
+
+
+def shifted_scanner_series(i: int, seed: int, grid, rng: np.random.Generator):  # noqa: ANN001, ANN201
+    """Patient `i`'s series from the shifted scanner (`synthetic.phantom.render_series`' result): a hematoma of
+    5-50 mL with edema, an extra-axial collection in every other patient."""
+    from synthetic import phantom as P
+
+    side = ("left", "right")[i % 2]
+    spec = P.SeriesSpec(
+        hematomas=(P.hematoma(float(rng.uniform(5, 50)), side, REGIONS[int(rng.integers(len(REGIONS)))],
+                              shape_seed=5000 + seed * 100 + i),),
+        extra_axial=P.ExtraAxial(("right", "left")[i % 2], float(rng.uniform(8, 30))) if i % 2 else None,
+        noise_sigma_hu=SHIFTED_NOISE_HU, noise_correlation_px=SHIFTED_GRAIN_PX, render_cisterns=True)
+    return P.render_series(spec, grid, rng)
+
+
 def phantom_scans(n_patients: int, seed: int, matrix: int) -> list:
     """`n_patients` phantom heads, one series each, from the shifted scanner: hematomas of 5-50 mL with edema,
     half of them with an extra-axial collection; annotated with their truth."""
     from imaging.adapt import Scan
     from imaging.volume import Volume
-    from synthetic import phantom as P
 
     rng = np.random.default_rng(seed)
-    grid = P.Grid.centered(matrix, 230.0, SHIFTED_SLICE_MM, z_range_mm=(-30.0, 60.0))
+    grid = shifted_scanner_grid(matrix)
     scans = []
     for i in range(n_patients):
-        side = ("left", "right")[i % 2]
-        spec = P.SeriesSpec(
-            hematomas=(P.hematoma(float(rng.uniform(5, 50)), side, REGIONS[int(rng.integers(len(REGIONS)))],
-                                  shape_seed=5000 + seed * 100 + i),),
-            extra_axial=P.ExtraAxial(("right", "left")[i % 2], float(rng.uniform(8, 30))) if i % 2 else None,
-            noise_sigma_hu=SHIFTED_NOISE_HU, noise_correlation_px=SHIFTED_GRAIN_PX, render_cisterns=True)
-        r = P.render_series(spec, grid, rng)
+        r = shifted_scanner_series(i, seed, grid, rng)
         z = r.hu.shape[0]
         positions = np.array([r.affine @ np.array([0.0, 0.0, k, 1.0]) for k in range(z)])[:, :3]
         volume = Volume(hu=r.hu.astype(np.float32), spacing=r.spacing, affine=r.affine, positions=positions,

@@ -10,6 +10,10 @@ Prints (median of repeats, measured in this run):
   machine may be shared);
 - the same ingest with every copy made from the source file again, by the writer processes (the
   whole-file way: `registry.archive_copy.write_archive_copy`), byte for byte the same archive;
+- each lever of the default ingest turned off alone (the others on), its files/s and ratio to the naive
+  way and to the default ingest of the same run: the archive names' mapped UIDs remembered per process
+  (`deidentified_header.remembered_mapped_uid`), the copies written from the header and the source's
+  Pixel Data bytes where they lie (`os.writev`), the staged copies flushed to disk while reading goes on;
 - for each, the CPU seconds (this process and its worker processes) beside the wall seconds: on a
   shared machine the wall ratio follows the load, the CPU ratio much less.
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
@@ -21,6 +25,7 @@ Usage: .venv/bin/python bench/ingest_bench.py [--series 125] [--slices 40] [--re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import statistics
@@ -36,6 +41,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import insert
 
 from registry.db import make_engine, session_scope, upgrade
+from registry.deidentify import mapped_uid
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import Center, ClinicalRecord, Outcome, Patient, QCDecision, Series, Study
@@ -110,6 +116,38 @@ def time_whole_file_copies(folder: Path, workdir: Path, repeats: int, workers: i
     """The default ingest with no copy staged while reading: every copy made from the source file again."""
     with mock.patch("registry.ingest.stage_archive_copy", return_value=None):
         return time_in_place_ingest(folder, workdir, repeats, workers, in_place=False, label="-whole-file")
+
+
+def _written_joined(path: str, parts: tuple[bytes | memoryview, ...]) -> None:
+    Path(path).write_bytes(b"".join(parts))
+
+
+# Each lever of the default ingest, and how the bench turns it off alone.
+LEVERS = {
+    "mapped UIDs computed for every file": lambda: mock.patch("registry.ingest.remembered_mapped_uid", mapped_uid),
+    "copies joined into one buffer, then written": lambda: mock.patch("registry.archive_copy._write_new_file",
+                                                                      _written_joined),
+    "staged copies flushed only after reading": lambda: mock.patch("registry.ingest.FLUSH_WHILE_READING_COPIES",
+                                                                   10**12),
+}
+
+
+ALL_ON = "all levers on"
+
+
+def time_levers_off(folder: Path, workdir: Path, repeats: int, workers: int) -> dict[str, tuple[float, float]]:
+    """{lever: median (wall, CPU) seconds of the default ingest with that lever alone turned off}, and
+    under ALL_ON the default ingest's; the runs interleaved (each repeat runs every variant once), so that
+    a change of the machine's load falls on all of them alike."""
+    runs: dict[str, list[tuple[float, float]]] = {ALL_ON: [], **{name: [] for name in LEVERS}}
+    for r in range(repeats):
+        for n, name in enumerate(runs):
+            with LEVERS[name]() if name in LEVERS else contextlib.nullcontext():
+                walls, cpus = time_in_place_ingest(folder, workdir, 1, workers, in_place=False,
+                                                   label=f"-variant{n}-{r}")
+            runs[name].append((walls[0], cpus[0]))
+    return {name: (statistics.median(w for w, _ in pairs), statistics.median(c for _, c in pairs))
+            for name, pairs in runs.items()}
 
 
 def time_naive(files: list[Path], repeats: int) -> tuple[list[float], list[float]]:
@@ -200,6 +238,7 @@ def main() -> None:
         archive, archive_cpu = map(statistics.median,
                                    time_in_place_ingest(folder, work, args.repeats, 2, in_place=False))
         whole, whole_cpu = map(statistics.median, time_whole_file_copies(folder, work, args.repeats, 2))
+        levers = time_levers_off(folder, work, args.repeats, 2)
         for workers, seconds in results.items():
             print(f"ingest --in-place, {workers} reader process(es): {n / seconds:8.0f} files/s  ({seconds:.2f} s)"
                   f"  = {naive / seconds:.2f} x naive")
@@ -209,6 +248,13 @@ def main() -> None:
         print(f"ingest, copies made from the source file again (whole-file way):  {n / whole:8.0f} files/s  "
               f"({whole:.2f} s)  = {naive / whole:.2f} x naive; CPU {whole_cpu:.2f} s = "
               f"{naive_cpu / whole_cpu:.2f} x naive's CPU")
+        on, on_cpu = levers.pop(ALL_ON)
+        print(f"levers, interleaved runs: all on {n / on:8.0f} files/s ({on:.2f} s, CPU {on_cpu:.2f} s) = "
+              f"{naive / on:.2f} x naive")
+        for name, (seconds, cpu) in levers.items():
+            print(f"  lever off: {name}: {n / seconds:8.0f} files/s ({seconds:.2f} s, CPU {cpu:.2f} s) = "
+                  f"{naive / seconds:.2f} x naive; {seconds / on:.2f} x the wall with all levers on, "
+                  f"{cpu / on_cpu:.2f} x its CPU")
         print(f"copies made while reading against the whole-file way: {whole / archive:.2f} x wall, "
               f"{whole_cpu / archive_cpu:.2f} x CPU  (load average now {_load()})")
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from vocabulary.labels import UNANNOTATED
+
 # In-plane 4-connectivity only: the skull ring must enclose the brain within each slice.
 _SLICEWISE = np.zeros((3, 3, 3), dtype=bool)
 _SLICEWISE[1] = ndimage.generate_binary_structure(2, 1)
@@ -58,7 +60,8 @@ def tissue_masks(hu: np.ndarray, labels: np.ndarray, stride: int = 1,
                  thresholds: TissueThresholds = TissueThresholds()) -> TissueMasks:
     """Intracranial space, CSF and parenchyma (intracranial, not lesion, not CSF, below `parenchyma_high_hu`)."""
     hu_s = np.ascontiguousarray(hu[:, ::stride, ::stride], dtype=np.float32)
-    lesion_s = labels[:, ::stride, ::stride] > 0
+    labels_s = labels[:, ::stride, ::stride]
+    lesion_s = (labels_s > 0) & (labels_s != UNANNOTATED)  # a voxel nobody annotated is no lesion
     skull = hu_s >= thresholds.bone_hu
     background, _ = ndimage.label(~skull, structure=_SLICEWISE)
     border = np.concatenate([background[:, 0, :].ravel(), background[:, -1, :].ravel(),

@@ -21,7 +21,11 @@ MAX_LABEL = max(L.LABEL_MAP)
 
 
 def checked_labels(labels: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """The label mask as uint8 (z, y, x); a clear error for a wrong shape or labels outside the label map."""
+    """The label mask as uint8 (z, y, x); a clear error for a wrong shape or labels outside the label map.
+
+    A partial annotation (voxels `UNANNOTATED`) is refused: its volumes, counts and positions would be those of
+    the annotated part, not of the scan, and no feature says so. A series annotated only in part gets its
+    features from the model's segmentation (`--source auto` prefers it) or none, with this reason."""
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"label mask must be 3-D (z, y, x), got shape {labels.shape}")
@@ -35,6 +39,8 @@ def checked_labels(labels: np.ndarray, shape: tuple[int, ...] | None = None) -> 
         ok = bool(np.all(np.mod(labels, 1) == 0))
     if not ok:
         found = sorted(set(np.unique(labels).tolist()) - set(L.LABEL_MAP))
+        if L.UNANNOTATED in found:  # a partial annotation: whole-scan features cannot come from it
+            raise ValueError(L.unannotated_refusal("the label mask"))
         raise ValueError(f"label mask has values {found[:5]}; expected only {L.describe()} "
                          "(an older two-class mask? import it with --label-scheme two-class)")
     return labels if labels.dtype == np.uint8 else labels.astype(np.uint8)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vocabulary.labels import LESION_CLASSES
+from vocabulary.labels import LESION_CLASSES, UNANNOTATED
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
@@ -66,7 +66,9 @@ def thumbnail_indices(n_slices: int, count: int = 8) -> list[int]:
 
 
 def richest_slice(labels: np.ndarray | None, n_slices: int) -> int:
-    """The slice with the most lesion voxels (the middle one when there is no mask or it is empty)."""
-    if labels is None or not labels.any():
+    """The slice with the most lesion voxels (the middle one when there is no mask or it has none); voxels a
+    partial annotation left unannotated are no lesion."""
+    lesion = None if labels is None else (labels > 0) & (labels != UNANNOTATED)
+    if lesion is None or not lesion.any():
         return n_slices // 2
-    return int(np.argmax((labels > 0).reshape(labels.shape[0], -1).sum(axis=1)))
+    return int(np.argmax(lesion.reshape(labels.shape[0], -1).sum(axis=1)))

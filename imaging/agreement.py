@@ -1,6 +1,8 @@
 """Agreement of two label masks per lesion class (Dice, volumes), and its summary over series.
 
-Pure. Classes are the project's label map (`vocabulary.labels`). Dice follows
+Pure. Classes are the project's label map (`vocabulary.labels`). A reference that leaves voxels
+`UNANNOTATED` (a partial annotation) is compared over its annotated voxels only: what the other mask
+says elsewhere counts neither for nor against it. Dice follows
 `imaging.evaluation.dice`: no epsilon, NaN when neither mask has the class (left out of means).
 Besides the mean of per-series Dice, the summary gives the pooled Dice (all voxels of all series
 together), which small lesions cannot swing.
@@ -12,14 +14,23 @@ import numpy as np
 import pandas as pd
 
 from imaging.evaluation import dice
-from vocabulary.labels import LESION_CLASSES, LesionClass
+from vocabulary.labels import LESION_CLASSES, UNANNOTATED, LesionClass
+
+
+def restrict_to_annotated(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`pred` with UNANNOTATED wherever `ref` has it: no class of either then counts those voxels."""
+    if pred.shape != ref.shape:
+        raise ValueError(f"masks on different grids: {pred.shape} and {ref.shape}")
+    return np.where(ref == UNANNOTATED, UNANNOTATED, pred).astype(pred.dtype, copy=False)
 
 
 def class_agreement(pred: np.ndarray, ref: np.ndarray, voxel_ml: float,
                     classes: tuple[LesionClass, ...] = LESION_CLASSES) -> list[dict]:
-    """One record per lesion class of `pred` against `ref` ((z, y, x) labels on one grid)."""
+    """One record per lesion class of `pred` against `ref` ((z, y, x) labels on one grid), over the voxels `ref`
+    annotated (volumes too: of a partial reference they are the annotated part's, not the scan's)."""
     if pred.shape != ref.shape:
         raise ValueError(f"masks on different grids: {pred.shape} and {ref.shape}")
+    pred = restrict_to_annotated(pred, ref)
     rows = []
     for c in classes:
         p, r = pred == c.value, ref == c.value

@@ -520,6 +520,9 @@ def import_corrections_cmd(
                   f"{len(ann.rejected)} rejected.")
     if report.changes:
         _print(_changes_table(pd.DataFrame(report.changes)), "What the annotator changed, per series and class")
+    for uid, share in ann.partial.items():
+        console.print(f"partial {short_uid(uid)}: {share:.0%} of the scan annotated (the rest 255, not annotated); "
+                      "its Dice and volumes cover the annotated part")
     for uid, why in report.not_compared:
         err.print(f"[yellow]not compared[/yellow] {short_uid(uid)}: {why}")
     for path, reason, detail in ann.rejected:
@@ -559,7 +562,7 @@ def _class_names(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _changes_table(changes: pd.DataFrame) -> pd.DataFrame:
     changes = changes.assign(series=changes["series_instance_uid"].map(short_uid))
-    table = changes[["series", "class", "dice", "model_ml", "corrected_ml"]]
+    table = changes[["series", "class", "dice", "model_ml", "corrected_ml", "annotated_fraction"]]
     return _class_names(table).rename(columns={"series": "Series"})
 
 
@@ -574,8 +577,10 @@ def evaluate(
                                     help="Per-series CSV (default <home>/reports/segmentation_eval.csv)."),
 ) -> None:
     """Dice, precision, recall, volume error and ABC/2 per series and class; summaries by split and volume group."""
+    from imaging.agreement import restrict_to_annotated
     from imaging.evaluation import series_metrics, summary_by_split, summary_by_volume_group
     from imaging.train import uid_digest
+    from vocabulary.labels import annotated_fraction
 
     if against not in ("manual", "truth-dir"):
         err.print("[red]error:[/red] --against is manual or truth-dir")
@@ -603,8 +608,10 @@ def evaluate(
                 voxel_ml = float(abs(np.linalg.det(pred_aff[:3, :3]))) / 1000
                 digest = uid_digest(s.series_instance_uid)
                 which = "train" if digest in train_ids else "validation" if digest in val_ids else "test"
-                for r in series_metrics(pred, ref, spacing, voxel_ml):
-                    rows.append({"series_instance_uid": s.series_instance_uid, "split": which, **r})
+                share = annotated_fraction(ref)  # a partial annotation is compared over its annotated voxels
+                for r in series_metrics(restrict_to_annotated(pred, ref), ref, spacing, voxel_ml):
+                    rows.append({"series_instance_uid": s.series_instance_uid, "split": which, **r,
+                                 "annotated_fraction": share})
         if not rows:
             raise LookupError("no series has both a reference mask and a segmentation by this model")
         table = pd.DataFrame(rows)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from imaging.agreement import class_agreement
+from vocabulary.labels import annotated_fraction
 
 MANIFEST = "corrections.json"
 MANIFEST_FORMAT = 1
@@ -73,12 +74,15 @@ def masks_folder(root: Path) -> Path:
 def correction_changes(model_labels: np.ndarray, corrected_labels: np.ndarray, voxel_ml: float) -> list[dict]:
     """Per lesion class: Dice of the model's mask against the correction, model / corrected / overlap volume (mL).
 
-    Dice is NaN when neither mask has the class (nothing to agree on).
+    A partial correction (voxels `UNANNOTATED`: slices or classes the annotator left out) is compared over the
+    voxels it annotated, model volumes included; `annotated_fraction` says what share of the scan that is.
+    Dice is NaN when neither mask has the class there (nothing to agree on).
     """
+    share = annotated_fraction(corrected_labels)
     rows = []
     for r in class_agreement(model_labels, corrected_labels, voxel_ml):
         rows.append({"class": r["class"], "dice": r["dice"], "model_ml": r["pred_ml"], "corrected_ml": r["ref_ml"],
-                     "overlap_ml": r["both_voxels"] * voxel_ml})
+                     "overlap_ml": r["both_voxels"] * voxel_ml, "annotated_fraction": share})
     return rows
 
 
@@ -88,11 +92,16 @@ def summarize_corrections(rows: pd.DataFrame, by: tuple[str, ...] = ("center",))
     `rows` has one row per correction and class (`correction_changes` plus the `by` columns). Out:
     corrections, those with the class in either mask, mean Dice over those, pooled Dice (all voxels
     together: small lesions cannot swing it), mean absolute and mean signed volume change (corrected
-    minus model, mL; positive: the model missed lesion).
+    minus model, mL; positive: the model missed lesion), partial corrections and the mean share of the
+    scan annotated (`annotated_fraction`; 1 when every correction covered the whole scan; rows without the
+    column are whole corrections). Figures of partial corrections are over their annotated voxels.
     """
     if rows.empty:
         return pd.DataFrame(columns=[*by, "class", "corrections", "with_class", "dice_mean", "dice_pooled",
-                                     "abs_change_ml_mean", "change_ml_mean"])
+                                     "abs_change_ml_mean", "change_ml_mean", "partial_corrections",
+                                     "annotated_fraction_mean"])
+    if "annotated_fraction" not in rows:
+        rows = rows.assign(annotated_fraction=1.0)
     change = rows["corrected_ml"] - rows["model_ml"]
     data = rows.assign(_change=change, _abs=change.abs(), _either=(rows["model_ml"] + rows["corrected_ml"]) > 0)
 
@@ -104,9 +113,12 @@ def summarize_corrections(rows: pd.DataFrame, by: tuple[str, ...] = ("center",))
             "dice_mean": either["dice"].mean() if len(either) else np.nan,
             "dice_pooled": 2.0 * float(g["overlap_ml"].sum()) / denom if denom else np.nan,
             "abs_change_ml_mean": g["_abs"].mean(), "change_ml_mean": g["_change"].mean(),
+            "partial_corrections": int((g["annotated_fraction"] < 1.0).sum()),
+            "annotated_fraction_mean": g["annotated_fraction"].mean(),
         })
 
     out = data.groupby([*by, "class"], sort=True).apply(agg, include_groups=False).reset_index()
     out["corrections"] = out["corrections"].astype(int)
     out["with_class"] = out["with_class"].astype(int)
+    out["partial_corrections"] = out["partial_corrections"].astype(int)
     return out

@@ -47,7 +47,7 @@ from imaging.segmenters import LesionSegmenter
 from imaging.train import EpochReport, TrainingConfig, TrainingExample, train_model, uid_digest
 from imaging.volume import GridMismatchError, SeriesGeometryError, Volume, load_series, read_mask_for
 from registry.db import session_scope
-from vocabulary.labels import ALLOWED_LABELS, LABEL_MAP, describe
+from vocabulary.labels import ALLOWED_LABELS, LABEL_MAP, UNANNOTATED, describe
 
 STUDENT_NAME = "unet2d-distilled"
 MANUAL, TEACHER = "manual", "teacher"
@@ -84,8 +84,11 @@ def learned_from_sha256(digests: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
 
 
-def check_labels(labels: np.ndarray, source: str) -> None:
-    extra = sorted(set(np.unique(labels).tolist()) - set(ALLOWED_LABELS))
+def check_labels(labels: np.ndarray, source: str, partial_allowed: bool = False) -> None:
+    """Labels in the label map; with `partial_allowed` (a manual annotation) UNANNOTATED too, which the
+    training loss skips."""
+    allowed = set(ALLOWED_LABELS) | ({UNANNOTATED} if partial_allowed else set())
+    extra = sorted(set(np.unique(labels).tolist()) - allowed)
     if extra:
         raise ValueError(f"{source} has label values {extra} outside the project's label map ({describe()}); "
                          "re-import it in the four-class map")
@@ -162,7 +165,7 @@ def distill(
                 labels, sources[uid] = read_mask_for(teacher_masks[uid], volume), TEACHER
             else:
                 raise LookupError("no teacher mask and no manual annotation")
-            check_labels(labels, f"the {sources[uid]} mask of series {uid}")
+            check_labels(labels, f"the {sources[uid]} mask of series {uid}", partial_allowed=sources[uid] == MANUAL)
         except (SeriesGeometryError, GridMismatchError, LookupError, OSError, ValueError) as exc:
             skipped[uid] = str(exc)
             continue

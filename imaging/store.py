@@ -175,7 +175,9 @@ def record_correction(session: Session, annotation: ManualAnnotation, run: Segme
             CorrectionAgreement.lesion_class == row["class"])).one_or_none()
         dice = None if row["dice"] is None or row["dice"] != row["dice"] else float(row["dice"])  # NaN -> NULL
         values = {"dice": dice, "model_ml": float(row["model_ml"]), "corrected_ml": float(row["corrected_ml"]),
-                  "overlap_ml": float(row["overlap_ml"]), "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+                  "overlap_ml": float(row["overlap_ml"]),
+                  "annotated_fraction": float(row.get("annotated_fraction", 1.0)),
+                  "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
         if existing is None:
             session.add(CorrectionAgreement(annotation_id=annotation.id, segmentation_run_id=run.id,
                                             lesion_class=row["class"], **values))
@@ -190,7 +192,7 @@ def correction_rows(session: Session, center: str | None = None) -> list[dict]:
     q = (select(Center.code, Series.series_instance_uid, ManualAnnotation.annotator, ManualAnnotation.imported_at,
                 SegmentationRun.model_name, SegmentationRun.model_version, CorrectionAgreement.lesion_class,
                 CorrectionAgreement.dice, CorrectionAgreement.model_ml, CorrectionAgreement.corrected_ml,
-                CorrectionAgreement.overlap_ml)
+                CorrectionAgreement.overlap_ml, CorrectionAgreement.annotated_fraction)
          .join(ManualAnnotation, ManualAnnotation.id == CorrectionAgreement.annotation_id)
          .join(SegmentationRun, SegmentationRun.id == CorrectionAgreement.segmentation_run_id)
          .join(Series, Series.id == ManualAnnotation.series_id)
@@ -199,7 +201,7 @@ def correction_rows(session: Session, center: str | None = None) -> list[dict]:
     if center is not None:
         q = q.where(Center.code == center)
     keys = ("center", "series_instance_uid", "annotator", "imported_at", "model_name", "model_version", "class",
-            "dice", "model_ml", "corrected_ml", "overlap_ml")
+            "dice", "model_ml", "corrected_ml", "overlap_ml", "annotated_fraction")
     return [dict(zip(keys, row, strict=True)) for row in session.execute(q.order_by(CorrectionAgreement.id))]
 
 

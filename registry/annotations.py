@@ -12,7 +12,16 @@ older two-class map (0 background, 1 hematoma, 2 edema) are imported with
 and ManualAnnotation.label_scheme records that they were drawn two-class. A mask without the
 marker read as four-class that holds only labels 1 and 2, with label 2 touching label 1 (an edema
 rim, not an extra-axial collection), is imported but reported as a warning: it may be a two-class
-mask imported without the option. The grid is checked against the registered series without
+mask imported without the option.
+
+Partial annotations. An annotator may label only some slices or some classes: voxels set to
+`vocabulary.labels.UNANNOTATED` (255) are "not annotated". A mask holding any such voxel is a partial
+annotation; it is stored as drawn (255 kept), the import reports it with the share of voxels annotated,
+and the audit event records that share. Downstream, training and adaptation skip those voxels, agreement
+figures count only annotated voxels, and biomarkers refuse a partial annotation (its volumes are not the
+scan's). Any other label outside the map is refused, naming the file and the labels.
+
+The grid is checked against the registered series without
 decoding its pixels: size and slice count from the registry, origin and axes from the headers of
 the first and last instance (the registry imports no other package, so this mirrors, for headers
 only, the geometry of `imaging.volume`). A file that fails is rejected with the reason and
@@ -51,6 +60,7 @@ class AnnotationImportReport:
     unchanged: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason code, detail)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what may be wrong) of imported masks
+    partial: dict[str, float] = field(default_factory=dict)  # series UID -> share of voxels annotated (partial masks)
 
 
 def series_uid_of(path: Path) -> str | None:
@@ -132,14 +142,16 @@ def _read_mask(path: Path, label_scheme: str) -> _Mask:
     data = np.asanyarray(img.dataobj)
     values = set(np.unique(data).tolist())
     if scheme == L.TWO_CLASS:
-        allowed = set(L.LEGACY_TWO_CLASS)
+        allowed = set(L.LEGACY_TWO_CLASS) | {L.UNANNOTATED}
         if not values <= allowed:
             raise ValueError(f"labels {sorted(values - allowed)} not allowed in a two-class mask (0 background, "
-                             "1 hematoma, 2 edema); a four-class mask is imported with --label-scheme four-class")
+                             f"1 hematoma, 2 edema, {L.UNANNOTATED} not annotated); a four-class mask is imported "
+                             "with --label-scheme four-class")
         labels = L.from_legacy_two_class(data.astype(np.uint8))
     else:
-        if not values <= L.ALLOWED_LABELS:
-            raise ValueError(f"labels {sorted(values - L.ALLOWED_LABELS)} not allowed ({L.describe()})")
+        if not values <= L.ANNOTATION_LABELS:
+            raise ValueError(f"labels {sorted(values - L.ANNOTATION_LABELS)} not allowed ({L.describe()}; "
+                             f"{L.UNANNOTATED} for voxels not annotated)")
         labels = data.astype(np.uint8)
     return _Mask(labels.transpose(2, 1, 0), LPS_TO_RAS @ img.affine, scheme, img)
 
@@ -147,7 +159,8 @@ def _read_mask(path: Path, label_scheme: str) -> _Mask:
 def _looks_two_class(labels: np.ndarray) -> bool:
     """Only labels 1 and 2, and some label-2 voxel touching label 1: an edema rim more than an extra-axial
     collection (which lies at the skull, apart from intraparenchymal blood)."""
-    if not np.any(labels == L.IPH) or not np.any(labels == L.EAH) or np.any(labels > L.EAH):
+    drawn = labels[labels != L.UNANNOTATED]
+    if not np.any(drawn == L.IPH) or not np.any(drawn == L.EAH) or np.any(drawn > L.EAH):
         return False
     from scipy import ndimage  # only for this check
 
@@ -248,8 +261,11 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
         audit(session, actor=actor, action="import_annotation", entity_type="series", entity_id=uid,
               after={"manual_annotation_id": ann.id, "sha256": sha,
                      "source": stored("file", path), "label_scheme": mask.scheme,
-                     **{f"{c.key}_voxels": int(np.count_nonzero(labels == c.value)) for c in L.LESION_CLASSES}})
+                     **{f"{c.key}_voxels": int(np.count_nonzero(labels == c.value)) for c in L.LESION_CLASSES},
+                     "annotated_fraction": L.annotated_fraction(labels)})
         report.imported.append(uid)
+        if L.is_partial(labels):
+            report.partial[uid] = L.annotated_fraction(labels)
     for p, reason, detail in report.rejected:
         session.add(Rejection(ingest_run_id=run.id, path=stored("file", Path(p)), reason=reason,
                               detail=detail.replace(p, "the file")))

@@ -15,7 +15,8 @@ half-written under a final name; `registry.ingest_runs.remove_archive_debris` re
 of processes that are gone, and ingest their staging folders).
 
 `flush_filesystem` makes every staged copy durable at once, after reading and before any series is
-stored (one journal commit instead of one per file: an fsync costs milliseconds, a copy's work less).
+stored (one journal commit instead of one per file: an fsync costs milliseconds, a copy's work less);
+ingest also calls it while reading goes on, so that the one after reading finds little left to write.
 `fsync_files` flushes a batch of copies written one by one and their folder (which also holds the names of
 the staged copies moved there): ingest calls it once per series, before that series' registry rows are
 committed, so that a committed row never names a copy still only in the page cache.
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.deidentified_copy import deidentified_copy
+from registry.deidentified_copy import deidentified_copy_parts
 from registry.deidentify import deidentified_bytes
 from registry.dicom_headers import ParsedInstance
 
@@ -89,14 +90,29 @@ def stage_archive_copy(parsed: ParsedInstance, key: bytes, pseudonym: str, path:
     """Write the de-identified copy of the file `parsed` was read from at `path`; None when it cannot be made
     (the file is then copied by `write_archive_copy`, which rejects it with the reason if it fails again)."""
     try:
-        copy = deidentified_copy(parsed, key, pseudonym)
+        parts = deidentified_copy_parts(parsed, key, pseudonym)
     except Exception:  # noqa: BLE001 - the verdict on such a file is `write_archive_copy`'s
         return None
     try:
-        Path(path).write_bytes(copy)
+        _write_new_file(path, parts)
     except OSError:
         return None
     return StagedCopy(path, pseudonym)
+
+
+def _write_new_file(path: str, parts: tuple[bytes | memoryview, ...]) -> None:
+    """Write `parts` one after the other into a file made at `path` (a staging name: none is there before).
+    `os.writev` writes the header and the source's Pixel Data from where they lie, with no joined copy."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # as `Path.write_bytes`: the umask decides
+    try:
+        total = sum(len(part) for part in parts)
+        done = os.writev(fd, parts)
+        if done < total:  # a short write (a signal, a full disk): the rest one by one
+            rest = b"".join(parts)[done:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+    finally:
+        os.close(fd)
 
 
 def place_staged_copy(staged: StagedCopy, target: str) -> ArchiveResult:

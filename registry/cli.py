@@ -373,6 +373,8 @@ def import_annotations_cmd(
             err.print(f"[red]rejected[/red] {path}: {reason}: {detail}")
         for path, warning in report.warnings:
             err.print(f"[yellow]check[/yellow] {path}: {warning}")
+        for uid, share in report.partial.items():
+            console.print(f"partial {uid}: {share:.0%} of the scan annotated (the rest 255, not annotated)")
         if report.rejected:
             raise typer.Exit(1)
 

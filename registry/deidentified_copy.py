@@ -40,11 +40,17 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 def deidentified_copy(parsed: ParsedInstance, key: bytes, pseudonym: str) -> bytes:
     """`deidentified_bytes(parsed.data, key, pseudonym)`, byte for byte, without parsing the file again
     where its Pixel Data element can be copied as it is (see the module's description)."""
+    return b"".join(deidentified_copy_parts(parsed, key, pseudonym))
+
+
+def deidentified_copy_parts(parsed: ParsedInstance, key: bytes, pseudonym: str) -> tuple[bytes, memoryview | bytes]:
+    """`deidentified_copy` as (header, Pixel Data element): the element a view into `parsed.data`, so that
+    the copy is written (`os.writev`) without joining the two into a third buffer."""
     span = pixel_element_span(parsed.dataset, parsed.data, parsed.pixel_offset)
     if span is None:
-        return deidentified_bytes(parsed.data, key, pseudonym)
+        return deidentified_bytes(parsed.data, key, pseudonym), b""
     start, end = span
-    return header_bytes(parsed.dataset, key, pseudonym) + parsed.data[start:end]
+    return header_bytes(parsed.dataset, key, pseudonym), memoryview(parsed.data)[start:end]
 
 
 def pixel_element_span(ds: pydicom.Dataset, data: bytes, offset: int) -> tuple[int, int] | None:

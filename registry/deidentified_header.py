@@ -65,6 +65,8 @@ class _Template:
 
     def __post_init__(self) -> None:
         self.by_tag = dict(self.parts)
+        self.index = {tag: at for at, (tag, _made) in enumerate(self.parts)}
+        self.made = [made for _tag, made in self.parts]
 
 
 _templates: dict[Hashable, _Template] = {}
@@ -73,7 +75,7 @@ _templates: dict[Hashable, _Template] = {}
 def header_bytes(ds: Dataset, key: bytes, pseudonym: str) -> bytes:
     """`encoded_file(deidentified(ds, key, pseudonym))`, reusing the previous file's where they agree."""
     # Plain ints as keys: comparing pydicom's tags runs Python code, ints compare in C.
-    sources = {int(tag): _source(elem) for tag, elem in ds._dict.items() if int(tag) in READ_TAGS}
+    sources = {number: _source(elem) for tag, elem in ds._dict.items() if (number := int(tag)) in READ_TAGS}
     context = _context(ds, key, pseudonym, sources)
     template = _templates.get(context) if context is not None else None
     if template is not None:
@@ -105,12 +107,16 @@ def _source(elem: object) -> Hashable | None:
     return None
 
 
+_META_CONTEXT_TAGS = (0x00020002, 0x00020010)  # Media Storage SOP Class UID, Transfer Syntax UID
+
+
 def _context(ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashable]) -> Hashable | None:
     meta = getattr(ds, "file_meta", None)
     meta_part = None
     if meta is not None:
-        meta_part = tuple((tag, _source(meta._dict[tag]) or str(meta._dict[tag].value))
-                          for tag in sorted(meta._dict) if tag in (0x00020002, 0x00020010))
+        # Looked up by plain int, in tag order: sorting pydicom's tags would compare them in Python.
+        meta_part = tuple((tag, _source(elem) or str(elem.value)) for tag in _META_CONTEXT_TAGS
+                          if (elem := meta._dict.get(tag)) is not None)
     fixed = []
     for tag in CONTEXT_TAGS:
         if tag in sources:
@@ -120,7 +126,8 @@ def _context(ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashabl
     # The file meta holds the mapped SOP Instance UID: files whose mapped UIDs differ in padded length
     # (a 2.25 number of 37 digits or fewer) have file meta of another length, made from another template.
     sop = sources.get(SOP_INSTANCE_UID)
-    sop_length = (len(_mapped(key, sop[2].decode("ascii", "replace"))) + 1) // 2 if sop and sop[2] else None
+    sop_length = ((len(remembered_mapped_uid(key, sop[2].decode("ascii", "replace"))) + 1) // 2
+                  if sop and sop[2] else None)
     return (key, pseudonym, ds.original_encoding, meta_part, tuple(sorted(fixed)), frozenset(sources), sop_length)
 
 
@@ -162,7 +169,7 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
             value = ds.get(UID_TAGS[tag])
             if not value:
                 return None
-            mapped = _mapped(key, str(value))
+            mapped = remembered_mapped_uid(key, str(value))
             encoded = mapped.encode("ascii") + (b"\0" if len(mapped) % 2 else b"")
             if tag == SOP_INSTANCE_UID:
                 if template.sop_at < 0 or len(encoded) != template.sop_length:
@@ -190,15 +197,20 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
     if not remade.keys() <= old.keys():
         # An element the template's copy lacks (a description its file had cleaned away, a UID it had empty).
         return None
-    return prefix + b"".join(remade.get(tag, made) for tag, made in template.parts)
+    made_parts = template.made.copy()
+    for tag, made in remade.items():
+        made_parts[template.index[tag]] = made
+    return prefix + b"".join(made_parts)
 
 
 _UI_HEADER = 8
 _mapped_uids: dict[tuple[bytes, str], str] = {}
 
 
-def _mapped(key: bytes, uid: str) -> str:
-    """`mapped_uid(key, uid)`, remembered: the context and the copy both need a file's mapped SOP UID."""
+def remembered_mapped_uid(key: bytes, uid: str) -> str:
+    """`mapped_uid(key, uid)`, remembered: the context and the copy both need a file's mapped SOP UID, and
+    ingest names the file's archive folder and copy by the mapped Study, Series and SOP Instance UIDs (an
+    HMAC each, the same for every file of a series)."""
     mapped = _mapped_uids.get((key, uid))
     if mapped is None:
         if len(_mapped_uids) >= 4096:

@@ -57,7 +57,7 @@ from registry.archive_copy import (
     write_archive_copy,
 )
 from registry.db import run_in_transaction, session_scope
-from registry.deidentify import mapped_uid
+from registry.deidentified_header import remembered_mapped_uid
 from registry.dicom_headers import (
     UNREADABLE,
     ZIP_ARCHIVE,
@@ -117,6 +117,9 @@ ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
 
 PARALLEL_MIN_FILES = 500
 ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms
+# Staged copies between two flushes of their filesystem while reading goes on (128 CT slices of 512 x 512
+# are 64 MB): the flush that must precede the first commit then finds little left to write.
+FLUSH_WHILE_READING_COPIES = 128
 CLUSTER_BATCH_FILES = 64  # files per Dask task: one header is ~1 ms of work, a task ~1 ms of overhead
 ProgressCallback = Callable[[str, int, int], None]  # (phase "files" | "series", done, total)
 T = TypeVar("T")
@@ -269,7 +272,11 @@ def _ingest_files(
         stager = Stager(key, cleanup.enter_context(tempfile.TemporaryDirectory(
             prefix=f"{os.getpid()}-", dir=_made(home.staging_dir))), str(home.archive_dir))
     staged: dict[str, StagedCopy] = {}
-    groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged)
+    # A series' copies are flushed to disk in this thread (fsync waits on the disk, not the CPU), and the
+    # staged copies already while the files are read; every flush is awaited before the rows commit.
+    flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
+    early = _FlushesWhileReading(flusher, stager.folder) if stager is not None and flusher is not None else None
+    groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged, early)
     origins: dict[str, tuple[str, int]] = {}
     if not in_place and any(r.reason == ZIP_ARCHIVE for r in report.rejected):
         unpack_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
@@ -283,7 +290,7 @@ def _ingest_files(
                 progress(phase, before + done, before + total)
         # Members are read here, not on a cluster: they lie in this machine's data home.
         for group, headers in _read_and_group(members, unpack_root, None, report, member_progress, workers,
-                                              stager=stager, staged=staged).items():
+                                              stager=stager, staged=staged, early=early).items():
             groups[group].extend(headers)
 
     total = len(groups)
@@ -293,13 +300,11 @@ def _ingest_files(
     unstaged = sum(h.path not in staged for headers in groups.values() for h in headers)
     if not in_place and workers > 1 and unstaged >= ARCHIVE_PARALLEL_MIN_FILES:
         writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
-    # A series' copies are flushed to disk in this thread while its rows are prepared (fsync waits on the
-    # disk, not the CPU); the flush is awaited before the rows commit.
-    flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
     staged_flush: Future[None] | None = None
     if staged and flusher is not None and stager is not None:
-        # The staged copies are made durable together, before the first series' flush (the flusher runs
-        # its work in order), so that each series only flushes the folder its copies were moved into.
+        # The staged copies are made durable together (those flushed while reading already were), before
+        # the first series' flush (the flusher runs its work in order), so that each series only flushes
+        # the folder its copies were moved into.
         staged_flush = flusher.submit(flush_filesystem, stager.folder)
     for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
         def store_one(session: Session, center_code: str = center_code,
@@ -401,6 +406,22 @@ def stored_rejection_path(key: bytes, root: Path, path: str) -> str:
     return f"{head}/{token}" if head else token
 
 
+class _FlushesWhileReading:
+    """Flushes of the staged copies' filesystem (`flush_filesystem`) in the flusher thread while the files are
+    still read, one at a time, each once `FLUSH_WHILE_READING_COPIES` more copies are staged. Only a head
+    start: the flush after reading (awaited before the first commit) is what makes every copy durable."""
+
+    def __init__(self, flusher: ThreadPoolExecutor, folder: str) -> None:
+        self.flusher, self.folder = flusher, folder
+        self.pending: Future[None] | None = None
+        self.flushed_at = 0
+
+    def copies_staged(self, count: int) -> None:
+        if count - self.flushed_at >= FLUSH_WHILE_READING_COPIES and (self.pending is None or self.pending.done()):
+            self.pending = self.flusher.submit(flush_filesystem, self.folder)
+            self.flushed_at = count
+
+
 @dataclass(frozen=True)
 class Stager:
     """Where and under which key the files' de-identified copies are made while they are read."""
@@ -412,23 +433,25 @@ class Stager:
 
 def series_folder(key: bytes, center_code: str, pseudonym: str, study_uid: str, series_uid: str) -> Path:
     """Where a series' copies lie below the archive (its links below the in-place folder): pseudonymous."""
-    return Path(center_code) / pseudonym / mapped_uid(key, study_uid) / mapped_uid(key, series_uid)
+    study, series = remembered_mapped_uid(key, study_uid), remembered_mapped_uid(key, series_uid)
+    return Path(center_code) / pseudonym / study / series
 
 
 def instance_name(key: bytes, sop_uid: str) -> str:
     """An instance's file name in its series folder."""
-    return f"{mapped_uid(key, sop_uid)}.dcm"
+    return f"{remembered_mapped_uid(key, sop_uid)}.dcm"
 
 
 def _read_and_group(
     files: list[Path], root: Path, center: str | None, report: IngestReport,
     progress: ProgressCallback | None, workers: int, executor: Executor | None = None,
     stager: Stager | None = None, staged: dict[str, StagedCopy] | None = None,
+    early: _FlushesWhileReading | None = None,
 ) -> dict[tuple[str, str], list[InstanceHeader]]:
     """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected.
 
     With a `stager`, each file's de-identified copy is made from the same read (`_read_and_stage`) and
-    recorded in `staged` under the file's path.
+    recorded in `staged` under the file's path; `early` flushes them to disk while reading goes on.
     """
     centers: list[str | None] = []
     todo: list[Path] = []
@@ -482,6 +505,8 @@ def _read_and_group(
             results = (_kept_staged(pair, staged) for pair in pairs)
         for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
             keep(code, result)
+            if early is not None and staged is not None:
+                early.copies_staged(len(staged))
             if progress and (done % 50 == 0 or done == len(todo)):
                 progress("files", done + len(files) - len(todo), len(files))
     return groups

@@ -333,8 +333,8 @@ class CorrectionAgreement(Base):
     """How much an annotator changed one lesion class of a model's mask: the model mask against its correction.
 
     One row per corrected annotation, the segmentation run it started from, and lesion class (the key of
-    `vocabulary.labels`). Dice is NULL when neither mask has the class. Per center, these rows are the
-    study's running measure of model quality.
+    `vocabulary.labels`). Dice is NULL when neither mask has the class. A partial annotation is compared over
+    the voxels it annotated. Per center, these rows are the study's running measure of model quality.
     """
 
     __tablename__ = "correction_agreement"
@@ -347,6 +347,9 @@ class CorrectionAgreement(Base):
     model_ml: Mapped[float] = mapped_column(Float)
     corrected_ml: Mapped[float] = mapped_column(Float)
     overlap_ml: Mapped[float] = mapped_column(Float)
+    # Share of the scan's voxels the annotation covers; Dice and volumes are over those voxels only (a partial
+    # annotation leaves the rest `vocabulary.labels.UNANNOTATED`).
+    annotated_fraction: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("annotation_id", "segmentation_run_id", "lesion_class"),)

@@ -503,6 +503,9 @@ _add("lesion_class", "hemorrhage", "Any hemorrhage (IPH, EAH, IVH)", "",
 
 # --- segmentation evaluation (imaging.evaluation: `ctstudy imaging evaluate`) ------------------------------
 _E = "evaluation"
+_add(_E, "annotated_fraction", "Share of the scan annotated", "fraction",
+     "Voxels the reference annotation covers over all voxels of the scan: 1 for a whole annotation; a partial "
+     "one (255 where not annotated) is compared over its annotated voxels only.")
 for _name, _label, _unit, _definition in (
         ("split", "Split", "", "Training, validation or test series (by a hash of the series UID)."),
         ("class", "Lesion class", "", "The class of the label map compared, or any hemorrhage."),
@@ -623,6 +626,14 @@ _add(_MQ, "corrected_ml", "Corrected volume", "mL", "Volume of the class in the 
 _add(_MQ, "dice", "Dice, model vs correction", "",
      "2|M∩C|/(|M|+|C|) of the class in one series; empty when neither mask holds it.")
 _add(_MQ, "lesion_class", "Lesion class", "", "Class of the project's label map (vocabulary.labels).")
+_add(_MQ, "annotated_fraction", "Share of the scan annotated", "fraction",
+     "Voxels the correction annotated over all voxels of the scan: 1 for a whole correction, less for a "
+     "partial one (slices or classes left as 255, not annotated). Dice and volumes of a partial correction "
+     "are over its annotated voxels only.")
+_add(_MQ, "partial_corrections", "Partial corrections", "",
+     "Corrections that left some voxels not annotated (255): their Dice and volumes cover the annotated part.")
+_add(_MQ, "annotated_fraction_mean", "Mean share of the scan annotated", "fraction",
+     "Mean over corrections of the share of the scan's voxels the correction annotated (1: all whole).")
 
 # Later entries of the same name in another group stay reachable by group; `ENTRIES` holds the first.
 ENTRIES: dict[str, Entry] = {}

@@ -68,9 +68,13 @@ LABEL_MAP: dict[int, str] = {BACKGROUND: "background", **{c.value: c.key for c i
 N_CLASSES = len(LABEL_MAP)  # including background
 ALLOWED_LABELS = frozenset(LABEL_MAP)
 HEMORRHAGE_LABELS = (IPH, EAH, IVH)
-# In training labels: a voxel nobody annotated (a slice or class the annotator left out). The loss skips it,
-# and so does every Dice computed against such labels; it is never a class and never written to a mask.
+# A voxel nobody annotated (a slice or class the annotator left out). A manual annotation holding any such
+# voxel is a partial annotation: it is stored as drawn, the training loss skips these voxels, every Dice
+# against it counts only the annotated voxels, and its volumes are not the scan's (biomarkers refuse it).
+# It is never a class: no model writes it, and no segment, overlay or volume counts it.
 UNANNOTATED = 255
+# What a manual annotation may hold: the label map, and UNANNOTATED where it is partial.
+ANNOTATION_LABELS = ALLOWED_LABELS | {UNANNOTATED}
 
 # Masks written before the four-class map: 0 background, 1 hematoma, 2 edema.
 LEGACY_TWO_CLASS = {BACKGROUND: BACKGROUND, 1: IPH, 2: EDEMA}
@@ -96,17 +100,40 @@ def nifti_scheme(description: str | bytes, intent_name: str | bytes) -> str | No
 
 
 def from_legacy_two_class(mask: np.ndarray) -> np.ndarray:
-    """A legacy two-class mask (1 hematoma, 2 edema) in the four-class map (1 IPH, 3 edema)."""
+    """A legacy two-class mask (1 hematoma, 2 edema) in the four-class map (1 IPH, 3 edema); UNANNOTATED stays."""
     import numpy as np
 
     values = set(np.unique(mask).tolist())
-    if not values <= set(LEGACY_TWO_CLASS):
-        raise ValueError(f"legacy two-class mask has values {sorted(values - set(LEGACY_TWO_CLASS))}; "
-                         "expected only 0 background, 1 hematoma, 2 edema")
-    lut = np.zeros(max(LEGACY_TWO_CLASS) + 1, dtype=np.uint8)
+    allowed = set(LEGACY_TWO_CLASS) | {UNANNOTATED}
+    if not values <= allowed:
+        raise ValueError(f"legacy two-class mask has values {sorted(values - allowed)}; "
+                         f"expected only 0 background, 1 hematoma, 2 edema ({UNANNOTATED} unannotated)")
+    lut = np.zeros(UNANNOTATED + 1, dtype=np.uint8)
     for old, new in LEGACY_TWO_CLASS.items():
         lut[old] = new
+    lut[UNANNOTATED] = UNANNOTATED
     return lut[mask.astype(np.intp)]
+
+
+def is_partial(labels: np.ndarray) -> bool:
+    """Whether an annotation leaves some voxels unannotated (holds UNANNOTATED)."""
+    import numpy as np
+
+    return bool(np.any(np.asarray(labels) == UNANNOTATED))
+
+
+def annotated_fraction(labels: np.ndarray) -> float:
+    """Share of a mask's voxels that were annotated (not UNANNOTATED): 1.0 for a whole annotation."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    return float(np.count_nonzero(labels != UNANNOTATED)) / labels.size if labels.size else 0.0
+
+
+def unannotated_refusal(what: str) -> str:
+    """Why a partial annotation gives no whole-scan measurement, for messages naming `what` (a file or series)."""
+    return (f"{what} is a partial annotation (voxels {UNANNOTATED} = not annotated): its volumes are not the "
+            "scan's; measure the series from a whole mask (the model's segmentation, or a full annotation)")
 
 
 def describe() -> str:

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import auth, case_view, figures, imageview, queries, score_panel
 from dashboard.text import day_text
 from vocabulary.dictionary import label, short_heading, short_uid
-from vocabulary.labels import LESION_CLASSES
+from vocabulary.labels import LESION_CLASSES, annotated_fraction
 
 ident = auth.require_identity()
 home = queries.current_home()
@@ -147,5 +147,8 @@ st.caption(f"slice {index + 1}/{n} · {preset} window · drag a box or scroll on
 if labels is not None:
     voxel_ml = volume.voxel_ml
     st.markdown(imageview.legend_html(), unsafe_allow_html=True)  # one colour per class, from vocabulary.labels
+    share = annotated_fraction(labels)
     st.caption(f"{source} mask: " + ", ".join(f"{c.name} {(labels == c.value).sum() * voxel_ml:.1f} mL"
-                                             for c in LESION_CLASSES))
+                                             for c in LESION_CLASSES)
+               + ("" if share == 1.0 else f" · partial annotation: {share:.0%} of the scan annotated, volumes of "
+                                          "that part only"))

@@ -15,7 +15,8 @@ home = queries.current_home()
 st.title("Model quality")
 st.caption("Each corrected mask is compared with the model's mask it started from: Dice 1 means the annotator "
            "changed nothing. Per center, this is the study's running measure of how well the model segments its "
-           "scans.")
+           "scans. A partial correction (some slices or classes left not annotated) is compared over the voxels it "
+           "annotated; the share of the scan annotated is shown beside it.")
 rows = queries.corrections(home.db_url, ident.center_scope)
 if rows.empty:
     st.info("No corrections imported yet. Export masks for correction with `ctstudy imaging export-correction "
@@ -30,14 +31,15 @@ table = display_columns(summary.rename(columns={"class": "lesion_class", "center
 st.subheader("Per center and lesion class")
 st.dataframe(table.round(3), hide_index=True,
              column_config={display_columns(summary[[c]], "model_quality").columns[0]: st.column_config.NumberColumn(
-                 help=describe(c, "model_quality")) for c in ("dice_mean", "dice_pooled", "change_ml_mean")})
+                 help=describe(c, "model_quality"))
+                 for c in ("dice_mean", "dice_pooled", "change_ml_mean", "annotated_fraction_mean")})
 
 st.subheader("Corrections")
 detail = rows.assign(series=rows["series_instance_uid"].map(short_uid),
                      model=rows["model_name"] + " " + rows["model_version"].str[:12],
                      **{"class": rows["class"].map(names).fillna(rows["class"])})
 detail = detail[["center", "series", "annotator", "imported_at", "model", "class", "dice", "model_ml",
-                 "corrected_ml"]]
+                 "corrected_ml", "annotated_fraction"]]
 st.dataframe(display_columns(detail.rename(columns={"class": "lesion_class", "center": "Center", "series": "Series",
                                                     "annotator": "Annotator", "imported_at": "Imported",
                                                     "model": "Model"}), "model_quality").round(3),

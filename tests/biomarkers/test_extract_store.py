@@ -123,6 +123,25 @@ def test_auto_uses_manual_annotations_when_there_is_no_segmentation(home: Home, 
     engine.dispose()
 
 
+def test_a_partial_annotation_gives_no_features_and_says_why(home: Home, study: Path, tmp_path: Path) -> None:
+    """Its volumes would be the annotated part's: the series has no manual features, the reason is printed."""
+    registered(home, study)
+    masks = sorted((study / "truth" / "masks").glob("*.nii.gz"))
+    partial_dir = tmp_path / "partial"
+    partial_dir.mkdir()
+    labels, affine = read_mask(masks[0])
+    labels[labels.shape[0] // 2:] = 255  # the annotator left the upper half out
+    write_mask(partial_dir / masks[0].name, labels, affine)
+    code, out = cli(home, "registry", "import-annotations", str(partial_dir))
+    assert code == 0 and "partial" in out, out
+    code, out = cli(home, "biomarkers", "extract", "--source", "manual")
+    assert "partial annotation" in out and "not the scan's" in out, out
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as session:
+        assert session.query(SeriesFeatures).count() == 0
+    engine.dispose()
+
+
 def test_export_refuses_unknown_formats_and_empty_registries(home: Home, tmp_path: Path) -> None:
     assert cli(home, "biomarkers", "export", str(tmp_path / "x.xlsx"))[0] == 2
     code, out = cli(home, "biomarkers", "export", str(tmp_path / "x.csv"))

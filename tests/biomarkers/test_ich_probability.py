@@ -101,3 +101,19 @@ def test_a_broken_calibration_file_is_named_with_what_to_do(tmp_path) -> None:
         shipped_calibrations(tmp_path)
     with pytest.raises(ValueError, match="cannot read"):
         load_calibration(tmp_path / "missing.json")
+
+
+def test_the_shipped_calibrations_belong_to_the_models_segment_records() -> None:
+    """The name and version `segment` records for the shipped models (phantom U-Net, one BLAST-CT network) are
+    those the calibrations were fitted for: a changed model or version string would silently give NaN."""
+    import torch
+
+    from imaging.deepmedic_inference import open_blast_ct
+    from imaging.inference import UNetSegmenter
+    from imaging.model import DEFAULT_MODEL_PATH, load_model
+
+    blast = open_blast_ct(torch.device("cpu"), ensemble=1)
+    unet = UNetSegmenter(load_model(DEFAULT_MODEL_PATH), torch.device("cpu"))
+    for segmenter in (blast, unet):
+        cal, reason = calibration_for(segmenter.name, segmenter.version)
+        assert cal is not None, reason

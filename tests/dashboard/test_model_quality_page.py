@@ -12,6 +12,7 @@ from imaging.store import record_correction
 from imaging.volume import read_mask
 from registry.db import make_engine, session_scope
 from registry.models import ManualAnnotation, SegmentationRun
+from vocabulary.labels import UNANNOTATED
 
 
 def _import_the_factory_correction(home) -> list[dict]:  # noqa: ANN001
@@ -52,3 +53,25 @@ def test_coordinators_see_their_own_center_only(small) -> None:
     other = page("9_Model_quality.py", COORD2)
     assert not other.exception and not other.dataframe
     assert "No corrections imported yet" in other.info[0].value
+
+
+def test_a_partial_correction_shows_the_share_of_the_scan_it_annotated(small) -> None:
+    """The annotator left half the slices at 255: its Dice covers the other half, and the page says how much."""
+    home, _ = small
+    engine = make_engine(home.db_url)
+    with session_scope(engine) as s:
+        run = s.scalars(select(SegmentationRun)).one()
+        ann = s.scalars(select(ManualAnnotation)).one()
+        model, _ = read_mask(run.mask_path)
+        corrected, _ = read_mask(ann.mask_path)
+        corrected[: corrected.shape[0] // 2] = UNANNOTATED
+        record_correction(s, ann, run, correction_changes(model, corrected, 0.001))
+    engine.dispose()
+    at = page("9_Model_quality.py", STAT)
+    assert not at.exception
+    summary = at.dataframe[0].value.set_index("Lesion class")
+    iph = summary.loc["Intraparenchymal hematoma / contusion"]
+    assert iph["Partial corrections"] == 1
+    assert 0.45 < iph["Mean share of the scan annotated (fraction)"] < 0.55
+    detail = at.dataframe[1].value
+    assert (detail["Share of the scan annotated (fraction)"] < 1).all()

@@ -23,7 +23,7 @@ from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import CorrectionAgreement, ManualAnnotation, Series
 from registry.store import record_qc_decision
-from vocabulary.labels import EAH, IPH, LESION_CLASSES
+from vocabulary.labels import EAH, IPH, LESION_CLASSES, UNANNOTATED
 
 runner = CliRunner()
 
@@ -170,3 +170,20 @@ def test_a_broken_manifest_is_named(study, tmp_path):
     assert result.exit_code != 0
     said = "".join(result.output.split())  # folded lines may cut the file name itself
     assert "corrections.json" in said and "notacorrectionmanifest" in said
+
+
+def test_a_dicom_seg_of_a_partial_mask_has_no_segment_for_unannotated_voxels(study):
+    from imaging.dicom_seg import segmentation_dataset
+
+    uid = study["uids"][0]
+    engine = make_engine(study["home"].db_url)
+    with session_scope(engine) as session:
+        paths = store.instance_paths(session, store.series_by_uid(session, uid))
+    engine.dispose()
+    volume = load_series(paths)
+    labels = study["truth"][uid].copy()
+    labels[: labels.shape[0] // 2] = UNANNOTATED  # the annotator left the lower half out
+    seg = segmentation_dataset(paths, labels, volume.sop_instance_uids, "test model", "a" * 64)
+    kept = [c.key for c in LESION_CLASSES if (labels == c.value).any()]
+    assert [s.TrackingID for s in seg.SegmentSequence] == kept
+    assert int(np.asarray(seg.pixel_array).sum()) == int(np.isin(labels, [c.value for c in LESION_CLASSES]).sum())

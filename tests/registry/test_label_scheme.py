@@ -127,21 +127,69 @@ def test_two_class_mask_with_labels_outside_it_is_rejected_by_name(registered, t
     assert path.endswith(f"{uid}.nii.gz") and reason == "unreadable_mask" and "[3]" in detail and "two-class" in detail
 
 
-def test_a_mask_marking_unannotated_voxels_is_rejected_so_biomarkers_never_count_them(registered,
-                                                                                 tmp_path: Path) -> None:
-    """`UNANNOTATED` (255) is a training-label value only: stored, it would be read as lesion (labels > 0)."""
+def test_a_partial_mask_is_stored_as_drawn_and_reported_with_its_annotated_share(registered,
+                                                                                   tmp_path: Path) -> None:
+    """255 (`UNANNOTATED`) means "not annotated": an annotator who labelled only some slices brings that in."""
     home, engine, uid = registered
     partial = np.zeros(SHAPE, np.uint8)
     partial[1, 3, 3] = L.IPH
-    partial[2:] = L.UNANNOTATED  # the annotator left the last slices out
+    partial[2:] = L.UNANNOTATED  # the annotator left the last two of four slices out
     src = tmp_path / "ann"
     src.mkdir()
     _mask(partial, src / f"{uid}.nii.gz")
     with session_scope(engine) as session:
         report = import_annotations(session, src, home.masks_dir, "tester")
+    assert report.imported == [uid] and not report.rejected and report.partial == {uid: 0.5}
+    with session_scope(engine) as session:
+        ann = session.scalars(select(ManualAnnotation)).one()
+        assert np.array_equal(_stored(ann.mask_path), partial)
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "import_annotation")).one()
+        assert event.after["annotated_fraction"] == 0.5 and event.after["iph_voxels"] == 1
+
+
+def test_a_whole_mask_is_not_reported_partial(registered, tmp_path: Path) -> None:
+    home, engine, uid = registered
+    whole = np.zeros(SHAPE, np.uint8)
+    whole[1, 3, 3] = L.IPH
+    src = tmp_path / "ann"
+    src.mkdir()
+    _mask(whole, src / f"{uid}.nii.gz")
+    with session_scope(engine) as session:
+        report = import_annotations(session, src, home.masks_dir, "tester")
+    assert report.imported == [uid] and report.partial == {}
+
+
+@pytest.mark.parametrize("scheme", [L.FOUR_CLASS, L.TWO_CLASS])
+def test_labels_outside_the_map_are_refused_naming_the_file_and_the_label(registered, tmp_path: Path,
+                                                                          scheme: str) -> None:
+    home, engine, uid = registered
+    bad = np.zeros(SHAPE, np.uint8)
+    bad[1, 3, 3] = 7
+    bad[3] = L.UNANNOTATED  # allowed: only the 7 is wrong
+    src = tmp_path / "ann"
+    src.mkdir()
+    _mask(bad, src / f"{uid}.nii.gz")
+    with session_scope(engine) as session:
+        report = import_annotations(session, src, home.masks_dir, "tester", label_scheme=scheme)
         assert session.scalars(select(ManualAnnotation)).all() == []
     (path, reason, detail), = report.rejected
-    assert reason == "unreadable_mask" and f"[{L.UNANNOTATED}]" in detail and not report.imported
+    assert path.endswith(f"{uid}.nii.gz") and reason == "unreadable_mask" and "[7]" in detail
+    assert "255" in detail and not report.imported
+
+
+def test_a_partial_two_class_mask_keeps_its_unannotated_voxels(registered, tmp_path: Path) -> None:
+    home, engine, uid = registered
+    partial = _two_class()
+    partial[3] = L.UNANNOTATED
+    src = tmp_path / "ann"
+    src.mkdir()
+    _mask(partial, src / f"{uid}.nii.gz")
+    with session_scope(engine) as session:
+        report = import_annotations(session, src, home.masks_dir, "tester", label_scheme=L.TWO_CLASS)
+    assert report.imported == [uid] and report.partial == {uid: 0.75}
+    with session_scope(engine) as session:
+        stored = _stored(session.scalars(select(ManualAnnotation)).one().mask_path)
+    assert (stored[3] == L.UNANNOTATED).all() and (stored[1:3] == L.EDEMA).any() and not (stored[:3] == 255).any()
 
 
 def test_migration_0002_converts_stored_two_class_masks_and_downgrade_restores_them(registered,

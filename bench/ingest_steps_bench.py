@@ -1,0 +1,102 @@
+"""Where one file's time goes in the default ingest's reader: each step of `registry.ingest._read_and_stage`
+timed alone over the same files, in one process, against the naive read of the same run.
+
+Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header
+read (and the file meta group alone, part of it), the registry's header facts, the pseudonym, the archive
+name (mapped UIDs), the de-identified copy's header and Pixel Data span, writing the staged copy; their sum,
+the naive read (pydicom dcmread + pixel_array) and the ratio, with the load average.
+
+Usage: .venv/bin/python bench/ingest_steps_bench.py [--series 25] [--slices 40] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pydicom
+from ingest_bench import write_study_folder
+from pydicom.filereader import _read_file_meta_info, read_preamble
+
+from registry.archive_copy import _write_new_file
+from registry.deidentified_copy import deidentified_copy_parts
+from registry.dicom_headers import ParsedInstance, _check_pixel_data_complete, _header_from_dataset, _transfer_syntax
+from registry.ingest import instance_name, series_folder
+from registry.pseudonym import pseudo_id
+
+KEY = b"bench-key-of-32-bytes-for-hmac!!"
+
+
+def time_steps(files: list[Path], stage: Path) -> dict[str, float]:
+    """Seconds per step over `files`, each file going through every step in turn."""
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(step: str, f, *args, **kwargs):  # noqa: ANN001, ANN202 - any step
+        start = time.perf_counter()
+        result = f(*args, **kwargs)
+        spent[step] += time.perf_counter() - start
+        return result
+
+    for n, path in enumerate(files):
+        data = timed("read bytes", path.read_bytes)
+        timed("SHA-256", lambda: hashlib.sha256(data).hexdigest())  # noqa: B023 - called at once
+        fp = io.BytesIO(data)
+        ds = timed("pydicom header read", pydicom.dcmread, fp, stop_before_pixels=True)
+        offset = fp.tell()
+        meta = io.BytesIO(data)
+        read_preamble(meta, False)
+        timed("  of which the file meta group", _read_file_meta_info, meta)
+        syntax = timed("header facts", _transfer_syntax, ds, path)
+        defect = timed("header facts", _check_pixel_data_complete, ds, data, offset, path)
+        header = timed("header facts", _header_from_dataset, ds, path, "", len(data), syntax, defect)
+        code = path.parent.parent.name
+        pseudonym = timed("pseudonym", pseudo_id, KEY, code, header.patient_id)
+        timed("archive name", series_folder, KEY, code, pseudonym, header.study_instance_uid,
+              header.series_instance_uid)
+        timed("archive name", instance_name, KEY, header.sop_instance_uid)
+        parts = timed("copy's header and Pixel Data span", deidentified_copy_parts,
+                      ParsedInstance(header, ds, data, offset), KEY, pseudonym)
+        timed("write the staged copy", _write_new_file, str(stage / f"{n}.dcm"), parts)
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=25)
+    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ctstudy-bench-") as tmp:
+        folder = Path(tmp) / "in"
+        n = write_study_folder(folder, args.series, args.slices, 256)
+        files = sorted(folder.rglob("*.dcm"))
+        print(f"{n} CT files of 256 x 256, one process, load average {os.getloadavg()[0]:.1f}")
+        runs: dict[str, list[float]] = defaultdict(list)
+        for r in range(args.repeats):
+            stage = Path(tmp) / f"stage{r}"
+            stage.mkdir()
+            for step, seconds in time_steps(files, stage).items():
+                runs[step].append(seconds)
+            start = time.perf_counter()
+            for path in files:
+                pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding the pixels is the point
+            runs["NAIVE"].append(time.perf_counter() - start)
+        ms = {step: 1000 * statistics.median(values) / n for step, values in runs.items()}
+        naive = ms.pop("NAIVE")
+        for step, value in ms.items():
+            print(f"{step:40s} {value:6.3f} ms/file")
+        total = sum(v for step, v in ms.items() if not step.startswith(" "))
+        print(f"{'sum (one process)':40s} {total:6.3f} ms/file\n{'naive dcmread + pixel_array':40s} {naive:6.3f} "
+              f"ms/file: the reader's steps cost {total / naive:.2f} x the naive read "
+              f"(load average now {os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()
