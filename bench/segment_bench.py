@@ -93,8 +93,7 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     from imaging.volume import load_series
 
     dev = select_device(device)
-    if dev.type == "cpu":
-        set_cpu_threads(threads)
+    n_threads = set_cpu_threads(threads, beside_load=True) if dev.type == "cpu" else None
     t0 = time.perf_counter()
     volume = load_series(sorted(dicom_dir.glob("*.dcm")), allow_irregular=True)
     seg = open_blast_ct(dev, ensemble)
@@ -105,7 +104,8 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     np.save(out, labels)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                      "peak_rss_gb": usage.ru_maxrss / 1024**2, "timings": timings, "version": seg.version}))
+                      "peak_rss_gb": usage.ru_maxrss / 1024**2, "timings": timings, "version": seg.version,
+                      "threads": n_threads}))
 
 
 def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> dict:
