@@ -11,9 +11,8 @@ context, cuDNN autotuning), with the device synchronized; medians of the repeats
 name, seconds per scan, peak GPU memory, and the projection for a study of `--scans` scans:
 hours of GPU time for the whole study at that rate, one GPU, one scan at a time.
 
-Student: `--student PATH` (a checkpoint from `ctstudy imaging distill`), else the architecture
-`imaging distill` trains with untrained weights (the cost of a network does not depend on its
-weights' values), as in bench/distill_bench.py.
+Student: `--student PATH` (a checkpoint from `ctstudy imaging distill`), else the student
+architecture with the shipped phantom model's trained weights, as in bench/distill_bench.py.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ def gpu_seconds(segmenter, volume: Volume, repeats: int) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--student", type=Path, default=None, help="Distilled checkpoint (default: untrained student).")
+    ap.add_argument("--student", type=Path, default=None, help="Distilled checkpoint (default: see above).")
     ap.add_argument("--scans", type=int, default=2000, help="Study size for the projection.")
     a = ap.parse_args()
     if a.repeats < 1 or a.scans < 1:
