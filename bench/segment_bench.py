@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -133,7 +134,8 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
         image = tmp / "p81.nii.gz"
         nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.hu.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine), image)
         print(f"input: CT-ICH patient 81, {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
-              f"({volume.spacing[0]:g} mm slices), {ensemble} network(s); CPU threads {threads or 'all available'}")
+              f"({volume.spacing[0]:g} mm slices), {ensemble} network(s); CPU threads {threads or 'the free cores'}; "
+              f"load average {os.getloadavg()[0]:.1f}")
         ours = _run_ours(tmp / "p81", tmp / "ours.npy", ensemble, "cpu", threads)
         ref = run_reference(image, tmp / "ref.nii.gz", ensemble=ensemble > 1)
         ours_labels = np.load(tmp / "ours.npy")
@@ -143,7 +145,8 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
             print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['peak_rss_gb']:12.2f} "
                   f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
         print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
-              f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time; our stages (wall s): "
+              f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time (targets x15 wall idle, x12 CPU); "
+              f"ours on {ours['threads']} thread(s); load average now {os.getloadavg()[0]:.1f}; our stages (wall s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in ours["timings"].items() if k.endswith("_s")))
         per_class = []
         for c in range(1, 5):
