@@ -130,7 +130,6 @@ class _Pathway(nn.Module):
             h = block(h)
         return h[:, :, 0].transpose(0, 1).unsqueeze(0)  # (planes, C, y, x) -> (1, C, planes, y, x)
 
-
     def _upsampled_planes(self, coarse: torch.Tensor, output_size: tuple[int, int, int],
                           planes: list[int]) -> torch.Tensor:
         """Output planes `planes` of the upsampled, centre-cropped `coarse` block, upsampling only those planes.
