@@ -13,8 +13,11 @@ of the repeats and the ratio (target >= 100x for the single-network real-CT teac
   no real-CT model yet (`open_segmenter` raises NotImplementedError), the bench says so and uses
   the phantom model as a stand-in teacher, whose ratio is NOT the target's.
 - Student: `--student PATH` (a checkpoint from `ctstudy imaging distill`); by default the student
-  architecture `imaging distill` trains (5-level 8-128-channel 2.5D U-Net, 256 x 256 input) with
-  untrained weights: the cost of a network does not depend on its weights' values.
+  architecture `imaging distill` trains (5-level 8-128-channel 2.5D U-Net, 256 x 256 input, 3 slices)
+  with the trained weights of the shipped phantom model, which has that architecture. Trained
+  weights, not random ones: the labels are mapped back to the native grid by interpolating
+  scores only at class boundaries, so the cost depends on how many boundaries the output has
+  (an untrained network labels salt and pepper, all boundary).
 - Scan: `--dicom DIR` (one series' files), else a synthetic 512 x 512 x 32 head phantom with a
   20 mL hematoma (the matrix of clinical head CT).
 """
@@ -22,6 +25,7 @@ of the repeats and the ratio (target >= 100x for the single-network real-CT teac
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,7 +34,7 @@ from pathlib import Path
 import torch
 
 from imaging.inference import UNetSegmenter, select_device, set_cpu_threads
-from imaging.model import SegmentationModel, build_unet, load_model
+from imaging.model import DEFAULT_MODEL_PATH, SegmentationModel, load_model
 from imaging.preprocess import Preprocessing
 from imaging.segmenters import BLAST_CT, PHANTOM, open_segmenter
 from imaging.volume import Volume, load_series
@@ -48,23 +52,29 @@ def phantom_scan() -> Volume:
 
 
 def default_student() -> SegmentationModel:
-    torch.manual_seed(0)
-    return SegmentationModel(net=build_unet(3, len(LABEL_MAP), STUDENT_NET).eval(),
-                             preprocessing=Preprocessing(size=256, context_slices=1), net_config=dict(STUDENT_NET),
-                             label_map=dict(LABEL_MAP), name="unet2d-distilled (untrained weights)",
-                             version="bench")
+    """The student architecture with trained weights: those of the shipped phantom model (same architecture)."""
+    model = load_model(DEFAULT_MODEL_PATH)
+    pre = Preprocessing(size=256, context_slices=1)
+    if model.net_config != STUDENT_NET or model.preprocessing.size != pre.size \
+            or model.preprocessing.in_channels != pre.in_channels or model.label_map != LABEL_MAP:
+        raise ValueError(f"{DEFAULT_MODEL_PATH}: not the student architecture ({model.net_config}, "
+                         f"{model.preprocessing}); pass --student PATH")
+    model.name = "unet2d student (phantom-trained weights)"
+    return model
 
 
-def seconds_per_scan(segmenter, volume: Volume, repeats: int) -> list[float]:  # noqa: ANN001
+def seconds_per_scan(segmenter, volume: Volume, repeats: int) -> tuple[list[float], list[float]]:  # noqa: ANN001
+    """Wall seconds and CPU seconds (this process, all threads) of each timed `segment(volume)`."""
     segmenter.segment(volume)  # warm-up, untimed
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         segmenter.segment(volume)
         if segmenter.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main() -> None:
@@ -80,7 +90,7 @@ def main() -> None:
     a = ap.parse_args()
 
     device = select_device(a.device)
-    threads = set_cpu_threads(a.threads) if device.type == "cpu" else None
+    threads = set_cpu_threads(a.threads, beside_load=True) if device.type == "cpu" else None
     note = ""
     try:
         teacher = open_segmenter(a.teacher, device, ensemble=a.ensemble if a.teacher == BLAST_CT else None)
@@ -101,17 +111,20 @@ def main() -> None:
 
     if note:
         print(note, file=sys.stderr)
-    print(f"device {device}" + (f", {threads} threads" if threads else "") + f"; scan: {scan}")
-    t = seconds_per_scan(teacher, volume, a.teacher_repeats)
-    s = seconds_per_scan(student, volume, a.repeats)
+    print(f"device {device}" + (f", {threads} threads" if threads else "") + f"; scan: {scan}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    t, tc = seconds_per_scan(teacher, volume, a.teacher_repeats)
+    s, sc = seconds_per_scan(student, volume, a.repeats)
     tm, sm = statistics.median(t), statistics.median(s)
-    print(f"teacher  {teacher.name} ({len(teacher.members)} member(s)): {tm:8.3f} s per scan "
-          f"(median of {len(t)})")
-    print(f"student  {student.name}: {sm:8.3f} s per scan (median of {len(s)})")
+    print(f"teacher  {teacher.name} ({len(teacher.members)} member(s)): {tm:8.3f} s per scan, "
+          f"{statistics.median(tc):8.3f} CPU s (median of {len(t)})")
+    print(f"student  {student.name}: {sm:8.3f} s per scan, {statistics.median(sc):8.3f} CPU s (median of {len(s)})")
     ratio = tm / sm
     print(f"student/teacher cost ratio: the student is {ratio:.0f}x" if ratio >= 10 else
           f"student/teacher cost ratio: the student is {ratio:.2f}x", end="")
-    print(" faster per scan" + (" (stand-in teacher)" if note else " (target >= 100x for one real-CT network on CPU)"))
+    print(" faster per scan" + (" (stand-in teacher)" if note else " (target >= 100x for one real-CT network on CPU)")
+          + f"; {statistics.median(tc) / statistics.median(sc):.0f}x in CPU time")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,8 @@ def segment(
     device: str = DEVICE,
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass (U-Net models)."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores the load average "
+                                                                "leaves free, at least one)."),
     scheduler: str = SCHEDULER,
     gpu: bool | None = GPU_ONLY,
 ) -> None:
@@ -172,7 +173,8 @@ def segment(
     with open_registry(ctx) as (home, engine), open_executor(scheduler) as executor:
         # On a cluster the model is opened here on the CPU and each worker moves it to its own device.
         dev = select_device("cpu" if executor.distributed else device)
-        n_threads = set_cpu_threads(threads) if dev.type == "cpu" and not executor.distributed else None
+        n_threads = (set_cpu_threads(threads, beside_load=True) if dev.type == "cpu" and not executor.distributed
+                     else None)
         from imaging.adapt_study import resolve_default_spec
 
         with session_scope(engine) as session:

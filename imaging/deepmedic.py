@@ -115,7 +115,7 @@ class _Pathway(nn.Module):
         if planes is None:
             return _crop_center(self.path(x), list(output_size))
         if self.scale != 1:
-            return _crop_center(self.path(x), list(output_size))[:, :, planes]
+            return self._upsampled_planes(self.path[:-1](x), output_size, planes)
         # Full resolution, only some output planes wanted: the last layers run on a batch of thin
         # z-slabs around those planes (each layer needs one plane less on each side), which gives
         # the same values as the whole block and skips the planes nobody reads.
@@ -129,6 +129,20 @@ class _Pathway(nn.Module):
         for block in blocks[N_CONV - slab_layers :]:
             h = block(h)
         return h[:, :, 0].transpose(0, 1).unsqueeze(0)  # (planes, C, y, x) -> (1, C, planes, y, x)
+
+    def _upsampled_planes(self, coarse: torch.Tensor, output_size: tuple[int, int, int],
+                          planes: list[int]) -> torch.Tensor:
+        """Output planes `planes` of the upsampled, centre-cropped `coarse` block, upsampling only those planes.
+
+        Nearest-neighbour upsampling copies values, so picking the coarse planes first and upsampling
+        in y and x only gives the same numbers as upsampling the whole block and then taking the
+        planes, without the whole block's memory traffic (4/5 of it on 5 mm slices).
+        """
+        s = self.scale
+        start = [c * s // 2 - o // 2 for c, o in zip(coarse.shape[2:], output_size, strict=True)]
+        index = torch.tensor([(p + start[0]) // s for p in planes], device=coarse.device)
+        h = F.interpolate(coarse.index_select(2, index), scale_factor=(1, s, s), mode="nearest")
+        return h[:, :, :, start[1] : start[1] + output_size[1], start[2] : start[2] + output_size[2]]
 
 
 def _crop_center(x: torch.Tensor, size: list[int]) -> torch.Tensor:
