@@ -1,7 +1,8 @@
 """The registry side of `imaging adapt`: which model to start from, the study's scans, the new model's folder.
 
 A study model is a folder `<home>/models/adapted/<version[:16]>/` holding `model.pt` (the checkpoint, its
-SHA-256 the version every segmentation run records), `model_card.json` and `model_card.md`, and a
+SHA-256 the version every segmentation run records; for a DeepMedic network adapted from BLAST-CT, a state
+dict beside its `config.json`: `imaging.deepmedic_finetune`), `model_card.json` and `model_card.md`, and a
 `study_model` row in the registry; promoting it makes it the study's default for `imaging segment`.
 """
 
@@ -19,6 +20,14 @@ from sqlalchemy.engine import Engine
 
 from imaging import store
 from imaging.adapt import AdaptOptions, AdaptResult, Scan, adapt, holdout_patients
+from imaging.deepmedic_finetune import (
+    DeepMedicCheckpoint,
+    DeepMedicTuning,
+    adapt_deepmedic,
+    blast_ct_start,
+    is_deepmedic_checkpoint,
+    load_checkpoint,
+)
 from imaging.model import DEFAULT_MODEL_PATH, SegmentationModel, load_model
 from imaging.segmenters import BLAST_CT, PHANTOM
 from imaging.volume import GridMismatchError, SeriesGeometryError, load_series, read_mask_for
@@ -45,11 +54,12 @@ def resolve_default_spec(session, spec: str | None) -> str:  # noqa: ANN001 - Se
     return promoted.path if promoted is not None else BLAST_CT
 
 
-def starting_model(session, home: Home, spec: str | None) -> SegmentationModel:  # noqa: ANN001 - Session
-    """The U-Net to adapt: `spec`, or the promoted study model, else the study's distilled student."""
+def starting_model(session, home: Home,  # noqa: ANN001 - Session
+                   spec: str | None) -> SegmentationModel | DeepMedicCheckpoint:
+    """The network to adapt: `spec` (blast-ct: its first DeepMedic network), or the promoted study model, else
+    the study's distilled student."""
     if spec == BLAST_CT:
-        raise ValueError("BLAST-CT's networks run for inference only here: distil the fast student from them "
-                         "(`ctstudy imaging distill --teacher blast-ct`), then adapt the student")
+        return blast_ct_start()
     if spec == PHANTOM:
         return load_model(DEFAULT_MODEL_PATH)
     if spec is None:
@@ -65,7 +75,20 @@ def starting_model(session, home: Home, spec: str | None) -> SegmentationModel: 
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--from {spec}: neither {PHANTOM!r}, {BLAST_CT!r} nor a checkpoint file")
-    return load_model(path)
+    return load_checkpoint(path) if is_deepmedic_checkpoint(path) else load_model(path)
+
+
+def starts_deepmedic(engine: Engine, home: Home, spec: str | None) -> bool:
+    """Whether adapting from `spec` (as `starting_model` resolves it) fine-tunes a DeepMedic network."""
+    if spec == BLAST_CT:
+        return True
+    if spec not in (None, PHANTOM) and Path(spec).is_file():
+        return is_deepmedic_checkpoint(spec)
+    if spec is None:
+        with session_scope(engine) as session:
+            promoted = store.promoted_model(session)
+        return promoted is not None and is_deepmedic_checkpoint(promoted.path)
+    return False
 
 
 def study_scans(engine: Engine, options: AdaptOptions) -> tuple[list[Scan], dict[str, str]]:
@@ -106,6 +129,8 @@ def write_model_folder(result: AdaptResult, models_dir: Path) -> tuple[Path, str
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.pt"
     shutil.move(staging, path)
+    for name, text in getattr(result.model, "companions", dict)().items():  # files the checkpoint runs with
+        (folder / name).write_text(text)
     (folder / "model_card.json").write_text(json.dumps(result.card, indent=1, default=str))
     (folder / "model_card.md").write_text(model_card_markdown(result, version))
     return path, version
@@ -136,12 +161,21 @@ def model_card_markdown(result: AdaptResult, version: str) -> str:
 
 
 def adapt_study(engine: Engine, home: Home, spec: str | None, options: AdaptOptions, device: torch.device, *,
-                actor: str, promote: bool, segmenter: Callable, on_step: Callable | None = None) -> StudyAdaptation:
-    """Adapt, save and register the model; promote it only when it is better on the held-out patients."""
+                actor: str, promote: bool, segmenter: Callable, on_step: Callable | None = None,
+                tuning: DeepMedicTuning | None = None) -> StudyAdaptation:
+    """Adapt, save and register the model; promote it only when it is better on the held-out patients.
+
+    `segmenter(model)` labels volumes with a U-Net; a DeepMedic start runs through its own fast inference
+    and trains with `tuning` (default `DeepMedicTuning()`).
+    """
     with session_scope(engine) as session:
         initial = starting_model(session, home, spec)
     scans, skipped = study_scans(engine, options)
-    result = adapt(initial, scans, segmenter, options, device, on_step=on_step)
+    if isinstance(initial, DeepMedicCheckpoint):
+        result = adapt_deepmedic(initial, scans, options, tuning or DeepMedicTuning(seed=options.seed), device,
+                                 on_step=on_step)
+    else:
+        result = adapt(initial, scans, segmenter, options, device, on_step=on_step)
     path, version = write_model_folder(result, home.models_dir)
     promoted = False
     with session_scope(engine) as session:

@@ -380,18 +380,22 @@ def export_seg(
 def adapt(
     ctx: typer.Context,
     from_spec: str | None = typer.Option(None, "--from",
-                                         help="The U-Net to start from: a checkpoint path or phantom (default: the "
-                                              "study's promoted model, else <home>/models/student.pt from "
-                                              "`imaging distill`)."),
+                                         help="The network to start from: blast-ct (its DeepMedic network: only "
+                                              "its fully connected layers train), phantom, or a checkpoint path "
+                                              "(default: the study's promoted model, else <home>/models/student.pt "
+                                              "from `imaging distill`)."),
     holdout_fraction: float = typer.Option(0.3, "--holdout-fraction", min=0.05, max=0.9,
                                            help="Annotated patients held out per center to compare before and after."),
     pseudo_per_annotated: float = typer.Option(1.0, "--pseudo-per-annotated", min=0.0,
                                                help="Unannotated series (labelled by the starting model) per "
                                                     "annotated training series, at most."),
-    epochs: int = typer.Option(12, "--epochs", min=1),
-    steps_per_epoch: int = typer.Option(30, "--steps-per-epoch", min=1),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the fine-tuning."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default: 12 (U-Net), 8 (DeepMedic)."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
+                                               help="Default: 30 (U-Net), 25 (DeepMedic)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1,
+                                          help="Default: 8 slices (U-Net), 4096 voxels (DeepMedic)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate of the fine-tuning (default: 1e-3 peak for "
+                                                       "the U-Net, 1e-4 for DeepMedic's fully connected layers)."),
     seed: int = typer.Option(1, "--seed", help="Seeds the held-out draw, the pseudo-labelled draw and training."),
     train_batchnorm: bool = typer.Option(False, "--train-batchnorm",
                                          help="Let BatchNorm re-estimate its statistics on the study's patches "
@@ -405,23 +409,26 @@ def adapt(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
     actor: str | None = typer.Option(None, "--actor", help="Who adapts (recorded); default the login name."),
 ) -> None:
-    """Fine-tune the fast U-Net on the study's annotations; compare it with its start on held-out patients.
+    """Fine-tune the fast U-Net or BLAST-CT's network on the study's annotations; compare it with its start on
+    held-out patients.
 
     The last line printed is the new model's spec for `ctstudy imaging segment --model`.
     """
     from imaging.adapt import AdaptOptions
-    from imaging.adapt_study import adapt_study
+    from imaging.adapt_study import adapt_study, starts_deepmedic
+    from imaging.deepmedic_finetune import DeepMedicTuning
     from imaging.inference import UNetSegmenter
     from imaging.train import TrainingConfig
     from registry.cli_support import login_name
 
     dev = select_device(device)
     n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
+    given = {k: v for k, v in {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "lr": lr}.items() if v is not None}
+    training = TrainingConfig(**{"epochs": 12, "steps_per_epoch": 30, "batch_size": batch_size or 8, "lr": 1e-3,
+                                 **given}, freeze_batchnorm=not train_batchnorm)
+    tuning = DeepMedicTuning(**given, seed=seed, **({"batch_voxels": batch_size} if batch_size else {}))
     options = AdaptOptions(holdout_fraction=holdout_fraction, pseudo_per_annotated=pseudo_per_annotated, seed=seed,
-                           min_gain=min_gain,
-                           training=TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                                   batch_size=batch_size, lr=lr,
-                                                   freeze_batchnorm=not train_batchnorm))
+                           min_gain=min_gain, training=training)
 
     def segmenter(model):  # noqa: ANN001, ANN202 - the study's own inference path, prepared once per model
         unet = UNetSegmenter(model, dev)
@@ -431,9 +438,15 @@ def adapt(
     columns = (TextColumn("adapt"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with open_registry(ctx) as (home, engine), Progress(*columns, console=console) as bar:
-        task = bar.add_task("adapt", total=epochs * steps_per_epoch, last="")
+        try:
+            deepmedic = starts_deepmedic(engine, home, from_spec)
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        steps = (tuning.epochs * tuning.steps_per_epoch if deepmedic else training.epochs * training.steps_per_epoch)
+        task = bar.add_task("adapt", total=steps, last="")
         done = adapt_study(engine, home, from_spec, options, dev, actor=actor or login_name(), promote=promote,
-                           segmenter=segmenter,
+                           segmenter=segmenter, tuning=tuning,
                            on_step=lambda e, _s, loss: bar.update(task, advance=1, last=f"epoch {e} loss {loss:.3f}"))
     result, data = done.result, done.result.card["data"]
     for uid, why in done.skipped.items():

@@ -47,9 +47,9 @@ def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
 class _PreActBlock(nn.Module):
     """BatchNorm -> PReLU -> convolution (valid), plus the centre of the input when widths match.
 
-    Inference only (the networks are never trained here): on CPU the PReLU (one shared slope) is
-    applied in place as a leaky ReLU with that slope, and the residual is added in place, which
-    spares two full-size temporaries per layer; the values are the same.
+    Inference only (fine-tuning, `imaging.deepmedic_finetune`, computes these layers out of place): on CPU
+    the PReLU (one shared slope) is applied in place as a leaky ReLU with that slope, and the residual is
+    added in place, which spares two full-size temporaries per layer; the values are the same.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:

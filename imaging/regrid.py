@@ -14,7 +14,8 @@ it, so for an untilted regular series both tools sample the same points.
 - image -> grid: linear in-plane (bilinear) and linear between the two received slices that
   bracket each grid plane along the normal (= trilinear for a regular series); outside the
   received stack, the nearest edge value.
-- labels grid -> slices: nearest grid voxel of each received pixel (as the reference does).
+- labels grid -> slices: nearest grid voxel of each received pixel (as the reference does);
+- labels slices -> grid (training on the grid): nearest received pixel, on each slice's nearest plane only.
 """
 
 from __future__ import annotations
@@ -127,6 +128,29 @@ def labels_to_slices(labels: np.ndarray, grid: RegularGrid, volume: Volume) -> n
         offset = ((uvw[k, 1] - lo[1]) / dy, (uvw[k, 0] - lo[0]) / dx)
         out[k] = ndimage.affine_transform(labels[z], (sdy / dy, sdx / dx), offset=offset,
                                           output_shape=volume.shape[1:], order=0, mode="constant", cval=0)
+    return out
+
+
+def labels_to_grid(labels: np.ndarray, grid: RegularGrid, volume: Volume, fill: int) -> np.ndarray:
+    """Received-slice labels (z, y, x) onto `grid`, for training a model that runs on it.
+
+    Each received slice's labels go, nearest neighbour in-plane, onto its nearest grid plane (the plane
+    `labels_to_slices` reads back); every other grid voxel, and any outside the slice, is `fill` (e.g.
+    `vocabulary.labels.UNANNOTATED`): a model's loss then counts only voxels someone labelled.
+    """
+    _, _, _, uvw = _frame(volume)
+    lo = np.linalg.solve(grid.axes, grid.origin - volume.positions[0])
+    dz, dy, dx = grid.spacing
+    sdy, sdx = volume.spacing[1], volume.spacing[2]
+    out = np.full(grid.shape, fill, np.uint8)
+    for k, z in enumerate(received_planes(grid, volume)):
+        if z < 0:
+            continue
+        # Grid (y, x) index -> received pixel (j, i): the inverse of `labels_to_slices`' mapping.
+        offset = ((lo[1] - uvw[k, 1]) / sdy, (lo[0] - uvw[k, 0]) / sdx)
+        out[z] = ndimage.affine_transform(labels[k].astype(np.uint8, copy=False), (dy / sdy, dx / sdx),
+                                          offset=offset, output_shape=grid.shape[1:], order=0, mode="constant",
+                                          cval=fill)
     return out
 
 

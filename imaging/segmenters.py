@@ -10,6 +10,8 @@ Specs:
 - `phantom`: the 2.5D U-Net trained on synthetic phantoms that ships in `imaging/default_model/`
   (demo and tests only: it has never seen a patient);
 - a path to a ctstudy U-Net checkpoint (trained on a study's annotations, or distilled);
+- a path to a DeepMedic checkpoint (`model.pt` beside a DeepMedic `config.json`: BLAST-CT's network adapted
+  to a study by `imaging adapt --from blast-ct`), run by the same fast inference as `blast-ct`;
 - `blast-ct`: the real-CT DeepMedic networks of BLAST-CT that ship in `imaging/models/blast_ct/`
   (trained on real TBI CT; the default for real studies), run by `imaging.deepmedic_inference`;
   `ensemble` networks averaged in probability (default: `default_ensemble(device)`).
@@ -58,4 +60,8 @@ def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size:
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--model {spec}: neither {PHANTOM!r}, {BLAST_CT!r} nor a checkpoint file")
+    from imaging.deepmedic_finetune import is_deepmedic_checkpoint, open_checkpoint_segmenter
+
+    if is_deepmedic_checkpoint(path):
+        return open_checkpoint_segmenter(path, device)
     return UNetSegmenter(load_model(Path(spec)), device, batch_size)

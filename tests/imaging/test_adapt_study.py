@@ -88,7 +88,51 @@ def test_a_model_no_better_on_held_out_patients_is_not_promoted(study):
     engine.dispose()
 
 
-def test_adapting_from_blast_ct_says_to_distil_first(study):
-    result = runner.invoke(app, ["--home", str(study["home"].root), "imaging", "adapt", "--from", "blast-ct", *TINY])
-    assert result.exit_code != 0
-    assert "distil" in " ".join(result.output.split())
+@pytest.fixture(scope="module")
+def thick_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Five patients, four annotated, in 15 mm slices: few planes for BLAST-CT's network to compute."""
+    tmp_path = tmp_path_factory.mktemp("adapt_blast_ct")
+    records = write_study(tmp_path / "study", patients=5, seed=13, matrix=48, slice_thickness=15.0)
+    home = Home.resolve(tmp_path / "home")
+    home.ensure()
+    upgrade(home.db_url)
+    engine = make_engine(home.db_url)
+    ingest_directory(engine, home, tmp_path / "study" / "dicom", actor="test")
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    uids = [r["series_instance_uid"] for r in records]
+    with session_scope(engine) as session:
+        for uid in uids:
+            record_qc_decision(session, uid, "passed", None, "test")
+        for uid in uids[:4]:
+            (annotations / f"{uid}.nii.gz").write_bytes(
+                (tmp_path / "study" / "truth" / "masks" / f"{uid}.nii.gz").read_bytes())
+        import_annotations(session, annotations, home.masks_dir, "test", "reader")
+    engine.dispose()
+    return {"home": home, "uids": uids}
+
+
+@pytest.mark.slow
+def test_adapting_blast_ct_registers_a_deepmedic_checkpoint_that_segment_runs(thick_study):
+    result = cli(thick_study, "imaging", "adapt", "--from", "blast-ct", "--promote", "--min-gain", "1",
+                 "--epochs", "2", "--steps-per-epoch", "3", "--threads", "2")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "Not promoted" in said and "Pooled Dice after" in said
+    spec = Path(result.output.strip().splitlines()[-1])
+    assert spec.name == "model.pt" and (spec.parent / "config.json").is_file()
+    card = json.loads((spec.parent / "model_card.json").read_text())
+    assert card["adapted_from"]["name"] == "blast-ct"
+    assert card["network"]["architecture"] == "DeepMedic (BLAST-CT)"
+    assert card["data"]["held_out_patients"] == 1 and sum(card["data"]["pseudo_labelled_series"].values()) == 1
+    assert (spec.parent / "model_card.md").read_text().startswith("# blast-ct-adapted from blast-ct")
+    engine = make_engine(thick_study["home"].db_url)
+    with session_scope(engine) as session:
+        row = session.scalars(select(StudyModel).where(StudyModel.version == file_sha256(spec))).one()
+        assert row.promoted_at is None and resolve_default_spec(session, None) == "blast-ct"
+    engine.dispose()
+    uid = thick_study["uids"][4]
+    seg = cli(thick_study, "imaging", "segment", "--model", str(spec), "--series", uid, "--threads", "2")
+    assert seg.exit_code == 0, seg.output
+    assert f"model blast-ct-adapted {file_sha256(spec)[:16]}" in " ".join(seg.output.split())
+    assert "1 segmented" in " ".join(seg.output.split())
