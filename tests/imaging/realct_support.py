@@ -46,3 +46,20 @@ def ct_ich_stack(tmp: Path, patient: int, numbers: range | None = None) -> tuple
     slices = ct_ich.patient_slices(patient, numbers)
     files = ct_ich.write_series(slices, tmp / f"ctich-{patient}")
     return load_series(files, allow_irregular=True), ct_ich.truth_masks(slices)
+
+
+# CT-ICH patient 81's subdural hematoma (slices 13-27) in three blocks of five slices.
+PATIENT_81_BLOCKS = {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}
+
+
+def patient_81_block_scans(tmp: Path) -> list:
+    """The blocks of PATIENT_81_BLOCKS as `imaging.adapt.Scan`s of one center, each block a patient, labelled by
+    the slices' hemorrhage types (`ct_ich.class_labels`)."""
+    from imaging.adapt import Scan
+
+    scans = []
+    for key, numbers in PATIENT_81_BLOCKS.items():
+        slices = ct_ich.patient_slices(81, numbers)
+        volume = load_series(ct_ich.write_series(slices, tmp / key), allow_irregular=True)
+        scans.append(Scan(f"ctich-{key}", key, "CTICH", volume, ct_ich.class_labels(slices)))
+    return scans

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from realct_support import patient_81_block_scans
 
-from ctstudy import ct_ich
 from imaging.adapt import AdaptOptions, Scan
 from imaging.deepmedic_finetune import (
     ADAPTED_NAME,
@@ -31,10 +31,9 @@ from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct
 from imaging.model import file_sha256
 from imaging.regrid import labels_to_grid, received_planes, regular_grid
 from imaging.segmenters import open_segmenter
-from imaging.volume import Volume, load_series
+from imaging.volume import Volume
 from vocabulary.labels import UNANNOTATED
 
-BLOCKS = {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}
 HELD_OUT = frozenset({"81-c"})
 MARGIN = 0.02
 CPU = torch.device("cpu")
@@ -42,21 +41,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Scan]:
-    tmp = tmp_path_factory.mktemp("ctich81")
-    out = []
-    for key, numbers in BLOCKS.items():
-        slices = ct_ich.patient_slices(81, numbers)
-        volume = load_series(ct_ich.write_series(slices, tmp / key), allow_irregular=True)
-        out.append(Scan(f"ctich-{key}", key, "CTICH", volume, ct_ich.class_labels(slices)))
-    return out
-
-
-@pytest.fixture(scope="module")
-def one_thread():  # noqa: ANN201 - one thread is faster than two fighting a loaded machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    return patient_81_block_scans(tmp_path_factory.mktemp("ctich81"))
 
 
 def one_slice(scan: Scan, k: int) -> Scan:

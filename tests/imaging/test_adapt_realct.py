@@ -12,27 +12,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 import torch
+from realct_support import patient_81_block_scans
 
-from ctstudy import ct_ich
-from imaging.adapt import AdaptOptions, Scan, adapt
+from imaging.adapt import AdaptOptions, adapt
 from imaging.inference import UNetSegmenter
 from imaging.model import load_model
-from imaging.volume import load_series
 
-BLOCKS = {"81-a": range(13, 18), "81-b": range(18, 23), "81-c": range(23, 28)}
 HELD_OUT = frozenset({"81-c"})
 MARGIN = 0.05
-
-
-def _scans(tmp: Path) -> list[Scan]:
-    scans = []
-    for key, numbers in BLOCKS.items():
-        slices = ct_ich.patient_slices(81, numbers)
-        volume = load_series(ct_ich.write_series(slices, tmp / key), allow_irregular=True)
-        scans.append(Scan(f"ctich-{key}", key, "CTICH", volume, ct_ich.class_labels(slices)))
-    return scans
 
 
 def _segmenter(model):  # noqa: ANN001, ANN202
@@ -43,15 +31,7 @@ def _segmenter(model):  # noqa: ANN001, ANN202
 def _adapt(tmp: Path, lr: float):  # noqa: ANN202
     options = AdaptOptions(seed=1, held_out=HELD_OUT)
     options.training = dataclasses.replace(options.training, epochs=4, steps_per_epoch=15, lr=lr)
-    return adapt(load_model(), _scans(tmp), _segmenter, options, "cpu")
-
-
-@pytest.fixture()
-def one_thread():  # noqa: ANN201 - small patches: one thread is faster than two fighting a loaded machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    return adapt(load_model(), patient_81_block_scans(tmp), _segmenter, options, "cpu")
 
 
 def test_adapting_raises_dice_on_real_ct_slices_it_never_saw(tmp_path: Path, one_thread) -> None:  # noqa: ANN001

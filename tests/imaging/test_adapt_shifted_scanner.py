@@ -11,7 +11,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from imaging.adapt import AdaptOptions, adapt
@@ -34,14 +33,6 @@ def _adapt(lr: float):  # noqa: ANN202
     options = AdaptOptions(seed=1, held_out=frozenset(s.patient_key for s in scans[5:]))
     options.training = dataclasses.replace(options.training, epochs=4, steps_per_epoch=15, lr=lr)
     return adapt(load_model(), scans, _segmenter, options, "cpu")
-
-
-@pytest.fixture()
-def one_thread():  # noqa: ANN201 - small patches: one thread is faster than two fighting a loaded machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_adapting_to_a_shifted_scanner_raises_dice_on_held_out_patients(one_thread) -> None:  # noqa: ANN001

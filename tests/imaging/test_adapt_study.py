@@ -24,10 +24,10 @@ runner = CliRunner()
 TINY = ("--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--threads", "2")
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tmp_path = tmp_path_factory.mktemp("adapt")
-    records = write_study(tmp_path / "study", patients=5, seed=11, matrix=48)
+def annotated_study(tmp_path: Path, seed: int, **series) -> dict:
+    """Five registered patients, all QC-passed, the first four annotated with their truth masks (one series left
+    for pseudo-labels); `series` goes to `write_study` (e.g. slice_thickness)."""
+    records = write_study(tmp_path / "study", patients=5, seed=seed, matrix=48, **series)
     home = Home.resolve(tmp_path / "home")
     home.ensure()
     upgrade(home.db_url)
@@ -39,12 +39,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with session_scope(engine) as session:
         for uid in uids:
             record_qc_decision(session, uid, "passed", None, "test")
-        for uid in uids[:4]:  # four annotated patients, one series left for pseudo-labels
+        for uid in uids[:4]:
             (annotations / f"{uid}.nii.gz").write_bytes(
                 (tmp_path / "study" / "truth" / "masks" / f"{uid}.nii.gz").read_bytes())
         import_annotations(session, annotations, home.masks_dir, "test", "reader")
     engine.dispose()
     return {"home": home, "uids": uids}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return annotated_study(tmp_path_factory.mktemp("adapt"), seed=11)
 
 
 def cli(study: dict, *args: str):
@@ -91,25 +96,7 @@ def test_a_model_no_better_on_held_out_patients_is_not_promoted(study):
 @pytest.fixture(scope="module")
 def thick_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Five patients, four annotated, in 15 mm slices: few planes for BLAST-CT's network to compute."""
-    tmp_path = tmp_path_factory.mktemp("adapt_blast_ct")
-    records = write_study(tmp_path / "study", patients=5, seed=13, matrix=48, slice_thickness=15.0)
-    home = Home.resolve(tmp_path / "home")
-    home.ensure()
-    upgrade(home.db_url)
-    engine = make_engine(home.db_url)
-    ingest_directory(engine, home, tmp_path / "study" / "dicom", actor="test")
-    annotations = tmp_path / "annotations"
-    annotations.mkdir()
-    uids = [r["series_instance_uid"] for r in records]
-    with session_scope(engine) as session:
-        for uid in uids:
-            record_qc_decision(session, uid, "passed", None, "test")
-        for uid in uids[:4]:
-            (annotations / f"{uid}.nii.gz").write_bytes(
-                (tmp_path / "study" / "truth" / "masks" / f"{uid}.nii.gz").read_bytes())
-        import_annotations(session, annotations, home.masks_dir, "test", "reader")
-    engine.dispose()
-    return {"home": home, "uids": uids}
+    return annotated_study(tmp_path_factory.mktemp("adapt_blast_ct"), seed=13, slice_thickness=15.0)
 
 
 @pytest.mark.slow
