@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vocabulary.dictionary import label
+
 COMPUTED = "computed"
 RECORD = "clinical record"
 UNKNOWN = "unknown"
@@ -105,9 +107,6 @@ def impact_ct_table(table: pd.DataFrame, admission: pd.DataFrame) -> pd.DataFram
     return out
 
 
-_PREDICTOR_WORDS = {"marshall_ct": "Marshall CT class", "edh": "Epidural hematoma", "tsah": "Traumatic SAH"}
-
-
 def ct_source_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Per IMPACT CT predictor, how many patients' values are computed from the admission scan, taken from the
     clinical record, or unknown: columns predictor, computed, clinical record, unknown (empty when the table
@@ -119,6 +118,6 @@ def ct_source_counts(table: pd.DataFrame) -> pd.DataFrame:
             continue
         kind = table[col].astype(str).str.split(" ", n=1).str[0].map(
             {"computed": COMPUTED, "clinical": RECORD, "unknown": UNKNOWN})
-        rows.append({"predictor": _PREDICTOR_WORDS[name],
+        rows.append({"predictor": label(name, "clinical"),
                      **{k: int((kind == k).sum()) for k in (COMPUTED, RECORD, UNKNOWN)}})
     return pd.DataFrame(rows, columns=["predictor", COMPUTED, RECORD, UNKNOWN])

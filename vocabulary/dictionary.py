@@ -328,8 +328,9 @@ _add(_P, "adm_ct_tsah_source", "tSAH on admission, source", "", "Where the compo
 _add(_P, "adm_hemorrhage_ml", "Hemorrhage volume on admission (all classes)", "mL",
      "Intraparenchymal, extra-axial and intraventricular blood together on the first scan.")
 # The analysis table's IMPACT CT predictors (marshall_ct, edh, tsah) and where each came from (prognosis.ct_inputs).
-for _name, _label in (("marshall_ct", "Marshall CT class"), ("edh", "Epidural hematoma"), ("tsah", "Traumatic SAH")):
-    _add(_P, f"{_name}_source", f"{_label}, source", "",
+for _name in ("marshall_ct", "edh", "tsah"):
+    _clinical = next(e for e in _ENTRIES if e.group == "clinical" and e.name == _name)
+    _add(_P, f"{_name}_source", f"{_clinical.label}, source", "",
          f"Where the analysis table's {_name} came from: the admission scan's computed CT classification where it "
          "is known (not a range), with the source of the component in brackets, else the clinical record.",
          "computed (...), clinical record, unknown")
