@@ -1,9 +1,11 @@
 """`registry ingest`: a folder of DICOM files from centers -> patients, studies, series, instances.
 
-Two phases. First every file's header is read and hashed (`registry.dicom_headers`); bad files are
-set aside with their reason, one bad file never stopping the run. Then each series is stored in its
-own transaction: files are copied into the archive first (idempotently: same bytes at the same
-place), then instances, series geometry and automatic QC are committed together. An ingest killed
+Every file's header is read and hashed (`registry.dicom_headers`); bad files are set aside with their
+reason, one bad file never stopping the run. Each series is stored in its own transaction: files are
+copied into the archive first (idempotently: same bytes at the same place), then instances, series
+geometry and automatic QC are committed together. A series never spans two centers, so the series of a
+center whose files have all been read are stored while the next centers' files are read
+(`registry.centers_read`), in the order, and with the rows, of storing everything after reading. An ingest killed
 at any point and run again therefore ends with exactly the records of one clean run: committed
 series are found "already present", the interrupted one is redone from scratch.
 
@@ -43,6 +45,7 @@ import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from registry.centers_read import CentersRead
 from registry.archive_copy import (
     CHANGED,
     FAILED,
@@ -276,7 +279,10 @@ def _ingest_files(
     # staged copies already while the files are read; every flush is awaited before the rows commit.
     flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
     early = _FlushesWhileReading(flusher, stager.folder) if stager is not None and flusher is not None else None
-    groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged, early)
+    storer = _SeriesStorer(engine, home, key, report, in_place=in_place, actor=actor, thresholds=thresholds,
+                           flusher=flusher, stager=stager, staged=staged, progress=progress)
+    groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged, early,
+                             storer=storer)
     origins: dict[str, tuple[str, int]] = {}
     if not in_place and any(r.reason == ZIP_ARCHIVE for r in report.rejected):
         unpack_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
@@ -293,44 +299,15 @@ def _ingest_files(
                                               stager=stager, staged=staged, early=early).items():
             groups[group].extend(headers)
 
-    total = len(groups)
+    rest = {group: headers for group, headers in groups.items() if group not in storer.stored}
     # Copies not staged while reading are written by worker processes (`_copy_into_archive`) when there
     # are enough of them to pay for starting the pool.
-    writers = None
-    unstaged = sum(h.path not in staged for headers in groups.values() for h in headers)
+    unstaged = sum(h.path not in staged for headers in rest.values() for h in headers)
     if not in_place and workers > 1 and unstaged >= ARCHIVE_PARALLEL_MIN_FILES:
-        writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent))
-    staged_flush: Future[None] | None = None
-    if staged and flusher is not None and stager is not None:
-        # The staged copies are made durable together (those flushed while reading already were), before
-        # the first series' flush (the flusher runs its work in order), so that each series only flushes
-        # the folder its copies were moved into.
-        staged_flush = flusher.submit(flush_filesystem, stager.folder)
-    for done, ((center_code, _series_uid), headers) in enumerate(sorted(groups.items()), start=1):
-        def store_one(session: Session, center_code: str = center_code,
-                      headers: list[InstanceHeader] = headers) -> IngestReport:
-            attempt = IngestReport(run_id=report.run_id)
-            flushes: list[Future[None]] = []
-            try:
-                _store_series(session, home, key, center_code, headers, in_place=in_place, actor=actor,
-                              report=attempt, thresholds=thresholds, writers=writers, flusher=flusher,
-                              flushes=flushes, staged=staged)
-            finally:
-                for flush in [staged_flush, *flushes] if staged_flush is not None else flushes:
-                    flush.result()  # the copies are on disk before their rows commit
-            return attempt
-
-        try:
-            report.merge(run_in_transaction(engine, store_one))
-        except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
-            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
-            # statement's values, so only its type is kept.
-            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
-            _reject_all(headers, report, STORE_FAILED,
-                        f"series could not be stored ({why}); nothing of it was kept: "
-                        "ingest again, and report this if it persists")
-        if progress:
-            progress("series", done, total)
+        storer.writers = cleanup.enter_context(ProcessPoolExecutor(max_workers=workers,
+                                                                   initializer=die_with_parent))
+    storer.store(sorted(rest.items()), total=len(groups))
+    storer.merge_into(report)
     if origins:
         for items in (report.rejected, report.conflicts, report.normalized):
             items[:] = [_named_by_archive(item, origins) for item in items]
@@ -414,12 +391,85 @@ class _FlushesWhileReading:
     def __init__(self, flusher: ThreadPoolExecutor, folder: str) -> None:
         self.flusher, self.folder = flusher, folder
         self.pending: Future[None] | None = None
+        self.staged = 0  # copies staged so far (those of zip members included)
         self.flushed_at = 0
 
-    def copies_staged(self, count: int) -> None:
-        if count - self.flushed_at >= FLUSH_WHILE_READING_COPIES and (self.pending is None or self.pending.done()):
+    def copy_staged(self) -> None:
+        self.staged += 1
+        if (self.staged - self.flushed_at >= FLUSH_WHILE_READING_COPIES
+                and (self.pending is None or self.pending.done())):
             self.pending = self.flusher.submit(flush_filesystem, self.folder)
-            self.flushed_at = count
+            self.flushed_at = self.staged
+
+
+class _SeriesStorer:
+    """Stores groups of series, each in its own transaction (`_store_series`), and keeps what each did for
+    `merge_into`, which adds it to the run's report in the order of storing once reading has ended (so that
+    the report, and the rejections it records, come out as if every series were stored after reading).
+
+    Series are stored while the files are still read when their center's files have all been read
+    (`registry.centers_read`) and all their copies were staged; the rest after reading.
+    """
+
+    def __init__(self, engine: Engine, home: Home, key: bytes, report: IngestReport, *, in_place: bool, actor: str,
+                 thresholds: QCThresholds | None, flusher: ThreadPoolExecutor | None, stager: Stager | None,
+                 staged: dict[str, StagedCopy], progress: ProgressCallback | None) -> None:
+        self.engine, self.home, self.key, self.run_id = engine, home, key, report.run_id
+        self.in_place, self.actor, self.thresholds = in_place, actor, thresholds
+        self.flusher, self.stager, self.staged, self.progress = flusher, stager, staged, progress
+        self.writers: ProcessPoolExecutor | None = None
+        self.stored: set[tuple[str, str]] = set()
+        self.outcomes: list[IngestReport] = []
+
+    def ready(self, headers: list[InstanceHeader]) -> bool:
+        """Whether these files' series can be stored while reading goes on: linked in place, or every copy
+        staged (a copy to make from the source file waits for the writer processes, started after reading)."""
+        return self.in_place or all(h.path in self.staged for h in headers)
+
+    def store(self, groups: list[tuple[tuple[str, str], list[InstanceHeader]]], total: int) -> None:
+        """Store `groups` ((center code, SeriesInstanceUID), headers) in this order; `total`: the series known."""
+        staged_flush: Future[None] | None = None
+        if self.flusher is not None and self.stager is not None and any(
+                h.path in self.staged for _group, headers in groups for h in headers):
+            # The staged copies are made durable together (those flushed while reading already were), before
+            # the first series' flush (the flusher runs its work in order), so that each series only flushes
+            # the folder its copies were moved into.
+            staged_flush = self.flusher.submit(flush_filesystem, self.stager.folder)
+        for group, headers in groups:
+            self.outcomes.append(self._store_one(group[0], headers, staged_flush))
+            self.stored.add(group)
+            if self.progress:
+                self.progress("series", len(self.stored), max(total, len(self.stored)))
+
+    def _store_one(self, center_code: str, headers: list[InstanceHeader],
+                   staged_flush: Future[None] | None) -> IngestReport:
+        def store_one(session: Session) -> IngestReport:
+            attempt = IngestReport(run_id=self.run_id)
+            flushes: list[Future[None]] = []
+            try:
+                _store_series(session, self.home, self.key, center_code, headers, in_place=self.in_place,
+                              actor=self.actor, report=attempt, thresholds=self.thresholds, writers=self.writers,
+                              flusher=self.flusher, flushes=flushes, staged=self.staged)
+            finally:
+                for flush in [staged_flush, *flushes] if staged_flush is not None else flushes:
+                    flush.result()  # the copies are on disk before their rows commit
+            return attempt
+
+        try:
+            return run_in_transaction(self.engine, store_one)
+        except Exception as exc:  # noqa: BLE001 - one series' failure (a database error too) must not end the run
+            # Our own ValueError/LookupError messages name no identifier; a database error's text holds the
+            # statement's values, so only its type is kept.
+            why = str(exc) if isinstance(exc, ValueError | LookupError) else type(exc).__name__
+            failed = IngestReport(run_id=self.run_id)
+            _reject_all(headers, failed, STORE_FAILED, f"series could not be stored ({why}); nothing of it was "
+                                                       "kept: ingest again, and report this if it persists")
+            return failed
+
+    def merge_into(self, report: IngestReport) -> None:
+        for outcome in self.outcomes:
+            report.merge(outcome)
+        self.outcomes = []
 
 
 @dataclass(frozen=True)
@@ -446,12 +496,14 @@ def _read_and_group(
     files: list[Path], root: Path, center: str | None, report: IngestReport,
     progress: ProgressCallback | None, workers: int, executor: Executor | None = None,
     stager: Stager | None = None, staged: dict[str, StagedCopy] | None = None,
-    early: _FlushesWhileReading | None = None,
+    early: _FlushesWhileReading | None = None, storer: _SeriesStorer | None = None,
 ) -> dict[tuple[str, str], list[InstanceHeader]]:
     """Headers of the readable CT files grouped by (center, SeriesInstanceUID); the rest rejected.
 
     With a `stager`, each file's de-identified copy is made from the same read (`_read_and_stage`) and
-    recorded in `staged` under the file's path; `early` flushes them to disk while reading goes on.
+    recorded in `staged` under the file's path; `early` flushes them to disk while reading goes on. With a
+    `storer`, the series of each center whose files have all been read are stored while the others are
+    read (`registry.centers_read`), as long as every center before it in sorted order was.
     """
     centers: list[str | None] = []
     todo: list[Path] = []
@@ -503,13 +555,36 @@ def _read_and_group(
             # Small chunks: each file now costs its copy too, and the two processes should end together.
             pairs = pool.map(read, jobs, chunksize=16) if parallel else map(read, jobs)
             results = (_kept_staged(pair, staged) for pair in pairs)
-        for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
-            keep(code, result)
-            if early is not None and staged is not None:
-                early.copies_staged(len(staged))
-            if progress and (done % 50 == 0 or done == len(todo)):
-                progress("files", done + len(files) - len(todo), len(files))
+        read = CentersRead(centers) if storer is not None else None
+        try:
+            for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
+                keep(code, result)
+                if early is not None and staged is not None and isinstance(result, InstanceHeader) \
+                        and result.path in staged:
+                    early.copy_staged()
+                if progress and (done % 50 == 0 or done == len(todo)):
+                    progress("files", done + len(files) - len(todo), len(files))
+                if read is not None and storer is not None:
+                    if isinstance(result, RejectedFile) and result.reason == ZIP_ARCHIVE:
+                        read.hold(code)  # its members are read after the folder: its series may grow
+                    _store_centers_read(storer, groups, read.read(code), read)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)  # no reading on behind a failed or killed store
+            raise
     return groups
+
+
+def _store_centers_read(storer: _SeriesStorer, groups: dict[tuple[str, str], list[InstanceHeader]],
+                        codes: list[str], read: CentersRead) -> None:
+    """Store the series of the centers `codes` whose files have all been read; a center with a copy still to
+    make holds itself and every center after it for the store after reading."""
+    for code in codes:
+        ready = sorted((group, headers) for group, headers in groups.items() if group[0] == code)
+        if not all(storer.ready(headers) for _group, headers in ready):
+            read.stop()
+            return
+        storer.store(ready, total=len(groups))
 
 
 def _read_on_cluster(executor: Executor, paths: list[Path],
