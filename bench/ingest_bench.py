@@ -13,7 +13,8 @@ Prints (median of repeats, measured in this run):
 - each lever of the default ingest turned off alone (the others on), its files/s and ratio to the naive
   way and to the default ingest of the same run: the archive names' mapped UIDs remembered per process
   (`deidentified_header.remembered_mapped_uid`), the copies written from the header and the source's
-  Pixel Data bytes where they lie (`os.writev`), the staged copies flushed to disk while reading goes on;
+  Pixel Data bytes where they lie (`os.writev`), the staged copies flushed to disk while reading goes on,
+  each center's series stored while the next centers' files are read (`registry.centers_read`);
 - for each, the CPU seconds (this process and its worker processes) beside the wall seconds: on a
   shared machine the wall ratio follows the load, the CPU ratio much less.
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
@@ -129,6 +130,8 @@ LEVERS = {
                                                                       _written_joined),
     "staged copies flushed only after reading": lambda: mock.patch("registry.ingest.FLUSH_WHILE_READING_COPIES",
                                                                    10**12),
+    "every series stored after reading": lambda: mock.patch("registry.ingest._store_centers_read",
+                                                            lambda *args: None),
 }
 
 

@@ -118,10 +118,11 @@ def _write_new_file(path: str, parts: tuple[bytes | memoryview, ...]) -> None:
 def place_staged_copy(staged: StagedCopy, target: str) -> ArchiveResult:
     """Move a staged copy to its archive name `target` (atomically: a rename); an identical copy already
     there is kept and the staged one removed."""
-    source, destination = Path(staged.path), Path(target)
+    # Plain strings and `os` calls: ingest moves every copy here, path objects would cost more than the move.
+    source, destination = staged.path, target
     try:
-        if destination.stat().st_size == source.stat().st_size and destination.read_bytes() == source.read_bytes():
-            source.unlink()
+        if os.stat(destination).st_size == os.stat(source).st_size and _same_bytes(destination, source):
+            os.unlink(source)
             return ArchiveResult(KEPT)
     except FileNotFoundError:
         pass
@@ -131,11 +132,15 @@ def place_staged_copy(staged: StagedCopy, target: str) -> ArchiveResult:
         if exc.errno != errno.EXDEV:
             raise
         # The staging folder lies on another disk than the archive (a linked archive folder).
-        tmp = destination.with_suffix(f".tmp{os.getpid()}")
+        tmp = Path(destination).with_suffix(f".tmp{os.getpid()}")
         shutil.copyfile(source, tmp)
         os.replace(tmp, destination)
-        source.unlink()
+        os.unlink(source)
     return ArchiveResult(WRITTEN)
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    return Path(a).read_bytes() == Path(b).read_bytes()
 
 
 def flush_filesystem(folder: str | Path) -> None:

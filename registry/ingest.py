@@ -483,8 +483,13 @@ class Stager:
 
 def series_folder(key: bytes, center_code: str, pseudonym: str, study_uid: str, series_uid: str) -> Path:
     """Where a series' copies lie below the archive (its links below the in-place folder): pseudonymous."""
+    return Path(series_folder_name(key, center_code, pseudonym, study_uid, series_uid))
+
+
+def series_folder_name(key: bytes, center_code: str, pseudonym: str, study_uid: str, series_uid: str) -> str:
+    """`series_folder` as a string (what the reader processes check once a file, without path objects)."""
     study, series = remembered_mapped_uid(key, study_uid), remembered_mapped_uid(key, series_uid)
-    return Path(center_code) / pseudonym / study / series
+    return f"{center_code}/{pseudonym}/{study}/{series}"
 
 
 def instance_name(key: bytes, sop_uid: str) -> str:
@@ -548,8 +553,8 @@ def _read_and_group(
             results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
         else:
             # A folder of its own for each reading (the folder's files, then the zips' members): names never meet.
-            folder = Path(tempfile.mkdtemp(dir=stager.folder))
-            jobs = [(str(path), code, str(folder / f"{n}.dcm"))
+            folder = tempfile.mkdtemp(dir=stager.folder)
+            jobs = [(str(path), code, f"{folder}/{n}.dcm")
                     for n, (path, code) in enumerate(zip(todo, centers, strict=True))]
             read = functools.partial(_read_and_stage, key=stager.key, archive=stager.archive)
             # Small chunks: each file now costs its copy too, and the two processes should end together.
@@ -622,7 +627,7 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
     its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
-    parsed = _read_one(Path(path), parse_instance)
+    parsed = _read_one(path, parse_instance)
     if isinstance(parsed, RejectedFile):
         return parsed, None
     header = parsed.header
@@ -630,13 +635,13 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
         pseudonym = pseudo_id(key, code, header.patient_id)
     except ValueError:
         return header, None
-    folder = series_folder(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
-    if os.path.exists(os.path.join(archive, folder, instance_name(key, header.sop_instance_uid))):
+    folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
+    if os.path.exists(f"{archive}/{folder}/{instance_name(key, header.sop_instance_uid)}"):
         return header, None
     return header, stage_archive_copy(parsed, key, pseudonym, target)
 
 
-def _read_one(path: Path, read: Callable[[Path], T] = read_instance_header) -> T | RejectedFile:
+def _read_one(path: Path | str, read: Callable[[Path | str], T] = read_instance_header) -> T | RejectedFile:
     """One file's header (or what `read` makes of the file), or the rejection (returned, not raised, so
     that it crosses process boundaries)."""
     try:
@@ -869,8 +874,9 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
     """
     series_dir.mkdir(parents=True, exist_ok=True)
     staged = staged or {}
-    jobs = [ArchiveJob(h.path, h.sha256, str(series_dir / instance_name(key, h.sop_instance_uid)), key,
-                       pseudonym) for h in headers]
+    folder = str(series_dir)
+    jobs = [ArchiveJob(h.path, h.sha256, f"{folder}/{instance_name(key, h.sop_instance_uid)}", key, pseudonym)
+            for h in headers]
     placed = {job.source: place_staged_copy(staged.pop(job.source), job.target) for job in jobs
               if job.source in staged and staged[job.source].pseudonym == pseudonym}
     rest = [job for job in jobs if job.source not in placed]
