@@ -5,9 +5,9 @@ reason, one bad file never stopping the run. Each series is stored in its own tr
 copied into the archive first (idempotently: same bytes at the same place), then instances, series
 geometry and automatic QC are committed together. A series never spans two centers, so the series of a
 center whose files have all been read are stored while the next centers' files are read
-(`registry.centers_read`), in the order, and with the rows, of storing everything after reading. An ingest killed
-at any point and run again therefore ends with exactly the records of one clean run: committed
-series are found "already present", the interrupted one is redone from scratch.
+(`registry.centers_read`), in the order, and with the rows, of storing everything after reading. An
+ingest killed at any point and run again therefore ends with exactly the records of one clean run:
+committed series are found "already present", the interrupted one is redone from scratch.
 
 A known SOPInstanceUID with different bytes is a conflict: reported and recorded, never overwritten.
 
@@ -45,7 +45,6 @@ import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from registry.centers_read import CentersRead
 from registry.archive_copy import (
     CHANGED,
     FAILED,
@@ -59,6 +58,7 @@ from registry.archive_copy import (
     stage_archive_copy,
     write_archive_copy,
 )
+from registry.centers_read import CentersRead
 from registry.db import run_in_transaction, session_scope
 from registry.deidentified_header import remembered_mapped_uid
 from registry.dicom_headers import (
@@ -560,7 +560,7 @@ def _read_and_group(
             # Small chunks: each file now costs its copy too, and the two processes should end together.
             pairs = pool.map(read, jobs, chunksize=16) if parallel else map(read, jobs)
             results = (_kept_staged(pair, staged) for pair in pairs)
-        read = CentersRead(centers) if storer is not None else None
+        centers_read = CentersRead(centers) if storer is not None else None
         try:
             for done, (code, result) in enumerate(zip(centers, results, strict=True), start=1):
                 keep(code, result)
@@ -569,10 +569,10 @@ def _read_and_group(
                     early.copy_staged()
                 if progress and (done % 50 == 0 or done == len(todo)):
                     progress("files", done + len(files) - len(todo), len(files))
-                if read is not None and storer is not None:
+                if centers_read is not None and storer is not None:
                     if isinstance(result, RejectedFile) and result.reason == ZIP_ARCHIVE:
-                        read.hold(code)  # its members are read after the folder: its series may grow
-                    _store_centers_read(storer, groups, read.read(code), read)
+                        centers_read.hold(code)  # its members are read after the folder: its series may grow
+                    _store_centers_read(storer, groups, centers_read.read(code), centers_read)
         except BaseException:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)  # no reading on behind a failed or killed store
@@ -632,13 +632,17 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
         return parsed, None
     header = parsed.header
     try:
-        pseudonym = pseudo_id(key, code, header.patient_id)
+        pseudonym = _remembered_pseudo_id(key, code, header.patient_id)
     except ValueError:
         return header, None
     folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
     if os.path.exists(f"{archive}/{folder}/{instance_name(key, header.sop_instance_uid)}"):
         return header, None
     return header, stage_archive_copy(parsed, key, pseudonym, target)
+
+
+# The files of a series share their patient: each reader process computes the HMAC once per patient.
+_remembered_pseudo_id = functools.lru_cache(maxsize=4096)(pseudo_id)
 
 
 def _read_one(path: Path | str, read: Callable[[Path | str], T] = read_instance_header) -> T | RejectedFile:
