@@ -4,7 +4,10 @@ timed alone over the same files, in one process, against the naive read of the s
 Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header
 read (and the file meta group alone, part of it), the registry's header facts, the pseudonym, the archive
 name (mapped UIDs), the de-identified copy's header and Pixel Data span, writing the staged copy; their sum,
-the naive read (pydicom dcmread + pixel_array) and the ratio, with the load average.
+the naive read (pydicom dcmread + pixel_array) and the ratio, with the load average. Then the reader as
+ingest runs it (`_read_and_stage`, every step in one call) against the naive read in user and kernel CPU
+milliseconds a file (`os.times`: writing the staged copies is kernel work), and the store phase's CPU per
+series (`_SeriesStorer`'s transactions in a one-process ingest of the same files).
 
 Usage: .venv/bin/python bench/ingest_steps_bench.py [--series 25] [--slices 40] [--repeats 3]
 """
@@ -12,6 +15,7 @@ Usage: .venv/bin/python bench/ingest_steps_bench.py [--series 25] [--slices 40] 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import os
@@ -20,15 +24,19 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from unittest import mock
 
 import pydicom
 from ingest_bench import write_study_folder
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
+import registry.ingest as ingest_module
 from registry.archive_copy import _write_new_file
+from registry.db import make_engine, upgrade
 from registry.deidentified_copy import deidentified_copy_parts
 from registry.dicom_headers import ParsedInstance, _check_pixel_data_complete, _header_from_dataset, _transfer_syntax
-from registry.ingest import instance_name, series_folder
+from registry.home import Home
+from registry.ingest import _read_and_stage, instance_name, series_folder
 from registry.pseudonym import pseudo_id
 
 KEY = b"bench-key-of-32-bytes-for-hmac!!"
@@ -67,6 +75,51 @@ def time_steps(files: list[Path], stage: Path) -> dict[str, float]:
     return spent
 
 
+def _cpu_split() -> tuple[float, float]:
+    t = os.times()
+    return t.user, t.system
+
+
+def reader_cpu(files: list[Path], stage: Path, archive: Path) -> tuple[float, float]:
+    """(user, kernel) CPU seconds of `_read_and_stage` over `files`, copies staged under `stage`."""
+    read = functools.partial(_read_and_stage, key=KEY, archive=str(archive))
+    before = _cpu_split()
+    for n, path in enumerate(files):
+        read((str(path), path.parent.parent.name, f"{stage}/{n}.dcm"))
+    after = _cpu_split()
+    return after[0] - before[0], after[1] - before[1]
+
+
+def naive_cpu(files: list[Path]) -> tuple[float, float]:
+    before = _cpu_split()
+    for path in files:
+        pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding the pixels is the point
+    after = _cpu_split()
+    return after[0] - before[0], after[1] - before[1]
+
+
+def store_cpu_per_series(folder: Path, home_dir: Path) -> float:
+    """CPU seconds per series of the store phase (one transaction each) in a one-process ingest of `folder`."""
+    home = Home.resolve(home_dir)
+    home.ensure()
+    upgrade(home.db_url)
+    engine = make_engine(home.db_url)
+    spent = [0.0, 0]
+    real = ingest_module._SeriesStorer._store_one
+
+    def timed(self, *args, **kwargs):  # noqa: ANN001, ANN202 - the storer's own signature
+        start = time.process_time()
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - start
+            spent[1] += 1
+    with mock.patch.object(ingest_module._SeriesStorer, "_store_one", timed):
+        ingest_module.ingest_directory(engine, home, folder, actor="bench", workers=1)
+    engine.dispose()
+    return spent[0] / spent[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=25)
@@ -96,6 +149,21 @@ def main() -> None:
         print(f"{'sum (one process)':40s} {total:6.3f} ms/file\n{'naive dcmread + pixel_array':40s} {naive:6.3f} "
               f"ms/file: the reader's steps cost {total / naive:.2f} x the naive read "
               f"(load average now {os.getloadavg()[0]:.1f})")
+
+        splits: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r in range(args.repeats):
+            stage = Path(tmp) / f"reader{r}"
+            stage.mkdir()
+            splits["reader (_read_and_stage)"].append(reader_cpu(files, stage, Path(tmp) / "archive"))
+            splits["naive dcmread + pixel_array"].append(naive_cpu(files))
+        for name, values in splits.items():
+            user = 1000 * statistics.median(u for u, _ in values) / n
+            kernel = 1000 * statistics.median(k for _, k in values) / n
+            print(f"{name:40s} user {user:6.3f} + kernel {kernel:6.3f} ms/file (CPU, median of {args.repeats})")
+        per_series = statistics.median(store_cpu_per_series(folder, Path(tmp) / f"home{r}")
+                                       for r in range(args.repeats))
+        print(f"{'store phase, per series':40s} {1000 * per_series:6.2f} ms CPU ({args.series} series: "
+              f"{per_series * args.series:.2f} s; load average now {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
