@@ -216,17 +216,14 @@ class DeepMedicSegmenter:
         # Tile after tile the network frees and re-allocates the same large tensors: kept on the heap, they are
         # page-faulted once per scan instead of once per layer (imaging.heap).
         with reused_heap() if self.device.type == "cpu" else contextlib.nullcontext():
-            if workers == 1:
-                voxels = sum(run(t) for t in tiles)
-            else:
-                voxels = sum(_run_concurrently(run, tiles, workers))
+            voxels = sum(_run_concurrently(run, tiles, workers) if workers > 1 else map(run, tiles))
         net_s = time.perf_counter() - t0
         return labels, {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
                         "voxels_1mm": int(np.prod(x.shape)), "tile_workers": workers}
 
     def tile_workers(self, n_tiles: int) -> int:
         """Tiles computed at once: on CPU `workers`, or torch's intra-op thread count (the cores granted, e.g. by
-        `imaging.inference.set_cpu_threads`), at most one per tile; on CUDA one."""
+        `imaging.devices.set_cpu_threads`), at most one per tile; on CUDA one."""
         if self.device.type != "cpu":
             return 1
         return max(1, min(n_tiles, self.workers or torch.get_num_threads()))
