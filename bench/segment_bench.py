@@ -150,7 +150,8 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
                   f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
         print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
               f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time (targets x15 wall idle, x12 CPU); "
-              f"ours on {ours['threads']} thread(s); load average now {os.getloadavg()[0]:.1f}; our stages (wall s): "
+              f"ours on {ours['threads']} thread(s), {ours['timings']['tile_workers']} tile(s) at once; "
+              f"load average now {os.getloadavg()[0]:.1f}; our stages (wall s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in ours["timings"].items() if k.endswith("_s")))
         per_class = []
         for c in range(1, 5):

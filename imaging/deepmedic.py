@@ -192,5 +192,10 @@ class DeepMedic(nn.Module):
                              f"of {TILE_STEP} voxels")
         if planes is not None and x.shape[0] != 1:
             raise ValueError("DeepMedic: output planes can be chosen for a batch of one block only")
-        features = torch.cat([p(x, out_size, planes) for p in self.paths], dim=1)  # type: ignore[arg-type]
-        return self.fully_connected(features)
+        parts = [p(x, out_size, planes) for p in self.paths]  # type: ignore[arg-type]
+        # On CPU the fully connected layers' input is made channels-last (oneDNN's layout, as the pathways run):
+        # a plain cat of these parts is NCDHW, which oneDNN reordered inside the first layer at half its speed.
+        layout = torch.channels_last_3d if x.device.type == "cpu" else torch.contiguous_format
+        features = torch.empty((parts[0].shape[0], sum(p.shape[1] for p in parts), *parts[0].shape[2:]),
+                               dtype=parts[0].dtype, device=x.device, memory_format=layout)
+        return self.fully_connected(torch.cat(parts, dim=1, out=features))
