@@ -24,7 +24,10 @@ def select_device(spec: str = "auto") -> torch.device:
 
 
 def threads_beside_load(available: int, load_1min: float) -> int:
-    """Intra-op threads for inference on `available` cores of which `load_1min` (the load average) are busy.
+    """Threads for inference on `available` cores of which `load_1min` (the load average) are busy.
+
+    Torch's intra-op threads; BLAST-CT's inference turns them into tiles computed at once
+    (`imaging.deepmedic_inference.DeepMedicSegmenter.tile_workers`).
 
     The cores not already taken by other work, at least one. On a loaded machine a second thread
     only waits for its core at every parallel region's barrier: BLAST-CT's network on one
