@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cluster.executor import SCHEDULER_HELP, open_executor
 from imaging import store
-from imaging.inference import select_device, set_cpu_threads
+from imaging.devices import select_device, set_cpu_threads
 from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
 from registry.cli_support import open_registry

@@ -17,8 +17,12 @@ arithmetic (`tests/imaging/test_deepmedic.py` checks the labels against the tool
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +39,13 @@ from imaging.blast_ct_weights import (
     member_sha256,
 )
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
+from imaging.heap import reused_heap
 from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
 from imaging.volume import Volume
 
 RESOLUTION_MM = (1.0, 1.0, 1.0)
 HEAD_MARGIN_VOX = 3  # dilation of the head mask: blocks touching the skin are still computed
+Tile = tuple[slice, slice, slice]  # an output block on the 1 mm grid
 DEFAULT_TILE = 60  # output voxels per axis; see bench/segment_bench.py for the memory/speed trade-off
 
 
@@ -94,7 +100,7 @@ def tile_for_planes(tile: int, fraction: float) -> int:
     return best
 
 
-def plan_tiles(mask: np.ndarray, tile: int) -> list[tuple[slice, slice, slice]]:
+def plan_tiles(mask: np.ndarray, tile: int) -> list[Tile]:
     """Output blocks that hold head, each shrunk to the head's extent inside it (on the 15-voxel lattice)."""
     if not mask.any():
         return []
@@ -129,6 +135,10 @@ class DeepMedicSegmenter:
     folder: Path = BLAST_CT_DIR
     name: str = "blast-ct"
     resamples_slices: bool = True  # samples its 1 mm grid from each received slice's own position
+    # CPU: tiles computed at once, each on one thread (None: torch's intra-op thread count). This network gains
+    # little from a second intra-op thread (its per-layer parallel regions are short and end in barriers),
+    # while whole tiles on separate threads share nothing; see `_run_concurrently`.
+    workers: int | None = None
     _nets: list[torch.nn.Module] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -176,33 +186,47 @@ class DeepMedicSegmenter:
         end_pad = [max(0, max((t[a].stop for t in tiles), default=0) - x.shape[a]) for a in range(3)]
         padded = np.pad(x, [(CONTEXT, CONTEXT + e) for e in end_pad], mode="edge")
         cuda = self.device.type == "cuda"
-        net_s, voxels = 0.0, 0
-        with torch.inference_mode():
-            for t in tiles:
-                src = tuple(slice(s.start, s.stop + 2 * CONTEXT) for s in t)
+
+        def run(t: Tile) -> int:
+            """Labels of tile `t` written into `labels` (tiles are disjoint); the voxels computed."""
+            src = tuple(slice(s.start, s.stop + 2 * CONTEXT) for s in t)
+            zs = None if planes is None else [z - t[0].start for z in range(t[0].start, min(t[0].stop, x.shape[0]))
+                                              if wanted[z]]
+            with torch.inference_mode():  # thread-local: entered in the thread that runs the tile
                 inp = torch.from_numpy(np.ascontiguousarray(padded[src]))[None, None].to(
                     self.device, memory_format=self._memory_format)
-                zs = None if planes is None else [z - t[0].start for z in range(t[0].start, min(t[0].stop, x.shape[0]))
-                                                  if wanted[z]]
-                t0 = time.perf_counter()
                 prob = None
                 for net in self._nets:
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                         p = torch.softmax(net(inp, zs).float(), dim=1)
                     prob = p if prob is None else prob.add_(p)
                 pred = prob[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
-                net_s += time.perf_counter() - t0
-                ys, xs = (slice(s.start, min(s.stop, n)) for s, n in zip(t[1:], x.shape[1:], strict=True))
-                crop = (slice(0, ys.stop - ys.start), slice(0, xs.stop - xs.start))
-                if zs is None:
-                    zsl = slice(t[0].start, min(t[0].stop, x.shape[0]))
-                    labels[zsl, ys, xs] = pred[(slice(0, zsl.stop - zsl.start), *crop)]
-                else:
-                    labels[[t[0].start + z for z in zs], ys, xs] = pred[(slice(None), *crop)]
-                voxels += (len(zs) if zs is not None else t[0].stop - t[0].start) * (ys.stop - ys.start) * (
-                    xs.stop - xs.start)
+            ys, xs = (slice(s.start, min(s.stop, n)) for s, n in zip(t[1:], x.shape[1:], strict=True))
+            crop = (slice(0, ys.stop - ys.start), slice(0, xs.stop - xs.start))
+            if zs is None:
+                zsl = slice(t[0].start, min(t[0].stop, x.shape[0]))
+                labels[zsl, ys, xs] = pred[(slice(0, zsl.stop - zsl.start), *crop)]
+            else:
+                labels[[t[0].start + z for z in zs], ys, xs] = pred[(slice(None), *crop)]
+            depth = len(zs) if zs is not None else t[0].stop - t[0].start
+            return depth * (ys.stop - ys.start) * (xs.stop - xs.start)
+
+        workers = self.tile_workers(len(tiles))
+        t0 = time.perf_counter()
+        # Tile after tile the network frees and re-allocates the same large tensors: kept on the heap, they are
+        # page-faulted once per scan instead of once per layer (imaging.heap).
+        with reused_heap() if self.device.type == "cpu" else contextlib.nullcontext():
+            voxels = sum(_run_concurrently(run, tiles, workers) if workers > 1 else map(run, tiles))
+        net_s = time.perf_counter() - t0
         return labels, {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
-                        "voxels_1mm": int(np.prod(x.shape))}
+                        "voxels_1mm": int(np.prod(x.shape)), "tile_workers": workers}
+
+    def tile_workers(self, n_tiles: int) -> int:
+        """Tiles computed at once: on CPU `workers`, or torch's intra-op thread count (the cores granted, e.g. by
+        `imaging.devices.set_cpu_threads`), at most one per tile; on CUDA one."""
+        if self.device.type != "cpu":
+            return 1
+        return max(1, min(n_tiles, self.workers or torch.get_num_threads()))
 
     def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]:
         """(z, y, x) uint8 labels on the received slices (project label map = BLAST-CT's classes)."""
@@ -219,9 +243,43 @@ class DeepMedicSegmenter:
         t3 = time.perf_counter()
         timings = {"preprocess_s": t1 - t0, "network_s": info["network_s"], "tiling_s": t2 - t1 - info["network_s"],
                    "postprocess_s": t3 - t2, "total_s": t3 - t0, "tiles": info["tiles"],
+                   "tile_workers": info["tile_workers"],
                    "computed_fraction": info["voxels_computed"] / max(1, info["voxels_1mm"]),
                    "members": len(self._nets)}
         return labels, timings
+
+
+def _run_concurrently(run: Callable[[Tile], int], tiles: list[Tile], workers: int) -> list[int]:
+    """`run` of each tile on `workers` threads, this one included; torch's intra-op threads set to one meanwhile.
+
+    Torch releases the GIL inside its operators, so the threads compute in parallel. The largest
+    tiles start first, so that the last ones to start are short and the threads end together.
+    This thread takes tiles too: glibc serves its large blocks from the main heap, which
+    `imaging.heap.reused_heap` keeps between tiles (other threads' arenas map large blocks afresh).
+    """
+    pending = sorted(tiles, key=lambda t: np.prod([s.stop - s.start for s in t]), reverse=True)
+    lock = threading.Lock()
+    done: list[int] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                tile = pending.pop(0)
+            done.append(run(tile))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers - 1) as pool:
+            helpers = [pool.submit(work) for _ in range(workers - 1)]
+            work()
+            for helper in helpers:
+                helper.result()  # re-raises a helper's exception here
+    finally:
+        torch.set_num_threads(threads)
+    return done
 
 
 def open_blast_ct(device: torch.device, ensemble: int | None = None, tile: int = DEFAULT_TILE) -> DeepMedicSegmenter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from imaging.inference import set_cpu_threads, threads_beside_load
+from imaging.devices import set_cpu_threads, threads_beside_load
 
 
 def test_threads_take_the_free_cores() -> None:

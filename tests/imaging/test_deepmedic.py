@@ -85,6 +85,20 @@ def test_tiles_join_without_seams() -> None:
     assert np.array_equal(small, large)
 
 
+def test_tiles_on_concurrent_threads_give_the_same_labels() -> None:
+    """Tiles run on two threads (one intra-op thread each) write the labels one thread writes; torch's
+    thread count is restored afterwards."""
+    x, mask = _small_head()
+    planes = np.arange(2, 30, 5)
+    one = DeepMedicSegmenter(CPU, member_names()[:1], tile=15, workers=1)
+    two = DeepMedicSegmenter(CPU, member_names()[:1], tile=15, workers=2)
+    threads = torch.get_num_threads()
+    labels, info = two.labels_1mm(x, mask, planes)
+    assert info["tile_workers"] == 2 and info["tiles"] > 2
+    assert torch.get_num_threads() == threads
+    assert np.array_equal(labels, one.labels_1mm(x, mask, planes)[0]) and labels[planes].any()
+
+
 def test_thick_slices_widen_the_tile_and_keep_the_labels() -> None:
     """With a fifth of the planes read (5 mm slices) the tile grows to 90 and the labels of those planes stay."""
     assert tile_for_planes(60, 1.0) == 60  # every plane read: the dense tile, memory as measured
