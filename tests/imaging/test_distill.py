@@ -271,6 +271,24 @@ def test_cli_distill_from_the_phantom_model_with_rehearsal_starts_there_and_rehe
     assert meta["distillation"]["learned_from"]["series"] == 8  # phantoms are not the study's series
 
 
+def test_report_cautions_when_a_warm_started_student_is_its_start_unchanged():
+    from types import SimpleNamespace
+
+    from imaging.distill_report import cautions
+
+    summary = pd.DataFrame([{"comparison": "student_vs_teacher", "class": "iph", "with_class": 9, "dice_mean": 0.8}])
+
+    def result(start, best_epoch):  # noqa: ANN001, ANN202 - what `cautions` reads of a DistillResult
+        return SimpleNamespace(summary=summary, skipped={}, metadata={"start": start},
+                               model=SimpleNamespace(metadata={"metrics": {"best_epoch": best_epoch}}))
+
+    phantom = {"name": "unet2d-phantom", "version": "abc"}
+    said = [c for c in cautions(result(phantom, 0)) if "unchanged" in c]
+    assert len(said) == 1 and "unet2d-phantom" in said[0]
+    assert not [c for c in cautions(result(phantom, 3)) if "unchanged" in c]
+    assert not [c for c in cautions(result(None, 0)) if "unchanged" in c]  # no start: nothing to be unchanged from
+
+
 def test_teacher_masks_outside_the_label_map_are_refused(study, tmp_path):
     from imaging.distill import check_labels
 
