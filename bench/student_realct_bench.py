@@ -1,15 +1,25 @@
-"""The distilled student on real CT: BLAST-CT (one network) teaches the 2.5D U-Net on real scans, and both are
-scored against the CT-ICH truth on patients the student never saw.
+"""The distilled student on real CT: BLAST-CT (one network) teaches the 2.5D U-Net on real scans, and teacher,
+students and the student's start are scored against the CT-ICH truth on patients the students never saw.
 
-Real scans: the 5 CT-ICH patients' slice stacks and the normal GE head (`bench/realct_scans.py`). Two folds of
-patients: the student learns BLAST-CT's labels of the GE head and of one fold's CT-ICH patients (its training
-validation split carved from those), and is scored on the other fold's patients; then the folds swap. The
-student starts from the phantom U-Net's weights (`--from`; the 36 slices are too few to learn a network from
-scratch). Teacher labels are cached on disk (`--cache`), so only the first run pays BLAST-CT's minutes.
-Prints hemorrhage Dice (any class) per held-out patient and pooled, for the teacher, the student and the
-phantom model, the CPU seconds of distilling, and the load average.
+Real scans: the 5 CT-ICH patients' slice stacks and the normal GE head (`bench/realct_scans.py`). Leave one
+patient out: each student learns BLAST-CT's labels of the GE head and of four CT-ICH patients (its training
+validation patient carved from those five series by `train_model`) and is scored on the fifth; five folds, so
+every patient is scored once, by a student that never saw it. The students start from the phantom U-Net's
+weights (`--from`; 36 slices are too few to learn a network from scratch), in two recipes trained in the same
+run with the same seed, steps and batches:
 
-    python bench/student_realct_bench.py [--cache DIR] [--epochs 6] [--steps 20]
+- recipe: that of `ctstudy imaging distill --from phantom --rehearsal N` (on this bench's shorter schedule):
+  BatchNorm statistics of the start kept, peak learning rate 3e-4, and `--rehearsal` phantoms with their
+  truth (`imaging.rehearsal`, seeded by `--seed`) drawn for `--rehearsal-fraction` of each batch's slices,
+  so the student keeps what it knew;
+- plain: the start fine-tuned on the teacher's labels alone (BatchNorm trained, peak learning rate 1e-3).
+
+In both the start competes as epoch 0 on the validation patient, so a student may be its start unchanged: the
+best epoch of each fold is printed (0: the start). Teacher labels are cached on disk (`--cache`), so only the
+first run pays BLAST-CT's minutes. Prints hemorrhage Dice (any class) per held-out patient and pooled, for the
+teacher, both students and the start, the CPU seconds of distilling, and the load average.
+
+    python bench/student_realct_bench.py [--cache DIR] [--epochs 6] [--steps 20] [--rehearsal 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +41,12 @@ from realct_scans import ct_ich_patient_scans, ge_head, teacher_labels  # noqa: 
 
 from imaging.inference import UNetSegmenter  # noqa: E402
 from imaging.model import DEFAULT_MODEL_PATH, load_model  # noqa: E402
+from imaging.rehearsal import phantom_examples  # noqa: E402
 from imaging.train import TrainingConfig, TrainingExample, train_model  # noqa: E402
 from vocabulary.labels import HEMORRHAGE_LABELS  # noqa: E402
 
-FOLDS = (("CTICH-78", "CTICH-80", "CTICH-81"), ("CTICH-77", "CTICH-79"))
+TEACHER, START = "teacher (blast-ct)", "phantom U-Net (start)"
+RECIPE, PLAIN = "student (recipe)", "student (plain)"
 
 
 def hemorrhage_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -49,12 +62,19 @@ def main() -> None:
     ap.add_argument("--from", dest="start", default="phantom")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rehearsal", type=int, default=8, help="phantoms rehearsed by the recipe")
+    ap.add_argument("--rehearsal-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     initial = load_model(DEFAULT_MODEL_PATH if a.start == "phantom" else Path(a.start))
-    rows, cpu_total = [], 0.0
+    base = TrainingConfig(epochs=a.epochs, steps_per_epoch=a.steps, batch_size=8, seed=a.seed,
+                          net=dict(initial.net_config))
+    recipes = {RECIPE: (replace(base, lr=3e-4, freeze_batchnorm=True, rehearsal_fraction=a.rehearsal_fraction),
+                        phantom_examples(a.rehearsal, a.seed) if a.rehearsal else []),
+               PLAIN: (replace(base, lr=1e-3), [])}
+    rows, cpu, best = [], dict.fromkeys(recipes, 0.0), {name: [] for name in recipes}
     with tempfile.TemporaryDirectory() as tmp:
         scans = {s.patient_key: s for s in ct_ich_patient_scans(Path(tmp))}
         ge = ge_head()
@@ -62,36 +82,38 @@ def main() -> None:
         teacher = {k: teacher_labels(s.volume, a.cache) for k, s in scans.items()}
         ge_teacher = teacher_labels(ge, a.cache) if ge is not None else None
         teacher_cpu = time.process_time() - t0
-        phantom = UNetSegmenter(initial, torch.device("cpu"))
-        for fold, learn in enumerate(FOLDS):
+        start = UNetSegmenter(initial, torch.device("cpu"))
+        for held in scans:
             examples = [TrainingExample(s.series_instance_uid, k, s.volume.hu, teacher[k])
-                        for k, s in scans.items() if k in learn]
+                        for k, s in scans.items() if k != held]
             if ge is not None:
                 examples.append(TrainingExample("ge-head", "GE-HEAD", ge.hu, ge_teacher))
-            cfg = TrainingConfig(epochs=a.epochs, steps_per_epoch=a.steps, batch_size=8, lr=1e-3, seed=a.seed,
-                                 net=dict(initial.net_config))
-            c0 = time.process_time()
-            model = train_model(examples, cfg, initial.preprocessing, "cpu", label_map=dict(initial.label_map),
-                                initial=initial)
-            cpu_total += time.process_time() - c0
-            student = UNetSegmenter(model, torch.device("cpu"))
-            for k, s in scans.items():
-                if k in learn:
-                    continue
-                for name, pred in (("teacher (blast-ct)", teacher[k]), ("student", student.segment(s.volume)[0]),
-                                   ("phantom U-Net", phantom.segment(s.volume)[0])):
-                    overlap, predicted, true = hemorrhage_counts(pred, s.labels)
-                    rows.append({"fold": fold, "patient": k, "model": name, "overlap": overlap,
-                                 "predicted": predicted, "true": true})
+            predictions = {TEACHER: teacher[held], START: start.segment(scans[held].volume)[0]}
+            for name, (cfg, rehearsal) in recipes.items():
+                c0 = time.process_time()
+                model = train_model(examples, cfg, initial.preprocessing, "cpu", label_map=dict(initial.label_map),
+                                    initial=initial, rehearsal=rehearsal)
+                cpu[name] += time.process_time() - c0
+                best[name].append(f"{held[-2:]}:{model.metadata['metrics']['best_epoch']}")
+                predictions[name] = UNetSegmenter(model, torch.device("cpu")).segment(scans[held].volume)[0]
+            for name, pred in predictions.items():
+                overlap, predicted, true = hemorrhage_counts(pred, scans[held].labels)
+                rows.append({"patient": held, "model": name, "overlap": overlap, "predicted": predicted,
+                             "true": true})
     df = pd.DataFrame(rows)
     df["dice"] = 2 * df["overlap"] / (df["predicted"] + df["true"])
-    print(df.pivot_table(index="patient", columns="model", values="dice").round(3).to_string())
-    pooled = df.groupby("model")[["overlap", "predicted", "true"]].sum()
+    order = [TEACHER, RECIPE, PLAIN, START]
+    print(df.pivot_table(index="patient", columns="model", values="dice")[order].round(3).to_string())
+    pooled = df.groupby("model")[["overlap", "predicted", "true"]].sum().loc[order]
     print("pooled over the 5 held-out patients:",
           "; ".join(f"{m} {2 * r.overlap / (r.predicted + r.true):.3f}" for m, r in pooled.iterrows()))
-    print(f"teacher labels: {teacher_cpu:.0f} CPU s (0 when cached); distilling the two students: "
-          f"{cpu_total:.0f} CPU s; GE head {'included' if ge is not None else 'not found'}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print("best epoch per held-out patient (0: the start returned unchanged):",
+          "; ".join(f"{name} {' '.join(b)}" for name, b in best.items()))
+    print(f"recipe: {a.rehearsal} rehearsal phantoms at {a.rehearsal_fraction:g} of each batch, lr 3e-4, BatchNorm "
+          f"kept; {a.epochs} epochs of {a.steps} steps of 8 slices")
+    print(f"teacher labels: {teacher_cpu:.0f} CPU s (0 when cached); distilling five students: "
+          + ", ".join(f"{name} {s:.0f} CPU s" for name, s in cpu.items())
+          + f"; GE head {'included' if ge is not None else 'not found'}; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,17 @@ def distill(
     size: int = typer.Option(256, "--size", help="Student input size (pixels, square)."),
     context_slices: int = typer.Option(1, "--context-slices", help="2.5D: neighbours on each side as channels."),
     channels: str = typer.Option("8,16,32,64,128", "--channels", help="Student U-Net widths per level."),
+    from_spec: str | None = typer.Option(None, "--from",
+                                         help="Start the student from this U-Net (phantom: the shipped model, or a "
+                                              "checkpoint path) instead of random weights: for a study with few "
+                                              "scans. Its size, context and widths are used; its BatchNorm "
+                                              "statistics are kept; its weights compete as epoch 0."),
+    rehearsal: int = typer.Option(0, "--rehearsal", min=0,
+                                  help="Phantoms (rendered in memory, with their truth) mixed into every batch so "
+                                       "that a student started --from phantom keeps what it knew (0: none)."),
+    rehearsal_fraction: float = typer.Option(0.25, "--rehearsal-fraction", min=0.0, max=1.0,
+                                             help="Share of each batch's slices drawn from the --rehearsal phantoms."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 3e-3; 3e-4 with --from)."),
     ensemble: int | None = typer.Option(None, "--ensemble", min=1, help="Teacher ensemble members (blast-ct)."),
     timing_scans: int = typer.Option(3, "--timing-scans", min=1,
                                      help="Scans the teacher is timed on when its labels were all reused."),
@@ -266,11 +277,26 @@ def distill(
         student_teacher_table,
         write_report,
     )
+    from imaging.model import DEFAULT_MODEL_PATH, load_model
     from imaging.preprocess import Preprocessing
-    from imaging.segmenters import open_segmenter
+    from imaging.segmenters import PHANTOM, open_segmenter
     from imaging.train import TrainingConfig
 
     widths = [int(c) for c in channels.split(",")]
+    net = {"channels": widths, "strides": [2] * (len(widths) - 1), "num_res_units": 1}
+    preprocessing = Preprocessing(size=size, context_slices=context_slices)
+    initial = None
+    if from_spec is not None:
+        start = DEFAULT_MODEL_PATH if from_spec == PHANTOM else Path(from_spec)
+        if not start.is_file():
+            err.print(f"[red]error:[/red] --from {from_spec}: neither {PHANTOM!r} nor a checkpoint file")
+            raise typer.Exit(2)
+        initial = load_model(start)
+        net, preprocessing = dict(initial.net_config), initial.preprocessing
+    if rehearsal and initial is None:
+        err.print("[red]error:[/red] --rehearsal keeps what a starting model knew: give --from phantom (or a "
+                  "checkpoint) too")
+        raise typer.Exit(2)
     with open_registry(ctx) as (home, engine), open_executor(scheduler) as executor:
         dev = select_device(device)
         n_threads = set_cpu_threads(threads) if dev.type == "cpu" else None
@@ -285,9 +311,10 @@ def distill(
         options = DistillOptions(
             series_limit=series_limit, seed=seed, timing_scans=timing_scans,
             training=TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
-                                    val_fraction=val_fraction,
-                                    net={"channels": widths, "strides": [2] * (len(widths) - 1), "num_res_units": 1}),
-            preprocessing=Preprocessing(size=size, context_slices=context_slices))
+                                    val_fraction=val_fraction, net=net,
+                                    lr=lr if lr is not None else (3e-3 if initial is None else 3e-4),
+                                    freeze_batchnorm=initial is not None, rehearsal_fraction=rehearsal_fraction),
+            preprocessing=preprocessing, initial=initial, rehearsal_phantoms=rehearsal)
         path = out or home.models_dir / "student.pt"
         where = (f"on {executor.describe()} (device {device} per worker); the student on {dev}"
                  if executor.distributed else f"on {dev}")

@@ -11,7 +11,12 @@
    segment` does; the teacher is timed on the series it labels, wherever they ran.
 3. The student (`imaging.train.train_model`, all classes of `vocabulary.labels`) trains on those
    masks, a manual annotation replacing the teacher's mask wherever a series has one; patients
-   are held out for validation (the split of `train_model`, seeded).
+   are held out for validation (the split of `train_model`, seeded). By default it starts from
+   random weights, which suits a study's hundreds of scans. With few scans it can start from a
+   trained U-Net instead (`DistillOptions.initial`, e.g. the shipped phantom model): its weights
+   compete as epoch 0 on the validation patients, and `rehearsal_phantoms` phantoms with their
+   truth (`imaging.rehearsal`) are mixed into every batch so that it keeps what it knew while it
+   learns the teacher's labels of real scans.
 4. On the held-out series the student is compared with the teacher (and both with manual
    annotations where there are any), and both are timed per scan in this same run.
 5. The checkpoint records the teacher (name, version, members), the series learned from (hashed),
@@ -41,6 +46,7 @@ from imaging.agreement import class_agreement, summarize_agreement
 from imaging.inference import UNetSegmenter
 from imaging.model import SegmentationModel
 from imaging.preprocess import Preprocessing
+from imaging.rehearsal import phantom_examples
 from imaging.sampling import draw_sample, sample_summary
 from imaging.segment import segment_registered_series
 from imaging.segmenters import LesionSegmenter
@@ -60,6 +66,8 @@ class DistillOptions:
     timing_scans: int = 3  # scans the teacher is timed on when this run labelled fewer
     training: TrainingConfig = field(default_factory=TrainingConfig)
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(context_slices=1))
+    initial: SegmentationModel | None = None  # warm start (its preprocessing and widths); None: random weights
+    rehearsal_phantoms: int = 0  # phantoms that only train, `training.rehearsal_fraction` of each batch
 
 
 @dataclass
@@ -179,9 +187,11 @@ def distill(
                          f"({'; '.join(f'{u}: {r}' for u, r in list(skipped.items())[:3]) or 'none failed'})")
 
     # 3. The student, on every class of the label map.
+    rehearsal = phantom_examples(options.rehearsal_phantoms, options.seed) if options.rehearsal_phantoms else []
     phase("train", options.training.epochs * options.training.steps_per_epoch)
     model = train_model(examples, options.training, options.preprocessing, device, on_step=on_step,
-                        on_epoch=on_epoch, label_map=dict(LABEL_MAP))
+                        on_epoch=on_epoch, label_map=dict(LABEL_MAP), initial=options.initial,
+                        rehearsal=rehearsal)
     model.name = student_name(teacher)
     held_out_digests = set(model.metadata["split"]["validation"])
     held_out = [e.series_instance_uid for e in examples if uid_digest(e.series_instance_uid) in held_out_digests]
@@ -240,6 +250,9 @@ def distill(
                                            TEACHER: sum(v == TEACHER for v in sources.values())}},
         "sample": {"series_limit": options.series_limit, "seed": options.seed,
                    "strata": sample_summary(sample).to_dict("records")},
+        "start": ({"name": options.initial.name, "version": options.initial.version}
+                  if options.initial is not None else None),
+        "rehearsal_phantoms": options.rehearsal_phantoms,
         "agreement": _agreement_records(summary),
         "cost": cost,
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

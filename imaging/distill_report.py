@@ -129,6 +129,10 @@ def cautions(result: DistillResult) -> list[str]:
                    "(`ctstudy registry import-annotations`) to see both against readers.")
     if result.skipped:
         out.append(f"{len(result.skipped)} drawn series were left out (listed in the JSON report).")
+    start = result.metadata.get("start")
+    if start and result.model.metadata["metrics"]["best_epoch"] == 0:
+        out.append(f"The student is its start ({start['name']}) unchanged: no trained epoch agreed better with the "
+                   "teacher on the validation patients.")
     return out
 
 

@@ -12,6 +12,9 @@
   scale) and an intensity gain/offset/noise, then cropped to `patch` pixels around a voxel of
   the chosen class (or anywhere in the head) - a fully convolutional net trained on patches
   applies to the whole slice;
+- rehearsal series (`rehearsal`, e.g. `imaging.rehearsal`'s phantoms) train only, never validate: a
+  `rehearsal_fraction` share of each batch's slices is drawn from them (by the same lesion and class
+  rules), so that a warm-started model keeps seeing what it already knew while it learns new data;
 - loss MONAI DiceCELoss, AdamW with cosine decay, bf16/fp16 autocast on CUDA only;
 - validation Dice per series on the network grid after each epoch; the best epoch is kept;
 - optionally warm-started from another checkpoint (`initial`), also one of another label map (the
@@ -26,7 +29,7 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +82,8 @@ class TrainingConfig:
     # Fine-tuning: keep BatchNorm's running statistics (and affine weights) of the initial model, so that a few
     # lesion-centred patches of a new source do not rewrite the normalisation the whole network relies on.
     freeze_batchnorm: bool = False
+    # Of each batch's slices, the share drawn from `train_model`'s rehearsal series (when it is given any).
+    rehearsal_fraction: float = 0.25
     net: dict = field(default_factory=lambda: dict(DEFAULT_NET))
 
 
@@ -146,6 +151,37 @@ def _augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainingConfig, gen: torch.G
 
 
 ANY_LESION = 0  # crop focus: any lesion voxel of the slice (a class value focuses on that class)
+
+
+@dataclass
+class _SlicePools:
+    """Slices to draw training batches from, as (series index, slice index) pairs: every in-head slice, those
+    holding each lesion class, and those holding any lesion."""
+
+    every: list[tuple[int, int]]
+    by_class: dict[int, list[tuple[int, int]]]
+    lesion: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, data: Sequence[_Prepared], series: Iterable[int], classes: dict[int, str]) -> _SlicePools:
+        every = [(i, int(z)) for i in series for z in np.flatnonzero(data[i].in_head)]
+        by_class = {k: [(i, z) for i, z in every if (data[i].labels[z] == k).any()] for k in classes if k}
+        by_class = {k: v for k, v in by_class.items() if v}
+        return cls(every, by_class, sorted({s for v in by_class.values() for s in v}))
+
+    def draw(self, data: Sequence[_Prepared], cfg: TrainingConfig, rng: np.random.Generator,
+             ) -> tuple[tuple[int, int], int | None]:
+        """One slice and its crop focus: a lesion slice `lesion_fraction` of the time (class-balanced for
+        `class_balanced_fraction` of those), else any in-head slice."""
+        classes = sorted(self.by_class)
+        if classes and rng.random() < cfg.lesion_fraction:
+            if rng.random() < cfg.class_balanced_fraction:
+                k = classes[int(rng.integers(len(classes)))]
+                return self.by_class[k][int(rng.integers(len(self.by_class[k])))], k
+            return self.lesion[int(rng.integers(len(self.lesion)))], ANY_LESION
+        i, z = self.every[int(rng.integers(len(self.every)))]
+        lab = data[i].labels[z]
+        return (i, z), (ANY_LESION if ((lab > 0) & (lab != UNANNOTATED)).any() else None)
 
 
 def _crop_centres(y: torch.Tensor, focus: Sequence[int | None], patch: int,
@@ -289,6 +325,7 @@ def train_model(
     on_epoch: Callable[[EpochReport], None] | None = None,
     label_map: dict[int, str] | None = None,
     initial: SegmentationModel | None = None,
+    rehearsal: Sequence[TrainingExample] = (),
 ) -> SegmentationModel:
     """Fit a U-Net to `examples`; the returned model holds the best-validation weights and its provenance.
 
@@ -296,6 +333,8 @@ def train_model(
     source (manual annotations, a teacher model's masks) as long as their values are in it.
     `initial`: start from this model's weights (fine-tuning) instead of a random initialization; its
     network widths and preprocessing must be those of `config` and `preprocessing`.
+    `rehearsal`: labelled series that only train (never validate), `config.rehearsal_fraction` of every batch's
+    slices drawn from them: what a warm-started model already knew, kept in view while it learns `examples`.
     """
     cfg = config or TrainingConfig()
     classes = dict(label_map or LABEL_MAP)
@@ -313,13 +352,12 @@ def train_model(
     prepared = [_prepare(e, pre) for e in sorted(examples, key=lambda e: e.series_instance_uid)]
     train = [p for p in prepared if p.patient in train_keys]
     val = [p for p in prepared if p.patient in val_keys]
-    # Pools of (series, slice): every in-head slice, and per lesion class those holding it.
-    pool = [(i, int(z)) for i, p in enumerate(train) for z in np.flatnonzero(p.in_head)]
-    class_pools = {k: [(i, z) for i, z in pool if (train[i].labels[z] == k).any()] for k in classes if k}
-    class_pools = {k: v for k, v in class_pools.items() if v}
-    lesion_classes = sorted(class_pools)
-    lesion_pool = sorted({s for v in class_pools.values() for s in v})
-    if not pool:
+    # Rehearsal series train only (never validate), drawn for `rehearsal_fraction` of each batch's slices.
+    rehearsed = [_prepare(e, pre) for e in sorted(rehearsal, key=lambda e: e.series_instance_uid)]
+    sources = train + rehearsed  # the (series, slice) pairs of both pools index this list
+    own = _SlicePools.of(sources, range(len(train)), classes)
+    replay = _SlicePools.of(sources, range(len(train), len(sources)), classes) if rehearsed else None
+    if not own.every:
         raise ValueError("no training slice contains head (is the HU scaling right?)")
 
     net = build_unet(pre.in_channels, len(classes), cfg.net)
@@ -361,20 +399,12 @@ def train_model(
         for step in range(cfg.steps_per_epoch):
             picks, focus = [], []
             for _ in range(cfg.batch_size):
-                if lesion_classes and rng.random() < cfg.lesion_fraction:
-                    if rng.random() < cfg.class_balanced_fraction:
-                        k = lesion_classes[int(rng.integers(len(lesion_classes)))]
-                        picks.append(class_pools[k][int(rng.integers(len(class_pools[k])))])
-                        focus.append(k)
-                    else:
-                        picks.append(lesion_pool[int(rng.integers(len(lesion_pool)))])
-                        focus.append(ANY_LESION)
-                else:
-                    picks.append(pool[int(rng.integers(len(pool)))])
-                    lab = train[picks[-1][0]].labels[picks[-1][1]]
-                    focus.append(ANY_LESION if ((lab > 0) & (lab != UNANNOTATED)).any() else None)
-            x = np.stack([pre.channels(train[i].images, np.array([z]))[0] for i, z in picks]).astype(np.float32) / 255
-            y = np.stack([train[i].labels[z] for i, z in picks])
+                pools = replay if replay is not None and rng.random() < cfg.rehearsal_fraction else own
+                pick, f = pools.draw(sources, cfg, rng)
+                picks.append(pick)
+                focus.append(f)
+            x = np.stack([pre.channels(sources[i].images, np.array([z]))[0] for i, z in picks]).astype(np.float32) / 255
+            y = np.stack([sources[i].labels[z] for i, z in picks])
             xt, yt = _augment(torch.from_numpy(x), torch.from_numpy(y), cfg, gen)
             centres = _crop_centres(yt, focus, cfg.patch, rng)
             xt = torch.stack([xt[b, :, cy - half : cy + half, cx - half : cx + half] for b, (cy, cx) in
@@ -408,6 +438,8 @@ def train_model(
         "seed": cfg.seed,
         "training_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "training_data_sha256": training_data_sha256(examples),
+        "rehearsal": ({"series": len(rehearsed), "sha256": training_data_sha256(rehearsal),
+                       "fraction": cfg.rehearsal_fraction} if rehearsed else None),
         "initial_model": ({"name": initial.name, "version": initial.version, "label_map": initial.label_map}
                           if initial is not None else None),
         "split": {"train": sorted(uid_digest(p.uid) for p in train),

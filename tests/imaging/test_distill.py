@@ -245,6 +245,50 @@ def test_cli_distill_writes_student_and_report_and_the_student_segments_like_any
     assert "nope.pt" in bad.output
 
 
+def test_cli_distill_from_the_phantom_model_with_rehearsal_starts_there_and_rehearses(study, tmp_path, one_thread):
+    from imaging.model import DEFAULT_MODEL_PATH
+
+    home = study["home"]
+    out = tmp_path / "warm.pt"
+    args = ["--home", str(home.root), "imaging", "distill", "--teacher", str(study["teacher"]), "--series-limit", "8",
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--val-fraction", "0.3",
+            "--device", "cpu", "--out", str(out)]
+    refused = runner.invoke(app, [*args, "--rehearsal", "2"], catch_exceptions=False)
+    assert refused.exit_code == 2 and "--from" in refused.output  # rehearsal without a start keeps nothing
+
+    result = runner.invoke(app, [*args, "--from", "phantom", "--rehearsal", "2", "--rehearsal-fraction", "0.5"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    student, phantom = load_model(out), load_model(DEFAULT_MODEL_PATH)
+    meta = student.metadata
+    assert meta["initial_model"]["version"] == phantom.version
+    assert meta["distillation"]["start"]["version"] == phantom.version
+    assert student.preprocessing == phantom.preprocessing and student.net_config == phantom.net_config
+    assert meta["metrics"]["history"][0]["epoch"] == 0  # the start competed on the validation patients
+    assert meta["training_config"]["freeze_batchnorm"] is True and meta["training_config"]["lr"] == 3e-4
+    assert meta["rehearsal"]["series"] == 2 and meta["rehearsal"]["fraction"] == 0.5
+    assert meta["distillation"]["rehearsal_phantoms"] == 2
+    assert meta["distillation"]["learned_from"]["series"] == 8  # phantoms are not the study's series
+
+
+def test_report_cautions_when_a_warm_started_student_is_its_start_unchanged():
+    from types import SimpleNamespace
+
+    from imaging.distill_report import cautions
+
+    summary = pd.DataFrame([{"comparison": "student_vs_teacher", "class": "iph", "with_class": 9, "dice_mean": 0.8}])
+
+    def result(start, best_epoch):  # noqa: ANN001, ANN202 - what `cautions` reads of a DistillResult
+        return SimpleNamespace(summary=summary, skipped={}, metadata={"start": start},
+                               model=SimpleNamespace(metadata={"metrics": {"best_epoch": best_epoch}}))
+
+    phantom = {"name": "unet2d-phantom", "version": "abc"}
+    said = [c for c in cautions(result(phantom, 0)) if "unchanged" in c]
+    assert len(said) == 1 and "unet2d-phantom" in said[0]
+    assert not [c for c in cautions(result(phantom, 3)) if "unchanged" in c]
+    assert not [c for c in cautions(result(None, 0)) if "unchanged" in c]  # no start: nothing to be unchanged from
+
+
 def test_teacher_masks_outside_the_label_map_are_refused(study, tmp_path):
     from imaging.distill import check_labels
 
