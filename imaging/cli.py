@@ -291,7 +291,13 @@ def distill(
         if not start.is_file():
             err.print(f"[red]error:[/red] --from {from_spec}: neither {PHANTOM!r} nor a checkpoint file")
             raise typer.Exit(2)
-        initial = load_model(start)
+        try:
+            initial = load_model(start)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --from: {exc}. A student starts from a 2.5D U-Net checkpoint "
+                      "(phantom, or a model.pt of `imaging train`, `distill` or `adapt --from phantom`), not from a "
+                      "BLAST-CT network")
+            raise typer.Exit(2) from exc
         net, preprocessing = dict(initial.net_config), initial.preprocessing
     if rehearsal and initial is None:
         err.print("[red]error:[/red] --rehearsal keeps what a starting model knew: give --from phantom (or a "

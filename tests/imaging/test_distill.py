@@ -255,6 +255,11 @@ def test_cli_distill_from_the_phantom_model_with_rehearsal_starts_there_and_rehe
             "--device", "cpu", "--out", str(out)]
     refused = runner.invoke(app, [*args, "--rehearsal", "2"], catch_exceptions=False)
     assert refused.exit_code == 2 and "--from" in refused.output  # rehearsal without a start keeps nothing
+    not_unet = tmp_path / "deepmedic.pt"
+    torch.save({"fully_connected.0.bn.weight": torch.ones(3)}, not_unet)  # a plain state dict, as BLAST-CT's
+    refused = runner.invoke(app, [*args, "--from", str(not_unet)], catch_exceptions=False)
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "not a ctstudy imaging checkpoint" in said and "U-Net checkpoint" in said
 
     result = runner.invoke(app, [*args, "--from", "phantom", "--rehearsal", "2", "--rehearsal-fraction", "0.5"],
                            catch_exceptions=False)
