@@ -17,9 +17,16 @@ and registers it).
   the planes read only) and the classifier trains on samples of them: the same optimisation as training on
   3D patches around those voxels, at a fraction of the cost, but without augmentation (augmenting would
   need the pathways again each step).
-- **Sampling.** Each training scan gives all its annotated lesion voxels and `background_per_lesion` times as
-  many annotated background voxels (at least `min_background`), at most `max_voxels_per_scan`; the loss is
-  `imaging.train.masked_dice_ce` (Dice + cross-entropy over annotated voxels).
+- **Sampling.** Each training scan gives all its annotated lesion voxels and `background_per_lesion` (30)
+  times as many annotated background voxels (at least `min_background`), at most `max_voxels_per_scan`: about
+  the share of blood in a hemorrhagic head's slices (1-3 % of the head voxels on CT-ICH). A lesion-rich
+  sample (one background voxel in four) shifts the classifier's prior towards lesion: past the first epoch it
+  calls blood where there is none, and whole held-out patients lose Dice (docs/benchmarks.md).
+- **Loss.** `imaging.train.masked_dice_ce` (Dice + cross-entropy over annotated voxels) plus how far the
+  classifier moved from the starting network on the same voxels (`kept_start_penalty`, learning without
+  forgetting): `keep_start` times the KL divergence of the class probabilities, and `keep_unannotated` times
+  the KL of each class that no training voxel is annotated with, so those classes stay near what BLAST-CT
+  answered.
 - **Never worse on validation.** Validation patients are carved from the training patients
   (`imaging.train.patient_split`); the starting weights are scored on all their annotated voxels as epoch 0,
   and compete with every epoch: the best is kept. Those scores are the inference's own labels on those
@@ -38,6 +45,7 @@ preprocessing; `segment --model <folder>/model.pt` runs it through `DeepMedicSeg
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import tempfile
 import time
@@ -88,7 +96,9 @@ class DeepMedicTuning:
     batch_voxels: int = 4096
     lr: float = 1e-4
     trainable_layers: int = N_FULLY_CONNECTED  # fully connected layers that train, counted from the classifier
-    background_per_lesion: float = 3.0
+    background_per_lesion: float = 30.0
+    keep_start: float = 1.0  # weight of the KL divergence to the starting network's class probabilities
+    keep_unannotated: float = 10.0  # weight of the per-class KL for classes no training voxel is annotated with
     min_background: int = 2000
     max_voxels_per_scan: int = 40000
     val_fraction: float = 0.2
@@ -219,6 +229,26 @@ def plane_features(net: DeepMedic, scan: Scan, window: tuple[float, float], devi
     return np.concatenate(feats), np.concatenate(labs)
 
 
+def cached_plane_features(net: DeepMedic, scan: Scan, window: tuple[float, float], device: torch.device,
+                          cache: Path, network_version: str) -> tuple[np.ndarray, np.ndarray]:
+    """`plane_features`, read from (or written to) `cache`, keyed by the network's version, the window and a
+    hash of the scan's image, geometry and labels: repeated adaptations of a study compute each scan's once."""
+    h = hashlib.sha256(f"{network_version} {window} {scan.volume.spacing}".encode())
+    for a in (scan.volume.hu, scan.volume.affine, scan.volume.positions,
+              np.zeros(0) if scan.labels is None else scan.labels):
+        h.update(np.ascontiguousarray(a).tobytes())
+    path = Path(cache) / f"features-{h.hexdigest()[:24]}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return z["feats"], z["labels"]
+    feats, labels = plane_features(net, scan, window, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.npz")
+    np.savez(tmp, feats=feats, labels=labels)
+    tmp.replace(path)
+    return feats, labels
+
+
 def _classify(net: DeepMedic, feats: np.ndarray, device: torch.device, chunk: int = 65536) -> np.ndarray:
     out = []
     with torch.inference_mode():
@@ -270,6 +300,30 @@ def validation_score(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(dices)) if dices else float("nan")
 
 
+def kept_start_penalty(start: DeepMedic, logits: torch.Tensor, feats: torch.Tensor,
+                       unannotated: Sequence[int], weights: tuple[float, float]) -> torch.Tensor:
+    """How far the tuned classifier has moved from the starting network on `feats` (learning without forgetting).
+
+    `weights[0]` times KL(start || tuned) of the class probabilities, mean per voxel, plus `weights[1]` times,
+    for each class in `unannotated` (no annotated voxel in the training set), the KL of that class's
+    probability as a yes/no answer, summed over those classes. A study's annotations seldom hold every class
+    (on CT-ICH a patient's scan holds one kind of hemorrhage); trained on them alone, the classifier unlearns
+    the classes nobody annotated, since every sampled voxel says "not that class" (docs/benchmarks.md: the
+    held-out patient with intraventricular blood). The whole-distribution term lets the annotated classes
+    move; the per-class term holds each unannotated class's probability where BLAST-CT put it.
+    """
+    with torch.no_grad():
+        target = torch.softmax(classifier_logits(start, feats), 1)
+    penalty = weights[0] * F.kl_div(torch.log_softmax(logits, 1), target, reduction="batchmean")
+    if unannotated and weights[1]:
+        eps = 1e-6
+        q0 = target[:, list(unannotated)].clamp(eps, 1 - eps)
+        q = torch.softmax(logits, 1)[:, list(unannotated)].clamp(eps, 1 - eps)
+        yes_no = q0 * (q0.log() - q.log()) + (1 - q0) * ((1 - q0).log() - (1 - q).log())
+        penalty = penalty + weights[1] * yes_no.sum(1).mean()
+    return penalty
+
+
 def _trainable(net: DeepMedic, layers: int) -> list[torch.nn.Parameter]:
     for p in net.parameters():
         p.requires_grad_(False)
@@ -292,6 +346,9 @@ def fine_tune(initial: DeepMedicCheckpoint, train: Sequence[tuple[np.ndarray, np
     y = torch.from_numpy(np.concatenate([lab for _, lab in train]).astype(np.int64))
     val_f = np.concatenate([f for f, _ in val]) if val else np.zeros((0, x.shape[1]), np.float16)
     val_y = np.concatenate([lab for _, lab in val]) if val else np.zeros(0, np.uint8)
+    start = network(initial, device) if tuning.keep_start or tuning.keep_unannotated else None
+    annotated_classes = set(np.unique(np.concatenate([lab for _, lab in train])).tolist()) - {UNANNOTATED}
+    unannotated = [c for c in range(int(initial.config["data"]["num_classes"])) if c not in annotated_classes]
     opt = torch.optim.Adam(params, lr=tuning.lr)
     history = [{"epoch": 0, "loss": None, "val_score": validation_score(_classify(net, val_f, device), val_y)}]
     best = (history[0]["val_score"], copy.deepcopy(net.state_dict()), 0)
@@ -299,8 +356,12 @@ def fine_tune(initial: DeepMedicCheckpoint, train: Sequence[tuple[np.ndarray, np
         t0, losses = time.perf_counter(), []
         for step in range(tuning.steps_per_epoch):
             idx = torch.from_numpy(rng.integers(0, len(x), min(tuning.batch_voxels, len(x))))
-            logits = classifier_logits(net, x[idx].to(device))  # (N, classes)
+            batch = x[idx].to(device)
+            logits = classifier_logits(net, batch)  # (N, classes)
             loss = masked_dice_ce(logits.T[None, :, :, None], y[idx].to(device)[None, None, :, None])
+            if start is not None:
+                loss = loss + kept_start_penalty(start, logits, batch, unannotated,
+                                                 (tuning.keep_start, tuning.keep_unannotated))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -315,16 +376,19 @@ def fine_tune(initial: DeepMedicCheckpoint, train: Sequence[tuple[np.ndarray, np
     state = {k: v.detach().cpu().clone() for k, v in best[1].items()}
     out = DeepMedicCheckpoint(state, initial.config, ADAPTED_NAME)
     return out, {"best_epoch": best[2], "history": history, "train_voxels": int(len(x)),
+                 "unannotated_classes": unannotated,
                  "val_voxels": int(len(val_y))}
 
 
 def adapt_deepmedic(initial: DeepMedicCheckpoint, scans: Sequence[Scan], options: AdaptOptions,
                     tuning: DeepMedicTuning, device: torch.device | str = "cpu", *,
                     on_step: Callable[[int, int, float], None] | None = None,
-                    segmenter: Callable[[DeepMedicCheckpoint], Callable] | None = None) -> AdaptResult:
+                    segmenter: Callable[[DeepMedicCheckpoint], Callable] | None = None,
+                    feature_cache: Path | None = None) -> AdaptResult:
     """Fine-tune `initial`'s classifier on the training patients' scans; score start and result on held-out ones.
 
     `segmenter(ckpt)` labels a volume with a checkpoint (default: the fast inference, `checkpoint_segmenter`).
+    `feature_cache`: a folder where the frozen pathways' features of each scan are kept (`cached_plane_features`).
     """
     device = torch.device(device)
     seg = segmenter or (lambda c: checkpoint_segmenter(c, device))
@@ -347,7 +411,8 @@ def adapt_deepmedic(initial: DeepMedicCheckpoint, scans: Sequence[Scan], options
     net, window = network(initial, device), _window(initial)
     train, val = [], []
     for s in annotated + pseudo:
-        feats, labels = plane_features(net, s, window, device)
+        feats, labels = (plane_features(net, s, window, device) if feature_cache is None else
+                         cached_plane_features(net, s, window, device, feature_cache, initial.version))
         if s.labels is None:  # pseudo-labels: the starting network's own classes on the head voxels
             labels = _classify(net, feats, device)
         if s.patient_key in val_keys:
