@@ -21,7 +21,8 @@ Pure: volumes and label arrays in, a model and its held-out figures out; no data
   (rotation, shift, scale, window gain and offset, noise: `imaging.train._augment`).
 - **Better or not.** The score is the mean over lesion classes present in the held-out annotations of the
   pooled Dice (all held-out voxels together). `improved` is the adapted model's score above the starting
-  model's by more than `min_gain`; `--promote` acts only then.
+  model's by more than `min_gain`, with no one of those classes losing more than `max_class_loss` of pooled
+  Dice (a gain in one kind of lesion must not hide the loss of another); `--promote` acts only then.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class AdaptOptions:
     holdout_fraction: float = 0.3
     pseudo_per_annotated: float = 1.0
     min_gain: float = 0.0
+    max_class_loss: float = 0.05
     seed: int = 1
     held_out: frozenset[str] | None = None  # patients to hold out, instead of drawing them by `holdout_fraction`
     training: TrainingConfig = field(default_factory=lambda: TrainingConfig(
@@ -76,6 +78,33 @@ class AdaptResult:
     score_after: float
     improved: bool
     card: dict
+    verdict: str = ""  # why it is better or not, in words
+
+
+@dataclass(frozen=True)
+class Verdict:
+    before: float
+    after: float
+    improved: bool
+    text: str
+
+
+def judged(summary: pd.DataFrame, classes: Sequence[str], min_gain: float, max_class_loss: float) -> Verdict:
+    """Whether "after" beats "before" on the held-out patients: its score (mean pooled Dice over `classes`) above
+    by more than `min_gain`, and no class of `classes` down by more than `max_class_loss`."""
+    before, after = (held_out_score(summary, m, classes) for m in ("before", "after"))
+    if not (np.isfinite(before) and np.isfinite(after)):
+        return Verdict(before, after, False, "not better: the held-out annotations hold no lesion to score")
+    if after <= before + min_gain:
+        return Verdict(before, after, False, f"not better: the score did not rise by more than {min_gain:g}")
+    pooled = summary[summary["class"].isin(classes)].pivot_table(index="class", columns="comparison",
+                                                                   values="dice_pooled")
+    lost = [f"{key} {row['before']:.3f} -> {row['after']:.3f}" for key, row in pooled.iterrows()
+            if row["after"] < row["before"] - max_class_loss]
+    if lost:
+        return Verdict(before, after, False, f"not better: the score rose but {', '.join(lost)} "
+                                             f"(a class may lose at most {max_class_loss:g})")
+    return Verdict(before, after, True, "better")
 
 
 def holdout_patients(annotated: Iterable[tuple[str, str]], fraction: float, seed: int) -> set[str]:
@@ -164,15 +193,14 @@ def adapt(initial: SegmentationModel, scans: Sequence[Scan], segmenter: Callable
                       heldout_agreement(segmenter(model), held_out, "after")], ignore_index=True)
     summary = summarize_agreement(rows.rename(columns={"model": "comparison"}))
     present = sorted(rows.loc[(rows["ref_voxels"] > 0) & (rows["class"] != HEMORRHAGE.key), "class"].unique())
-    before, after = (held_out_score(summary, m, present) for m in ("before", "after"))
-    improved = bool(np.isfinite(after) and np.isfinite(before) and after > before + opts.min_gain)
-    card = model_card(initial, scans, held, annotated, pseudo, summary, before, after, improved, cfg, device)
+    verdict = judged(summary, present, opts.min_gain, opts.max_class_loss)
+    card = model_card(initial, scans, held, annotated, pseudo, summary, verdict, cfg, device)
     model.metadata["adaptation"] = card
-    return AdaptResult(model, summary, before, after, improved, card)
+    return AdaptResult(model, summary, verdict.before, verdict.after, verdict.improved, card, verdict.text)
 
 
 def model_card(initial: SegmentationModel, scans: Sequence[Scan], held: set[str], annotated: Sequence[Scan],
-               pseudo: Sequence[Scan], summary: pd.DataFrame, before: float, after: float, improved: bool,
+               pseudo: Sequence[Scan], summary: pd.DataFrame, verdict: Verdict,
                cfg: TrainingConfig, device: torch.device | str) -> dict:
     """What the adapted model learned from and how it did: data, annotations used, held-out figures."""
     def per_center(items: Sequence[Scan]) -> dict[str, int]:
@@ -188,7 +216,8 @@ def model_card(initial: SegmentationModel, scans: Sequence[Scan], held: set[str]
                  "partially_annotated_series": sum(bool((s.labels == UNANNOTATED).any()) for s in annotated),
                  "training_series_digests": sorted(uid_digest(s.series_instance_uid) for s in annotated)},
         "validation": {"score": "mean pooled Dice over the lesion classes present in the held-out annotations",
-                       "before": before, "after": after, "improved": improved,
+                       "before": verdict.before, "after": verdict.after, "improved": verdict.improved,
+                       "verdict": verdict.text,
                        "per_class": figures.replace({np.nan: None}).to_dict("records")},
         "training": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "device": str(device),

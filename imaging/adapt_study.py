@@ -156,7 +156,7 @@ def model_card_markdown(result: AdaptResult, version: str) -> str:
         name = BY_KEY[key].name if key in BY_KEY else "Any hemorrhage"
         lines.append(f"| {name} | {row.get('before', float('nan')):.3f} | {row.get('after', float('nan')):.3f} |")
     lines += ["", f"Score ({card['validation']['score']}): before {result.score_before:.3f}, after "
-              f"{result.score_after:.3f}: {'better' if result.improved else 'not better'}.", ""]
+              f"{result.score_after:.3f}: {result.verdict}.", ""]
     return "\n".join(lines)
 
 

@@ -438,6 +438,9 @@ def adapt(
                                       "annotated patients."),
     min_gain: float = typer.Option(0.0, "--min-gain", min=0.0,
                                    help="Better means a held-out score above the start's by more than this."),
+    max_class_loss: float = typer.Option(0.05, "--max-class-loss", min=0.0,
+                                         help="...and no lesion class of the held-out annotations losing more "
+                                              "pooled Dice than this."),
     device: str = DEVICE,
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores available)."),
     actor: str | None = typer.Option(None, "--actor", help="Who adapts (recorded); default the login name."),
@@ -461,7 +464,7 @@ def adapt(
                                  **given}, freeze_batchnorm=not train_batchnorm)
     tuning = DeepMedicTuning(**given, seed=seed, **({"batch_voxels": batch_size} if batch_size else {}))
     options = AdaptOptions(holdout_fraction=holdout_fraction, pseudo_per_annotated=pseudo_per_annotated, seed=seed,
-                           min_gain=min_gain, training=training)
+                           min_gain=min_gain, max_class_loss=max_class_loss, training=training)
 
     def segmenter(model):  # noqa: ANN001, ANN202 - the study's own inference path, prepared once per model
         unet = UNetSegmenter(model, dev)
@@ -495,9 +498,8 @@ def adapt(
     _print(table.rename(columns={"class": "Lesion class", "before": "Pooled Dice before",
                                  "after": "Pooled Dice after"}).round(3),
            "Held-out annotated patients: the starting model and the adapted one")
-    verdict = "better" if result.improved else "not better"
     console.print(f"Score (mean pooled Dice over the classes the held-out annotations hold): "
-                  f"{result.score_before:.3f} before, {result.score_after:.3f} after: {verdict}.")
+                  f"{result.score_before:.3f} before, {result.score_after:.3f} after: {result.verdict}.")
     if promote:
         console.print("Promoted: the study's default for `imaging segment`." if done.promoted else
                       "Not promoted: it is not better than its start on the held-out patients.")

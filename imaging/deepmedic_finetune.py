@@ -62,9 +62,9 @@ from imaging.adapt import (
     AdaptOptions,
     AdaptResult,
     Scan,
-    held_out_score,
     heldout_agreement,
     holdout_patients,
+    judged,
     model_card,
 )
 from imaging.agreement import summarize_agreement
@@ -431,15 +431,14 @@ def adapt_deepmedic(initial: DeepMedicCheckpoint, scans: Sequence[Scan], options
     summary = summarize_agreement(rows.rename(columns={"model": "comparison"}))
     present = sorted(rows.loc[(rows["ref_voxels"] > 0) & rows["class"].isin([c.key for c in LESION_CLASSES]),
                               "class"].unique())
-    before, after = (held_out_score(summary, m, present) for m in ("before", "after"))
-    improved = bool(np.isfinite(after) and np.isfinite(before) and after > before + options.min_gain)
+    verdict = judged(summary, present, options.min_gain, options.max_class_loss)
     annotated_train = [s for s in annotated if s.patient_key in train_keys or s.patient_key in val_keys]
-    card = model_card(initial, scans, held, annotated_train, pseudo, summary, before, after, improved,  # type: ignore[arg-type]
-                      tuning, device)
+    card = model_card(initial, scans, held, annotated_train, pseudo, summary, verdict, tuning, device)  # type: ignore[arg-type]
     card["network"] = {"architecture": "DeepMedic (BLAST-CT)", "trained": f"the last {tuning.trainable_layers} "
                        "fully connected layers' weights; pathways, BatchNorm and PReLU as published",
                        "preprocessing": "1 mm grid, window "
                        f"{window[0]:g}..{window[1]:g} HU, as BLAST-CT's inference"}
     card["fine_tuning"] = {**metrics, "validation_patients": len(val_keys)}
     model.metadata["adaptation"] = card
-    return AdaptResult(model, summary, before, after, improved, card)  # type: ignore[arg-type]
+    return AdaptResult(model, summary, verdict.before, verdict.after, verdict.improved, card,  # type: ignore[arg-type]
+                       verdict.text)

@@ -1,12 +1,14 @@
-"""The pieces of adaptation that decide what it learns and how it is judged: the masked loss and the hold-out."""
+"""The pieces of adaptation that decide what it learns and how it is judged: the masked loss, the hold-out and
+the verdict."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from monai.losses import DiceCELoss
 
-from imaging.adapt import holdout_patients
+from imaging.adapt import holdout_patients, judged
 from imaging.train import masked_dice_ce
 from vocabulary.labels import UNANNOTATED
 
@@ -44,3 +46,21 @@ def test_holdout_takes_patients_per_center_and_needs_two_somewhere() -> None:
     assert holdout_patients(pairs, 0.3, seed=4) == held  # seeded
     with pytest.raises(ValueError, match="at least 2 patients"):
         holdout_patients([("A", "a1"), ("B", "b1")], 0.3, seed=1)
+
+
+def _summary(dice: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"comparison": model, "class": key, "dice_pooled": pair[i]}
+                         for key, pair in dice.items() for i, model in enumerate(("before", "after"))])
+
+
+def test_verdict_is_better_only_when_the_score_rises_and_no_class_falls_far() -> None:
+    gains = _summary({"iph": (0.50, 0.70), "eah": (0.60, 0.62)})
+    assert judged(gains, ["iph", "eah"], 0.0, 0.05).improved
+    assert not judged(gains, ["iph", "eah"], 0.2, 0.05).improved  # the rise (0.11) is not above min_gain
+    # The mean rises (0.55 -> 0.60) because IPH gains, while the extra-axial blood is lost: not better.
+    hides_a_loss = _summary({"iph": (0.40, 0.80), "eah": (0.70, 0.40)})
+    verdict = judged(hides_a_loss, ["iph", "eah"], 0.0, 0.05)
+    assert verdict.after > verdict.before and not verdict.improved
+    assert "eah 0.700 -> 0.400" in verdict.text
+    assert judged(hides_a_loss, ["iph", "eah"], 0.0, 0.5).improved  # within a looser tolerance
+    assert not judged(gains, [], 0.0, 0.05).improved  # nothing held out to score
