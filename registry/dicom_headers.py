@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from registry.center_names import center_names_patient
+from registry.deidentify import METHOD
 from registry.header_validation import (
     InvalidValue,
     finite,
@@ -146,6 +147,9 @@ class InstanceHeader:
     # The center code the file was read under is its PatientID or a part of its PatientName
     # (`registry.center_names`): the name itself goes no further than the reader.
     center_names_patient: bool = False
+    # The header marks it as a copy ctstudy de-identified (PatientIdentityRemoved YES, DeidentificationMethod
+    # starting with ctstudy's first value): ingest checks whether its PatientID is one of this registry's pseudonyms.
+    ctstudy_copy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +385,7 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         notes=tuple(notes),
         center_names_patient=center_code is not None and center_names_patient(
             center_code, patient_id, _safe_text(ds, "PatientName")),
+        ctstudy_copy=is_ctstudy_copy(ds),
     )
 
 
@@ -422,6 +427,15 @@ def _plausible_date(value: str | None) -> bool:
     except ValueError:
         return False
     return EARLIEST_YEAR <= day.year <= dt.date.today().year + 1
+
+
+def is_ctstudy_copy(ds: pydicom.Dataset) -> bool:
+    """The header says it is a copy ctstudy de-identified (`registry.deidentify`): PatientIdentityRemoved is YES
+    and DeidentificationMethod's first value is ctstudy's. A claim only: anyone can write these values."""
+    if (_safe_text(ds, "PatientIdentityRemoved") or "").upper() != "YES":
+        return False
+    method = _safe_text(ds, "DeidentificationMethod") or ""
+    return method.split("\\")[0].strip().lower() == METHOD[0].lower()
 
 
 def has_burned_in_annotation(ds: pydicom.Dataset) -> bool:

@@ -89,6 +89,7 @@ from registry.models import (
     ClinicalRecord,
     IngestRun,
     Instance,
+    Patient,
     QCDecision,
     Rejection,
     Series,
@@ -120,6 +121,7 @@ ARCHIVE_FAILED = "archive_failed"
 SYMLINK_LOOP = "symlink_loop"
 ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
 CENTER_NAMES_PATIENT = "center_names_patient"
+REGISTRY_COPY = "registry_copy"
 
 PARALLEL_MIN_FILES = 500
 ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms
@@ -725,6 +727,8 @@ def _store_series(
     headers = _consistent_members(headers, report)
     first = headers[0]
     uid = first.series_instance_uid
+    if _registry_copy(session, key, headers, report):
+        return
 
     new = _new_instances(session, headers, report)
     if not new:
@@ -854,6 +858,34 @@ def _store_series(
     report.qc[series.qc_status] += 1
     if old_qc[0] in (QC_PASSED, QC_FAILED) and not created:
         report.qc["manual_decision_reset"] += 1
+
+
+def _registry_copy(session: Session, key: bytes, headers: list[InstanceHeader], report: IngestReport) -> bool:
+    """Reject the series and return True when it is this registry's own de-identified copy of a series.
+
+    Such a copy (read from the archive or an export) has keyed UIDs and the patient's pseudonym as PatientID:
+    ingested, it would become a new patient, `pseudo_id(center, pseudonym)`, the same person twice. It is
+    recognised by its header's marks (`InstanceHeader.ctstudy_copy`, on any of the series' files, which
+    share their PatientID) and a PatientID that is a pseudonym of this registry's; the series it copies is the
+    patient's whose keyed SeriesInstanceUID it carries. A file that only claims the marks (another registry's
+    copy, a forged header) has no pseudonym of ours for PatientID, and is ingested like any other.
+    """
+    if not any(h.ctstudy_copy for h in headers):
+        return False
+    first = headers[0]
+    patient = session.scalars(select(Patient).where(Patient.pseudo_id == first.patient_id.strip().lower())
+                              ).one_or_none()
+    if patient is None:
+        return False
+    registered = session.scalars(select(Series.series_instance_uid).join(Study, Series.study_id == Study.id)
+                                 .where(Study.patient_id == patient.id)).all()
+    copied = next((uid for uid in registered if remembered_mapped_uid(key, uid) == first.series_instance_uid), None)
+    where = (f"as series {copied} of patient {patient.pseudo_id}" if copied else
+             f"as patient {patient.pseudo_id} (the series it copies is no longer registered)")
+    _reject_all(headers, report, REGISTRY_COPY,
+                f"this is a de-identified copy already in this registry {where}: ingested again it would make "
+                "the same person a second patient; ingest the center's original files, not the archive or an export")
+    return True
 
 
 def _consistent_members(headers: list[InstanceHeader], report: IngestReport) -> list[InstanceHeader]:

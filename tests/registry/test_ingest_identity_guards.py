@@ -1,19 +1,23 @@
-"""Identity leaks ingest refuses: a center folder named after its patient."""
+"""Two identity leaks ingest refuses: a center folder named after its patient, and this registry's own
+de-identified copies ingested again (which would make the same person a second patient)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
-from registry_dicom_factory import write_non_dicom, write_series
+from registry_dicom_factory import series_uid_of, write_non_dicom, write_series
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from registry.center_names import center_names_patient
 from registry.db import make_engine, session_scope
+from registry.deidentify import deidentified_bytes
 from registry.home import Home
-from registry.ingest import CENTER_NAMES_PATIENT, ingest_directory
+from registry.ingest import CENTER_NAMES_PATIENT, REGISTRY_COPY, ingest_directory
 from registry.models import Base, Center, Patient, Rejection
 from registry.pseudonym import pseudo_id
 
@@ -87,4 +91,35 @@ def test_center_option_is_checked_and_a_registered_center_keeps_its_code(home: H
     assert report.new_instances == 2 and report.rejected == []
     with session_scope(engine) as s:
         assert sorted(s.scalars(select(Center.code))) == ["IT100", "ROSSI"]
+    engine.dispose()
+
+
+def test_registry_copies_ingested_again_are_refused(home: Home, tmp_path: Path) -> None:
+    engine = make_engine(home.db_url)
+    write_series(tmp_path / "in" / "IT064", "adm", patient_id="IT064-0001", n_slices=3)
+    assert ingest_directory(engine, home, tmp_path / "in").patients_new == 1
+    pseudonym = pseudo_id(home.secret(), "IT064", "IT064-0001")
+
+    # The archive itself, and an export of it under another folder name.
+    export = tmp_path / "export" / "XX01"
+    shutil.copytree(home.archive_dir / "IT064", export)
+    for folder in (home.archive_dir, tmp_path / "export"):
+        report = ingest_directory(engine, home, folder)
+        assert report.rejected_by_reason == {REGISTRY_COPY: 3}, folder
+        assert report.new_instances == report.patients_new == 0
+        detail = report.rejected[0].detail
+        assert f"already in this registry as series {series_uid_of('adm')} of patient {pseudonym}" in detail
+        assert "IT064-0001" not in detail
+    with session_scope(engine) as s:
+        assert list(s.scalars(select(Patient.pseudo_id))) == [pseudonym]
+        assert list(s.scalars(select(Center.code))) == ["IT064"]
+
+    # Another registry's copy (its own key, a pseudonym unknown here) carries the same marks: a patient like any.
+    source = next((tmp_path / "in" / "IT064").iterdir())
+    other = tmp_path / "other" / "IT064" / "copy.dcm"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(deidentified_bytes(source.read_bytes(), b"another registry's key", "0123456789abcdef0123"))
+    assert pydicom.dcmread(other).PatientIdentityRemoved == "YES"
+    report = ingest_directory(engine, home, tmp_path / "other")
+    assert report.new_instances == 1 and report.patients_new == 1 and report.rejected == []
     engine.dispose()
