@@ -262,7 +262,7 @@ def ingest_directory(
         if items:
             session.execute(insert(Rejection), [
                 {"ingest_run_id": run.id, "path": stored_rejection_path(key, root, r.path,
-                                                                        report.centers_naming_patients),
+                                                                        report.centers_naming_patients, center),
                  "reason": r.reason, "detail": r.detail} for r in items
             ])
         audit(session, actor=actor, action="ingest_dicom", entity_type="ingest_run", entity_id=str(run.id),
@@ -382,20 +382,24 @@ def _remove_dead_ingests_folders(parent: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def stored_rejection_path(key: bytes, root: Path, path: str, hidden_centers: Collection[str] = ()) -> str:
-    """What the registry keeps of a rejected file's path: its center folder and a keyed token of the rest.
+def stored_rejection_path(key: bytes, root: Path, path: str, hidden_centers: Collection[str] = (),
+                          center: str | None = None) -> str:
+    """What the registry keeps of a rejected file's path: its center code and a keyed token of the rest.
 
-    The path is taken as the file was reached below `root`, never resolved: a symbolic link (to a file
-    elsewhere, or in a loop) is named by where it lies, not by its target's folders. Folder and file
-    names below a center may name the patient; the token is the same for the same file in every run,
-    so repeated rejections can be matched without the name. A path outside `root` keeps no folder at all,
-    nor does one whose center folder is among `hidden_centers` (normalized codes found to name a patient).
+    The center code is the first folder below `root`, or `center` (`--center`) when given: the first folder
+    is then any folder, often the patient's. The path is taken as the file was reached below `root`, never
+    resolved: a symbolic link (to a file elsewhere, or in a loop) is named by where it lies, not by its
+    target's folders. Folder and file names below a center may name the patient; the token is the same for
+    the same file in every run, so repeated rejections can be matched without the name. A path outside
+    `root` keeps no folder at all, nor does one whose center code is among `hidden_centers` (normalized
+    codes found to name a patient).
     """
     relative = os.path.relpath(path, root)
     parts = Path(relative).parts
     if not parts or parts[0] == os.pardir or Path(relative).is_absolute():
         return path_token(key, "file", os.path.abspath(path))
-    head = parts[0] if len(parts) > 1 and valid_center_code(parts[0]) is None else ""
+    code = parts[0] if center is None else center
+    head = code if len(parts) > 1 and valid_center_code(code) is None else ""
     if head and normalized_center(head) in hidden_centers:
         head = ""
     token = path_token(key, "file", "/".join(parts))

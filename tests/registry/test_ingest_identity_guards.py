@@ -80,6 +80,11 @@ def test_center_option_is_checked_and_a_registered_center_keeps_its_code(home: H
     assert report.rejected_by_reason == {CENTER_NAMES_PATIENT: 2} and report.new_instances == 0
     assert "the --center code matches the patient's name/ID" in report.rejected[0].detail
     assert ingest_directory(engine, home, flat, center="IT100").new_instances == 2
+    # With --center the first folder is any folder, often the patient's: a rejected file is kept under the code.
+    write_non_dicom(tmp_path / "export" / "ROSSI_MARIO" / "notes.txt")
+    run = ingest_directory(engine, home, tmp_path / "export", center="IT100").run_id
+    with session_scope(engine) as s:
+        assert s.scalars(select(Rejection.path).where(Rejection.ingest_run_id == run)).one().startswith("IT100/file-")
 
     # A center registered as ROSSI (its first patient is no Rossi) keeps its code for a patient who is.
     write_series(tmp_path / "site" / "ROSSI" / "a", "bianchi", patient_id="R-1", n_slices=2,
