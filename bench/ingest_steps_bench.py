@@ -1,13 +1,13 @@
 """Where one file's time goes in the default ingest's reader: each step of `registry.ingest._read_and_stage`
 timed alone over the same files, in one process, against the naive read of the same run.
 
-Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header
-read (and the file meta group alone, part of it), the registry's header facts, the pseudonym, the archive
-name (mapped UIDs), the de-identified copy's header and Pixel Data span, writing the staged copy; their sum,
-the naive read (pydicom dcmread + pixel_array) and the ratio, with the load average. Then the reader as
-ingest runs it (`_read_and_stage`, every step in one call) against the naive read in user and kernel CPU
-milliseconds a file (`os.times`: writing the staged copies is kernel work), and the store phase's CPU per
-series (`_SeriesStorer`'s transactions in a one-process ingest of the same files).
+Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header read
+(and the file meta group alone, part of it), the registry's header facts (and the identity checks alone, part
+of them), the pseudonym, the archive name (mapped UIDs), the de-identified copy's header and Pixel Data span,
+writing the staged copy; their sum, the naive read (pydicom dcmread + pixel_array) and the ratio, with the
+load average. Then the reader as ingest runs it (`_read_and_stage`, every step in one call) against the naive
+read in user and kernel CPU milliseconds a file (`os.times`: writing the staged copies is kernel work), and
+the store phase's CPU per series (`_SeriesStorer`'s transactions in a one-process ingest of the same files).
 
 Usage: .venv/bin/python bench/ingest_steps_bench.py [--series 25] [--slices 40] [--repeats 3]
 """
@@ -32,9 +32,17 @@ from pydicom.filereader import _read_file_meta_info, read_preamble
 
 import registry.ingest as ingest_module
 from registry.archive_copy import _write_new_file
+from registry.center_names import center_names_patient
 from registry.db import make_engine, upgrade
 from registry.deidentified_copy import deidentified_copy_parts
-from registry.dicom_headers import ParsedInstance, _check_pixel_data_complete, _header_from_dataset, _transfer_syntax
+from registry.dicom_headers import (
+    ParsedInstance,
+    _check_pixel_data_complete,
+    _header_from_dataset,
+    _safe_text,
+    _transfer_syntax,
+    is_ctstudy_copy,
+)
 from registry.home import Home
 from registry.ingest import _read_and_stage, instance_name, series_folder
 from registry.pseudonym import pseudo_id
@@ -63,8 +71,9 @@ def time_steps(files: list[Path], stage: Path) -> dict[str, float]:
         timed("  of which the file meta group", _read_file_meta_info, meta)
         syntax = timed("header facts", _transfer_syntax, ds, path)
         defect = timed("header facts", _check_pixel_data_complete, ds, data, offset, path)
-        header = timed("header facts", _header_from_dataset, ds, path, "", len(data), syntax, defect)
         code = path.parent.parent.name
+        header = timed("header facts", _header_from_dataset, ds, path, "", len(data), syntax, defect, code)
+        timed("  of which the identity checks", identity_checks, code, header.patient_id, ds)
         pseudonym = timed("pseudonym", pseudo_id, KEY, code, header.patient_id)
         timed("archive name", series_folder, KEY, code, pseudonym, header.study_instance_uid,
               header.series_instance_uid)
@@ -73,6 +82,12 @@ def time_steps(files: list[Path], stage: Path) -> dict[str, float]:
                       ParsedInstance(header, ds, data, offset), KEY, pseudonym)
         timed("write the staged copy", _write_new_file, str(stage / f"{n}.dcm"), parts)
     return spent
+
+
+def identity_checks(code: str, patient_id: str, ds: pydicom.Dataset) -> tuple[bool, bool]:
+    """What `_header_from_dataset` adds for the identity guards: the center code against the patient's name and
+    ID, and ctstudy's de-identification marks."""
+    return center_names_patient(code, patient_id, _safe_text(ds, "PatientName")), is_ctstudy_copy(ds)
 
 
 def _cpu_split() -> tuple[float, float]:

@@ -117,7 +117,8 @@ def ingest(
         key = home.secret()
 
         def shown(path: str) -> str:
-            return path if show_paths else stored_rejection_path(key, root, path)
+            return path if show_paths else stored_rejection_path(key, root, path, report.centers_naming_patients,
+                                                                 center)
 
         groups = group_by_folder([*report.conflicts, *report.rejected, *report.normalized])
         for (reason, _folder), items in list(groups.items())[:50]:

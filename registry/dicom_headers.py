@@ -26,6 +26,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from registry.center_names import center_names_patient
+from registry.deidentify import METHOD
 from registry.header_validation import (
     InvalidValue,
     finite,
@@ -142,6 +144,12 @@ class InstanceHeader:
     transfer_syntax: str | None = None
     defects: tuple[str, ...] = ()  # automatic QC reason codes of this instance alone
     notes: tuple[str, ...] = ()  # values normalized to fit their VR ("<tag>: <what was done>")
+    # The center code the file was read under is its PatientID or a part of its PatientName
+    # (`registry.center_names`): the name itself goes no further than the reader.
+    center_names_patient: bool = False
+    # The header marks it as a copy ctstudy de-identified (PatientIdentityRemoved YES, DeidentificationMethod
+    # starting with ctstudy's first value): ingest checks whether its PatientID is one of this registry's pseudonyms.
+    ctstudy_copy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +163,16 @@ class ParsedInstance:
     pixel_offset: int
 
 
-def read_instance_header(path: Path | str, *, with_hash: bool = True) -> InstanceHeader:
-    """Parse one file's header (pixels skipped) and hash its bytes; raises `RejectedFile`."""
-    return parse_instance(path, with_hash=with_hash).header
+def read_instance_header(path: Path | str, *, with_hash: bool = True, center_code: str | None = None
+                         ) -> InstanceHeader:
+    """Parse one file's header (pixels skipped) and hash its bytes; raises `RejectedFile`.
+
+    With `center_code` (the center the file is ingested under), `InstanceHeader.center_names_patient`
+    says whether that code is the patient's ID or name."""
+    return parse_instance(path, with_hash=with_hash, center_code=center_code).header
 
 
-def parse_instance(path: Path | str, *, with_hash: bool = True) -> ParsedInstance:
+def parse_instance(path: Path | str, *, with_hash: bool = True, center_code: str | None = None) -> ParsedInstance:
     """`read_instance_header`'s one read and parse of `path`, with the dataset and bytes it was made from."""
     path = Path(path)
     # One read serves both the hash and the parse: the file is touched once.
@@ -186,7 +198,7 @@ def parse_instance(path: Path | str, *, with_hash: bool = True) -> ParsedInstanc
     # The pixel data check first: a file cut inside its pixels is "truncated", whatever else it lacks.
     mismatch = _check_pixel_data_complete(ds, data, pixel_offset, path)
     try:
-        header = _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch)
+        header = _header_from_dataset(ds, path, digest, len(data), transfer_syntax, mismatch, center_code)
     except RejectedFile:
         raise
     except InvalidValue as exc:
@@ -284,7 +296,7 @@ def _transfer_syntax(ds: pydicom.Dataset, path: Path) -> str | None:
 
 
 def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int, transfer_syntax: str | None = None,
-                         pixel_defect: str | None = None) -> InstanceHeader:
+                         pixel_defect: str | None = None, center_code: str | None = None) -> InstanceHeader:
     sop = valid_uid("SOPInstanceUID", _text(ds, "SOPInstanceUID"))
     if not sop:
         raise RejectedFile(path, MISSING_SOP_UID, "SOPInstanceUID (0008,0018) missing or empty")
@@ -371,6 +383,9 @@ def _header_from_dataset(ds: pydicom.Dataset, path: Path, digest: str, size: int
         transfer_syntax=transfer_syntax,
         defects=tuple(dict.fromkeys(defects)),
         notes=tuple(notes),
+        center_names_patient=center_code is not None and center_names_patient(
+            center_code, patient_id, _safe_text(ds, "PatientName")),
+        ctstudy_copy=is_ctstudy_copy(ds),
     )
 
 
@@ -412,6 +427,15 @@ def _plausible_date(value: str | None) -> bool:
     except ValueError:
         return False
     return EARLIEST_YEAR <= day.year <= dt.date.today().year + 1
+
+
+def is_ctstudy_copy(ds: pydicom.Dataset) -> bool:
+    """The header says it is a copy ctstudy de-identified (`registry.deidentify`): PatientIdentityRemoved is YES
+    and DeidentificationMethod's first value is ctstudy's. A claim only: anyone can write these values."""
+    if (_safe_text(ds, "PatientIdentityRemoved") or "").upper() != "YES":
+        return False
+    method = _safe_text(ds, "DeidentificationMethod") or ""
+    return method.split("\\")[0].strip().lower() == METHOD[0].lower()
 
 
 def has_burned_in_annotation(ds: pydicom.Dataset) -> bool:

@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -71,6 +71,7 @@ from registry.dicom_headers import (
 )
 from registry.header_validation import valid_center_code
 from registry.home import Home
+from registry.identifiers import normalized_center
 from registry.ingest_runs import (
     die_with_parent,
     mark_interrupted_runs,
@@ -84,9 +85,11 @@ from registry.models import (
     INGEST_RUNNING,
     QC_FAILED,
     QC_PASSED,
+    Center,
     ClinicalRecord,
     IngestRun,
     Instance,
+    Patient,
     QCDecision,
     Rejection,
     Series,
@@ -117,6 +120,8 @@ DEFECTIVE_INSTANCE = "defective_instance"
 ARCHIVE_FAILED = "archive_failed"
 SYMLINK_LOOP = "symlink_loop"
 ZIP_MEMBER_UNREADABLE = "zip_member_unreadable"
+CENTER_NAMES_PATIENT = "center_names_patient"
+REGISTRY_COPY = "registry_copy"
 
 PARALLEL_MIN_FILES = 500
 ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms
@@ -152,6 +157,9 @@ class IngestReport:
     normalized: list[RejectedItem] = field(default_factory=list)  # values cut or cleaned to fit their VR
     debris_removed: int = 0
     interrupted_runs: list[int] = field(default_factory=list)
+    # New center codes refused as the name or ID of a patient of theirs: rejected files below them are named
+    # without their center folder (`stored_rejection_path`). Never stored.
+    centers_naming_patients: set[str] = field(default_factory=set)
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -172,6 +180,7 @@ class IngestReport:
         self.rejected.extend(other.rejected)
         self.conflicts.extend(other.conflicts)
         self.normalized.extend(other.normalized)
+        self.centers_naming_patients |= other.centers_naming_patients
 
     def counts(self) -> dict[str, object]:
         return {
@@ -235,12 +244,14 @@ def ingest_directory(
         session.add(run)
         session.flush()
         report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
+        known_centers = frozenset(session.scalars(select(Center.code)))
     report.debris_removed = sum(len(remove_archive_debris(folder)) for folder in (home.archive_dir, home.in_place_dir))
     _remove_dead_ingests_folders(home.unpack_dir)
     _remove_dead_ingests_folders(home.staging_dir)
     with ExitStack() as cleanup:
         _ingest_files(engine, home, key, root, report, cleanup, center=center, in_place=in_place, actor=actor,
-                      progress=progress, thresholds=thresholds, workers=workers, executor=executor)
+                      progress=progress, thresholds=thresholds, workers=workers, executor=executor,
+                      known_centers=known_centers)
 
     with session_scope(engine) as session:
         run = session.get(IngestRun, report.run_id)
@@ -250,8 +261,9 @@ def ingest_directory(
         items = [*report.rejected, *report.conflicts]
         if items:
             session.execute(insert(Rejection), [
-                {"ingest_run_id": run.id, "path": stored_rejection_path(key, root, r.path), "reason": r.reason,
-                 "detail": r.detail} for r in items
+                {"ingest_run_id": run.id, "path": stored_rejection_path(key, root, r.path,
+                                                                        report.centers_naming_patients, center),
+                 "reason": r.reason, "detail": r.detail} for r in items
             ])
         audit(session, actor=actor, action="ingest_dicom", entity_type="ingest_run", entity_id=str(run.id),
               after={"source": source, "in_place": in_place, **report.counts()})
@@ -261,9 +273,12 @@ def ingest_directory(
 def _ingest_files(
     engine: Engine, home: Home, key: bytes, root: Path, report: IngestReport, cleanup: ExitStack, *,
     center: str | None, in_place: bool, actor: str, progress: ProgressCallback | None,
-    thresholds: QCThresholds | None, workers: int, executor: Executor | None,
+    thresholds: QCThresholds | None, workers: int, executor: Executor | None, known_centers: frozenset[str],
 ) -> None:
-    """Read, group and store every file under `root` and the members of the zip archives among them."""
+    """Read, group and store every file under `root` and the members of the zip archives among them.
+
+    `known_centers`: the codes of the centers registered when the run began (a new code that names a
+    patient of its files is refused: `_SeriesStorer`)."""
     unreadable: list[RejectedItem] = []
     files = list(dicom_candidate_files(root, unreadable))
     report.rejected.extend(unreadable)
@@ -280,7 +295,8 @@ def _ingest_files(
     flusher = cleanup.enter_context(ThreadPoolExecutor(max_workers=1)) if not in_place else None
     early = _FlushesWhileReading(flusher, stager.folder) if stager is not None and flusher is not None else None
     storer = _SeriesStorer(engine, home, key, report, in_place=in_place, actor=actor, thresholds=thresholds,
-                           flusher=flusher, stager=stager, staged=staged, progress=progress)
+                           flusher=flusher, stager=stager, staged=staged, progress=progress,
+                           known_centers=known_centers, center_option=center is not None)
     groups = _read_and_group(files, root, center, report, progress, workers, executor, stager, staged, early,
                              storer=storer)
     origins: dict[str, tuple[str, int]] = {}
@@ -366,19 +382,26 @@ def _remove_dead_ingests_folders(parent: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def stored_rejection_path(key: bytes, root: Path, path: str) -> str:
-    """What the registry keeps of a rejected file's path: its center folder and a keyed token of the rest.
+def stored_rejection_path(key: bytes, root: Path, path: str, hidden_centers: Collection[str] = (),
+                          center: str | None = None) -> str:
+    """What the registry keeps of a rejected file's path: its center code and a keyed token of the rest.
 
-    The path is taken as the file was reached below `root`, never resolved: a symbolic link (to a file
-    elsewhere, or in a loop) is named by where it lies, not by its target's folders. Folder and file
-    names below a center may name the patient; the token is the same for the same file in every run,
-    so repeated rejections can be matched without the name. A path outside `root` keeps no folder at all.
+    The center code is the first folder below `root`, or `center` (`--center`) when given: the first folder
+    is then any folder, often the patient's. The path is taken as the file was reached below `root`, never
+    resolved: a symbolic link (to a file elsewhere, or in a loop) is named by where it lies, not by its
+    target's folders. Folder and file names below a center may name the patient; the token is the same for
+    the same file in every run, so repeated rejections can be matched without the name. A path outside
+    `root` keeps no folder at all, nor does one whose center code is among `hidden_centers` (normalized
+    codes found to name a patient).
     """
     relative = os.path.relpath(path, root)
     parts = Path(relative).parts
     if not parts or parts[0] == os.pardir or Path(relative).is_absolute():
         return path_token(key, "file", os.path.abspath(path))
-    head = parts[0] if len(parts) > 1 and valid_center_code(parts[0]) is None else ""
+    code = parts[0] if center is None else center
+    head = code if len(parts) > 1 and valid_center_code(code) is None else ""
+    if head and normalized_center(head) in hidden_centers:
+        head = ""
     token = path_token(key, "file", "/".join(parts))
     return f"{head}/{token}" if head else token
 
@@ -408,15 +431,23 @@ class _SeriesStorer:
     the report, and the rejections it records, come out as if every series were stored after reading).
 
     Series are stored while the files are still read when their center's files have all been read
-    (`registry.centers_read`) and all their copies were staged; the rest after reading.
+    (`registry.centers_read`) and all their copies were staged; the rest after reading. Either way every
+    series of a center is in one `store` call.
+
+    A center code not among `known_centers` that names a patient of its files (`InstanceHeader.
+    center_names_patient`) is refused: every file under it is rejected, those of the other patients too (the
+    center would be created by their series and show the name just the same). A registered center keeps
+    its code whatever its patients are called.
     """
 
     def __init__(self, engine: Engine, home: Home, key: bytes, report: IngestReport, *, in_place: bool, actor: str,
                  thresholds: QCThresholds | None, flusher: ThreadPoolExecutor | None, stager: Stager | None,
-                 staged: dict[str, StagedCopy], progress: ProgressCallback | None) -> None:
+                 staged: dict[str, StagedCopy], progress: ProgressCallback | None,
+                 known_centers: frozenset[str] = frozenset(), center_option: bool = False) -> None:
         self.engine, self.home, self.key, self.run_id = engine, home, key, report.run_id
         self.in_place, self.actor, self.thresholds = in_place, actor, thresholds
         self.flusher, self.stager, self.staged, self.progress = flusher, stager, staged, progress
+        self.known_centers, self.center_option = known_centers, center_option
         self.writers: ProcessPoolExecutor | None = None
         self.stored: set[tuple[str, str]] = set()
         self.outcomes: list[IngestReport] = []
@@ -435,8 +466,14 @@ class _SeriesStorer:
             # the first series' flush (the flusher runs its work in order), so that each series only flushes
             # the folder its copies were moved into.
             staged_flush = self.flusher.submit(flush_filesystem, self.stager.folder)
+        refused = {code for (code, _uid), headers in groups
+                   if normalized_center(code) not in self.known_centers and any(h.center_names_patient
+                                                                                for h in headers)}
         for group, headers in groups:
-            self.outcomes.append(self._store_one(group[0], headers, staged_flush))
+            if group[0] in refused:
+                self.outcomes.append(self._refuse(group[0], headers))
+            else:
+                self.outcomes.append(self._store_one(group[0], headers, staged_flush))
             self.stored.add(group)
             if self.progress:
                 self.progress("series", len(self.stored), max(total, len(self.stored)))
@@ -465,6 +502,22 @@ class _SeriesStorer:
             _reject_all(headers, failed, STORE_FAILED, f"series could not be stored ({why}); nothing of it was "
                                                        "kept: ingest again, and report this if it persists")
             return failed
+
+    def _refuse(self, center_code: str, headers: list[InstanceHeader]) -> IngestReport:
+        """The rejections of a series under a new center code that names a patient (never the code or the name)."""
+        refused = IngestReport(run_id=self.run_id, centers_naming_patients={normalized_center(center_code)})
+        where = "the --center code" if self.center_option else "the center folder's name"
+        todo = ("give the center's study code to --center (letters, digits, '-', '_', e.g. IT064)"
+                if self.center_option else "rename the folder to the center's study code (letters, digits, '-', "
+                "'_', e.g. IT064) or give --center CODE")
+        for h in headers:
+            whose = ("the patient's name/ID in the file's header" if h.center_names_patient
+                     else "the name/ID of another patient whose files are under it")
+            refused.rejected.append(RejectedItem(
+                h.path, CENTER_NAMES_PATIENT,
+                f"{where} matches {whose}: as a new center code it would show an identifier on every screen and "
+                f"export; {todo}, and ingest again (a center already registered under a code keeps it)"))
+        return refused
 
     def merge_into(self, report: IngestReport) -> None:
         for outcome in self.outcomes:
@@ -510,7 +563,7 @@ def _read_and_group(
     `storer`, the series of each center whose files have all been read are stored while the others are
     read (`registry.centers_read`), as long as every center before it in sorted order was.
     """
-    centers: list[str | None] = []
+    centers: list[str] = []
     todo: list[Path] = []
     for path in files:
         parts = path.relative_to(root).parts
@@ -544,13 +597,13 @@ def _read_and_group(
         def on_batch(done: int) -> None:
             if progress:
                 progress("files", done + len(files) - len(todo), len(files))
-        for code, result in zip(centers, _read_on_cluster(executor, todo, on_batch), strict=True):
+        for code, result in zip(centers, _read_on_cluster(executor, todo, centers, on_batch), strict=True):
             keep(code, result)
         return groups
     pool_context = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if parallel else nullcontext()
     with pool_context as pool:
         if stager is None:
-            results = pool.map(_read_one, todo, chunksize=64) if parallel else map(_read_one, todo)
+            results = pool.map(_read_one, todo, centers, chunksize=64) if parallel else map(_read_one, todo, centers)
         else:
             # A folder of its own for each reading (the folder's files, then the zips' members): names never meet.
             folder = tempfile.mkdtemp(dir=stager.folder)
@@ -592,25 +645,27 @@ def _store_centers_read(storer: _SeriesStorer, groups: dict[tuple[str, str], lis
         storer.store(ready, total=len(groups))
 
 
-def _read_on_cluster(executor: Executor, paths: list[Path],
+def _read_on_cluster(executor: Executor, paths: list[Path], centers: list[str],
                      on_batch: Callable[[int], None]) -> list[InstanceHeader | RejectedFile]:
-    """Headers of `paths` read on the Dask workers in batches, returned in the order of `paths`."""
+    """Headers of `paths` (under the center codes `centers`) read on the Dask workers in batches, returned in
+    the order of `paths`."""
     step = CLUSTER_BATCH_FILES
-    batches = [(start, paths[start : start + step]) for start in range(0, len(paths), step)]
+    batches = [(start, list(zip(paths[start : start + step], centers[start : start + step], strict=True)))
+               for start in range(0, len(paths), step)]
     by_start: dict[int, list[InstanceHeader | RejectedFile]] = {}
     done = 0
     for result in executor.map_per_series(_read_batch, batches, label="read-headers", key_of=lambda b: str(b[0])):
         start, batch = result.item
         by_start[start] = result.value if result.error is None else [
             RejectedFile(p, UNREADABLE, f"header reading failed on the cluster ({result.error}); ingest again")
-            for p in batch]
+            for p, _code in batch]
         done += len(batch)
         on_batch(done)
     return [header for start, _ in batches for header in by_start[start]]
 
 
-def _read_batch(batch: tuple[int, list[Path]]) -> list[InstanceHeader | RejectedFile]:
-    return [_read_one(path) for path in batch[1]]
+def _read_batch(batch: tuple[int, list[tuple[Path, str]]]) -> list[InstanceHeader | RejectedFile]:
+    return [_read_one(path, code) for path, code in batch[1]]
 
 
 def _kept_staged(pair: tuple[InstanceHeader | RejectedFile, StagedCopy | None],
@@ -627,7 +682,7 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
     its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
-    parsed = _read_one(path, parse_instance)
+    parsed = _read_one(path, code, parse_instance)
     if isinstance(parsed, RejectedFile):
         return parsed, None
     header = parsed.header
@@ -645,11 +700,12 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
 _remembered_pseudo_id = functools.lru_cache(maxsize=4096)(pseudo_id)
 
 
-def _read_one(path: Path | str, read: Callable[[Path | str], T] = read_instance_header) -> T | RejectedFile:
-    """One file's header (or what `read` makes of the file), or the rejection (returned, not raised, so
-    that it crosses process boundaries)."""
+def _read_one(path: Path | str, center_code: str | None = None,
+              read: Callable[..., T] = read_instance_header) -> T | RejectedFile:
+    """One file's header read under `center_code` (or what `read` makes of the file), or the rejection
+    (returned, not raised, so that it crosses process boundaries)."""
     try:
-        return read(path)
+        return read(path, center_code=center_code)
     except RejectedFile as exc:
         return exc
     except OSError as exc:
@@ -675,6 +731,8 @@ def _store_series(
     headers = _consistent_members(headers, report)
     first = headers[0]
     uid = first.series_instance_uid
+    if _registry_copy(session, key, headers, report):
+        return
 
     new = _new_instances(session, headers, report)
     if not new:
@@ -804,6 +862,34 @@ def _store_series(
     report.qc[series.qc_status] += 1
     if old_qc[0] in (QC_PASSED, QC_FAILED) and not created:
         report.qc["manual_decision_reset"] += 1
+
+
+def _registry_copy(session: Session, key: bytes, headers: list[InstanceHeader], report: IngestReport) -> bool:
+    """Reject the series and return True when it is this registry's own de-identified copy of a series.
+
+    Such a copy (read from the archive or an export) has keyed UIDs and the patient's pseudonym as PatientID:
+    ingested, it would become a new patient, `pseudo_id(center, pseudonym)`, the same person twice. It is
+    recognised by its header's marks (`InstanceHeader.ctstudy_copy`, on any of the series' files, which
+    share their PatientID) and a PatientID that is a pseudonym of this registry's; the series it copies is the
+    patient's whose keyed SeriesInstanceUID it carries. A file that only claims the marks (another registry's
+    copy, a forged header) has no pseudonym of ours for PatientID, and is ingested like any other.
+    """
+    if not any(h.ctstudy_copy for h in headers):
+        return False
+    first = headers[0]
+    patient = session.scalars(select(Patient).where(Patient.pseudo_id == first.patient_id.strip().lower())
+                              ).one_or_none()
+    if patient is None:
+        return False
+    registered = session.scalars(select(Series.series_instance_uid).join(Study, Series.study_id == Study.id)
+                                 .where(Study.patient_id == patient.id)).all()
+    copied = next((uid for uid in registered if remembered_mapped_uid(key, uid) == first.series_instance_uid), None)
+    where = (f"as series {copied} of patient {patient.pseudo_id}" if copied else
+             f"as patient {patient.pseudo_id} (the series it copies is no longer registered)")
+    _reject_all(headers, report, REGISTRY_COPY,
+                f"this is a de-identified copy already in this registry {where}: ingested again it would make "
+                "the same person a second patient; ingest the center's original files, not the archive or an export")
+    return True
 
 
 def _consistent_members(headers: list[InstanceHeader], report: IngestReport) -> list[InstanceHeader]:

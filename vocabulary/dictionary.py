@@ -422,7 +422,9 @@ for _name, _label in (("not_dicom", "Not a DICOM file"), ("unreadable", "File un
                       ("symlink_loop", "Symbolic link in a loop"),
                       ("zip_archive", "Zip archive not read"),
                       ("zip_member_unreadable", "Zip member cannot be unpacked"),
-                      ("compressed_file", "Packed file: unpack it first")):
+                      ("compressed_file", "Packed file: unpack it first"),
+                      ("center_names_patient", "Center folder named after a patient"),
+                      ("registry_copy", "De-identified copy already in this registry")):
     _add(_R, _name, _label, "", f"{_label} (ingest rejection code `{_name}`).")
 
 # --- QC status ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_every_name_the_packages_produce_has_an_entry() -> None:
                                                 "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST", "ARCHIVE_UNREADABLE",
                                                 "INVALID_CENTER", "UNREADABLE_FOLDER", "STORE_FAILED",
                                                 "DEFECTIVE_INSTANCE", "ARCHIVE_FAILED", "SYMLINK_LOOP",
-                                                "ZIP_MEMBER_UNREADABLE")]
+                                                "ZIP_MEMBER_UNREADABLE", "CENTER_NAMES_PATIENT", "REGISTRY_COPY")]
     rejections += ["unknown_transfer_syntax", "invalid_value"]  # registry.header_validation's reasons
     names = [*PATIENT_FEATURES, *CLINICAL_EXPORT, *OUTCOME_EXPORT, *PROGRESS_COLUMNS, *MISSING_ITEMS, *QC_REASONS,
              *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES), *_series_feature_names()]
