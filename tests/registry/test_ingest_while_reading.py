@@ -6,17 +6,17 @@ waits for the end of reading."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 from registry_dicom_factory import write_non_dicom, write_series
 from sqlalchemy import DateTime, select
+from test_deidentified_copy import _home_with_key
 
 import registry.ingest as ingest_module
 from registry.centers_read import CentersRead
-from registry.db import make_engine, session_scope, upgrade
+from registry.db import make_engine, session_scope
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import Base
@@ -38,15 +38,6 @@ def _folder(root: Path) -> None:
         for path in zipped:
             zf.write(path, f"CT/{path.name}")
     write_series(root / "IT005" / "y", "r-y", patient_id="IT005-9", n_slices=4)
-
-
-def _home_with_key(path: Path, key_from: Home) -> Home:
-    other = Home.resolve(path)
-    other.root.mkdir(parents=True)
-    shutil.copyfile(key_from.secret_path, other.secret_path)
-    other.ensure()
-    upgrade(other.db_url)
-    return other
 
 
 def _dump(engine, home: Home) -> dict[str, list[tuple]]:
