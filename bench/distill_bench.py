@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from imaging.inference import UNetSegmenter, select_device, set_cpu_threads
+from imaging.devices import select_device, set_cpu_threads
+from imaging.inference import UNetSegmenter
 from imaging.model import DEFAULT_MODEL_PATH, SegmentationModel, load_model
 from imaging.preprocess import Preprocessing
 from imaging.segmenters import BLAST_CT, PHANTOM, open_segmenter

@@ -67,7 +67,8 @@ def main() -> int:
         return 0
 
     from imaging.deepmedic_inference import open_blast_ct
-    from imaging.inference import UNetSegmenter, select_device
+    from imaging.devices import select_device
+    from imaging.inference import UNetSegmenter
     from imaging.model import load_model
 
     device = select_device("cuda")

@@ -482,7 +482,7 @@ def sqlite_pages(tmp: Path, a: argparse.Namespace) -> None:
 
 def segmentation_throughput(patients: int) -> None:
     from cluster.executor import Executor, open_executor
-    from imaging.inference import select_device
+    from imaging.devices import select_device
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
     from registry.ingest import ingest_directory

@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from imaging.devices import cpu_has_native_bf16, select_device, set_cpu_threads, threads_beside_load
+from imaging.devices import cpu_has_native_bf16, select_device
 from imaging.model import LABEL_MAP, SegmentationModel, output_lut
 from imaging.volume import Volume
-
-__all__ = ["UNetSegmenter", "cpu_has_native_bf16", "segment_volume", "select_device", "set_cpu_threads",
-           "threads_beside_load"]
 
 
 @dataclass

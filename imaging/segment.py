@@ -221,7 +221,7 @@ def _for_this_worker(segmenter: LesionSegmenter, device: str | None) -> LesionSe
     """
     if device is None or not dataclasses.is_dataclass(segmenter):
         return segmenter
-    from imaging.inference import select_device
+    from imaging.devices import select_device
 
     target = select_device(device)
     if target == segmenter.device:

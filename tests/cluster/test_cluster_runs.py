@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from biomarkers import store as biomarker_store
 from biomarkers.extract import extract_features
 from cluster.executor import Executor, open_executor, parse_scheduler
+from imaging.devices import select_device
 from imaging.distill import DistillOptions, distill
-from imaging.inference import select_device
 from imaging.preprocess import Preprocessing
 from imaging.segment import segment_registered_series, series_uids_to_segment
 from imaging.segmenters import open_segmenter
