@@ -245,7 +245,11 @@ def ingest_directory(
         session.flush()
         report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
         known_centers = frozenset(session.scalars(select(Center.code)))
-    report.debris_removed = sum(len(remove_archive_debris(folder)) for folder in (home.archive_dir, home.in_place_dir))
+    if interrupted:
+        # Half-written `*.tmp<PID>` files are what a run killed while writing leaves, and every run is recorded
+        # before it writes: the archive (every archived file) is searched only when such a run was just found.
+        report.debris_removed = sum(len(remove_archive_debris(folder))
+                                    for folder in (home.archive_dir, home.in_place_dir))
     _remove_dead_ingests_folders(home.unpack_dir)
     _remove_dead_ingests_folders(home.staging_dir)
     with ExitStack() as cleanup:
