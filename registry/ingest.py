@@ -695,9 +695,10 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     except ValueError:
         return header, None
     folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
-    if os.path.exists(f"{archive}/{folder}/{instance_name(key, header.sop_instance_uid)}"):
+    name = instance_name(key, header.sop_instance_uid)
+    if os.path.exists(f"{archive}/{folder}/{name}"):
         return header, None
-    return header, stage_archive_copy(parsed, key, pseudonym, target)
+    return header, stage_archive_copy(parsed, key, pseudonym, target, name)
 
 
 # The files of a series share their patient: each reader process computes the HMAC once per patient.
@@ -847,7 +848,8 @@ def _store_series(
                                automatic=True, note="automatic checks at ingest"))
     session.flush()
 
-    session.execute(insert(Instance), [
+    # Core's executemany on the session's connection: the ORM's bulk insert adds per-row work and no value here.
+    session.connection().execute(insert(Instance.__table__), [
         {"sop_instance_uid": h.sop_instance_uid, "series_id": series.id, "instance_number": h.instance_number,
          "position_z": summary.positions.get(h.sop_instance_uid), "file_path": stored[h.sop_instance_uid],
          "sha256": h.sha256, "file_size": h.file_size, "source_root_id": None}
@@ -969,8 +971,10 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
     series_dir.mkdir(parents=True, exist_ok=True)
     staged = staged or {}
     folder = str(series_dir)
-    jobs = [ArchiveJob(h.path, h.sha256, f"{folder}/{instance_name(key, h.sop_instance_uid)}", key, pseudonym)
-            for h in headers]
+    # A copy staged under this pseudonym carries its name (an HMAC the reader made): not made again here.
+    names = [_staged_name(staged, h.path, pseudonym) or instance_name(key, h.sop_instance_uid) for h in headers]
+    jobs = [ArchiveJob(h.path, h.sha256, f"{folder}/{name}", key, pseudonym)
+            for h, name in zip(headers, names, strict=True)]
     placed = {job.source: place_staged_copy(staged.pop(job.source), job.target) for job in jobs
               if job.source in staged and staged[job.source].pseudonym == pseudonym}
     rest = [job for job in jobs if job.source not in placed]
@@ -993,6 +997,11 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
             if result.outcome == WRITTEN:
                 (moved if job.source in placed else written).append(job.target)
     return stored, written, moved
+
+
+def _staged_name(staged: dict[str, StagedCopy], path: str, pseudonym: str) -> str:
+    copy = staged.get(path)
+    return copy.name if copy is not None and copy.pseudonym == pseudonym else ""
 
 
 def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:
