@@ -68,6 +68,7 @@ from registry.dicom_headers import (
     RejectedFile,
     parse_instance,
     read_instance_header,
+    values_unchecked_by_pydicom,
 )
 from registry.header_validation import valid_center_code
 from registry.home import Home
@@ -686,19 +687,20 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
     its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
-    parsed = _read_one(path, code, parse_instance)
-    if isinstance(parsed, RejectedFile):
-        return parsed, None
-    header = parsed.header
-    try:
-        pseudonym = _remembered_pseudo_id(key, code, header.patient_id)
-    except ValueError:
-        return header, None
-    folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
-    name = instance_name(key, header.sop_instance_uid)
-    if os.path.exists(f"{archive}/{folder}/{name}"):
-        return header, None
-    return header, stage_archive_copy(parsed, key, pseudonym, target, name)
+    with values_unchecked_by_pydicom():
+        parsed = _read_one(path, code, parse_instance)
+        if isinstance(parsed, RejectedFile):
+            return parsed, None
+        header = parsed.header
+        try:
+            pseudonym = _remembered_pseudo_id(key, code, header.patient_id)
+        except ValueError:
+            return header, None
+        folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
+        name = instance_name(key, header.sop_instance_uid)
+        if os.path.exists(f"{archive}/{folder}/{name}"):
+            return header, None
+        return header, stage_archive_copy(parsed, key, pseudonym, target, name)
 
 
 # The files of a series share their patient: each reader process computes the HMAC once per patient.
@@ -710,7 +712,8 @@ def _read_one(path: Path | str, center_code: str | None = None,
     """One file's header read under `center_code` (or what `read` makes of the file), or the rejection
     (returned, not raised, so that it crosses process boundaries)."""
     try:
-        return read(path, center_code=center_code)
+        with values_unchecked_by_pydicom():
+            return read(path, center_code=center_code)
     except RejectedFile as exc:
         return exc
     except OSError as exc:
