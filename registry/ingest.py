@@ -687,6 +687,7 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
     its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
+    # In a reader process or ingest's own thread (never a cluster's threads): the setting is process-wide.
     with values_unchecked_by_pydicom():
         parsed = _read_one(path, code, parse_instance)
         if isinstance(parsed, RejectedFile):
@@ -712,8 +713,7 @@ def _read_one(path: Path | str, center_code: str | None = None,
     """One file's header read under `center_code` (or what `read` makes of the file), or the rejection
     (returned, not raised, so that it crosses process boundaries)."""
     try:
-        with values_unchecked_by_pydicom():
-            return read(path, center_code=center_code)
+        return read(path, center_code=center_code)
     except RejectedFile as exc:
         return exc
     except OSError as exc:
