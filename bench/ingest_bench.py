@@ -11,10 +11,15 @@ Prints (median of repeats, measured in this run):
 - the same ingest with every copy made from the source file again, by the writer processes (the
   whole-file way: `registry.archive_copy.write_archive_copy`), byte for byte the same archive;
 - each lever of the default ingest turned off alone (the others on), its files/s and ratio to the naive
-  way and to the default ingest of the same run: the archive names' mapped UIDs remembered per process
+  way and to the default ingest, all three run in turn within each repeat (the headline ratio, naive read
+  against the default ingest alternated in one run): the archive names' mapped UIDs remembered per process
   (`deidentified_header.remembered_mapped_uid`), the copies written from the header and the source's
   Pixel Data bytes where they lie (`os.writev`), the staged copies flushed to disk while reading goes on,
-  each center's series stored while the next centers' files are read (`registry.centers_read`);
+  each center's series stored while the next centers' files are read (`registry.centers_read`), the
+  copy's header made from the one remembered for any patient's file, with only the pseudonym's two elements
+  written again (`registry.deidentified_header`), each staged copy's archive name (an HMAC) taken from
+  the reader that made it rather than made again while storing, pydicom's value checks (which only warn)
+  off while the readers convert values (`dicom_headers.values_unchecked_by_pydicom`);
 - for each, the CPU seconds (this process and its worker processes) beside the wall seconds: on a
   shared machine the wall ratio follows the load, the CPU ratio much less.
 - seconds for `collection_progress` on a registry of 1,000 patients / 5,000 series, on SQLite and,
@@ -29,6 +34,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -41,6 +47,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import insert
 
+from registry import deidentified_header
 from registry.db import make_engine, session_scope, upgrade
 from registry.deidentify import mapped_uid
 from registry.home import Home
@@ -110,6 +117,7 @@ def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int
         cpus.append(_cpu() - cpu)
         assert report.rejected == [] and report.new_instances > 0
         engine.dispose()
+        shutil.rmtree(home.root)  # every run starts beside the same files: no archive piling up on the disk
     return times, cpus
 
 
@@ -123,6 +131,16 @@ def _written_joined(path: str, parts: tuple[bytes | memoryview, ...]) -> None:
     Path(path).write_bytes(b"".join(parts))
 
 
+def _templates_per_patient() -> contextlib.AbstractContextManager[object]:
+    """A remembered copy header serves the files of its own patient only: another patient's file goes the
+    whole way (and its copy becomes the remembered one)."""
+    from_template = deidentified_header._from_template
+
+    def own_patient_only(template, ds, key, pseudonym, sources):  # noqa: ANN001, ANN202 - as patched
+        return None if pseudonym != template.pseudonym else from_template(template, ds, key, pseudonym, sources)
+    return mock.patch("registry.deidentified_header._from_template", own_patient_only)
+
+
 # Each lever of the default ingest, and how the bench turns it off alone.
 LEVERS = {
     "mapped UIDs computed for every file": lambda: mock.patch("registry.ingest.remembered_mapped_uid", mapped_uid),
@@ -132,22 +150,34 @@ LEVERS = {
                                                                    10**12),
     "every series stored after reading": lambda: mock.patch("registry.ingest._store_centers_read",
                                                             lambda *args: None),
+    "copy headers remade for each patient": _templates_per_patient,
+    "archive names made again while storing": lambda: mock.patch("registry.ingest._staged_name",
+                                                                 lambda *args: ""),
+    "pydicom's value checks on while reading": lambda: mock.patch("registry.ingest.values_unchecked_by_pydicom",
+                                                                  contextlib.nullcontext),
 }
 
 
 ALL_ON = "all levers on"
+NAIVE = "naive read"
 
 
 def time_levers_off(folder: Path, workdir: Path, repeats: int, workers: int) -> dict[str, tuple[float, float]]:
-    """{lever: median (wall, CPU) seconds of the default ingest with that lever alone turned off}, and
-    under ALL_ON the default ingest's; the runs interleaved (each repeat runs every variant once), so that
-    a change of the machine's load falls on all of them alike."""
-    runs: dict[str, list[tuple[float, float]]] = {ALL_ON: [], **{name: [] for name in LEVERS}}
+    """{lever: median (wall, CPU) seconds of the default ingest with that lever alone turned off}, under
+    ALL_ON the default ingest's and under NAIVE the naive read's; the runs interleaved (each repeat runs every
+    variant once, each repeat starting one variant further on), so that a change of the machine's load falls
+    on all of them alike."""
+    runs: dict[str, list[tuple[float, float]]] = {NAIVE: [], ALL_ON: [], **{name: [] for name in LEVERS}}
+    names = list(runs)
+    files = sorted(folder.rglob("*.dcm"))
     for r in range(repeats):
-        for n, name in enumerate(runs):
-            with LEVERS[name]() if name in LEVERS else contextlib.nullcontext():
-                walls, cpus = time_in_place_ingest(folder, workdir, 1, workers, in_place=False,
-                                                   label=f"-variant{n}-{r}")
+        for n, name in enumerate(names[r % len(names):] + names[: r % len(names)]):
+            if name == NAIVE:
+                walls, cpus = time_naive(files, 1)
+            else:
+                with LEVERS[name]() if name in LEVERS else contextlib.nullcontext():
+                    walls, cpus = time_in_place_ingest(folder, workdir, 1, workers, in_place=False,
+                                                       label=f"-variant{n}-{r}")
             runs[name].append((walls[0], cpus[0]))
     return {name: (statistics.median(w for w, _ in pairs), statistics.median(c for _, c in pairs))
             for name, pairs in runs.items()}
@@ -252,11 +282,14 @@ def main() -> None:
               f"({whole:.2f} s)  = {naive / whole:.2f} x naive; CPU {whole_cpu:.2f} s = "
               f"{naive_cpu / whole_cpu:.2f} x naive's CPU")
         on, on_cpu = levers.pop(ALL_ON)
-        print(f"levers, interleaved runs: all on {n / on:8.0f} files/s ({on:.2f} s, CPU {on_cpu:.2f} s) = "
-              f"{naive / on:.2f} x naive")
+        alternated, alternated_cpu = levers.pop(NAIVE)
+        print(f"levers, interleaved runs with the naive read (median of {args.repeats}): naive read "
+              f"{n / alternated:8.0f} files/s ({alternated:.2f} s, CPU {alternated_cpu:.2f} s); default ingest, all "
+              f"levers on {n / on:8.0f} files/s ({on:.2f} s, CPU {on_cpu:.2f} s) = **{alternated / on:.2f} x naive** "
+              f"(CPU {alternated_cpu / on_cpu:.2f} x naive's)")
         for name, (seconds, cpu) in levers.items():
             print(f"  lever off: {name}: {n / seconds:8.0f} files/s ({seconds:.2f} s, CPU {cpu:.2f} s) = "
-                  f"{naive / seconds:.2f} x naive; {seconds / on:.2f} x the wall with all levers on, "
+                  f"{alternated / seconds:.2f} x naive; {seconds / on:.2f} x the wall with all levers on, "
                   f"{cpu / on_cpu:.2f} x its CPU")
         print(f"copies made while reading against the whole-file way: {whole / archive:.2f} x wall, "
               f"{whole_cpu / archive_cpu:.2f} x CPU  (load average now {_load()})")

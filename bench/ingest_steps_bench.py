@@ -8,6 +8,10 @@ writing the staged copy; their sum, the naive read (pydicom dcmread + pixel_arra
 load average. Then the reader as ingest runs it (`_read_and_stage`, every step in one call) against the naive
 read in user and kernel CPU milliseconds a file (`os.times`: writing the staged copies is kernel work), and
 the store phase's CPU per series (`_SeriesStorer`'s transactions in a one-process ingest of the same files).
+Last, the default ingest (2 reader processes) in its phases (`ingest_phases`): its fixed costs (records and
+file list before reading, the readers' start, the last center's store and the run record after the last
+file) against the time reading the files, the parent's CPU (before reading, the store phase, the rest) and
+the readers' CPU.
 
 Usage: .venv/bin/python bench/ingest_steps_bench.py [--series 25] [--slices 40] [--repeats 3]
 """
@@ -18,6 +22,7 @@ import argparse
 import functools
 import hashlib
 import io
+import multiprocessing.util
 import os
 import statistics
 import tempfile
@@ -135,6 +140,80 @@ def store_cpu_per_series(folder: Path, home_dir: Path) -> float:
     return spent[0] / spent[1]
 
 
+def ingest_phases(folder: Path, home_dir: Path, marks_dir: Path, workers: int = 2) -> dict[str, float]:
+    """Seconds of one default ingest of `folder`, split into its fixed costs (once an ingest, whatever the
+    number of files) and its per-file work, in the parent process and in the reader processes:
+    wall from the call's start to reading, to the first file read, to the last, and to the end; the parent's
+    CPU before reading, in the store phase (one transaction a series) and in all; the readers' start (fork
+    to ready) and CPU. `marks_dir` receives each reader's marks."""
+    home = Home.resolve(home_dir)
+    home.ensure()
+    upgrade(home.db_url)
+    engine = make_engine(home.db_url)
+    marks: dict[str, float] = {}
+    store = [0.0, 0.0]
+    real_store, real_group, real_kept = (ingest_module._SeriesStorer._store_one, ingest_module._read_and_group,
+                                         ingest_module._kept_staged)
+    real_init = ingest_module.die_with_parent
+
+    def store_one(self, *args, **kwargs):  # noqa: ANN001, ANN202 - the storer's own signature
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return real_store(self, *args, **kwargs)
+        finally:
+            store[0] += time.perf_counter() - wall
+            store[1] += time.process_time() - cpu
+
+    def read_and_group(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        marks.setdefault("reading", time.perf_counter())
+        marks.setdefault("cpu before reading", time.process_time())
+        return real_group(*args, **kwargs)
+
+    def kept_staged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        now = time.perf_counter()
+        marks.setdefault("first file", now)
+        marks["last file"] = now
+        return real_kept(*args, **kwargs)
+
+    def reader_start() -> None:
+        real_init()
+        ready = time.perf_counter()  # CLOCK_MONOTONIC: the same clock in every process
+
+        def at_exit() -> None:
+            t = os.times()
+            (marks_dir / f"{os.getpid()}").write_text(f"{ready} {t.user + t.system}")
+        multiprocessing.util.Finalize(None, at_exit, exitpriority=100)
+
+    with mock.patch.object(ingest_module._SeriesStorer, "_store_one", store_one), \
+            mock.patch.object(ingest_module, "_read_and_group", read_and_group), \
+            mock.patch.object(ingest_module, "_kept_staged", kept_staged), \
+            mock.patch.object(ingest_module, "die_with_parent", reader_start):
+        before = os.times()
+        start, cpu = time.perf_counter(), time.process_time()
+        ingest_module.ingest_directory(engine, home, folder, actor="bench", workers=workers)
+        end, parent_cpu = time.perf_counter(), time.process_time() - cpu
+        after = os.times()
+    engine.dispose()
+    readers = [tuple(map(float, f.read_text().split())) for f in marks_dir.iterdir()]
+    before_reading = marks["cpu before reading"] - cpu
+    for f in marks_dir.iterdir():
+        f.unlink()
+    return {
+        "wall: start to reading (records, file list)": marks["reading"] - start,
+        "wall: reading to the readers' start (fork)": max(r[0] for r in readers) - marks["reading"],
+        "wall: to the first file read": marks["first file"] - start,
+        "wall: first to last file read": marks["last file"] - marks["first file"],
+        "wall: last file read to the end (last center stored, run record)": end - marks["last file"],
+        "wall: whole ingest": end - start,
+        "parent CPU: before reading": before_reading,
+        "parent CPU: store phase": store[1],
+        "parent CPU: the rest (results, grouping, run record)": parent_cpu - store[1] - before_reading,
+        "parent wall in the store phase (CPU + waiting on flushes)": store[0],
+        "readers' CPU, all": (after.children_user + after.children_system
+                              - before.children_user - before.children_system),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=25)
@@ -179,6 +258,17 @@ def main() -> None:
                                        for r in range(args.repeats))
         print(f"{'store phase, per series':40s} {1000 * per_series:6.2f} ms CPU ({args.series} series: "
               f"{per_series * args.series:.2f} s; load average now {os.getloadavg()[0]:.1f})")
+
+        marks_dir = Path(tmp) / "marks"
+        marks_dir.mkdir()
+        phases: dict[str, list[float]] = defaultdict(list)
+        for r in range(args.repeats):
+            for phase, seconds in ingest_phases(folder, Path(tmp) / f"phases{r}", marks_dir).items():
+                phases[phase].append(seconds)
+        print(f"default ingest (2 readers), its phases, median of {args.repeats} "
+              f"(load average now {os.getloadavg()[0]:.1f}):")
+        for phase, values in phases.items():
+            print(f"  {phase:68s} {statistics.median(values):6.3f} s")
 
 
 if __name__ == "__main__":

@@ -84,11 +84,14 @@ def write_archive_copy(job: ArchiveJob) -> ArchiveResult:
 class StagedCopy:
     path: str  # the de-identified copy, in the staging folder
     pseudonym: str  # the patient pseudonym written into it
+    name: str = ""  # its file name in its series folder, when the reader that made it named it
 
 
-def stage_archive_copy(parsed: ParsedInstance, key: bytes, pseudonym: str, path: str) -> StagedCopy | None:
+def stage_archive_copy(parsed: ParsedInstance, key: bytes, pseudonym: str, path: str, name: str = ""
+                       ) -> StagedCopy | None:
     """Write the de-identified copy of the file `parsed` was read from at `path`; None when it cannot be made
-    (the file is then copied by `write_archive_copy`, which rejects it with the reason if it fails again)."""
+    (the file is then copied by `write_archive_copy`, which rejects it with the reason if it fails again).
+    `name`: the copy's file name in its series folder, kept with it."""
     try:
         parts = deidentified_copy_parts(parsed, key, pseudonym)
     except Exception:  # noqa: BLE001 - the verdict on such a file is `write_archive_copy`'s
@@ -97,7 +100,7 @@ def stage_archive_copy(parsed: ParsedInstance, key: bytes, pseudonym: str, path:
         _write_new_file(path, parts)
     except OSError:
         return None
-    return StagedCopy(path, pseudonym)
+    return StagedCopy(path, pseudonym, name)
 
 
 def _write_new_file(path: str, parts: tuple[bytes | memoryview, ...]) -> None:

@@ -11,13 +11,16 @@ makes only the others, each as the whole way makes it:
   writes it (the conversion depends on the element and the character set only);
 - a UID the profile maps (`mapped_uid`), or a description it cleans (`phi_text.cleaned_text`): the
   profile's value written as a UI / LO element; a SOP Instance UID also goes into the file meta, whose
-  bytes are reused when the new value has the same padded length (else the whole way).
+  bytes are reused when the new value has the same padded length (else the whole way);
+- the pseudonym the profile writes as PatientID and PatientName, when the file's patient is another than
+  the remembered copy's: those two elements written as the whole way writes them, so that the files of
+  every patient share one context.
 
-The context is everything else the output depends on: the key and pseudonym, the encoding and transfer
-syntax, the SOP Class (file meta), the character set, the elements whose VR depends on other elements
-(and those they depend on), and which elements the profile reads are present. A file that differs in
-any of these, in which a mapped UID or a cleaned description comes out empty, or which has one where the
-remembered copy has none, goes the whole way (and is remembered in its turn).
+The context is everything else the output depends on: the key, the encoding and transfer syntax, the SOP
+Class (file meta), the character set, the elements whose VR depends on other elements (and those they
+depend on), and which elements the profile reads are present. A file that differs in any of these, in
+which a mapped UID or a cleaned description comes out empty, or which has one where the remembered copy
+has none, goes the whole way (and is remembered in its turn).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from registry.dicom_encoding import (
 from registry.phi_text import cleaned_text
 
 SOP_INSTANCE_UID = 0x00080018
+PSEUDONYM_TAGS = {0x00100010: "PatientName", 0x00100020: "PatientID"}  # the profile writes the pseudonym there
 UID_TAGS = {datadict.tag_for_keyword(k): k for k in UID_KEYWORDS}
 DESCRIPTION_TAGS = {datadict.tag_for_keyword(k): k for k in DESCRIPTION_KEYWORDS}
 READ_TAGS = frozenset(int(t) for t in KEPT_TAGS | set(UID_TAGS) | set(DESCRIPTION_TAGS))  # what the profile reads
@@ -62,11 +66,13 @@ class _Template:
     implicit: bool  # the copy's encoding
     little: bool
     context: Hashable  # `dicom_encoding.encoding_context` of the copy
+    pseudonym: str  # the one written in `parts`
 
     def __post_init__(self) -> None:
         self.by_tag = dict(self.parts)
         self.index = {tag: at for at, (tag, _made) in enumerate(self.parts)}
         self.made = [made for _tag, made in self.parts]
+        self.other_pseudonym: tuple[str, dict[int, bytes]] | None = None  # the last other one's elements
 
 
 _templates: dict[Hashable, _Template] = {}
@@ -76,10 +82,10 @@ def header_bytes(ds: Dataset, key: bytes, pseudonym: str) -> bytes:
     """`encoded_file(deidentified(ds, key, pseudonym))`, reusing the previous file's where they agree."""
     # Plain ints as keys: comparing pydicom's tags runs Python code, ints compare in C.
     sources = {number: _source(elem) for tag, elem in ds._dict.items() if (number := int(tag)) in READ_TAGS}
-    context = _context(ds, key, pseudonym, sources)
+    context = _context(ds, key, sources)
     template = _templates.get(context) if context is not None else None
     if template is not None:
-        made = _from_template(template, ds, key, sources)
+        made = _from_template(template, ds, key, pseudonym, sources)
         if made is not None:
             return made
     out = deidentified(ds, key, pseudonym)
@@ -96,7 +102,7 @@ def header_bytes(ds: Dataset, key: bytes, pseudonym: str) -> bytes:
         implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
         _templates[context] = _Template(sources, prefix, sop_at, sop_length,
                                         [(int(tag), made) for tag, made in elements], implicit, little,
-                                        encoding_context(out, implicit, little))
+                                        encoding_context(out, implicit, little), pseudonym)
     return prefix + b"".join(made for _tag, made in elements)
 
 
@@ -110,7 +116,7 @@ def _source(elem: object) -> Hashable | None:
 _META_CONTEXT_TAGS = (0x00020002, 0x00020010)  # Media Storage SOP Class UID, Transfer Syntax UID
 
 
-def _context(ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashable]) -> Hashable | None:
+def _context(ds: Dataset, key: bytes, sources: dict[int, Hashable]) -> Hashable | None:
     meta = getattr(ds, "file_meta", None)
     meta_part = None
     if meta is not None:
@@ -128,7 +134,7 @@ def _context(ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashabl
     sop = sources.get(SOP_INSTANCE_UID)
     sop_length = ((len(remembered_mapped_uid(key, sop[2].decode("ascii", "replace"))) + 1) // 2
                   if sop and sop[2] else None)
-    return (key, pseudonym, ds.original_encoding, meta_part, tuple(sorted(fixed)), frozenset(sources), sop_length)
+    return (key, ds.original_encoding, meta_part, tuple(sorted(fixed)), frozenset(sources), sop_length)
 
 
 def _value_at(prefix: bytes, uid: str) -> tuple[int, int]:
@@ -143,12 +149,13 @@ def _value_at(prefix: bytes, uid: str) -> tuple[int, int]:
     return at + 8, len(value)
 
 
-def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[int, Hashable]) -> bytes | None:
+def _from_template(template: _Template, ds: Dataset, key: bytes, pseudonym: str, sources: dict[int, Hashable]
+                   ) -> bytes | None:
     changed = [tag for tag, source in sources.items() if source is None or template.sources.get(tag) != source]
     implicit, little = template.implicit, template.little
     old = template.by_tag
     prefix = template.prefix
-    remade: dict[int, bytes] = {}
+    remade: dict[int, bytes] = {} if pseudonym == template.pseudonym else _pseudonym_elements(template, ds, pseudonym)
     probe: Dataset | None = None  # what the copy holds of the other changed elements, see `_probe`
     for tag in changed:
         if tag in KEPT_TAGS:
@@ -201,6 +208,22 @@ def _from_template(template: _Template, ds: Dataset, key: bytes, sources: dict[i
     for tag, made in remade.items():
         made_parts[template.index[tag]] = made
     return prefix + b"".join(made_parts)
+
+
+def _pseudonym_elements(template: _Template, ds: Dataset, pseudonym: str) -> dict[int, bytes]:
+    """PatientName and PatientID of the copy holding `pseudonym`, as `encoded_file` writes them in the profile's
+    dataset (set in memory, in the copy's encoding and character set); the last pseudonym's are remembered."""
+    last = template.other_pseudonym
+    if last is not None and last[0] == pseudonym:
+        return dict(last[1])
+    probe = _probe(ds)
+    charset = probe.get("SpecificCharacterSet", default_encoding)
+    made = {}
+    for tag, keyword in PSEUDONYM_TAGS.items():
+        setattr(probe, keyword, pseudonym)
+        made[tag] = written_element(probe[tag], template.implicit, template.little, charset)
+    template.other_pseudonym = (pseudonym, made)
+    return dict(made)
 
 
 _UI_HEADER = 8

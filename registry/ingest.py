@@ -68,6 +68,7 @@ from registry.dicom_headers import (
     RejectedFile,
     parse_instance,
     read_instance_header,
+    values_unchecked_by_pydicom,
 )
 from registry.header_validation import valid_center_code
 from registry.home import Home
@@ -245,7 +246,11 @@ def ingest_directory(
         session.flush()
         report = IngestReport(run_id=run.id, interrupted_runs=interrupted)
         known_centers = frozenset(session.scalars(select(Center.code)))
-    report.debris_removed = sum(len(remove_archive_debris(folder)) for folder in (home.archive_dir, home.in_place_dir))
+    if interrupted:
+        # Half-written `*.tmp<PID>` files are what a run killed while writing leaves, and every run is recorded
+        # before it writes: the archive (every archived file) is searched only when such a run was just found.
+        report.debris_removed = sum(len(remove_archive_debris(folder))
+                                    for folder in (home.archive_dir, home.in_place_dir))
     _remove_dead_ingests_folders(home.unpack_dir)
     _remove_dead_ingests_folders(home.staging_dir)
     with ExitStack() as cleanup:
@@ -682,18 +687,21 @@ def _read_and_stage(job: tuple[str, str, str], *, key: bytes, archive: str
     from the same read under the pseudonym of its PatientID at that center, unless a copy is already at
     its archive name (a file ingested before: its copy, if needed at all, is checked the whole-file way)."""
     path, code, target = job
-    parsed = _read_one(path, code, parse_instance)
-    if isinstance(parsed, RejectedFile):
-        return parsed, None
-    header = parsed.header
-    try:
-        pseudonym = _remembered_pseudo_id(key, code, header.patient_id)
-    except ValueError:
-        return header, None
-    folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
-    if os.path.exists(f"{archive}/{folder}/{instance_name(key, header.sop_instance_uid)}"):
-        return header, None
-    return header, stage_archive_copy(parsed, key, pseudonym, target)
+    # In a reader process or ingest's own thread (never a cluster's threads): the setting is process-wide.
+    with values_unchecked_by_pydicom():
+        parsed = _read_one(path, code, parse_instance)
+        if isinstance(parsed, RejectedFile):
+            return parsed, None
+        header = parsed.header
+        try:
+            pseudonym = _remembered_pseudo_id(key, code, header.patient_id)
+        except ValueError:
+            return header, None
+        folder = series_folder_name(key, code, pseudonym, header.study_instance_uid, header.series_instance_uid)
+        name = instance_name(key, header.sop_instance_uid)
+        if os.path.exists(f"{archive}/{folder}/{name}"):
+            return header, None
+        return header, stage_archive_copy(parsed, key, pseudonym, target, name)
 
 
 # The files of a series share their patient: each reader process computes the HMAC once per patient.
@@ -843,7 +851,8 @@ def _store_series(
                                automatic=True, note="automatic checks at ingest"))
     session.flush()
 
-    session.execute(insert(Instance), [
+    # Core's executemany on the session's connection: the ORM's bulk insert adds per-row work and no value here.
+    session.connection().execute(insert(Instance.__table__), [
         {"sop_instance_uid": h.sop_instance_uid, "series_id": series.id, "instance_number": h.instance_number,
          "position_z": summary.positions.get(h.sop_instance_uid), "file_path": stored[h.sop_instance_uid],
          "sha256": h.sha256, "file_size": h.file_size, "source_root_id": None}
@@ -965,8 +974,10 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
     series_dir.mkdir(parents=True, exist_ok=True)
     staged = staged or {}
     folder = str(series_dir)
-    jobs = [ArchiveJob(h.path, h.sha256, f"{folder}/{instance_name(key, h.sop_instance_uid)}", key, pseudonym)
-            for h in headers]
+    # A copy staged under this pseudonym carries its name (an HMAC the reader made): not made again here.
+    names = [_staged_name(staged, h.path, pseudonym) or instance_name(key, h.sop_instance_uid) for h in headers]
+    jobs = [ArchiveJob(h.path, h.sha256, f"{folder}/{name}", key, pseudonym)
+            for h, name in zip(headers, names, strict=True)]
     placed = {job.source: place_staged_copy(staged.pop(job.source), job.target) for job in jobs
               if job.source in staged and staged[job.source].pseudonym == pseudonym}
     rest = [job for job in jobs if job.source not in placed]
@@ -989,6 +1000,11 @@ def _copy_into_archive(headers: list[InstanceHeader], series_dir: Path, report: 
             if result.outcome == WRITTEN:
                 (moved if job.source in placed else written).append(job.target)
     return stored, written, moved
+
+
+def _staged_name(staged: dict[str, StagedCopy], path: str, pseudonym: str) -> str:
+    copy = staged.get(path)
+    return copy.name if copy is not None and copy.pseudonym == pseudonym else ""
 
 
 def _link_in_place(headers: list[InstanceHeader], series_dir: Path, key: bytes) -> dict[str, str]:

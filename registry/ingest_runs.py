@@ -4,9 +4,11 @@ An ingest killed with `kill -9` cannot tidy up: its `*.tmp<PID>` half-copies sta
 IngestRun stays "running", and its reader processes (a process pool) may outlive it. The next ingest
 (any process opening the registry for ingest) therefore:
 
-- removes archive files named `*.tmp<PID>` whose process is gone (a live ingest's are left alone);
 - marks runs of this host whose process is gone as `interrupted` (runs of other hosts are left: a
   PostgreSQL registry is shared, and another machine's process cannot be checked from here);
+- when it marked any, removes archive files named `*.tmp<PID>` whose process is gone (a live ingest's
+  are left alone). Only a killed run leaves such files, and every run is recorded before it writes one, so
+  the walk over the whole archive is made only then, not by every run;
 
 and every reader process asks the kernel to kill it when its parent dies (Linux `PR_SET_PDEATHSIG`).
 """

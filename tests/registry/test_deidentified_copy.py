@@ -38,6 +38,7 @@ from registry.dicom_headers import RejectedFile, parse_instance
 from registry.home import Home
 from registry.ingest import ingest_directory
 from registry.models import Instance, Patient, QCDecision, Rejection, Series, Study
+from registry.pseudonym import pseudo_id
 from synthetic.study import generate_study
 
 KEY = b"k" * 32
@@ -163,6 +164,17 @@ def test_a_series_whose_files_differ_copies_each_as_the_whole_file_way(tmp_path:
         assert pixel_element_span(parsed.dataset, parsed.data, parsed.pixel_offset) is not None
         assert deidentified_copy(parsed, KEY, "PSEUDO-3") == deidentified_bytes_reencoded(
             parsed.data, KEY, "PSEUDO-3"), path.name
+
+
+def test_one_remembered_header_serves_every_patient_with_the_whole_file_bytes(tmp_path: Path) -> None:
+    files = _varied_series(tmp_path / "varied")
+    # Each file under another pseudonym than the one before: of odd and even length, the registry's own kind.
+    pseudonyms = ["PSEUDO-3", "P", "Pseudo-Odd", "abc", pseudo_id(KEY, "IT064", "IT064-0012")]
+    for n, path in enumerate(files + files[::-1]):
+        parsed = parse_instance(path)
+        pseudonym = pseudonyms[n % len(pseudonyms)]
+        assert deidentified_copy(parsed, KEY, pseudonym) == deidentified_bytes_reencoded(
+            parsed.data, KEY, pseudonym), (path.name, pseudonym)
 
 
 def _rows(engine, home: Home) -> dict[str, list[tuple]]:

@@ -309,6 +309,23 @@ def test_killed_runs_are_marked_interrupted_and_debris_removed(home: Home, tmp_p
     engine.dispose()
 
 
+def test_the_archive_is_searched_for_debris_only_after_a_killed_run(
+        home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    searched: list[Path] = []
+    monkeypatch.setattr(ingest_module, "remove_archive_debris", lambda folder: searched.append(folder) or [])
+    engine = make_engine(home.db_url)
+    write_case(tmp_path / "in" / "IT064" / "a", "a")
+    for _ in range(2):  # a first run, and one after a run that ended
+        assert ingest_directory(engine, home, tmp_path / "in").interrupted_runs == []
+    assert searched == []
+    with session_scope(engine) as s:
+        s.add(IngestRun(kind="dicom", source="x", actor="t", counts={}, status="running", pid=2**22 + 12345,
+                        host=__import__("socket").gethostname()))
+    assert ingest_directory(engine, home, tmp_path / "in").interrupted_runs != []
+    assert searched == [home.archive_dir, home.in_place_dir]
+    engine.dispose()
+
+
 def test_reader_processes_die_with_their_parent(tmp_path: Path) -> None:
     """A reader started with the pool initializer is killed by the kernel when its parent is killed."""
     import signal
