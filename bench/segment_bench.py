@@ -109,6 +109,7 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     np.save(out, labels)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                      "system_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt,
                       "peak_rss_gb": usage.ru_maxrss / 1024**2, "timings": timings, "version": seg.version,
                       "threads": n_threads}))
 
@@ -120,6 +121,15 @@ def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: i
     if done.returncode != 0:
         raise RuntimeError(f"ctstudy inference failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
@@ -137,16 +147,19 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
         volume = load_series(files)
         image = tmp / "p81.nii.gz"
         nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.hu.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine), image)
-        print(f"input: CT-ICH patient 81, {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
+        print(f"CPU {cpu_model()}; input: CT-ICH patient 81, {volume.shape[0]} slices of "
+              f"{volume.shape[1]} x {volume.shape[2]} "
               f"({volume.spacing[0]:g} mm slices), {ensemble} network(s); CPU threads {threads or 'the free cores'}; "
               f"load average {os.getloadavg()[0]:.1f}")
         ours = _run_ours(tmp / "p81", tmp / "ours.npy", ensemble, "cpu", threads)
         ref = run_reference(image, tmp / "ref.nii.gz", ensemble=ensemble > 1)
         ours_labels = np.load(tmp / "ours.npy")
         ref_labels = np.asarray(nib.load(tmp / "ref.nii.gz").dataobj).astype(np.uint8).transpose(2, 1, 0)
-        print(f"{'':>28} {'wall s':>8} {'CPU s':>8} {'peak RSS GB':>12} {'hemorrhage Dice':>16}")
+        print(f"{'':>28} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'minor faults':>13} {'peak RSS GB':>12} "
+              f"{'hemorrhage Dice':>16}")
         for name, fig, lab in (("blast-ct (reference tool)", ref, ref_labels), ("ctstudy blast-ct", ours, ours_labels)):
-            print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['peak_rss_gb']:12.2f} "
+            print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['system_seconds']:9.1f} "
+                  f"{fig['minor_faults']:13,d} {fig['peak_rss_gb']:12.2f} "
                   f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
         print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
               f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time (targets x15 wall idle, x12 CPU); "
