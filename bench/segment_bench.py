@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/segment_bench.py --real-ct [--ensemble 1] [--pooled]   # BLAST-CT, ours vs the tool
     .venv/bin/python bench/segment_bench.py --ensemble-sweep 1,3,5   # BLAST-CT ensemble size: Dice vs cost
+    .venv/bin/python bench/segment_bench.py --workers-compare 3   # our process, 2 tiles at once vs 1, 3 rounds
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
 
 --real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
@@ -91,7 +92,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float("nan") if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> None:
+def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
+                tile_workers: int | None = None) -> None:
     """Runs in a fresh process, so that its peak RSS is ours alone: load, segment, save labels, print JSON."""
     from imaging.deepmedic_inference import open_blast_ct
     from imaging.devices import select_device
@@ -102,6 +104,7 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     t0 = time.perf_counter()
     volume = load_series(sorted(dicom_dir.glob("*.dcm")), allow_irregular=True)
     seg = open_blast_ct(dev, ensemble)
+    seg.workers = tile_workers
     labels, timings = seg.segment(volume)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -114,9 +117,11 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
                       "threads": n_threads}))
 
 
-def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> dict:
+def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
+              tile_workers: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
-           "--device", device] + (["--threads", str(threads)] if threads else [])
+           "--device", device] + (["--threads", str(threads)] if threads else []) + (
+           ["--tile-workers", str(tile_workers)] if tile_workers else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"ctstudy inference failed: {done.stderr[-2000:]}")
@@ -183,6 +188,31 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
             print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {dice:.3f}")
 
 
+def tile_workers_compare(rounds: int) -> None:
+    """Our process on patient 81 with 2 tiles at once against 1, alternated in fresh processes: medians."""
+    from ctstudy import ct_ich
+
+    with tempfile.TemporaryDirectory(prefix="segment-workers-") as tmp_name:
+        tmp = Path(tmp_name)
+        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
+        print(f"CPU {cpu_model()}; patient 81, our process with 2 tiles at once vs 1 (one intra-op thread each), "
+              f"{rounds} alternated rounds; load average {os.getloadavg()[0]:.1f}")
+        runs: dict[int, list[dict]] = {2: [], 1: []}
+        labels: dict[int, np.ndarray] = {}
+        for _ in range(rounds):
+            for n in (2, 1):
+                runs[n].append(_run_ours(tmp / "p81", tmp / f"w{n}.npy", 1, "cpu", None, tile_workers=n))
+                labels[n] = np.load(tmp / f"w{n}.npy")
+    print(f"{'tiles at once':>14} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'minor faults':>13} {'peak RSS GB':>12}")
+    for n, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds", "system_seconds",
+                                                                "minor_faults")}
+        print(f"{n:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {med['system_seconds']:9.2f} "
+              f"{int(med['minor_faults']):13,d} {max(r['peak_rss_gb'] for r in rs):12.2f}")
+    print(f"labels of 2 and 1 tiles at once identical: {bool(np.array_equal(labels[1], labels[2]))}; "
+          f"load average now {os.getloadavg()[0]:.1f} (peak RSS: the largest of the rounds)")
+
+
 def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
     """Our hemorrhage Dice pooled over all 36 CT-ICH slices (each patient's slices one series), and CPU seconds."""
     from ctstudy import ct_ich
@@ -224,11 +254,19 @@ def main() -> None:
     ap.add_argument("--pooled", action="store_true", help="with --real-ct: also Dice over all 36 CT-ICH slices")
     ap.add_argument("--ensemble-sweep", default=None, metavar="N,N,...",
                     help="BLAST-CT: pooled CT-ICH Dice and CPU time for each ensemble size (e.g. 1,3,5)")
+    ap.add_argument("--workers-compare", type=int, default=None, metavar="ROUNDS",
+                    help="our process on patient 81 with 2 tiles at once vs 1, this many alternated rounds")
+    ap.add_argument("--tile-workers", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads)
+        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads, a.tile_workers)
+        return
+    if a.workers_compare is not None:
+        if a.workers_compare < 1:
+            ap.error(f"--workers-compare needs at least 1 round, not {a.workers_compare}")
+        tile_workers_compare(a.workers_compare)
         return
     if a.ensemble_sweep:
         ensemble_sweep([int(n) for n in a.ensemble_sweep.split(",")], a.threads)

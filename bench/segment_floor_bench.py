@@ -152,15 +152,20 @@ def main() -> None:
 
     flop = 2 * sum(macs)
     floor = sum(seconds)
-    kinds = Counter()
-    for (_i, w, _o, _cl), m in zip(calls, macs, strict=True):
+    kinds: Counter = Counter()
+    kind_seconds: Counter = Counter()
+    for (_i, w, _o, _cl), m, sec in zip(calls, macs, seconds, strict=True):
         kinds[f"{w.shape[1]}->{w.shape[0]} k{w.shape[2]}"] += 2 * m
+        kind_seconds[f"{w.shape[1]}->{w.shape[0]} k{w.shape[2]}"] += sec
     rates = [2 * m / s / 1e9 for m, s in zip(macs, seconds, strict=True) if s > 0]
     print(f"convolutions per scan: {len(calls)} ({len(kinds)} layer kinds); {flop / 1e12:.3f} TFLOP "
           f"({sum(macs) / 1e12:.3f} T multiply-adds); largest kinds: "
           + ", ".join(f"{k} {v / 1e9:.0f} GFLOP" for k, v in kinds.most_common(4)))
     print(f"oneDNN fp32, 1 thread, each convolution alone (best of {a.repeats}): {flop / floor / 1e9:.1f} GFLOP/s "
           f"over the scan (per call: median {statistics.median(rates):.1f}, range {min(rates):.1f}-{max(rates):.1f})")
+    print("per layer kind (channels in->out, kernel): " + "; ".join(
+        f"{k} {kinds[k] / 1e9:.0f} GFLOP in {kind_seconds[k]:.2f} s ({kinds[k] / kind_seconds[k] / 1e9:.0f} GFLOP/s)"
+        for k, _ in kinds.most_common()))
     clock = cpu_clock_hz()
     if clock:
         peak = a.flop_per_cycle * clock / 1e9
