@@ -12,7 +12,7 @@ reuse the memory the first one faulted in; on leaving, the defaults are set agai
 The settings are process-wide, but they keep blocks on the main heap only for threads that
 allocate from it (glibc's main arena). A thread with an arena of its own allocates from heaps of
 at most 64 MB, maps every larger block afresh and unmaps heaps it has emptied, whatever the
-settings: a second tile thread on CT-ICH patient 81 took 1.1 million more page faults and 3.5 s
+settings: a plain second tile thread on CT-ICH patient 81 takes 1.1 million more page faults and 3.5 s
 more system time than one. `main_heap_threads` gives threads that share the main arena. Setting
 either parameter turns off glibc's dynamic mmap threshold for the rest of the process (large
 blocks then always get their own mmap, which is the behaviour this module works around).
@@ -137,8 +137,11 @@ class MainHeapThreads:
                     self.on_main_heap.append(on_main)
 
     def _serve(self, ready: queue.SimpleQueue, last_try: bool) -> None:
-        on_main = _LIBC is not None and allocates_from_main_heap()
-        kept = on_main or _LIBC is None or last_try
+        try:
+            on_main = _LIBC is not None and allocates_from_main_heap()
+            kept = on_main or _LIBC is None or last_try
+        except MemoryError:  # no room for the probe: kept, it serves as a plain thread
+            on_main, kept = False, True
         ready.put((on_main, kept))
         if not kept:
             threading.Event().wait()  # parked: holds its arena, so that the next thread is handed another
