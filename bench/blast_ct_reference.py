@@ -63,6 +63,7 @@ def run_reference(image: Path, out: Path, *, ensemble: bool = False, threads: in
         raise RuntimeError(f"blast-ct failed on {image} (exit {done.returncode}): {done.stderr[-2000:]}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+            "system_seconds": usage.ru_stime - before.ru_stime, "minor_faults": usage.ru_minflt - before.ru_minflt,
             "peak_rss_gb": usage.ru_maxrss / 1024**2}
 
 

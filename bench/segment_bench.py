@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/segment_bench.py --real-ct [--ensemble 1] [--pooled]   # BLAST-CT, ours vs the tool
     .venv/bin/python bench/segment_bench.py --ensemble-sweep 1,3,5   # BLAST-CT ensemble size: Dice vs cost
+    .venv/bin/python bench/segment_bench.py --workers-compare 3   # our process, 2 tiles at once vs 1, 3 rounds
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
 
 --real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
@@ -91,7 +92,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float("nan") if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> None:
+def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
+                tile_workers: int | None = None) -> None:
     """Runs in a fresh process, so that its peak RSS is ours alone: load, segment, save labels, print JSON."""
     from imaging.deepmedic_inference import open_blast_ct
     from imaging.devices import select_device
@@ -102,6 +104,7 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     t0 = time.perf_counter()
     volume = load_series(sorted(dicom_dir.glob("*.dcm")), allow_irregular=True)
     seg = open_blast_ct(dev, ensemble)
+    seg.workers = tile_workers
     labels, timings = seg.segment(volume)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -109,17 +112,29 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     np.save(out, labels)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                      "system_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt,
                       "peak_rss_gb": usage.ru_maxrss / 1024**2, "timings": timings, "version": seg.version,
                       "threads": n_threads}))
 
 
-def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None) -> dict:
+def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
+              tile_workers: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
-           "--device", device] + (["--threads", str(threads)] if threads else [])
+           "--device", device] + (["--threads", str(threads)] if threads else []) + (
+           ["--tile-workers", str(tile_workers)] if tile_workers else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"ctstudy inference failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
@@ -137,16 +152,19 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
         volume = load_series(files)
         image = tmp / "p81.nii.gz"
         nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.hu.transpose(2, 1, 0)), LPS_TO_RAS @ volume.affine), image)
-        print(f"input: CT-ICH patient 81, {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
+        print(f"CPU {cpu_model()}; input: CT-ICH patient 81, {volume.shape[0]} slices of "
+              f"{volume.shape[1]} x {volume.shape[2]} "
               f"({volume.spacing[0]:g} mm slices), {ensemble} network(s); CPU threads {threads or 'the free cores'}; "
               f"load average {os.getloadavg()[0]:.1f}")
         ours = _run_ours(tmp / "p81", tmp / "ours.npy", ensemble, "cpu", threads)
         ref = run_reference(image, tmp / "ref.nii.gz", ensemble=ensemble > 1)
         ours_labels = np.load(tmp / "ours.npy")
         ref_labels = np.asarray(nib.load(tmp / "ref.nii.gz").dataobj).astype(np.uint8).transpose(2, 1, 0)
-        print(f"{'':>28} {'wall s':>8} {'CPU s':>8} {'peak RSS GB':>12} {'hemorrhage Dice':>16}")
+        print(f"{'':>28} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'minor faults':>13} {'peak RSS GB':>12} "
+              f"{'hemorrhage Dice':>16}")
         for name, fig, lab in (("blast-ct (reference tool)", ref, ref_labels), ("ctstudy blast-ct", ours, ours_labels)):
-            print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['peak_rss_gb']:12.2f} "
+            print(f"{name:>28} {fig['seconds']:8.1f} {fig['cpu_seconds']:8.1f} {fig['system_seconds']:9.1f} "
+                  f"{fig['minor_faults']:13,d} {fig['peak_rss_gb']:12.2f} "
                   f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
         print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
               f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time (targets x15 wall idle, x12 CPU); "
@@ -168,6 +186,31 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
         if pooled:
             dice, _ = pooled_dice(tmp, ensemble, threads)
             print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {dice:.3f}")
+
+
+def tile_workers_compare(rounds: int) -> None:
+    """Our process on patient 81 with 2 tiles at once against 1, alternated in fresh processes: medians."""
+    from ctstudy import ct_ich
+
+    with tempfile.TemporaryDirectory(prefix="segment-workers-") as tmp_name:
+        tmp = Path(tmp_name)
+        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
+        print(f"CPU {cpu_model()}; patient 81, our process with 2 tiles at once vs 1 (one intra-op thread each), "
+              f"{rounds} alternated rounds; load average {os.getloadavg()[0]:.1f}")
+        runs: dict[int, list[dict]] = {2: [], 1: []}
+        labels: dict[int, np.ndarray] = {}
+        for _ in range(rounds):
+            for n in (2, 1):
+                runs[n].append(_run_ours(tmp / "p81", tmp / f"w{n}.npy", 1, "cpu", None, tile_workers=n))
+                labels[n] = np.load(tmp / f"w{n}.npy")
+    print(f"{'tiles at once':>14} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'minor faults':>13} {'peak RSS GB':>12}")
+    for n, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds", "system_seconds",
+                                                                "minor_faults")}
+        print(f"{n:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {med['system_seconds']:9.2f} "
+              f"{int(med['minor_faults']):13,d} {max(r['peak_rss_gb'] for r in rs):12.2f}")
+    print(f"labels of 2 and 1 tiles at once identical: {bool(np.array_equal(labels[1], labels[2]))}; "
+          f"load average now {os.getloadavg()[0]:.1f} (peak RSS: the largest of the rounds)")
 
 
 def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
@@ -211,11 +254,19 @@ def main() -> None:
     ap.add_argument("--pooled", action="store_true", help="with --real-ct: also Dice over all 36 CT-ICH slices")
     ap.add_argument("--ensemble-sweep", default=None, metavar="N,N,...",
                     help="BLAST-CT: pooled CT-ICH Dice and CPU time for each ensemble size (e.g. 1,3,5)")
+    ap.add_argument("--workers-compare", type=int, default=None, metavar="ROUNDS",
+                    help="our process on patient 81 with 2 tiles at once vs 1, this many alternated rounds")
+    ap.add_argument("--tile-workers", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads)
+        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads, a.tile_workers)
+        return
+    if a.workers_compare is not None:
+        if a.workers_compare < 1:
+            ap.error(f"--workers-compare needs at least 1 round, not {a.workers_compare}")
+        tile_workers_compare(a.workers_compare)
         return
     if a.ensemble_sweep:
         ensemble_sweep([int(n) for n in a.ensemble_sweep.split(",")], a.threads)

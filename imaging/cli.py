@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cluster.executor import SCHEDULER_HELP, open_executor
 from imaging import store
 from imaging.devices import select_device, set_cpu_threads
-from imaging.model import DEFAULT_MODEL_PATH, load_model
 from imaging.volume import GridMismatchError, SeriesGeometryError, grid_difference, read_mask, read_mask_for
 from registry.cli_support import open_registry
 from registry.cli_tables import print_table
@@ -80,6 +79,7 @@ def train(
     lr: float = typer.Option(3e-3, "--lr", min=0.0, help="Peak learning rate of the one-cycle schedule."),
 ) -> None:
     """Train the 2D U-Net on the study's manual annotations (or a synthetic truth folder)."""
+    from imaging.model import load_model
     from imaging.preprocess import Preprocessing
     from imaging.train import TrainingConfig, TrainingExample, train_model
 
@@ -616,6 +616,7 @@ def evaluate(
     """Dice, precision, recall, volume error and ABC/2 per series and class; summaries by split and volume group."""
     from imaging.agreement import restrict_to_annotated
     from imaging.evaluation import series_metrics, summary_by_split, summary_by_volume_group
+    from imaging.model import load_model
     from imaging.train import uid_digest
     from vocabulary.labels import annotated_fraction
 
@@ -666,4 +667,4 @@ def _print(df: pd.DataFrame, title: str) -> None:
     print_table(console, df, title)  # full width when piped: no header or cell cut to "…"
 
 
-__all__ = ["app", "DEFAULT_MODEL_PATH"]
+__all__ = ["app"]

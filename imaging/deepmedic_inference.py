@@ -22,7 +22,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from imaging.blast_ct_weights import (
     member_sha256,
 )
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
-from imaging.heap import reused_heap
+from imaging.heap import main_heap_threads, reused_heap
 from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
 from imaging.volume import Volume
 
@@ -254,8 +253,9 @@ def _run_concurrently(run: Callable[[Tile], int], tiles: list[Tile], workers: in
 
     Torch releases the GIL inside its operators, so the threads compute in parallel. The largest
     tiles start first, so that the last ones to start are short and the threads end together.
-    This thread takes tiles too: glibc serves its large blocks from the main heap, which
-    `imaging.heap.reused_heap` keeps between tiles (other threads' arenas map large blocks afresh).
+    This thread takes tiles too, and the others are `imaging.heap.main_heap_threads`: every tile's large
+    blocks come from the main heap, which `imaging.heap.reused_heap` keeps between tiles (a thread with an
+    arena of its own maps them afresh).
     """
     pending = sorted(tiles, key=lambda t: np.prod([s.stop - s.start for s in t]), reverse=True)
     lock = threading.Lock()
@@ -272,11 +272,17 @@ def _run_concurrently(run: Callable[[Tile], int], tiles: list[Tile], workers: in
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers - 1) as pool:
-            helpers = [pool.submit(work) for _ in range(workers - 1)]
+        pool = main_heap_threads(workers - 1)
+        helpers = [pool.submit(work) for _ in range(workers - 1)]
+        try:
             work()
+        except BaseException:
+            with lock:
+                pending.clear()  # the helpers stop after their current tile
+            raise
+        finally:
             for helper in helpers:
-                helper.result()  # re-raises a helper's exception here
+                helper.result()  # waits for every helper; re-raises a helper's exception here
     finally:
         torch.set_num_threads(threads)
     return done
