@@ -27,7 +27,7 @@ from registry.dicom_headers import RejectedFile, read_instance_header
 from registry.header_validation import VR_MAX_LENGTH
 from registry.home import Home
 from registry.ingest import ingest_directory
-from registry.ingest_runs import remove_archive_debris
+from registry.ingest_runs import remove_archive_debris, this_host
 from registry.models import IngestRun, Instance, QCDecision, Rejection, Series
 from registry.store import record_qc_decision
 
@@ -283,9 +283,9 @@ def test_killed_runs_are_marked_interrupted_and_debris_removed(home: Home, tmp_p
     dead_pid = 2**22 + 12345  # above the default pid_max: no such process
     with session_scope(engine) as s:
         s.add(IngestRun(kind="dicom", source="x", actor="t", counts={}, status="running", pid=dead_pid,
-                        host=__import__("socket").gethostname()))
+                        host=this_host()))
         s.add(IngestRun(kind="dicom", source="y", actor="t", counts={}, status="running", pid=os.getpid(),
-                        host=__import__("socket").gethostname()))
+                        host=this_host()))
     debris = home.archive_dir / "IT064" / "p" / f"1.2.3.dcm.tmp{dead_pid}"
     live = home.archive_dir / "IT064" / "p" / f"1.2.4.dcm.tmp{os.getpid()}"
     debris.parent.mkdir(parents=True)
@@ -320,7 +320,7 @@ def test_the_archive_is_searched_for_debris_only_after_a_killed_run(
     assert searched == []
     with session_scope(engine) as s:
         s.add(IngestRun(kind="dicom", source="x", actor="t", counts={}, status="running", pid=2**22 + 12345,
-                        host=__import__("socket").gethostname()))
+                        host=this_host()))
     assert ingest_directory(engine, home, tmp_path / "in").interrupted_runs != []
     assert searched == [home.archive_dir, home.in_place_dir]
     engine.dispose()
