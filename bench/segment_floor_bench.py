@@ -24,9 +24,9 @@ Exact fp32 here means the direct convolution arithmetic (each output a sum of pr
 float32 inputs and weights), which keeps the labels equal to the reference tool's
 (`tests/imaging/test_deepmedic.py`). Fewer multiplies need another algorithm: a Winograd F(2,3)
 3x3x3 convolution written in torch operations (input and output transforms as tensor ops, 64
-batched matrix products) ran 9x slower than oneDNN's direct convolution on a 40->40 layer on
-this CPU, its transforms bound by memory traffic; a fused kernel would be needed, and its
-rounding (larger than the direct sum's) would have to keep the labels.
+batched matrix products) took 7.8-9x the CPU time of oneDNN's direct convolution on a 40->40
+layer on this CPU (`bench/winograd_bench.py`), its transforms bound by memory traffic: a fused
+kernel would be needed, and its different rounding would have to keep the labels.
 """
 
 from __future__ import annotations
