@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from sqlalchemy import create_engine, text
 from registry.db import make_engine, upgrade
 from registry.home import Home
 from registry.scratch_database import ServerUnreachable, scratch_database
+
+
+@pytest.fixture(autouse=True)
+def keep_the_main_module() -> Iterator[None]:
+    """Put back the interpreter's `__main__` after each test.
+
+    Streamlit's script runner (AppTest included) installs the app script as `sys.modules["__main__"]` and leaves it
+    there. A process started later with the "spawn" method re-runs `__main__` first, so it would run the dashboard
+    in bare mode and die before its first task."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
