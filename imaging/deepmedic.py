@@ -39,7 +39,7 @@ def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
     convolution up to float32 summation order; the labels equal the reference tool's
     (tests/imaging/test_deepmedic.py).
     """
-    if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
         return torch.ops.aten.mkldnn_convolution(x, conv.weight, conv.bias, [0, 0, 0], [1, 1, 1], [1, 1, 1], 1)
     return conv(x)
 
