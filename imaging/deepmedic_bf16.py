@@ -2,9 +2,10 @@
 
 One output block (a tile of `imaging.deepmedic_inference`) is computed in two passes:
 
-1. the fast pass: the two coarse pathways (a tenth of the work) in fp32; the full-resolution
-   pathway in bf16 except its first layer (one input channel, cheap; the windowed CT rounded to
-   bf16 was the largest single error); the fully connected layers in bf16. Each voxel's class
+1. the fast pass: the two coarse pathways (7 % of the fp32 network's time on patient 81) in fp32;
+   the full-resolution pathway in bf16 except its first layer (one input channel, cheap; with the
+   windowed CT rounded to bf16 the largest change below was 0.097 on patient 81, without 0.061); the
+   fully connected layers in bf16 (in fp32 they changed that largest change little: 0.093). Each voxel's class
    probabilities (members averaged) and the margin between its top two;
 2. the check: a voxel whose margin exceeds `DELTA` has the label fp32 gives, because no voxel's
    difference of two class probabilities moves by as much as `DELTA` between bf16 and fp32
@@ -16,8 +17,10 @@ One output block (a tile of `imaging.deepmedic_inference`) is computed in two pa
 The full-resolution pathway has no sampling lattice, so any box of output voxels gives the values
 the whole block gives (the same valid convolutions on the same inputs, up to float32 summation
 order, as between tile sizes). Each box costs its cone of 17 planes and 8 voxels of context per
-side; boxes are chosen per plane among the doubtful 5 x 5 cells: a connected group's bounding box
-where that costs fewer multiply-adds than its cells one by one.
+side; per plane the doubtful 5 x 5 cells are merged greedily into larger boxes while a merge saves
+multiply-adds (neighbouring cones overlap). On CT-ICH patient 81 (one thread) the fast pass took
+13.9 CPU s and the recompute of its 0.88 % doubtful voxels 4.7 s (5.9 s with each connected group of
+cells either one box or cell by cell), against 25-27 s for the fp32 network.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from imaging.deepmedic import CONTEXT, FEATURE_MAPS, N_CONV, SCALE_FACTORS, DeepMedic
@@ -40,7 +42,7 @@ from imaging.deepmedic import CONTEXT, FEATURE_MAPS, N_CONV, SCALE_FACTORS, Deep
 MEASURED_ERROR = 0.1192
 SAFETY = 2.0
 DELTA = SAFETY * MEASURED_ERROR
-CELL = 5  # side (voxels) of the doubtful cells boxes are built from; divides the tiles' 15-voxel lattice
+CELL = 5  # side (voxels) of the cells boxes are built from; on patient 81 cells of 3 and 1 recomputed in the same time
 _FULL = SCALE_FACTORS.index((1, 1, 1))  # the full-resolution pathway's index in DeepMedic.paths
 
 
@@ -88,42 +90,50 @@ def top_two_margin(prob: torch.Tensor) -> torch.Tensor:
     return top[0] - top[1]
 
 
-def _cone_macs(h: int, w: int) -> int:
-    """Multiply-adds of the full-resolution pathway for an h x w box of one output plane (its 17-plane cone)."""
+def _cone_macs(h: np.ndarray | int, w: np.ndarray | int) -> np.ndarray | int:
+    """Multiply-adds of the full-resolution pathway for h x w boxes of one output plane (their 17-plane cones)."""
     widths = (1, *FEATURE_MAPS)
     return sum((2 * (N_CONV - k) + 1) * (h + 2 * (N_CONV - k)) * (w + 2 * (N_CONV - k)) * 27 * widths[k] * widths[k + 1]
                for k in range(N_CONV))
 
 
+def _merged_boxes(cells: np.ndarray, cell: int = CELL) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, y1, x0, x1, in cells) covering the True cells of a 2D grid, merged while merging saves work.
+
+    Greedy: starting from one box per cell, the pair of boxes whose bounding box costs the most multiply-adds
+    less than the two apart (`_cone_macs`: their cones overlap) is merged, boxes inside it dropped, until no
+    merge saves any.
+    """
+    b = np.array([(y, y + 1, x, x + 1) for y, x in np.argwhere(cells)], dtype=np.int64).reshape(-1, 4)
+    while len(b) > 1:
+        y0 = np.minimum(b[:, None, 0], b[None, :, 0])
+        y1 = np.maximum(b[:, None, 1], b[None, :, 1])
+        x0 = np.minimum(b[:, None, 2], b[None, :, 2])
+        x1 = np.maximum(b[:, None, 3], b[None, :, 3])
+        alone = _cone_macs((b[:, 1] - b[:, 0]) * cell, (b[:, 3] - b[:, 2]) * cell)
+        saving = alone[:, None] + alone[None, :] - _cone_macs((y1 - y0) * cell, (x1 - x0) * cell)
+        np.fill_diagonal(saving, -1)
+        i, j = np.unravel_index(int(np.argmax(saving)), saving.shape)
+        if saving[i, j] <= 0:
+            break
+        m = np.array([y0[i, j], y1[i, j], x0[i, j], x1[i, j]])
+        inside = (b[:, 0] >= m[0]) & (b[:, 1] <= m[1]) & (b[:, 2] >= m[2]) & (b[:, 3] <= m[3])
+        b = np.vstack([b[~inside], m[None]])
+    return [tuple(int(v) for v in row) for row in b]
+
+
 def plan_boxes(doubt: np.ndarray, cell: int = CELL) -> list[tuple[int, slice, slice]]:
     """Boxes (plane index, y slice, x slice) that cover every doubtful voxel of `doubt` (P, Y, X).
 
-    Per plane the doubtful `cell` x `cell` cells are grouped (cells at most one empty cell apart, whose
-    cones mostly overlap); a group is computed as its bounding box when that costs fewer multiply-adds
-    (`_cone_macs`) than its cells one by one, else cell by cell.
+    Per plane, the `cell` x `cell` cells holding doubtful voxels, merged into larger boxes where one box's cone
+    costs fewer multiply-adds than the boxes' cones apart (`_merged_boxes`).
     """
     planes, ny, nx = doubt.shape[0], -(-doubt.shape[1] // cell), -(-doubt.shape[2] // cell)
     padded = np.zeros((planes, ny * cell, nx * cell), bool)
     padded[:, : doubt.shape[1], : doubt.shape[2]] = doubt
     cells = padded.reshape(planes, ny, cell, nx, cell).any(axis=(2, 4))
-    one = _cone_macs(cell, cell)
-    boxes = []
-    for p in np.flatnonzero(cells.any(axis=(1, 2))):
-        groups, _ = ndimage.label(ndimage.binary_dilation(cells[p], np.ones((3, 3), bool)))
-        groups = groups * cells[p]
-        for g, found in enumerate(ndimage.find_objects(groups), start=1):
-            if found is None:
-                continue
-            members = np.argwhere(groups[found] == g) + [found[0].start, found[1].start]
-            h, w = (found[0].stop - found[0].start) * cell, (found[1].stop - found[1].start) * cell
-            if _cone_macs(h, w) < len(members) * one:
-                boxes.append((int(p), slice(found[0].start * cell, found[0].stop * cell),
-                              slice(found[1].start * cell, found[1].stop * cell)))
-            else:
-                boxes += [(int(p), slice(cy * cell, (cy + 1) * cell), slice(cx * cell, (cx + 1) * cell))
-                          for cy, cx in members]
-    return [(p, slice(ys.start, min(ys.stop, doubt.shape[1])), slice(xs.start, min(xs.stop, doubt.shape[2])))
-            for p, ys, xs in boxes]
+    return [(int(p), slice(y0 * cell, min(y1 * cell, doubt.shape[1])), slice(x0 * cell, min(x1 * cell, doubt.shape[2])))
+            for p in np.flatnonzero(cells.any(axis=(1, 2))) for y0, y1, x0, x1 in _merged_boxes(cells[p], cell)]
 
 
 def recomputed_fp32(net: DeepMedic, inp: torch.Tensor, planes: list[int], coarse: list[torch.Tensor],

@@ -187,8 +187,18 @@ class DeepMedicSegmenter:
             net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
                                  for k, v in load_member_state(member, self.folder).items()})
             self._nets.append(net.eval().to(self.device, memory_format=self._memory_format))
-        if self.cpu_precision == "bf16-verified":
+
+    def fast_passes(self) -> list[FastPass]:
+        """The members' bf16 fast passes where verified bf16 runs on this machine, else none (fp32 runs).
+
+        Decided where the segmenter runs, not where it was opened: a cluster ships it to workers whose CPUs
+        may lack native bf16.
+        """
+        if self.cpu_precision != "bf16-verified":
+            return []
+        if not self._fast:
             self._fast = [FastPass.of(net) for net in self._nets]
+        return self._fast
 
     @property
     def cpu_precision(self) -> str:
@@ -220,6 +230,7 @@ class DeepMedicSegmenter:
 
         `planes`: the z planes anyone will read (the received slices' nearest planes); others stay 0.
         """
+        fast = self.fast_passes()
         padded, blocks = tile_blocks(x, mask, self.tile, planes)
         tiles = [t for t, _ in blocks]
         block_planes = {tuple((s.start, s.stop) for s in t): zs for t, zs in blocks}  # (slices hash from 3.12)
@@ -233,8 +244,8 @@ class DeepMedicSegmenter:
             with torch.inference_mode():  # thread-local: entered in the thread that runs the tile
                 inp = torch.from_numpy(block_input(padded, t))[None, None].to(self.device,
                                                                               memory_format=self._memory_format)
-                if self._fast:
-                    verified, counts = verified_labels(self._fast, inp, zs, self.bf16_margin)
+                if fast:
+                    verified, counts = verified_labels(fast, inp, zs, self.bf16_margin)
                     pred = verified.to(torch.uint8).numpy()
                     with lock:
                         for i, k in enumerate(("voxels", "recomputed_voxels", "recomputed_boxes")):
@@ -266,7 +277,7 @@ class DeepMedicSegmenter:
         net_s = time.perf_counter() - t0
         info = {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
                 "voxels_1mm": int(np.prod(x.shape)), "tile_workers": workers, "precision": self.cpu_precision}
-        if self._fast:
+        if fast:
             info["recomputed_fraction"] = recomputed[1] / max(1, recomputed[0])
             info["recomputed_boxes"] = recomputed[2]
         return labels, info

@@ -20,6 +20,7 @@ from imaging.deepmedic_inference import (
     windowed,
 )
 from imaging.regrid import received_planes, regular_grid, resample_to_grid
+from imaging.segmenters import open_segmenter
 
 CPU = torch.device("cpu")
 FP32_ROUNDING = 1e-5  # top-two probability margins below this are ties fp32 itself breaks by summation order
@@ -76,9 +77,13 @@ def test_a_margin_that_doubts_every_voxel_recomputes_all_of_them_in_fp32(one_thr
     assert torch.equal(labels, exact)
 
 
-def test_precision_is_checked() -> None:
+def test_precision_is_checked_and_reaches_the_segmenter() -> None:
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, not 'fp16'"):
         DeepMedicSegmenter(CPU, member_names()[:1], precision="fp16")
+    forced = open_segmenter("blast-ct", CPU, precision="fp32")
+    assert forced.cpu_precision == "fp32" and forced.fast_passes() == []
+    auto = open_segmenter("blast-ct", CPU)
+    assert auto.cpu_precision == ("bf16-verified" if native_bf16_cpu() else "fp32")
 
 
 def _phantom_blocks(seg: DeepMedicSegmenter) -> list[tuple[torch.Tensor, list[int] | None]]:
@@ -103,8 +108,8 @@ def test_verified_bf16_gives_fp32_labels_on_the_phantom(one_thread) -> None:  # 
     for inp, zs in _phantom_blocks(seg):
         with torch.inference_mode():
             exact = torch.softmax(seg._nets[0](inp, zs)[0], dim=0)
-            labels, counts = verified_labels(seg._fast, inp, zs)
-            unchecked = seg._fast[0].probabilities(inp, zs)[0].argmax(dim=0)  # the fast pass alone
+            labels, counts = verified_labels(seg.fast_passes(), inp, zs)
+            unchecked = seg.fast_passes()[0].probabilities(inp, zs)[0].argmax(dim=0)  # the fast pass alone
         sure = top_two_margin(exact) > FP32_ROUNDING
         voxels += sure.numel()
         decided += int(sure.sum())
