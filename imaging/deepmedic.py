@@ -30,7 +30,7 @@ TILE_STEP = 15  # lcm of the scale factors: tile origins on this grid keep the c
 
 
 def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
-    """`conv(x)`, on CPU always through oneDNN (MKL-DNN).
+    """`conv(x)`, on CPU always through oneDNN (MKL-DNN), in fp32 or bf16 (`imaging.deepmedic_bf16`'s fast pass).
 
     PyTorch picks oneDNN for a 3D convolution only when N*C*D*H of the input exceeds 20,480 (a
     rule written for 2D); the coarse pathways' small inputs (e.g. 40 x 22^3) and the 1-channel
