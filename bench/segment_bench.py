@@ -3,6 +3,7 @@
     .venv/bin/python bench/segment_bench.py --real-ct [--ensemble 1] [--pooled]   # BLAST-CT, ours vs the tool
     .venv/bin/python bench/segment_bench.py --ensemble-sweep 1,3,5   # BLAST-CT ensemble size: Dice vs cost
     .venv/bin/python bench/segment_bench.py --workers-compare 3   # our process, 2 tiles at once vs 1, 3 rounds
+    .venv/bin/python bench/segment_bench.py --precision-compare 3   # our process, fp32 vs verified bf16, 3 rounds
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
 
 --real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
@@ -93,7 +94,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
-                tile_workers: int | None = None) -> None:
+                tile_workers: int | None = None, precision: str = "auto") -> None:
     """Runs in a fresh process, so that its peak RSS is ours alone: load, segment, save labels, print JSON."""
     from imaging.deepmedic_inference import open_blast_ct
     from imaging.devices import select_device
@@ -103,7 +104,7 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
     n_threads = set_cpu_threads(threads, beside_load=True) if dev.type == "cpu" else None
     t0 = time.perf_counter()
     volume = load_series(sorted(dicom_dir.glob("*.dcm")), allow_irregular=True)
-    seg = open_blast_ct(dev, ensemble)
+    seg = open_blast_ct(dev, ensemble, precision=precision)
     seg.workers = tile_workers
     labels, timings = seg.segment(volume)
     if dev.type == "cuda":
@@ -118,9 +119,9 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
 
 
 def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
-              tile_workers: int | None = None) -> dict:
+              tile_workers: int | None = None, precision: str = "auto") -> dict:
     cmd = [sys.executable, __file__, "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
-           "--device", device] + (["--threads", str(threads)] if threads else []) + (
+           "--device", device, "--precision", precision] + (["--threads", str(threads)] if threads else []) + (
            ["--tile-workers", str(tile_workers)] if tile_workers else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -168,7 +169,11 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
                   f"{_dice(np.isin(lab, HEMORRHAGE), truth):16.3f}")
         print(f"speed ratio (reference / ours): x{ref['seconds'] / ours['seconds']:.1f} wall, "
               f"x{ref['cpu_seconds'] / ours['cpu_seconds']:.1f} CPU time (targets x15 wall idle, x12 CPU); "
-              f"ours on {ours['threads']} thread(s), {ours['timings']['tile_workers']} tile(s) at once; "
+              f"ours on {ours['threads']} thread(s), {ours['timings']['tile_workers']} tile(s) at once, "
+              f"precision {ours['timings']['precision']}"
+              + (f" ({100 * ours['timings']['recomputed_fraction']:.2f} % of the voxels computed redone in fp32, "
+                 f"{ours['timings']['recomputed_boxes']} boxes)" if "recomputed_fraction" in ours["timings"] else "")
+              + "; "
               f"load average now {os.getloadavg()[0]:.1f}; our stages (wall s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in ours["timings"].items() if k.endswith("_s")))
         per_class = []
@@ -211,6 +216,33 @@ def tile_workers_compare(rounds: int) -> None:
               f"{int(med['minor_faults']):13,d} {max(r['peak_rss_gb'] for r in rs):12.2f}")
     print(f"labels of 2 and 1 tiles at once identical: {bool(np.array_equal(labels[1], labels[2]))}; "
           f"load average now {os.getloadavg()[0]:.1f} (peak RSS: the largest of the rounds)")
+
+
+def precision_compare(rounds: int) -> None:
+    """Our process on patient 81 in fp32 against verified bf16, alternated in fresh processes: medians, labels."""
+    from ctstudy import ct_ich
+
+    with tempfile.TemporaryDirectory(prefix="segment-precision-") as tmp_name:
+        tmp = Path(tmp_name)
+        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
+        print(f"CPU {cpu_model()}; patient 81, our process in fp32 vs verified bf16 (precision auto), {rounds} "
+              f"alternated rounds, the threads the bench's rule gives; load average {os.getloadavg()[0]:.1f}")
+        runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
+        labels: dict[str, np.ndarray] = {}
+        for _ in range(rounds):
+            for p in ("fp32", "auto"):
+                runs[p].append(_run_ours(tmp / "p81", tmp / f"{p}.npy", 1, "cpu", None, precision=p))
+                labels[p] = np.load(tmp / f"{p}.npy")
+    print(f"{'precision':>14} {'wall s':>8} {'CPU s':>8} {'network s':>10} {'peak RSS GB':>12} {'recomputed':>11}")
+    for rs in runs.values():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds")}
+        net = statistics.median(r["timings"]["network_s"] for r in rs)
+        frac = rs[0]["timings"].get("recomputed_fraction")
+        print(f"{rs[0]['timings']['precision']:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {net:10.1f} "
+              f"{max(r['peak_rss_gb'] for r in rs):12.2f} {'' if frac is None else f'{100 * frac:.2f} %':>11}")
+    f32, bf = (statistics.median(r["cpu_seconds"] for r in runs[p]) for p in ("fp32", "auto"))
+    print(f"CPU time fp32 / verified bf16: x{f32 / bf:.2f}; labels identical on every voxel: "
+          f"{bool(np.array_equal(labels['fp32'], labels['auto']))}; load average now {os.getloadavg()[0]:.1f}")
 
 
 def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
@@ -256,12 +288,20 @@ def main() -> None:
                     help="BLAST-CT: pooled CT-ICH Dice and CPU time for each ensemble size (e.g. 1,3,5)")
     ap.add_argument("--workers-compare", type=int, default=None, metavar="ROUNDS",
                     help="our process on patient 81 with 2 tiles at once vs 1, this many alternated rounds")
+    ap.add_argument("--precision-compare", type=int, default=None, metavar="ROUNDS",
+                    help="our process on patient 81 in fp32 vs verified bf16, this many alternated rounds")
+    ap.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--tile-workers", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads, a.tile_workers)
+        ours_worker(a.worker[0], a.worker[1], a.ensemble, a.device, a.threads, a.tile_workers, a.precision)
+        return
+    if a.precision_compare is not None:
+        if a.precision_compare < 1:
+            ap.error(f"--precision-compare needs at least 1 round, not {a.precision_compare}")
+        precision_compare(a.precision_compare)
         return
     if a.workers_compare is not None:
         if a.workers_compare < 1:

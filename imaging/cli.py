@@ -154,6 +154,9 @@ def segment(
     resample: bool = typer.Option(False, "--resample",
                                   help="Segment series with irregular slice spacing by resampling them to a regular "
                                        "grid (masks mapped back onto the received instances) instead of failing."),
+    fp32: bool = typer.Option(False, "--fp32",
+                              help="blast-ct and adapted DeepMedic models on CPU: fp32 throughout instead of verified "
+                                   "bf16 (used where the CPU computes bf16 natively; the same labels either way)."),
     device: str = DEVICE,
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass (U-Net models)."),
     include_pending: bool = typer.Option(False, "--include-pending", help="Also series whose QC is still pending."),
@@ -180,7 +183,8 @@ def segment(
         with session_scope(engine) as session:
             model_spec = resolve_default_spec(session, model_spec)
         try:
-            segmenter = open_segmenter(model_spec, dev, batch_size=batch_size, ensemble=ensemble)
+            segmenter = open_segmenter(model_spec, dev, batch_size=batch_size, ensemble=ensemble,
+                                       precision="fp32" if fp32 else "auto")
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc

@@ -30,7 +30,7 @@ TILE_STEP = 15  # lcm of the scale factors: tile origins on this grid keep the c
 
 
 def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
-    """`conv(x)`, on CPU always through oneDNN (MKL-DNN).
+    """`conv(x)`, on CPU always through oneDNN (MKL-DNN), in fp32 or bf16 (`imaging.deepmedic_bf16`'s fast pass).
 
     PyTorch picks oneDNN for a 3D convolution only when N*C*D*H of the input exceeds 20,480 (a
     rule written for 2D); the coarse pathways' small inputs (e.g. 40 x 22^3) and the 1-channel
@@ -39,7 +39,7 @@ def _convolve(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
     convolution up to float32 summation order; the labels equal the reference tool's
     (tests/imaging/test_deepmedic.py).
     """
-    if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
         return torch.ops.aten.mkldnn_convolution(x, conv.weight, conv.bias, [0, 0, 0], [1, 1, 1], [1, 1, 1], 1)
     return conv(x)
 

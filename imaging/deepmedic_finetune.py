@@ -163,12 +163,14 @@ def load_checkpoint(path: Path | str) -> DeepMedicCheckpoint:
                                file_sha256(path))
 
 
-def open_checkpoint_segmenter(path: Path | str, device: torch.device, tile: int = DEFAULT_TILE) -> DeepMedicSegmenter:
+def open_checkpoint_segmenter(path: Path | str, device: torch.device, tile: int = DEFAULT_TILE,
+                              precision: str = "auto") -> DeepMedicSegmenter:
     """The fast inference (`DeepMedicSegmenter`) running the network of a DeepMedic checkpoint file."""
     path = Path(path)
     if not is_deepmedic_checkpoint(path):
         raise ValueError(f"{path}: not a DeepMedic checkpoint (a state dict beside a DeepMedic config.json)")
-    return DeepMedicSegmenter(device, [path.stem], tile=tile, folder=path.parent, name=ADAPTED_NAME)
+    return DeepMedicSegmenter(device, [path.stem], tile=tile, folder=path.parent, name=ADAPTED_NAME,
+                              precision=precision)
 
 
 def checkpoint_segmenter(ckpt: DeepMedicCheckpoint, device: torch.device) -> Callable:

@@ -38,6 +38,7 @@ from imaging.blast_ct_weights import (
     member_sha256,
 )
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
+from imaging.deepmedic_bf16 import DELTA, FastPass, native_bf16_cpu, verified_labels
 from imaging.heap import main_heap_threads, reused_heap
 from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
 from imaging.volume import Volume
@@ -46,6 +47,7 @@ RESOLUTION_MM = (1.0, 1.0, 1.0)
 HEAD_MARGIN_VOX = 3  # dilation of the head mask: blocks touching the skin are still computed
 Tile = tuple[slice, slice, slice]  # an output block on the 1 mm grid
 DEFAULT_TILE = 60  # output voxels per axis; see bench/segment_bench.py for the memory/speed trade-off
+PRECISIONS = ("auto", "fp32")
 
 
 def windowed(hu: np.ndarray, lower: float, upper: float) -> np.ndarray:
@@ -121,6 +123,33 @@ def plan_tiles(mask: np.ndarray, tile: int) -> list[Tile]:
     return tiles  # type: ignore[return-value]
 
 
+def tile_blocks(x: np.ndarray, mask: np.ndarray, tile: int,
+                planes: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[Tile, list[int] | None]]]:
+    """`x` padded for every block's context, and the output blocks holding `mask` with the z planes each computes.
+
+    `planes`: the z planes anyone will read (the received slices' nearest planes; None: all), given per
+    block relative to its start (None: all of its planes).
+    """
+    wanted = None
+    if planes is not None:
+        wanted = np.zeros(x.shape[0], bool)
+        wanted[planes[planes >= 0]] = True
+        mask = mask & wanted[:, None, None]
+        tile = tile_for_planes(tile, float(wanted.mean()))
+    tiles = plan_tiles(mask, tile)
+    # Pad once with the edge value (the reference pads its patches that way) so every block has its context.
+    end_pad = [max(0, max((t[a].stop for t in tiles), default=0) - x.shape[a]) for a in range(3)]
+    padded = np.pad(x, [(CONTEXT, CONTEXT + e) for e in end_pad], mode="edge")
+    blocks = [(t, None if wanted is None else [z - t[0].start for z in range(t[0].start, min(t[0].stop, x.shape[0]))
+                                               if wanted[z]]) for t in tiles]
+    return padded, blocks
+
+
+def block_input(padded: np.ndarray, t: Tile) -> np.ndarray:
+    """The input of output block `t`: the block and its context, from `tile_blocks`' padded volume (contiguous)."""
+    return np.ascontiguousarray(padded[tuple(slice(s.start, s.stop + 2 * CONTEXT) for s in t)])
+
+
 @dataclass
 class DeepMedicSegmenter:
     """BLAST-CT's networks (`members`, averaged in probability) prepared for one device.
@@ -138,11 +167,18 @@ class DeepMedicSegmenter:
     # little from a second intra-op thread (its per-layer parallel regions are short and end in barriers),
     # while whole tiles on separate threads share nothing; see `_run_concurrently`.
     workers: int | None = None
+    # "auto": verified bf16 (`imaging.deepmedic_bf16`, labels equal to fp32's) on a CPU that computes bf16 natively,
+    # fp32 elsewhere; "fp32": fp32 everywhere. CUDA runs bf16 autocast either way.
+    precision: str = "auto"
+    bf16_margin: float = DELTA  # verified bf16: voxels whose top-two probability margin is at most this get fp32
     _nets: list[torch.nn.Module] = field(default_factory=list, init=False, repr=False)
+    _fast: list[FastPass] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tile % TILE_STEP:
             raise ValueError(f"tile must be a multiple of {TILE_STEP} voxels, not {self.tile}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         data = config(self.folder)["data"]
         self.window = (float(data["transformation"]["IntensityWindowNormalization"]["lower_bound"]),
                        float(data["transformation"]["IntensityWindowNormalization"]["upper_bound"]))
@@ -151,6 +187,27 @@ class DeepMedicSegmenter:
             net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
                                  for k, v in load_member_state(member, self.folder).items()})
             self._nets.append(net.eval().to(self.device, memory_format=self._memory_format))
+
+    def fast_passes(self) -> list[FastPass]:
+        """The members' bf16 fast passes where verified bf16 runs on this machine, else none (fp32 runs).
+
+        Decided where the segmenter runs, not where it was opened: a cluster ships it to workers whose CPUs
+        may lack native bf16.
+        """
+        if self.cpu_precision != "bf16-verified":
+            return []
+        if not self._fast:
+            self._fast = [FastPass.of(net) for net in self._nets]
+        return self._fast
+
+    @property
+    def cpu_precision(self) -> str:
+        """What runs the network: "bf16-verified" (CPU with native bf16, precision "auto"), "fp32", or on CUDA
+        "bf16-autocast"."""
+        if self.device.type == "cuda":
+            return "bf16-autocast"
+        native = self.device.type == "cpu" and native_bf16_cpu()
+        return "bf16-verified" if self.precision == "auto" and native else "fp32"
 
     @property
     def _memory_format(self) -> torch.memory_format:
@@ -173,33 +230,33 @@ class DeepMedicSegmenter:
 
         `planes`: the z planes anyone will read (the received slices' nearest planes); others stay 0.
         """
-        tile = self.tile
-        if planes is not None:
-            wanted = np.zeros(x.shape[0], bool)
-            wanted[planes[planes >= 0]] = True
-            mask = mask & wanted[:, None, None]
-            tile = tile_for_planes(self.tile, float(wanted.mean()))
-        tiles = plan_tiles(mask, tile)
+        fast = self.fast_passes()
+        padded, blocks = tile_blocks(x, mask, self.tile, planes)
+        tiles = [t for t, _ in blocks]
+        block_planes = {tuple((s.start, s.stop) for s in t): zs for t, zs in blocks}  # (slices hash from 3.12)
         labels = np.zeros(x.shape, np.uint8)
-        # Pad once with the edge value (the reference pads its patches that way) so every block has its context.
-        end_pad = [max(0, max((t[a].stop for t in tiles), default=0) - x.shape[a]) for a in range(3)]
-        padded = np.pad(x, [(CONTEXT, CONTEXT + e) for e in end_pad], mode="edge")
         cuda = self.device.type == "cuda"
+        recomputed = [0, 0, 0]  # voxels labelled, voxels recomputed in fp32, boxes (verified bf16)
 
         def run(t: Tile) -> int:
             """Labels of tile `t` written into `labels` (tiles are disjoint); the voxels computed."""
-            src = tuple(slice(s.start, s.stop + 2 * CONTEXT) for s in t)
-            zs = None if planes is None else [z - t[0].start for z in range(t[0].start, min(t[0].stop, x.shape[0]))
-                                              if wanted[z]]
+            zs = block_planes[tuple((s.start, s.stop) for s in t)]
             with torch.inference_mode():  # thread-local: entered in the thread that runs the tile
-                inp = torch.from_numpy(np.ascontiguousarray(padded[src]))[None, None].to(
-                    self.device, memory_format=self._memory_format)
-                prob = None
-                for net in self._nets:
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                        p = torch.softmax(net(inp, zs).float(), dim=1)
-                    prob = p if prob is None else prob.add_(p)
-                pred = prob[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+                inp = torch.from_numpy(block_input(padded, t))[None, None].to(self.device,
+                                                                              memory_format=self._memory_format)
+                if fast:
+                    verified, counts = verified_labels(fast, inp, zs, self.bf16_margin)
+                    pred = verified.to(torch.uint8).numpy()
+                    with lock:
+                        for i, k in enumerate(("voxels", "recomputed_voxels", "recomputed_boxes")):
+                            recomputed[i] += counts[k]
+                else:
+                    prob = None
+                    for net in self._nets:
+                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                            p = torch.softmax(net(inp, zs).float(), dim=1)
+                        prob = p if prob is None else prob.add_(p)
+                    pred = prob[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
             ys, xs = (slice(s.start, min(s.stop, n)) for s, n in zip(t[1:], x.shape[1:], strict=True))
             crop = (slice(0, ys.stop - ys.start), slice(0, xs.stop - xs.start))
             if zs is None:
@@ -210,6 +267,7 @@ class DeepMedicSegmenter:
             depth = len(zs) if zs is not None else t[0].stop - t[0].start
             return depth * (ys.stop - ys.start) * (xs.stop - xs.start)
 
+        lock = threading.Lock()
         workers = self.tile_workers(len(tiles))
         t0 = time.perf_counter()
         # Tile after tile the network frees and re-allocates the same large tensors: kept on the heap, they are
@@ -217,8 +275,12 @@ class DeepMedicSegmenter:
         with reused_heap() if self.device.type == "cpu" else contextlib.nullcontext():
             voxels = sum(_run_concurrently(run, tiles, workers) if workers > 1 else map(run, tiles))
         net_s = time.perf_counter() - t0
-        return labels, {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
-                        "voxels_1mm": int(np.prod(x.shape)), "tile_workers": workers}
+        info = {"network_s": net_s, "tiles": len(tiles), "voxels_computed": voxels,
+                "voxels_1mm": int(np.prod(x.shape)), "tile_workers": workers, "precision": self.cpu_precision}
+        if fast:
+            info["recomputed_fraction"] = recomputed[1] / max(1, recomputed[0])
+            info["recomputed_boxes"] = recomputed[2]
+        return labels, info
 
     def tile_workers(self, n_tiles: int) -> int:
         """Tiles computed at once: on CPU `workers`, or torch's intra-op thread count (the cores granted, e.g. by
@@ -244,7 +306,8 @@ class DeepMedicSegmenter:
                    "postprocess_s": t3 - t2, "total_s": t3 - t0, "tiles": info["tiles"],
                    "tile_workers": info["tile_workers"],
                    "computed_fraction": info["voxels_computed"] / max(1, info["voxels_1mm"]),
-                   "members": len(self._nets)}
+                   "members": len(self._nets), "precision": info["precision"]}
+        timings.update({k: info[k] for k in ("recomputed_fraction", "recomputed_boxes") if k in info})
         return labels, timings
 
 
@@ -288,13 +351,14 @@ def _run_concurrently(run: Callable[[Tile], int], tiles: list[Tile], workers: in
     return done
 
 
-def open_blast_ct(device: torch.device, ensemble: int | None = None, tile: int = DEFAULT_TILE) -> DeepMedicSegmenter:
-    """The first `ensemble` shipped networks (default: `default_ensemble(device)`) on `device`."""
+def open_blast_ct(device: torch.device, ensemble: int | None = None, tile: int = DEFAULT_TILE,
+                  precision: str = "auto") -> DeepMedicSegmenter:
+    """The first `ensemble` shipped networks (default: `default_ensemble(device)`) on `device`, in `precision`."""
     names = member_names()
     n = default_ensemble(device) if ensemble is None else int(ensemble)
     if not 1 <= n <= len(names):
         raise ValueError(f"--ensemble must be 1-{len(names)} (the BLAST-CT networks shipped), not {n}")
-    return DeepMedicSegmenter(device, names[:n], tile=tile)
+    return DeepMedicSegmenter(device, names[:n], tile=tile, precision=precision)
 
 
 def default_ensemble(device: torch.device) -> int:

@@ -42,8 +42,13 @@ class LesionSegmenter(Protocol):
 
 
 def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size: int = 16,
-                   ensemble: int | None = None) -> LesionSegmenter:
-    """The segmenter named by `spec` (see the module doc), prepared for `device`."""
+                   ensemble: int | None = None, precision: str = "auto") -> LesionSegmenter:
+    """The segmenter named by `spec` (see the module doc), prepared for `device`.
+
+    `precision` (DeepMedic models: blast-ct and its adapted checkpoints): "auto" runs verified bf16 on a CPU
+    with native bf16 (labels equal to fp32's, `imaging.deepmedic_bf16`), "fp32" fp32 throughout. The U-Net
+    runs fp32 on CPU either way.
+    """
     from imaging.inference import UNetSegmenter
     from imaging.model import DEFAULT_MODEL_PATH, load_model
 
@@ -54,7 +59,7 @@ def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size:
     if str(spec) == BLAST_CT:
         from imaging.deepmedic_inference import open_blast_ct
 
-        return open_blast_ct(device, ensemble)
+        return open_blast_ct(device, ensemble, precision=precision)
     if ensemble not in (None, 1):
         raise ValueError(f"--ensemble {ensemble} needs a model with several networks (blast-ct); {spec} is one")
     path = Path(spec)
@@ -63,5 +68,5 @@ def open_segmenter(spec: str | Path | None, device: torch.device, *, batch_size:
     from imaging.deepmedic_finetune import is_deepmedic_checkpoint, open_checkpoint_segmenter
 
     if is_deepmedic_checkpoint(path):
-        return open_checkpoint_segmenter(path, device)
+        return open_checkpoint_segmenter(path, device, precision=precision)
     return UNetSegmenter(load_model(Path(spec)), device, batch_size)

@@ -1,0 +1,190 @@
+"""Verified bf16 for BLAST-CT's DeepMedic on CPUs that compute bf16 natively: bf16's speed, fp32's labels.
+
+One output block (a tile of `imaging.deepmedic_inference`) is computed in two passes:
+
+1. the fast pass: the two coarse pathways (7 % of the fp32 network's time on patient 81) in fp32;
+   the full-resolution pathway in bf16 except its first layer (one input channel, cheap; with the
+   windowed CT rounded to bf16 the largest change below was 0.097 on patient 81, without 0.061); the
+   fully connected layers in bf16 (in fp32 they changed that largest change little: 0.093). Each voxel's class
+   probabilities (members averaged) and the margin between its top two;
+2. the check: a voxel whose margin exceeds `DELTA` has the label fp32 gives, because no voxel's
+   difference of two class probabilities moves by as much as `DELTA` between bf16 and fp32
+   (measured, see `DELTA`). The others ("in doubt": a fraction of a percent, on class boundaries)
+   are recomputed in fp32: their full-resolution pathway on small boxes of one plane around them
+   (the coarse pathways' fp32 output is kept from the fast pass), and the fully connected layers
+   on those voxels alone (they act voxel by voxel).
+
+The full-resolution pathway has no sampling lattice, so any box of output voxels gives the values
+the whole block gives (the same valid convolutions on the same inputs, up to float32 summation
+order, as between tile sizes). Each box costs its cone of 17 planes and 8 voxels of context per
+side; per plane the doubtful 5 x 5 cells are merged greedily into larger boxes while a merge saves
+multiply-adds (neighbouring cones overlap). On CT-ICH patient 81 (one thread) the fast pass took
+13.9 CPU s and the recompute of its 0.88 % doubtful voxels 4.7 s (5.9 s with each connected group of
+cells either one box or cell by cell), against 25-27 s for the fp32 network.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from imaging.deepmedic import CONTEXT, FEATURE_MAPS, N_CONV, SCALE_FACTORS, DeepMedic
+
+# The largest change, bf16 fast pass against fp32, of the difference of any two class probabilities of one voxel,
+# over every voxel of every tile of: the phantom crop of tests/data/blast_ct_reference 0.1192, CT-ICH patients 77, 78,
+# 79, 80 (each one series) 0.0552 / 0.0657 / 0.0317 / 0.0666, the GE head 0.0461 (patient 81, the speed bench's
+# input, 0.0609). DELTA is the largest of them times SAFETY. Re-measure with `bench/segment_bf16_delta_bench.py`
+# after any change to the fast pass, the network, torch or oneDNN.
+MEASURED_ERROR = 0.1192
+SAFETY = 2.0
+DELTA = SAFETY * MEASURED_ERROR
+CELL = 5  # side (voxels) of the cells boxes are built from; on patient 81 cells of 3 and 1 recomputed in the same time
+_FULL = SCALE_FACTORS.index((1, 1, 1))  # the full-resolution pathway's index in DeepMedic.paths
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 convolutions in hardware (avx512_bf16 or AMX), as oneDNN reports it."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class _ToBf16(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.bfloat16)
+
+
+@dataclass
+class FastPass:
+    """A member's fast-pass modules beside its fp32 network: full-resolution pathway and fully connected in bf16."""
+
+    net: DeepMedic  # fp32, channels-last: the coarse pathways and the recompute
+    full_path: nn.Module  # full-resolution pathway: first layer fp32, then bf16
+    fully_connected: nn.Module  # bf16
+
+    @classmethod
+    def of(cls, net: DeepMedic, dtype: torch.dtype = torch.bfloat16) -> FastPass:
+        """`dtype` other than bf16 (float32) gives a fast pass with fp32's arithmetic: for tests of the check."""
+        path = copy.deepcopy(net.paths[_FULL]).to(dtype)
+        path.path[1] = nn.Sequential(net.paths[_FULL].path[1], _ToBf16() if dtype == torch.bfloat16 else nn.Identity())
+        return cls(net, path.eval(), copy.deepcopy(net.fully_connected).to(dtype).eval())
+
+    def probabilities(self, inp: torch.Tensor, planes: list[int] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(5, P, Y, X) class probabilities of the fast pass and the coarse pathways' fp32 features."""
+        out_size = tuple(int(s) - 2 * CONTEXT for s in inp.shape[2:])
+        coarse = [p(inp, out_size, planes) for i, p in enumerate(self.net.paths) if i != _FULL]
+        full = self.full_path(inp, out_size, planes)
+        dtype = full.dtype
+        parts = [c.to(dtype) for c in coarse] + [full]
+        features = torch.empty((1, sum(p.shape[1] for p in parts), *full.shape[2:]), dtype=dtype,
+                               memory_format=torch.channels_last_3d)
+        logits = self.fully_connected(torch.cat(parts, dim=1, out=features))
+        return torch.softmax(logits[0].float(), dim=0), coarse
+
+
+def top_two_margin(prob: torch.Tensor) -> torch.Tensor:
+    """Per voxel, the highest class probability minus the second highest (class axis 0)."""
+    top = prob.topk(2, dim=0).values
+    return top[0] - top[1]
+
+
+def _cone_macs(h: np.ndarray | int, w: np.ndarray | int) -> np.ndarray | int:
+    """Multiply-adds of the full-resolution pathway for h x w boxes of one output plane (their 17-plane cones)."""
+    widths = (1, *FEATURE_MAPS)
+    return sum((2 * (N_CONV - k) + 1) * (h + 2 * (N_CONV - k)) * (w + 2 * (N_CONV - k)) * 27 * widths[k] * widths[k + 1]
+               for k in range(N_CONV))
+
+
+def _merged_boxes(cells: np.ndarray, cell: int = CELL) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, y1, x0, x1, in cells) covering the True cells of a 2D grid, merged while merging saves work.
+
+    Greedy: starting from one box per cell, the pair of boxes whose bounding box costs the most multiply-adds
+    less than the two apart (`_cone_macs`: their cones overlap) is merged, boxes inside it dropped, until no
+    merge saves any.
+    """
+    b = np.array([(y, y + 1, x, x + 1) for y, x in np.argwhere(cells)], dtype=np.int64).reshape(-1, 4)
+    while len(b) > 1:
+        y0 = np.minimum(b[:, None, 0], b[None, :, 0])
+        y1 = np.maximum(b[:, None, 1], b[None, :, 1])
+        x0 = np.minimum(b[:, None, 2], b[None, :, 2])
+        x1 = np.maximum(b[:, None, 3], b[None, :, 3])
+        alone = _cone_macs((b[:, 1] - b[:, 0]) * cell, (b[:, 3] - b[:, 2]) * cell)
+        saving = alone[:, None] + alone[None, :] - _cone_macs((y1 - y0) * cell, (x1 - x0) * cell)
+        np.fill_diagonal(saving, -1)
+        i, j = np.unravel_index(int(np.argmax(saving)), saving.shape)
+        if saving[i, j] <= 0:
+            break
+        m = np.array([y0[i, j], y1[i, j], x0[i, j], x1[i, j]])
+        inside = (b[:, 0] >= m[0]) & (b[:, 1] <= m[1]) & (b[:, 2] >= m[2]) & (b[:, 3] <= m[3])
+        b = np.vstack([b[~inside], m[None]])
+    return [tuple(int(v) for v in row) for row in b]
+
+
+def plan_boxes(doubt: np.ndarray, cell: int = CELL) -> list[tuple[int, slice, slice]]:
+    """Boxes (plane index, y slice, x slice) that cover every doubtful voxel of `doubt` (P, Y, X).
+
+    Per plane, the `cell` x `cell` cells holding doubtful voxels, merged into larger boxes where one box's cone
+    costs fewer multiply-adds than the boxes' cones apart (`_merged_boxes`).
+    """
+    planes, ny, nx = doubt.shape[0], -(-doubt.shape[1] // cell), -(-doubt.shape[2] // cell)
+    padded = np.zeros((planes, ny * cell, nx * cell), bool)
+    padded[:, : doubt.shape[1], : doubt.shape[2]] = doubt
+    cells = padded.reshape(planes, ny, cell, nx, cell).any(axis=(2, 4))
+    return [(int(p), slice(y0 * cell, min(y1 * cell, doubt.shape[1])), slice(x0 * cell, min(x1 * cell, doubt.shape[2])))
+            for p in np.flatnonzero(cells.any(axis=(1, 2))) for y0, y1, x0, x1 in _merged_boxes(cells[p], cell)]
+
+
+def recomputed_fp32(net: DeepMedic, inp: torch.Tensor, planes: list[int], coarse: list[torch.Tensor],
+                    doubt: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """fp32 class probabilities (5, n) of the doubtful voxels (in `doubt.nonzero()` order) and the boxes computed.
+
+    `inp` the block's input (1, 1, Z + 80, Y + 80, X + 80), `planes` the output z of each plane of
+    `doubt` (P, Y, X), `coarse` the coarse pathways' fp32 outputs on those planes (1, 50, P, Y, X).
+    """
+    boxes = plan_boxes(doubt.numpy())
+    full = torch.empty((FEATURE_MAPS[-1], *doubt.shape), dtype=torch.float32)  # filled where doubt is
+    layers = net.paths[_FULL].path[1 : 1 + N_CONV]
+    by_shape: dict[tuple[int, int], list[tuple[int, slice, slice]]] = {}
+    for box in boxes:
+        by_shape.setdefault((box[1].stop - box[1].start, box[2].stop - box[2].start), []).append(box)
+    for group in by_shape.values():
+        crops = [inp[0, :, CONTEXT + planes[p] - N_CONV : CONTEXT + planes[p] + N_CONV + 1,
+                     CONTEXT - N_CONV + ys.start : CONTEXT + N_CONV + ys.stop,
+                     CONTEXT - N_CONV + xs.start : CONTEXT + N_CONV + xs.stop] for p, ys, xs in group]
+        out = layers(torch.stack(crops).contiguous(memory_format=torch.channels_last_3d))  # (n, 50, 1, h, w)
+        for (p, ys, xs), o in zip(group, out, strict=True):
+            full[:, p, ys, xs] = o[:, 0]
+    idx = doubt.nonzero(as_tuple=True)
+    features = torch.cat([c[0][(slice(None), *idx)] for c in coarse] + [full[(slice(None), *idx)]], dim=0)
+    logits = net.fully_connected(features[None, :, :, None, None].contiguous())
+    return torch.softmax(logits[0, :, :, 0, 0], dim=0), len(boxes)
+
+
+def verified_labels(passes: list[FastPass], inp: torch.Tensor, planes: list[int] | None,
+                    delta: float = DELTA) -> tuple[torch.Tensor, dict[str, int]]:
+    """(P, Y, X) labels of the block `inp` equal to fp32's: the fast pass, and fp32 where its margin is <= `delta`.
+
+    `planes`: the output z planes wanted (None: all). Returns the labels and counts: voxels, voxels
+    recomputed in fp32, boxes computed for them.
+    """
+    probs, coarse = [], []
+    for fast in passes:
+        p, c = fast.probabilities(inp, planes)
+        probs.append(p)
+        coarse.append(c)
+    prob = torch.stack(probs).mean(dim=0) if len(probs) > 1 else probs[0]
+    labels = prob.argmax(dim=0)
+    doubt = top_two_margin(prob) <= delta
+    n_doubt = int(doubt.sum())
+    boxes = 0
+    if n_doubt:
+        z = list(range(inp.shape[2] - 2 * CONTEXT)) if planes is None else planes
+        exact = []
+        for fast, c in zip(passes, coarse, strict=True):
+            e, boxes_one = recomputed_fp32(fast.net, inp, z, c, doubt)
+            exact.append(e)
+            boxes += boxes_one
+        labels[doubt] = (torch.stack(exact).mean(dim=0) if len(exact) > 1 else exact[0]).argmax(dim=0)
+    return labels, {"voxels": int(doubt.numel()), "recomputed_voxels": n_doubt, "recomputed_boxes": boxes}

@@ -1,0 +1,133 @@
+"""Verified bf16 for the real-CT model: the fast pass's doubtful voxels recomputed in fp32 give fp32's labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from realct_support import REFERENCE_DIR, volume_from_nifti
+
+from imaging.blast_ct_weights import load_member_state, member_names
+from imaging.deepmedic import CONTEXT, DeepMedic
+from imaging.deepmedic_bf16 import FastPass, native_bf16_cpu, plan_boxes, top_two_margin, verified_labels
+from imaging.deepmedic_inference import (
+    RESOLUTION_MM,
+    DeepMedicSegmenter,
+    block_input,
+    head_mask,
+    open_blast_ct,
+    tile_blocks,
+    windowed,
+)
+from imaging.regrid import received_planes, regular_grid, resample_to_grid
+from imaging.segmenters import open_segmenter
+
+CPU = torch.device("cpu")
+FP32_ROUNDING = 1e-5  # top-two probability margins below this are ties fp32 itself breaks by summation order
+needs_bf16 = pytest.mark.skipif(not native_bf16_cpu(), reason="this CPU has no native bf16 (avx512_bf16 or AMX)")
+
+
+def _net() -> DeepMedic:
+    net = DeepMedic().eval()
+    net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
+                         for k, v in load_member_state(member_names()[0]).items()})
+    return net.to(memory_format=torch.channels_last_3d)
+
+
+def _block(z: int = 15) -> torch.Tensor:
+    side = 2 * CONTEXT + 15
+    x = torch.rand(1, 1, 2 * CONTEXT + z, side, side, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    return x.contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_top_two_margin() -> None:
+    prob = torch.tensor([[0.5, 0.2], [0.3, 0.2], [0.2, 0.6]])
+    torch.testing.assert_close(top_two_margin(prob), torch.tensor([0.2, 0.4]))
+
+
+def test_boxes_cover_every_doubtful_voxel_and_join_a_cluster() -> None:
+    doubt = np.zeros((3, 60, 45), bool)
+    doubt[0, 10:30, 5:25] = True  # one dense cluster: one box
+    doubt[1, 2, 3] = doubt[1, 50, 40] = True  # two isolated voxels far apart: one cell each
+    boxes = plan_boxes(doubt)
+    covered = np.zeros_like(doubt)
+    for p, ys, xs in boxes:
+        covered[p, ys, xs] = True
+    assert not (doubt & ~covered).any()
+    assert sum(1 for b in boxes if b[0] == 0) == 1 and sum(1 for b in boxes if b[0] == 1) == 2
+    assert all(ys.stop <= 60 and xs.stop <= 45 for _, ys, xs in boxes)
+
+
+@pytest.mark.parametrize("planes", [None, [0, 7, 14]])
+def test_a_margin_that_doubts_every_voxel_recomputes_all_of_them_in_fp32(one_thread, planes) -> None:  # noqa: ANN001
+    """With the margin at 1 every voxel is in doubt: the boxes' fp32 labels are the whole block's fp32 labels,
+    even from a fast pass whose own labels are wrong (here: its full-resolution pathway's weights scrambled)."""
+    net = _net()
+    fast = FastPass.of(net, torch.float32)
+    with torch.no_grad():
+        for p in fast.full_path.parameters():
+            p.copy_(p.flatten()[torch.randperm(p.numel(), generator=torch.Generator().manual_seed(0))].view_as(p))
+    inp = _block()
+    with torch.inference_mode():
+        exact = net(inp, planes)[0].argmax(dim=0)
+        fast_alone, _ = verified_labels([fast], inp, planes, delta=-1.0)
+        labels, counts = verified_labels([fast], inp, planes, delta=1.0)
+    assert not torch.equal(fast_alone, exact)  # the scrambled fast pass alone gets labels wrong
+    assert counts["recomputed_voxels"] == counts["voxels"] == exact.numel()
+    assert torch.equal(labels, exact)
+
+
+def test_precision_is_checked_and_reaches_the_segmenter() -> None:
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, not 'fp16'"):
+        DeepMedicSegmenter(CPU, member_names()[:1], precision="fp16")
+    forced = open_segmenter("blast-ct", CPU, precision="fp32")
+    assert forced.cpu_precision == "fp32" and forced.fast_passes() == []
+    auto = open_segmenter("blast-ct", CPU)
+    assert auto.cpu_precision == ("bf16-verified" if native_bf16_cpu() else "fp32")
+
+
+def _phantom_blocks(seg: DeepMedicSegmenter) -> list[tuple[torch.Tensor, list[int] | None]]:
+    """Inputs and planes of the tiles the segmenter computes on the phantom crop of tests/data/blast_ct_reference."""
+    volume = volume_from_nifti(REFERENCE_DIR / "phantom_input.nii.gz")
+    grid = regular_grid(volume, RESOLUTION_MM)
+    hu = resample_to_grid(volume, grid)
+    padded, blocks = tile_blocks(windowed(hu, *seg.window), head_mask(hu, seg.window[0]), seg.tile,
+                                 received_planes(grid, volume))
+    return [(torch.from_numpy(block_input(padded, t))[None, None].contiguous(memory_format=torch.channels_last_3d),
+             zs) for t, zs in blocks]
+
+
+@needs_bf16
+def test_verified_bf16_gives_fp32_labels_on_the_phantom(one_thread) -> None:  # noqa: ANN001
+    """The phantom crop's tiles: the verified labels are fp32's on every voxel fp32 itself decides (top-two margin
+    above float32 rounding; a tie within rounding goes either way with the summation order, as between tile
+    sizes), and the fast pass's own labels would not be."""
+    seg = open_blast_ct(CPU, 1)
+    assert seg.cpu_precision == "bf16-verified"
+    voxels = decided = mismatched = unchecked_wrong = recomputed = 0
+    for inp, zs in _phantom_blocks(seg):
+        with torch.inference_mode():
+            exact = torch.softmax(seg._nets[0](inp, zs)[0], dim=0)
+            labels, counts = verified_labels(seg.fast_passes(), inp, zs)
+            unchecked = seg.fast_passes()[0].probabilities(inp, zs)[0].argmax(dim=0)  # the fast pass alone
+        sure = top_two_margin(exact) > FP32_ROUNDING
+        voxels += sure.numel()
+        decided += int(sure.sum())
+        mismatched += int((labels != exact.argmax(dim=0))[sure].sum())
+        unchecked_wrong += int((unchecked != exact.argmax(dim=0))[sure].sum())
+        recomputed += counts["recomputed_voxels"]
+    assert decided >= voxels - 10  # ties within rounding are rare
+    assert mismatched == 0
+    assert unchecked_wrong > 0 and recomputed > 0
+
+
+def test_segment_records_its_precision(one_thread) -> None:  # noqa: ANN001
+    """The timings say which precision ran and, for verified bf16, the fraction recomputed in fp32."""
+    seg = open_blast_ct(CPU, 1)
+    _, timings = seg.segment(volume_from_nifti(REFERENCE_DIR / "phantom_input.nii.gz"))
+    assert timings["precision"] == seg.cpu_precision == ("bf16-verified" if native_bf16_cpu() else "fp32")
+    if native_bf16_cpu():
+        assert 0 < timings["recomputed_fraction"] < 0.1 and timings["recomputed_boxes"] > 0
+    else:
+        assert "recomputed_fraction" not in timings
+    assert open_blast_ct(CPU, 1, precision="fp32").cpu_precision == "fp32"
