@@ -771,8 +771,8 @@ def _store_series(
         session.rollback()
         return
 
-    # Core statements with their values as parameters (compiled once a run, not once a row): the ORM's unit of
-    # work, and values built into each statement, cost more than these few rows.
+    # Core statements with their values as parameters (one cached compiled form each, not a statement built for
+    # each row): the ORM's unit of work, and values built into each statement, cost more than these few rows.
     study_id = study.id if study is not None else connection.execute(insert(Study), {
         "study_instance_uid": first.study_instance_uid, "patient_id": patient_id,
         "study_datetime": first.study_datetime, "description": first.study_description}).inserted_primary_key[0]
@@ -828,8 +828,9 @@ def _store_series(
     injury = select(ClinicalRecord.injury_datetime).where(ClinicalRecord.patient_id == patient_id)
     if known is None:
         # The row is written with its facts, then given its automatic verdict and days from injury: two writes,
-        # each counted by the patient summaries' revision triggers (`registry.summary.revisions`), as the ORM
-        # writes them.
+        # as the ORM's flushes of an extended series make them. The patient summaries' revision triggers
+        # (`registry.summary.revisions`) count each, so the registry's revisions are those of the ORM's writes
+        # (`bench/ingest_digest.py` compares every row).
         series_id = connection.execute(insert(Series), {
             "series_instance_uid": uid, "study_id": study_id, "modality": "CT", "qc_reasons": [],
             "phi_tags": sorted(phi), **facts}).inserted_primary_key[0]
