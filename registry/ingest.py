@@ -98,7 +98,8 @@ from registry.models import (
     utcnow,
 )
 from registry.pseudonym import pseudo_id
-from registry.series_qc import QCThresholds, SeriesSummary, own_reasons, summarize_series
+from registry.series_facts import series_facts
+from registry.series_qc import QCThresholds, own_reasons, summarize_series
 from registry.store import (
     AUTO_QC_ACTOR,
     audit,
@@ -822,7 +823,7 @@ def _store_series(
             return
     summary = summarize_series(previous + new, thresholds, extra_reasons=_undecodable(new))
     everyone = previous + new
-    facts = _series_facts(first, everyone, summary, series_dir)
+    facts = series_facts(first, everyone, summary, series_dir)
     phi = set().union(*(h.phi_tags for h in everyone))
     auto = (summary.qc_status, summary.qc_reasons)
     injury = select(ClinicalRecord.injury_datetime).where(ClinicalRecord.patient_id == patient_id)
@@ -881,25 +882,8 @@ def _store_series(
         report.qc["manual_decision_reset"] += 1
 
 
+# A new series row given its automatic verdict and days from injury (`_store_series`).
 _SERIES_VERDICT = update(Series).where(Series.id == bindparam("id_"))
-
-
-def _series_facts(first: InstanceHeader, everyone: list[InstanceHeader], summary: SeriesSummary,
-                  series_dir: Path) -> dict[str, object]:
-    """The Series columns a series' files decide (acquisition, geometry, where its files lie)."""
-    acquisitions = [h.acquisition_datetime for h in everyone if h.acquisition_datetime]
-    return {
-        "series_number": first.series_number, "description": first.series_description,
-        "image_type": first.image_type,
-        "acquisition_datetime": min(acquisitions) if acquisitions else first.study_datetime,
-        "manufacturer": first.manufacturer, "manufacturer_model": first.manufacturer_model,
-        "convolution_kernel": first.convolution_kernel, "rows": summary.rows, "columns": summary.columns,
-        "pixel_spacing_row": summary.pixel_spacing_row, "pixel_spacing_col": summary.pixel_spacing_col,
-        "slice_thickness": summary.slice_thickness, "slice_spacing": summary.slice_spacing,
-        "image_orientation": summary.image_orientation, "gantry_tilt": summary.gantry_tilt,
-        "instance_count": summary.instance_count, "z_positions": summary.z_positions,
-        "coverage_mm": summary.coverage_mm, "archive_path": str(series_dir),
-    }
 
 
 def _registry_copy(session: Session, key: bytes, headers: list[InstanceHeader], report: IngestReport) -> bool:
