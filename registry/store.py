@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from registry.identifiers import normalized_center
@@ -45,6 +45,48 @@ def audit(
                        before=_jsonable(before), after=_jsonable(after))
     session.add(event)
     return event
+
+
+def insert_audit(
+    connection: Connection,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """`audit`'s row written by one Core INSERT on `connection` (the same columns and values, no ORM object, the
+    values passed as parameters): for writers of many rows, where the ORM's unit of work costs more than the row."""
+    connection.execute(insert(AuditEvent), {"actor": actor, "action": action, "entity_type": entity_type,
+                                            "entity_id": entity_id, "before": _jsonable(before),
+                                            "after": _jsonable(after)})
+
+
+def center_id_by_code(session: Session, code: str) -> int:
+    """`center_by_code(session, code).id` in Core statements on the session's connection (no ORM object)."""
+    code = normalized_center(code)
+    query = select(Center.id).where(Center.code == code)
+    found = session.connection().execute(query).scalar_one_or_none()
+    if found is None:
+        insert_unless_present(session, Center, {"code": code}, ("code",))
+        found = session.connection().execute(query).scalar_one()
+    return found
+
+
+def patient_id_by_pseudo_id(session: Session, center_id: int, pseudo: str) -> tuple[int, bool]:
+    """`patient_by_pseudo_id` in Core statements on the session's connection: (the patient's id, created)."""
+    query = select(Patient.id, Patient.center_id).where(Patient.pseudo_id == pseudo)
+    found = session.connection().execute(query).one_or_none()
+    created = False
+    if found is None:
+        created = insert_unless_present(session, Patient, {"pseudo_id": pseudo, "center_id": center_id},
+                                        ("pseudo_id",))
+        found = session.connection().execute(query).one()
+    if found.center_id != center_id:
+        raise ValueError(f"pseudonym {pseudo} already belongs to another center")
+    return found.id, created
 
 
 def center_by_code(session: Session, code: str, *, create: bool = True) -> Center | None:
