@@ -4,6 +4,7 @@
     .venv/bin/python bench/segment_bench.py --ensemble-sweep 1,3,5   # BLAST-CT ensemble size: Dice vs cost
     .venv/bin/python bench/segment_bench.py --workers-compare 3   # our process, 2 tiles at once vs 1, 3 rounds
     .venv/bin/python bench/segment_bench.py --precision-compare 3   # our process, fp32 vs verified bf16, 3 rounds
+    .venv/bin/python bench/segment_bench.py --code-compare /work/main 3   # this checkout vs another, 3 rounds
     .venv/bin/python bench/segment_bench.py [--model PATH] [--repeats 5] [--threads N]  # the 2.5D U-Net
 
 --real-ct: one run of each tool on the same input, the CT-ICH stack of patient 81 (15 real 5 mm
@@ -119,8 +120,9 @@ def ours_worker(dicom_dir: Path, out: Path, ensemble: int, device: str, threads:
 
 
 def _run_ours(dicom_dir: Path, out: Path, ensemble: int, device: str, threads: int | None,
-              tile_workers: int | None = None, precision: str = "auto") -> dict:
-    cmd = [sys.executable, __file__, "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
+              tile_workers: int | None = None, precision: str = "auto", script: Path | None = None) -> dict:
+    """Our process in a fresh interpreter: this checkout's, or the bench `script` of another checkout."""
+    cmd = [sys.executable, str(script or __file__), "--worker", str(dicom_dir), str(out), "--ensemble", str(ensemble),
            "--device", device, "--precision", precision] + (["--threads", str(threads)] if threads else []) + (
            ["--tile-workers", str(tile_workers)] if tile_workers else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -245,6 +247,39 @@ def precision_compare(rounds: int) -> None:
           f"{bool(np.array_equal(labels['fp32'], labels['auto']))}; load average now {os.getloadavg()[0]:.1f}")
 
 
+def code_compare(other: Path, rounds: int) -> None:
+    """Our process on patient 81 from this checkout against another checkout's (`other`, e.g. the main branch),
+    both at precision auto, alternated in fresh processes: medians, their ratio, labels."""
+    from ctstudy import ct_ich
+
+    script = other.resolve() / "bench" / "segment_bench.py"
+    if not script.is_file():
+        raise SystemExit(f"--code-compare: {other} is not a ctstudy checkout (no bench/segment_bench.py there)")
+    with tempfile.TemporaryDirectory(prefix="segment-code-") as tmp_name:
+        tmp = Path(tmp_name)
+        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
+        print(f"CPU {cpu_model()}; patient 81, this checkout vs {other.resolve()} (precision auto), {rounds} "
+              f"alternated rounds; load average {os.getloadavg()[0]:.1f}")
+        runs: dict[str, list[dict]] = {"this": [], "other": []}
+        labels: dict[str, np.ndarray] = {}
+        for _ in range(rounds):
+            for name in ("other", "this"):
+                runs[name].append(_run_ours(tmp / "p81", tmp / f"{name}.npy", 1, "cpu", None,
+                                            script=script if name == "other" else None))
+                labels[name] = np.load(tmp / f"{name}.npy")
+    print(f"{'checkout':>10} {'wall s':>8} {'CPU s':>8} {'network s':>10} {'peak RSS GB':>12} {'recomputed':>11}")
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds")}
+        net = statistics.median(r["timings"]["network_s"] for r in rs)
+        frac = rs[0]["timings"].get("recomputed_fraction")
+        print(f"{name:>10} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {net:10.1f} "
+              f"{max(r['peak_rss_gb'] for r in rs):12.2f} {'' if frac is None else f'{100 * frac:.2f} %':>11}"
+              "  CPU s per round: " + ", ".join(f"{r['cpu_seconds']:.1f}" for r in rs))
+    this, that = (statistics.median(r["cpu_seconds"] for r in runs[n]) for n in ("this", "other"))
+    print(f"CPU time other / this: x{that / this:.3f}; labels identical on every voxel: "
+          f"{bool(np.array_equal(labels['this'], labels['other']))}; load average now {os.getloadavg()[0]:.1f}")
+
+
 def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
     """Our hemorrhage Dice pooled over all 36 CT-ICH slices (each patient's slices one series), and CPU seconds."""
     from ctstudy import ct_ich
@@ -290,6 +325,8 @@ def main() -> None:
                     help="our process on patient 81 with 2 tiles at once vs 1, this many alternated rounds")
     ap.add_argument("--precision-compare", type=int, default=None, metavar="ROUNDS",
                     help="our process on patient 81 in fp32 vs verified bf16, this many alternated rounds")
+    ap.add_argument("--code-compare", nargs=2, default=None, metavar=("CHECKOUT", "ROUNDS"),
+                    help="our process on patient 81, this checkout vs another (e.g. the main branch), alternated")
     ap.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--tile-workers", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
@@ -302,6 +339,11 @@ def main() -> None:
         if a.precision_compare < 1:
             ap.error(f"--precision-compare needs at least 1 round, not {a.precision_compare}")
         precision_compare(a.precision_compare)
+        return
+    if a.code_compare:
+        if int(a.code_compare[1]) < 1:
+            ap.error(f"--code-compare needs at least 1 round, not {a.code_compare[1]}")
+        code_compare(Path(a.code_compare[0]), int(a.code_compare[1]))
         return
     if a.workers_compare is not None:
         if a.workers_compare < 1:

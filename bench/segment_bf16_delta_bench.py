@@ -31,7 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "imaging"))
 
-from imaging.deepmedic_bf16 import DELTA, SAFETY, FastPass, native_bf16_cpu, top_two_margin  # noqa: E402
+from imaging.blast_ct_weights import member_sha256  # noqa: E402
+from imaging.deepmedic_bf16 import (  # noqa: E402
+    DELTA,
+    MEASURED_NETWORKS,
+    SAFETY,
+    FastPass,
+    native_bf16_cpu,
+    top_two_margin,
+)
 from imaging.deepmedic_inference import (  # noqa: E402
     RESOLUTION_MM,
     DeepMedicSegmenter,
@@ -99,7 +107,9 @@ def main() -> None:
     torch.set_num_threads(1)
     seg = open_blast_ct(torch.device("cpu"), 1, precision="fp32")
     fast = FastPass.of(seg._nets[0])
-    print(f"load average {os.getloadavg()[0]:.1f}; DELTA in use {DELTA:.4f} (SAFETY {SAFETY:g})")
+    print(f"load average {os.getloadavg()[0]:.1f}; DELTA in use {DELTA:.4f} (SAFETY {SAFETY:g}); network measured: "
+          f"{seg.member_names[0]}, sha256 {member_sha256(seg.member_names[0], seg.folder)} (listed in "
+          f"MEASURED_NETWORKS: {member_sha256(seg.member_names[0], seg.folder) in MEASURED_NETWORKS})")
     print(f"{'input':>20} {'tiles':>6} {'voxels':>10} {'largest change':>15} {'in doubt at DELTA':>18} "
           f"{'fast-pass labels wrong':>23}")
     worst = 0.0

@@ -18,6 +18,7 @@ arithmetic (`tests/imaging/test_deepmedic.py` checks the labels against the tool
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import threading
 import time
@@ -38,7 +39,7 @@ from imaging.blast_ct_weights import (
     member_sha256,
 )
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
-from imaging.deepmedic_bf16 import DELTA, FastPass, native_bf16_cpu, verified_labels
+from imaging.deepmedic_bf16 import DELTA, MEASURED_NETWORKS, FastPass, native_bf16_cpu, verified_labels
 from imaging.heap import main_heap_threads, reused_heap
 from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
 from imaging.volume import Volume
@@ -168,11 +169,13 @@ class DeepMedicSegmenter:
     # while whole tiles on separate threads share nothing; see `_run_concurrently`.
     workers: int | None = None
     # "auto": verified bf16 (`imaging.deepmedic_bf16`, labels equal to fp32's) on a CPU that computes bf16 natively,
-    # fp32 elsewhere; "fp32": fp32 everywhere. CUDA runs bf16 autocast either way.
+    # for networks whose bf16 error bound was measured (`MEASURED_NETWORKS`), fp32 elsewhere; "fp32": fp32
+    # everywhere. CUDA runs bf16 autocast either way.
     precision: str = "auto"
     bf16_margin: float = DELTA  # verified bf16: voxels whose top-two probability margin is at most this get fp32
     _nets: list[torch.nn.Module] = field(default_factory=list, init=False, repr=False)
     _fast: list[FastPass] = field(default_factory=list, init=False, repr=False)
+    _loaded_sha256: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tile % TILE_STEP:
@@ -183,6 +186,9 @@ class DeepMedicSegmenter:
         self.window = (float(data["transformation"]["IntensityWindowNormalization"]["lower_bound"]),
                        float(data["transformation"]["IntensityWindowNormalization"]["upper_bound"]))
         for member in self.member_names:
+            # Hashed here, not through the cached `member_sha256`: a checkpoint rewritten at the same path must not
+            # keep the hash of the file it replaced.
+            self._loaded_sha256.append(hashlib.sha256((self.folder / f"{member}.pt").read_bytes()).hexdigest())
             net = DeepMedic(int(data["input_channels"]), int(data["num_classes"]))
             net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
                                  for k, v in load_member_state(member, self.folder).items()})
@@ -202,12 +208,18 @@ class DeepMedicSegmenter:
 
     @property
     def cpu_precision(self) -> str:
-        """What runs the network: "bf16-verified" (CPU with native bf16, precision "auto"), "fp32", or on CUDA
-        "bf16-autocast"."""
+        """What runs the network: "bf16-verified" (CPU with native bf16, precision "auto", every member's bound
+        measured), "fp32", or on CUDA "bf16-autocast"."""
         if self.device.type == "cuda":
             return "bf16-autocast"
         native = self.device.type == "cpu" and native_bf16_cpu()
-        return "bf16-verified" if self.precision == "auto" and native else "fp32"
+        return "bf16-verified" if self.precision == "auto" and native and self.bound_measured else "fp32"
+
+    @property
+    def bound_measured(self) -> bool:
+        """Whether verified bf16's error bound was measured on every member's network (the sha256 of each file,
+        taken when it was loaded)."""
+        return all(h in MEASURED_NETWORKS for h in self._loaded_sha256)
 
     @property
     def _memory_format(self) -> torch.memory_format:

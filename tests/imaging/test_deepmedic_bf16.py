@@ -9,7 +9,8 @@ from realct_support import REFERENCE_DIR, volume_from_nifti
 
 from imaging.blast_ct_weights import load_member_state, member_names
 from imaging.deepmedic import CONTEXT, DeepMedic
-from imaging.deepmedic_bf16 import FastPass, native_bf16_cpu, plan_boxes, top_two_margin, verified_labels
+from imaging.deepmedic_bf16 import FastPass, native_bf16_cpu, plan_boxes, plan_stacks, top_two_margin, verified_labels
+from imaging.deepmedic_finetune import blast_ct_start, open_checkpoint_segmenter
 from imaging.deepmedic_inference import (
     RESOLUTION_MM,
     DeepMedicSegmenter,
@@ -58,10 +59,26 @@ def test_boxes_cover_every_doubtful_voxel_and_join_a_cluster() -> None:
     assert all(ys.stop <= 60 and xs.stop <= 45 for _, ys, xs in boxes)
 
 
+def test_stacks_join_a_cluster_on_neighbouring_read_planes_only() -> None:
+    """A cluster at one place on four read planes 5 voxels apart is one stack (their cones overlap); the same
+    cluster on planes 30 voxels apart, and an isolated voxel, stay apart; every doubtful voxel is covered."""
+    doubt = np.zeros((6, 60, 60), bool)
+    doubt[:4, 20:30, 20:30] = True
+    doubt[4:, 20:30, 20:30] = True
+    doubt[1, 50, 50] = True
+    stacks = plan_stacks(doubt, [2, 7, 12, 17, 47, 77])
+    covered = np.zeros_like(doubt)
+    for ps, ys, xs in stacks:
+        covered[list(ps), ys, xs] = True
+    assert not (doubt & ~covered).any()
+    assert sorted(ps for ps, _, _ in stacks) == [(0, 1, 2, 3), (1,), (4,), (5,)]
+
+
 @pytest.mark.parametrize("planes", [None, [0, 7, 14]])
 def test_a_margin_that_doubts_every_voxel_recomputes_all_of_them_in_fp32(one_thread, planes) -> None:  # noqa: ANN001
     """With the margin at 1 every voxel is in doubt: the boxes' fp32 labels are the whole block's fp32 labels,
-    even from a fast pass whose own labels are wrong (here: its full-resolution pathway's weights scrambled)."""
+    even from a fast pass whose own labels are wrong (here: its full-resolution pathway's weights scrambled). The
+    planes' boxes form one stack: all planes computed densely, or planes 7 apart ending in one slab each."""
     net = _net()
     fast = FastPass.of(net, torch.float32)
     with torch.no_grad():
@@ -84,6 +101,27 @@ def test_precision_is_checked_and_reaches_the_segmenter() -> None:
     assert forced.cpu_precision == "fp32" and forced.fast_passes() == []
     auto = open_segmenter("blast-ct", CPU)
     assert auto.cpu_precision == ("bf16-verified" if native_bf16_cpu() else "fp32")
+
+
+def test_auto_runs_fp32_for_networks_whose_bound_was_not_measured(tmp_path) -> None:  # noqa: ANN001
+    """Another ensemble member, and a checkpoint adapted from member_01 (fully connected layers changed), run fp32
+    under precision "auto": the bf16 bound was measured on member_01's weights only."""
+    other = DeepMedicSegmenter(CPU, member_names()[1:2])
+    assert not other.bound_measured and other.cpu_precision == "fp32" and other.fast_passes() == []
+    both = DeepMedicSegmenter(CPU, member_names()[:2])
+    assert not both.bound_measured and both.cpu_precision == "fp32"
+    adapted = blast_ct_start()
+    key = next(k for k in adapted.state if k.startswith("fully_connected") and k.endswith("conv.weight"))
+    adapted.state = {**adapted.state, key: adapted.state[key].float() * 1.01}
+    adapted.save(tmp_path / "adapted.pt")
+    seg = open_checkpoint_segmenter(tmp_path / "adapted.pt", CPU)
+    assert not seg.bound_measured and seg.cpu_precision == "fp32" and seg.fast_passes() == []
+
+
+@needs_bf16
+def test_auto_runs_verified_bf16_for_the_measured_network() -> None:
+    seg = DeepMedicSegmenter(CPU, member_names()[:1])
+    assert seg.bound_measured and seg.cpu_precision == "bf16-verified" and len(seg.fast_passes()) == 1
 
 
 def _phantom_blocks(seg: DeepMedicSegmenter) -> list[tuple[torch.Tensor, list[int] | None]]:
