@@ -195,89 +195,77 @@ def real_ct(ensemble: int, threads: int | None, pooled: bool) -> None:
             print(f"hemorrhage Dice pooled over all {len(ct_ich.slice_index())} CT-ICH slices: {dice:.3f}")
 
 
-def tile_workers_compare(rounds: int) -> None:
-    """Our process on patient 81 with 2 tiles at once against 1, alternated in fresh processes: medians."""
+def _alternated_on_p81(title: str, variants: dict[str, dict], rounds: int) -> tuple[dict[str, list[dict]],
+                                                                                       dict[str, np.ndarray]]:
+    """Our process on patient 81 once per variant (keyword arguments of `_run_ours`) in each of `rounds` rounds,
+    the variants alternated, each in a fresh process: every run's figures and each variant's last labels."""
     from ctstudy import ct_ich
 
-    with tempfile.TemporaryDirectory(prefix="segment-workers-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="segment-compare-") as tmp_name:
         tmp = Path(tmp_name)
         ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
-        print(f"CPU {cpu_model()}; patient 81, our process with 2 tiles at once vs 1 (one intra-op thread each), "
-              f"{rounds} alternated rounds; load average {os.getloadavg()[0]:.1f}")
-        runs: dict[int, list[dict]] = {2: [], 1: []}
-        labels: dict[int, np.ndarray] = {}
+        print(f"CPU {cpu_model()}; patient 81, {title}, {rounds} alternated rounds; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        runs: dict[str, list[dict]] = {name: [] for name in variants}
+        labels: dict[str, np.ndarray] = {}
         for _ in range(rounds):
-            for n in (2, 1):
-                runs[n].append(_run_ours(tmp / "p81", tmp / f"w{n}.npy", 1, "cpu", None, tile_workers=n))
-                labels[n] = np.load(tmp / f"w{n}.npy")
-    print(f"{'tiles at once':>14} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'minor faults':>13} {'peak RSS GB':>12}")
-    for n, rs in runs.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds", "system_seconds",
-                                                                "minor_faults")}
-        print(f"{n:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {med['system_seconds']:9.2f} "
-              f"{int(med['minor_faults']):13,d} {max(r['peak_rss_gb'] for r in rs):12.2f}")
-    print(f"labels of 2 and 1 tiles at once identical: {bool(np.array_equal(labels[1], labels[2]))}; "
-          f"load average now {os.getloadavg()[0]:.1f} (peak RSS: the largest of the rounds)")
+            for name, kwargs in variants.items():
+                runs[name].append(_run_ours(tmp / "p81", tmp / f"{name}.npy", 1, "cpu", None, **kwargs))
+                labels[name] = np.load(tmp / f"{name}.npy")
+    return runs, labels
+
+
+def _print_medians(runs: dict[str, list[dict]], header: str) -> None:
+    """One row per variant: medians of wall, CPU, system and network seconds and minor page faults, the largest
+    peak RSS, the fraction recomputed in fp32 (verified bf16) and each round's CPU seconds."""
+    print(f"{header:>14} {'wall s':>8} {'CPU s':>8} {'system s':>9} {'network s':>10} {'minor faults':>13} "
+          f"{'peak RSS GB':>12} {'recomputed':>11}")
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs)
+               for k in ("seconds", "cpu_seconds", "system_seconds", "minor_faults")}
+        net = statistics.median(r["timings"]["network_s"] for r in rs)
+        frac = rs[0]["timings"].get("recomputed_fraction")
+        print(f"{name:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {med['system_seconds']:9.2f} {net:10.1f} "
+              f"{int(med['minor_faults']):13,d} {max(r['peak_rss_gb'] for r in rs):12.2f} "
+              f"{'' if frac is None else f'{100 * frac:.2f} %':>11}"
+              "  CPU s per round: " + ", ".join(f"{r['cpu_seconds']:.1f}" for r in rs))
+
+
+def _verdict(runs: dict[str, list[dict]], labels: dict[str, np.ndarray], slower: str, faster: str) -> None:
+    """The ratio of the two variants' median CPU seconds and whether their labels are identical."""
+    a, b = (statistics.median(r["cpu_seconds"] for r in runs[n]) for n in (slower, faster))
+    print(f"CPU time {slower} / {faster}: x{a / b:.3f}; labels identical on every voxel: "
+          f"{bool(np.array_equal(labels[slower], labels[faster]))}; load average now {os.getloadavg()[0]:.1f} "
+          "(peak RSS: the largest of the rounds)")
+
+
+def tile_workers_compare(rounds: int) -> None:
+    """Our process on patient 81 with 2 tiles at once against 1 (one intra-op thread each), alternated."""
+    runs, labels = _alternated_on_p81("our process with 2 tiles at once vs 1 (one intra-op thread each)",
+                                      {"2 tiles": {"tile_workers": 2}, "1 tile": {"tile_workers": 1}}, rounds)
+    _print_medians(runs, "tiles at once")
+    _verdict(runs, labels, "1 tile", "2 tiles")
 
 
 def precision_compare(rounds: int) -> None:
-    """Our process on patient 81 in fp32 against verified bf16, alternated in fresh processes: medians, labels."""
-    from ctstudy import ct_ich
-
-    with tempfile.TemporaryDirectory(prefix="segment-precision-") as tmp_name:
-        tmp = Path(tmp_name)
-        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
-        print(f"CPU {cpu_model()}; patient 81, our process in fp32 vs verified bf16 (precision auto), {rounds} "
-              f"alternated rounds, the threads the bench's rule gives; load average {os.getloadavg()[0]:.1f}")
-        runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
-        labels: dict[str, np.ndarray] = {}
-        for _ in range(rounds):
-            for p in ("fp32", "auto"):
-                runs[p].append(_run_ours(tmp / "p81", tmp / f"{p}.npy", 1, "cpu", None, precision=p))
-                labels[p] = np.load(tmp / f"{p}.npy")
-    print(f"{'precision':>14} {'wall s':>8} {'CPU s':>8} {'network s':>10} {'peak RSS GB':>12} {'recomputed':>11}")
-    for rs in runs.values():
-        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds")}
-        net = statistics.median(r["timings"]["network_s"] for r in rs)
-        frac = rs[0]["timings"].get("recomputed_fraction")
-        print(f"{rs[0]['timings']['precision']:>14} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {net:10.1f} "
-              f"{max(r['peak_rss_gb'] for r in rs):12.2f} {'' if frac is None else f'{100 * frac:.2f} %':>11}")
-    f32, bf = (statistics.median(r["cpu_seconds"] for r in runs[p]) for p in ("fp32", "auto"))
-    print(f"CPU time fp32 / verified bf16: x{f32 / bf:.2f}; labels identical on every voxel: "
-          f"{bool(np.array_equal(labels['fp32'], labels['auto']))}; load average now {os.getloadavg()[0]:.1f}")
+    """Our process on patient 81 in fp32 against verified bf16 (precision auto), alternated."""
+    runs, labels = _alternated_on_p81("our process in fp32 vs verified bf16 (precision auto), the threads the "
+                                      "bench's rule gives", {"fp32": {"precision": "fp32"},
+                                                             "auto": {"precision": "auto"}}, rounds)
+    _print_medians(runs, "precision")
+    _verdict(runs, labels, "fp32", "auto")
 
 
 def code_compare(other: Path, rounds: int) -> None:
     """Our process on patient 81 from this checkout against another checkout's (`other`, e.g. the main branch),
-    both at precision auto, alternated in fresh processes: medians, their ratio, labels."""
-    from ctstudy import ct_ich
-
+    both at precision auto, alternated."""
     script = other.resolve() / "bench" / "segment_bench.py"
     if not script.is_file():
         raise SystemExit(f"--code-compare: {other} is not a ctstudy checkout (no bench/segment_bench.py there)")
-    with tempfile.TemporaryDirectory(prefix="segment-code-") as tmp_name:
-        tmp = Path(tmp_name)
-        ct_ich.write_series(ct_ich.patient_slices(81, range(13, 28)), tmp / "p81")
-        print(f"CPU {cpu_model()}; patient 81, this checkout vs {other.resolve()} (precision auto), {rounds} "
-              f"alternated rounds; load average {os.getloadavg()[0]:.1f}")
-        runs: dict[str, list[dict]] = {"this": [], "other": []}
-        labels: dict[str, np.ndarray] = {}
-        for _ in range(rounds):
-            for name in ("other", "this"):
-                runs[name].append(_run_ours(tmp / "p81", tmp / f"{name}.npy", 1, "cpu", None,
-                                            script=script if name == "other" else None))
-                labels[name] = np.load(tmp / f"{name}.npy")
-    print(f"{'checkout':>10} {'wall s':>8} {'CPU s':>8} {'network s':>10} {'peak RSS GB':>12} {'recomputed':>11}")
-    for name, rs in runs.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds")}
-        net = statistics.median(r["timings"]["network_s"] for r in rs)
-        frac = rs[0]["timings"].get("recomputed_fraction")
-        print(f"{name:>10} {med['seconds']:8.1f} {med['cpu_seconds']:8.1f} {net:10.1f} "
-              f"{max(r['peak_rss_gb'] for r in rs):12.2f} {'' if frac is None else f'{100 * frac:.2f} %':>11}"
-              "  CPU s per round: " + ", ".join(f"{r['cpu_seconds']:.1f}" for r in rs))
-    this, that = (statistics.median(r["cpu_seconds"] for r in runs[n]) for n in ("this", "other"))
-    print(f"CPU time other / this: x{that / this:.3f}; labels identical on every voxel: "
-          f"{bool(np.array_equal(labels['this'], labels['other']))}; load average now {os.getloadavg()[0]:.1f}")
+    runs, labels = _alternated_on_p81(f"this checkout vs {other.resolve()} (precision auto)",
+                                      {"other": {"script": script}, "this": {}}, rounds)
+    _print_medians(runs, "checkout")
+    _verdict(runs, labels, "other", "this")
 
 
 def pooled_dice(tmp: Path, ensemble: int, threads: int | None) -> tuple[float, float]:
