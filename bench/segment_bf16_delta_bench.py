@@ -41,15 +41,9 @@ from imaging.deepmedic_bf16 import (  # noqa: E402
     top_two_margin,
 )
 from imaging.deepmedic_inference import (  # noqa: E402
-    RESOLUTION_MM,
     DeepMedicSegmenter,
-    block_input,
-    head_mask,
     open_blast_ct,
-    tile_blocks,
-    windowed,
 )
-from imaging.regrid import received_planes, regular_grid, resample_to_grid  # noqa: E402
 from imaging.volume import Volume, load_series  # noqa: E402
 
 REALCT = Path(os.environ.get("CTSTUDY_REALCT", "/work/shared/realct"))
@@ -80,13 +74,9 @@ def inputs(names: list[str], tmp: Path) -> list[tuple[str, Volume]]:
 
 def measure(seg: DeepMedicSegmenter, fast: FastPass, volume: Volume) -> dict:
     """Largest pairwise probability change, voxels in doubt at DELTA, wrong fast-pass labels, over the tiles."""
-    grid = regular_grid(volume, RESOLUTION_MM)
-    hu = resample_to_grid(volume, grid)
-    x, mask = windowed(hu, *seg.window), head_mask(hu, seg.window[0])
-    padded, blocks = tile_blocks(x, mask, seg.tile, received_planes(grid, volume))
-    worst, doubt, wrong, voxels = 0.0, 0, 0, 0
-    for t, zs in blocks:
-        inp = torch.from_numpy(block_input(padded, t))[None, None].contiguous(memory_format=torch.channels_last_3d)
+    worst, doubt, wrong, voxels, tiles = 0.0, 0, 0, 0, 0
+    for inp, zs in seg.block_inputs(volume):
+        tiles += 1
         with torch.inference_mode():
             exact = torch.softmax(seg._nets[0](inp, zs)[0].float(), dim=0)
             prob, _ = fast.probabilities(inp, zs)
@@ -95,7 +85,7 @@ def measure(seg: DeepMedicSegmenter, fast: FastPass, volume: Volume) -> dict:
         doubt += int((top_two_margin(prob) <= DELTA).sum())
         wrong += int((prob.argmax(dim=0) != exact.argmax(dim=0)).sum())
         voxels += prob[0].numel()
-    return {"worst": worst, "doubt": doubt, "wrong": wrong, "voxels": voxels, "tiles": len(blocks)}
+    return {"worst": worst, "doubt": doubt, "wrong": wrong, "voxels": voxels, "tiles": tiles}
 
 
 def main() -> None:

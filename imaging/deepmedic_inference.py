@@ -22,7 +22,7 @@ import hashlib
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from imaging.blast_ct_weights import (
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
 from imaging.deepmedic_bf16 import DELTA, MEASURED_NETWORKS, FastPass, native_bf16_cpu, verified_labels
 from imaging.heap import main_heap_threads, reused_heap
-from imaging.regrid import labels_to_slices, received_planes, regular_grid, resample_to_grid
+from imaging.regrid import RegularGrid, labels_to_slices, received_planes, regular_grid, resample_to_grid
 from imaging.volume import Volume
 
 RESOLUTION_MM = (1.0, 1.0, 1.0)
@@ -254,8 +254,7 @@ class DeepMedicSegmenter:
             """Labels of tile `t` written into `labels` (tiles are disjoint); the voxels computed."""
             zs = block_planes[tuple((s.start, s.stop) for s in t)]
             with torch.inference_mode():  # thread-local: entered in the thread that runs the tile
-                inp = torch.from_numpy(block_input(padded, t))[None, None].to(self.device,
-                                                                              memory_format=self._memory_format)
+                inp = self._block_tensor(padded, t)
                 if fast:
                     verified, counts = verified_labels(fast, inp, zs, self.bf16_margin)
                     pred = verified.to(torch.uint8).numpy()
@@ -301,16 +300,31 @@ class DeepMedicSegmenter:
             return 1
         return max(1, min(n_tiles, self.workers or torch.get_num_threads()))
 
+    def prepared(self, volume: Volume) -> tuple[RegularGrid, np.ndarray, np.ndarray, np.ndarray]:
+        """`volume` on the 1 mm grid as the network reads it: the grid, the windowed CT, the head mask and the
+        planes the received slices read."""
+        grid = regular_grid(volume, RESOLUTION_MM)
+        hu = resample_to_grid(volume, grid)
+        return grid, windowed(hu, *self.window), head_mask(hu, self.window[0]), received_planes(grid, volume)
+
+    def block_inputs(self, volume: Volume) -> Iterator[tuple[torch.Tensor, list[int] | None]]:
+        """The network input of each output block `segment` computes on `volume`, with the planes it computes
+        (for measuring the network block by block: `bench/segment_bf16_delta_bench.py`, the bf16 tests)."""
+        _, x, mask, planes = self.prepared(volume)
+        padded, blocks = tile_blocks(x, mask, self.tile, planes)
+        for t, zs in blocks:
+            yield self._block_tensor(padded, t), zs
+
+    def _block_tensor(self, padded: np.ndarray, t: Tile) -> torch.Tensor:
+        """Block `t`'s input (1, 1, Z, Y, X) on this device, in the network's memory format."""
+        return torch.from_numpy(block_input(padded, t))[None, None].to(self.device, memory_format=self._memory_format)
+
     def segment(self, volume: Volume) -> tuple[np.ndarray, dict[str, float]]:
         """(z, y, x) uint8 labels on the received slices (project label map = BLAST-CT's classes)."""
         t0 = time.perf_counter()
-        grid = regular_grid(volume, RESOLUTION_MM)
-        hu = resample_to_grid(volume, grid)
-        x = windowed(hu, *self.window)
-        mask = head_mask(hu, self.window[0])
-        del hu
+        grid, x, mask, planes = self.prepared(volume)
         t1 = time.perf_counter()
-        labels_1mm, info = self.labels_1mm(x, mask, received_planes(grid, volume))
+        labels_1mm, info = self.labels_1mm(x, mask, planes)
         t2 = time.perf_counter()
         labels = labels_to_slices(labels_1mm, grid, volume)
         t3 = time.perf_counter()

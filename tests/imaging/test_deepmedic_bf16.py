@@ -12,15 +12,9 @@ from imaging.deepmedic import CONTEXT, DeepMedic
 from imaging.deepmedic_bf16 import FastPass, native_bf16_cpu, plan_boxes, plan_stacks, top_two_margin, verified_labels
 from imaging.deepmedic_finetune import blast_ct_start, open_checkpoint_segmenter
 from imaging.deepmedic_inference import (
-    RESOLUTION_MM,
     DeepMedicSegmenter,
-    block_input,
-    head_mask,
     open_blast_ct,
-    tile_blocks,
-    windowed,
 )
-from imaging.regrid import received_planes, regular_grid, resample_to_grid
 from imaging.segmenters import open_segmenter
 
 CPU = torch.device("cpu")
@@ -126,13 +120,7 @@ def test_auto_runs_verified_bf16_for_the_measured_network() -> None:
 
 def _phantom_blocks(seg: DeepMedicSegmenter) -> list[tuple[torch.Tensor, list[int] | None]]:
     """Inputs and planes of the tiles the segmenter computes on the phantom crop of tests/data/blast_ct_reference."""
-    volume = volume_from_nifti(REFERENCE_DIR / "phantom_input.nii.gz")
-    grid = regular_grid(volume, RESOLUTION_MM)
-    hu = resample_to_grid(volume, grid)
-    padded, blocks = tile_blocks(windowed(hu, *seg.window), head_mask(hu, seg.window[0]), seg.tile,
-                                 received_planes(grid, volume))
-    return [(torch.from_numpy(block_input(padded, t))[None, None].contiguous(memory_format=torch.channels_last_3d),
-             zs) for t, zs in blocks]
+    return list(seg.block_inputs(volume_from_nifti(REFERENCE_DIR / "phantom_input.nii.gz")))
 
 
 @needs_bf16
