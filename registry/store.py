@@ -41,8 +41,7 @@ def audit(
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Record who did what to which entity, with the state before and after (JSON-safe values)."""
-    event = AuditEvent(actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
-                       before=_jsonable(before), after=_jsonable(after))
+    event = AuditEvent(**_audit_row(actor, action, entity_type, entity_id, before, after))
     session.add(event)
     return event
 
@@ -59,9 +58,14 @@ def insert_audit(
 ) -> None:
     """`audit`'s row written by one Core INSERT on `connection` (the same columns and values, no ORM object, the
     values passed as parameters): for writers of many rows, where the ORM's unit of work costs more than the row."""
-    connection.execute(insert(AuditEvent), {"actor": actor, "action": action, "entity_type": entity_type,
-                                            "entity_id": entity_id, "before": _jsonable(before),
-                                            "after": _jsonable(after)})
+    connection.execute(insert(AuditEvent), _audit_row(actor, action, entity_type, entity_id, before, after))
+
+
+def _audit_row(actor: str, action: str, entity_type: str, entity_id: str | None, before: dict[str, Any] | None,
+               after: dict[str, Any] | None) -> dict[str, Any]:
+    """An audit event's column values, the states made JSON-safe."""
+    return {"actor": actor, "action": action, "entity_type": entity_type, "entity_id": entity_id,
+            "before": _jsonable(before), "after": _jsonable(after)}
 
 
 def center_id_by_code(session: Session, code: str) -> int:
