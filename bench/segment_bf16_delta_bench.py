@@ -31,10 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "imaging"))
 
-from imaging.blast_ct_weights import member_sha256  # noqa: E402
 from imaging.deepmedic_bf16 import (  # noqa: E402
     DELTA,
-    MEASURED_NETWORKS,
     SAFETY,
     FastPass,
     native_bf16_cpu,
@@ -98,8 +96,7 @@ def main() -> None:
     seg = open_blast_ct(torch.device("cpu"), 1, precision="fp32")
     fast = FastPass.of(seg._nets[0])
     print(f"load average {os.getloadavg()[0]:.1f}; DELTA in use {DELTA:.4f} (SAFETY {SAFETY:g}); network measured: "
-          f"{seg.member_names[0]}, sha256 {member_sha256(seg.member_names[0], seg.folder)} (listed in "
-          f"MEASURED_NETWORKS: {member_sha256(seg.member_names[0], seg.folder) in MEASURED_NETWORKS})")
+          f"{seg.members[0].replace(':', ', sha256 ')} (listed in MEASURED_NETWORKS: {seg.bound_measured})")
     print(f"{'input':>20} {'tiles':>6} {'voxels':>10} {'largest change':>15} {'in doubt at DELTA':>18} "
           f"{'fast-pass labels wrong':>23}")
     worst = 0.0

@@ -10,6 +10,7 @@ Nothing is ever downloaded: the files are package data.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from functools import cache
 from pathlib import Path
@@ -33,16 +34,21 @@ def member_sha256(name: str, folder: Path = BLAST_CT_DIR) -> str:
     return hashlib.sha256((folder / f"{name}.pt").read_bytes()).hexdigest()
 
 
-def ensemble_version(names: list[str], folder: Path = BLAST_CT_DIR) -> str:
+def version_of_hashes(hashes: list[str]) -> str:
     """One network: its file hash; an ensemble: the hash of its members' hashes, in order."""
-    hashes = [member_sha256(n, folder) for n in names]
     return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
 
 
 def load_member_state(name: str, folder: Path = BLAST_CT_DIR) -> dict[str, torch.Tensor]:
+    return load_member(name, folder)[0]
+
+
+def load_member(name: str, folder: Path = BLAST_CT_DIR) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of network `name` and the sha256 of the bytes it was read from (one read of the file)."""
     path = folder / f"{name}.pt"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), hashlib.sha256(data).hexdigest()
     except Exception as exc:  # noqa: BLE001 - any unreadable file is named with what to do
         raise ValueError(f"{path}: not a readable BLAST-CT state dict ({exc}); reinstall ctstudy") from exc
 

@@ -18,7 +18,6 @@ arithmetic (`tests/imaging/test_deepmedic.py` checks the labels against the tool
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import threading
 import time
@@ -33,10 +32,9 @@ from scipy import ndimage
 from imaging.blast_ct_weights import (
     BLAST_CT_DIR,
     config,
-    ensemble_version,
-    load_member_state,
+    load_member,
     member_names,
-    member_sha256,
+    version_of_hashes,
 )
 from imaging.deepmedic import CONTEXT, TILE_STEP, DeepMedic
 from imaging.deepmedic_bf16 import DELTA, MEASURED_NETWORKS, FastPass, native_bf16_cpu, verified_labels
@@ -186,12 +184,12 @@ class DeepMedicSegmenter:
         self.window = (float(data["transformation"]["IntensityWindowNormalization"]["lower_bound"]),
                        float(data["transformation"]["IntensityWindowNormalization"]["upper_bound"]))
         for member in self.member_names:
-            # Hashed here, not through the cached `member_sha256`: a checkpoint rewritten at the same path must not
-            # keep the hash of the file it replaced.
-            self._loaded_sha256.append(hashlib.sha256((self.folder / f"{member}.pt").read_bytes()).hexdigest())
+            # The hash of the bytes loaded, not the cached `member_sha256`: a checkpoint rewritten at the same path
+            # must not keep the hash of the file it replaced (in the version recorded or in the bf16 check).
+            state, sha256 = load_member(member, self.folder)
+            self._loaded_sha256.append(sha256)
             net = DeepMedic(int(data["input_channels"]), int(data["num_classes"]))
-            net.load_state_dict({k: (v.float() if v.is_floating_point() else v)
-                                 for k, v in load_member_state(member, self.folder).items()})
+            net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
             self._nets.append(net.eval().to(self.device, memory_format=self._memory_format))
 
     def fast_passes(self) -> list[FastPass]:
@@ -229,12 +227,13 @@ class DeepMedicSegmenter:
 
     @property
     def version(self) -> str:
-        return ensemble_version(self.member_names, self.folder)
+        """The networks' version (`version_of_hashes`) from the bytes loaded."""
+        return version_of_hashes(self._loaded_sha256)
 
     @property
     def members(self) -> list[str]:
-        """'<member>:<sha256>' of each network averaged."""
-        return [f"{n}:{member_sha256(n, self.folder)}" for n in self.member_names]
+        """'<member>:<sha256>' of each network averaged, as loaded."""
+        return [f"{n}:{h}" for n, h in zip(self.member_names, self._loaded_sha256, strict=True)]
 
     def labels_1mm(self, x: np.ndarray, mask: np.ndarray,
                    planes: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:

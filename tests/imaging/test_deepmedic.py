@@ -24,6 +24,7 @@ from realct_support import (
 
 from imaging.blast_ct_weights import load_member_state, member_names
 from imaging.deepmedic import CONTEXT, DeepMedic
+from imaging.deepmedic_finetune import blast_ct_start, open_checkpoint_segmenter
 from imaging.deepmedic_inference import DeepMedicSegmenter, open_blast_ct, plan_tiles, tile_for_planes, windowed
 from imaging.segmenters import open_segmenter
 
@@ -121,6 +122,19 @@ def test_tiles_cover_the_head_and_skip_air() -> None:
         assert all((s.stop - s.start) % 15 == 0 and s.start % 15 == 0 for s in t)
     assert covered[mask].all()
     assert covered.sum() < 0.6 * mask.size  # air outside the head's blocks is never computed
+
+
+def test_a_checkpoint_rewritten_at_its_path_is_versioned_by_its_new_bytes(tmp_path: Path) -> None:
+    """The segmenter's version and members are the hashes of the files it loaded, even where the same path held
+    another network earlier in the process."""
+    start = blast_ct_start()
+    first = start.save(tmp_path / "model.pt")
+    assert open_checkpoint_segmenter(tmp_path / "model.pt", CPU).version == first
+    key = next(k for k in start.state if k.startswith("fully_connected") and k.endswith("conv.weight"))
+    start.state = {**start.state, key: start.state[key].float() * 1.01}
+    second = start.save(tmp_path / "model.pt")
+    seg = open_checkpoint_segmenter(tmp_path / "model.pt", CPU)
+    assert second != first and seg.version == second and seg.members == [f"model:{second}"]
 
 
 def test_ensemble_choice_and_errors() -> None:
