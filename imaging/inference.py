@@ -2,13 +2,13 @@
 
 What makes it fast (measured in bench/segment_bench.py, see DESIGN.md's performance notes):
 only slices that contain head reach the network, cropped to the head; on CPU the network is
-traced and frozen (BatchNorm folded into the convolutions) in channels_last layout (bf16 on
-request, `cpu_bf16`); on CUDA it runs under bf16 (or fp16) autocast. Everything under `torch.inference_mode`.
+rewritten for inference (`imaging.unet_for_inference`), traced and frozen (BatchNorm folded into
+the convolutions) in channels_last layout (bf16 on request, `cpu_bf16`); on CUDA it runs under bf16
+(or fp16) autocast. Everything under `torch.inference_mode`.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ import torch
 
 from imaging.devices import cpu_has_native_bf16, select_device
 from imaging.model import LABEL_MAP, SegmentationModel, output_lut
+from imaging.unet_for_inference import for_inference
 from imaging.volume import Volume
 
 
@@ -63,9 +64,12 @@ class UNetSegmenter:
         if self.device.type == "cpu":
             net = net.to(memory_format=torch.channels_last)
             if self.optimize:
-                if self.cpu_bf16 and cpu_has_native_bf16():  # a bf16 copy: the model's own stays fp32 for training
+                # A copy rewritten for inference (`imaging.unet_for_inference`); the model's own stays as it is,
+                # fp32, for training.
+                net = for_inference(net).to(memory_format=torch.channels_last)
+                if self.cpu_bf16 and cpu_has_native_bf16():
                     self._dtype = torch.bfloat16
-                    net = copy.deepcopy(net).to(torch.bfloat16)
+                    net = net.to(torch.bfloat16)
                     example = example.to(torch.bfloat16)
                 try:
                     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():

@@ -135,6 +135,7 @@ class Preprocessing:
 
 
 MIXED_FRACTION_FOR_FULL = 0.25  # above this share of boundary pixels, interpolating everything is cheaper
+_PACKED_CLASSES = 128  # classes whose labels fit in 7 bits (upsampled_argmax)
 
 
 def _bilinear_source(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -158,6 +159,8 @@ def upsampled_argmax(scores: torch.Tensor, side: int) -> torch.Tensor:
     argmax over it were half of the student's time per scan (bench/distill_bench.py).
     """
     n, k, h, w = scores.shape
+    if k > _PACKED_CLASSES:
+        raise ValueError(f"upsampled_argmax: {k} classes; at most {_PACKED_CLASSES} are supported")
     low = scores.argmax(dim=1).to(torch.uint8)
     uniform = _neighbourhood(low, torch.maximum) == _neighbourhood(low, torch.minimum)
     y0, y1, ly = _bilinear_source(side, h, scores.device)
@@ -165,12 +168,15 @@ def upsampled_argmax(scores: torch.Tensor, side: int) -> torch.Tensor:
     # Nearest source index: each output pixel's two bilinear sources are it and a neighbour.
     ny = torch.where(ly >= 0.5, y1, y0)
     nx = torch.where(lx >= 0.5, x1, x0)
-    mixed = ~uniform.index_select(1, ny).index_select(2, nx)
+    # Both maps resized in one gather: the label in the low 7 bits, "not uniform" in the top bit.
+    packed = low | (~uniform).to(torch.uint8).mul_(128)
+    labels = packed.index_select(1, ny).index_select(2, nx)
+    mixed = labels >= 128
     b, yy, xx = mixed.nonzero(as_tuple=True)
     if b.numel() > MIXED_FRACTION_FOR_FULL * mixed.numel():
         return F.interpolate(scores, size=(side, side), mode="bilinear", align_corners=False).argmax(dim=1).to(
             torch.uint8)
-    labels = low.index_select(1, ny).index_select(2, nx)
+    labels.bitwise_and_(127)
     if b.numel():
         v = scores.permute(0, 2, 3, 1)  # (n, h, w, K)
         wy, wx = ly[yy, None], lx[xx, None]
