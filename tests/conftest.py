@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from sqlalchemy import create_engine, text
 
 from registry.db import make_engine, upgrade
@@ -32,6 +33,18 @@ def keep_the_main_module() -> Iterator[None]:
     main = sys.modules["__main__"]
     yield
     sys.modules["__main__"] = main
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads() -> Iterator[None]:
+    """Put back torch's intra-op thread count after each test.
+
+    Commands run in the test process set it from the cores the load average leaves free
+    (`imaging.devices.set_cpu_threads`). A network trained by a later test would then sum in another order
+    with the machine's load at that moment, and a test of what training reaches would pass or fail with it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
