@@ -43,8 +43,10 @@ from registry.series_archive import instance_name, series_folder_name
 if TYPE_CHECKING:
     from cluster.executor import Executor
 
-PARALLEL_MIN_FILES = 500
-ARCHIVE_PARALLEL_MIN_FILES = 32  # one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms
+PARALLEL_MIN_FILES = 500  # files from which headers alone are read by processes
+# Files from which reading that also stages their copies goes to processes, as does writing the copies not
+# staged (`registry.ingest`): one archive copy costs ~1 ms or more of pydicom work; a pool starts in ~50 ms.
+ARCHIVE_PARALLEL_MIN_FILES = 32
 # Staged copies between two flushes of their filesystem while reading goes on (128 CT slices of 512 x 512
 # are 64 MB): the flush that must precede the first commit then finds little left to write.
 FLUSH_WHILE_READING_COPIES = 128

@@ -66,8 +66,7 @@ def store_series(
     if not new:
         return
 
-    pseudonym = pseudo_id(key, center_code, first.patient_id)
-    owners = _owners(session, center_code, pseudonym, first, new, report)
+    owners = _owners(session, key, center_code, first, new, report)
     if owners is None:
         session.rollback()
         return
@@ -77,6 +76,7 @@ def store_series(
             session.rollback()
             return
 
+    pseudonym = owners.pseudonym
     layout = series_folder(key, center_code, pseudonym, first.study_instance_uid, first.series_instance_uid)
     series_dir = (home.in_place_dir if in_place else home.archive_dir) / layout
     if in_place:
@@ -105,22 +105,25 @@ def store_series(
 
 @dataclass(frozen=True)
 class _Owners:
-    """The patient and study a series belongs to, and its stored row (id, study_id, qc_status) when it has one."""
+    """The patient (and the pseudonym) and study a series belongs to, and its stored row (id, study_id,
+    qc_status) when it has one."""
 
+    pseudonym: str
     patient_id: int
     patient_created: bool
     study_id: int
     known: Row | None
 
 
-def _owners(session: Session, center_code: str, pseudonym: str, first: InstanceHeader,
-            new: list[InstanceHeader], report: IngestReport) -> _Owners | None:
+def _owners(session: Session, key: bytes, center_code: str, first: InstanceHeader, new: list[InstanceHeader],
+            report: IngestReport) -> _Owners | None:
     """The series' patient and study, the rows of those not registered yet written; None, with the `new` files
     rejected, when its StudyInstanceUID belongs to another patient or its SeriesInstanceUID to another study
     (the caller rolls back)."""
     connection = session.connection()
     uid = first.series_instance_uid
     center_id = center_id_by_code(session, center_code)
+    pseudonym = pseudo_id(key, center_code, first.patient_id)
     patient_id, patient_created = patient_id_by_pseudo_id(session, center_id, pseudonym)
     study = connection.execute(select(Study.id, Study.patient_id)
                                .where(Study.study_instance_uid == first.study_instance_uid)).one_or_none()
@@ -142,7 +145,7 @@ def _owners(session: Session, center_code: str, pseudonym: str, first: InstanceH
     if known is not None and known.study_id != study_id:
         reject_all(new, report, SERIES_CONFLICT, f"SeriesInstanceUID {uid} already belongs to another study")
         return None
-    return _Owners(patient_id, patient_created, study_id, known)
+    return _Owners(pseudonym, patient_id, patient_created, study_id, known)
 
 
 def _addable_to_decided(new: list[InstanceHeader], uid: str, decision: str, report: IngestReport
