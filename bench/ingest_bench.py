@@ -123,7 +123,7 @@ def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int
 
 def time_whole_file_copies(folder: Path, workdir: Path, repeats: int, workers: int) -> tuple[list[float], list[float]]:
     """The default ingest with no copy staged while reading: every copy made from the source file again."""
-    with mock.patch("registry.ingest.stage_archive_copy", return_value=None):
+    with mock.patch("registry.ingest_reading.stage_archive_copy", return_value=None):
         return time_in_place_ingest(folder, workdir, repeats, workers, in_place=False, label="-whole-file")
 
 
@@ -143,18 +143,19 @@ def _templates_per_patient() -> contextlib.AbstractContextManager[object]:
 
 # Each lever of the default ingest, and how the bench turns it off alone.
 LEVERS = {
-    "mapped UIDs computed for every file": lambda: mock.patch("registry.ingest.remembered_mapped_uid", mapped_uid),
+    "mapped UIDs computed for every file": lambda: mock.patch("registry.series_archive.remembered_mapped_uid",
+                                                              mapped_uid),
     "copies joined into one buffer, then written": lambda: mock.patch("registry.archive_copy._write_new_file",
                                                                       _written_joined),
-    "staged copies flushed only after reading": lambda: mock.patch("registry.ingest.FLUSH_WHILE_READING_COPIES",
-                                                                   10**12),
-    "every series stored after reading": lambda: mock.patch("registry.ingest._store_centers_read",
+    "staged copies flushed only after reading": lambda: mock.patch(
+        "registry.ingest_reading.FLUSH_WHILE_READING_COPIES", 10**12),
+    "every series stored after reading": lambda: mock.patch("registry.ingest_reading._store_centers_read",
                                                             lambda *args: None),
     "copy headers remade for each patient": _templates_per_patient,
-    "archive names made again while storing": lambda: mock.patch("registry.ingest._staged_name",
+    "archive names made again while storing": lambda: mock.patch("registry.series_archive._staged_name",
                                                                  lambda *args: ""),
-    "pydicom's value checks on while reading": lambda: mock.patch("registry.ingest.values_unchecked_by_pydicom",
-                                                                  contextlib.nullcontext),
+    "pydicom's value checks on while reading": lambda: mock.patch(
+        "registry.ingest_reading.values_unchecked_by_pydicom", contextlib.nullcontext),
 }
 
 

@@ -1,4 +1,4 @@
-"""Where one file's time goes in the default ingest's reader: each step of `registry.ingest._read_and_stage`
+"""Where one file's time goes in the default ingest's reader: each step of `registry.ingest_reading._read_and_stage`
 timed alone over the same files, in one process, against the naive read of the same run.
 
 Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header read
@@ -36,6 +36,7 @@ from ingest_bench import write_study_folder
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
 import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
 from registry.archive_copy import _write_new_file
 from registry.center_names import center_names_patient
 from registry.db import make_engine, upgrade
@@ -49,8 +50,9 @@ from registry.dicom_headers import (
     is_ctstudy_copy,
 )
 from registry.home import Home
-from registry.ingest import _read_and_stage, instance_name, series_folder
+from registry.ingest_reading import _read_and_stage
 from registry.pseudonym import pseudo_id
+from registry.series_archive import instance_name, series_folder
 
 KEY = b"bench-key-of-32-bytes-for-hmac!!"
 
@@ -152,9 +154,9 @@ def ingest_phases(folder: Path, home_dir: Path, marks_dir: Path, workers: int = 
     engine = make_engine(home.db_url)
     marks: dict[str, float] = {}
     store = [0.0, 0.0]
-    real_store, real_group, real_kept = (ingest_module._SeriesStorer._store_one, ingest_module._read_and_group,
-                                         ingest_module._kept_staged)
-    real_init = ingest_module.die_with_parent
+    real_store, real_group, real_kept = (ingest_module._SeriesStorer._store_one, ingest_module.read_and_group,
+                                         ingest_reading._kept_staged)
+    real_init = ingest_reading.die_with_parent
 
     def store_one(self, *args, **kwargs):  # noqa: ANN001, ANN202 - the storer's own signature
         wall, cpu = time.perf_counter(), time.process_time()
@@ -185,8 +187,9 @@ def ingest_phases(folder: Path, home_dir: Path, marks_dir: Path, workers: int = 
         multiprocessing.util.Finalize(None, at_exit, exitpriority=100)
 
     with mock.patch.object(ingest_module._SeriesStorer, "_store_one", store_one), \
-            mock.patch.object(ingest_module, "_read_and_group", read_and_group), \
-            mock.patch.object(ingest_module, "_kept_staged", kept_staged), \
+            mock.patch.object(ingest_module, "read_and_group", read_and_group), \
+            mock.patch.object(ingest_reading, "_kept_staged", kept_staged), \
+            mock.patch.object(ingest_reading, "die_with_parent", reader_start), \
             mock.patch.object(ingest_module, "die_with_parent", reader_start):
         before = os.times()
         start, cpu = time.perf_counter(), time.process_time()

@@ -27,7 +27,7 @@ from vocabulary.dictionary import label
 
 if TYPE_CHECKING:  # ingest and CSV import pull pydicom: imported by the commands that use them
     from registry.clinical_import import CSVValidationError
-    from registry.ingest import RejectedItem
+    from registry.ingest_report import RejectedItem
 
 app = typer.Typer(help="The study registry: ingest, QC, collection progress, export.", no_args_is_help=True)
 console = Console()
@@ -78,7 +78,8 @@ def ingest(
     as they are; the data home links to them pseudonymously and the registry keeps only the links.
     Zip archives in DIR are read member by member (not with --in-place).
     """
-    from registry.ingest import ingest_directory, stored_rejection_path
+    from registry.ingest import ingest_directory
+    from registry.ingest_report import stored_rejection_path
 
     with _engine(ctx) as (home, engine), open_executor(scheduler) as executor:
         if executor.distributed:

@@ -371,7 +371,7 @@ _add(_M, "no_qc_passed_admission_scan", "Admission scan not yet usable", "",
      "The patient's first CT study has no series that passed QC: it failed QC, or waits for review.")
 _add(_M, "series_pending_review", "Series waiting for QC review", "", "A series no reviewer has passed or failed yet.")
 
-# --- automatic QC reasons (registry.series_qc.QC_REASONS) and rejections (registry.ingest) -----------
+# --- automatic QC reasons (registry.series_qc.QC_REASONS) and rejections (registry.ingest_report) ----
 _Q = "qc_reason"
 _add(_Q, "not_ct", "Not a CT image", "", "The modality is not CT.")
 _add(_Q, "localizer", "Localizer (scout) image", "", "Localizer / scout image(s), not a head volume.")

@@ -53,7 +53,7 @@ class PullReport:
     already_present: int = 0
     fetched: int = 0
     retrieve_failures: list[str] = field(default_factory=list)
-    ingest: object | None = None  # registry.ingest.IngestReport of the fetched batch
+    ingest: object | None = None  # registry.ingest_report.IngestReport of the fetched batch
 
 
 def parse_pacs(spec: str) -> Pacs:

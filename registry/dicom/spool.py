@@ -133,7 +133,7 @@ def file_count(batch: Batch) -> int:
 
 
 def ingest_batch(engine: Engine, home: Home, batch: Batch, *, actor: str,
-                 progress: Callable[[str, int, int], None] | None = None):  # -> registry.ingest.IngestReport
+                 progress: Callable[[str, int, int], None] | None = None):  # -> registry.ingest_report.IngestReport
     """Ingest one ready batch through `registry.ingest.ingest_directory` (center given), then remove it.
 
     Half-written hidden files of a killed writer are removed first. `workers=1`: the receiver is

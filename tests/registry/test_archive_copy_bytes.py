@@ -25,6 +25,7 @@ from sqlalchemy import select
 from test_phi import plant, plant_forged
 
 import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
 from registry.db import make_engine, session_scope, upgrade
 from registry.deidentify import deidentified_bytes, deidentified_bytes_reencoded
 from registry.home import Home
@@ -96,15 +97,17 @@ def test_parallel_archive_copies_are_the_reference_bytes_and_rows(
         home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kinds = _source_folder(tmp_path / "in")
     sources = {hashlib.sha256(p.read_bytes()).hexdigest(): p for files in kinds.values() for p in files}
-    # The folder is small: let the process pool start anyway, so that the processes make every copy.
-    monkeypatch.setattr(ingest_module, "ARCHIVE_PARALLEL_MIN_FILES", 1)
+    # The folder is small: let the process pools (readers, writers) start anyway, so that the processes make
+    # every copy.
     pools = []
-    real_pool = ingest_module.ProcessPoolExecutor
+    real_pool = ingest_reading.ProcessPoolExecutor
 
     def counted_pool(*args, **kwargs):
         pools.append(kwargs.get("max_workers"))
         return real_pool(*args, **kwargs)
-    monkeypatch.setattr(ingest_module, "ProcessPoolExecutor", counted_pool)
+    for module in (ingest_reading, ingest_module):
+        monkeypatch.setattr(module, "ARCHIVE_PARALLEL_MIN_FILES", 1)
+        monkeypatch.setattr(module, "ProcessPoolExecutor", counted_pool)
 
     engine = make_engine(home.db_url)
     report = ingest_directory(engine, home, tmp_path / "in", workers=2)

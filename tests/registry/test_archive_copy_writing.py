@@ -3,7 +3,7 @@
 A staged copy is written as two parts, the de-identified header and a view of the source's Pixel Data bytes
 (`registry.archive_copy._write_new_file`, one `os.writev`): the file holds exactly their concatenation, also
 when the system writes only part of it at once. The staged copies are flushed to disk while reading goes on
-(`registry.ingest.FLUSH_WHILE_READING_COPIES`), besides the one flush after reading that every commit awaits.
+(`registry.ingest_reading.FLUSH_WHILE_READING_COPIES`), besides the one flush after reading that every commit awaits.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 import registry.archive_copy as archive_copy
 import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
 from registry.db import make_engine, session_scope, upgrade
 from registry.deidentified_copy import deidentified_copy, deidentified_copy_parts
 from registry.dicom_headers import parse_instance
@@ -60,14 +61,16 @@ def test_staged_copies_are_flushed_while_reading_goes_on(tmp_path: Path, monkeyp
     engine = make_engine(home.db_url)
 
     flushes: list[str] = []
-    real_flush = ingest_module.flush_filesystem
+    real_flush = ingest_reading.flush_filesystem
 
     def recording_flush(folder) -> None:
         flushes.append(str(folder))
         real_flush(folder)
 
-    monkeypatch.setattr(ingest_module, "FLUSH_WHILE_READING_COPIES", 8)
-    monkeypatch.setattr(ingest_module, "flush_filesystem", recording_flush)
+    monkeypatch.setattr(ingest_reading, "FLUSH_WHILE_READING_COPIES", 8)
+    # Flushes while reading (`ingest_reading`) and the one after reading (the storer, `ingest`).
+    for module in (ingest_reading, ingest_module):
+        monkeypatch.setattr(module, "flush_filesystem", recording_flush)
     # One reader (this process): the files are read one after the other while the flusher thread works.
     report = ingest_directory(engine, home, tmp_path / "in", workers=1)
 

@@ -30,7 +30,8 @@ from test_archive_copy_bytes import _source_folder
 from test_phi import plant, plant_forged
 
 import registry.archive_copy as archive_copy
-import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
+import registry.series_archive as series_archive
 from registry.db import make_engine, session_scope, upgrade
 from registry.deidentified_copy import deidentified_copy, pixel_element_span
 from registry.deidentify import deidentified_bytes, deidentified_bytes_reencoded
@@ -221,13 +222,13 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
             shutil.copyfile(path, folder / below)
 
     whole_file_copies = []
-    real_write = ingest_module.write_archive_copy
-    real_stage = ingest_module.stage_archive_copy
+    real_write = series_archive.write_archive_copy
+    real_stage = ingest_reading.stage_archive_copy
 
     def counted_write(job: archive_copy.ArchiveJob) -> archive_copy.ArchiveResult:
         whole_file_copies.append(job.source)
         return real_write(job)
-    monkeypatch.setattr(ingest_module, "write_archive_copy", counted_write)
+    monkeypatch.setattr(series_archive, "write_archive_copy", counted_write)
 
     engine = make_engine(home.db_url)
     staged_report = ingest_directory(engine, home, folder, workers=1)
@@ -238,7 +239,7 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
 
     # The same folder under the same key with nothing staged: every copy made from the source file alone.
     other = _home_with_key(tmp_path / "whole-file", home)
-    monkeypatch.setattr(ingest_module, "stage_archive_copy", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ingest_reading, "stage_archive_copy", lambda *args, **kwargs: None)
     other_engine = make_engine(other.db_url)
     other_report = ingest_directory(other_engine, other, folder, workers=1)
     assert other_report.counts() == staged_report.counts()
@@ -256,7 +257,7 @@ def test_staged_ingest_leaves_the_archive_and_rows_of_whole_file_copies(
     def counted_stage(*args, **kwargs):
         staged_again.append(args)
         return real_stage(*args, **kwargs)
-    monkeypatch.setattr(ingest_module, "stage_archive_copy", counted_stage)
+    monkeypatch.setattr(ingest_reading, "stage_archive_copy", counted_stage)
     again = ingest_directory(engine, home, folder, workers=1)
     assert again.new_instances == 0
     assert again.already_present == staged_report.new_instances + staged_report.already_present

@@ -17,7 +17,8 @@ from registry.center_names import center_names_patient
 from registry.db import make_engine, session_scope
 from registry.deidentify import deidentified_bytes
 from registry.home import Home
-from registry.ingest import CENTER_NAMES_PATIENT, REGISTRY_COPY, ingest_directory
+from registry.ingest import ingest_directory
+from registry.ingest_report import CENTER_NAMES_PATIENT, REGISTRY_COPY
 from registry.models import Base, Center, Patient, Rejection
 from registry.pseudonym import pseudo_id
 

@@ -15,6 +15,7 @@ from sqlalchemy import DateTime, select
 from test_deidentified_copy import _home_with_key
 
 import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
 from registry.centers_read import CentersRead
 from registry.db import make_engine, session_scope
 from registry.home import Home
@@ -61,15 +62,16 @@ def _archive(home: Home) -> dict[str, str]:
 def test_storing_while_reading_leaves_the_rows_and_copies_of_storing_after(
         home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _folder(tmp_path / "in")
-    monkeypatch.setattr(ingest_module, "ARCHIVE_PARALLEL_MIN_FILES", 1)  # two reader processes, as in a large run
+    for module in (ingest_reading, ingest_module):  # two reader (and writer) processes, as in a large run
+        monkeypatch.setattr(module, "ARCHIVE_PARALLEL_MIN_FILES", 1)
     events: list[tuple[str, int, int]] = []
     stored_while_reading: list[str] = []
-    real_store = ingest_module._store_centers_read
+    real_store = ingest_reading._store_centers_read
 
     def recording_store(storer, groups, codes, read):
         stored_while_reading.extend(code for code in codes if code not in read.held)
         return real_store(storer, groups, codes, read)
-    monkeypatch.setattr(ingest_module, "_store_centers_read", recording_store)
+    monkeypatch.setattr(ingest_reading, "_store_centers_read", recording_store)
     engine = make_engine(home.db_url)
     report = ingest_directory(engine, home, tmp_path / "in", workers=2,
                               progress=lambda *event: events.append(event))
@@ -81,7 +83,7 @@ def test_storing_while_reading_leaves_the_rows_and_copies_of_storing_after(
     assert events[-1] == ("series", 7, 7)
 
     after = _home_with_key(tmp_path / "after", home)
-    monkeypatch.setattr(ingest_module, "_store_centers_read", lambda *args: None)  # everything after reading
+    monkeypatch.setattr(ingest_reading, "_store_centers_read", lambda *args: None)  # everything after reading
     after_engine = make_engine(after.db_url)
     after_report = ingest_directory(after_engine, after, tmp_path / "in", workers=2)
 

@@ -22,6 +22,7 @@ from registry_dicom_factory import ct_slice, series_uid_of, uid
 from sqlalchemy import select
 
 import registry.ingest as ingest_module
+import registry.series_storing as series_storing
 from registry.db import make_engine, session_scope
 from registry.dicom_headers import RejectedFile, read_instance_header
 from registry.header_validation import VR_MAX_LENGTH
@@ -244,14 +245,14 @@ def test_a_series_that_cannot_be_stored_is_rejected_and_the_run_goes_on(home: Ho
                                                                          monkeypatch) -> None:
     write_case(tmp_path / "in" / "IT064" / "a", "a")
     write_case(tmp_path / "in" / "IT064" / "b", "b", patient="IT064-0002")
-    original = ingest_module.summarize_series
+    original = series_storing.summarize_series
 
     def fail_for_b(instances, *args, **kwargs):
         if instances[0].series_instance_uid == series_uid_of("b"):
             raise RuntimeError("database refused a value")
         return original(instances, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "summarize_series", fail_for_b)
+    monkeypatch.setattr(series_storing, "summarize_series", fail_for_b)
     engine = make_engine(home.db_url)
     report = ingest_directory(engine, home, tmp_path / "in")
     assert report.series_new == 1 and report.rejected_by_reason == {"store_failed": 24}

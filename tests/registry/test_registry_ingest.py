@@ -17,6 +17,7 @@ from registry_dicom_factory import (
 from sqlalchemy import func, select
 
 import registry.ingest as ingest_module
+import registry.ingest_reading as ingest_reading
 from registry.db import make_engine, session_scope, upgrade
 from registry.deidentify import mapped_uid
 from registry.home import Home
@@ -132,7 +133,7 @@ def test_interrupted_ingest_rerun_equals_one_clean_run(any_home: Home, tmp_path:
     ref_engine = make_engine(reference.db_url)
     ingest_directory(ref_engine, reference, tmp_path / "in")
 
-    original = ingest_module._store_series
+    original = ingest_module.store_series
     calls = {"n": 0}
 
     def crash_in_second_series(*args, **kwargs):
@@ -141,11 +142,11 @@ def test_interrupted_ingest_rerun_equals_one_clean_run(any_home: Home, tmp_path:
         if calls["n"] == 2:
             raise KeyboardInterrupt("killed")  # ...but the transaction never commits (a signal, not an error)
 
-    monkeypatch.setattr(ingest_module, "_store_series", crash_in_second_series)
+    monkeypatch.setattr(ingest_module, "store_series", crash_in_second_series)
     engine = make_engine(any_home.db_url)
     with pytest.raises(KeyboardInterrupt, match="killed"):
         ingest_directory(engine, any_home, tmp_path / "in")
-    monkeypatch.setattr(ingest_module, "_store_series", original)
+    monkeypatch.setattr(ingest_module, "store_series", original)
     partial = table_snapshot(engine)
     assert len(partial["series"]) == 1  # only the first series was committed
 
@@ -217,7 +218,7 @@ def test_reader_processes_give_the_same_registry(home: Home, tmp_path: Path, mon
     upgrade(reference.db_url)
     serial_engine, parallel_engine = make_engine(reference.db_url), make_engine(home.db_url)
     serial = ingest_directory(serial_engine, reference, tmp_path / "in", workers=1)
-    monkeypatch.setattr(ingest_module, "PARALLEL_MIN_FILES", 1)  # large folders only, normally
+    monkeypatch.setattr(ingest_reading, "PARALLEL_MIN_FILES", 1)  # large folders only, normally
     parallel = ingest_directory(parallel_engine, home, tmp_path / "in", workers=2)
     assert parallel.rejected == serial.rejected  # rejections cross the process boundary intact
     assert table_snapshot(parallel_engine) == table_snapshot(serial_engine)

@@ -10,7 +10,7 @@ from vocabulary.labels import LESION_CLASSES
 
 def test_every_name_the_packages_produce_has_an_entry() -> None:
     from biomarkers.timecourse import PATIENT_FEATURES
-    from registry import dicom_headers, ingest
+    from registry import dicom_headers, ingest_report
     from registry.patient_table import CLINICAL_EXPORT, OUTCOME_EXPORT
     from registry.progress import MISSING_ITEMS, PROGRESS_COLUMNS
     from registry.series_qc import QC_REASONS
@@ -18,11 +18,12 @@ def test_every_name_the_packages_produce_has_an_entry() -> None:
     rejections = [getattr(dicom_headers, n) for n in ("NOT_DICOM", "UNREADABLE", "TRUNCATED", "MISSING_SOP_UID",
                                                       "MISSING_SERIES_UID", "MISSING_STUDY_UID", "MISSING_PATIENT_ID",
                                                       "ZIP_ARCHIVE", "COMPRESSED_FILE")]
-    rejections += [getattr(ingest, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
-                                                "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST", "ARCHIVE_UNREADABLE",
-                                                "INVALID_CENTER", "UNREADABLE_FOLDER", "STORE_FAILED",
-                                                "DEFECTIVE_INSTANCE", "ARCHIVE_FAILED", "SYMLINK_LOOP",
-                                                "ZIP_MEMBER_UNREADABLE", "CENTER_NAMES_PATIENT", "REGISTRY_COPY")]
+    rejections += [getattr(ingest_report, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
+                                                       "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST",
+                                                       "ARCHIVE_UNREADABLE", "INVALID_CENTER", "UNREADABLE_FOLDER",
+                                                       "STORE_FAILED", "DEFECTIVE_INSTANCE", "ARCHIVE_FAILED",
+                                                       "SYMLINK_LOOP", "ZIP_MEMBER_UNREADABLE",
+                                                       "CENTER_NAMES_PATIENT", "REGISTRY_COPY")]
     rejections += ["unknown_transfer_syntax", "invalid_value"]  # registry.header_validation's reasons
     names = [*PATIENT_FEATURES, *CLINICAL_EXPORT, *OUTCOME_EXPORT, *PROGRESS_COLUMNS, *MISSING_ITEMS, *QC_REASONS,
              *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES), *_series_feature_names()]
