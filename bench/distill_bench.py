@@ -122,15 +122,6 @@ def main() -> None:
 
     device = select_device(a.device)
     threads = set_cpu_threads(a.threads, beside_load=True) if device.type == "cpu" else None
-    note = ""
-    try:
-        teacher = open_segmenter(a.teacher, device, ensemble=a.ensemble if a.teacher == BLAST_CT else None)
-    except NotImplementedError as exc:
-        if a.teacher != BLAST_CT:
-            raise
-        note = (f"NOTE: no real-CT model in this installation ({exc}); the phantom model stands in as the teacher, "
-                "so the ratio below is NOT the >= 100x target's (that is against the single-network real-CT model).")
-        teacher = open_segmenter(PHANTOM, device)
     student_model = load_model(a.student) if a.student else default_student()
     student = UNetSegmenter(student_model, device)
     if a.dicom:
@@ -144,6 +135,15 @@ def main() -> None:
         rewrite_compare(student_model, volume, device, a.rewrite_compare)
         return
 
+    note = ""
+    try:
+        teacher = open_segmenter(a.teacher, device, ensemble=a.ensemble if a.teacher == BLAST_CT else None)
+    except NotImplementedError as exc:
+        if a.teacher != BLAST_CT:
+            raise
+        note = (f"NOTE: no real-CT model in this installation ({exc}); the phantom model stands in as the teacher, "
+                "so the ratio below is NOT the >= 100x target's (that is against the single-network real-CT model).")
+        teacher = open_segmenter(PHANTOM, device)
     if note:
         print(note, file=sys.stderr)
     print(f"device {device}" + (f", {threads} threads" if threads else "") + f"; scan: {scan}; "
