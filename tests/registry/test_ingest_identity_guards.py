@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from registry_dicom_factory import series_uid_of, write_non_dicom, write_series
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
@@ -18,8 +18,8 @@ from registry.db import make_engine, session_scope
 from registry.deidentify import deidentified_bytes
 from registry.home import Home
 from registry.ingest import ingest_directory
-from registry.ingest_report import CENTER_NAMES_PATIENT, REGISTRY_COPY
-from registry.models import Base, Center, Patient, Rejection
+from registry.ingest_report import CENTER_NAMES_PATIENT, REGISTRY_COPY, SERIES_CONFLICT
+from registry.models import Base, Center, Instance, Patient, Rejection, Study
 from registry.pseudonym import pseudo_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -128,4 +128,21 @@ def test_registry_copies_ingested_again_are_refused(home: Home, tmp_path: Path) 
     assert pydicom.dcmread(other).PatientIdentityRemoved == "YES"
     report = ingest_directory(engine, home, tmp_path / "other")
     assert report.new_instances == 1 and report.patients_new == 1 and report.rejected == []
+    engine.dispose()
+
+
+def test_a_series_uid_already_in_another_study_is_refused_and_its_study_not_kept(home: Home, tmp_path: Path) -> None:
+    engine = make_engine(home.db_url)
+    write_series(tmp_path / "first" / "IT064", "ct", study="one", n_slices=3)
+    ingest_directory(engine, home, tmp_path / "first")
+    # New slices under the same SeriesInstanceUID, but in another study of the same patient.
+    write_series(tmp_path / "second" / "IT064", "ct", study="two", n_slices=2, skip=(0, 1), duplicate=(0, 1))
+    report = ingest_directory(engine, home, tmp_path / "second")
+
+    assert [r.reason for r in report.rejected] == [SERIES_CONFLICT, SERIES_CONFLICT]
+    assert all("already belongs to another study" in r.detail for r in report.rejected)
+    assert report.new_instances == 0 and report.series_updated == 0
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Study)) == 1  # the second study's row rolled back
+        assert s.scalar(select(func.count()).select_from(Instance)) == 3
     engine.dispose()
