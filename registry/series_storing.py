@@ -133,9 +133,6 @@ def _owners(session: Session, key: bytes, center_code: str, first: InstanceHeade
         return None
     known = connection.execute(select(Series.id, Series.study_id, Series.qc_status)
                                .where(Series.series_instance_uid == uid)).one_or_none()
-    if known is not None and study is not None and known.study_id != study.id:
-        reject_all(new, report, SERIES_CONFLICT, f"SeriesInstanceUID {uid} already belongs to another study")
-        return None
 
     # Core statements with their values as parameters (one cached compiled form each, not a statement built for
     # each row): the ORM's unit of work, and values built into each statement, cost more than these few rows.
