@@ -66,7 +66,7 @@ class UNetSegmenter:
             if self.optimize:
                 # A copy rewritten for inference (`imaging.unet_for_inference`); the model's own stays as it is,
                 # fp32, for training.
-                net = for_inference(net).to(memory_format=torch.channels_last)
+                net = for_inference(net)  # a deep copy: keeps the channels-last layout
                 if self.cpu_bf16 and cpu_has_native_bf16():
                     self._dtype = torch.bfloat16
                     net = net.to(torch.bfloat16)
