@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prognosis.fitting import unusable_reason
+from prognosis.fitting import calibration_caution, unusable_reason
 from prognosis.impact import IMPACT_MODELS, impact_risk
 from prognosis.labels import estimation_text
 from prognosis.logistic import LogisticModel
@@ -234,6 +234,9 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     epv = metrics.get("events_per_variable")
     if not out and isinstance(epv, int | float) and epv < 10:
         out.append(f"{epv:.1f} events per model parameter (fewer than 10): estimates are unstable and intervals wide.")
+    calibration = calibration_caution(metrics)
+    if calibration and calibration not in out:  # fits recorded before the caution was stored
+        out.append(calibration)
     if _get(fit, "outcome") in BINARY_OUTCOMES and not_usable(fit):
         out.append(f"Not usable for individual risks: {not_usable(fit)}.")
     auc, what = validated_auc(metrics)

@@ -226,6 +226,32 @@ def unusable_reason(metrics: dict[str, Any]) -> str | None:
     return None
 
 
+OVER_SHRUNK_SLOPE = 1.2  # a corrected calibration slope above it: risks well less extreme than the outcomes
+DISAGREEING_CV_SLOPE = 0.8  # a cross-validated slope below it beside an over-shrunk bootstrap one: no consensus
+
+
+def calibration_caution(metrics: dict[str, Any]) -> str | None:
+    """What the validated calibration slopes say that the shrinkage factor shown does not, or None.
+
+    The shrinkage factor is the bootstrap-corrected calibration slope capped at 1: a model whose penalty shrank
+    its coefficients more than new patients of the study support has a corrected slope above 1, shown as a
+    factor of 1, and nothing else on the summary says its risks are pulled toward the average. When the
+    cross-validated slope of the same fit lies well below 1 (held-out risks too extreme) the two validations
+    point opposite ways: the sample is too small to say how far the model's risks hold."""
+    slope = (metrics.get("validate") or {}).get("calibration_slope", {}).get("corrected")
+    if not isinstance(slope, int | float) or not np.isfinite(slope) or slope <= OVER_SHRUNK_SLOPE:
+        return None
+    text = (f"Its bootstrap-corrected calibration slope is {slope:.2f}, above 1: on new patients of this study its "
+            f"risks are less extreme than the outcomes (its coefficients about {slope:.1f} times too small), and "
+            "the shrinkage factor, capped at 1, does not enlarge them")
+    cv_slope = metrics.get("cv_calibration_slope")
+    if isinstance(cv_slope, int | float) and np.isfinite(cv_slope) and cv_slope < DISAGREEING_CV_SLOPE:
+        text += (f"; its cross-validated calibration slope is {cv_slope:.2f}, below 1 (held-out risks more extreme "
+                 "than the outcomes): the two validations disagree, so this sample cannot tell how far its risks "
+                 "hold")
+    return text
+
+
 OPTIMIZER_WARNINGS = (ConvergenceWarning, PerfectSeparationWarning, HessianInversionWarning, RuntimeWarning)
 
 
@@ -375,6 +401,9 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
                         metrics["random_intercept"] = random_intercept_model(data, terms, col, model.params_)
                     except (ValueError, np.linalg.LinAlgError) as exc:
                         extra["random_intercept_note"] = f"random-intercept model not estimable ({exc})"
+        calibration = calibration_caution(metrics)
+        if calibration:
+            extra["calibration_caution"] = calibration
         reason = unusable_reason(metrics)
         if reason:
             metrics["not_usable_for_individual_risks"] = reason

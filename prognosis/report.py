@@ -341,8 +341,8 @@ def performance_section(fits: list[dict[str, Any]], figure: _Figures) -> str:
             parts.append(_table(rows, f"Bootstrap validation ({m.get('n_boot')} replicates, imputation repeated in "
                                       "each) with rms validate's definitions: intercept, slope and R² after "
                                       "recalibrating each refit on the original data. Apparent intercept and slope "
-                                      "are 0 and 1 by construction; the corrected slope is the uniform shrinkage "
-                                      "factor."
+                                      "are 0 and 1 by construction; the corrected slope, capped at 1, is the "
+                                      "uniform shrinkage factor."
                                       + (f" {separated} of {m.get('n_boot')} refits separated the outcome (some risk "
                                          "predicted as 0 or 1)." if isinstance(separated, int) else "")
                                       + (f" Held at the edge of its range: {', '.join(bounded)}." if bounded else "")))

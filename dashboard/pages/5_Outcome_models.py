@@ -99,9 +99,10 @@ else:
     if len(validate):
         st.dataframe(validate, hide_index=True, key="om_validate")
         st.caption("Harrell's bootstrap validation with rms's definitions: intercept, slope and R² are scored after "
-                   "recalibrating each refit on the original data. The corrected slope is the shrinkage factor "
-                   "applied to the risk calculator's model; at or below 0 the model is not usable for individual "
-                   "risks." + (f" {validate.attrs['separated']}." if validate.attrs.get("separated") else ""))
+                   "recalibrating each refit on the original data. The corrected slope, capped at 1, is the shrinkage "
+                   "factor applied to the risk calculator's model; at or below 0 the model is not usable for "
+                   "individual risks."
+                   + (f" {validate.attrs['separated']}." if validate.attrs.get("separated") else ""))
 
     curves = models_view.fit_curves(fit)
     left, right = st.columns(2)

@@ -11,6 +11,7 @@ from dashboard_apptest import COORD1, INV, STAT, page
 from dashboard_registry_factory import model_fits
 
 from dashboard import models_view
+from prognosis.fitting import calibration_caution
 from prognosis.logistic import LogisticModel
 from prognosis.terms import design_terms
 
@@ -215,6 +216,25 @@ def test_a_model_with_shrinkage_at_or_below_0_is_marked_not_usable_everywhere() 
         LogisticModel.from_spec(broken["spec"]["model"]).shrunk(-0.18, [])
     with pytest.raises(ValueError, match="not usable for individual risks"):
         models_view.calculator_spec(broken)
+
+
+def test_an_over_shrunk_fit_says_what_its_capped_shrinkage_factor_hides() -> None:
+    fit = _fits_frame().iloc[0].copy()
+    fit["metrics"] = {**fit["metrics"], "shrinkage": 1.0, "cv_calibration_slope": 0.25, "cautions": [],
+                      "validate": {"calibration_slope": {"apparent": 1.0, "optimism": -2.78, "corrected": 3.78}}}
+    said = [c for c in models_view.cautions(fit) if "3.78" in c]  # a fit recorded without the caution
+    assert len(said) == 1 and "above 1" in said[0] and "0.25" in said[0] and "disagree" in said[0]
+    stored = fit.copy()
+    stored["metrics"] = {**fit["metrics"], "cautions": [calibration_caution(fit["metrics"])]}
+    assert [c for c in models_view.cautions(stored) if "3.78" in c] == said  # not twice
+    agreeing = fit.copy()
+    agreeing["metrics"] = {**fit["metrics"], "cv_calibration_slope": 1.1}
+    assert not [c for c in models_view.cautions(agreeing) if "disagree" in c]
+    assert [c for c in models_view.cautions(agreeing) if "3.78" in c]
+    calibrated = fit.copy()
+    calibrated["metrics"] = {**fit["metrics"], "shrinkage": 0.95,
+                             "validate": {"calibration_slope": {"apparent": 1.0, "optimism": 0.05, "corrected": 0.95}}}
+    assert not [c for c in models_view.cautions(calibrated) if "calibration slope" in c]
 
 
 def test_the_risk_calculator_refuses_a_model_with_shrinkage_at_or_below_0(home, monkeypatch) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from prognosis.analysis_table import build_analysis_table
-from prognosis.fitting import fit_outcome_model, penalty_decision
+from prognosis.fitting import OVER_SHRUNK_SLOPE, fit_outcome_model, penalty_decision
 from prognosis.imputation import ImputationCache
 from prognosis.logistic import LogisticModel
 from prognosis.terms import terms_of
@@ -57,6 +57,15 @@ def test_a_demo_sized_fit_shows_no_impossible_figure_by_maximum_likelihood_or_ri
     # The penalty pulls the coefficients toward 0 and the refits stop separating.
     assert np.abs(ridge.model.params_.drop("const")).sum() < np.abs(ml.model.params_.drop("const")).sum()
     assert ridge.metrics["n_boot_separated"] < ml.metrics["n_boot_separated"]
+    # Here the cross-validated penalty shrinks more than the bootstrap finds the data support: the factor shown is
+    # capped at 1, so the caution says what it hides, and that cross-validation points the other way.
+    slope = ridge.metrics["validate"]["calibration_slope"]["corrected"]
+    assert slope > OVER_SHRUNK_SLOPE and ridge.metrics["shrinkage"] == 1.0
+    assert ridge.metrics["cv_calibration_slope"] < 0.8
+    caution = ridge.extra["calibration_caution"]
+    assert f"{slope:.2f}" in caution and f"{ridge.metrics['cv_calibration_slope']:.2f}" in caution
+    assert "disagree" in caution
+    assert ml.metrics["validate"]["calibration_slope"]["corrected"] < 1 and "calibration_caution" not in ml.extra
 
 
 def test_a_sample_meeting_rileys_criteria_keeps_maximum_likelihood() -> None:
