@@ -19,17 +19,26 @@ from prognosis.design import design_matrix
 from prognosis.logistic import ml_logit
 from prognosis.rubin import d2_pooled_chisq
 from prognosis.terms import age_spline_basis
+from prognosis.validation import SEPARATION_RISK
 
 # Continuous predictors checked for non-linearity, by the design term that enters the model.
 SPLINE_CANDIDATES = ("log_adm_hematoma_ml", "log_peak_edema_ml", "adm_midline_shift_mm", "glucose_mmol_l",
                      "hemoglobin_g_dl", "age")
 
 
+BRANT_NOT_ESTIMABLE = "Brant test not estimable on these data"  # how a fit's caution names it
+
+
 def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") -> pd.DataFrame:
     """Brant's Wald test of proportional odds (Biometrics 1990): the K-1 cumulative binary logits
     'GOS <= k' fitted separately, and the equality of each term's coefficients across them tested
     with their joint covariance (Cov(b_k, b_l) = I_k^-1 X'W_kl X I_l^-1, W_kl = pi_l - pi_k pi_l).
-    One row per term plus `omnibus`: chi-square, df, p, and each cut's coefficient."""
+    One row per term plus `omnibus`: chi-square, df, p, and each cut's coefficient.
+
+    A binary fit that separates its outcome (some fitted risk within `SEPARATION_RISK` of 0 or 1) or does not
+    converge has no coefficients or covariance to compare: its Newton steps run the coefficients off toward
+    infinity and the Wald statistic to 0 (p = 1, a false all-clear on a demo-sized study). ValueError then,
+    naming the cut."""
     x = sm.add_constant(design_matrix(df, terms, None, "Brant test"), has_constant="add")
     gos = df[outcome].astype(int).to_numpy()
     cuts = [k for k in (1, 2, 3, 4) if 0 < (gos <= k).sum() < len(gos)]
@@ -37,8 +46,12 @@ def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") 
     betas, infos, probs = [], [], []
     for k in cuts:
         yk = (gos <= k).astype(float)
-        params = ml_logit(xs, yk, max_iter=100)[0]  # statsmodels' Logit Newton fit, without its set-up
+        params, _, _, converged = ml_logit(xs, yk, max_iter=100)  # statsmodels' Logit Newton fit, without its set-up
         pk = expit(xs @ params)
+        if not converged or np.minimum(pk, 1 - pk).min() < SEPARATION_RISK:
+            what = "separates the outcome (some fitted risk reaches 0 or 1)" if converged else "does not converge"
+            raise ValueError(f"the binary fit of 'GOS <= {k}' ({int(yk.sum())} of {len(yk)} patients) {what}, so "
+                             "its coefficients are not estimates to compare; it needs more patients for its terms")
         betas.append(params)
         infos.append(np.linalg.inv((xs * (pk * (1 - pk))[:, None]).T @ xs))
         probs.append(pk)

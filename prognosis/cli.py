@@ -162,7 +162,7 @@ def fit(
         choice = result.metrics.get("estimation_choice")
         if choice:
             console.print(f"estimation: {choice['reason']}")
-        for key in ("caution", "estimation_note", "calibration_caution"):
+        for key in ("caution", "estimation_note", "calibration_caution", "ph_caution", "brant_note"):
             if key in result.extra:
                 console.print(f"[yellow]caution:[/yellow] {result.extra[key]}")
         refits = result.metrics.get("cv_refits_penalized", 0) + result.metrics.get("cv_folds_not_estimable", 0)

@@ -17,7 +17,7 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning, PerfectSeparationWarning
 
 from prognosis.analysis_table import analysis_table_hash
-from prognosis.assumptions import brant_test, nonlinearity_tests, pooled_over_imputations
+from prognosis.assumptions import BRANT_NOT_ESTIMABLE, brant_test, nonlinearity_tests, pooled_over_imputations
 from prognosis.centers import random_intercept_model
 from prognosis.coefficients import CoefficientModel
 from prognosis.cox import CoxModel
@@ -430,7 +430,7 @@ def _fit_outcome_model(table: pd.DataFrame, outcome: str, feature_set: str, mode
             extra["brant"] = pooled_over_imputations(data, lambda d: brant_test(d, terms))
             metrics["brant_omnibus_p"] = float(extra["brant"].iloc[0]["p"])
         except (np.linalg.LinAlgError, ValueError) as exc:
-            extra["brant_note"] = f"Brant test not estimable on these data ({exc})"
+            extra["brant_note"] = f"{BRANT_NOT_ESTIMABLE} ({exc})"
         if cv:
             # Every fold imputed m times and evaluated on each, as for the binary models (Wood et al. 2015).
             metrics.update(_cv_ordinal(make, raw, cv, n_splits, n_repeats, seed, impute, m_cv))

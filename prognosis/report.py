@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from prognosis.assumptions import BRANT_NOT_ESTIMABLE
 from prognosis.ct_inputs import ct_source_counts
 from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
@@ -480,6 +481,10 @@ def assumptions_section(fits: list[dict[str, Any]]) -> str:
             parts.append(_table(rows, "Brant's test: each term's coefficients in the cumulative binary logits "
                                       "GOS ≤ k compared; small p: that term's effect differs across GOS levels. "
                                       + POOLED_TEST_NOTE))
+        else:
+            for note in (c for c in m.get("cautions", []) if c.startswith(BRANT_NOT_ESTIMABLE)):
+                parts.append(f"<h3>Proportional odds: {html.escape(_fit_title(f))}</h3>")
+                parts.append(f"<p class='caution'>{html.escape(note)}.</p>")
         if "ph_test" in m:
             rows = [{"Term": term_label(r["term"]), "Statistic (df)": f"{_num(r['test_statistic'], 2)} "
                                                                   f"({int(r.get('df') or 1)})", "p": _p(r["p"])}

@@ -587,7 +587,7 @@ for _name, _label, _definition in (
          "p-value of Brant's omnibus test, pooled over the imputed data sets (D2)."),
         ("ph_global_p", "Proportional-hazards test, p (global)",
          "p-value of the global Grambsch-Therneau score test (survival's cox.zph), pooled over the imputations."),
-        ("ph_global_statistic", "Proportional-hazards test, statistic (global)",
+        ("ph_global_statistic", "Proportional-hazards test, pooled F (D2, global)",
          "Statistic of the global cox.zph score test, pooled over the imputed data sets (D2)."),
         ("ph_min_p", "Proportional-hazards test, smallest p of a term", "The smallest per-term cox.zph p-value."),
         ("n_boot_separated", "Bootstrap refits that separate", "Bootstrap refits whose risks reach 0 or 1 on "

@@ -1,6 +1,7 @@
 """What the dashboard and the report show of a demo-sized study (60 patients, 16 terms): no validate index
-outside its range, no model with a shrinkage factor at or below 0 offered for individual risks, and a
-model too big for its data fitted by ridge with a cross-validated penalty, saying so."""
+outside its range, no model with a shrinkage factor at or below 0 offered for individual risks, a
+model too big for its data fitted by ridge with a cross-validated penalty, saying so, and no test p-value
+from fits that separate."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pandas as pd
 import pytest
 
 from prognosis.analysis_table import build_analysis_table
+from prognosis.assumptions import brant_test
 from prognosis.fitting import OVER_SHRUNK_SLOPE, fit_outcome_model, penalty_decision
 from prognosis.imputation import ImputationCache
 from prognosis.logistic import LogisticModel
+from prognosis.report import assumptions_section
 from prognosis.terms import terms_of
 from prognosis.validate_indexes import INDEX_RANGES
 from synthetic.outcomes import simulate_tabular
@@ -104,3 +107,19 @@ def test_the_corrected_calibration_curve_is_flatter_than_the_apparent_on_a_small
     rise = lambda column: float(curve[column].iloc[-1] - curve[column].iloc[0])  # noqa: E731
     spread = float(curve["predicted"].iloc[-1] - curve["predicted"].iloc[0])
     assert rise("corrected") < 0.85 * rise("apparent") and rise("apparent") == pytest.approx(spread, rel=0.25)
+
+
+def test_a_demo_sized_ordinal_fit_gives_no_brant_p_value_from_binary_fits_that_separate() -> None:
+    """Brant's test compares K-1 binary fits of 'GOS <= k'; on 57 patients and 16 terms they separate, their
+    coefficients run off and the Wald statistic falls to 0: p = 1.000 would read as proportional odds confirmed."""
+    table = demo_sized_table()
+    complete = table.dropna(subset=[*terms_of("clinical+imaging"), "gos_6m"])
+    with pytest.raises(ValueError, match=r"binary fit of 'GOS <= \d' \(\d+ of \d+ patients\) (separates|does not)"):
+        brant_test(complete, terms_of("clinical+imaging"))
+    fit = fit_outcome_model(table, "gos", "clinical+imaging", m=2, n_boot=20, seed=0, cv=None)
+    assert "brant_omnibus_p" not in fit.metrics and "brant" not in fit.extra
+    assert fit.extra["brant_note"].startswith("Brant test not estimable on these data (the binary fit of 'GOS <=")
+    recorded = {"id": 5, "outcome": "gos", "feature_set": "clinical+imaging", "model_kind": "ordinal",
+                "metrics": {"cautions": [fit.extra["brant_note"]]}}
+    section = assumptions_section([recorded])
+    assert "Proportional odds" in section and "separates the outcome" in section
