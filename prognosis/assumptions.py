@@ -29,16 +29,26 @@ SPLINE_CANDIDATES = ("log_adm_hematoma_ml", "log_peak_edema_ml", "adm_midline_sh
 BRANT_NOT_ESTIMABLE = "Brant test not estimable on these data"  # how a fit's caution names it
 
 
+def check_estimated(fitted: np.ndarray, converged: bool, fit: str) -> None:
+    """ValueError naming `fit` when a logistic fit behind a Wald test separates its outcome (some fitted risk
+    within `SEPARATION_RISK` of 0 or 1) or does not converge: its Newton steps run the coefficients off
+    toward infinity, their variances with them, and the Wald statistic falls toward 0 (p near 1, a false
+    all-clear on a small study)."""
+    if converged and np.minimum(fitted, 1 - fitted).min() >= SEPARATION_RISK:
+        return
+    what = "separates the outcome (some fitted risk reaches 0 or 1)" if converged else "does not converge"
+    raise ValueError(f"{fit} {what}, so its coefficients are not estimates to test; it needs more patients for "
+                     "its terms")
+
+
 def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") -> pd.DataFrame:
     """Brant's Wald test of proportional odds (Biometrics 1990): the K-1 cumulative binary logits
     'GOS <= k' fitted separately, and the equality of each term's coefficients across them tested
     with their joint covariance (Cov(b_k, b_l) = I_k^-1 X'W_kl X I_l^-1, W_kl = pi_l - pi_k pi_l).
     One row per term plus `omnibus`: chi-square, df, p, and each cut's coefficient.
 
-    A binary fit that separates its outcome (some fitted risk within `SEPARATION_RISK` of 0 or 1) or does not
-    converge has no coefficients or covariance to compare: its Newton steps run the coefficients off toward
-    infinity and the Wald statistic to 0 (p = 1, a false all-clear on a demo-sized study). ValueError then,
-    naming the cut."""
+    A binary fit that separates its outcome or does not converge (`check_estimated`) has no coefficients to
+    compare: ValueError, naming the cut."""
     x = sm.add_constant(design_matrix(df, terms, None, "Brant test"), has_constant="add")
     gos = df[outcome].astype(int).to_numpy()
     cuts = [k for k in (1, 2, 3, 4) if 0 < (gos <= k).sum() < len(gos)]
@@ -48,10 +58,7 @@ def brant_test(df: pd.DataFrame, terms: Sequence[str], outcome: str = "gos_6m") 
         yk = (gos <= k).astype(float)
         params, _, _, converged = ml_logit(xs, yk, max_iter=100)  # statsmodels' Logit Newton fit, without its set-up
         pk = expit(xs @ params)
-        if not converged or np.minimum(pk, 1 - pk).min() < SEPARATION_RISK:
-            what = "separates the outcome (some fitted risk reaches 0 or 1)" if converged else "does not converge"
-            raise ValueError(f"the binary fit of 'GOS <= {k}' ({int(yk.sum())} of {len(yk)} patients) {what}, so "
-                             "its coefficients are not estimates to compare; it needs more patients for its terms")
+        check_estimated(pk, converged, f"the binary fit of 'GOS <= {k}' ({int(yk.sum())} of {len(yk)} patients)")
         betas.append(params)
         infos.append(np.linalg.inv((xs * (pk * (1 - pk))[:, None]).T @ xs))
         probs.append(pk)
@@ -94,7 +101,8 @@ def nonlinearity_tests(df: pd.DataFrame, terms: Sequence[str], outcome: str, n_k
                        candidates: Sequence[str] = SPLINE_CANDIDATES) -> pd.DataFrame:
     """For each continuous term, the logistic model with that term as a restricted cubic spline
     (`n_knots` knots at Harrell's quantiles, the other terms linear) and the Wald test that its
-    non-linear coefficients are all 0 (p < 0.05: the linear term misfits; keep the spline)."""
+    non-linear coefficients are all 0 (p < 0.05: the linear term misfits; keep the spline). A term whose fit
+    separates the outcome or does not converge (`check_estimated`) is not estimable, with the reason."""
     from prognosis.terms import age_spline_knots
 
     rows = []
@@ -113,7 +121,9 @@ def nonlinearity_tests(df: pd.DataFrame, terms: Sequence[str], outcome: str, n_k
         try:
             # ml_logit is statsmodels' Logit Newton fit step for step, without its per-fit set-up: the
             # test runs for every continuous term on each of the m imputed data sets.
-            params, cov, _, _ = ml_logit(x.to_numpy(float), y, max_iter=100)
+            xs = x.to_numpy(float)
+            params, cov, _, converged = ml_logit(xs, y, max_iter=100)
+            check_estimated(expit(xs @ params), converged, f"the fit with {term} as a spline")
             cols = [x.columns.get_loc(c) for c in spline.columns]
             b = params[cols]
             stat = float(b @ np.linalg.solve(cov[np.ix_(cols, cols)], b))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from prognosis.analysis_table import build_analysis_table
-from prognosis.assumptions import brant_test
+from prognosis.assumptions import brant_test, nonlinearity_tests
 from prognosis.fitting import OVER_SHRUNK_SLOPE, fit_outcome_model, penalty_decision
 from prognosis.imputation import ImputationCache
 from prognosis.logistic import LogisticModel
@@ -123,3 +123,10 @@ def test_a_demo_sized_ordinal_fit_gives_no_brant_p_value_from_binary_fits_that_s
                 "metrics": {"cautions": [fit.extra["brant_note"]]}}
     section = assumptions_section([recorded])
     assert "Proportional odds" in section and "separates the outcome" in section
+
+
+def test_a_demo_sized_fit_gives_no_non_linearity_p_value_from_spline_fits_that_separate() -> None:
+    table = demo_sized_table().dropna(subset=[*terms_of("clinical"), "died"])  # 37 patients, 10 deaths
+    tests = nonlinearity_tests(table, terms_of("clinical"), "died")
+    assert len(tests) == 3 and tests["p"].isna().all()
+    assert tests["note"].str.match(r"not estimable \(the fit with \w+ as a spline (separates|does not)").all()
