@@ -44,9 +44,9 @@ def ingests_in_a_row(parent: Path, count: int) -> None:
     import pydicom
     from ingest_bench import write_study_folder
 
-    from registry.db import make_engine, upgrade
+    from registry.db.engine import make_engine, upgrade
     from registry.home import Home
-    from registry.ingest import ingest_directory
+    from registry.ingest.directory import ingest_directory
 
     work = Path(tempfile.mkdtemp(prefix="ctstudy-copy-write-", dir=parent))
     try:

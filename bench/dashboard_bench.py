@@ -29,9 +29,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, selectinload
 from streamlit.testing.v1 import AppTest
 
-from registry.db import make_engine, session_scope, upgrade
-from registry.home import Home
-from registry.models import (
+from registry.access.users import add_user
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import (
     Center,
     ClinicalRecord,
     ManualAnnotation,
@@ -42,8 +42,8 @@ from registry.models import (
     Series,
     Study,
 )
-from registry.scratch_database import ServerUnreachable, scratch_database
-from registry.users import add_user
+from registry.db.scratch_database import ServerUnreachable, scratch_database
+from registry.home import Home
 
 PAGE = Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "1_Collection.py"
 STATUSES = np.array(["passed", "pending", "auto_failed", "failed"])
@@ -109,7 +109,7 @@ def fill_registry(db_url: str, n_patients: int, n_series: int, seed: int = 0) ->
 
 def first_render_seconds() -> tuple[float, AppTest]:
     """One AppTest run of the Collection page as a statistician, with every dashboard cache emptied first."""
-    from registry.users import Identity
+    from registry.access.users import Identity
 
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -38,7 +38,7 @@ def rss_mb() -> float:
 def build_small_home(folder: Path) -> None:
     """The dashboard tests' small registry in a new home at `folder` (in a child process: its imports stay there)."""
     code = ("import sys; sys.path.insert(0, 'tests/dashboard'); import dashboard_registry_factory as f; "
-            "from registry.db import upgrade; from registry.home import Home; "
+            "from registry.db.engine import upgrade; from registry.home import Home; "
             f"h = Home.resolve({str(folder)!r}); h.ensure(); upgrade(h.db_url); f.build(h)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -49,10 +49,10 @@ def visit_pages(home: str) -> list[tuple[str, float, float, list[str], bool]]:
     os.environ.pop("CTSTUDY_DB_URL", None)
     from streamlit.testing.v1 import AppTest
 
-    from registry.db import make_engine, session_scope
+    from registry.access.users import Identity, add_user
+    from registry.db.engine import make_engine, session_scope
+    from registry.db.models import User
     from registry.home import Home
-    from registry.models import User
-    from registry.users import Identity, add_user
 
     engine = make_engine(Home.resolve(home).db_url)
     with session_scope(engine) as s:  # every request re-checks the account: the bench's admin must exist

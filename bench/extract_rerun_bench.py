@@ -28,10 +28,10 @@ def main() -> None:
 
     from biomarkers import review_components, store
     from biomarkers.extract import extract_features
-    from registry.clinical_import import import_table
-    from registry.db import make_engine, session_scope, upgrade
+    from registry.clinical.csv_import import import_table
+    from registry.db.engine import make_engine, session_scope, upgrade
     from registry.home import Home
-    from registry.ingest import ingest_directory
+    from registry.ingest.directory import ingest_directory
     from synthetic.study import generate_study
 
     with tempfile.TemporaryDirectory(prefix="extract-rerun-") as tmp:

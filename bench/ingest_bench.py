@@ -9,15 +9,15 @@ Prints (median of repeats, measured in this run):
   indexed the file), and its ratio to the naive way, with the load average before and after (the
   machine may be shared);
 - the same ingest with every copy made from the source file again, by the writer processes (the
-  whole-file way: `registry.archive_copy.write_archive_copy`), byte for byte the same archive;
+  whole-file way: `registry.ingest.archive_copy.write_archive_copy`), byte for byte the same archive;
 - each lever of the default ingest turned off alone (the others on), its files/s and ratio to the naive
   way and to the default ingest, all three run in turn within each repeat (the headline ratio, naive read
   against the default ingest alternated in one run): the archive names' mapped UIDs remembered per process
   (`deidentified_header.remembered_mapped_uid`), the copies written from the header and the source's
   Pixel Data bytes where they lie (`os.writev`), the staged copies flushed to disk while reading goes on,
-  each center's series stored while the next centers' files are read (`registry.centers_read`), the
+  each center's series stored while the next centers' files are read (`registry.ingest.centers_read`), the
   copy's header made from the one remembered for any patient's file, with only the pseudonym's two elements
-  written again (`registry.deidentified_header`), each staged copy's archive name (an HMAC) taken from
+  written again (`registry.deid.deidentified_header`), each staged copy's archive name (an HMAC) taken from
   the reader that made it rather than made again while storing, pydicom's value checks (which only warn)
   off while the readers convert values (`dicom_headers.values_unchecked_by_pydicom`);
 - for each, the CPU seconds (this process and its worker processes) beside the wall seconds: on a
@@ -47,14 +47,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import insert
 
-from registry import deidentified_header
-from registry.db import make_engine, session_scope, upgrade
-from registry.deidentify import mapped_uid
+from registry.collection.progress import collection_progress
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Center, ClinicalRecord, Outcome, Patient, QCDecision, Series, Study
+from registry.db.scratch_database import ServerUnreachable, scratch_database
+from registry.deid import deidentified_header
+from registry.deid.profile import mapped_uid
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Center, ClinicalRecord, Outcome, Patient, QCDecision, Series, Study
-from registry.progress import collection_progress
-from registry.scratch_database import ServerUnreachable, scratch_database
+from registry.ingest.directory import ingest_directory
 
 
 def write_study_folder(root: Path, n_series: int, n_slices: int, matrix: int = 64) -> int:
@@ -123,7 +123,7 @@ def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int
 
 def time_whole_file_copies(folder: Path, workdir: Path, repeats: int, workers: int) -> tuple[list[float], list[float]]:
     """The default ingest with no copy staged while reading: every copy made from the source file again."""
-    with mock.patch("registry.ingest_reading.stage_archive_copy", return_value=None):
+    with mock.patch("registry.ingest.reading.stage_archive_copy", return_value=None):
         return time_in_place_ingest(folder, workdir, repeats, workers, in_place=False, label="-whole-file")
 
 
@@ -138,24 +138,24 @@ def _templates_per_patient() -> contextlib.AbstractContextManager[object]:
 
     def own_patient_only(template, ds, key, pseudonym, sources):  # noqa: ANN001, ANN202 - as patched
         return None if pseudonym != template.pseudonym else from_template(template, ds, key, pseudonym, sources)
-    return mock.patch("registry.deidentified_header._from_template", own_patient_only)
+    return mock.patch("registry.deid.deidentified_header._from_template", own_patient_only)
 
 
 # Each lever of the default ingest, and how the bench turns it off alone.
 LEVERS = {
-    "mapped UIDs computed for every file": lambda: mock.patch("registry.series_archive.remembered_mapped_uid",
+    "mapped UIDs computed for every file": lambda: mock.patch("registry.ingest.series_archive.remembered_mapped_uid",
                                                               mapped_uid),
-    "copies joined into one buffer, then written": lambda: mock.patch("registry.archive_copy._write_new_file",
+    "copies joined into one buffer, then written": lambda: mock.patch("registry.ingest.archive_copy._write_new_file",
                                                                       _written_joined),
     "staged copies flushed only after reading": lambda: mock.patch(
-        "registry.ingest_reading.FLUSH_WHILE_READING_COPIES", 10**12),
-    "every series stored after reading": lambda: mock.patch("registry.ingest_reading._store_centers_read",
+        "registry.ingest.reading.FLUSH_WHILE_READING_COPIES", 10**12),
+    "every series stored after reading": lambda: mock.patch("registry.ingest.reading._store_centers_read",
                                                             lambda *args: None),
     "copy headers remade for each patient": _templates_per_patient,
-    "archive names made again while storing": lambda: mock.patch("registry.series_archive._staged_name",
+    "archive names made again while storing": lambda: mock.patch("registry.ingest.series_archive._staged_name",
                                                                  lambda *args: ""),
     "pydicom's value checks on while reading": lambda: mock.patch(
-        "registry.ingest_reading.values_unchecked_by_pydicom", contextlib.nullcontext),
+        "registry.ingest.reading.values_unchecked_by_pydicom", contextlib.nullcontext),
 }
 
 

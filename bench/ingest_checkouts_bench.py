@@ -34,8 +34,8 @@ def _one_process(folder: Path, order: list[str], store: bool) -> dict[str, objec
 
     import pydicom
 
-    import registry.ingest as ingest_module
-    from registry.db import make_engine, upgrade
+    import registry.ingest.directory as ingest_module
+    from registry.db.engine import make_engine, upgrade
     from registry.home import Home
 
     files = sorted(folder.rglob("*.dcm"))
@@ -102,8 +102,8 @@ def main() -> None:
         print(json.dumps(_one_process(args.folder.resolve(), args.one.split(","), args.store)))
         return
     for checkout in args.checkouts:
-        if not (checkout / "registry" / "ingest.py").is_file():
-            parser.error(f"{checkout} is not a ctstudy checkout (no registry/ingest.py)")
+        if not (checkout / "registry" / "ingest" / "directory.py").is_file():
+            parser.error(f"{checkout} is not a ctstudy checkout (no registry/ingest/directory.py)")
     if not any(args.folder.rglob("*.dcm")):
         parser.error(f"{args.folder} holds no .dcm files: make it with bench/ingest_digest.py --make FOLDER")
     print(f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")

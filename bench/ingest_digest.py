@@ -20,9 +20,9 @@ from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, select
 
-from registry.db import make_engine, upgrade
+from registry.db.engine import make_engine, upgrade
 from registry.home import Home
-from registry.ingest import ingest_directory
+from registry.ingest.directory import ingest_directory
 
 
 def digest_lines(home: Home) -> list[str]:

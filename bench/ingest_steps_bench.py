@@ -1,4 +1,4 @@
-"""Where one file's time goes in the default ingest's reader: each step of `registry.ingest_reading._read_and_stage`
+"""Where one file's time goes in the default ingest's reader: each step of `registry.ingest.reading._read_and_stage`
 timed alone over the same files, in one process, against the naive read of the same run.
 
 Prints milliseconds per file (median of the repeats) for: reading the bytes, SHA-256, pydicom's header read
@@ -35,12 +35,12 @@ import pydicom
 from ingest_bench import write_study_folder
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
-import registry.ingest as ingest_module
-import registry.ingest_reading as ingest_reading
-from registry.archive_copy import _write_new_file
-from registry.center_names import center_names_patient
-from registry.db import make_engine, upgrade
-from registry.deidentified_copy import deidentified_copy_parts
+import registry.ingest.directory as ingest_module
+import registry.ingest.reading as ingest_reading
+from registry.db.engine import make_engine, upgrade
+from registry.deid.center_names import center_names_patient
+from registry.deid.deidentified_copy import deidentified_copy_parts
+from registry.deid.pseudonym import pseudo_id
 from registry.dicom_headers import (
     ParsedInstance,
     _check_pixel_data_complete,
@@ -50,9 +50,9 @@ from registry.dicom_headers import (
     is_ctstudy_copy,
 )
 from registry.home import Home
-from registry.ingest_reading import _read_and_stage
-from registry.pseudonym import pseudo_id
-from registry.series_archive import instance_name, series_folder
+from registry.ingest.archive_copy import _write_new_file
+from registry.ingest.reading import _read_and_stage
+from registry.ingest.series_archive import instance_name, series_folder
 
 KEY = b"bench-key-of-32-bytes-for-hmac!!"
 

@@ -1,7 +1,7 @@
 """Receiving over the network against ingesting from disk: files/s received *and stored* from dcmtk's storescu.
 
 In one run, on the same synthetic CT files (N files of matrix x matrix int16):
-- disk: `registry ingest` of the folder (`registry.ingest.ingest_directory`, default workers, archive copies);
+- disk: `registry ingest` of the folder (`registry.ingest.directory.ingest_directory`, default workers, archive copies);
 - 1 association: one storescu sends the folder to `registry receive` (`registry.dicom.receiver.Receiver`);
 - 4 associations: four storescu processes, each a quarter of the series, at once;
 each receive timed from the first storescu start until every file is durably spooled, ingested and
@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_bench import write_study_folder  # noqa: E402 - the bench folder's shared synthetic CT writer
 
-from registry.db import make_engine, session_scope, upgrade  # noqa: E402
+from registry.db.engine import make_engine, session_scope, upgrade  # noqa: E402
 from registry.dicom.receiver import Receiver  # noqa: E402
 from registry.dicom.senders import add_sender  # noqa: E402
 from registry.home import Home  # noqa: E402
-from registry.ingest import ingest_directory  # noqa: E402
+from registry.ingest.directory import ingest_directory  # noqa: E402
 
 
 def fresh_home(path: Path) -> Home:

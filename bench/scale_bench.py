@@ -53,10 +53,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "registry"))  # the small DICOM writer the ingest tests use
 
-from registry.db import make_engine, session_scope, upgrade  # noqa: E402
+from registry.db.engine import make_engine, session_scope, upgrade  # noqa: E402
+from registry.db.models import Base  # noqa: E402
+from registry.db.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
 from registry.home import Home  # noqa: E402
-from registry.models import Base  # noqa: E402
-from registry.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
 
 BIG_TABLES = ("series", "study", "patient", "instance", "qc_decision", "audit_event", "segmentation_run",
               "series_features", "clinical_record", "outcome")
@@ -236,7 +236,7 @@ def hot_paths(db_url: str, center: str) -> dict[str, Callable[[], object]]:
     """What a user waits for, by name: each a call of the function the command or page itself makes."""
     from dashboard import collection, queries
     from prognosis.store import analysis_table_from_registry
-    from registry.progress import collection_progress, missing_items
+    from registry.collection.progress import collection_progress, missing_items
 
     engine = queries.engine_for(db_url)
 
@@ -285,8 +285,8 @@ def before_and_after(db_url: str) -> dict[str, tuple[Callable[[], object], Calla
     from dashboard import collection, qc_view, queries
     from prognosis.analysis_table import build_analysis_table
     from prognosis.store import analysis_table_from_registry, registry_frames_without_features
-    from registry.models import PatientArrivalDay, PatientSeriesCounts
-    from registry.progress import _series_counts, missing_items
+    from registry.collection.progress import _series_counts, missing_items
+    from registry.db.models import PatientArrivalDay, PatientSeriesCounts
     from registry.summary import arrivals, series_counts
 
     engine = queries.engine_for(db_url)
@@ -405,7 +405,7 @@ def ingest_1000(engine: Engine, home: Home, out: Path) -> tuple[float, dict[str,
     """Ingest 1,000 new files (25 series of 40 slices, 5 new patients of C01) into the big registry."""
     from registry_dicom_factory import write_series
 
-    from registry.ingest import ingest_directory
+    from registry.ingest.directory import ingest_directory
 
     for p in range(5):
         for s in range(5):
@@ -485,7 +485,7 @@ def segmentation_throughput(patients: int) -> None:
     from imaging.devices import select_device
     from imaging.segment import segment_registered_series, series_uids_to_segment
     from imaging.segmenters import open_segmenter
-    from registry.ingest import ingest_directory
+    from registry.ingest.directory import ingest_directory
     from synthetic.study import generate_study
 
     with tempfile.TemporaryDirectory() as tmp:

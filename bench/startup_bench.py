@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from scale_bench import fill, synthetic_tables  # noqa: E402
 
-from registry.db import make_engine, session_scope, upgrade  # noqa: E402
-from registry.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
-from registry.users import add_user  # noqa: E402
+from registry.access.users import add_user  # noqa: E402
+from registry.db.engine import make_engine, session_scope, upgrade  # noqa: E402
+from registry.db.scratch_database import ServerUnreachable, scratch_database  # noqa: E402
 
-EAGER = ("import registry.cli, registry.users_cli, imaging.cli, biomarkers.cli, prognosis.cli, synthetic.cli, "
+EAGER = ("import registry.cli, registry.access.cli, imaging.cli, biomarkers.cli, prognosis.cli, synthetic.cli, "
          "dashboard.cli, ctstudy.demo")
 CTSTUDY = [sys.executable, "-c", "from ctstudy.cli import main; main()"]
 

@@ -15,7 +15,7 @@ from biomarkers.series import DEFINITIONS_VERSION
 from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.csv_export import write_csv
-from registry.db import session_scope
+from registry.db.engine import session_scope
 
 app = typer.Typer(help="Imaging biomarkers: extract and export.", no_args_is_help=True)
 console = Console()

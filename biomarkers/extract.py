@@ -28,9 +28,9 @@ from biomarkers.series import DEFINITIONS_VERSION, FeatureSettings, series_featu
 from cluster.executor import Executor
 from imaging import store as imaging_store
 from imaging.volume import load_series, read_mask_for
-from registry.db import run_in_transaction, session_scope
-from registry.models import Series
-from registry.store import audit
+from registry.db.engine import run_in_transaction, session_scope
+from registry.db.models import Series
+from registry.db.store import audit
 
 ProgressCallback = Callable[[int, int, str], None]
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from biomarkers.series import DEFINITIONS_VERSION
 from biomarkers.store import decode_json_objects, feature_columns, patient_features_by_id, with_feature_types
-from registry.db import bulk_read
-from registry.models import PatientFeatureSummary
+from registry.db.engine import bulk_read
+from registry.db.models import PatientFeatureSummary
 from registry.summary import revisions
 
 # Names what a stored row was computed under: the series feature definitions and the patient-level features (their

@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.models import SegmentationRun
+from registry.db.models import SegmentationRun
 
 SOURCE_WORDS = {"manual": "manual annotation", "truth": "truth mask"}
 VERSION_CHARS = 12

@@ -34,8 +34,8 @@ from biomarkers.ct_scores import (
 from biomarkers.lesions import MIN_LESION_ML
 from biomarkers.series import DEFINITIONS_VERSION
 from biomarkers.store import jsonable
-from registry.models import ClinicalRecord, ScoreComponentReview, Series, SeriesFeatures, Study
-from registry.store import audit
+from registry.db.models import ClinicalRecord, ScoreComponentReview, Series, SeriesFeatures, Study
+from registry.db.store import audit
 
 UNSET = "unset"
 _YES_NO = {"yes": True, "no": False}

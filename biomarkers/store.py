@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from biomarkers.series import DEFINITIONS_VERSION
 from biomarkers.timecourse import ADMISSION_CT_FEATURES, PATIENT_FEATURES, admission_ct_classes, patient_level_features
 from imaging import store as imaging_store
-from registry.db import bulk_read
-from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
+from registry.db.engine import bulk_read
+from registry.db.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
 from registry.summary import revisions
 
 SOURCE_SEGMENTATION = "segmentation"

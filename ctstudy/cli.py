@@ -26,8 +26,8 @@ app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exc
 # module gives (tests/ctstudy checks that they agree).
 LAZY_COMMANDS.update({
     "registry": LazyCommand("registry.cli:app", "The study registry: ingest, QC, collection progress, export."),
-    "users": LazyCommand("registry.users_cli:app", "Dashboard users: add, list, deactivate, reactivate, unlock."),
-    "db": LazyCommand("registry.db_cli:app", "The registry database: schema upgrade and downgrade, backups."),
+    "users": LazyCommand("registry.access.cli:app", "Dashboard users: add, list, deactivate, reactivate, unlock."),
+    "db": LazyCommand("registry.db.cli:app", "The registry database: schema upgrade and downgrade, backups."),
     "imaging": LazyCommand("imaging.cli:app",
                           "Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate."),
     "biomarkers": LazyCommand("biomarkers.cli:app", "Imaging biomarkers: extract and export."),
@@ -58,7 +58,7 @@ def _global(
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create the data home and its pseudonymization key, and upgrade the database to the latest schema."""
-    from registry.db import upgrade
+    from registry.db.engine import upgrade
 
     home: Home = ctx.obj
     home.ensure()
@@ -73,7 +73,7 @@ def dictionary(
 ) -> None:
     """The data dictionary: every variable, biomarker and code with its label, unit and definition."""
     from registry.cli_tables import print_table
-    from registry.rows import Rows
+    from registry.db.rows import Rows
     from vocabulary.dictionary import DICTIONARY_COLUMNS, GROUPS, dictionary_records, dictionary_table
 
     if group is not None and group not in GROUPS:

@@ -22,11 +22,11 @@ from rich.rule import Rule
 from rich.table import Table
 from sqlalchemy import func, select
 
-from registry.db import make_engine, session_scope
+from registry.access.users import add_user
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import QC_PASSED, QC_PENDING, Center, Patient, Series, Study, User
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.models import QC_PASSED, QC_PENDING, Center, Patient, Series, Study, User
-from registry.store import record_qc_decision
-from registry.users import add_user
 
 # Soft wrap: a long line of the demo's own is one line in a log file, never folded at the console's width.
 console = Console(soft_wrap=True)
@@ -269,7 +269,7 @@ def set_demo_targets(home: Home) -> None:
     """Per-center targets, as the study's admin would set them on the Collection page: each synthetic center
     owes its share of the study's patients, all of them with a QC-passed scan and segmented. Targets already
     stored are left as they are."""
-    from registry.targets import TARGET_METRICS, set_target, stored_targets
+    from registry.collection.targets import TARGET_METRICS, set_target, stored_targets
 
     engine = make_engine(home.db_url)
     try:

@@ -1,9 +1,9 @@
 """Log-in for the dashboard: the logged-in `Identity` lives in Streamlit's session state.
 
-Passwords are checked against the argon2 hashes in the registry (`registry.users.log_in`, which
+Passwords are checked against the argon2 hashes in the registry (`registry.access.users.log_in`, which
 applies the per-user lockout and per-address limit, and records and audits every attempt). Every
 script run, i.e. every request that reads or writes, re-checks the account
-(`registry.users.session_identity`): a deactivated, locked or changed account, or an idle or
+(`registry.access.users.session_identity`): a deactivated, locked or changed account, or an idle or
 too-old session, is logged out before the page runs. Nothing but the Identity (user name, role,
 center) and the session's log-in and last-request times are kept in the session.
 """
@@ -14,8 +14,8 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from dashboard.queries import current_home, engine_for
-from registry.models import utcnow
-from registry.users import Identity, log_in, session_identity
+from registry.access.users import Identity, log_in, session_identity
+from registry.db.models import utcnow
 
 SESSION_KEY = "identity"
 LOGGED_IN_AT_KEY = "logged_in_at"

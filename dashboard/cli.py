@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from registry.db import SchemaNotCurrent, make_engine, require_current_schema
+from registry.db.engine import SchemaNotCurrent, make_engine, require_current_schema
 from registry.home import DB_URL_ENV, HOME_ENV, Home
 from registry.intake.limits import upload_limit_mb
 

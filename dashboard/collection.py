@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from registry.targets import TARGET_METRICS
+from registry.collection.targets import TARGET_METRICS
 
 DEFAULT_TARGETS_FILE = Path(__file__).with_name("targets.toml")
 # A data home may carry its own targets; it replaces the packaged defaults key by key.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from registry.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING
+from registry.db.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING
 from vocabulary import dictionary
 from vocabulary.labels import LESION_CLASSES
 

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from dashboard.collection import COUNT_COLUMNS
 from dashboard.review import PHI_FILTERS
 from imaging.volume import Volume, grid_mismatch, load_series, read_mask
-from registry.db import make_engine
-from registry.home import Home
-from registry.models import (
+from registry.access.users import add_user, deactivate_user, reactivate_user, set_password, unlock_user, users_table
+from registry.collection.progress import TOTAL, collection_progress, missing_items
+from registry.collection.targets import set_targets, stored_targets
+from registry.db.engine import make_engine
+from registry.db.models import (
     AuditEvent,
     Center,
     ClinicalRecord,
@@ -42,11 +44,9 @@ from registry.models import (
     SourceRoot,
     Study,
 )
-from registry.progress import TOTAL, collection_progress, missing_items
-from registry.store import record_qc_decision, repeated_qc_decision
+from registry.db.store import record_qc_decision, repeated_qc_decision
+from registry.home import Home
 from registry.summary import series_counts
-from registry.targets import set_targets, stored_targets
-from registry.users import add_user, deactivate_user, reactivate_user, set_password, unlock_user, users_table
 
 CACHE_TTL_S = 60
 
@@ -82,15 +82,16 @@ def _frame(session: Session, stmt: Select) -> pd.DataFrame:
 
 # --- Collection ----------------------------------------------------------------------------------
 
-# registry.progress names -> the dashboard's count columns
+# registry.collection.progress names -> the dashboard's count columns
 _PROGRESS_RENAME = {"qc_failed_manual": "qc_failed", "qc_failed_auto": "qc_auto_failed",
                     "with_follow_up": "with_followup"}
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
-    """Per center in scope: `registry.progress.collection_progress` (patients, series by QC status and segmented,
-    clinical data, outcome, follow-up) plus manually annotated series (columns `collection.COUNT_COLUMNS`)."""
+    """Per center in scope: `registry.collection.progress.collection_progress` (patients, series by QC status and
+    segmented, clinical data, outcome, follow-up) plus manually annotated series (columns
+    `collection.COUNT_COLUMNS`)."""
     with _session(db_url) as s, s.begin():  # the summaries it brings up to date are kept
         progress = collection_progress(s, count_segmented=True).rename(columns=_PROGRESS_RENAME)
         annotated = _frame(s, _scoped(
@@ -109,7 +110,8 @@ def center_counts(db_url: str, center: str | None) -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def owed_items(db_url: str, center: str | None) -> pd.DataFrame:
-    """What centers in scope still owe, one row per patient or series and item (`registry.progress.missing_items`)."""
+    """What centers in scope still owe, one row per patient or series and item
+    (`registry.collection.progress.missing_items`)."""
     with _session(db_url) as s, s.begin():  # the summaries it brings up to date are kept
         return missing_items(s, center)
 
@@ -186,7 +188,7 @@ def arrival_counts(db_url: str, center: str | None, basis: str = "received") -> 
     return daily[["center", "kind", "date", "n"]]
 
 
-# --- Collection targets (registry.targets) ---------------------------------------------------------
+# --- Collection targets (registry.collection.targets) ---------------------------------------------------------
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def center_targets(db_url: str) -> pd.DataFrame:
@@ -290,7 +292,7 @@ def qc_queue_page(db_url: str, center: str | None, centers: tuple[str, ...], sta
     needs the first page and the counts, never the 100,000 rows of a consortium's queue.
     """
     from dashboard.qc_view import NEEDS_DECISION, reason_words
-    from registry.series_qc import QC_REASONS
+    from registry.qc.series_qc import QC_REASONS
 
     if phi not in PHI_FILTERS:
         raise ValueError(f"phi must be one of {PHI_FILTERS}, not {phi!r}")
@@ -367,7 +369,7 @@ def record_qc(db_url: str, series_uid: str, status: str, reason: str, actor: str
     """Write a reviewer's pass/fail decision (with its audit event) on a series the user may see; None when it
     was written, else the earlier identical decision it repeats (then nothing is written).
 
-    The user's center is checked here; the rules on status and reason are registry.store.record_qc_decision's.
+    The user's center is checked here; the rules on status and reason are registry.db.store.record_qc_decision's.
     """
     owner = series_center(db_url, series_uid)
     if owner is None:
@@ -623,7 +625,7 @@ def center_codes(db_url: str) -> list[str]:
 
 
 def add_dashboard_user(db_url: str, username: str, role: str, password: str, center: str | None, actor: str) -> None:
-    """Create a user (registry.users.add_user's rules and audit apply); UserError says what is wrong."""
+    """Create a user (registry.access.users.add_user's rules and audit apply); UserError says what is wrong."""
     with _session(db_url) as s, s.begin():
         add_user(s, username, role, password, center_code=center or None, actor=actor)
 

@@ -62,7 +62,7 @@ def set_series_component(db_url: str, series_uid: str, component: str, value: st
 
     from biomarkers.review_components import set_component
     from dashboard import queries
-    from registry.models import Series
+    from registry.db.models import Series
 
     owner = queries.series_center(db_url, series_uid)
     if owner is None:

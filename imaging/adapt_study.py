@@ -31,7 +31,7 @@ from imaging.deepmedic_finetune import (
 from imaging.model import DEFAULT_MODEL_PATH, SegmentationModel, load_model
 from imaging.segmenters import BLAST_CT, PHANTOM
 from imaging.volume import GridMismatchError, SeriesGeometryError, load_series, read_mask_for
-from registry.db import session_scope
+from registry.db.engine import session_scope
 from registry.home import Home
 
 STUDY_DEFAULT = "study"  # `segment --model study`: the promoted study model, else BLAST-CT

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.models import SegmentationRun, Series, SeriesFeatures
+from registry.db.models import SegmentationRun, Series, SeriesFeatures
 
 _PREFERENCE = ("segmentation", "manual", "truth")
 _WORDS = {"manual": "a manual annotation", "truth": "a truth mask"}

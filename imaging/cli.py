@@ -17,8 +17,8 @@ from imaging.volume import GridMismatchError, SeriesGeometryError, grid_differen
 from registry.cli_support import open_registry
 from registry.cli_tables import print_table
 from registry.csv_export import write_csv
-from registry.db import session_scope
-from registry.models import QC_AUTO_FAILED, QC_FAILED
+from registry.db.engine import session_scope
+from registry.db.models import QC_AUTO_FAILED, QC_FAILED
 from vocabulary.dictionary import label, short_uid
 
 app = typer.Typer(help="Lesion segmentation (IPH, extra-axial, edema, IVH): train, segment, export, evaluate.",

@@ -25,8 +25,8 @@ from imaging.correction import (
 )
 from imaging.volume import load_series, read_mask, read_mask_for, write_hu, write_mask
 from registry.annotations import AnnotationImportReport, import_annotations
+from registry.db.models import SegmentationRun, Series
 from registry.home import Home
-from registry.models import SegmentationRun, Series
 
 
 @dataclass

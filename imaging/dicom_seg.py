@@ -10,7 +10,7 @@ import numpy as np
 from pydicom.sr.codedict import codes
 
 from imaging.volume import read_dicom
-from registry.deidentify import deidentified
+from registry.deid.profile import deidentified
 from vocabulary.labels import LESION_CLASSES, LesionClass
 
 # Every segment: property category "Morphologically abnormal structure" (SNOMED CT 49755003, CID 7150),

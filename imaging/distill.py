@@ -52,7 +52,7 @@ from imaging.segment import segment_registered_series
 from imaging.segmenters import LesionSegmenter
 from imaging.train import EpochReport, TrainingConfig, TrainingExample, train_model, uid_digest
 from imaging.volume import GridMismatchError, SeriesGeometryError, Volume, load_series, read_mask_for
-from registry.db import session_scope
+from registry.db.engine import session_scope
 from vocabulary.labels import ALLOWED_LABELS, LABEL_MAP, UNANNOTATED, describe
 
 STUDENT_NAME = "unet2d-distilled"

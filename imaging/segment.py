@@ -28,7 +28,7 @@ from imaging import store
 from imaging.regrid import labels_to_slices, regular_grid, regular_volume, slice_step_for_resampling
 from imaging.segmenters import LesionSegmenter
 from imaging.volume import Volume, load_series, write_mask
-from registry.db import run_in_transaction, session_scope
+from registry.db.engine import run_in_transaction, session_scope
 
 
 @dataclass

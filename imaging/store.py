@@ -12,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imaging.volume import Volume, load_series
-from registry.instance_files import instance_file_paths
-from registry.models import (
+from registry.db.models import (
     QC_PASSED,
     QC_PENDING,
     RUN_DONE,
@@ -26,7 +25,8 @@ from registry.models import (
     Study,
     StudyModel,
 )
-from registry.models import RUN_FAILED as RUN_FAILED  # re-exported: segment.py records failures as store.RUN_FAILED
+from registry.db.models import RUN_FAILED as RUN_FAILED  # re-exported: segment.py records failures as store.RUN_FAILED
+from registry.instance_files import instance_file_paths
 
 
 def series_by_uid(session: Session, uid: str) -> Series:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from registry.cli_support import login_name, open_registry
-from registry.db import session_scope
+from registry.db.engine import session_scope
 from vocabulary.dictionary import entry, label
 
 app = typer.Typer(help="Outcome models: fit, compare, report.", no_args_is_help=True)
@@ -247,7 +247,7 @@ def export_r_command(
     from prognosis.analysis_table import analysis_table_hash
     from prognosis.export_r import export_r
     from prognosis.store import analysis_table_from_registry, model_fit_dict
-    from registry.models import ModelFit
+    from registry.db.models import ModelFit
 
     with open_registry(ctx) as (_, engine), session_scope(engine) as session:
         row = session.get(ModelFit, fit_id)

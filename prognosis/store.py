@@ -17,8 +17,8 @@ from biomarkers.store import patient_feature_table
 from biomarkers.timecourse import ADMISSION_CT_FEATURES
 from prognosis.analysis_table import build_analysis_table
 from prognosis.fitting import FitResult
-from registry.db import bulk_read
-from registry.models import Center, ClinicalRecord, ModelFit, Outcome, Patient
+from registry.db.engine import bulk_read
+from registry.db.models import Center, ClinicalRecord, ModelFit, Outcome, Patient
 
 _CLINICAL_FIELDS = ("age", "sex", "gcs_total", "gcs_motor", "pupils_unreactive", "hypoxia", "hypotension",
                     "glucose_mmol_l", "hemoglobin_g_dl", "marshall_ct", "tsah", "edh", "major_extracranial_injury")

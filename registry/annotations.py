@@ -44,10 +44,10 @@ import pydicom
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.db.models import IngestRun, Instance, ManualAnnotation, Rejection, Series
+from registry.db.store import audit
+from registry.deid.stored_names import path_token
 from registry.instance_files import instance_file
-from registry.models import IngestRun, Instance, ManualAnnotation, Rejection, Series
-from registry.store import audit
-from registry.stored_names import path_token
 from vocabulary import labels as L
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -182,7 +182,7 @@ def import_annotations(session: Session, directory: Path, masks_dir: Path, actor
                        key: bytes | None = None) -> AnnotationImportReport:
     """Import every mask file in `directory` (not recursive); see the module docstring.
 
-    The registry keeps no name of the operator's folders (`registry.stored_names`): the folder and each
+    The registry keeps no name of the operator's folders (`registry.deid.stored_names`): the folder and each
     rejected file are stored as keyed tokens under the home key `key`, or, without it, not at all. The
     report (for the operator's terminal) keeps the paths.
     """

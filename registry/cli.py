@@ -18,16 +18,16 @@ from sqlalchemy import Engine
 from cluster.executor import SCHEDULER_HELP, open_executor
 from registry.cli_support import login_name, open_registry
 from registry.cli_tables import print_table
-from registry.db import session_scope
+from registry.collection.progress import missing_item_rows, missing_summary_rows, progress_rows
+from registry.db.engine import session_scope
+from registry.db.rows import Rows
+from registry.db.store import record_qc_decision, repeated_qc_decision
 from registry.home import Home
-from registry.progress import missing_item_rows, missing_summary_rows, progress_rows
-from registry.rows import Rows
-from registry.store import record_qc_decision, repeated_qc_decision
 from vocabulary.dictionary import label
 
 if TYPE_CHECKING:  # ingest and CSV import pull pydicom: imported by the commands that use them
-    from registry.clinical_import import CSVValidationError
-    from registry.ingest_report import RejectedItem
+    from registry.clinical.csv_import import CSVValidationError
+    from registry.ingest.report import RejectedItem
 
 app = typer.Typer(help="The study registry: ingest, QC, collection progress, export.", no_args_is_help=True)
 console = Console()
@@ -45,7 +45,7 @@ ACTOR = typer.Option(None, "--actor", help="Who does this (recorded in the audit
 
 
 def _explain(exc: Exception) -> None:
-    from registry.clinical_import import CSVValidationError
+    from registry.clinical.csv_import import CSVValidationError
 
     if isinstance(exc, CSVValidationError):
         _print_errors(exc)
@@ -78,8 +78,8 @@ def ingest(
     as they are; the data home links to them pseudonymously and the registry keeps only the links.
     Zip archives in DIR are read member by member (not with --in-place).
     """
-    from registry.ingest import ingest_directory
-    from registry.ingest_report import stored_rejection_path
+    from registry.ingest.directory import ingest_directory
+    from registry.ingest.report import stored_rejection_path
 
     with _engine(ctx) as (home, engine), open_executor(scheduler) as executor:
         if executor.distributed:
@@ -153,7 +153,7 @@ def qc(
     actor: str | None = ACTOR,
 ) -> None:
     """Record a coordinator's QC decision on one series (`registry qc-queue` lists those awaiting one)."""
-    from registry.qc_queue import SeriesReferenceError, resolve_series_uid
+    from registry.qc.review_queue import SeriesReferenceError, resolve_series_uid
 
     if passed is None:
         err.print("[red]error:[/red] give --pass or --fail")
@@ -182,7 +182,7 @@ def flag_burned_in(ctx: typer.Context, actor: str | None = ACTOR) -> None:
     (burned_in_annotation) until a coordinator passes it; a series already passed or failed keeps its
     decision and is listed for a second look.
     """
-    from registry.burned_in_recheck import flag_burned_in_series
+    from registry.qc.burned_in_recheck import flag_burned_in_series
 
     with _engine(ctx) as (_home, engine):
         report = flag_burned_in_series(engine, actor or login_name())
@@ -208,7 +208,7 @@ def qc_queue(
 
     Decide one with `ctstudy registry qc REFERENCE --pass` (or `--fail --reason TEXT`).
     """
-    from registry.qc_queue import qc_queue_rows
+    from registry.qc.review_queue import qc_queue_rows
 
     with _engine(ctx) as (_home, engine), session_scope(engine) as session:
         queue = qc_queue_rows(session, center)
@@ -234,7 +234,7 @@ def qc_queue(
 
 def _import(ctx: typer.Context, path: Path, kind: str, skip_invalid: bool, actor: str | None,
             create: bool, blank_clears: bool) -> None:
-    from registry.clinical_import import import_table
+    from registry.clinical.csv_import import import_table
 
     with _engine(ctx) as (home, engine):
         report = import_table(engine, home, path, kind, actor=actor or login_name(), skip_invalid=skip_invalid,
@@ -322,7 +322,7 @@ def export(
 
     Beside it, FILE's name with `.dictionary.csv`: every column's label, unit, definition and coding.
     """
-    from registry.patient_table import patient_table, write_patient_table
+    from registry.clinical.patient_table import patient_table, write_patient_table
     from vocabulary.dictionary import columns_dictionary
 
     with _engine(ctx) as (_home, engine):

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine
 
-from registry.db import make_engine, require_current_schema
+from registry.db.engine import make_engine, require_current_schema
 from registry.home import Home
 
 err = Console(stderr=True)

@@ -6,7 +6,7 @@ Rich sizes a table to the terminal and cuts what does not fit with "…"; piped 
 width; on a terminal long cells fold onto a second line instead of being cut. Headers are the data
 dictionary's words with units; counts print as whole numbers with thousands separators.
 
-It takes `registry.rows.Rows` (what the registry commands read, without pandas: start-up under a
+It takes `registry.db.rows.Rows` (what the registry commands read, without pandas: start-up under a
 second) or a DataFrame (imaging and prognosis tables); both are printed by the same rules, decided
 from the values themselves.
 
@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from registry.rows import Rows
+from registry.db.rows import Rows
 from vocabulary.dictionary import heading
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ promises (Rows x Columns x BitsAllocated/8 x SamplesPerPixel x NumberOfFrames).
 
 Every file is judged alone: whatever is wrong with it becomes a `RejectedFile` with a reason code and
 a detail naming the tag, never an exception that ends the run. Values are checked against their VR
-(`registry.header_validation`) before they leave this module, and geometry or pixel facts that make
+(`registry.qc.header_validation`) before they leave this module, and geometry or pixel facts that make
 the image unusable are kept as per-instance `defects` (automatic QC reason codes), so that the series
 is stored and fails QC with its reasons instead of reaching a coordinator as "pending".
 """
@@ -29,9 +29,10 @@ import pydicom.config
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from registry.center_names import center_names_patient
-from registry.deidentify import METHOD
-from registry.header_validation import (
+from registry.deid.center_names import center_names_patient
+from registry.deid.phi_text import cleaned_text
+from registry.deid.profile import METHOD
+from registry.qc.header_validation import (
     InvalidValue,
     finite,
     normalized_text,
@@ -39,9 +40,8 @@ from registry.header_validation import (
     valid_identifier,
     valid_uid,
 )
-from registry.phi_text import cleaned_text
 
-# Rejection reason codes (Rejection.reason); `not_ct` is also the first QC code (registry.series_qc).
+# Rejection reason codes (Rejection.reason); `not_ct` is also the first QC code (registry.qc.series_qc).
 NOT_DICOM = "not_dicom"
 UNREADABLE = "unreadable"
 TRUNCATED = "truncated"
@@ -55,7 +55,7 @@ INVALID_VALUE = "invalid_value"
 ZIP_ARCHIVE = "zip_archive"
 COMPRESSED_FILE = "compressed_file"
 
-# Per-instance defects: automatic QC reason codes (registry.series_qc lists their wording).
+# Per-instance defects: automatic QC reason codes (registry.qc.series_qc lists their wording).
 INVALID_PIXEL_SPACING = "invalid_pixel_spacing"
 INVALID_SLICE_THICKNESS = "invalid_slice_thickness"
 INVALID_MATRIX = "invalid_matrix"
@@ -148,7 +148,7 @@ class InstanceHeader:
     defects: tuple[str, ...] = ()  # automatic QC reason codes of this instance alone
     notes: tuple[str, ...] = ()  # values normalized to fit their VR ("<tag>: <what was done>")
     # The center code the file was read under is its PatientID or a part of its PatientName
-    # (`registry.center_names`): the name itself goes no further than the reader.
+    # (`registry.deid.center_names`): the name itself goes no further than the reader.
     center_names_patient: bool = False
     # The header marks it as a copy ctstudy de-identified (PatientIdentityRemoved YES, DeidentificationMethod
     # starting with ctstudy's first value): ingest checks whether its PatientID is one of this registry's pseudonyms.
@@ -170,7 +170,7 @@ class ParsedInstance:
 def values_unchecked_by_pydicom() -> Iterator[None]:
     """pydicom's checks of the values it converts while reading (`config.settings.reading_validation_mode`)
     off, and back as they were after: in pydicom's default mode they only warn, never change a value, and
-    the registry checks the values it keeps itself (`registry.header_validation`). Converting a file's UIDs,
+    the registry checks the values it keeps itself (`registry.qc.header_validation`). Converting a file's UIDs,
     numbers and names with the checks (a regular expression each) costs about a tenth of ingest's reading."""
     settings = pydicom.config.settings
     mode = settings.reading_validation_mode
@@ -451,7 +451,7 @@ def _plausible_date(value: str | None) -> bool:
 
 
 def is_ctstudy_copy(ds: pydicom.Dataset) -> bool:
-    """The header says it is a copy ctstudy de-identified (`registry.deidentify`): PatientIdentityRemoved is YES
+    """The header says it is a copy ctstudy de-identified (`registry.deid.profile`): PatientIdentityRemoved is YES
     and DeidentificationMethod's first value is ctstudy's. A claim only: anyone can write these values."""
     if (_safe_text(ds, "PatientIdentityRemoved") or "").upper() != "YES":
         return False

@@ -1,7 +1,7 @@
 """Center codes and patient IDs as the registry compares them: one normalization for DICOM and CSV.
 
 The same patient must get the same pseudonym whether their ID arrives in a DICOM header or in a
-center's spreadsheet, so both paths normalize here (`registry.pseudonym.pseudo_id` applies it):
+center's spreadsheet, so both paths normalize here (`registry.deid.pseudonym.pseudo_id` applies it):
 surrounding blanks and DICOM's NUL padding are removed and letters upper-cased. IDs are the
 centers' own study codes (`IT064-0012`): a lower-case variant is a typing difference, not a
 different patient.

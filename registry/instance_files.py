@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.models import Instance, SourceRoot
+from registry.db.models import Instance, SourceRoot
 
 
 def instance_file_paths(session: Session, series_id: int) -> list[Path]:

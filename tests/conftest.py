@@ -18,9 +18,9 @@ import pytest
 import torch
 from sqlalchemy import create_engine, text
 
-from registry.db import make_engine, upgrade
+from registry.db.engine import make_engine, upgrade
+from registry.db.scratch_database import ServerUnreachable, scratch_database
 from registry.home import Home
-from registry.scratch_database import ServerUnreachable, scratch_database
 
 
 @pytest.fixture(autouse=True)

@@ -335,7 +335,7 @@ for _name in ("marshall_ct", "edh", "tsah"):
          "is known (not a range), with the source of the component in brackets, else the clinical record.",
          "computed (...), clinical record, unknown")
 
-# --- collection counts (registry.progress, dashboard) -----------------------------------------------
+# --- collection counts (registry.collection.progress, dashboard) -----------------------------------------------
 _C = "collection"
 for _name, _label, _definition in (
     ("patients", "Patients", "Patients registered (from DICOM or clinical data)."),
@@ -356,13 +356,13 @@ for _name, _label, _definition in (
 ):
     _add(_C, _name, _label, "", _definition)
 
-# --- collection targets (dashboard targets; registry.targets) ------------------------------------
+# --- collection targets (dashboard targets; registry.collection.targets) ------------------------------------
 for _name, _label in (("target_patients", "Patients enrolled"), ("target_series_qc_passed", "Series passed QC"),
                       ("target_series_annotated", "Series manually annotated"),
                       ("target_series_segmented", "Series segmented")):
     _add("target", _name, _label, "", f"Collection target: {_label.lower()}.")
 
-# --- missing items (registry.progress.missing_items) ------------------------------------------------
+# --- missing items (registry.collection.progress.missing_items) ------------------------------------------------
 _M = "missing_item"
 _add(_M, "no_ct", "No CT received", "", "The patient has clinical data or an outcome but no CT series.")
 _add(_M, "no_clinical", "No clinical data", "", "The patient has no clinical record (clinical.csv).")
@@ -371,7 +371,7 @@ _add(_M, "no_qc_passed_admission_scan", "Admission scan not yet usable", "",
      "The patient's first CT study has no series that passed QC: it failed QC, or waits for review.")
 _add(_M, "series_pending_review", "Series waiting for QC review", "", "A series no reviewer has passed or failed yet.")
 
-# --- automatic QC reasons (registry.series_qc.QC_REASONS) and rejections (registry.ingest_report) ----
+# --- automatic QC reasons (registry.qc.series_qc.QC_REASONS) and rejections (registry.ingest.report) ----
 _Q = "qc_reason"
 _add(_Q, "not_ct", "Not a CT image", "", "The modality is not CT.")
 _add(_Q, "localizer", "Localizer (scout) image", "", "Localizer / scout image(s), not a head volume.")
@@ -472,7 +472,7 @@ for _name, _label, _definition in (("n", "Series", "Series with a value."),
                                    ("q3", "Upper quartile", "75th percentile.")):
     _add("summary", _name, _label, "", _definition)
 
-# --- dashboard users (registry.users.user_rows) ---------------------------------------------------------
+# --- dashboard users (registry.access.users.user_rows) ---------------------------------------------------------
 for _name, _label, _definition in (("username", "User name", "The name the user logs in with."),
                                    ("role", "Role", "admin, coordinator, statistician or investigator."),
                                    ("active", "Active", "Whether the user may log in."),
@@ -481,7 +481,7 @@ for _name, _label, _definition in (("username", "User name", "The name the user 
                                     "log-ins (UTC); empty when not locked.")):
     _add("user", _name, _label, "", _definition)
 
-# --- audit trail (registry.store.audit): actions and the kinds of thing they act on ------------------------
+# --- audit trail (registry.db.store.audit): actions and the kinds of thing they act on ------------------------
 for _name, _label in (("user_added", "User added"), ("user_deactivated", "User deactivated"),
                       ("user_locked", "User locked after failed log-ins"), ("user_unlocked", "User unlocked"),
                       ("user_reactivated", "User reactivated"),

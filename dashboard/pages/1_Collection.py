@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import auth, collection, figures, queries
-from registry.progress import TOTAL, missing_summary
-from registry.targets import TARGET_METRICS, effective_targets
+from registry.collection.progress import TOTAL, missing_summary
+from registry.collection.targets import TARGET_METRICS, effective_targets
 from vocabulary.dictionary import dictionary_table, display_columns, heading
 
 ident = auth.require_identity()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import auth, imageview, qc_view, queries, review, words
 from dashboard.text import day_text, number_text
-from registry.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING, QC_STATUSES
+from registry.db.models import QC_AUTO_FAILED, QC_FAILED, QC_PASSED, QC_PENDING, QC_STATUSES
 from vocabulary import dictionary
 
 ident = auth.require_identity()

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import auth, queries, words
-from registry.models import ROLES
-from registry.users import MIN_PASSWORD_LENGTH, UserError
+from registry.access.users import MIN_PASSWORD_LENGTH, UserError
+from registry.db.models import ROLES
 from vocabulary.dictionary import display_columns, label
 
 ident = auth.require_identity()

@@ -70,7 +70,7 @@ with table_tab:
         create = st.checkbox("Add patients the registry does not know yet", key="table_create")
         go = st.form_submit_button("Upload and import")
     if go and table is not None:
-        from registry.clinical_import import CSVValidationError
+        from registry.clinical.csv_import import CSVValidationError
 
         data = table.getvalue()
         try:

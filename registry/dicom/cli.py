@@ -17,8 +17,8 @@ from rich.markup import escape
 
 from registry.cli_support import login_name, open_registry
 from registry.cli_tables import print_table
-from registry.db import session_scope
-from registry.rows import Rows
+from registry.db.engine import session_scope
+from registry.db.rows import Rows
 
 console = Console()
 senders_app = typer.Typer(help="DICOM senders: the calling AE titles the receiver accepts, each for one center.",
@@ -120,7 +120,7 @@ def pull(
     """Find a patient's, accession's or study's series on a PACS and fetch those the registry lacks."""
     from registry.dicom.pull import parse_pacs, queries_from_list
     from registry.dicom.pull import pull as run_pull
-    from registry.header_validation import valid_center_code
+    from registry.qc.header_validation import valid_center_code
 
     given = [(k, v) for k, v in (("patient_id", patient_id), ("accession", accession), ("study_uid", study_uid))
              if v is not None]

@@ -26,12 +26,12 @@ from pynetdicom.sop_class import (
 )
 from sqlalchemy import Engine, select
 
-from registry.db import session_scope
+from registry.db.engine import session_scope
+from registry.db.models import Instance
 from registry.dicom.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from registry.dicom.senders import normalized_ae_title
 from registry.dicom.spool import file_count, ingest_batch, instance_file_name, new_batch, seal, write_durably
 from registry.home import Home
-from registry.models import Instance
 
 QUERY_KEYS = {"patient_id": "PatientID", "accession": "AccessionNumber", "study_uid": "StudyInstanceUID"}
 PENDING = (0xFF00, 0xFF01)
@@ -53,7 +53,7 @@ class PullReport:
     already_present: int = 0
     fetched: int = 0
     retrieve_failures: list[str] = field(default_factory=list)
-    ingest: object | None = None  # registry.ingest_report.IngestReport of the fetched batch
+    ingest: object | None = None  # registry.ingest.report.IngestReport of the fetched batch
 
 
 def parse_pacs(spec: str) -> Pacs:

@@ -7,7 +7,7 @@
   the sender keeps the file and retries.
 - When an association ends (released, aborted or its connection dropped), or after `quiet_seconds`
   without a C-STORE on a still open one, its batch is sealed and queued; one worker thread ingests the
-  queued batches in order with `registry.ingest.ingest_directory` (grouping, judgement, QC).
+  queued batches in order with `registry.ingest.directory.ingest_directory` (grouping, judgement, QC).
   A batch of at least `SERIES_SPLIT_MIN_FILES` files is also sealed when the association moves on to
   another series (PACS send series after series), so that one series is ingested while the next is
   received; a series that comes back later in the association extends the stored one, as a second
@@ -31,7 +31,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from sqlalchemy import Engine
 
-from registry.db import session_scope
+from registry.db.engine import session_scope
 from registry.dicom.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from registry.dicom.senders import authorized_center, normalized_ae_title
 from registry.dicom.spool import (

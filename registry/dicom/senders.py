@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.header_validation import valid_center_code
+from registry.db.models import Center, DicomSender
+from registry.db.store import audit, center_by_code
 from registry.identifiers import normalized_center
-from registry.models import Center, DicomSender
-from registry.store import audit, center_by_code
+from registry.qc.header_validation import valid_center_code
 
 AE_TITLE_MAX = 16  # DICOM PS3.5 VR AE: at most 16 characters, no backslash or control characters
 

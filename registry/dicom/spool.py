@@ -1,7 +1,7 @@
 """The spool: where every route into the registry (C-STORE, pull, upload) puts files before ingest.
 
 Layout under `<home>/spool/`: `incoming/<CENTER>/<batch>/` while a batch is being received,
-`ready/<CENTER>/<batch>/` once it is complete and waits for `registry.ingest.ingest_directory`.
+`ready/<CENTER>/<batch>/` once it is complete and waits for `registry.ingest.directory.ingest_directory`.
 A file is written durably (temporary hidden name, fsync, rename, fsync of the folder) before
 anyone is told it is stored, so a receiver killed at any moment keeps every acknowledged file;
 at the next start the batches it left are sealed and ingested. Ingest is idempotent (same
@@ -95,7 +95,7 @@ def recover(home: Home) -> list[Batch]:
     Their incoming ones are sealed (empty ones removed). Batches of a live process (a dashboard
     upload being ingested, a pull under way) are left to it. One receiver per data home.
     """
-    from registry.ingest_runs import process_alive
+    from registry.ingest.runs import process_alive
 
     def orphan(batch_dir: Path) -> bool:
         owner = batch_owner(batch_dir)
@@ -133,13 +133,13 @@ def file_count(batch: Batch) -> int:
 
 
 def ingest_batch(engine: Engine, home: Home, batch: Batch, *, actor: str,
-                 progress: Callable[[str, int, int], None] | None = None):  # -> registry.ingest_report.IngestReport
-    """Ingest one ready batch through `registry.ingest.ingest_directory` (center given), then remove it.
+                 progress: Callable[[str, int, int], None] | None = None):  # -> registry.ingest.report.IngestReport
+    """Ingest one ready batch through `registry.ingest.directory.ingest_directory` (center given), then remove it.
 
     Half-written hidden files of a killed writer are removed first. `workers=1`: the receiver is
     multi-threaded, and forking header-reading processes from a threaded process can deadlock.
     """
-    from registry.ingest import ingest_directory
+    from registry.ingest.directory import ingest_directory
 
     for leftover in batch.path.glob(".*.part"):
         leftover.unlink(missing_ok=True)

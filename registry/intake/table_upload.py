@@ -1,4 +1,4 @@
-"""A dashboard upload of a clinical or outcome table (CSV or .xlsx) -> `registry.clinical_import.import_table`.
+"""A dashboard upload of a clinical or outcome table (CSV or .xlsx) -> `registry.clinical.csv_import.import_table`.
 
 A coordinator may upload rows of their own center only: rows naming another center are listed and
 nothing is imported. The uploaded bytes live in a private temporary file for the import only.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from registry.csv_validation import expected_columns
+from registry.clinical.csv_validation import expected_columns
+from registry.clinical.table_reading import read_table_as_text
 from registry.home import Home
 from registry.identifiers import normalized_center
-from registry.table_reading import read_table_as_text
 
 TABLE_KINDS = ("clinical", "outcomes")
 SUFFIXES = (".csv", ".xlsx", ".txt", ".tsv")
@@ -43,7 +43,7 @@ def lines_outside_center(path: Path, kind: str, center: str) -> list[int]:
 def import_uploaded_table(engine: Engine, home: Home, name: str, data: bytes, kind: str, *,
                           center_scope: str | None, actor: str, create: bool = False):  # -> ImportReport
     """Import an uploaded table; `center_scope` (a coordinator's center) refuses rows of other centers."""
-    from registry.clinical_import import import_table
+    from registry.clinical.csv_import import import_table
 
     if kind not in TABLE_KINDS:
         raise ValueError(f"unknown table kind {kind!r}: one of {', '.join(TABLE_KINDS)}")

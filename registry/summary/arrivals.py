@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from registry.models import PatientArrivalDay, Series, Study
+from registry.db.models import PatientArrivalDay, Series, Study
 from registry.summary import revisions
 
 BASES = ("scanned", "received")

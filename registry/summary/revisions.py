@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from registry.models import PatientRevision
+from registry.db.models import PatientRevision
 
 # Above this many out-of-date patients a summary is recomputed for every patient in one pass (no IN list):
 # cheaper than a long list of ids, and the list's length has limits on SQLite.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from registry.models import (
+from registry.db.models import (
     QC_AUTO_FAILED,
     QC_FAILED,
     QC_PASSED,

@@ -10,8 +10,8 @@ from biomarkers.export_table import round_significant, rounded_table
 from biomarkers.provenance import mask_model, mixed_models_notice, model_mix
 from biomarkers.series import DEFINITIONS_VERSION
 from ctstudy.cli import app
-from registry.db import session_scope
-from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
+from registry.db.engine import session_scope
+from registry.db.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
 
 
 def test_numbers_keep_six_significant_digits_and_print_without_binary_noise() -> None:

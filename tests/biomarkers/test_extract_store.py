@@ -15,9 +15,9 @@ from biomarkers import store
 from biomarkers.series import DEFINITIONS_VERSION
 from ctstudy.cli import app
 from imaging.volume import read_mask, write_mask
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Center, Patient, Series, SeriesFeatures, Study
 from registry.home import Home
-from registry.models import Center, Patient, Series, SeriesFeatures, Study
 
 runner = CliRunner()
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from biomarkers.review_components import rescore_if_changed
 from ctstudy.cli import app
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import SeriesFeatures
 from registry.home import Home
-from registry.models import SeriesFeatures
 
 runner = CliRunner()
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from biomarkers import store
 from biomarkers.review_components import set_component
 from ctstudy.cli import app
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, Series, SeriesFeatures
 from registry.home import Home
-from registry.models import AuditEvent, Series, SeriesFeatures
 
 runner = CliRunner()
 

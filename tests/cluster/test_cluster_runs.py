@@ -28,11 +28,11 @@ from imaging.segment import segment_registered_series, series_uids_to_segment
 from imaging.segmenters import open_segmenter
 from imaging.train import TrainingConfig
 from imaging.volume import read_mask
-from registry.db import make_engine, session_scope, upgrade
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Instance, Patient, SegmentationRun, Series, SeriesFeatures, Study
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Instance, Patient, SegmentationRun, Series, SeriesFeatures, Study
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

@@ -12,10 +12,10 @@ from rich.console import Console
 from sqlalchemy import select
 
 from ctstudy import demo
-from registry.db import session_scope
-from registry.models import Center, Patient, Series, Study
-from registry.qc_queue import qc_queue_rows
-from registry.targets import effective_targets, stored_targets
+from registry.collection.targets import effective_targets, stored_targets
+from registry.db.engine import session_scope
+from registry.db.models import Center, Patient, Series, Study
+from registry.qc.review_queue import qc_queue_rows
 
 
 def _fill(engine) -> None:
@@ -49,7 +49,7 @@ def test_review_leaves_the_coordinators_latest_series_pending_and_again_on_a_rer
 
 def test_demo_targets_give_each_center_its_own_and_keep_an_admins(home, engine) -> None:
     _fill(engine)
-    from registry.targets import set_target
+    from registry.collection.targets import set_target
 
     with session_scope(engine) as s:
         set_target(s, "SMALL", "patients", 40, "admin")

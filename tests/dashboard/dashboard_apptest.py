@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from registry.db import make_engine, session_scope
+from registry.access.users import Identity, add_user
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Center, User
 from registry.home import Home
-from registry.models import Center, User
-from registry.users import Identity, add_user
 
 # Not `dashboard.__file__`: with tests/dashboard on sys.path, `dashboard` imports as a namespace package.
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "pages"

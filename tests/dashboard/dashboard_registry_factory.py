@@ -20,9 +20,9 @@ from prognosis.logistic import LogisticModel
 from prognosis.metrics import binary_metrics, calibration_curve_data, roc_curve_data
 from prognosis.terms import design_terms, terms_of
 from prognosis.validation import cross_validated_metrics, cross_validated_predictions
-from registry.db import make_engine
-from registry.home import Home
-from registry.models import (
+from registry.access.users import add_user
+from registry.db.engine import make_engine
+from registry.db.models import (
     Center,
     ClinicalRecord,
     Instance,
@@ -36,13 +36,13 @@ from registry.models import (
     SeriesFeatures,
     Study,
 )
-from registry.users import add_user
+from registry.home import Home
 
 PASSWORD = "password-1"
 USERS = {"coord1": ("coordinator", "IT01"), "coord2": ("coordinator", "IT02"), "stat": ("statistician", None),
          "inv": ("investigator", None), "admin": ("admin", None)}
 # center -> expected Collection numbers. A follow-up counts only with a second study that has not failed QC
-# (registry.progress), so IT02's patient whose second scan failed has none.
+# (registry.collection.progress), so IT02's patient whose second scan failed has none.
 EXPECTED = {
     "IT01": dict(patients=3, series=4, qc_passed=1, qc_failed=0, qc_auto_failed=1, qc_pending=2, with_clinical=2,
                  with_outcome=1, with_followup=1, series_annotated=1, series_segmented=1),

@@ -14,13 +14,13 @@ from sqlalchemy import select
 
 from biomarkers.extract import extract_features
 from biomarkers.store import mask_jobs
+from registry.access.users import add_user
 from registry.annotations import import_annotations
-from registry.clinical_import import import_table
-from registry.db import make_engine, session_scope
+from registry.clinical.csv_import import import_table
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Center, Patient
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Center, Patient
-from registry.users import add_user
+from registry.ingest.directory import ingest_directory
 from synthetic.study import generate_study
 
 

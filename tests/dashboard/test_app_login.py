@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from registry.db import make_engine
-from registry.models import AuditEvent, User
-from registry.users import authenticated_identity
+from registry.access.users import authenticated_identity
+from registry.db.engine import make_engine
+from registry.db.models import AuditEvent, User
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 

@@ -21,9 +21,9 @@ from dashboard_registry_factory import PASSWORD
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.db import make_engine
-from registry.models import AuditEvent, Center, Patient, QCDecision, Series, Study
-from registry.users import add_user
+from registry.access.users import add_user
+from registry.db.engine import make_engine
+from registry.db.models import AuditEvent, Center, Patient, QCDecision, Series, Study
 
 pytestmark = BROWSER_MARKS
 

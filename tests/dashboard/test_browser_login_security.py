@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from registry.db import make_engine
-from registry.models import AuditEvent, LoginAttempt, QCDecision, Series
-from registry.users import MAX_USER_FAILURES
+from registry.access.users import MAX_USER_FAILURES
+from registry.db.engine import make_engine
+from registry.db.models import AuditEvent, LoginAttempt, QCDecision, Series
 
 pytestmark = BROWSER_MARKS
 

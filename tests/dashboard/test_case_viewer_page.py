@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard import case_view, figures, imageview
-from registry.db import make_engine
-from registry.models import Patient, Series, Study
+from registry.db.engine import make_engine
+from registry.db.models import Patient, Series, Study
 from vocabulary.labels import LESION_CLASSES
 
 

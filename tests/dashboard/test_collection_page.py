@@ -76,7 +76,7 @@ def test_collection_page_shows_all_centers_to_a_statistician(small) -> None:
     assert per_center["Center"].tolist() == ["IT01", "IT02", "Total"]  # headings from the data dictionary
     assert per_center.set_index("Center").loc["Total", "Patients"] == 5
     assert any("Series passed QC: 2 of 2,000" in p.proto.text for p in at.get("progress"))
-    owed = at.dataframe[1].value.set_index("Center")  # registry.progress.missing_summary, in words
+    owed = at.dataframe[1].value.set_index("Center")  # registry.collection.progress.missing_summary, in words
     assert owed.loc["IT01", "No clinical data"] == 1 and owed.loc["IT01", "No 6-month outcome"] == 2
     assert owed.loc["IT02", "Series waiting for QC review"] == 1
     assert owed.loc["TOTAL", "Series waiting for QC review"] == 3

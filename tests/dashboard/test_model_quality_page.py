@@ -10,8 +10,8 @@ from sqlalchemy import select
 from imaging.correction import correction_changes
 from imaging.store import record_correction
 from imaging.volume import read_mask
-from registry.db import make_engine, session_scope
-from registry.models import ManualAnnotation, SegmentationRun
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import ManualAnnotation, SegmentationRun
 from vocabulary.labels import UNANNOTATED
 
 

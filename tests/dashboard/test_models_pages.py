@@ -159,8 +159,8 @@ def test_outcome_models_page_flags_fits_of_older_data_with_the_refit_command(sma
 
     from prognosis.analysis_table import analysis_table_hash
     from prognosis.store import analysis_table_from_registry
-    from registry.db import make_engine
-    from registry.models import ModelFit
+    from registry.db.engine import make_engine
+    from registry.db.models import ModelFit
 
     home, _ = small
     at = page("5_Outcome_models.py", STAT)

@@ -12,7 +12,7 @@ from dashboard_apptest import ADMIN, COORD1, COORD2, INV, PAGES, STAT, page
 from dashboard_visible_text import CODE_WORD, code_words, none_cells, visible_text
 from streamlit.testing.v1 import AppTest
 
-from registry.db import upgrade
+from registry.db.engine import upgrade
 from registry.home import Home
 
 ROLES = {"admin": ADMIN, "coordinator IT01": COORD1, "coordinator IT02": COORD2, "statistician": STAT,

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard import imageview, qc_view, queries, review
-from registry.db import make_engine
-from registry.models import AuditEvent, QCDecision, Series
+from registry.db.engine import make_engine
+from registry.db.models import AuditEvent, QCDecision, Series
 from vocabulary.dictionary import short_uid
 from vocabulary.labels import BY_VALUE, IPH
 

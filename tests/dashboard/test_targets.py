@@ -9,10 +9,10 @@ from dashboard_registry_factory import build
 from sqlalchemy import func, select
 
 from dashboard import collection
-from registry.db import make_engine, session_scope
+from registry.collection.targets import effective_targets, set_target, set_targets, stored_targets
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent
 from registry.home import Home
-from registry.models import AuditEvent
-from registry.targets import effective_targets, set_target, set_targets, stored_targets
 
 
 def test_targets_store_audits_every_change_and_nothing_else(any_home: Home) -> None:

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry.db import session_scope
-from registry.models import AuditEvent, Center, User
-from registry.users import UserError, add_user, authenticated_identity, deactivate_user, users_table
+from registry.access.users import UserError, add_user, authenticated_identity, deactivate_user, users_table
+from registry.db.engine import session_scope
+from registry.db.models import AuditEvent, Center, User
 
 
 @pytest.fixture()
@@ -84,8 +84,8 @@ def test_users_page_reactivates_unlocks_and_resets_a_password_each_audited(small
 
     from dashboard_apptest import ADMIN, page
 
-    from registry.db import make_engine
-    from registry.models import utcnow
+    from registry.db.engine import make_engine
+    from registry.db.models import utcnow
 
     home, _ = small
     engine = make_engine(home.db_url)

@@ -14,11 +14,11 @@ from ctstudy.cli import app
 from imaging.adapt_study import resolve_default_spec
 from imaging.model import file_sha256
 from registry.annotations import import_annotations
-from registry.db import make_engine, session_scope, upgrade
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import StudyModel
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import StudyModel
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 
 runner = CliRunner()
 TINY = ("--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--threads", "2")

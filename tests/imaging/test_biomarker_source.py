@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from imaging.biomarker_source import current_biomarker_masks, source_changes
-from registry.db import session_scope
-from registry.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
+from registry.db.engine import session_scope
+from registry.db.models import Center, Patient, SegmentationRun, Series, SeriesFeatures, Study
 
 
 def test_source_changes_name_series_measured_on_another_model_or_an_annotation(home, engine) -> None:

@@ -18,11 +18,11 @@ from imaging import store
 from imaging.correction import correction_changes, summarize_corrections
 from imaging.store import segmentation_mask_path
 from imaging.volume import load_series, read_mask, write_mask
-from registry.db import make_engine, session_scope, upgrade
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import CorrectionAgreement, ManualAnnotation, Series
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import CorrectionAgreement, ManualAnnotation, Series
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 from vocabulary.labels import EAH, IPH, LESION_CLASSES, UNANNOTATED
 
 runner = CliRunner()

@@ -29,11 +29,11 @@ from imaging.sampling import draw_sample
 from imaging.segmenters import open_segmenter
 from imaging.train import TrainingConfig, uid_digest
 from registry.annotations import import_annotations
-from registry.db import make_engine, session_scope, upgrade
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import SegmentationRun
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import SegmentationRun
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 from vocabulary.labels import LABEL_MAP, N_CLASSES
 
 runner = CliRunner()

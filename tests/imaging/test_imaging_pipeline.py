@@ -19,11 +19,11 @@ from ctstudy.cli import app
 from imaging.model import load_model
 from imaging.train import TrainingConfig, TrainingExample, train_model
 from imaging.volume import load_series, read_mask, write_mask
-from registry.db import make_engine, session_scope, upgrade
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series, SeriesFeatures
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import AuditEvent, Instance, ManualAnnotation, SegmentationRun, Series, SeriesFeatures
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 from vocabulary.labels import LESION_CLASSES
 
 runner = CliRunner()
@@ -225,7 +225,7 @@ def test_import_annotations_messages_name_what_differs(study, tmp_path):
 
 def test_segment_all_of_named_centers_only(study):
     from imaging.store import series_to_segment
-    from registry.models import Center
+    from registry.db.models import Center
 
     engine = make_engine(study["home"].db_url)
     with session_scope(engine) as session:

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from imaging.volume import read_mask, write_mask
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import CorrectionAgreement, ManualAnnotation, SegmentationRun, Series, StudyModel
 from registry.home import Home
-from registry.models import CorrectionAgreement, ManualAnnotation, SegmentationRun, Series, StudyModel
 from vocabulary.labels import UNANNOTATED
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

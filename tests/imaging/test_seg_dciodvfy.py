@@ -19,7 +19,7 @@ from imaging_dicom_factory import head_phantom, write_ct_series
 
 from imaging.dicom_seg import segmentation_dataset
 from imaging.volume import load_series
-from registry.deidentify import is_mapped_uid
+from registry.deid.profile import is_mapped_uid
 
 KEY, PSEUDONYM = b"home-key", "0123456789abcdef0123"
 

@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from imaging.dicom_seg import segmentation_dataset
 from imaging.store import load_series_volume, patient_pseudo_id
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Series
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Series
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 
 
 def without_preamble(paths: list[Path]) -> None:

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import ModelFit
 from registry.home import Home
-from registry.models import ModelFit
 from synthetic.outcomes import simulate_tabular
 
 

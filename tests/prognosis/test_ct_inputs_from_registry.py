@@ -18,10 +18,10 @@ from prognosis.ct_inputs import ct_source_counts
 from prognosis.impact import impact_validation_table
 from prognosis.report import report_html
 from prognosis.store import analysis_table_from_registry, registry_frames
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import ModelFit
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.models import ModelFit
-from registry.pseudonym import pseudo_id
 
 runner = CliRunner()
 

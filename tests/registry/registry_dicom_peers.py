@@ -58,8 +58,8 @@ def series_by_center(home) -> dict[str, list[tuple[str, int]]]:  # noqa: ANN001 
     """The registry's series per center code: (SeriesInstanceUID, instance count), sorted."""
     from sqlalchemy import select
 
-    from registry.db import make_engine, session_scope
-    from registry.models import Center, Patient, Series, Study
+    from registry.db.engine import make_engine, session_scope
+    from registry.db.models import Center, Patient, Series, Study
 
     engine = make_engine(home.db_url)
     with session_scope(engine) as s:

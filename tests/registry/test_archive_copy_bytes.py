@@ -1,8 +1,8 @@
 """Archive copies are byte for byte the copies pydicom's own writer makes of `deidentified`'s dataset.
 
-The reference is `registry.deidentify.deidentified_bytes_reencoded`: one pydicom read, `deidentified`, one
+The reference is `registry.deid.profile.deidentified_bytes_reencoded`: one pydicom read, `deidentified`, one
 `dcmwrite`. Ingest makes its copies in its reader processes, from the read that indexed each file
-(`registry.deidentified_copy`, element encodings remembered across files by `registry.dicom_encoding`).
+(`registry.deid.deidentified_copy`, element encodings remembered across files by `registry.deid.dicom_encoding`).
 Sources cover what centers send: plain files, RLE-compressed (encapsulated) pixel data, files with no
 preamble and no file meta (implicit VR), explicit VR big endian, a value of odd length, elements after
 Pixel Data (a private tag and data set trailing padding FFFC,FFFC), and the identifiers `test_phi` plants.
@@ -24,13 +24,13 @@ from registry_dicom_factory import write_series
 from sqlalchemy import select
 from test_phi import plant, plant_forged
 
-import registry.ingest as ingest_module
-import registry.ingest_reading as ingest_reading
-from registry.db import make_engine, session_scope, upgrade
-from registry.deidentify import deidentified_bytes, deidentified_bytes_reencoded
+import registry.ingest.directory as ingest_module
+import registry.ingest.reading as ingest_reading
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Instance, Patient, Series, Study
+from registry.deid.profile import deidentified_bytes, deidentified_bytes_reencoded
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Instance, Patient, Series, Study
+from registry.ingest.directory import ingest_directory
 
 
 def _explicit_le(group: int, element: int, vr: bytes, value: bytes) -> bytes:

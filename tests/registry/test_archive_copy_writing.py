@@ -1,9 +1,9 @@
 """How ingest writes and flushes the de-identified copies it stages while reading.
 
 A staged copy is written as two parts, the de-identified header and a view of the source's Pixel Data bytes
-(`registry.archive_copy._write_new_file`, one `os.writev`): the file holds exactly their concatenation, also
+(`registry.ingest.archive_copy._write_new_file`, one `os.writev`): the file holds exactly their concatenation, also
 when the system writes only part of it at once. The staged copies are flushed to disk while reading goes on
-(`registry.ingest_reading.FLUSH_WHILE_READING_COPIES`), besides the one flush after reading that every commit awaits.
+(`registry.ingest.reading.FLUSH_WHILE_READING_COPIES`), besides the one flush after reading that every commit awaits.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 from registry_dicom_factory import write_series
 from sqlalchemy import func, select
 
-import registry.archive_copy as archive_copy
-import registry.ingest as ingest_module
-import registry.ingest_reading as ingest_reading
-from registry.db import make_engine, session_scope, upgrade
-from registry.deidentified_copy import deidentified_copy, deidentified_copy_parts
+import registry.ingest.archive_copy as archive_copy
+import registry.ingest.directory as ingest_module
+import registry.ingest.reading as ingest_reading
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Instance
+from registry.deid.deidentified_copy import deidentified_copy, deidentified_copy_parts
 from registry.dicom_headers import parse_instance
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Instance
+from registry.ingest.directory import ingest_directory
 
 KEY = b"k" * 32
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from registry.cli_tables import print_table
+from registry.db.rows import Rows
 from registry.home import Home
-from registry.rows import Rows
 from vocabulary.dictionary import heading
 
 

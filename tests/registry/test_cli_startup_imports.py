@@ -14,9 +14,9 @@ from pathlib import Path
 
 from test_registry_progress import build_registry
 
-from registry.db import make_engine, session_scope
+from registry.access.users import add_user
+from registry.db.engine import make_engine, session_scope
 from registry.home import Home
-from registry.users import add_user
 
 ROOT = Path(__file__).resolve().parents[2]
 AVOIDED = ("pandas", "numpy", "pyarrow")

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from registry.clinical_import import import_table
-from registry.csv_validation import expected_columns
-from registry.db import make_engine, session_scope
+from registry.clinical.csv_import import import_table
+from registry.clinical.csv_validation import expected_columns
+from registry.clinical.table_reading import TableReadError
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, IngestRun, Rejection
+from registry.deid.stored_names import value_kind
 from registry.home import Home
-from registry.models import AuditEvent, IngestRun, Rejection
-from registry.stored_names import value_kind
-from registry.table_reading import TableReadError
 
 ROW = "2024-03-05T20:00,63,M,9,5,0,0,0,7.1,13.2,2,1,0,0"
 REJECTED = "Rossi Mario 1961-03-12 +39 333 1234567"

@@ -18,14 +18,14 @@ from registry_dicom_factory import write_series
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from registry.clinical_import import CSVValidationError, import_table
+from registry.clinical.csv_import import CSVValidationError, import_table
+from registry.clinical.csv_validation import FOLLOW_UP_WINDOW_DAYS, expected_columns, validate_table
+from registry.clinical.table_reading import TableReadError
 from registry.csv_export import neutralized, neutralized_cell
-from registry.csv_validation import FOLLOW_UP_WINDOW_DAYS, expected_columns, validate_table
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Center, ClinicalRecord, Outcome, Patient
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Center, ClinicalRecord, Outcome, Patient
-from registry.table_reading import TableReadError
+from registry.ingest.directory import ingest_directory
 
 CLINICAL = ("center,patient_id,injury_datetime,age,sex,gcs_total,gcs_motor,pupils_unreactive,hypoxia,hypotension,"
             "glucose_mmol_l,hemoglobin_g_dl,marshall_ct,tsah,edh,major_extracranial_injury")

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry import backup as backup_module
-from registry.backup import back_up, row_counts
-from registry.db import current_revision, make_engine, session_scope
+from registry.access.users import add_user
+from registry.db import backup as backup_module
+from registry.db.backup import back_up, row_counts
+from registry.db.engine import current_revision, make_engine, session_scope
+from registry.db.models import User
 from registry.home import Home
-from registry.models import User
-from registry.users import add_user
 
 
 def _cli(home: Home, *args: str):  # noqa: ANN202
@@ -70,7 +70,7 @@ def test_postgresql_backup_without_pg_dump_is_a_per_table_export(pg_url: str, tm
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     home = Home.resolve(tmp_path / "home", pg_url)
     home.ensure()
-    from registry.db import upgrade
+    from registry.db.engine import upgrade
 
     upgrade(home.db_url)
     _with_a_user(home)

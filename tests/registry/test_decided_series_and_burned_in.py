@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from imaging.store import series_to_segment
-from registry.db import make_engine, session_scope
+from registry.clinical.patient_table import patient_table
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Instance, QCDecision, Series
+from registry.db.store import record_qc_decision
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Instance, QCDecision, Series
-from registry.patient_table import patient_table
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

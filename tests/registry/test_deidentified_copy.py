@@ -1,7 +1,7 @@
 """Archive copies made from ingest's one read of a file are the bytes of the whole-file way, and change no row.
 
-`registry.deidentified_copy` writes the de-identified header parsed up to Pixel Data and appends the source's
-Pixel Data element as it is. Its output must equal `deidentify.deidentified_bytes` (and pydicom's own
+`registry.deid.deidentified_copy` writes the de-identified header parsed up to Pixel Data and appends the source's
+Pixel Data element as it is. Its output must equal `profile.deidentified_bytes` (and pydicom's own
 `dcmwrite` of the profile's dataset) for every file ingest accepts: the synthetic study's files, the kinds
 `test_archive_copy_bytes` makes (RLE, no preamble, odd header value, trailing elements), the planted
 identifiers, an encapsulated value holding the delimiter's tag bytes inside a fragment (ended where pydicom
@@ -29,17 +29,17 @@ from sqlalchemy import select
 from test_archive_copy_bytes import _source_folder
 from test_phi import plant, plant_forged
 
-import registry.archive_copy as archive_copy
-import registry.ingest_reading as ingest_reading
-import registry.series_archive as series_archive
-from registry.db import make_engine, session_scope, upgrade
-from registry.deidentified_copy import deidentified_copy, pixel_element_span
-from registry.deidentify import deidentified_bytes, deidentified_bytes_reencoded
+import registry.ingest.archive_copy as archive_copy
+import registry.ingest.reading as ingest_reading
+import registry.ingest.series_archive as series_archive
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Instance, Patient, QCDecision, Rejection, Series, Study
+from registry.deid.deidentified_copy import deidentified_copy, pixel_element_span
+from registry.deid.profile import deidentified_bytes, deidentified_bytes_reencoded
+from registry.deid.pseudonym import pseudo_id
 from registry.dicom_headers import RejectedFile, parse_instance
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Instance, Patient, QCDecision, Rejection, Series, Study
-from registry.pseudonym import pseudo_id
+from registry.ingest.directory import ingest_directory
 from synthetic.study import generate_study
 
 KEY = b"k" * 32

@@ -15,7 +15,7 @@ import pytest
 from registry_dicom_factory import series_uid_of, write_series
 from registry_dicom_peers import free_port, require_tool, series_by_center, wait_for_port
 
-from registry.db import make_engine
+from registry.db.engine import make_engine
 from registry.dicom.pull import Pacs, pull
 from registry.home import Home
 

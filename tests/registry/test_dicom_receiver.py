@@ -17,11 +17,11 @@ from registry_dicom_factory import series_uid_of, uid, write_series, write_witho
 from registry_dicom_peers import free_port, require_tool, series_by_center, spooled_files, wait_for_port
 from sqlalchemy import func, select
 
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, Instance, Patient, Rejection, Series
 from registry.dicom.receiver import Receiver
 from registry.dicom.senders import add_sender
 from registry.home import Home
-from registry.models import AuditEvent, Instance, Patient, Rejection, Series
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +168,7 @@ def test_kill_9_mid_send_then_resend_equals_one_clean_send(home: Home, tmp_path:
     clean = Home.resolve(tmp_path / "clean")
     clean.ensure()
     clean.secret_path.write_text(home.secret_path.read_text())
-    from registry.db import upgrade
+    from registry.db.engine import upgrade
 
     upgrade(clean.db_url)
     register(clean, ("PACS_A", "IT064"))
@@ -232,8 +232,8 @@ def test_open_association_is_ingested_after_the_quiet_period(home: Home, tmp_pat
 
 def test_association_moving_on_to_another_series_is_ingested_series_by_series(
         home: Home, receiver, tmp_path: Path) -> None:
+    from registry.db.models import IngestRun
     from registry.dicom.receiver import SERIES_SPLIT_MIN_FILES
-    from registry.models import IngestRun
 
     r, port = receiver
     register(home, ("PACS_A", "IT064"))

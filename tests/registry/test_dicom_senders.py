@@ -5,9 +5,9 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry.db import session_scope
+from registry.db.engine import session_scope
+from registry.db.models import AuditEvent
 from registry.home import Home
-from registry.models import AuditEvent
 
 
 def run(home: Home, *words: str):  # noqa: ANN201

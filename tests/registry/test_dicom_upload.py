@@ -11,12 +11,12 @@ import pytest
 from registry_dicom_factory import series_uid_of, write_non_dicom, write_series
 from sqlalchemy import func, select
 
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Center, Outcome, Patient, Series, Study
 from registry.dicom.spool import spool_root
 from registry.home import Home
 from registry.intake.dicom_upload import UploadTooLarge, ingest_upload, spool_upload
 from registry.intake.table_upload import OutsideCenter, import_uploaded_table
-from registry.models import Center, Outcome, Patient, Series, Study
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

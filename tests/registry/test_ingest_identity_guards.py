@@ -13,14 +13,14 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry.center_names import center_names_patient
-from registry.db import make_engine, session_scope
-from registry.deidentify import deidentified_bytes
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Base, Center, Instance, Patient, Rejection, Study
+from registry.deid.center_names import center_names_patient
+from registry.deid.profile import deidentified_bytes
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.ingest_report import CENTER_NAMES_PATIENT, REGISTRY_COPY, SERIES_CONFLICT
-from registry.models import Base, Center, Instance, Patient, Rejection, Study
-from registry.pseudonym import pseudo_id
+from registry.ingest.directory import ingest_directory
+from registry.ingest.report import CENTER_NAMES_PATIENT, REGISTRY_COPY, SERIES_CONFLICT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

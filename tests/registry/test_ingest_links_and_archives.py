@@ -15,10 +15,10 @@ from pathlib import Path
 from registry_dicom_factory import series_uid_of, write_non_dicom, write_series
 from sqlalchemy import select
 
-from registry.db import make_engine, session_scope
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import INGEST_DONE, IngestRun, Instance, Rejection, Series
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import INGEST_DONE, IngestRun, Instance, Rejection, Series
+from registry.ingest.directory import ingest_directory
 
 
 def rejections(engine) -> list[tuple[str, str, str]]:

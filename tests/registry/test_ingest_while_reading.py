@@ -14,13 +14,13 @@ from registry_dicom_factory import write_non_dicom, write_series
 from sqlalchemy import DateTime, select
 from test_deidentified_copy import _home_with_key
 
-import registry.ingest as ingest_module
-import registry.ingest_reading as ingest_reading
-from registry.centers_read import CentersRead
-from registry.db import make_engine, session_scope
+import registry.ingest.directory as ingest_module
+import registry.ingest.reading as ingest_reading
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Base
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import Base
+from registry.ingest.centers_read import CentersRead
+from registry.ingest.directory import ingest_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

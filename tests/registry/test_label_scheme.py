@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from ctstudy.cli import app
 from registry.annotations import LPS_TO_RAS, import_annotations
-from registry.db import downgrade, make_engine, session_scope, upgrade
+from registry.db.engine import downgrade, make_engine, session_scope, upgrade
+from registry.db.models import AuditEvent, ManualAnnotation
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import AuditEvent, ManualAnnotation
+from registry.ingest.directory import ingest_directory
 from vocabulary import labels as L
 
 SHAPE = (4, 8, 8)  # (z, y, x) of the test series: 4 slices of 8 x 8, 0.5 mm pixels, 5 mm apart

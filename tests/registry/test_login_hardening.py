@@ -10,11 +10,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-import registry.users
-from registry.db import make_engine, session_scope
-from registry.home import Home
-from registry.models import AuditEvent, LoginAttempt, User, utcnow
-from registry.users import (
+import registry.access.users
+from registry.access.users import (
     FAILURE_WINDOW,
     LOCKOUT,
     MAX_ADDRESS_FAILURES,
@@ -28,6 +25,9 @@ from registry.users import (
     set_password,
     unlock_user,
 )
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, LoginAttempt, User, utcnow
+from registry.home import Home
 
 PASSWORD = "correct-horse"
 
@@ -144,14 +144,14 @@ def test_a_burst_of_concurrent_log_ins_verifies_at_most_the_allowed_wrong_passwo
     MAX_USER_FAILURES wrong ones reach the hash check, and the right one gets in only ahead of the lock."""
     verified: list[str] = []
     guard = threading.Lock()
-    real_matches = registry.users.password_matches
+    real_matches = registry.access.users.password_matches
 
     def counting_matches(stored_hash: str, password: str) -> bool:
         with guard:
             verified.append(password)
         return real_matches(stored_hash, password)
 
-    monkeypatch.setattr(registry.users, "password_matches", counting_matches)
+    monkeypatch.setattr(registry.access.users, "password_matches", counting_matches)
     passwords = [f"guess-{i:02d}" for i in range(BURST - 1)]
     passwords.insert(BURST // 3, PASSWORD)
     barrier = threading.Barrier(BURST)

@@ -21,16 +21,16 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from registry_dicom_factory import ct_slice, series_uid_of, uid
 from sqlalchemy import select
 
-import registry.ingest as ingest_module
-import registry.series_storing as series_storing
-from registry.db import make_engine, session_scope
+import registry.ingest.directory as ingest_module
+import registry.ingest.series_storing as series_storing
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import IngestRun, Instance, QCDecision, Rejection, Series
+from registry.db.store import record_qc_decision
 from registry.dicom_headers import RejectedFile, read_instance_header
-from registry.header_validation import VR_MAX_LENGTH
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.ingest_runs import remove_archive_debris, this_host
-from registry.models import IngestRun, Instance, QCDecision, Rejection, Series
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
+from registry.ingest.runs import remove_archive_debris, this_host
+from registry.qc.header_validation import VR_MAX_LENGTH
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on the deliberately broken files
 
@@ -339,7 +339,7 @@ def test_reader_processes_die_with_their_parent(tmp_path: Path) -> None:
     script.write_text(
         "import os, sys, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from registry.ingest_runs import die_with_parent\n"
+        "from registry.ingest.runs import die_with_parent\n"
         "def child(p):\n"
         "    open(p, 'w').write(str(os.getpid())); time.sleep(60)\n"
         "if __name__ == '__main__':\n"

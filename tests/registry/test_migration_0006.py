@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from registry.db import downgrade, make_engine, upgrade
+from registry.db.engine import downgrade, make_engine, upgrade
 from registry.home import Home
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
     select,
 )
 
-from registry.db import alembic_config, downgrade, make_engine, upgrade
+from registry.db.engine import alembic_config, downgrade, make_engine, upgrade
 from registry.home import Home
 
 

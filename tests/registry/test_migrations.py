@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from registry.db import downgrade, make_engine, upgrade
+from registry.db.engine import downgrade, make_engine, upgrade
+from registry.db.models import Base
 from registry.home import Home
-from registry.models import Base
 
 
 def test_upgrade_downgrade_upgrade(any_home: Home) -> None:

@@ -23,10 +23,9 @@ from test_scale_queries_match_reference import _fill
 from biomarkers import patient_summary
 from biomarkers.store import MaskJob, patient_features_by_id, save_features
 from imaging.store import record_run
-from registry.db import make_engine
-from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import (
+from registry.collection.progress import _series_counts
+from registry.db.engine import make_engine
+from registry.db.models import (
     AuditEvent,
     Base,
     Instance,
@@ -39,8 +38,9 @@ from registry.models import (
     SeriesFeatures,
     Study,
 )
-from registry.progress import _series_counts
-from registry.store import record_qc_decision, update_days_from_injury
+from registry.db.store import record_qc_decision, update_days_from_injury
+from registry.home import Home
+from registry.ingest.directory import ingest_directory
 from registry.summary import arrivals, series_counts
 
 

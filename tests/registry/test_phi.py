@@ -25,14 +25,14 @@ from typer.testing import CliRunner
 from ctstudy.cli import app
 from imaging.dicom_seg import segmentation_dataset
 from imaging.volume import load_series
-from registry.db import make_engine, session_scope
-from registry.deidentify import deidentified, deidentified_bytes, is_mapped_uid, mapped_uid
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import Base, Series
+from registry.deid.phi_text import cleaned_text, looks_identifying
+from registry.deid.profile import deidentified, deidentified_bytes, is_mapped_uid, mapped_uid
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.ingest import ingest_directory
+from registry.ingest.directory import ingest_directory
 from registry.instance_files import instance_file_paths
-from registry.models import Base, Series
-from registry.phi_text import cleaned_text, looks_identifying
-from registry.pseudonym import pseudo_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

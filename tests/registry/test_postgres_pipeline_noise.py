@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from registry.db import make_engine, session_scope, upgrade
-from registry.models import Center
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import Center
 
 
 def test_a_conflict_inside_an_executemany_raises_without_pipeline_noise(pg_url: str,

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ctstudy.cli import app
-from registry.db import session_scope
-from registry.models import AuditEvent, Center, Patient, Series, Study
-from registry.qc_queue import SeriesReferenceError, qc_queue_rows, resolve_series_uid
+from registry.db.engine import session_scope
+from registry.db.models import AuditEvent, Center, Patient, Series, Study
+from registry.qc.review_queue import SeriesReferenceError, qc_queue_rows, resolve_series_uid
 from vocabulary.dictionary import short_uid
 
 UIDS = {"old_pending": "1.2.826.0.1.3680043.10.7.16578426", "auto": "1.2.826.0.1.3680043.10.7.22222222",

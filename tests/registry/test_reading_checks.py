@@ -16,8 +16,8 @@ import pytest
 from pydicom.dataelem import DataElement
 from registry_dicom_factory import write_series
 
-from registry.deidentified_copy import deidentified_copy
-from registry.deidentify import deidentified_bytes_reencoded
+from registry.deid.deidentified_copy import deidentified_copy
+from registry.deid.profile import deidentified_bytes_reencoded
 from registry.dicom_headers import parse_instance, values_unchecked_by_pydicom
 
 KEY = b"k" * 32

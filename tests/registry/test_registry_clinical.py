@@ -10,12 +10,12 @@ import pytest
 from registry_dicom_factory import series_uid_of, write_series
 from sqlalchemy import func, select
 
-from registry.clinical_import import CSVValidationError, import_table
-from registry.db import make_engine, session_scope
+from registry.clinical.csv_import import CSVValidationError, import_table
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, ClinicalRecord, Outcome, Patient, Series
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import AuditEvent, ClinicalRecord, Outcome, Patient, Series
-from registry.pseudonym import pseudo_id
+from registry.ingest.directory import ingest_directory
 
 HEADER = ("center,patient_id,injury_datetime,age,sex,gcs_total,gcs_motor,pupils_unreactive,hypoxia,hypotension,"
           "glucose_mmol_l,hemoglobin_g_dl,marshall_ct,tsah,edh,major_extracranial_injury")

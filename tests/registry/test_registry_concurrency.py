@@ -14,10 +14,8 @@ from registry_dicom_factory import write_series
 from sqlalchemy import func, select
 
 from imaging.segment import segment_registered_series
-from registry.db import make_engine, session_scope, upgrade
-from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import (
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import (
     AuditEvent,
     Center,
     ClinicalRecord,
@@ -28,6 +26,8 @@ from registry.models import (
     Series,
     Study,
 )
+from registry.home import Home
+from registry.ingest.directory import ingest_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -151,7 +151,7 @@ NEW_PATIENTS = 30
 
 
 def _import_in_child(db_url: str, home_root: str, csv: str, barrier, results) -> None:  # noqa: ANN001
-    from registry.clinical_import import import_table
+    from registry.clinical.csv_import import import_table
 
     engine = make_engine(db_url)
     home = Home.resolve(Path(home_root), db_url)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from registry_dicom_factory import write_non_dicom, write_series, write_truncated, write_without
 
+from registry.deid.pseudonym import PSEUDO_ID_LENGTH, pseudo_id
 from registry.dicom_headers import RejectedFile, read_instance_header
-from registry.pseudonym import PSEUDO_ID_LENGTH, pseudo_id
-from registry.series_qc import QCThresholds, summarize_series
+from registry.qc.series_qc import QCThresholds, summarize_series
 
 
 def headers_of(paths: list[Path]):

@@ -16,16 +16,16 @@ from registry_dicom_factory import (
 )
 from sqlalchemy import func, select
 
-import registry.ingest as ingest_module
-import registry.ingest_reading as ingest_reading
-from registry.db import make_engine, session_scope, upgrade
-from registry.deidentify import mapped_uid
+import registry.ingest.directory as ingest_module
+import registry.ingest.reading as ingest_reading
+from registry.db.engine import make_engine, session_scope, upgrade
+from registry.db.models import AuditEvent, Base, IngestRun, Instance, Patient, QCDecision, Rejection, Series, Study
+from registry.db.store import record_qc_decision
+from registry.deid.profile import mapped_uid
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.ingest import ingest_directory
+from registry.ingest.directory import ingest_directory
 from registry.instance_files import instance_file, instance_file_paths
-from registry.models import AuditEvent, Base, IngestRun, Instance, Patient, QCDecision, Rejection, Series, Study
-from registry.pseudonym import pseudo_id
-from registry.store import record_qc_decision
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on the deliberately broken files
 

@@ -13,15 +13,15 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from registry.cli import app
-from registry.clinical_import import import_table
-from registry.db import make_engine, session_scope
+from registry.clinical.csv_import import import_table
+from registry.clinical.patient_table import patient_table
+from registry.collection.progress import collection_progress, missing_items, missing_summary
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, QCDecision, Series
+from registry.db.store import record_qc_decision
+from registry.deid.pseudonym import pseudo_id
 from registry.home import Home
-from registry.ingest import ingest_directory
-from registry.models import AuditEvent, QCDecision, Series
-from registry.patient_table import patient_table
-from registry.progress import collection_progress, missing_items, missing_summary
-from registry.pseudonym import pseudo_id
-from registry.store import record_qc_decision
+from registry.ingest.directory import ingest_directory
 
 CLINICAL = ("center,patient_id,injury_datetime,age,sex,gcs_total,gcs_motor,pupils_unreactive,hypoxia,hypotension,"
             "glucose_mmol_l,hemoglobin_g_dl,marshall_ct,tsah,edh,major_extracranial_injury\n"

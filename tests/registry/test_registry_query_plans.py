@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.db import make_engine, upgrade
+from registry.db.engine import make_engine, upgrade
 
 pytestmark = pytest.mark.postgres
 

@@ -7,7 +7,7 @@ import pickle
 import tblib.pickling_support
 
 from registry.dicom_headers import RejectedFile
-from registry.header_validation import InvalidValue
+from registry.qc.header_validation import InvalidValue
 
 
 def test_a_rejection_and_its_invalid_value_cause_survive_tblibs_exception_pickling() -> None:

@@ -21,9 +21,8 @@ import pytest
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from registry.db import make_engine
-from registry.home import Home
-from registry.models import (
+from registry.db.engine import make_engine
+from registry.db.models import (
     QC_PASSED,
     Base,
     Center,
@@ -34,6 +33,7 @@ from registry.models import (
     SeriesFeatures,
     Study,
 )
+from registry.home import Home
 from vocabulary import dictionary
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale_bench.py"
@@ -204,7 +204,7 @@ def _by_key(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 # --- the tests --------------------------------------------------------------------------------------
 
 def test_missing_items_rank_the_admission_scan_as_the_reference(filled: str) -> None:
-    from registry.progress import missing_items
+    from registry.collection.progress import missing_items
 
     engine = make_engine(filled)
     with Session(engine) as s:
@@ -346,7 +346,7 @@ def test_qc_queue_page_is_the_filtered_ordered_queue(filled: str, center: str | 
 
 def test_collection_counts_segmented_series_once(filled: str) -> None:
     from dashboard import queries
-    from registry.models import SegmentationRun
+    from registry.db.models import SegmentationRun
 
     try:
         queries.clear_caches()

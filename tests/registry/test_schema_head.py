@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from registry import db
-from registry.db import alembic_config, current_revision, make_engine, schema_head, upgrade
+from registry.db.engine import alembic_config, current_revision, make_engine, schema_head, upgrade
 
 
 def test_schema_head_is_alembics_head() -> None:
@@ -23,7 +22,7 @@ def test_a_branched_chain_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (versions / "a.py").write_text('revision = "0001"\ndown_revision = None\n')
     (versions / "b.py").write_text('revision: str = "0002"\ndown_revision: str | None = "0001"\n')
     (versions / "c.py").write_text('revision = "0003"\ndown_revision = "0001"\n')
-    monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path)
+    monkeypatch.setattr("registry.db.engine.MIGRATIONS_DIR", tmp_path)
     schema_head.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="2 heads"):

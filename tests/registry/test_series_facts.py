@@ -1,4 +1,4 @@
-"""`registry.series_facts`: the Series columns a series' files decide."""
+"""`registry.ingest.series_facts`: the Series columns a series' files decide."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from registry_dicom_factory import write_series
 
 from registry.dicom_headers import read_instance_header
-from registry.series_facts import series_facts
-from registry.series_qc import summarize_series
+from registry.ingest.series_facts import series_facts
+from registry.qc.series_qc import summarize_series
 
 
 def test_facts_come_from_the_first_file_the_summary_and_the_earliest_acquisition(tmp_path: Path) -> None:

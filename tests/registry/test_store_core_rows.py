@@ -1,4 +1,4 @@
-"""The registry's get-or-create and audit rows written as Core statements (`registry.store`), on both databases:
+"""The registry's get-or-create and audit rows written as Core statements (`registry.db.store`), on both databases:
 the same rows as their ORM counterparts."""
 
 from __future__ import annotations
@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from registry.db import make_engine, session_scope
-from registry.home import Home
-from registry.models import AuditEvent, Center, Patient
-from registry.store import (
+from registry.db.engine import make_engine, session_scope
+from registry.db.models import AuditEvent, Center, Patient
+from registry.db.store import (
     audit,
     center_by_code,
     center_id_by_code,
@@ -17,6 +16,7 @@ from registry.store import (
     patient_by_pseudo_id,
     patient_id_by_pseudo_id,
 )
+from registry.home import Home
 
 
 def test_center_and_patient_ids_are_those_of_the_orm_lookups(any_home: Home) -> None:

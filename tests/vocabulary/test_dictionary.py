@@ -10,21 +10,22 @@ from vocabulary.labels import LESION_CLASSES
 
 def test_every_name_the_packages_produce_has_an_entry() -> None:
     from biomarkers.timecourse import PATIENT_FEATURES
-    from registry import dicom_headers, ingest_report
-    from registry.patient_table import CLINICAL_EXPORT, OUTCOME_EXPORT
-    from registry.progress import MISSING_ITEMS, PROGRESS_COLUMNS
-    from registry.series_qc import QC_REASONS
+    from registry import dicom_headers
+    from registry.clinical.patient_table import CLINICAL_EXPORT, OUTCOME_EXPORT
+    from registry.collection.progress import MISSING_ITEMS, PROGRESS_COLUMNS
+    from registry.ingest import report
+    from registry.qc.series_qc import QC_REASONS
 
     rejections = [getattr(dicom_headers, n) for n in ("NOT_DICOM", "UNREADABLE", "TRUNCATED", "MISSING_SOP_UID",
                                                       "MISSING_SERIES_UID", "MISSING_STUDY_UID", "MISSING_PATIENT_ID",
                                                       "ZIP_ARCHIVE", "COMPRESSED_FILE")]
-    rejections += [getattr(ingest_report, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
+    rejections += [getattr(report, n) for n in ("NO_CENTER", "DICOMDIR", "CONFLICT", "SERIES_CONFLICT",
                                                        "SERIES_INCONSISTENT", "CHANGED_DURING_INGEST",
                                                        "ARCHIVE_UNREADABLE", "INVALID_CENTER", "UNREADABLE_FOLDER",
                                                        "STORE_FAILED", "DEFECTIVE_INSTANCE", "ARCHIVE_FAILED",
                                                        "SYMLINK_LOOP", "ZIP_MEMBER_UNREADABLE",
                                                        "CENTER_NAMES_PATIENT", "REGISTRY_COPY")]
-    rejections += ["unknown_transfer_syntax", "invalid_value"]  # registry.header_validation's reasons
+    rejections += ["unknown_transfer_syntax", "invalid_value"]  # registry.qc.header_validation's reasons
     names = [*PATIENT_FEATURES, *CLINICAL_EXPORT, *OUTCOME_EXPORT, *PROGRESS_COLUMNS, *MISSING_ITEMS, *QC_REASONS,
              *rejections, *(f"{c.key}_ml" for c in LESION_CLASSES), *_series_feature_names()]
     missing = [n for n in names if dd.entry(n) is None]

@@ -1,0 +1,1 @@
+"""Collection progress per center, what each still owes, and the collection targets."""

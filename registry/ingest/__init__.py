@@ -1,0 +1,1 @@
+"""Ingest of a folder of DICOM files: reading and grouping, rejections, archive copies, storing each series."""
