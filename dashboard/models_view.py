@@ -243,6 +243,9 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     if auc is not None and auc < MIN_CALCULATOR_AUC and _get(fit, "outcome") in BINARY_OUTCOMES:
         out.append(f"Its {what} is {auc:.3f}, below {MIN_CALCULATOR_AUC}: it barely separates patients who "
                    "have the outcome from those who do not; do not use its risks for individual patients.")
+    elif auc is not None and auc < 0.5:
+        out.append(f"Its {what} is {auc:.3f}, below 0.5: it ranked patients it was not fitted on worse than "
+                   "chance would; what it learned does not carry over to new patients of this study.")
     return out
 
 

@@ -237,6 +237,15 @@ def test_an_over_shrunk_fit_says_what_its_capped_shrinkage_factor_hides() -> Non
     assert not [c for c in models_view.cautions(calibrated) if "calibration slope" in c]
 
 
+def test_a_model_ranking_held_out_patients_worse_than_chance_says_so() -> None:
+    cox = _fits_frame().iloc[0].copy()
+    cox["outcome"], cox["model_kind"] = "survival", "cox"
+    cox["metrics"] = {"harrell_c": 0.750, "cv_harrell_c": 0.398}
+    assert [c for c in models_view.cautions(cox) if "0.398, below 0.5" in c and "worse than chance" in c]
+    cox["metrics"] = {"harrell_c": 0.750, "cv_harrell_c": 0.62}
+    assert not [c for c in models_view.cautions(cox) if "below 0.5" in c]
+
+
 def test_the_risk_calculator_refuses_a_model_with_shrinkage_at_or_below_0(home, monkeypatch) -> None:
     monkeypatch.setenv("CTSTUDY_HOME", str(home.root))
     monkeypatch.setenv("CTSTUDY_DB_URL", home.db_url)
