@@ -246,9 +246,10 @@ def calibration_caution(metrics: dict[str, Any]) -> str | None:
             "the shrinkage factor, capped at 1, does not enlarge them")
     cv_slope = metrics.get("cv_calibration_slope")
     if isinstance(cv_slope, int | float) and np.isfinite(cv_slope) and cv_slope < DISAGREEING_CV_SLOPE:
-        text += (f"; its cross-validated calibration slope is {cv_slope:.2f}, below 1 (held-out risks more extreme "
-                 "than the outcomes): the two validations disagree, so this sample cannot tell how far its risks "
-                 "hold")
+        held_out = ("at or below 0 (held-out risks unrelated to the outcomes, or against them)" if cv_slope <= 0
+                    else "below 1 (held-out risks more extreme than the outcomes)")
+        text += (f"; its cross-validated calibration slope is {cv_slope:.2f}, {held_out}: the two validations "
+                 "disagree, so this sample cannot tell how far its risks hold")
     return text
 
 

@@ -227,6 +227,10 @@ def test_an_over_shrunk_fit_says_what_its_capped_shrinkage_factor_hides() -> Non
     stored = fit.copy()
     stored["metrics"] = {**fit["metrics"], "cautions": [calibration_caution(fit["metrics"])]}
     assert [c for c in models_view.cautions(stored) if "3.78" in c] == said  # not twice
+    against = fit.copy()
+    against["metrics"] = {**fit["metrics"], "cv_calibration_slope": -0.2}
+    said = [c for c in models_view.cautions(against) if "-0.20" in c]
+    assert len(said) == 1 and "at or below 0" in said[0] and "more extreme" not in said[0] and "disagree" in said[0]
     agreeing = fit.copy()
     agreeing["metrics"] = {**fit["metrics"], "cv_calibration_slope": 1.1}
     assert not [c for c in models_view.cautions(agreeing) if "disagree" in c]
