@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -116,11 +117,25 @@ def time_in_place_ingest(folder: Path, workdir: Path, repeats: int, workers: int
         cpus.append(_cpu() - cpu)
         assert report.rejected == [] and report.new_instances > 0
         engine.dispose()
-        # The home stays until the bench ends: on ext4 without a journal (this machine's disk) a new file skips
-        # the inodes freed in the last 1-6 minutes, reading each one's deletion time, so removing a run's
-        # files here would make the next runs' file creations step past them (`bench/copy_write_bench.py`):
-        # a cost of the bench's own deletions, which an ingest into a study's archive does not meet.
+        if not keep_homes:
+            shutil.rmtree(home.root)
     return times, cpus
+
+
+# Each run's home stays until the bench ends where the disk has room for them all: on ext4 without a journal
+# (this machine's disk) a new file skips the inodes freed in the last 1-6 minutes, reading each one's deletion
+# time, so removing a run's files would make the next runs' file creations step past them
+# (`bench/copy_write_bench.py`): a cost of the bench's own deletions, which an ingest into a study's archive
+# does not meet. Set by `main` from the free space.
+keep_homes = True
+SPARE_BYTES = 2 * 2**30
+
+
+def homes_fit(folder: Path, workdir: Path, repeats: int) -> bool:
+    """Whether the archives of every copying run (default, whole-file, each lever variant) fit on the disk."""
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    copying_runs = repeats * (2 + len(LEVERS) + 1)
+    return shutil.disk_usage(workdir).free > 1.1 * size * copying_runs + SPARE_BYTES
 
 
 def time_whole_file_copies(folder: Path, workdir: Path, repeats: int, workers: int) -> tuple[list[float], list[float]]:
@@ -265,6 +280,11 @@ def main() -> None:
         print(f"{n} CT files ({args.series} series x {args.slices} slices, {args.matrix}x{args.matrix}), "
               f"{os.cpu_count()} CPUs, load average {_load()}")
 
+        global keep_homes
+        keep_homes = homes_fit(folder, work, args.repeats)
+        if not keep_homes:
+            print("not enough free disk for every run's archive: each run's home is removed after it, and later "
+                  "runs may pay for those deletions (see bench/copy_write_bench.py)")
         naive, naive_cpu = map(statistics.median, time_naive(files, args.repeats))
         results = {}
         for workers in (1, 2):
