@@ -234,8 +234,8 @@ def cautions(fit: pd.Series | Any) -> list[str]:
     epv = metrics.get("events_per_variable")
     if not out and isinstance(epv, int | float) and epv < 10:
         out.append(f"{epv:.1f} events per model parameter (fewer than 10): estimates are unstable and intervals wide.")
-    calibration = calibration_caution(metrics)
-    if calibration and calibration not in out:  # fits recorded before the caution was stored
+    calibration = calibration_caution(metrics)  # derived from the metrics, not stored: one wording for every fit
+    if calibration and calibration not in out:
         out.append(calibration)
     if _get(fit, "outcome") in BINARY_OUTCOMES and not_usable(fit):
         out.append(f"Not usable for individual risks: {not_usable(fit)}.")

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from prognosis.assumptions import BRANT_NOT_ESTIMABLE
 from prognosis.ct_inputs import ct_source_counts
+from prognosis.fitting import calibration_caution
 from prognosis.kaplan_meier import KaplanMeierByStrata
 from prognosis.labels import FEATURE_LABELS, METRIC_LABELS, OUTCOME_LABELS, estimation_text, term_label
 from prognosis.metrics import net_benefit
@@ -178,13 +179,14 @@ def support_section(fits: list[dict[str, Any]], n_patients: int) -> str:
                                   "set and again inside every cross-validation fold and bootstrap refit; "
                                   "coefficients pooled over the imputations by Rubin's rules and validated as the "
                                   "maximum-likelihood models are. Shrinkage factor: bootstrap-corrected "
-                                  "calibration slope, applied to the risk calculator's model."))
+                                  "calibration slope, capped at 1, applied to the risk calculator's model."))
     for f in binary:
         choice = (f["metrics"].get("estimation_choice") or {}).get("reason")
         if choice:
             parts.append(f"<p class='note'>{html.escape(_fit_title(f))}: {html.escape(choice)}.</p>")
     for f in fits:
-        for caution in f["metrics"].get("cautions", []):
+        calibration = calibration_caution(f["metrics"])
+        for caution in [*f["metrics"].get("cautions", []), *([calibration] if calibration else [])]:
             parts.append(f"<div class='caution'><b>{html.escape(_fit_title(f))}:</b> {html.escape(caution)}</div>")
     return "".join(parts)
 

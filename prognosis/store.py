@@ -101,7 +101,7 @@ def record_model_fit(session: Session, result: FitResult, actor: str, artifact_p
     for key in ("brant", "nonlinearity"):
         if key in result.extra:
             metrics[key] = result.extra[key]
-    for key in ("caution", "estimation_note", "calibration_caution", "ph_caution", "brant_note"):
+    for key in ("caution", "estimation_note", "ph_caution", "brant_note"):
         if key in result.extra:
             metrics.setdefault("cautions", []).append(result.extra[key])
     coefficients = result.summary.reset_index() if result.summary is not None else []

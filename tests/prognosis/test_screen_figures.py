@@ -5,6 +5,8 @@ from fits that separate."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ from prognosis.assumptions import brant_test, nonlinearity_tests
 from prognosis.fitting import OVER_SHRUNK_SLOPE, fit_outcome_model, penalty_decision
 from prognosis.imputation import ImputationCache
 from prognosis.logistic import LogisticModel
-from prognosis.report import assumptions_section
+from prognosis.report import assumptions_section, support_section
 from prognosis.terms import terms_of
 from prognosis.validate_indexes import INDEX_RANGES
 from synthetic.outcomes import simulate_tabular
@@ -69,6 +71,9 @@ def test_a_demo_sized_fit_shows_no_impossible_figure_by_maximum_likelihood_or_ri
     assert f"{slope:.2f}" in caution and f"{ridge.metrics['cv_calibration_slope']:.2f}" in caution
     assert "disagree" in caution
     assert ml.metrics["validate"]["calibration_slope"]["corrected"] < 1 and "calibration_caution" not in ml.extra
+    recorded = {"id": 2, "outcome": "mortality", "feature_set": "clinical+imaging", "model_kind": "logistic",
+                "n_patients": ridge.n_patients, "metrics": ridge.metrics, "spec": ridge.spec}
+    assert html.escape(caution) in support_section([recorded], ridge.n_patients)  # the report says it too
 
 
 def test_a_sample_meeting_rileys_criteria_keeps_maximum_likelihood() -> None:
